@@ -1,0 +1,24 @@
+package producers
+
+import "sort"
+
+// All lists every producer, sorted by name. Adding a producer means adding
+// its Spec here: there is no init() registration.
+func All() []Spec {
+	specs := []Spec{
+		heartbeatSpec(),
+		profileSpec(),
+	}
+	sort.Slice(specs, func(i, j int) bool { return specs[i].Name < specs[j].Name })
+	return specs
+}
+
+// Lookup finds a producer by name.
+func Lookup(name string) (Spec, bool) {
+	for _, s := range All() {
+		if s.Name == name {
+			return s, true
+		}
+	}
+	return Spec{}, false
+}
