@@ -1,0 +1,130 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/pinkiefleet/pinkie/events"
+	"github.com/pinkiefleet/pinkie/producers"
+	"github.com/pinkiefleet/pinkie/streams"
+)
+
+// shortHostname is the machine's host name up to the first dot.
+func shortHostname() string {
+	h, err := os.Hostname()
+	if err != nil {
+		return ""
+	}
+	h, _, _ = strings.Cut(h, ".")
+	return h
+}
+
+func newInstanceID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func runAgent(ctx context.Context, a *app, args []string) error {
+	fs := newFlagSet("agent", "", `
+Run the agent on a host: an embedded nats-server with its own JetStream domain
+(pinkie_<name>) connected to the hub as a leaf node. Producers store their
+events in the local OUTBOX stream, which accepts them whether or not the hub is
+reachable; the hub sources the OUTBOX over the leaf connection, so an agent cut
+off for hours loses nothing and doubles nothing when it comes back.
+
+The agent starts without the hub and keeps retrying (every --reconnect plus
+jitter), logging the link state once per change.`)
+	name := fs.String("name", shortHostname(), "this host's `NAME` in the fleet (letters, digits, '-', '_')")
+	var hubs stringList
+	fs.Var(&hubs, "hub", "hub leaf `URL`, e.g. nats-leaf://hub.lan:7422 (repeat or comma-separate for a clustered hub)")
+	data := fs.String("data", defaultDataDir(a, "/var/lib/pinkie-agent"), "data `DIR` for the OUTBOX and producer state (env STATE_DIRECTORY)")
+	nkey := fs.String("nkey", "", "this host's nkey seed `FILE` (from 'pinkie keys init')")
+	configFile := fs.String("config", "", "producer configuration `FILE` (JSON), e.g. {\"producers\": {\"login\": {\"file\": \"/var/log/auth.log\"}}}")
+	root := fs.String("root", "/", "filesystem `ROOT` producers read the host from (a fixture tree in tests)")
+	heartbeat := fs.Duration("heartbeat", 30*time.Second, "heartbeat interval")
+	heartbeatLimit := fs.Uint64("heartbeat-limit", 0, "stop heartbeats after `N` (0: never; for tests and benchmarks)")
+	outboxMax := fs.Int64("outbox-max-bytes", 1<<30, "OUTBOX size limit; when full, new events are refused and logged")
+	reconnect := fs.Duration("reconnect", 2*time.Second, "base delay between attempts to reach the hub")
+	syncAlways := fs.Bool("sync-always", false, "fsync every event (survives power loss, slower)")
+	mkLog := logFlags(fs, a.stderr)
+	if err := fs.parse(args); err != nil {
+		return err
+	}
+	if len(fs.args()) > 0 {
+		return usagef("unexpected arguments %q", fs.args())
+	}
+	if err := events.ValidHost(*name); err != nil {
+		return usagef("--name: %v", err)
+	}
+	if *heartbeat <= 0 {
+		return usagef("--heartbeat must be positive")
+	}
+	log, err := mkLog()
+	if err != nil {
+		return err
+	}
+	built, err := buildProducers(*configFile, producers.Info{Instance: newInstanceID(), Version: version}, *heartbeat, *heartbeatLimit)
+	if err != nil {
+		return err
+	}
+	ag, err := streams.StartAgent(ctx, streams.AgentOptions{
+		Host: *name, HubURLs: hubs, NkeyFile: *nkey, DataDir: *data,
+		OutboxMaxBytes: *outboxMax, ReconnectInterval: *reconnect, SyncAlways: *syncAlways, Log: log,
+	})
+	if err != nil {
+		return exitError{code: exitUsage, err: err}
+	}
+	defer ag.Close()
+	env := producers.Env{
+		Host:  *name,
+		Root:  os.DirFS(*root),
+		Run:   producers.ExecRunner{},
+		Now:   time.Now,
+		Log:   log,
+		State: &producers.FileState{Dir: filepath.Join(*data, "state")},
+	}
+	names := make([]string, 0, len(built))
+	for _, b := range built {
+		names = append(names, b.Name)
+	}
+	log.Info("producers running", "producers", strings.Join(names, ","))
+	producers.Run(ctx, env, built, ag)
+	<-ctx.Done()
+	log.Info("shutting down")
+	return nil
+}
+
+// buildProducers reads the config file (if any) and builds the enabled
+// producers, with the heartbeat's interval and limit from the flags.
+func buildProducers(configFile string, info producers.Info, heartbeat time.Duration, limit uint64) ([]producers.Built, error) {
+	var cfg producers.Config
+	if configFile != "" {
+		b, err := os.ReadFile(configFile)
+		if err != nil {
+			return nil, usagef("--config: %v", err)
+		}
+		if cfg, err = producers.LoadConfig(b); err != nil {
+			return nil, usagef("--config %s: %v", configFile, err)
+		}
+	}
+	built, err := cfg.Build(info)
+	if err != nil {
+		return nil, usagef("--config %s: %v", configFile, err)
+	}
+	for i, b := range built {
+		if hb, ok := b.Collector.(*producers.Heartbeat); ok {
+			if _, set := cfg.Producers["heartbeat"]; !set || cfg.Producers["heartbeat"].Interval == 0 {
+				hb.SetInterval(heartbeat)
+				built[i].Interval = heartbeat
+			}
+			hb.SetLimit(limit)
+		}
+	}
+	return built, nil
+}

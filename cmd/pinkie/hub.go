@@ -1,0 +1,66 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"os"
+
+	"github.com/pinkiefleet/pinkie/streams"
+)
+
+func defaultDataDir(a *app, fallback string) string {
+	// systemd's StateDirectory= sets STATE_DIRECTORY.
+	if d := a.getenv("STATE_DIRECTORY"); d != "" {
+		return d
+	}
+	return fallback
+}
+
+func runHub(ctx context.Context, a *app, args []string) error {
+	fs := newFlagSet("hub", "", `
+Run the hub: an embedded nats-server with JetStream (domain "hub") holding the
+fleet's streams (INGEST, HOSTS, DEPLOY, ALERTS, DEADLETTER) and KV buckets, a
+client listener, a leaf-node listener for agents, and HTTP with /healthz and
+Prometheus /metrics. Every event an agent sends is checked on ingest: valid
+events go to HOSTS on pinkie.host.<host>.<kind>, others to
+pinkie.deadletter.<host> with the reason.
+
+Without --auth the hub listens on loopback only. With --auth DIR (made by
+'pinkie keys init') every client and agent must present an nkey; the auth file
+is re-read when it changes, so 'pinkie keys add-host' needs no restart.
+SIGTERM or Ctrl-C shuts down cleanly: nothing acknowledged is lost.`)
+	data := fs.String("data", defaultDataDir(a, "/var/lib/pinkie-hub"), "data directory for the JetStream store (env STATE_DIRECTORY)")
+	natsAddr := fs.String("nats", "127.0.0.1:4222", "client listener `ADDR` (host:port; port 0 picks one)")
+	leafAddr := fs.String("leaf", "127.0.0.1:7422", "leaf-node listener `ADDR` for agents")
+	httpAddr := fs.String("http", "127.0.0.1:8080", "HTTP listener `ADDR` for /healthz and /metrics")
+	auth := fs.String("auth", "", "auth `DIR` made by 'pinkie keys init' (required beyond loopback)")
+	maxEvent := fs.Int("max-event-bytes", 64<<10, "largest event accepted; larger ones go to the dead letters")
+	maxStore := fs.Int64("max-store", 10<<30, "JetStream file store limit in bytes")
+	syncAlways := fs.Bool("sync-always", false, "fsync every write (survives power loss, slower)")
+	mkLog := logFlags(fs, a.stderr)
+	if err := fs.parse(args); err != nil {
+		return err
+	}
+	if len(fs.args()) > 0 {
+		return usagef("unexpected arguments %q", fs.args())
+	}
+	log, err := mkLog()
+	if err != nil {
+		return err
+	}
+	h, err := streams.StartHub(ctx, streams.HubOptions{
+		DataDir: *data, NATSAddr: *natsAddr, LeafAddr: *leafAddr, HTTPAddr: *httpAddr,
+		AuthDir: *auth, MaxEventBytes: *maxEvent, MaxStore: *maxStore, SyncAlways: *syncAlways,
+		Log: log, Version: version,
+	})
+	if err != nil {
+		if errors.Is(err, streams.ErrNotLoopback) || errors.Is(err, os.ErrNotExist) {
+			return usagef("%v", err)
+		}
+		return exitError{code: exitUsage, err: err}
+	}
+	<-ctx.Done()
+	log.Info("shutting down")
+	h.Close()
+	return nil
+}

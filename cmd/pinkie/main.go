@@ -1,0 +1,136 @@
+// Command pinkie runs a NixOS fleet as an event-sourced system over NATS
+// JetStream: the hub, the agent on every host, and the operator's verbs.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+)
+
+// version is stamped at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+// Exit codes scripts and CI can rely on.
+const (
+	exitOK      = 0
+	exitFinding = 1 // a finding, a threshold crossed, or a runtime failure
+	exitUsage   = 2 // bad usage, bad configuration, cannot connect
+)
+
+// command is one verb of the CLI.
+type command struct {
+	name    string
+	summary string
+	run     func(ctx context.Context, app *app, args []string) error
+}
+
+func commands() []command {
+	return []command{
+		{"hub", "run the hub: the embedded NATS server with the fleet's streams", runHub},
+		{"agent", "run the agent on a host: a leaf node buffering this host's events", runAgent},
+		{"demo", "run a hub and an agent for this machine in one process, on a temporary data dir", runDemo},
+		{"pub", "publish an event, e.g. pinkie pub deploy.requested host=goliath", runPub},
+		{"tail", "follow events as they happen", runTail},
+		{"keys", "create nkeys: keys init DIR --hosts a,b; keys add-host DIR NAME", runKeys},
+		{"version", "print pinkie's version", runVersion},
+	}
+}
+
+// app carries what every command shares.
+type app struct {
+	stdout, stderr io.Writer
+	getenv         func(string) string
+}
+
+// usageError is bad input from the user: exit 2 with the message.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func usagef(format string, a ...any) error { return usageError{fmt.Sprintf(format, a...)} }
+
+// exitError carries an explicit exit code (e.g. 1 for a finding).
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e exitError) Error() string { return e.err.Error() }
+func (e exitError) Unwrap() error { return e.err }
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, &app{stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv}, os.Args[1:])
+	stop()
+	os.Exit(code)
+}
+
+func run(ctx context.Context, a *app, args []string) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		if len(args) > 1 && args[0] == "help" {
+			return run(ctx, a, []string{args[1], "--help"})
+		}
+		printUsage(a.stdout)
+		if len(args) == 0 {
+			return exitUsage
+		}
+		return exitOK
+	}
+	for _, c := range commands() {
+		if c.name != args[0] {
+			continue
+		}
+		err := c.run(ctx, a, args[1:])
+		return report(a, c.name, err)
+	}
+	fmt.Fprintf(a.stderr, "pinkie: unknown command %q\n\n", args[0])
+	printUsage(a.stderr)
+	return exitUsage
+}
+
+func report(a *app, cmd string, err error) int {
+	if err == nil || errors.Is(err, errHelp) {
+		return exitOK
+	}
+	var ue usageError
+	if errors.As(err, &ue) {
+		fmt.Fprintf(a.stderr, "pinkie %s: %s\n", cmd, ue.msg)
+		fmt.Fprintf(a.stderr, "Run 'pinkie %s --help' for usage.\n", cmd)
+		return exitUsage
+	}
+	var ee exitError
+	if errors.As(err, &ee) {
+		if ee.err != nil && ee.err.Error() != "" {
+			fmt.Fprintf(a.stderr, "pinkie %s: %s\n", cmd, ee.err)
+		}
+		return ee.code
+	}
+	fmt.Fprintf(a.stderr, "pinkie %s: %s\n", cmd, err)
+	return exitFinding
+}
+
+func printUsage(w io.Writer) {
+	fmt.Fprintf(w, "pinkie %s — a NixOS fleet as an event-sourced system over NATS JetStream\n\nUsage: pinkie COMMAND [flags] [args]\n\nCommands:\n", version)
+	cs := commands()
+	for _, c := range cs {
+		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintf(w, "\n%s\nExit codes: 0 ok, 1 finding or failure, 2 usage, configuration or connection error.\nRun 'pinkie COMMAND --help' for a command's flags.\n", strings.TrimSpace(`
+Client commands (pub, tail) connect to the hub with --server URL and --nkey FILE,
+or the environment variables PINKIE_SERVER and PINKIE_NKEY.`))
+}
+
+func runVersion(_ context.Context, a *app, args []string) error {
+	fs := newFlagSet("version", "", "Print pinkie's version.")
+	if err := fs.parse(args); err != nil {
+		return err
+	}
+	fmt.Fprintln(a.stdout, version)
+	return nil
+}

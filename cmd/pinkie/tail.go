@@ -1,0 +1,146 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/pinkiefleet/pinkie/events"
+	"github.com/pinkiefleet/pinkie/streams"
+)
+
+func runTail(ctx context.Context, a *app, args []string) error {
+	fs := newFlagSet("tail", "[FILTER]", `
+Follow events at the hub as they happen, one readable line each:
+time, host, kind, object and the data's main fields. FILTER is a subject
+pattern below "pinkie." (default: everything):
+
+  pinkie tail                      every event
+  pinkie tail 'host.goliath.>'     goliath's telemetry
+  pinkie tail 'deploy.>'           deploy requests and phases
+  pinkie tail 'alert.>'            alerts
+  pinkie tail 'deadletter.>'       events the hub refused
+
+--json prints one JSON object per line: {"subject": …, "event": {…}}.`)
+	cf := addClientFlags(fs, a)
+	asJSON := fs.Bool("json", false, "print JSON lines")
+	count := fs.Int("count", 0, "exit after `N` events (0: follow until interrupted)")
+	if err := fs.parse(args); err != nil {
+		return err
+	}
+	if len(fs.args()) > 1 {
+		return usagef("at most one FILTER, got %q", fs.args())
+	}
+	filter := "pinkie.>"
+	if len(fs.args()) == 1 {
+		filter = fs.args()[0]
+		if !strings.HasPrefix(filter, "pinkie.") && filter != ">" {
+			filter = "pinkie." + filter
+		}
+	}
+	c, err := streams.Connect(ctx, *cf.server, *cf.nkey, "pinkie tail")
+	if err != nil {
+		return exitError{code: exitUsage, err: err}
+	}
+	defer c.Close()
+	msgs := make(chan *nats.Msg, 4096)
+	sub, err := c.Conn.ChanSubscribe(filter, msgs)
+	if err != nil {
+		return usagef("subscribe %q: %v", filter, err)
+	}
+	defer sub.Unsubscribe()
+	if err := c.Conn.FlushTimeout(5 * time.Second); err != nil {
+		return exitError{code: exitUsage, err: fmt.Errorf("subscribe %q: %w", filter, err)}
+	}
+	if le := c.Conn.LastError(); le != nil {
+		return exitError{code: exitUsage, err: fmt.Errorf("subscribe %q: %w", filter, le)}
+	}
+	n := 0
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case m := <-msgs:
+			if *asJSON {
+				writeTailJSON(a.stdout, m)
+			} else {
+				fmt.Fprintln(a.stdout, tailLine(m))
+			}
+			n++
+			if *count > 0 && n >= *count {
+				return nil
+			}
+		}
+	}
+}
+
+func writeTailJSON(w io.Writer, m *nats.Msg) {
+	ev := json.RawMessage(m.Data)
+	if !json.Valid(m.Data) {
+		b, _ := json.Marshal(string(m.Data))
+		ev = b
+	}
+	b, _ := json.Marshal(struct {
+		Subject string          `json:"subject"`
+		Event   json.RawMessage `json:"event"`
+	}{m.Subject, ev})
+	fmt.Fprintln(w, string(b))
+}
+
+// tailLine renders one message readably.
+func tailLine(m *nats.Msg) string {
+	e, k, err := events.Decode(m.Data)
+	if err != nil {
+		return fmt.Sprintf("%s  %s  (not a pinkie event: %d bytes)", time.Now().UTC().Format("15:04:05.000"), m.Subject, len(m.Data))
+	}
+	host := "-"
+	if h, _, ok := events.HostFromSubject(m.Subject); ok {
+		host = h
+	}
+	obj := e.Subject()
+	if obj == "" {
+		obj = "-"
+	}
+	return fmt.Sprintf("%s  %-12s %-18s %-12s %s", e.Time().UTC().Format("2006-01-02 15:04:05"), host, k.Name, obj, summarize(e.Data()))
+}
+
+// summarize prints the scalar top-level fields of a JSON object as
+// key=value, and nested objects as key={…}.
+func summarize(data []byte) string {
+	var m map[string]any
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	if err := dec.Decode(&m); err != nil {
+		return string(data)
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var parts []string
+	for _, k := range keys {
+		switch v := m[k].(type) {
+		case map[string]any:
+			parts = append(parts, k+"={…}")
+		case []any:
+			parts = append(parts, fmt.Sprintf("%s=[%d]", k, len(v)))
+		case string:
+			if strings.ContainsAny(v, " \t") {
+				parts = append(parts, fmt.Sprintf("%s=%q", k, v))
+			} else {
+				parts = append(parts, k+"="+v)
+			}
+		default:
+			parts = append(parts, fmt.Sprintf("%s=%v", k, v))
+		}
+	}
+	return strings.Join(parts, " ")
+}

@@ -1,0 +1,77 @@
+package producers
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sync"
+)
+
+// FileState keeps producers' state as one small file per key in a
+// directory, replaced atomically (write, fsync, rename), so a crash leaves
+// the old value or the new one, never half of one.
+type FileState struct {
+	Dir string
+	mu  sync.Mutex
+}
+
+var stateKeyRE = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
+
+func (s *FileState) path(key string) (string, error) {
+	if !stateKeyRE.MatchString(key) || key == "." || key == ".." {
+		return "", fmt.Errorf("state key %q: use letters, digits, '.', '-' and '_'", key)
+	}
+	return filepath.Join(s.Dir, key+".state"), nil
+}
+
+// Get returns the value stored under key, and whether there is one.
+func (s *FileState) Get(key string) ([]byte, bool, error) {
+	p, err := s.path(key)
+	if err != nil {
+		return nil, false, err
+	}
+	b, err := os.ReadFile(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("read state %s: %w", key, err)
+	}
+	return b, true, nil
+}
+
+// Put stores value under key atomically.
+func (s *FileState) Put(key string, value []byte) error {
+	p, err := s.path(key)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := os.MkdirAll(s.Dir, 0o700); err != nil {
+		return fmt.Errorf("state dir: %w", err)
+	}
+	tmp, err := os.CreateTemp(s.Dir, "."+key+".*")
+	if err != nil {
+		return fmt.Errorf("write state %s: %w", key, err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(value); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write state %s: %w", key, err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write state %s: %w", key, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("write state %s: %w", key, err)
+	}
+	if err := os.Rename(tmp.Name(), p); err != nil {
+		return fmt.Errorf("write state %s: %w", key, err)
+	}
+	return nil
+}

@@ -1,0 +1,327 @@
+package streams
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nkeys"
+
+	"github.com/pinkiefleet/pinkie/events"
+)
+
+// AuthFileName is the hub's auth file inside an auth directory. It holds
+// public keys only; the seeds stay with whoever uses them.
+const AuthFileName = "auth.json"
+
+// Auth is the hub's auth file: who may connect, in which role. Keys are
+// nkey public user keys (U…).
+type Auth struct {
+	Operators []string          `json:"operators"`
+	Readers   []string          `json:"readers"`
+	Hosts     map[string]string `json:"hosts"`
+}
+
+// HostNames returns the hosts in the auth file, sorted.
+func (a *Auth) HostNames() []string {
+	names := make([]string, 0, len(a.Hosts))
+	for h := range a.Hosts {
+		names = append(names, h)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// LoadAuth reads DIR/auth.json and checks every key and host name in it.
+func LoadAuth(dir string) (*Auth, error) {
+	p := filepath.Join(dir, AuthFileName)
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return nil, fmt.Errorf("read auth file: %w (create it with: pinkie keys init %s)", err, dir)
+	}
+	var a Auth
+	if err := json.Unmarshal(b, &a); err != nil {
+		return nil, fmt.Errorf("parse auth file %s: %w", p, err)
+	}
+	check := func(role, k string) error {
+		if !nkeys.IsValidPublicUserKey(k) {
+			return fmt.Errorf("auth file %s: %s key %q is not an nkey public user key", p, role, k)
+		}
+		return nil
+	}
+	for _, k := range a.Operators {
+		if err := check("operator", k); err != nil {
+			return nil, err
+		}
+	}
+	for _, k := range a.Readers {
+		if err := check("reader", k); err != nil {
+			return nil, err
+		}
+	}
+	for h, k := range a.Hosts {
+		if err := events.ValidHost(h); err != nil {
+			return nil, fmt.Errorf("auth file %s: %w", p, err)
+		}
+		if err := check("host "+h, k); err != nil {
+			return nil, err
+		}
+	}
+	if a.Hosts == nil {
+		a.Hosts = map[string]string{}
+	}
+	return &a, nil
+}
+
+func (a *Auth) save(dir string) error {
+	b, err := json.MarshalIndent(a, "", "  ")
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(filepath.Join(dir, AuthFileName), append(b, '\n'), 0o644)
+}
+
+// writeFileAtomic writes via a temporary file and a rename, so a crash
+// leaves either the old file or the new one.
+func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := tmp.Chmod(perm); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+// newSeedFile creates a user nkey, writes its seed to path (mode 0600,
+// refusing to overwrite) and returns the public key.
+func newSeedFile(path string) (string, error) {
+	if _, err := os.Stat(path); err == nil {
+		return "", fmt.Errorf("%s already exists: refusing to overwrite a key", path)
+	}
+	kp, err := nkeys.CreateUser()
+	if err != nil {
+		return "", fmt.Errorf("create nkey: %w", err)
+	}
+	seed, err := kp.Seed()
+	if err != nil {
+		return "", err
+	}
+	pub, err := kp.PublicKey()
+	if err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return "", err
+	}
+	if err := writeFileAtomic(path, append(seed, '\n'), 0o600); err != nil {
+		return "", err
+	}
+	return pub, nil
+}
+
+// OperatorSeedFile, ReaderSeedFile and HostSeedFile are where keys init
+// puts the seeds.
+func OperatorSeedFile(dir string) string   { return filepath.Join(dir, "operator.nk") }
+func ReaderSeedFile(dir string) string     { return filepath.Join(dir, "reader.nk") }
+func HostSeedFile(dir, host string) string { return filepath.Join(dir, "hosts", host+".nk") }
+func authExists(dir string) bool {
+	_, err := os.Stat(filepath.Join(dir, AuthFileName))
+	return err == nil
+}
+func hostSeedExists(dir, host string) bool {
+	_, err := os.Stat(HostSeedFile(dir, host))
+	return err == nil
+}
+func seedsDirFor(dir string) string { return filepath.Join(dir, "hosts") }
+func checkHosts(hosts []string) error {
+	seen := map[string]bool{}
+	for _, h := range hosts {
+		if err := events.ValidHost(h); err != nil {
+			return err
+		}
+		if seen[h] {
+			return fmt.Errorf("host %q listed twice", h)
+		}
+		seen[h] = true
+	}
+	return nil
+}
+
+// KeysInit creates an auth directory: an operator seed, a reader seed, a
+// seed per host and the hub's auth file. It refuses to touch an existing
+// auth directory.
+func KeysInit(dir string, hosts []string) (*Auth, error) {
+	if err := checkHosts(hosts); err != nil {
+		return nil, err
+	}
+	if authExists(dir) {
+		return nil, fmt.Errorf("%s already holds an auth file; add hosts with: pinkie keys add-host %s NAME", dir, dir)
+	}
+	if err := os.MkdirAll(seedsDirFor(dir), 0o700); err != nil {
+		return nil, fmt.Errorf("create %s: %w", dir, err)
+	}
+	a := &Auth{Hosts: map[string]string{}}
+	op, err := newSeedFile(OperatorSeedFile(dir))
+	if err != nil {
+		return nil, err
+	}
+	rd, err := newSeedFile(ReaderSeedFile(dir))
+	if err != nil {
+		return nil, err
+	}
+	a.Operators, a.Readers = []string{op}, []string{rd}
+	for _, h := range hosts {
+		pub, err := newSeedFile(HostSeedFile(dir, h))
+		if err != nil {
+			return nil, err
+		}
+		a.Hosts[h] = pub
+	}
+	return a, a.save(dir)
+}
+
+// KeysAddHost adds a host's seed and its public key to an auth directory.
+func KeysAddHost(dir, host string) (*Auth, error) {
+	if err := events.ValidHost(host); err != nil {
+		return nil, err
+	}
+	a, err := LoadAuth(dir)
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := a.Hosts[host]; ok || hostSeedExists(dir, host) {
+		return nil, fmt.Errorf("host %q already has a key in %s", host, dir)
+	}
+	pub, err := newSeedFile(HostSeedFile(dir, host))
+	if err != nil {
+		return nil, err
+	}
+	a.Hosts[host] = pub
+	return a, a.save(dir)
+}
+
+// ReadSeed reads an nkey seed file as written by keys init or nsc (the
+// first line that is a user seed).
+func ReadSeed(path string) (nkeys.KeyPair, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read nkey file: %w", err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		line = strings.TrimSpace(line)
+		if strings.HasPrefix(line, "SU") {
+			kp, err := nkeys.FromSeed([]byte(line))
+			if err != nil {
+				return nil, fmt.Errorf("nkey file %s: %w", path, err)
+			}
+			return kp, nil
+		}
+	}
+	return nil, fmt.Errorf("nkey file %s holds no user seed (a line starting with SU)", path)
+}
+
+// ErrNotLoopback is returned when the hub would listen beyond loopback
+// without authentication.
+var ErrNotLoopback = errors.New("refusing to listen beyond loopback without --auth")
+
+// Permissions. Subjects an operator may not publish: telemetry comes only
+// from agents through ingest, alerts and dead letters only from the hub.
+var operatorPublishDeny = []string{"pinkie.host.>", "pinkie.alert.>", "pinkie.deadletter.>", "pinkie.ingest.>", "_pinkie.deliver.>"}
+
+func operatorPermissions() *server.Permissions {
+	deny := append([]string{}, operatorPublishDeny...)
+	// Deploy phases come from agents; operators may only request.
+	for _, p := range []string{"build.started", "built", "build.failed", "activation.started", "activated", "failed", "rolledback", "skipped"} {
+		deny = append(deny, "pinkie.deploy.*."+p)
+	}
+	return &server.Permissions{
+		Publish:   &server.SubjectPermission{Allow: []string{">"}, Deny: deny},
+		Subscribe: &server.SubjectPermission{Allow: []string{">"}},
+	}
+}
+
+// readerPermissions allow reading streams, KV and live subjects, and the
+// JetStream API calls that reading needs, nothing that writes.
+func readerPermissions() *server.Permissions {
+	var pub []string
+	for _, prefix := range []string{"$JS.API", "$JS." + events.HubDomain + ".API"} {
+		pub = append(pub,
+			prefix+".INFO",
+			prefix+".STREAM.NAMES", prefix+".STREAM.LIST", prefix+".STREAM.INFO.>",
+			prefix+".STREAM.MSG.GET.>", prefix+".DIRECT.GET.>",
+			prefix+".CONSUMER.CREATE.>", prefix+".CONSUMER.INFO.>", prefix+".CONSUMER.DELETE.>",
+			prefix+".CONSUMER.MSG.NEXT.>", prefix+".CONSUMER.NAMES.>", prefix+".CONSUMER.LIST.>",
+		)
+	}
+	pub = append(pub, "$JS.FC.>", "$JS.ACK.>")
+	return &server.Permissions{
+		Publish:   &server.SubjectPermission{Allow: pub},
+		Subscribe: &server.SubjectPermission{Allow: []string{"pinkie.>", "_INBOX.>", "$KV.>"}},
+	}
+}
+
+// leafPermissions are a host agent's rights on its leaf connection, written
+// from the leaf's point of view (the hub swaps them for leaf connections):
+// it may send only its own deliveries and replies to the hub's calls into
+// its own domain, and receive only those calls and its own commands.
+func leafPermissions(host string) *server.Permissions {
+	d := events.Domain(host)
+	return &server.Permissions{
+		Publish: &server.SubjectPermission{Allow: []string{
+			"_pinkie.deliver." + host + ".>",
+			"$JSC.R." + d + ".>",
+		}},
+		Subscribe: &server.SubjectPermission{Allow: []string{
+			"$JS." + d + ".API.CONSUMER.>",
+			"$JS.FC." + d + ".>",
+			"pinkie.cmd." + host + ".>",
+		}},
+	}
+}
+
+// nkeyUsers turns the auth file into the hub server's users, plus the
+// hub's own in-process service user.
+func nkeyUsers(a *Auth, servicePub string) []*server.NkeyUser {
+	ct := func(types ...string) map[string]struct{} {
+		m := map[string]struct{}{}
+		for _, t := range types {
+			m[t] = struct{}{}
+		}
+		return m
+	}
+	var users []*server.NkeyUser
+	users = append(users, &server.NkeyUser{Nkey: servicePub, AllowedConnectionTypes: ct("IN_PROCESS")})
+	for _, k := range a.Operators {
+		users = append(users, &server.NkeyUser{Nkey: k, Permissions: operatorPermissions(), AllowedConnectionTypes: ct("STANDARD", "WEBSOCKET")})
+	}
+	for _, k := range a.Readers {
+		users = append(users, &server.NkeyUser{Nkey: k, Permissions: readerPermissions(), AllowedConnectionTypes: ct("STANDARD", "WEBSOCKET")})
+	}
+	for _, h := range a.HostNames() {
+		users = append(users, &server.NkeyUser{Nkey: a.Hosts[h], Permissions: leafPermissions(h), AllowedConnectionTypes: ct("LEAFNODE")})
+	}
+	return users
+}

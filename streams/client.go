@@ -1,0 +1,81 @@
+package streams
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/pinkiefleet/pinkie/events"
+)
+
+// Client is a CLI's connection to the hub.
+type Client struct {
+	Conn *nats.Conn
+	JS   jetstream.JetStream
+}
+
+// ErrConnect marks a failure to reach or authenticate with the hub.
+var ErrConnect = errors.New("cannot connect to the hub")
+
+// Connect connects to the hub at url, authenticating with the nkey seed in
+// nkeyFile when it is set.
+func Connect(ctx context.Context, url, nkeyFile, name string) (*Client, error) {
+	opts := []nats.Option{nats.Name(name), nats.Timeout(5 * time.Second), nats.MaxReconnects(-1)}
+	if nkeyFile != "" {
+		kp, err := ReadSeed(nkeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("%w: --nkey: %v", ErrConnect, err)
+		}
+		pub, _ := kp.PublicKey()
+		opts = append(opts, nats.Nkey(pub, kp.Sign))
+	}
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		hint := ""
+		if strings.Contains(err.Error(), "authorization") && nkeyFile == "" {
+			hint = " (the hub requires an nkey: pass --nkey FILE or set PINKIE_NKEY)"
+		}
+		return nil, fmt.Errorf("%w at %s: %v%s", ErrConnect, url, err, hint)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("%w: %v", ErrConnect, err)
+	}
+	return &Client{Conn: nc, JS: js}, nil
+}
+
+// Close closes the connection after flushing.
+func (c *Client) Close() {
+	_ = c.Conn.Drain()
+	c.Conn.Close()
+}
+
+// Publish publishes an event on subject at the hub and returns the stream's
+// acknowledgement.
+func (c *Client) Publish(ctx context.Context, subject string, e events.Event) (*jetstream.PubAck, error) {
+	b, err := events.Encode(e)
+	if err != nil {
+		return nil, err
+	}
+	m := nats.NewMsg(subject)
+	m.Data = b
+	m.Header.Set(events.HeaderContentType, events.ContentType)
+	m.Header.Set(events.HeaderMsgID, e.ID())
+	ack, err := c.JS.PublishMsg(ctx, m)
+	if err != nil {
+		if errors.Is(err, nats.ErrPermissionViolation) || strings.Contains(err.Error(), "Permissions Violation") {
+			return nil, fmt.Errorf("publish %s: not permitted for this key: %w", subject, err)
+		}
+		if errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders) {
+			return nil, fmt.Errorf("publish %s: no stream answered (not permitted for this key, or no hub stream takes this subject): %w", subject, err)
+		}
+		return nil, fmt.Errorf("publish %s: %w", subject, err)
+	}
+	return ack, nil
+}

@@ -1,0 +1,127 @@
+package streams
+
+import (
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/pinkiefleet/pinkie/events"
+)
+
+// Stream, consumer and bucket names. Durable consumer names are API: never
+// rename them, or consumers start over.
+const (
+	OutboxStream     = "OUTBOX"
+	OutboxConsumer   = "HUB"
+	IngestStream     = "INGEST"
+	IngestConsumer   = "ingest"
+	HostsStream      = "HOSTS"
+	DeployStream     = "DEPLOY"
+	AlertsStream     = "ALERTS"
+	DeadLetterStream = "DEADLETTER"
+)
+
+// KV buckets the hub creates for projections.
+var Buckets = []string{"pinkie-last-deploy", "pinkie-inventory", "pinkie-drives", "pinkie-alerts"}
+
+// deliverSubject is where an agent's HUB consumer pushes events to the hub.
+func deliverSubject(host string) string { return "_pinkie.deliver." + host + ".d" }
+
+// ingestPrefix is the subject prefix the hub gives a host's sourced events
+// in INGEST: evt.<kind>… becomes pinkie.ingest.<host>.<kind>….
+func ingestPrefix(host string) string { return "pinkie.ingest." + host }
+
+// outboxConfig is the agent's OUTBOX: everything producers publish, kept
+// until the hub has taken it (interest retention with the HUB consumer),
+// bounded, refusing new events when full rather than dropping old ones.
+func outboxConfig(maxBytes int64, maxAge time.Duration) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:        OutboxStream,
+		Description: "events produced on this host, until the hub has them",
+		Subjects:    []string{"evt.>"},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.InterestPolicy,
+		Discard:     jetstream.DiscardNew,
+		MaxBytes:    maxBytes,
+		MaxAge:      maxAge,
+		MaxMsgSize:  events.MaxSize,
+		Duplicates:  10 * time.Minute,
+	}
+}
+
+// outboxConsumerConfig is the durable push consumer the hub's INGEST stream
+// sources through (ADR-60 durable sourcing): acknowledged by flow control,
+// so the OUTBOX drains only once the hub has stored each event.
+func outboxConsumerConfig(host string) jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{
+		Durable:        OutboxConsumer,
+		Description:    "the hub's INGEST stream sources this host's events through it",
+		FilterSubject:  "evt.>",
+		DeliverSubject: deliverSubject(host),
+		DeliverPolicy:  jetstream.DeliverAllPolicy,
+		AckPolicy:      jetstream.AckFlowControlPolicy,
+		FlowControl:    true,
+		IdleHeartbeat:  time.Second, // durable sourcing requires exactly 1s
+		MaxAckPending:  10000,
+		MaxDeliver:     -1,
+	}
+}
+
+// ingestSource is how INGEST sources one host's OUTBOX across the leaf link.
+func ingestSource(host string) *jetstream.StreamSource {
+	return &jetstream.StreamSource{
+		Name: OutboxStream,
+		SubjectTransforms: []jetstream.SubjectTransformConfig{
+			{Source: "evt.>", Destination: ingestPrefix(host) + ".>"},
+		},
+		External: &jetstream.ExternalStream{
+			APIPrefix:     "$JS." + events.Domain(host) + ".API",
+			DeliverPrefix: "_pinkie.deliver." + host,
+		},
+		Consumer: &jetstream.StreamConsumerSource{Name: OutboxConsumer, DeliverSubject: deliverSubject(host)},
+	}
+}
+
+// ingestConfig is INGEST: agents' raw events as they arrive, before the
+// hub's check moves each to HOSTS or DEADLETTER. It has no subjects of its
+// own, so nothing can be published into it, only sourced.
+func ingestConfig(hosts []string) jetstream.StreamConfig {
+	cfg := jetstream.StreamConfig{
+		Name:        IngestStream,
+		Description: "agents' events as sourced from their OUTBOX, awaiting the ingest check",
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.WorkQueuePolicy,
+		Duplicates:  time.Hour,
+		MaxAge:      30 * 24 * time.Hour,
+	}
+	for _, h := range hosts {
+		cfg.Sources = append(cfg.Sources, ingestSource(h))
+	}
+	return cfg
+}
+
+// hubStreams are the hub's durable streams other than INGEST.
+func hubStreams() []jetstream.StreamConfig {
+	return []jetstream.StreamConfig{
+		{
+			Name: HostsStream, Description: "every host's checked telemetry, pinkie.host.<host>.<kind>[.<object>]",
+			Subjects: []string{"pinkie.host.>"}, Storage: jetstream.FileStorage,
+			MaxAge: 30 * 24 * time.Hour, Duplicates: time.Hour, AllowDirect: true,
+		},
+		{
+			Name: DeployStream, Description: "deploy requests and phases: the deploy record",
+			Subjects: []string{"pinkie.deploy.>"}, Storage: jetstream.FileStorage,
+			Duplicates: 24 * time.Hour, AllowDirect: true, DenyDelete: true,
+		},
+		{
+			Name: AlertsStream, Description: "alerts firing and resolved",
+			Subjects: []string{"pinkie.alert.>"}, Storage: jetstream.FileStorage,
+			MaxAge: 90 * 24 * time.Hour, Duplicates: time.Hour, AllowDirect: true,
+		},
+		{
+			Name: DeadLetterStream, Description: "events refused on ingest, with the reason",
+			Subjects: []string{"pinkie.deadletter.>"}, Storage: jetstream.FileStorage,
+			MaxAge: 30 * 24 * time.Hour, Duplicates: time.Hour, AllowDirect: true,
+		},
+	}
+}

@@ -1,0 +1,396 @@
+package streams
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
+
+	"github.com/pinkiefleet/pinkie/events"
+	"github.com/pinkiefleet/pinkie/schemas"
+)
+
+// HubOptions configure a hub.
+type HubOptions struct {
+	// DataDir holds the JetStream file store.
+	DataDir string
+	// NATSAddr, LeafAddr and HTTPAddr are host:port listeners for clients,
+	// agents' leaf connections and HTTP (/healthz, /metrics). Port 0 picks
+	// a free port.
+	NATSAddr, LeafAddr, HTTPAddr string
+	// AuthDir holds auth.json (pinkie keys init). Empty means no
+	// authentication, which is allowed on loopback only.
+	AuthDir string
+	// MaxEventBytes is the largest event accepted (default events.MaxSize).
+	MaxEventBytes int
+	// MaxStore and MaxMemory bound JetStream (defaults 10 GiB and 256 MiB).
+	MaxStore, MaxMemory int64
+	// SyncAlways makes the store fsync every write.
+	SyncAlways bool
+	Log        *slog.Logger
+	Version    string
+}
+
+// Hub is a running pinkie hub.
+type Hub struct {
+	opts    HubOptions
+	log     *slog.Logger
+	srv     *server.Server
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	schemas *schemas.Set
+	metrics *hubMetrics
+	http    *http.Server
+	httpLn  net.Listener
+	svcKey  nkeys.KeyPair
+	sopts   *server.Options
+
+	mu        sync.Mutex
+	hosts     map[string]bool // hosts INGEST sources
+	authMod   time.Time
+	auth      *Auth
+	stop      context.CancelFunc
+	wg        sync.WaitGroup
+	ingestCC  jetstream.ConsumeContext
+	pending   chan pendingPub
+	ackerDone chan struct{}
+	closed    bool
+}
+
+// StartHub starts the hub: the embedded server, its streams and buckets,
+// the ingest check and the HTTP endpoints.
+func StartHub(ctx context.Context, o HubOptions) (*Hub, error) {
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	if o.MaxEventBytes <= 0 {
+		o.MaxEventBytes = events.MaxSize
+	}
+	if o.MaxStore <= 0 {
+		o.MaxStore = 10 << 30
+	}
+	if o.MaxMemory <= 0 {
+		o.MaxMemory = 256 << 20
+	}
+	if o.DataDir == "" {
+		return nil, errors.New("hub: --data is required")
+	}
+	nh, np, err := splitHostPort("--nats", o.NATSAddr)
+	if err != nil {
+		return nil, err
+	}
+	lh, lp, err := splitHostPort("--leaf", o.LeafAddr)
+	if err != nil {
+		return nil, err
+	}
+	hh, _, err := splitHostPort("--http", o.HTTPAddr)
+	if err != nil {
+		return nil, err
+	}
+	h := &Hub{opts: o, log: o.Log, hosts: map[string]bool{}}
+	if o.AuthDir == "" {
+		for flag, host := range map[string]string{"--nats": nh, "--leaf": lh, "--http": hh} {
+			if !isLoopback(host) {
+				return nil, fmt.Errorf("%w: %s %s is not a loopback address; run with --auth DIR (create one with: pinkie keys init DIR --hosts ...)", ErrNotLoopback, flag, host)
+			}
+		}
+	} else {
+		a, err := LoadAuth(o.AuthDir)
+		if err != nil {
+			return nil, err
+		}
+		h.auth = a
+		if st, err := os.Stat(filepath.Join(o.AuthDir, AuthFileName)); err == nil {
+			h.authMod = st.ModTime()
+		}
+	}
+	if h.schemas, err = schemas.Load(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data dir: %w", err)
+	}
+	h.svcKey, err = nkeys.CreateUser()
+	if err != nil {
+		return nil, err
+	}
+	sopts := &server.Options{
+		ServerName:         "pinkie-hub",
+		Host:               nh,
+		Port:               randomPort(np),
+		JetStream:          true,
+		JetStreamDomain:    events.HubDomain,
+		StoreDir:           filepath.Join(o.DataDir, "jetstream"),
+		JetStreamMaxStore:  o.MaxStore,
+		JetStreamMaxMemory: o.MaxMemory,
+		SyncAlways:         o.SyncAlways,
+		MaxPayload:         int32(max(o.MaxEventBytes*2, 1<<20)),
+		FeatureFlags:       map[string]bool{"js_api_reply_v2": true},
+		LeafNode:           server.LeafNodeOpts{Host: lh, Port: randomPort(lp), NoAdvertise: true},
+	}
+	if h.auth != nil {
+		pub, _ := h.svcKey.PublicKey()
+		sopts.Nkeys = nkeyUsers(h.auth, pub)
+	}
+	if h.srv, err = startServer(sopts, o.Log); err != nil {
+		return nil, err
+	}
+	// Pin the ports a random choice resolved, so a reload keeps them.
+	h.sopts = sopts.Clone()
+	if vz, err := h.srv.Varz(nil); err == nil {
+		h.sopts.Port, h.sopts.LeafNode.Port = vz.Port, vz.LeafNode.Port
+	}
+	if err := h.connect(); err != nil {
+		h.Close()
+		return nil, err
+	}
+	h.metrics = newHubMetrics(h)
+	if err := h.ensureStreams(ctx); err != nil {
+		h.Close()
+		return nil, err
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	h.stop = cancel
+	if err := h.startIngest(runCtx); err != nil {
+		h.Close()
+		return nil, err
+	}
+	if err := h.startHTTP(hh, o.HTTPAddr); err != nil {
+		h.Close()
+		return nil, err
+	}
+	h.wg.Add(1)
+	go h.watchHosts(runCtx)
+	h.log.Info("hub started", "nats", h.ClientURL(), "leaf", h.LeafURL(), "http", "http://"+h.HTTPAddr(),
+		"data", o.DataDir, "auth", o.AuthDir != "", "hosts", len(h.hosts))
+	return h, nil
+}
+
+func (h *Hub) connect() error {
+	opts := []nats.Option{nats.InProcessServer(h.srv), nats.Name("pinkie-hub-services"), nats.MaxReconnects(-1)}
+	if h.auth != nil {
+		pub, _ := h.svcKey.PublicKey()
+		opts = append(opts, nats.Nkey(pub, h.svcKey.Sign))
+	}
+	nc, err := nats.Connect("", opts...)
+	if err != nil {
+		return fmt.Errorf("connect hub services: %w", err)
+	}
+	h.nc = nc
+	h.js, err = jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
+	if err != nil {
+		return fmt.Errorf("hub jetstream: %w", err)
+	}
+	return nil
+}
+
+// ensureStreams creates or updates every stream, KV bucket and the ingest
+// consumer; it is idempotent and runs on every start.
+func (h *Hub) ensureStreams(ctx context.Context) error {
+	for _, cfg := range hubStreams() {
+		if _, err := h.js.CreateOrUpdateStream(ctx, cfg); err != nil {
+			return fmt.Errorf("create stream %s: %w", cfg.Name, err)
+		}
+	}
+	for _, b := range Buckets {
+		if _, err := h.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: b, History: 5, Storage: jetstream.FileStorage}); err != nil {
+			return fmt.Errorf("create KV bucket %s: %w", b, err)
+		}
+	}
+	hosts := map[string]bool{}
+	if h.auth != nil {
+		for _, n := range h.auth.HostNames() {
+			hosts[n] = true
+		}
+	} else if st, err := h.js.Stream(ctx, IngestStream); err == nil {
+		// Without an auth file, the hosts already sourced stay sourced.
+		for _, src := range st.CachedInfo().Config.Sources {
+			if host, ok := hostOfSource(src); ok {
+				hosts[host] = true
+			}
+		}
+	}
+	return h.setIngestHosts(ctx, hosts)
+}
+
+func hostOfSource(src *jetstream.StreamSource) (string, bool) {
+	if src.External == nil {
+		return "", false
+	}
+	d := strings.TrimSuffix(strings.TrimPrefix(src.External.APIPrefix, "$JS."), ".API")
+	host, ok := strings.CutPrefix(d, "pinkie_")
+	return host, ok && events.ValidHost(host) == nil
+}
+
+// setIngestHosts makes INGEST source exactly these hosts.
+func (h *Hub) setIngestHosts(ctx context.Context, hosts map[string]bool) error {
+	names := make([]string, 0, len(hosts))
+	for n := range hosts {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	if _, err := h.js.CreateOrUpdateStream(ctx, ingestConfig(names)); err != nil {
+		return fmt.Errorf("configure %s sources for %d hosts: %w", IngestStream, len(names), err)
+	}
+	h.mu.Lock()
+	h.hosts = hosts
+	h.mu.Unlock()
+	return nil
+}
+
+// Hosts returns the hosts the hub sources events from.
+func (h *Hub) Hosts() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	names := make([]string, 0, len(h.hosts))
+	for n := range h.hosts {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// watchHosts keeps the sourced hosts current: with an auth file, it
+// reloads the file when it changes (new keys take effect without a
+// restart); without one, it adds every agent that connects.
+func (h *Hub) watchHosts(ctx context.Context) {
+	defer h.wg.Done()
+	t := time.NewTicker(2 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := h.refreshHosts(ctx); err != nil && ctx.Err() == nil {
+			h.log.Error("refresh hosts", "err", err)
+		}
+	}
+}
+
+func (h *Hub) refreshHosts(ctx context.Context) error {
+	if h.auth != nil {
+		p := filepath.Join(h.opts.AuthDir, AuthFileName)
+		st, err := os.Stat(p)
+		if err != nil || st.ModTime().Equal(h.authMod) {
+			return err
+		}
+		a, err := LoadAuth(h.opts.AuthDir)
+		if err != nil {
+			return fmt.Errorf("reload auth file (keeping the previous one): %w", err)
+		}
+		newOpts := h.sopts.Clone()
+		pub, _ := h.svcKey.PublicKey()
+		newOpts.Nkeys = nkeyUsers(a, pub)
+		if err := h.srv.ReloadOptions(newOpts); err != nil {
+			return fmt.Errorf("apply new auth file: %w", err)
+		}
+		h.auth, h.authMod = a, st.ModTime()
+		hosts := map[string]bool{}
+		for _, n := range a.HostNames() {
+			hosts[n] = true
+		}
+		h.log.Info("auth file reloaded", "hosts", len(hosts))
+		return h.setIngestHosts(ctx, hosts)
+	}
+	connected := h.connectedAgents()
+	h.mu.Lock()
+	hosts := map[string]bool{}
+	changed := false
+	for n := range h.hosts {
+		hosts[n] = true
+	}
+	for n := range connected {
+		if !hosts[n] {
+			hosts[n], changed = true, true
+		}
+	}
+	h.mu.Unlock()
+	if !changed {
+		return nil
+	}
+	h.log.Info("new agent connected; sourcing its events", "hosts", len(hosts))
+	return h.setIngestHosts(ctx, hosts)
+}
+
+// connectedAgents returns the hosts with a leaf connection, by the server
+// name agents give themselves (pinkie-agent-<host>). With auth, a host's
+// key pins what it may send, whatever name it claims.
+func (h *Hub) connectedAgents() map[string]bool {
+	out := map[string]bool{}
+	lz, err := h.srv.Leafz(nil)
+	if err != nil {
+		return out
+	}
+	for _, l := range lz.Leafs {
+		if host, ok := strings.CutPrefix(l.Name, agentServerPrefix); ok && events.ValidHost(host) == nil {
+			out[host] = true
+		}
+	}
+	return out
+}
+
+// ClientURL is the nats:// URL clients connect to.
+func (h *Hub) ClientURL() string { return h.srv.ClientURL() }
+
+// LeafURL is the nats-leaf:// URL agents connect to.
+func (h *Hub) LeafURL() string {
+	return fmt.Sprintf("nats-leaf://%s", net.JoinHostPort(h.sopts.LeafNode.Host, fmt.Sprint(h.sopts.LeafNode.Port)))
+}
+
+// HTTPAddr is the address of the HTTP listener.
+func (h *Hub) HTTPAddr() string { return h.httpLn.Addr().String() }
+
+// Server returns the embedded nats-server.
+func (h *Hub) Server() *server.Server { return h.srv }
+
+// JetStream returns the hub's own in-process JetStream client.
+func (h *Hub) JetStream() jetstream.JetStream { return h.js }
+
+// Conn returns the hub's own in-process connection.
+func (h *Hub) Conn() *nats.Conn { return h.nc }
+
+// Close stops the hub cleanly: the ingest check finishes what it took, the
+// HTTP server stops, and the store is flushed and closed. It is safe to
+// call more than once.
+func (h *Hub) Close() {
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		return
+	}
+	h.closed = true
+	h.mu.Unlock()
+	if h.http != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = h.http.Shutdown(ctx)
+		cancel()
+	}
+	h.stopIngest()
+	if h.stop != nil {
+		h.stop()
+	}
+	h.wg.Wait()
+	if h.nc != nil {
+		_ = h.nc.Drain()
+		h.nc.Close()
+	}
+	if h.srv != nil {
+		stopServer(h.srv)
+	}
+	h.log.Info("hub stopped")
+}

@@ -1,0 +1,218 @@
+package streams
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/pinkiefleet/pinkie/consumers/ingest"
+	"github.com/pinkiefleet/pinkie/events"
+)
+
+// streamSourceHeader is written by the server on every sourced message.
+const streamSourceHeader = "Nats-Stream-Source"
+
+// ingestSourceHeader carries the Nats-Stream-Source header of the INGEST
+// message into HOSTS (the server reserves Nats-Stream-Source itself), so a
+// reader can still see which source delivered an event.
+const ingestSourceHeader = "Pinkie-Stream-Source"
+
+// pendingPub is one INGEST message whose forward (to HOSTS or DEADLETTER)
+// was published asynchronously and awaits its ack.
+type pendingPub struct {
+	src    jetstream.Msg
+	out    *nats.Msg
+	future jetstream.PubAckFuture
+	host   string
+	kind   string
+	dead   bool
+}
+
+// startIngest runs the ingest check: a durable consumer on INGEST whose
+// handler decides about each message and forwards it asynchronously; a
+// second goroutine waits for the forwards' acks, in order, and only then
+// acks the INGEST message (which deletes it). A crash in between redelivers
+// it, and the forward's Nats-Msg-Id makes the second copy a duplicate.
+func (h *Hub) startIngest(ctx context.Context) error {
+	cons, err := h.js.CreateOrUpdateConsumer(ctx, IngestStream, jetstream.ConsumerConfig{
+		Durable:       IngestConsumer,
+		Description:   "the hub's ingest check: valid events to HOSTS, others to DEADLETTER",
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       time.Minute,
+		MaxDeliver:    -1,
+		MaxAckPending: 20000,
+	})
+	if err != nil {
+		return fmt.Errorf("create ingest consumer: %w", err)
+	}
+	checker := &ingest.Checker{Schemas: h.schemas, MaxSize: h.opts.MaxEventBytes}
+	h.pending = make(chan pendingPub, 8192)
+	h.ackerDone = make(chan struct{})
+	go h.ackForwards(ctx)
+	h.ingestCC, err = cons.Consume(func(msg jetstream.Msg) {
+		h.forward(ctx, checker, msg)
+	}, jetstream.PullMaxMessages(2000), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+		h.log.Debug("ingest consumer", "err", err)
+	}))
+	if err != nil {
+		return fmt.Errorf("start ingest consumer: %w", err)
+	}
+	return nil
+}
+
+func (h *Hub) forward(ctx context.Context, checker *ingest.Checker, msg jetstream.Msg) {
+	m := ingest.Message{Subject: msg.Subject(), Payload: msg.Data()}
+	if hdr := msg.Headers(); hdr != nil {
+		m.StreamSource = hdr.Get(streamSourceHeader)
+	}
+	d := checker.Check(m)
+	var out *nats.Msg
+	p := pendingPub{src: msg, host: d.Host, kind: d.Kind}
+	if d.Accepted() {
+		out = nats.NewMsg(d.Subject)
+		out.Data = msg.Data()
+		out.Header.Set(events.HeaderContentType, events.ContentType)
+		out.Header.Set(events.HeaderMsgID, d.ID)
+		out.Header.Set(ingestSourceHeader, m.StreamSource)
+	} else {
+		var err error
+		if out, err = deadLetterMsg(m, d); err != nil {
+			h.log.Error("build dead letter", "subject", m.Subject, "err", err)
+			_ = msg.NakWithDelay(time.Second)
+			return
+		}
+		p.dead = true
+		h.log.Warn("event refused", "host", d.Host, "subject", m.Subject, "reason", d.Reason)
+	}
+	p.out = out
+	f, err := h.js.PublishMsgAsync(out)
+	if err != nil {
+		// Could not even queue it: leave it to the acker to retry in order.
+		f = nil
+	}
+	p.future = f
+	select {
+	case h.pending <- p:
+	case <-ctx.Done():
+	}
+}
+
+func deadLetterMsg(m ingest.Message, d ingest.Decision) (*nats.Msg, error) {
+	e, subj, err := ingest.DeadLetter(m, d, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	b, err := events.Encode(e)
+	if err != nil {
+		return nil, err
+	}
+	out := nats.NewMsg(subj)
+	out.Data = b
+	out.Header.Set(events.HeaderContentType, events.ContentType)
+	out.Header.Set(events.HeaderMsgID, e.ID())
+	return out, nil
+}
+
+// deadLetterFor turns an accepted message that its stream refused into a
+// dead letter.
+func (h *Hub) deadLetterFor(p pendingPub, reason string) (*nats.Msg, error) {
+	m := ingest.Message{Subject: p.src.Subject(), Payload: p.src.Data()}
+	if hdr := p.src.Headers(); hdr != nil {
+		m.StreamSource = hdr.Get(streamSourceHeader)
+	}
+	h.log.Warn("event refused", "host", p.host, "subject", m.Subject, "reason", reason)
+	return deadLetterMsg(m, ingest.Decision{Host: p.host, Kind: p.kind, Reason: reason})
+}
+
+// ackForwards waits for each forward's ack in order, retries a failed one
+// until it is stored, then acks its INGEST message.
+func (h *Hub) ackForwards(ctx context.Context) {
+	defer close(h.ackerDone)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case p := <-h.pending:
+			if p.src == nil { // stopIngest's marker: everything before it is settled
+				return
+			}
+			h.settle(ctx, p)
+		}
+	}
+}
+
+func (h *Hub) settle(ctx context.Context, p pendingPub) {
+	var err error
+	if p.future != nil {
+		select {
+		case <-p.future.Ok():
+			err = nil
+		case err = <-p.future.Err():
+		case <-ctx.Done():
+			return
+		}
+	} else {
+		err = fmt.Errorf("async publish not queued")
+	}
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) && apiErr.Code == 400 && !p.dead {
+		// The stream refused this message for good (too large, a bad
+		// header): retrying cannot help, so it becomes a dead letter.
+		if dl, derr := h.deadLetterFor(p, "HOSTS refused it: "+apiErr.Description); derr == nil {
+			p.out, p.dead = dl, true
+			_, err = h.js.PublishMsg(ctx, p.out)
+		}
+	}
+	if errors.As(err, &apiErr) && apiErr.Code == 400 && p.dead {
+		h.log.Error("dead letter refused by its stream; dropping it", "subject", p.out.Subject, "err", err)
+		_ = p.src.Term()
+		return
+	}
+	for backoff := 100 * time.Millisecond; err != nil; backoff = min(backoff*2, 5*time.Second) {
+		h.log.Warn("forward failed, retrying", "subject", p.out.Subject, "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_, err = h.js.PublishMsg(pctx, p.out)
+		cancel()
+	}
+	if err := p.src.Ack(); err != nil {
+		h.log.Debug("ack ingest message", "err", err)
+	}
+	if p.dead {
+		h.metrics.deadLetters.WithLabelValues(p.host).Inc()
+	} else {
+		h.metrics.ingested.WithLabelValues(p.host, p.kind).Inc()
+	}
+}
+
+// stopIngest stops taking new INGEST messages and lets the forwards already
+// taken finish, so a clean shutdown leaves nothing half done.
+func (h *Hub) stopIngest() {
+	if h.ingestCC == nil {
+		return
+	}
+	h.ingestCC.Drain()
+	select {
+	case <-h.ingestCC.Closed():
+	case <-time.After(10 * time.Second):
+		h.log.Warn("ingest consumer did not drain in time")
+	}
+	select {
+	case h.pending <- pendingPub{}:
+	case <-h.ackerDone:
+		return
+	}
+	select {
+	case <-h.ackerDone:
+	case <-time.After(10 * time.Second):
+		h.log.Warn("shutdown with ingest forwards pending; they are redelivered at the next start", "pending", len(h.pending))
+	}
+}

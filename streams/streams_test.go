@@ -1,0 +1,105 @@
+package streams
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/pinkiefleet/pinkie/events"
+)
+
+func testLog(t *testing.T) *slog.Logger {
+	if os.Getenv("PINKIE_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+func startTestHub(t *testing.T, authDir, dataDir string) *Hub {
+	t.Helper()
+	h, err := StartHub(context.Background(), HubOptions{
+		DataDir: dataDir, NATSAddr: "127.0.0.1:0", LeafAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
+		AuthDir: authDir, Log: testLog(t),
+	})
+	if err != nil {
+		t.Fatalf("StartHub: %v", err)
+	}
+	return h
+}
+
+func startTestAgent(t *testing.T, host, hubURL, nkey string) *Agent {
+	t.Helper()
+	a, err := StartAgent(context.Background(), AgentOptions{
+		Host: host, HubURLs: []string{hubURL}, NkeyFile: nkey, DataDir: t.TempDir(),
+		ReconnectInterval: 100 * time.Millisecond, Log: testLog(t),
+	})
+	if err != nil {
+		t.Fatalf("StartAgent: %v", err)
+	}
+	return a
+}
+
+func heartbeat(t *testing.T, host string, n uint64) events.Event {
+	t.Helper()
+	k, _ := events.Lookup("heartbeat")
+	e, err := events.New(k, host, "heartbeat", time.Now(), events.Heartbeat{Counter: n, Instance: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// waitMsgs waits until stream holds want messages on subject filter.
+func waitMsgs(t *testing.T, js jetstream.JetStream, stream, filter string, want uint64, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	var got uint64
+	for time.Now().Before(deadline) {
+		st, err := js.Stream(context.Background(), stream)
+		if err == nil {
+			info, err := st.Info(context.Background(), jetstream.WithSubjectFilter(filter))
+			if err == nil {
+				got = 0
+				for _, n := range info.State.Subjects {
+					got += n
+				}
+				if got >= want {
+					if got > want {
+						t.Fatalf("%s holds %d messages on %s, want %d", stream, got, filter, want)
+					}
+					return
+				}
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("%s holds %d messages on %s after %s, want %d", stream, got, filter, within, want)
+}
+
+func TestAgentEventsReachHosts(t *testing.T) {
+	auth := t.TempDir()
+	if _, err := KeysInit(auth, []string{"goliath", "koishi"}); err != nil {
+		t.Fatal(err)
+	}
+	hub := startTestHub(t, auth, t.TempDir())
+	defer hub.Close()
+	ctx := context.Background()
+	for _, host := range []string{"goliath", "koishi"} {
+		a := startTestAgent(t, host, hub.LeafURL(), HostSeedFile(auth, host))
+		defer a.Close()
+		for i := 1; i <= 10; i++ {
+			if err := a.Publish(ctx, heartbeat(t, host, uint64(i)), ""); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for _, host := range []string{"goliath", "koishi"} {
+		waitMsgs(t, hub.JetStream(), HostsStream, fmt.Sprintf("pinkie.host.%s.heartbeat", host), 10, 20*time.Second)
+	}
+}
