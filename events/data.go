@@ -19,13 +19,85 @@ type Heartbeat struct {
 
 // Profile describes what a host is.
 type Profile struct {
-	Hostname string    `json:"hostname"`
-	OS       OSInfo    `json:"os"`
-	Kernel   string    `json:"kernel"`
-	Arch     string    `json:"arch"`
-	CPU      CPUInfo   `json:"cpu"`
-	Memory   Memory    `json:"memory"`
-	BootTime time.Time `json:"boot_time"`
+	Hostname      string    `json:"hostname"`
+	OS            OSInfo    `json:"os"`
+	Kernel        string    `json:"kernel"`
+	Arch          string    `json:"arch"`
+	CPU           CPUInfo   `json:"cpu"`
+	Memory        Memory    `json:"memory"`
+	BootTime      time.Time `json:"boot_time"`
+	UptimeSeconds float64   `json:"uptime_seconds,omitempty"`
+	GPUs          []GPU     `json:"gpus,omitempty"`
+	// Locale holds LANG, LANGUAGE and LC_* from locale.conf.
+	Locale map[string]string `json:"locale,omitempty"`
+	// Timezone is the IANA zone name ("Europe/Berlin").
+	Timezone string           `json:"timezone,omitempty"`
+	Displays []Display        `json:"displays,omitempty"`
+	Programs *Programs        `json:"programs,omitempty"`
+	Sessions []GraphicSession `json:"sessions,omitempty"`
+	RunDirs  []RunDir         `json:"run_dirs,omitempty"`
+	Nix      *NixSystem       `json:"nix,omitempty"`
+}
+
+// GPU is a graphics card from /sys/class/drm with its PCI ids.
+type GPU struct {
+	Card     string `json:"card"`
+	VendorID string `json:"vendor_id,omitempty"`
+	DeviceID string `json:"device_id,omitempty"`
+	Vendor   string `json:"vendor,omitempty"`
+	// Model is the device name from the host's pci.ids, when it has one.
+	Model  string `json:"model,omitempty"`
+	Driver string `json:"driver,omitempty"`
+}
+
+// Display is a connected display connector and its modes, preferred first.
+type Display struct {
+	Connector string   `json:"connector"`
+	Modes     []string `json:"modes,omitempty"`
+}
+
+// Programs says what is installed: the package count of the system profile
+// (Nix closure or dpkg), desktop applications and the default terminal.
+type Programs struct {
+	// PackageManager is "nix" or "dpkg".
+	PackageManager      string `json:"package_manager,omitempty"`
+	Packages            int    `json:"packages"`
+	DesktopApplications int    `json:"desktop_applications"`
+	DefaultTerminal     string `json:"default_terminal,omitempty"`
+}
+
+// GraphicSession is a running X11 or Wayland display of a user.
+type GraphicSession struct {
+	User    string `json:"user,omitempty"`
+	UID     int    `json:"uid"`
+	Type    string `json:"type"`
+	Display string `json:"display"`
+}
+
+// RunDir is a user's runtime directory (/run/user/<uid>), present while the
+// user has a session.
+type RunDir struct {
+	Path string `json:"path"`
+	UID  int    `json:"uid"`
+	User string `json:"user,omitempty"`
+}
+
+// NixSystem is the current NixOS or nix-darwin system.
+type NixSystem struct {
+	// Flavor is "nixos" or "nix-darwin".
+	Flavor string `json:"flavor"`
+	// SystemPath is the store path of the current system closure.
+	SystemPath string `json:"system_path"`
+	// Generation is the system profile generation, when known.
+	Generation int `json:"generation,omitempty"`
+	// BuiltAt is when the current system generation was created.
+	BuiltAt *time.Time `json:"built_at,omitempty"`
+	// Version is nixosVersion (or darwinLabel).
+	Version               string     `json:"version,omitempty"`
+	NixpkgsRevision       string     `json:"nixpkgs_revision,omitempty"`
+	NixpkgsDate           *time.Time `json:"nixpkgs_date,omitempty"`
+	NixpkgsAgeDays        *int       `json:"nixpkgs_age_days,omitempty"`
+	ConfigurationRevision string     `json:"configuration_revision,omitempty"`
 }
 
 // OSInfo is the operating system, from os-release.

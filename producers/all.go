@@ -8,6 +8,18 @@ func All() []Spec {
 	specs := []Spec{
 		heartbeatSpec(),
 		profileSpec(),
+		loginSpec(),
+		fail2banSpec(),
+		networkSpec(),
+		systemdSpec(),
+		guestSpec(),
+		smartSpec(),
+		zfsSpec(),
+		mdraidSpec(),
+		btrfsSpec(),
+		fsSpec(),
+		pathSpec(),
+		postgresSpec(),
 	}
 	sort.Slice(specs, func(i, j int) bool { return specs[i].Name < specs[j].Name })
 	return specs

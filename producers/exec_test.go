@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -154,4 +155,42 @@ func execSharedFixture(t testing.TB, rel string) string {
 		t.Skipf("shared fixture %s not available (the ../shared folder is provided beside the repo on pinkie's machines): %v", rel, err)
 	}
 	return p
+}
+
+// execCapturedCommands maps the command lines the producers run to the
+// names under which scripts/capture-root (or the hand-made roots) keep
+// their output in <root>/_commands/<name>.{out,code}.
+var execCapturedCommands = map[string]string{
+	"ip -j addr show":             "ip-addr",
+	"ip -j route show default":    "ip-route",
+	"ip -j -6 route show default": "ip-route6",
+	"ip -j neigh show":            "ip-neigh",
+	"wg show all dump":            "wg-dump",
+	"systemctl list-units --failed --all --output=json --no-pager": "systemctl-failed",
+	"systemctl is-system-running":                                  "systemctl-state",
+	"nixos-version --json":                                         "nixos-version",
+	"darwin-version --json":                                        "darwin-version",
+	"nix-store --query --requisites /run/current-system":           "nix-store-requisites",
+	"systemctl show --property=Id,Description,LoadState,ActiveState,SubState,NRestarts -- restic-backups-b2.service":                "systemctl-show-failed",
+	"systemctl show --property=Id,Description,LoadState,ActiveState,SubState,NRestarts -- nginx.service nope.service":               "systemctl-show-watched",
+	"systemctl show --property=Id,Description,LoadState,ActiveState,SubState,NRestarts -- microvm@db.service container@web.service": "systemctl-show-guests",
+}
+
+// execCapturedRunner answers the producers' commands from a fixture
+// root's recorded outputs; a command with no recording cannot run.
+func execCapturedRunner(t testing.TB, root string) *execFakeRunner {
+	t.Helper()
+	r := &execFakeRunner{answers: map[string]execFakeAnswer{}}
+	for line, name := range execCapturedCommands {
+		out, err := os.ReadFile(filepath.Join(root, "_commands", name+".out"))
+		if err != nil {
+			continue
+		}
+		code := 0
+		if c, err := os.ReadFile(filepath.Join(root, "_commands", name+".code")); err == nil {
+			code, _ = strconv.Atoi(strings.TrimSpace(string(c)))
+		}
+		r.answers[line] = execFakeAnswer{out: string(out), code: code}
+	}
+	return r
 }

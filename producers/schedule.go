@@ -79,6 +79,7 @@ func (r *runner) collect(ctx context.Context) {
 	defer t.Stop()
 	for {
 		if f, ok := r.b.Collector.(finisher); ok && f.Done() {
+			r.env.Log.Info("producer finished")
 			return
 		}
 		obs, err := r.b.Collector.Collect(ctx, r.env)
@@ -102,6 +103,10 @@ func (r *runner) stream(ctx context.Context) {
 	for backoff := time.Second; ctx.Err() == nil; backoff = min(backoff*2, 5*time.Minute) {
 		err := r.b.Streamer.Stream(ctx, r.env, emit)
 		if ctx.Err() != nil {
+			return
+		}
+		if errors.Is(err, ErrNotApplicable) {
+			r.report(err) // nothing to follow on this host
 			return
 		}
 		if err == nil {

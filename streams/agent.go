@@ -131,7 +131,7 @@ func StartAgent(ctx context.Context, o AgentOptions) (*Agent, error) {
 	}
 	// The agent reports the hub link itself, once per change; the server's
 	// own retry errors go to debug.
-	if a.srv, err = startServer(sopts, o.Log, "leafnode", "Leafnode", "leaf node"); err != nil {
+	if a.srv, err = startServer(sopts, o.Log, "leafnode", "Leafnode", "leaf node", " - lid:"); err != nil {
 		return nil, err
 	}
 	a.nc, err = nats.Connect("", nats.InProcessServer(a.srv), nats.Name("pinkie-agent"), nats.MaxReconnects(-1))
@@ -169,7 +169,7 @@ func (a *Agent) Connected() bool { return a.srv.NumLeafNodes() > 0 }
 // watchLink logs the hub link's state when it changes, not at every retry.
 func (a *Agent) watchLink(ctx context.Context) {
 	defer a.wg.Done()
-	t := time.NewTicker(500 * time.Millisecond)
+	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
 	state := "starting"
 	since := time.Now()

@@ -17,6 +17,9 @@ import (
 type Client struct {
 	Conn *nats.Conn
 	JS   jetstream.JetStream
+	// denied receives the server's asynchronous permission errors, so a
+	// refused publish fails at once instead of at its timeout.
+	denied chan error
 }
 
 // ErrConnect marks a failure to reach or authenticate with the hub.
@@ -25,7 +28,16 @@ var ErrConnect = errors.New("cannot connect to the hub")
 // Connect connects to the hub at url, authenticating with the nkey seed in
 // nkeyFile when it is set.
 func Connect(ctx context.Context, url, nkeyFile, name string) (*Client, error) {
-	opts := []nats.Option{nats.Name(name), nats.Timeout(5 * time.Second), nats.MaxReconnects(-1)}
+	denied := make(chan error, 16)
+	opts := []nats.Option{nats.Name(name), nats.Timeout(5 * time.Second), nats.MaxReconnects(-1),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			if errors.Is(err, nats.ErrPermissionViolation) {
+				select {
+				case denied <- err:
+				default:
+				}
+			}
+		})}
 	if nkeyFile != "" {
 		kp, err := ReadSeed(nkeyFile)
 		if err != nil {
@@ -47,7 +59,7 @@ func Connect(ctx context.Context, url, nkeyFile, name string) (*Client, error) {
 		nc.Close()
 		return nil, fmt.Errorf("%w: %v", ErrConnect, err)
 	}
-	return &Client{Conn: nc, JS: js}, nil
+	return &Client{Conn: nc, JS: js, denied: denied}, nil
 }
 
 // Close closes the connection after flushing.
@@ -67,7 +79,28 @@ func (c *Client) Publish(ctx context.Context, subject string, e events.Event) (*
 	m.Data = b
 	m.Header.Set(events.HeaderContentType, events.ContentType)
 	m.Header.Set(events.HeaderMsgID, e.ID())
-	ack, err := c.JS.PublishMsg(ctx, m)
+	type result struct {
+		ack *jetstream.PubAck
+		err error
+	}
+	done := make(chan result, 1)
+	pctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		ack, err := c.JS.PublishMsg(pctx, m)
+		done <- result{ack, err}
+	}()
+	var ack *jetstream.PubAck
+	select {
+	case r := <-done:
+		ack, err = r.ack, r.err
+	case perr := <-c.denied:
+		if strings.Contains(perr.Error(), subject) {
+			return nil, fmt.Errorf("publish %s: not permitted for this key: %w", subject, perr)
+		}
+		r := <-done
+		ack, err = r.ack, r.err
+	}
 	if err != nil {
 		if errors.Is(err, nats.ErrPermissionViolation) || strings.Contains(err.Error(), "Permissions Violation") {
 			return nil, fmt.Errorf("publish %s: not permitted for this key: %w", subject, err)

@@ -38,6 +38,15 @@ type pendingPub struct {
 // acks the INGEST message (which deletes it). A crash in between redelivers
 // it, and the forward's Nats-Msg-Id makes the second copy a duplicate.
 func (h *Hub) startIngest(ctx context.Context) error {
+	// INGEST is a work queue: what was acknowledged is gone. Recreating the
+	// consumer at every start makes it begin at the oldest message still
+	// there, so whatever a previous run took but did not finish comes first
+	// and per-host order holds across restarts (instead of waiting for
+	// AckWait and arriving after newer events). Forwards already stored are
+	// dropped as duplicates by their Nats-Msg-Id.
+	if err := h.js.DeleteConsumer(ctx, IngestStream, IngestConsumer); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return fmt.Errorf("reset ingest consumer: %w", err)
+	}
 	cons, err := h.js.CreateOrUpdateConsumer(ctx, IngestStream, jetstream.ConsumerConfig{
 		Durable:       IngestConsumer,
 		Description:   "the hub's ingest check: valid events to HOSTS, others to DEADLETTER",
@@ -179,6 +188,7 @@ func (h *Hub) settle(ctx context.Context, p pendingPub) {
 			return
 		case <-time.After(backoff):
 		}
+		_ = p.src.InProgress() // keep it ours while we retry, so it is not redelivered behind newer events
 		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		_, err = h.js.PublishMsg(pctx, p.out)
 		cancel()

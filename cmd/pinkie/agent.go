@@ -47,6 +47,8 @@ jitter), logging the link state once per change.`)
 	nkey := fs.String("nkey", "", "this host's nkey seed `FILE` (from 'pinkie keys init')")
 	configFile := fs.String("config", "", "producer configuration `FILE` (JSON), e.g. {\"producers\": {\"login\": {\"file\": \"/var/log/auth.log\"}}}")
 	root := fs.String("root", "/", "filesystem `ROOT` producers read the host from (a fixture tree in tests)")
+	var only stringList
+	fs.Var(&only, "producers", "run only these producers (comma-separated `NAMES`; default: all that apply, or as --config says)")
 	heartbeat := fs.Duration("heartbeat", 30*time.Second, "heartbeat interval")
 	heartbeatLimit := fs.Uint64("heartbeat-limit", 0, "stop heartbeats after `N` (0: never; for tests and benchmarks)")
 	outboxMax := fs.Int64("outbox-max-bytes", 1<<30, "OUTBOX size limit; when full, new events are refused and logged")
@@ -69,7 +71,7 @@ jitter), logging the link state once per change.`)
 	if err != nil {
 		return err
 	}
-	built, err := buildProducers(*configFile, producers.Info{Instance: newInstanceID(), Version: version}, *heartbeat, *heartbeatLimit)
+	built, err := buildProducers(*configFile, only, producers.Info{Instance: newInstanceID(), Version: version}, *heartbeat, *heartbeatLimit)
 	if err != nil {
 		return err
 	}
@@ -102,7 +104,7 @@ jitter), logging the link state once per change.`)
 
 // buildProducers reads the config file (if any) and builds the enabled
 // producers, with the heartbeat's interval and limit from the flags.
-func buildProducers(configFile string, info producers.Info, heartbeat time.Duration, limit uint64) ([]producers.Built, error) {
+func buildProducers(configFile string, only []string, info producers.Info, heartbeat time.Duration, limit uint64) ([]producers.Built, error) {
 	var cfg producers.Config
 	if configFile != "" {
 		b, err := os.ReadFile(configFile)
@@ -111,6 +113,28 @@ func buildProducers(configFile string, info producers.Info, heartbeat time.Durat
 		}
 		if cfg, err = producers.LoadConfig(b); err != nil {
 			return nil, usagef("--config %s: %v", configFile, err)
+		}
+	}
+	if len(only) > 0 {
+		want := map[string]bool{}
+		for _, n := range only {
+			if _, ok := producers.Lookup(n); !ok {
+				var known []string
+				for _, s := range producers.All() {
+					known = append(known, s.Name)
+				}
+				return nil, usagef("--producers: unknown producer %q; known: %s", n, strings.Join(known, ", "))
+			}
+			want[n] = true
+		}
+		if cfg.Producers == nil {
+			cfg.Producers = map[string]producers.ProducerConfig{}
+		}
+		for _, s := range producers.All() {
+			pc := cfg.Producers[s.Name]
+			on := want[s.Name]
+			pc.Enabled = &on
+			cfg.Producers[s.Name] = pc
 		}
 	}
 	built, err := cfg.Build(info)

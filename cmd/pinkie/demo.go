@@ -60,7 +60,7 @@ temporary directory.`)
 		}
 	}
 	defer hub.Close()
-	built, err := buildProducers("", producers.Info{Instance: newInstanceID(), Version: version}, *heartbeat, 0)
+	built, err := buildProducers("", nil, producers.Info{Instance: newInstanceID(), Version: version}, *heartbeat, 0)
 	if err != nil {
 		return err
 	}

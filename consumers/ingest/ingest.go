@@ -51,24 +51,30 @@ type Checker struct {
 func (c *Checker) Check(m Message) Decision {
 	rest, ok := strings.CutPrefix(m.Subject, "pinkie.ingest.")
 	host, kindPath, ok2 := strings.Cut(rest, ".")
-	if !ok || !ok2 {
-		return Decision{Reason: fmt.Sprintf("subject %q is not pinkie.ingest.<host>.<kind>", m.Subject)}
-	}
-	d := Decision{Host: host}
-	if err := events.ValidHost(host); err != nil {
-		d.Reason = err.Error()
-		return d
-	}
 	// The hub's transform does not filter: a message that did not match
-	// "evt.>" would be stored unchanged. Trust only the destination the hub
-	// wrote into Nats-Stream-Source from its own configuration.
+	// "evt.>" would be stored unchanged, under any subject. Trust only the
+	// destination the hub wrote into Nats-Stream-Source from its own
+	// configuration: it names the host whose OUTBOX delivered the message,
+	// and that host is the one the dead letter is charged to.
 	f := strings.Fields(m.StreamSource)
-	if len(f) < 5 {
+	sender := ""
+	if len(f) >= 5 {
+		if h, ok := strings.CutPrefix(f[3], "pinkie.ingest."); ok {
+			sender = strings.TrimSuffix(h, ".>")
+		}
+	}
+	d := Decision{Host: sender}
+	if sender == "" || events.ValidHost(sender) != nil {
+		d.Host = host
 		d.Reason = fmt.Sprintf("no usable Nats-Stream-Source header (%q): not sourced from an agent", m.StreamSource)
 		return d
 	}
-	if want := "pinkie.ingest." + host + ".>"; f[3] != want {
-		d.Reason = fmt.Sprintf("subject host %s does not match the source that delivered it (%s)", host, f[3])
+	if !ok || !ok2 {
+		d.Reason = fmt.Sprintf("subject %q is not pinkie.ingest.<host>.<kind>", m.Subject)
+		return d
+	}
+	if host != sender {
+		d.Reason = fmt.Sprintf("subject host %s does not match the source that delivered it (%s)", host, sender)
 		return d
 	}
 	if orig := f[4]; orig != "evt."+kindPath {

@@ -1,0 +1,147 @@
+package events
+
+import "time"
+
+// Network is a host's network configuration: interfaces with their
+// addresses, default routes, DNS resolvers and VPN state. Public is set only
+// when the operator configured a public-IP URL or a GeoIP database.
+type Network struct {
+	Interfaces    []NetInterface `json:"interfaces"`
+	DefaultRoutes []Route        `json:"default_routes"`
+	DNS           DNS            `json:"dns"`
+	WireGuard     []WireGuard    `json:"wireguard,omitempty"`
+	Public        *PublicAddress `json:"public,omitempty"`
+}
+
+// NetInterface is one network interface, from /sys/class/net and `ip addr`.
+type NetInterface struct {
+	Name  string `json:"name"`
+	MAC   string `json:"mac,omitempty"`
+	MTU   int    `json:"mtu"`
+	State string `json:"state"`
+	// Kind is the link type ("ether", "loopback", "none" for tun/wireguard).
+	Kind string `json:"kind,omitempty"`
+	// VPN is "wireguard", "tailscale" or "tun" for VPN interfaces.
+	VPN string `json:"vpn,omitempty"`
+	// Addresses are IPv4 and IPv6 addresses in CIDR notation.
+	Addresses []string `json:"addresses"`
+}
+
+// Route is a default route.
+type Route struct {
+	Family    string `json:"family"`
+	Gateway   string `json:"gateway,omitempty"`
+	Interface string `json:"interface,omitempty"`
+	Metric    int    `json:"metric,omitempty"`
+}
+
+// DNS is the resolver configuration from resolv.conf.
+type DNS struct {
+	Nameservers []string `json:"nameservers"`
+	Search      []string `json:"search,omitempty"`
+}
+
+// WireGuard is one WireGuard interface as `wg show all dump` reports it.
+type WireGuard struct {
+	Interface  string `json:"interface"`
+	PublicKey  string `json:"public_key,omitempty"`
+	ListenPort int    `json:"listen_port,omitempty"`
+	Peers      int    `json:"peers"`
+	// LatestHandshake is the most recent handshake of any peer; absent when
+	// no peer ever completed one.
+	LatestHandshake     *time.Time `json:"latest_handshake,omitempty"`
+	HandshakeAgeSeconds *int64     `json:"handshake_age_seconds,omitempty"`
+}
+
+// PublicAddress is the host's public IP address and, with a GeoIP
+// database, where it is.
+type PublicAddress struct {
+	IP      string `json:"ip,omitempty"`
+	Country string `json:"country,omitempty"`
+	City    string `json:"city,omitempty"`
+	ASN     uint   `json:"asn,omitempty"`
+	ASOrg   string `json:"as_org,omitempty"`
+	// Error says why the public address or its location is missing.
+	Error string `json:"error,omitempty"`
+}
+
+// Systemd is the state of a host's systemd units: the failed ones and the
+// ones the operator asked to watch.
+type Systemd struct {
+	// Source is "dbus" or "systemctl", whichever answered.
+	Source string `json:"source"`
+	// SystemState is the manager's state ("running", "degraded").
+	SystemState string      `json:"system_state,omitempty"`
+	Failed      []UnitState `json:"failed"`
+	Watched     []UnitState `json:"watched,omitempty"`
+}
+
+// UnitState is one systemd unit.
+type UnitState struct {
+	Name        string `json:"name"`
+	Description string `json:"description,omitempty"`
+	LoadState   string `json:"load_state"`
+	ActiveState string `json:"active_state"`
+	SubState    string `json:"sub_state,omitempty"`
+	Restarts    int    `json:"restarts,omitempty"`
+}
+
+// Login is one successful login: an SSH authentication accepted by sshd,
+// or a new session registered by systemd-logind.
+type Login struct {
+	User string `json:"user"`
+	// Service is "sshd", "sshd-session" or "logind".
+	Service string `json:"service"`
+	// Method is the SSH authentication method ("publickey", "password").
+	Method   string `json:"method,omitempty"`
+	RemoteIP string `json:"remote_ip,omitempty"`
+	Port     int    `json:"port,omitempty"`
+	// Key is the key type and fingerprint sshd logs for publickey logins.
+	Key     string `json:"key,omitempty"`
+	Session string `json:"session,omitempty"`
+	// SessionType and SessionClass are logind's ("tty", "x11", "wayland";
+	// "user", "greeter"), when it logs them.
+	SessionType  string `json:"session_type,omitempty"`
+	SessionClass string `json:"session_class,omitempty"`
+	TTY          string `json:"tty,omitempty"`
+	PID          int    `json:"pid,omitempty"`
+	// LoggedAt is the time of the log line.
+	LoggedAt time.Time `json:"logged_at"`
+	// LogHost is the host name written in the log line, if any.
+	LogHost string `json:"log_host,omitempty"`
+	// From is where the line was read: "journal" or a file path.
+	From string `json:"from"`
+}
+
+// Fail2ban is one fail2ban action (ban, unban, restore_ban) with the number
+// of addresses banned per jail after it.
+type Fail2ban struct {
+	// Action is "ban", "unban" or "restore_ban".
+	Action   string    `json:"action"`
+	Jail     string    `json:"jail"`
+	IP       string    `json:"ip"`
+	LoggedAt time.Time `json:"logged_at"`
+	// Banned is the number of addresses currently banned per jail.
+	Banned map[string]int `json:"banned"`
+	From   string         `json:"from"`
+}
+
+// Guest is a NixOS container or a MicroVM running on the host.
+type Guest struct {
+	Name string `json:"name"`
+	// Type is "container" or "microvm".
+	Type        string `json:"type"`
+	Unit        string `json:"unit"`
+	ActiveState string `json:"active_state"`
+	SubState    string `json:"sub_state,omitempty"`
+	// Healthy is true when the unit is active and running.
+	Healthy         bool     `json:"healthy"`
+	Restarts        int      `json:"restarts"`
+	Addresses       []string `json:"addresses,omitempty"`
+	MemoryBytes     uint64   `json:"memory_bytes,omitempty"`
+	CPUUsageSeconds float64  `json:"cpu_usage_seconds,omitempty"`
+	StateDir        string   `json:"state_dir,omitempty"`
+	DiskBytes       uint64   `json:"disk_bytes,omitempty"`
+	Hypervisor      string   `json:"hypervisor,omitempty"`
+	SharedPaths     []string `json:"shared_paths,omitempty"`
+}

@@ -1,0 +1,314 @@
+package producers
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/pinkiefleet/pinkie/events"
+)
+
+// Guest reports the NixOS containers (declared in /etc/nixos-containers,
+// run by container@<name>.service) and microvm.nix MicroVMs (state under
+// /var/lib/microvms/<name>, run by microvm@<name>.service) of the host:
+// unit state and restarts, addresses, memory and CPU from the unit's
+// cgroup, the size of the state directory, and the host paths shared in.
+type Guest struct {
+	every time.Duration
+}
+
+func guestSpec() Spec {
+	return Spec{Name: "guest", Doc: "NixOS containers and MicroVMs: state, health, addresses, memory, CPU, disk", DefaultEnabled: true,
+		New: func(raw json.RawMessage, _ Info) (any, error) {
+			if err := DecodeOptions(raw, &struct{}{}); err != nil {
+				return nil, err
+			}
+			return &Guest{every: 5 * time.Minute}, nil
+		}}
+}
+
+func (g *Guest) Name() string            { return "guest" }
+func (g *Guest) Interval() time.Duration { return g.every }
+
+// guestMaxWalk bounds the files counted in one state directory, so a
+// container root with millions of files cannot stall a collection.
+const guestMaxWalk = 200_000
+
+// guestFound is a guest seen on disk, before its unit and cgroup are read.
+type guestFound struct {
+	d      events.Guest
+	taps   []string
+	errors []error
+}
+
+func (g *Guest) Collect(ctx context.Context, env Env) ([]Observation, error) {
+	found, err := guestDiscover(env.Root)
+	if len(found) == 0 {
+		if err != nil {
+			return nil, err
+		}
+		return nil, ErrNotApplicable
+	}
+	var errs []error
+	if err != nil {
+		errs = append(errs, err)
+	}
+	units := make([]string, len(found))
+	for i, f := range found {
+		units[i] = f.d.Unit
+	}
+	var shown map[string]events.UnitState
+	if env.Run != nil {
+		shown, err = systemdShow(ctx, env.Run, units)
+	} else {
+		err = fmt.Errorf("systemctl show: no command runner")
+	}
+	if err != nil {
+		errs = append(errs, err)
+	}
+	var neigh map[string][]string
+	for _, f := range found {
+		if len(f.taps) > 0 && env.Run != nil {
+			neigh, err = networkRunJSON(ctx, env.Run, guestParseNeigh, "ip", "-j", "neigh", "show")
+			if err != nil {
+				errs = append(errs, err)
+			}
+			break
+		}
+	}
+	var obs []Observation
+	for _, f := range found {
+		d := f.d
+		errs = append(errs, f.errors...)
+		if st, ok := shown[d.Unit]; ok {
+			d.ActiveState, d.SubState, d.Restarts = st.ActiveState, st.SubState, st.Restarts
+		} else {
+			d.ActiveState = "unknown"
+		}
+		d.Healthy = d.ActiveState == "active" && (d.SubState == "running" || d.SubState == "")
+		for _, tap := range f.taps {
+			d.Addresses = append(d.Addresses, neigh[tap]...)
+		}
+		if d.ActiveState == "active" {
+			mem, cpu, err := guestReadCgroup(env.Root, d.Unit)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("guest %s: %w", d.Name, err))
+			}
+			d.MemoryBytes, d.CPUUsageSeconds = mem, cpu
+		}
+		if d.StateDir != "" {
+			size, err := guestDiskUsage(env.Root, strings.TrimPrefix(d.StateDir, "/"))
+			if err != nil {
+				errs = append(errs, fmt.Errorf("guest %s: %w", d.Name, err))
+			}
+			d.DiskBytes = size
+		}
+		obs = append(obs, Observation{Kind: "guest", Object: d.Name, Data: d})
+	}
+	if len(errs) > 0 {
+		return obs, fmt.Errorf("guest incomplete: %w", errors.Join(errs...))
+	}
+	return obs, nil
+}
+
+// guestDiscover finds the declared containers and the installed MicroVMs.
+func guestDiscover(root fs.FS) ([]guestFound, error) {
+	var out []guestFound
+	var errs []error
+	if entries, err := fs.ReadDir(root, "etc/nixos-containers"); err == nil {
+		for _, e := range entries {
+			name, ok := strings.CutSuffix(e.Name(), ".conf")
+			if !ok {
+				continue
+			}
+			f := guestFound{d: events.Guest{Name: name, Type: "container", Unit: "container@" + name + ".service",
+				StateDir: "/var/lib/nixos-containers/" + name}}
+			if b, err := fs.ReadFile(root, "etc/nixos-containers/"+e.Name()); err == nil {
+				f.d.Addresses, f.d.SharedPaths = guestParseContainerConf(b)
+			} else {
+				f.errors = append(f.errors, fmt.Errorf("read /etc/nixos-containers/%s: %w", e.Name(), err))
+			}
+			if _, err := fs.Stat(root, strings.TrimPrefix(f.d.StateDir, "/")); err != nil {
+				f.d.StateDir = ""
+			}
+			out = append(out, f)
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		errs = append(errs, fmt.Errorf("list /etc/nixos-containers: %w", err))
+	}
+	if entries, err := fs.ReadDir(root, "var/lib/microvms"); err == nil {
+		for _, e := range entries {
+			if !e.IsDir() && e.Type()&fs.ModeSymlink == 0 {
+				continue
+			}
+			name := e.Name()
+			dir := "var/lib/microvms/" + name
+			f := guestFound{d: events.Guest{Name: name, Type: "microvm", Unit: "microvm@" + name + ".service", StateDir: "/" + dir}}
+			// microvm.nix's host module links the runner package as
+			// <state dir>/current; its share/microvm/ holds the tap
+			// interfaces and the virtiofs sources (doc/src/conventions.md).
+			runner, err := profileResolve(root, dir+"/current")
+			if err != nil {
+				f.errors = append(f.errors, fmt.Errorf("microvm %s: resolve current runner: %w", name, err))
+			} else {
+				f.d.Hypervisor = guestHypervisor(path.Base(runner), name)
+				if b, err := fs.ReadFile(root, runner+"/share/microvm/tap-interfaces"); err == nil {
+					f.taps = strings.Fields(string(b))
+				}
+				if shares, err := fs.ReadDir(root, runner+"/share/microvm/virtiofs"); err == nil {
+					for _, s := range shares {
+						if src, err := readFirstLine(root, runner+"/share/microvm/virtiofs/"+s.Name()+"/source"); err == nil && src != "" {
+							f.d.SharedPaths = append(f.d.SharedPaths, src)
+						}
+					}
+				}
+			}
+			out = append(out, f)
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		errs = append(errs, fmt.Errorf("list /var/lib/microvms: %w", err))
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].d.Name < out[j].d.Name })
+	return out, errors.Join(errs...)
+}
+
+// guestHypervisor reads the hypervisor from the runner's store name,
+// "<hash>-microvm-<hypervisor>-<name>".
+func guestHypervisor(base, name string) string {
+	_, rest, ok := strings.Cut(base, "-")
+	if !ok {
+		return ""
+	}
+	rest, ok = strings.CutPrefix(rest, "microvm-")
+	if !ok {
+		return ""
+	}
+	return strings.TrimSuffix(rest, "-"+name)
+}
+
+// guestParseContainerConf reads the shell-style file NixOS writes per
+// container (nixos/modules/virtualisation/nixos-containers.nix):
+// LOCAL_ADDRESS / LOCAL_ADDRESS6 and --bind / --bind-ro flags in
+// EXTRA_NSPAWN_FLAGS.
+func guestParseContainerConf(b []byte) (addrs, shared []string) {
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		k, v, ok := strings.Cut(strings.TrimSpace(sc.Text()), "=")
+		if !ok {
+			continue
+		}
+		if uq, err := strconv.Unquote(v); err == nil {
+			v = uq
+		} else {
+			v = strings.Trim(v, `"'`)
+		}
+		switch k {
+		case "LOCAL_ADDRESS", "LOCAL_ADDRESS6":
+			if a, _, _ := strings.Cut(v, "/"); a != "" {
+				addrs = append(addrs, a)
+			}
+		case "EXTRA_NSPAWN_FLAGS":
+			for _, f := range strings.Fields(v) {
+				for _, p := range []string{"--bind=", "--bind-ro="} {
+					if spec, ok := strings.CutPrefix(f, p); ok {
+						src, _, _ := strings.Cut(spec, ":")
+						shared = append(shared, strings.TrimPrefix(src, "+"))
+					}
+				}
+			}
+		}
+	}
+	return addrs, shared
+}
+
+// guestParseNeigh reads `ip -j neigh show`: per device, the addresses of
+// its reachable neighbours (a MicroVM behind its tap interface).
+func guestParseNeigh(b []byte) (map[string][]string, error) {
+	var rows []struct {
+		Dst   string   `json:"dst"`
+		Dev   string   `json:"dev"`
+		State []string `json:"state"`
+	}
+	if err := json.Unmarshal(b, &rows); err != nil {
+		return nil, fmt.Errorf("parse: %w", err)
+	}
+	out := map[string][]string{}
+	for _, r := range rows {
+		failed := false
+		for _, s := range r.State {
+			failed = failed || s == "FAILED" || s == "INCOMPLETE"
+		}
+		if r.Dst != "" && !failed {
+			out[r.Dev] = append(out[r.Dev], r.Dst)
+		}
+	}
+	return out, nil
+}
+
+// guestCgroupDirs are where systemd puts a template instance's cgroup
+// (cgroup v2): in the template's slice by default, or in machine.slice.
+func guestCgroupDirs(unit string) []string {
+	tmpl, _, _ := strings.Cut(unit, "@")
+	return []string{
+		"sys/fs/cgroup/system.slice/system-" + tmpl + ".slice/" + unit,
+		"sys/fs/cgroup/machine.slice/" + unit,
+		"sys/fs/cgroup/system.slice/" + unit,
+	}
+}
+
+// guestReadCgroup reads memory.current and cpu.stat's usage_usec.
+func guestReadCgroup(root fs.FS, unit string) (uint64, float64, error) {
+	for _, dir := range guestCgroupDirs(unit) {
+		mem, err := readFirstLine(root, dir+"/memory.current")
+		if err != nil {
+			continue
+		}
+		m, _ := strconv.ParseUint(mem, 10, 64)
+		var cpu float64
+		if b, err := fs.ReadFile(root, dir+"/cpu.stat"); err == nil {
+			sc := bufio.NewScanner(bytes.NewReader(b))
+			for sc.Scan() {
+				if v, ok := strings.CutPrefix(sc.Text(), "usage_usec "); ok {
+					us, _ := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+					cpu = float64(us) / 1e6
+				}
+			}
+		}
+		return m, cpu, nil
+	}
+	return 0, 0, fmt.Errorf("no cgroup for %s under /sys/fs/cgroup", unit)
+}
+
+// guestDiskUsage adds up the apparent size of the files under dir
+// (sparse disk images count at their full size), following no links.
+func guestDiskUsage(root fs.FS, dir string) (uint64, error) {
+	var total uint64
+	n := 0
+	err := fs.WalkDir(root, dir, func(p string, e fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if n++; n > guestMaxWalk {
+			return fs.SkipAll
+		}
+		if e.Type().IsRegular() {
+			if info, err := e.Info(); err == nil {
+				total += uint64(info.Size())
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return total, fmt.Errorf("disk usage of /%s: %w", dir, err)
+	}
+	return total, nil
+}

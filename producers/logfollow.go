@@ -1,0 +1,675 @@
+package producers
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Following a log for the streaming producers (login, fail2ban), from a
+// file as `tail -F` does or from the journal, with the read position kept
+// in the producer's State. The position is written only after the
+// observation made from a line was emitted, so a restart neither repeats
+// nor skips; lines that yield nothing advance the position at most once a
+// second and whenever the reader has caught up.
+
+// logfollowEntry is one log record: a syslog line from a file (Line set,
+// the rest parsed from it) or a journal entry.
+type logfollowEntry struct {
+	Time    time.Time // zero when the line's timestamp could not be read
+	Host    string
+	Ident   string // syslog identifier ("sshd", "sshd-session")
+	PID     int
+	Message string
+	Line    string // the raw line (file) or "" (journal)
+	// Key identifies the record for deterministic event ids: the file
+	// position or the journal cursor.
+	Key string
+}
+
+// logfollowOptions says where to read.
+type logfollowOptions struct {
+	// File is the log file's path on the host ("/var/log/auth.log").
+	File string
+	// Journal reads the journal instead, with journalctl and these matches.
+	Journal        bool
+	JournalMatches []string
+	// Poll is how often a followed file is checked for growth and rotation.
+	Poll time.Duration
+	// Follow keeps reading as the log grows; false stops at its end.
+	Follow bool
+}
+
+// logfollowFilePos is the persisted position in a log file: which file
+// (the hash of its first line, so it is found again after a rename) and
+// the offset after the last line handled.
+type logfollowFilePos struct {
+	File   string `json:"file"`
+	ID     string `json:"id"`
+	Offset int64  `json:"offset"`
+}
+
+const (
+	logfollowPosKey    = "position"
+	logfollowCursorKey = "cursor"
+	logfollowMaxLine   = 64 << 10
+)
+
+// logfollowHandler handles one entry. It returns true when it emitted an
+// observation (the position is then saved at once), or an error, which ends
+// the follow without saving the position.
+type logfollowHandler func(ctx context.Context, e logfollowEntry) (emitted bool, err error)
+
+// logfollowRun follows the log until ctx ends (or, without Follow, until
+// its end) and calls handle for each entry.
+func logfollowRun(ctx context.Context, env Env, o logfollowOptions, handle logfollowHandler) error {
+	if o.Journal {
+		return logfollowJournal(ctx, env, o, handle)
+	}
+	f := &logfollowFile{env: env, opts: o, path: strings.TrimPrefix(path.Clean("/"+o.File), "/")}
+	return f.run(ctx, handle)
+}
+
+// logfollowFile follows one log file through the rooted filesystem.
+type logfollowFile struct {
+	env  Env
+	opts logfollowOptions
+	path string // rooted, no leading slash
+
+	cur     fs.File
+	curName string // path of the open file (path, or a rotated sibling)
+	rd      *bufio.Reader
+	pos     logfollowFilePos
+	partial []byte
+	// lineBytes counts the bytes of the line being read (partial may hold
+	// fewer: long lines are cut).
+	lineBytes int64
+	dirty     bool
+	saved     time.Time
+}
+
+func (f *logfollowFile) run(ctx context.Context, handle logfollowHandler) error {
+	defer f.close()
+	if err := f.start(); err != nil {
+		return err
+	}
+	for {
+		if err := f.drain(ctx, handle, false); err != nil {
+			return err
+		}
+		if err := f.save(true); err != nil {
+			return err
+		}
+		if !f.opts.Follow {
+			return nil
+		}
+		poll := f.opts.Poll
+		if poll <= 0 {
+			poll = time.Second
+		}
+		t := time.NewTimer(poll)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+		if err := f.checkRotation(ctx, handle); err != nil {
+			return err
+		}
+	}
+}
+
+func (f *logfollowFile) close() {
+	if f.cur != nil {
+		_ = f.cur.Close()
+		f.cur = nil
+	}
+}
+
+// start opens the file at the saved position. If the saved file was
+// rotated away while the agent was down, its remainder is read from the
+// rotated copy (name.1, name-DATE) first.
+func (f *logfollowFile) start() error {
+	var saved logfollowFilePos
+	have := false
+	if f.env.State != nil {
+		b, ok, err := f.env.State.Get(logfollowPosKey)
+		if err != nil {
+			return fmt.Errorf("read saved position: %w", err)
+		}
+		if ok && json.Unmarshal(b, &saved) == nil && saved.File == f.path {
+			have = true
+		}
+	}
+	id, size, err := logfollowFileID(f.env.Root, f.path)
+	if err != nil && !(have && saved.ID != "") {
+		return fmt.Errorf("open log /%s: %w", f.path, err)
+	}
+	switch {
+	case !have || saved.ID == "":
+		return f.open(f.path, "", 0)
+	case err == nil && id == saved.ID:
+		if size < saved.Offset { // truncated in place since
+			return f.open(f.path, id, 0)
+		}
+		return f.open(f.path, id, saved.Offset)
+	}
+	for _, cand := range logfollowRotated(f.env.Root, f.path) {
+		if cid, _, err := logfollowFileID(f.env.Root, cand); err == nil && cid == saved.ID {
+			return f.open(cand, cid, saved.Offset)
+		}
+	}
+	if f.env.Log != nil {
+		f.env.Log.Warn("saved log position not found: the file was rotated away; reading the current file from its start", "file", "/"+f.path)
+	}
+	if err != nil {
+		return fmt.Errorf("open log /%s: %w", f.path, err)
+	}
+	return f.open(f.path, "", 0)
+}
+
+// logfollowRotated lists the names a rotated copy of name may have, newest
+// first: name.1 (logrotate's default) and name-YYYYMMDD (dateext).
+func logfollowRotated(root fs.FS, name string) []string {
+	out := []string{name + ".1"}
+	dir, base := path.Split(name)
+	entries, _ := fs.ReadDir(root, strings.TrimSuffix(dir, "/"))
+	var dated []string
+	for _, e := range entries {
+		n := e.Name()
+		if strings.HasPrefix(n, base+"-") && !strings.HasSuffix(n, ".gz") && !strings.HasSuffix(n, ".xz") && !strings.HasSuffix(n, ".zst") {
+			dated = append(dated, dir+n)
+		}
+	}
+	sort.Sort(sort.Reverse(sort.StringSlice(dated)))
+	return append(out, dated...)
+}
+
+func (f *logfollowFile) open(name, id string, offset int64) error {
+	f.close()
+	file, err := f.env.Root.Open(name)
+	if err != nil {
+		return fmt.Errorf("open log /%s: %w", name, err)
+	}
+	if offset > 0 {
+		if s, ok := file.(io.Seeker); ok {
+			_, err = s.Seek(offset, io.SeekStart)
+		} else {
+			_, err = io.CopyN(io.Discard, file, offset)
+		}
+		if err != nil {
+			_ = file.Close()
+			return fmt.Errorf("seek log /%s to %d: %w", name, offset, err)
+		}
+	}
+	f.cur, f.curName = file, name
+	f.rd = bufio.NewReaderSize(file, 32<<10)
+	f.partial, f.lineBytes = f.partial[:0], 0
+	f.pos = logfollowFilePos{File: f.path, ID: id, Offset: offset}
+	return nil
+}
+
+// drain reads every complete line of the open file; final also hands over
+// a last line without newline (the file will not grow any more).
+func (f *logfollowFile) drain(ctx context.Context, handle logfollowHandler, final bool) error {
+	for {
+		chunk, err := f.rd.ReadSlice('\n')
+		if room := logfollowMaxLine - len(f.partial); room > 0 {
+			f.partial = append(f.partial, chunk[:min(len(chunk), room)]...)
+		}
+		f.lineBytes += int64(len(chunk))
+		f.pos.Offset += int64(len(chunk))
+		if errors.Is(err, bufio.ErrBufferFull) {
+			continue // a very long line: read on, the excess is dropped
+		}
+		complete := err == nil
+		if !complete {
+			if !errors.Is(err, io.EOF) {
+				return fmt.Errorf("read log /%s: %w", f.curName, err)
+			}
+			if !final || f.lineBytes == 0 {
+				// Keep the partial line; after a restart its bytes are
+				// read again from the saved offset.
+				return nil
+			}
+		}
+		lineStart := f.pos.Offset - f.lineBytes
+		if f.pos.ID == "" && lineStart == 0 && complete {
+			f.pos.ID = logfollowHash(f.partial)
+		}
+		line := strings.TrimRight(string(f.partial), "\r\n")
+		f.partial, f.lineBytes = f.partial[:0], 0
+		e := logfollowEntry{Line: line, Key: fmt.Sprintf("%s:%s:%d", f.path, f.pos.ID, lineStart)}
+		emitted, herr := handle(ctx, e)
+		if herr != nil {
+			return herr
+		}
+		f.dirty = true
+		if emitted {
+			if err := f.save(false); err != nil {
+				return err
+			}
+		}
+		if !complete {
+			return nil
+		}
+	}
+}
+
+// save writes the position: always after an emit, else (lazy) at most
+// once a second.
+func (f *logfollowFile) save(lazy bool) error {
+	if f.env.State == nil || !f.dirty {
+		return nil
+	}
+	now := time.Now() // pacing only, never reported
+	if lazy && now.Sub(f.saved) < time.Second && f.opts.Follow {
+		return nil
+	}
+	pos := f.pos
+	pos.Offset -= f.lineBytes
+	b, _ := json.Marshal(pos)
+	if err := f.env.State.Put(logfollowPosKey, b); err != nil {
+		return fmt.Errorf("save log position: %w", err)
+	}
+	f.dirty, f.saved = false, now
+	return nil
+}
+
+// checkRotation switches to a new file at the path after reading what is
+// left of the old one (rename and create), or starts the file again at 0
+// (copytruncate: the same file, truncated).
+func (f *logfollowFile) checkRotation(ctx context.Context, handle logfollowHandler) error {
+	if f.curName == f.path && f.pos.ID == "" {
+		// The open file had no complete first line: read what came since,
+		// so its id is known before it is compared.
+		if err := f.drain(ctx, handle, false); err != nil {
+			return err
+		}
+	}
+	id, size, err := logfollowFileID(f.env.Root, f.path)
+	if err != nil {
+		return nil // renamed and not yet recreated: keep the open file
+	}
+	sameFile := false
+	if f.curName == f.path {
+		a, err1 := f.cur.Stat()
+		b, err2 := fs.Stat(f.env.Root, f.path)
+		sameFile = err1 == nil && err2 == nil && os.SameFile(a, b)
+	}
+	switch {
+	case sameFile && (id != f.pos.ID || size < f.pos.Offset):
+		// Truncated in place (copytruncate): read it again from 0.
+		f.dirty = true
+		return f.open(f.path, "", 0)
+	case f.curName != f.path || id != f.pos.ID:
+		// Another file is at the path (or the open one is a rotated copy
+		// read after a restart): finish the old one, then switch.
+		if err := f.drain(ctx, handle, true); err != nil {
+			return err
+		}
+		f.dirty = true
+		return f.open(f.path, "", 0)
+	case size < f.pos.Offset:
+		f.dirty = true
+		return f.open(f.path, "", 0)
+	}
+	return nil
+}
+
+// logfollowFileID returns the hash of a file's first complete line ("" if
+// it has none yet) and its size.
+func logfollowFileID(root fs.FS, name string) (string, int64, error) {
+	file, err := root.Open(name)
+	if err != nil {
+		return "", 0, err
+	}
+	defer file.Close()
+	st, err := file.Stat()
+	if err != nil {
+		return "", 0, err
+	}
+	buf := make([]byte, 4096)
+	n, _ := io.ReadFull(file, buf)
+	i := bytes.IndexByte(buf[:n], '\n')
+	if i < 0 {
+		if n == len(buf) {
+			return logfollowHash(buf), st.Size(), nil
+		}
+		return "", st.Size(), nil
+	}
+	return logfollowHash(buf[:i+1]), st.Size(), nil
+}
+
+func logfollowHash(b []byte) string {
+	if len(b) > 4096 {
+		b = b[:4096]
+	}
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:12])
+}
+
+// logfollowJournalEntry is the part of `journalctl -o json` output used
+// (systemd.journal-fields(7)). MESSAGE is a string, or an array of bytes
+// when it is not valid UTF-8.
+type logfollowJournalEntry struct {
+	Cursor    string          `json:"__CURSOR"`
+	Realtime  string          `json:"__REALTIME_TIMESTAMP"`
+	Hostname  string          `json:"_HOSTNAME"`
+	Ident     string          `json:"SYSLOG_IDENTIFIER"`
+	PID       string          `json:"_PID"`
+	SyslogPID string          `json:"SYSLOG_PID"`
+	Message   json.RawMessage `json:"MESSAGE"`
+}
+
+// logfollowParseJournal turns one line of `journalctl -o json` into an
+// entry. A line that is not a journal entry is an error.
+func logfollowParseJournal(line []byte) (logfollowEntry, string, error) {
+	var j logfollowJournalEntry
+	if err := json.Unmarshal(line, &j); err != nil {
+		return logfollowEntry{}, "", fmt.Errorf("journal entry: %w", err)
+	}
+	if j.Cursor == "" {
+		return logfollowEntry{}, "", fmt.Errorf("journal entry without __CURSOR")
+	}
+	e := logfollowEntry{Host: j.Hostname, Ident: j.Ident, Key: j.Cursor}
+	if us, err := strconv.ParseInt(j.Realtime, 10, 64); err == nil {
+		e.Time = time.UnixMicro(us).UTC()
+	}
+	pid := j.PID
+	if pid == "" {
+		pid = j.SyslogPID
+	}
+	e.PID, _ = strconv.Atoi(pid)
+	var s string
+	if err := json.Unmarshal(j.Message, &s); err == nil {
+		e.Message = s
+	} else {
+		var raw []byte
+		var ints []int
+		if err := json.Unmarshal(j.Message, &ints); err == nil {
+			for _, v := range ints {
+				raw = append(raw, byte(v))
+			}
+			e.Message = strings.ToValidUTF8(string(raw), "\uFFFD")
+		}
+	}
+	return e, j.Cursor, nil
+}
+
+// logfollowJournal follows the journal with journalctl from the saved
+// cursor (or, the first time, from the start of the current boot).
+func logfollowJournal(ctx context.Context, env Env, o logfollowOptions, handle logfollowHandler) error {
+	sr, ok := env.Run.(StreamRunner)
+	if !ok && o.Follow {
+		return fmt.Errorf("journal: the command runner cannot stream journalctl's output")
+	}
+	args := []string{"--output=json", "--no-pager"}
+	if o.Follow {
+		args = append(args, "--follow")
+	}
+	if env.State != nil {
+		cur, ok, err := env.State.Get(logfollowCursorKey)
+		if err != nil {
+			return fmt.Errorf("read saved journal cursor: %w", err)
+		}
+		if ok && len(cur) > 0 {
+			args = append(args, "--after-cursor="+string(cur))
+		} else {
+			args = append(args, "--boot", "--lines=all")
+		}
+	}
+	args = append(args, o.JournalMatches...)
+	var out io.Reader
+	var wait func() error
+	if ok {
+		rc, w, err := sr.Start(ctx, "journalctl", args...)
+		if err != nil {
+			return fmt.Errorf("journal: %w", err)
+		}
+		defer rc.Close()
+		out, wait = rc, w
+	} else {
+		b, code, err := env.Run.Run(ctx, "journalctl", args...)
+		if err != nil {
+			return fmt.Errorf("journal: %w", err)
+		}
+		if code != 0 {
+			return fmt.Errorf("journal: journalctl exited %d", code)
+		}
+		out, wait = bytes.NewReader(b), func() error { return nil }
+	}
+	sc := bufio.NewScanner(out)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	var cursor string
+	var saved time.Time
+	save := func() error {
+		if env.State == nil || cursor == "" {
+			return nil
+		}
+		if err := env.State.Put(logfollowCursorKey, []byte(cursor)); err != nil {
+			return fmt.Errorf("save journal cursor: %w", err)
+		}
+		cursor, saved = "", time.Now()
+		return nil
+	}
+	var bad int
+	for sc.Scan() {
+		e, c, err := logfollowParseJournal(sc.Bytes())
+		if err != nil {
+			if bad++; bad == 1 && env.Log != nil {
+				env.Log.Warn("journal: skipping entries that are not JSON", "err", err)
+			}
+			continue
+		}
+		emitted, err := handle(ctx, e)
+		if err != nil {
+			return err
+		}
+		cursor = c
+		if emitted || time.Since(saved) > time.Second {
+			if err := save(); err != nil {
+				return err
+			}
+		}
+	}
+	if err := save(); err != nil {
+		return err
+	}
+	if err := sc.Err(); err != nil && ctx.Err() == nil {
+		return fmt.Errorf("journal: read: %w", err)
+	}
+	if err := wait(); err != nil {
+		return fmt.Errorf("journal: %w", err)
+	}
+	return nil
+}
+
+// logfollowParseSyslog splits a syslog line into its time, host, ident,
+// pid and message. It reads the formats rsyslog and syslog-ng write:
+// RFC 3164 ("Mar  7 18:53:20 host sshd[1556]: msg", also without host),
+// RFC 3339 timestamps ("2015-04-16T18:02:50.321974+00:00 host sshd[2716]:
+// msg") and RFC 5424 ("<38>1 2019-07-08T17:40:16.954-04:00 host sshd
+// 57915 - - msg"). RFC 3164 has no year: it is taken from now, and a date
+// more than a day in the future is put in the year before (a December line
+// read in January). ok is false for a line with no recognisable header.
+func logfollowParseSyslog(line string, now time.Time) (e logfollowEntry, ok bool) {
+	e.Line = line
+	rest := line
+	if strings.HasPrefix(rest, "<") {
+		// RFC 5424: <PRI>VERSION TIMESTAMP HOST APP PROCID MSGID SD MSG
+		end := strings.IndexByte(rest, '>')
+		if end < 0 {
+			return e, false
+		}
+		f := strings.SplitN(rest[end+1:], " ", 7)
+		if len(f) < 7 {
+			return e, false
+		}
+		t, err := time.Parse(time.RFC3339Nano, f[1])
+		if err != nil {
+			return e, false
+		}
+		e.Time, e.Host, e.Ident = t, f[2], f[3]
+		e.PID, _ = strconv.Atoi(f[4])
+		msg := f[6]
+		if strings.HasPrefix(msg, "[") { // structured data
+			// SD-ELEMENTs ("[id k=\"v\"]"), one after the other; inside a
+			// quoted PARAM-VALUE brackets are text.
+			depth, quoted, i := 0, false, 0
+			for i = 0; i < len(msg); i++ {
+				c := msg[i]
+				switch {
+				case c == '\\':
+					i++
+				case c == '"':
+					quoted = !quoted
+				case quoted:
+				case c == '[':
+					depth++
+				case c == ']':
+					depth--
+				}
+				if depth == 0 && !quoted && c == ']' && (i+1 == len(msg) || msg[i+1] != '[') {
+					break
+				}
+			}
+			if i >= len(msg) {
+				return e, false
+			}
+			msg = strings.TrimPrefix(msg[i+1:], " ")
+		} else {
+			msg = strings.TrimPrefix(msg, "- ")
+		}
+		e.Message = strings.TrimPrefix(msg, "\ufeff")
+		return e, true
+	}
+	if len(rest) >= 15 && rest[3] == ' ' && rest[6] == ' ' && rest[9] == ':' {
+		t, err := time.ParseInLocation("Jan _2 15:04:05", rest[:15], now.Location())
+		if err != nil {
+			return e, false
+		}
+		t = time.Date(now.Year(), t.Month(), t.Day(), t.Hour(), t.Minute(), t.Second(), 0, now.Location())
+		if t.After(now.Add(24 * time.Hour)) {
+			t = t.AddDate(-1, 0, 0)
+		}
+		e.Time = t
+		rest = rest[15:]
+	} else if sp := strings.IndexByte(rest, ' '); sp > 0 && sp >= 19 && rest[4] == '-' && rest[10] == 'T' {
+		t, err := time.Parse(time.RFC3339Nano, rest[:sp])
+		if err != nil {
+			return e, false
+		}
+		e.Time = t
+		rest = rest[sp:]
+	} else {
+		return e, false
+	}
+	rest = strings.TrimLeft(rest, " ")
+	// Now "host ident[pid]: msg", "ident[pid]: msg" or "[ident]: msg".
+	tok, after, _ := strings.Cut(rest, " ")
+	if !logfollowIsTag(tok) {
+		e.Host = tok
+		rest = after
+		tok, after, _ = strings.Cut(rest, " ")
+	}
+	if !logfollowIsTag(tok) {
+		// "host ident msg" without a colon, as some relays write.
+		return e, false
+	}
+	tag := strings.TrimSuffix(tok, ":")
+	if i := strings.IndexByte(tag, '['); i >= 0 && strings.HasSuffix(tag, "]") {
+		if i == 0 {
+			tag = tag[1 : len(tag)-1] // "[sshd]"
+		} else {
+			e.PID, _ = strconv.Atoi(tag[i+1 : len(tag)-1])
+			tag = tag[:i]
+		}
+	}
+	e.Ident = tag
+	e.Message = after
+	return e, true
+}
+
+// logfollowIsTag reports whether tok is a syslog tag: "ident:",
+// "ident[pid]:" or "[ident]:".
+func logfollowIsTag(tok string) bool {
+	if !strings.HasSuffix(tok, ":") || len(tok) < 2 {
+		return false
+	}
+	t := tok[:len(tok)-1]
+	if strings.HasSuffix(t, "]") {
+		return strings.IndexByte(t, '[') >= 0
+	}
+	return !strings.ContainsAny(t, " []")
+}
+
+// logfollowSourceFor resolves a streaming producer's log source. An
+// explicit file or journal is taken as given. Otherwise: with preferFile,
+// the first default file that exists; then the journal, when the host has
+// one (persistent or volatile) and the runner can stream journalctl; then
+// the first default file that exists. ok is false when there is nothing
+// to follow on this host.
+func logfollowSourceFor(env Env, file string, journal bool, poll string, follow *bool, defaults, matches []string, preferFile bool) (o logfollowOptions, ok bool) {
+	o = logfollowOptions{File: file, Journal: journal, JournalMatches: matches, Follow: true, Poll: time.Second}
+	if follow != nil {
+		o.Follow = *follow
+	}
+	if poll != "" {
+		o.Poll, _ = time.ParseDuration(poll)
+	}
+	if o.File != "" || o.Journal {
+		return o, true
+	}
+	existing := ""
+	for _, f := range defaults {
+		if _, err := fs.Stat(env.Root, strings.TrimPrefix(f, "/")); err == nil {
+			existing = f
+			break
+		}
+	}
+	if preferFile && existing != "" {
+		o.File = existing
+		return o, true
+	}
+	if _, ok := env.Run.(StreamRunner); ok {
+		for _, dir := range []string{"var/log/journal", "run/log/journal"} {
+			if entries, err := fs.ReadDir(env.Root, dir); err == nil && len(entries) > 0 {
+				o.Journal = true
+				return o, true
+			}
+		}
+	}
+	o.File = existing
+	return o, existing != ""
+}
+
+func logfollowLogger(env Env) *slog.Logger {
+	if env.Log != nil {
+		return env.Log
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// logfollowParseSyslogKeep parses a file line's syslog header and keeps
+// the entry's key.
+func logfollowParseSyslogKeep(e logfollowEntry, now time.Time) (logfollowEntry, bool) {
+	p, ok := logfollowParseSyslog(e.Line, now)
+	p.Key = e.Key
+	return p, ok
+}

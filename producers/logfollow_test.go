@@ -1,0 +1,152 @@
+package producers
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/pinkiefleet/pinkie/events"
+)
+
+// logfollowTester runs a following login producer over a temp dir and
+// hands its logins to the test as they come.
+type logfollowTester struct {
+	t      *testing.T
+	dir    string
+	state  *execMemState
+	got    chan string
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func newLogfollowTester(t *testing.T) *logfollowTester {
+	dir := t.TempDir()
+	return &logfollowTester{t: t, dir: dir, state: &execMemState{}}
+}
+
+func (lt *logfollowTester) start() {
+	l, err := NewLogin(json.RawMessage(`{"file": "/auth.log", "poll": "5ms"}`))
+	if err != nil {
+		lt.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	lt.cancel, lt.got, lt.done = cancel, make(chan string, 100), make(chan error, 1)
+	env := Env{Host: "h", Root: os.DirFS(lt.dir), Now: func() time.Time { return loginTestNow }, State: lt.state}
+	go func() {
+		lt.done <- l.Stream(ctx, env, func(_ context.Context, o Observation) error {
+			lt.got <- o.Data.(events.Login).User
+			return nil
+		})
+	}()
+}
+
+func (lt *logfollowTester) stop() {
+	lt.cancel()
+	if err := <-lt.done; err != nil {
+		lt.t.Fatalf("stream: %v", err)
+	}
+	close(lt.got)
+	for u := range lt.got {
+		lt.t.Errorf("unexpected extra login %s", u)
+	}
+}
+
+// expect waits for exactly these logins, in order.
+func (lt *logfollowTester) expect(users ...string) {
+	lt.t.Helper()
+	deadline := time.After(10 * time.Second)
+	for _, want := range users {
+		select {
+		case u := <-lt.got:
+			if u != want {
+				lt.t.Fatalf("login %s, want %s", u, want)
+			}
+		case err := <-lt.done:
+			lt.t.Fatalf("stream ended waiting for %s: %v", want, err)
+		case <-deadline:
+			lt.t.Fatalf("no login %s within 10s", want)
+		}
+	}
+}
+
+func (lt *logfollowTester) write(name, content string, flag int) {
+	lt.t.Helper()
+	f, err := os.OpenFile(filepath.Join(lt.dir, name), flag|os.O_WRONLY|os.O_CREATE, 0o644)
+	if err != nil {
+		lt.t.Fatal(err)
+	}
+	if _, err := f.WriteString(content); err != nil {
+		lt.t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		lt.t.Fatal(err)
+	}
+}
+
+func logfollowLine(user string) string {
+	return fmt.Sprintf("Nov 27 01:58:03 g sshd[1]: Accepted password for %s from 192.0.2.1 port 2 ssh2\n", user)
+}
+
+// TestLogfollowLikeTailF follows a file through growth, a line written in
+// two parts, rename-and-create rotation, copytruncate rotation, a restart,
+// and a rotation while the producer was stopped.
+func TestLogfollowLikeTailF(t *testing.T) {
+	lt := newLogfollowTester(t)
+	lt.write("auth.log", logfollowLine("a1")+"Nov 27 01:58:03 g sshd[1]: Failed password for x from 192.0.2.1 port 2 ssh2\n"+logfollowLine("a2"), os.O_TRUNC)
+	lt.start()
+	lt.expect("a1", "a2")
+
+	// A line written in two parts is read once, whole.
+	l := logfollowLine("a3")
+	lt.write("auth.log", l[:30], os.O_APPEND)
+	lt.write("auth.log", l[30:], os.O_APPEND)
+	lt.expect("a3")
+
+	// logrotate's default: rename, the daemon writes on to the renamed
+	// file until told, then the new file.
+	if err := os.Rename(filepath.Join(lt.dir, "auth.log"), filepath.Join(lt.dir, "auth.log.1")); err != nil {
+		t.Fatal(err)
+	}
+	lt.write("auth.log.1", logfollowLine("b1"), os.O_APPEND)
+	lt.write("auth.log", logfollowLine("b2"), os.O_EXCL)
+	lt.expect("b1", "b2")
+	lt.write("auth.log", logfollowLine("b3"), os.O_APPEND)
+	lt.expect("b3")
+
+	// copytruncate: copy, truncate in place, write on.
+	old, err := os.ReadFile(filepath.Join(lt.dir, "auth.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lt.write("auth.log.1", string(old), os.O_TRUNC)
+	if err := os.Truncate(filepath.Join(lt.dir, "auth.log"), 0); err != nil {
+		t.Fatal(err)
+	}
+	lt.write("auth.log", logfollowLine("c1"), os.O_APPEND)
+	lt.expect("c1")
+	lt.write("auth.log", logfollowLine("c2"), os.O_APPEND)
+	lt.expect("c2")
+	lt.stop()
+
+	// A restart continues where the last emitted login left off.
+	lt.write("auth.log", logfollowLine("d1"), os.O_APPEND)
+	lt.start()
+	lt.expect("d1")
+	lt.stop()
+
+	// Rotated while stopped: the rest of the old file, then the new one.
+	lt.write("auth.log", logfollowLine("e1"), os.O_APPEND)
+	if err := os.Rename(filepath.Join(lt.dir, "auth.log"), filepath.Join(lt.dir, "auth.log.1")); err != nil {
+		t.Fatal(err)
+	}
+	lt.write("auth.log", logfollowLine("e2"), os.O_EXCL)
+	lt.start()
+	lt.expect("e1", "e2")
+	lt.write("auth.log", logfollowLine("e3"), os.O_APPEND)
+	lt.expect("e3")
+	lt.stop()
+}

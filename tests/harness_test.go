@@ -1,0 +1,333 @@
+// Package tests holds pinkie's end-to-end tests: real pinkie processes (hub
+// and agents), real NATS connections on 127.0.0.1 with random ports, auth on.
+package tests
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/pinkiefleet/pinkie/events"
+	"github.com/pinkiefleet/pinkie/streams"
+)
+
+var pinkieBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "pinkie-e2e-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	pinkieBin = filepath.Join(dir, "pinkie")
+	out, err := exec.Command("go", "build", "-o", pinkieBin, "../cmd/pinkie").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "build pinkie: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// syncBuffer collects a process's output for the test to search.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// proc is a running pinkie process.
+type proc struct {
+	t    *testing.T
+	name string
+	cmd  *exec.Cmd
+	out  *syncBuffer
+	done chan struct{}
+	err  error
+}
+
+func startProc(t *testing.T, name string, args ...string) *proc {
+	t.Helper()
+	p := &proc{t: t, name: name, out: &syncBuffer{}, done: make(chan struct{})}
+	p.cmd = exec.Command(pinkieBin, args...)
+	var w io.Writer = p.out
+	if os.Getenv("PINKIE_TEST_LOG") != "" {
+		w = io.MultiWriter(p.out, prefixWriter{name, os.Stderr})
+	}
+	p.cmd.Stdout, p.cmd.Stderr = w, w
+	if err := p.cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	go func() {
+		p.err = p.cmd.Wait()
+		close(p.done)
+	}()
+	t.Cleanup(func() { p.kill() })
+	return p
+}
+
+type prefixWriter struct {
+	name string
+	w    io.Writer
+}
+
+func (p prefixWriter) Write(b []byte) (int, error) {
+	for _, line := range strings.SplitAfter(string(b), "\n") {
+		if line != "" {
+			fmt.Fprintf(p.w, "[%s] %s", p.name, line)
+		}
+	}
+	return len(b), nil
+}
+
+// waitFor waits until the process's output contains s.
+func (p *proc) waitFor(s string, within time.Duration) {
+	p.t.Helper()
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		if strings.Contains(p.out.String(), s) {
+			return
+		}
+		select {
+		case <-p.done:
+			if strings.Contains(p.out.String(), s) {
+				return
+			}
+			p.t.Fatalf("%s exited (%v) before printing %q:\n%s", p.name, p.err, s, p.out.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	p.t.Fatalf("%s did not print %q within %s:\n%s", p.name, s, within, p.out.String())
+}
+
+// count returns how often the output contains s.
+func (p *proc) count(s string) int { return strings.Count(p.out.String(), s) }
+
+// stop sends sig and waits for the process to exit.
+func (p *proc) stop(sig syscall.Signal) {
+	p.t.Helper()
+	_ = p.cmd.Process.Signal(sig)
+	select {
+	case <-p.done:
+	case <-time.After(30 * time.Second):
+		p.t.Fatalf("%s did not exit after %v:\n%s", p.name, sig, p.out.String())
+	}
+}
+
+func (p *proc) kill() {
+	select {
+	case <-p.done:
+	default:
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// fleet is a test fleet: an auth dir and the hub's fixed ports, so the hub
+// can be restarted on the same addresses and data.
+type fleet struct {
+	t                           *testing.T
+	auth, hubData               string
+	natsPort, leafPort, httpPor int
+}
+
+func newFleet(t *testing.T, hosts ...string) *fleet {
+	t.Helper()
+	f := &fleet{t: t, auth: t.TempDir(), hubData: t.TempDir(), natsPort: freePort(t), leafPort: freePort(t), httpPor: freePort(t)}
+	out, err := exec.Command(pinkieBin, "keys", "init", f.auth, "--hosts", strings.Join(hosts, ",")).CombinedOutput()
+	if err != nil {
+		t.Fatalf("keys init: %v\n%s", err, out)
+	}
+	return f
+}
+
+func (f *fleet) natsURL() string { return fmt.Sprintf("nats://127.0.0.1:%d", f.natsPort) }
+func (f *fleet) leafURL() string { return fmt.Sprintf("nats-leaf://127.0.0.1:%d", f.leafPort) }
+func (f *fleet) operator() string {
+	return streams.OperatorSeedFile(f.auth)
+}
+
+func (f *fleet) startHub(extra ...string) *proc {
+	f.t.Helper()
+	args := append([]string{"hub", "--data", f.hubData, "--auth", f.auth,
+		"--nats", fmt.Sprintf("127.0.0.1:%d", f.natsPort),
+		"--leaf", fmt.Sprintf("127.0.0.1:%d", f.leafPort),
+		"--http", fmt.Sprintf("127.0.0.1:%d", f.httpPor)}, extra...)
+	p := startProc(f.t, "hub", args...)
+	p.waitFor("hub started", 30*time.Second)
+	return p
+}
+
+// startAgent starts host's agent; hubURL overrides the hub's leaf URL
+// (a proxy in link-cut tests).
+func (f *fleet) startAgent(host, dataDir, hubURL string, extra ...string) *proc {
+	f.t.Helper()
+	if hubURL == "" {
+		hubURL = f.leafURL()
+	}
+	args := append([]string{"agent", "--name", host, "--hub", hubURL, "--data", dataDir,
+		"--nkey", streams.HostSeedFile(f.auth, host), "--reconnect", "200ms"}, extra...)
+	p := startProc(f.t, "agent-"+host, args...)
+	p.waitFor("agent started", 30*time.Second)
+	return p
+}
+
+func (f *fleet) client() *streams.Client {
+	f.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := streams.Connect(ctx, f.natsURL(), f.operator(), "e2e test")
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	f.t.Cleanup(c.Close)
+	return c
+}
+
+// storedEvent is one message read back from a hub stream.
+type storedEvent struct {
+	subject string
+	seq     uint64
+	event   events.Event
+	kind    events.Kind
+}
+
+// readStream reads every message of stream matching filter, in order.
+func readStream(t *testing.T, js jetstream.JetStream, stream, filter string) []storedEvent {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	st, err := js.Stream(ctx, stream)
+	if err != nil {
+		t.Fatalf("stream %s: %v", stream, err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs == 0 {
+		return nil
+	}
+	cons, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []storedEvent
+	for {
+		batch, err := cons.FetchNoWait(1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for m := range batch.Messages() {
+			n++
+			md, _ := m.Metadata()
+			e, k, err := events.Decode(m.Data())
+			if err != nil {
+				t.Fatalf("%s seq %d: %v", stream, md.Sequence.Stream, err)
+			}
+			out = append(out, storedEvent{subject: m.Subject(), seq: md.Sequence.Stream, event: e, kind: k})
+			if md.NumPending == 0 {
+				return out
+			}
+		}
+		if n == 0 {
+			// No more messages for this filter right now.
+			return out
+		}
+	}
+}
+
+// countSubjects returns how many messages stream holds on filter.
+func countSubjects(t *testing.T, js jetstream.JetStream, stream, filter string) uint64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := js.Stream(ctx, stream)
+	if err != nil {
+		return 0
+	}
+	info, err := st.Info(ctx, jetstream.WithSubjectFilter(filter))
+	if err != nil {
+		return 0
+	}
+	var n uint64
+	for _, c := range info.State.Subjects {
+		n += c
+	}
+	return n
+}
+
+// waitCount waits until stream holds at least want messages on filter and
+// returns the count.
+func waitCount(t *testing.T, js jetstream.JetStream, stream, filter string, want uint64, within time.Duration) uint64 {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	var n uint64
+	for time.Now().Before(deadline) {
+		if n = countSubjects(t, js, stream, filter); n >= want {
+			return n
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("%s holds %d messages on %s after %s, want %d", stream, n, filter, within, want)
+	return n
+}
+
+func (f *fleet) httpURL() string { return fmt.Sprintf("http://127.0.0.1:%d", f.httpPor) }
+
+func httpGet(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
+
+func grepLines(s, substr string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, substr) && !strings.HasPrefix(l, "#") {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
