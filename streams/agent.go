@@ -47,6 +47,8 @@ type AgentOptions struct {
 	// costs throughput).
 	SyncAlways bool
 	Log        *slog.Logger
+	// Services run inside the agent next to its producers.
+	Services []AgentService
 }
 
 // Agent is a running agent's NATS side: its leaf server, OUTBOX and the
@@ -159,6 +161,8 @@ func StartAgent(ctx context.Context, o AgentOptions) (*Agent, error) {
 		a.wg.Add(1)
 		go a.watchLink(runCtx)
 	}
+	a.wg.Add(len(o.Services))
+	runServices(runCtx, a.log, o.Services, AgentService.Name, func(ctx context.Context, s AgentService) error { return s.Run(ctx, a) }, a.wg.Done)
 	a.log.Info("agent started", "host", o.Host, "hub", o.HubURLs, "data", o.DataDir, "auth", o.NkeyFile != "")
 	return a, nil
 }

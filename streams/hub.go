@@ -42,6 +42,8 @@ type HubOptions struct {
 	SyncAlways bool
 	Log        *slog.Logger
 	Version    string
+	// Services run inside the hub once its streams exist.
+	Services []HubService
 }
 
 // Hub is a running pinkie hub.
@@ -174,6 +176,8 @@ func StartHub(ctx context.Context, o HubOptions) (*Hub, error) {
 	}
 	h.wg.Add(1)
 	go h.watchHosts(runCtx)
+	h.wg.Add(len(o.Services))
+	runServices(runCtx, h.log, o.Services, HubService.Name, func(ctx context.Context, s HubService) error { return s.Run(ctx, h) }, h.wg.Done)
 	h.log.Info("hub started", "nats", h.ClientURL(), "leaf", h.LeafURL(), "http", "http://"+h.HTTPAddr(),
 		"data", o.DataDir, "auth", o.AuthDir != "", "hosts", len(h.hosts))
 	return h, nil

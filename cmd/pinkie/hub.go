@@ -37,6 +37,7 @@ SIGTERM or Ctrl-C shuts down cleanly: nothing acknowledged is lost.`)
 	maxEvent := fs.Int("max-event-bytes", 64<<10, "largest event accepted; larger ones go to the dead letters")
 	maxStore := fs.Int64("max-store", 10<<30, "JetStream file store limit in bytes")
 	syncAlways := fs.Bool("sync-always", false, "fsync every write (survives power loss, slower)")
+	configFile := fs.String("config", "", "hub configuration `FILE` (JSON: alert rules, notification channels, deploy and dashboard settings)")
 	mkLog := logFlags(fs, a.stderr)
 	if err := fs.parse(args); err != nil {
 		return err
@@ -48,10 +49,18 @@ SIGTERM or Ctrl-C shuts down cleanly: nothing acknowledged is lost.`)
 	if err != nil {
 		return err
 	}
+	cfg, err := loadHubConfig(*configFile)
+	if err != nil {
+		return err
+	}
+	services, err := hubServices(cfg, log)
+	if err != nil {
+		return err
+	}
 	h, err := streams.StartHub(ctx, streams.HubOptions{
 		DataDir: *data, NATSAddr: *natsAddr, LeafAddr: *leafAddr, HTTPAddr: *httpAddr,
 		AuthDir: *auth, MaxEventBytes: *maxEvent, MaxStore: *maxStore, SyncAlways: *syncAlways,
-		Log: log, Version: version,
+		Log: log, Version: version, Services: services,
 	})
 	if err != nil {
 		if errors.Is(err, streams.ErrNotLoopback) || errors.Is(err, os.ErrNotExist) {

@@ -1,0 +1,55 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"log/slog"
+	"os"
+
+	"github.com/pinkiefleet/pinkie/streams"
+)
+
+// hubConfig is the hub's configuration file (--config, JSON). Each section
+// belongs to one part of the hub and is decoded strictly by it; an unknown
+// top-level key is an error naming it.
+type hubConfig struct {
+	// Alerts configures the alerter: user rules, repeat interval.
+	Alerts json.RawMessage `json:"alerts,omitempty"`
+	// Notify configures the notifier's channels (ntfy, Matrix, email).
+	Notify json.RawMessage `json:"notify,omitempty"`
+	// Deploy configures the deploy planner and the last-deploy record.
+	Deploy json.RawMessage `json:"deploy,omitempty"`
+	// Dashboard configures the web dashboard and its login.
+	Dashboard json.RawMessage `json:"dashboard,omitempty"`
+}
+
+func loadHubConfig(path string) (hubConfig, error) {
+	var c hubConfig
+	if path == "" {
+		return c, nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return c, usagef("--config: %v", err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&c); err != nil {
+		return c, usagef("--config %s: %v (known sections: alerts, notify, deploy, dashboard)", path, err)
+	}
+	return c, nil
+}
+
+// hubServices builds the consumers the hub runs (projections, alerter,
+// notifier, deploy planner) from its configuration. One line per service.
+func hubServices(cfg hubConfig, log *slog.Logger) ([]streams.HubService, error) {
+	var s []streams.HubService
+	_ = cfg
+	_ = log
+	return s, nil
+}
+
+// errConfig wraps a configuration error of one section.
+func errConfig(section string, err error) error {
+	return usagef("--config: %s: %v", section, err)
+}
