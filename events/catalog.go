@@ -54,6 +54,9 @@ func Catalog() []Kind {
 	}
 	ks = append(ks, hostKinds()...)
 	ks = append(ks, storageKinds()...)
+	ks = append(ks, alertKinds()...)
+	ks = append(ks, deployKinds()...)
+	ks = append(ks, fleetKinds()...)
 	sort.Slice(ks, func(i, j int) bool { return ks[i].Name < ks[j].Name })
 	return ks
 }
