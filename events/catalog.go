@@ -1,6 +1,9 @@
 package events
 
-import "sort"
+import (
+	"sort"
+	"sync"
+)
 
 // Origin says who may publish a kind of event.
 type Origin int
@@ -64,13 +67,20 @@ func Catalog() []Kind {
 // Lookup finds a kind by its name ("deploy.requested") or its CloudEvents
 // type ("pinkie.deploy.requested.v1").
 func Lookup(name string) (Kind, bool) {
-	for _, k := range Catalog() {
-		if k.Name == name || k.Type() == name {
-			return k, true
-		}
-	}
-	return Kind{}, false
+	k, ok := kindIndex()[name]
+	return k, ok
 }
+
+// kindIndex maps every kind's name and type to it; built once, never
+// changed (Lookup runs for every event, Catalog builds a fresh list).
+var kindIndex = sync.OnceValue(func() map[string]Kind {
+	m := map[string]Kind{}
+	for _, k := range Catalog() {
+		m[k.Name] = k
+		m[k.Type()] = k
+	}
+	return m
+})
 
 // KindNames lists the names of all kinds of the given origin.
 func KindNames(o Origin) []string {

@@ -75,3 +75,29 @@ func (s *FileState) Put(key string, value []byte) error {
 	}
 	return nil
 }
+
+// MemState keeps state in memory only: for one-off runs (pinkie collect)
+// that must not move an agent's saved positions.
+type MemState struct {
+	mu sync.Mutex
+	m  map[string][]byte
+}
+
+// Get returns the value stored under key.
+func (s *MemState) Get(key string) ([]byte, bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v, ok := s.m[key]
+	return append([]byte(nil), v...), ok, nil
+}
+
+// Put stores value under key.
+func (s *MemState) Put(key string, value []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.m == nil {
+		s.m = map[string][]byte{}
+	}
+	s.m[key] = append([]byte(nil), value...)
+	return nil
+}

@@ -135,3 +135,5 @@ func (s *stringList) Set(v string) error {
 	}
 	return nil
 }
+
+func discardLog() *slog.Logger { return slog.New(slog.DiscardHandler) }

@@ -37,6 +37,7 @@ func commands() []command {
 		{"demo", "run a hub and an agent for this machine in one process, on a temporary data dir", runDemo},
 		{"pub", "publish an event, e.g. pinkie pub deploy.requested host=goliath", runPub},
 		{"tail", "follow events as they happen", runTail},
+		{"collect", "run producers once and print what they see, or judge saved smartctl/zpool/mdstat output", runCollect},
 		{"keys", "create nkeys: keys init DIR --hosts a,b; keys add-host DIR NAME", runKeys},
 		{"version", "print pinkie's version", runVersion},
 	}

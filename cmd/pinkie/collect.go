@@ -1,0 +1,296 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/pinkiefleet/pinkie/events"
+	"github.com/pinkiefleet/pinkie/producers"
+)
+
+// savedInputs are the files `pinkie collect` can judge offline, by producer.
+var savedInputs = map[string]string{"smart": "smartctl-json", "zfs": "zpool-status", "mdraid": "mdstat"}
+
+func runCollect(ctx context.Context, a *app, args []string) error {
+	fs := newFlagSet("collect", "[PRODUCER...]", `
+Run producers once and print the events they would publish; nothing is
+published. Without PRODUCER names, every producer that is on by default runs.
+Streaming producers (login, fail2ban) read their log to its end and stop.
+
+  pinkie collect                                  what the agent sees on this host
+  pinkie collect profile network --json           as JSON lines (the CloudEvents)
+  pinkie collect --root testdata/root-nixos       against a saved root filesystem
+  pinkie collect login --from /var/log/auth.log.1 a saved log instead of the journal
+  pinkie collect smart --smartctl-json sda.json   judge saved smartctl --json output
+  pinkie collect zfs --zpool-status status.txt    judge saved 'zpool status' output
+  pinkie collect mdraid --mdstat mdstat.txt       judge a saved /proc/mdstat
+
+Exit status: 0 when everything is ok, 1 when a verdict is warning or failing or
+a producer failed, 2 on usage errors (an unknown producer, a file that is not
+what its flag says).`)
+	root := fs.String("root", "/", "filesystem `ROOT` to read the host from")
+	configFile := fs.String("config", "", "agent configuration `FILE` (producer options)")
+	name := fs.String("name", shortHostname(), "host `NAME` to stamp into the events")
+	asJSON := fs.Bool("json", false, "print the events as JSON lines")
+	from := fs.String("from", "", "feed the (one) streaming producer this saved log `FILE`")
+	saved := map[string]*string{}
+	for p, flag := range savedInputs {
+		saved[p] = fs.String(flag, "", "judge this saved `FILE` ("+p+" producer)")
+	}
+	if err := fs.parse(args); err != nil {
+		return err
+	}
+	if err := events.ValidHost(*name); err != nil {
+		return usagef("--name: %v", err)
+	}
+	names := fs.args()
+	known := map[string]producers.Spec{}
+	var knownNames []string
+	for _, s := range producers.All() {
+		known[s.Name] = s
+		knownNames = append(knownNames, s.Name)
+	}
+	for _, n := range names {
+		if _, ok := known[n]; !ok {
+			return usagef("unknown producer %q; known producers: %s", n, strings.Join(knownNames, ", "))
+		}
+	}
+	env := producers.Env{Host: *name, Root: os.DirFS(*root), Run: producers.ExecRunner{}, Now: time.Now,
+		Log: discardLog(), State: &producers.MemState{}}
+	var obs []collected
+	var failed []string
+
+	// Saved files judged offline.
+	for p, path := range saved {
+		if *path == "" {
+			continue
+		}
+		if len(names) > 1 || (len(names) == 1 && names[0] != p) {
+			return usagef("--%s judges the %s producer's input; do not name other producers", savedInputs[p], p)
+		}
+		o, err := judgeSaved(p, *path, env.Now())
+		if err != nil {
+			return err
+		}
+		obs = append(obs, o...)
+		names = []string{}
+	}
+	if len(obs) == 0 {
+		var cfg producers.Config
+		if *configFile != "" {
+			b, err := os.ReadFile(*configFile)
+			if err != nil {
+				return usagef("--config: %v", err)
+			}
+			if cfg, err = producers.LoadConfig(b); err != nil {
+				return usagef("--config %s: %v", *configFile, err)
+			}
+		}
+		if cfg.Producers == nil {
+			cfg.Producers = map[string]producers.ProducerConfig{}
+		}
+		want := map[string]bool{}
+		for _, n := range names {
+			want[n] = true
+		}
+		var streamers []string
+		for _, s := range producers.All() {
+			pc := cfg.Producers[s.Name]
+			if len(names) > 0 {
+				on := want[s.Name]
+				pc.Enabled = &on
+			}
+			cfg.Producers[s.Name] = pc
+		}
+		built, err := cfg.Build(producers.Info{Instance: "collect", Version: version})
+		if err != nil {
+			return usagef("%v", err)
+		}
+		for _, b := range built {
+			if b.Streamer != nil {
+				// Streamers read to the end and stop.
+				streamers = append(streamers, b.Name)
+				pc := cfg.Producers[b.Name]
+				pc.Options = withOption(pc.Options, "follow", false)
+				cfg.Producers[b.Name] = pc
+			}
+		}
+		if *from != "" {
+			if len(streamers) != 1 || len(names) != 1 {
+				return usagef("--from feeds one streaming producer: name it (login or fail2ban)")
+			}
+			abs, err := filepath.Abs(*from)
+			if err != nil {
+				return usagef("--from: %v", err)
+			}
+			if _, err := os.Stat(abs); err != nil {
+				return usagef("--from: %v", err)
+			}
+			pc := cfg.Producers[streamers[0]]
+			pc.Options = withOption(pc.Options, "file", abs)
+			cfg.Producers[streamers[0]] = pc
+			env.Root = os.DirFS("/")
+		}
+		if len(streamers) > 0 {
+			if built, err = cfg.Build(producers.Info{Instance: "collect", Version: version}); err != nil {
+				return usagef("%v", err)
+			}
+		}
+		for _, b := range built {
+			got, err := collectOnce(ctx, env, b)
+			obs = append(obs, got...)
+			switch {
+			case errors.Is(err, producers.ErrNotApplicable):
+				fmt.Fprintf(a.stderr, "%s: not applicable here (%v)\n", b.Name, err)
+			case err != nil:
+				failed = append(failed, b.Name)
+				fmt.Fprintf(a.stderr, "%s: %v\n", b.Name, err)
+			}
+		}
+	}
+	findings := 0
+	for _, c := range obs {
+		e, err := producers.BuildEvent(*name, c.producer, env.Now(), c.obs)
+		if err != nil {
+			return err
+		}
+		verdict := verdictOf(c.obs.Data)
+		if verdict == "warning" || verdict == "failing" {
+			findings++
+		}
+		if *asJSON {
+			b, err := events.Encode(e)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(a.stdout, string(b))
+			continue
+		}
+		obj := c.obs.Object
+		if obj == "" {
+			obj = "-"
+		}
+		line := fmt.Sprintf("%-10s %-20s", c.obs.Kind, obj)
+		if verdict != "" {
+			line += fmt.Sprintf(" %-8s", verdict)
+			if r := reasonsOf(c.obs.Data); len(r) > 0 {
+				line += " " + strings.Join(r, "; ")
+			}
+		} else {
+			line += " " + summarize(e.Data())
+		}
+		fmt.Fprintln(a.stdout, line)
+	}
+	if findings > 0 || len(failed) > 0 {
+		return exitError{code: exitFinding, err: fmt.Errorf("%d finding(s), %d producer(s) failed", findings, len(failed))}
+	}
+	return nil
+}
+
+type collected struct {
+	producer string
+	obs      producers.Observation
+}
+
+// collectOnce runs one producer once: a collector's Collect, or a
+// streamer until its source is read.
+func collectOnce(ctx context.Context, env producers.Env, b producers.Built) ([]collected, error) {
+	var out []collected
+	if b.Collector != nil {
+		obs, err := b.Collector.Collect(ctx, env)
+		for _, o := range obs {
+			out = append(out, collected{b.Name, o})
+		}
+		return out, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	err := b.Streamer.Stream(ctx, env, func(_ context.Context, o producers.Observation) error {
+		out = append(out, collected{b.Name, o})
+		return nil
+	})
+	return out, err
+}
+
+// judgeSaved parses a saved file for producer p; a file that is not what
+// the flag says is a usage error naming what was expected.
+func judgeSaved(p, path string, now time.Time) ([]collected, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, usagef("--%s: %v", savedInputs[p], err)
+	}
+	var out []collected
+	switch p {
+	case "smart":
+		m, err := producers.ParseSmartctlJSON(b)
+		if err != nil {
+			return nil, usagef("--smartctl-json %s: not smartctl --json output: %v", path, err)
+		}
+		out = append(out, collected{p, producers.Observation{Kind: "smart", Object: m.Device, Data: m}})
+	case "zfs":
+		pools, err := producers.ParseZpoolStatus(b, now, time.Local)
+		if err != nil {
+			return nil, usagef("--zpool-status %s: not 'zpool status' output: %v", path, err)
+		}
+		for _, pool := range pools {
+			out = append(out, collected{p, producers.Observation{Kind: "zfs", Object: pool.Pool, Data: pool}})
+		}
+	case "mdraid":
+		arrays, err := producers.ParseMDStat(b)
+		if err != nil {
+			return nil, usagef("--mdstat %s: not a /proc/mdstat: %v", path, err)
+		}
+		for _, md := range arrays {
+			out = append(out, collected{p, producers.Observation{Kind: "mdraid", Object: md.Device, Data: md}})
+		}
+	}
+	if len(out) == 0 {
+		return nil, usagef("--%s %s: nothing in it to judge", savedInputs[p], path)
+	}
+	return out, nil
+}
+
+// withOption sets key in a JSON options object.
+func withOption(raw json.RawMessage, key string, v any) json.RawMessage {
+	m := map[string]any{}
+	if len(raw) > 0 {
+		_ = json.Unmarshal(raw, &m)
+	}
+	m[key] = v
+	b, _ := json.Marshal(m)
+	return b
+}
+
+// verdictOf and reasonsOf read the verdict storage events carry.
+func verdictOf(data any) string {
+	m := asMap(data)
+	v, _ := m["verdict"].(string)
+	return v
+}
+
+func reasonsOf(data any) []string {
+	m := asMap(data)
+	var out []string
+	if l, ok := m["reasons"].([]any); ok {
+		for _, r := range l {
+			out = append(out, fmt.Sprint(r))
+		}
+	}
+	return out
+}
+
+func asMap(data any) map[string]any {
+	b, err := json.Marshal(data)
+	if err != nil {
+		return nil
+	}
+	var m map[string]any
+	_ = json.Unmarshal(b, &m)
+	return m
+}

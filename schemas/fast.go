@@ -1,0 +1,356 @@
+package schemas
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"math/big"
+	"regexp"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/santhosh-tekuri/jsonschema/v6"
+)
+
+// fastNode is a compiled schema for the subset of JSON Schema pinkie's
+// schemas use. It answers only "valid or not", quickly; when it says not,
+// the full validator runs to explain why. A schema using any keyword
+// outside the subset is not compiled (fastCompile returns nil) and the full
+// validator does all the work for that type. A differential test keeps the
+// two in agreement.
+type fastNode struct {
+	types          uint8 // bit set of fast* types; 0 means any
+	props          map[string]*fastNode
+	required       []string
+	noAdditional   bool
+	additional     *fastNode
+	propertyNames  *fastNode
+	minProperties  int
+	min, max       *float64
+	exMin, exMax   *float64
+	minLen, maxLen int // -1 when unset
+	pattern        *regexp.Regexp
+	enum           []any
+	dateTime       bool
+	items          *fastNode
+	minItems       int
+	maxItems       int // -1 when unset
+	dateTimeSchema *jsonschema.Schema
+}
+
+const (
+	fastObject uint8 = 1 << iota
+	fastArray
+	fastString
+	fastInteger
+	fastNumber
+	fastBoolean
+	fastNull
+)
+
+var fastTypeBits = map[string]uint8{
+	"object": fastObject, "array": fastArray, "string": fastString, "integer": fastInteger,
+	"number": fastNumber, "boolean": fastBoolean, "null": fastNull,
+}
+
+// fastAnnotations are keywords that do not affect validation.
+var fastAnnotations = map[string]bool{"$schema": true, "$id": true, "$comment": true, "title": true, "description": true, "examples": true, "default": true, "deprecated": true, "readOnly": true, "writeOnly": true}
+
+func fastNum(v any) (float64, bool) {
+	switch n := v.(type) {
+	case float64:
+		return n, true
+	case json.Number:
+		f, err := n.Float64()
+		return f, err == nil
+	}
+	return 0, false
+}
+
+// fastCompile compiles doc, or returns nil if it uses anything outside
+// the subset.
+func fastCompile(doc any, dateTime *jsonschema.Schema) *fastNode {
+	m, ok := doc.(map[string]any)
+	if !ok {
+		return nil
+	}
+	n := &fastNode{minLen: -1, maxLen: -1, maxItems: -1, dateTimeSchema: dateTime}
+	for k, v := range m {
+		switch {
+		case fastAnnotations[k]:
+		case k == "type":
+			switch t := v.(type) {
+			case string:
+				b, ok := fastTypeBits[t]
+				if !ok {
+					return nil
+				}
+				n.types |= b
+			case []any:
+				for _, x := range t {
+					s, _ := x.(string)
+					b, ok := fastTypeBits[s]
+					if !ok {
+						return nil
+					}
+					n.types |= b
+				}
+			default:
+				return nil
+			}
+		case k == "properties":
+			pm, ok := v.(map[string]any)
+			if !ok {
+				return nil
+			}
+			n.props = map[string]*fastNode{}
+			for name, sub := range pm {
+				c := fastCompile(sub, dateTime)
+				if c == nil {
+					return nil
+				}
+				n.props[name] = c
+			}
+		case k == "required":
+			l, ok := v.([]any)
+			if !ok {
+				return nil
+			}
+			for _, x := range l {
+				s, ok := x.(string)
+				if !ok {
+					return nil
+				}
+				n.required = append(n.required, s)
+			}
+		case k == "additionalProperties":
+			switch a := v.(type) {
+			case bool:
+				n.noAdditional = !a
+			default:
+				if n.additional = fastCompile(a, dateTime); n.additional == nil {
+					return nil
+				}
+			}
+		case k == "propertyNames":
+			if n.propertyNames = fastCompile(v, dateTime); n.propertyNames == nil {
+				return nil
+			}
+		case k == "items":
+			if n.items = fastCompile(v, dateTime); n.items == nil {
+				return nil
+			}
+		case k == "minimum" || k == "maximum" || k == "exclusiveMinimum" || k == "exclusiveMaximum":
+			f, ok := fastNum(v)
+			if !ok {
+				return nil
+			}
+			switch k {
+			case "minimum":
+				n.min = &f
+			case "maximum":
+				n.max = &f
+			case "exclusiveMinimum":
+				n.exMin = &f
+			default:
+				n.exMax = &f
+			}
+		case k == "minLength" || k == "maxLength" || k == "minItems" || k == "maxItems" || k == "minProperties":
+			f, ok := fastNum(v)
+			if !ok || f < 0 || f != math.Trunc(f) {
+				return nil
+			}
+			switch k {
+			case "minLength":
+				n.minLen = int(f)
+			case "maxLength":
+				n.maxLen = int(f)
+			case "minItems":
+				n.minItems = int(f)
+			case "maxItems":
+				n.maxItems = int(f)
+			default:
+				n.minProperties = int(f)
+			}
+		case k == "pattern":
+			s, ok := v.(string)
+			if !ok {
+				return nil
+			}
+			re, err := regexp.Compile(s)
+			if err != nil {
+				return nil
+			}
+			n.pattern = re
+		case k == "enum":
+			l, ok := v.([]any)
+			if !ok {
+				return nil
+			}
+			for _, x := range l {
+				switch x.(type) {
+				case string, bool, nil:
+				default:
+					return nil // numbers and objects in enums: leave to the full validator
+				}
+			}
+			n.enum = l
+		case k == "format":
+			if v != "date-time" || dateTime == nil {
+				return nil
+			}
+			n.dateTime = true
+		default:
+			return nil
+		}
+	}
+	return n
+}
+
+func fastTypeOf(v any) uint8 {
+	switch x := v.(type) {
+	case map[string]any:
+		return fastObject
+	case []any:
+		return fastArray
+	case string:
+		return fastString
+	case bool:
+		return fastBoolean
+	case nil:
+		return fastNull
+	case json.Number:
+		s := string(x)
+		if !strings.ContainsAny(s, ".eE") {
+			return fastInteger | fastNumber
+		}
+		f, err := strconv.ParseFloat(s, 64)
+		if err == nil && f == math.Trunc(f) && !math.IsInf(f, 0) {
+			return fastInteger | fastNumber
+		}
+		return fastNumber
+	case float64:
+		if x == math.Trunc(x) && !math.IsInf(x, 0) {
+			return fastInteger | fastNumber
+		}
+		return fastNumber
+	}
+	return 0
+}
+
+// valid reports whether v matches the node.
+func (n *fastNode) valid(v any) bool {
+	t := fastTypeOf(v)
+	if n.types != 0 && n.types&t == 0 {
+		return false
+	}
+	if n.enum != nil {
+		found := false
+		for _, e := range n.enum {
+			if e == v {
+				found = true
+				break
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	switch x := v.(type) {
+	case map[string]any:
+		if len(x) < n.minProperties {
+			return false
+		}
+		for _, r := range n.required {
+			if _, ok := x[r]; !ok {
+				return false
+			}
+		}
+		for k, val := range x {
+			if n.propertyNames != nil && !n.propertyNames.valid(k) {
+				return false
+			}
+			if p, ok := n.props[k]; ok {
+				if !p.valid(val) {
+					return false
+				}
+				continue
+			}
+			if n.noAdditional {
+				return false
+			}
+			if n.additional != nil && !n.additional.valid(val) {
+				return false
+			}
+		}
+	case []any:
+		if len(x) < n.minItems || (n.maxItems >= 0 && len(x) > n.maxItems) {
+			return false
+		}
+		if n.items != nil {
+			for _, it := range x {
+				if !n.items.valid(it) {
+					return false
+				}
+			}
+		}
+	case string:
+		if n.minLen >= 0 || n.maxLen >= 0 {
+			l := utf8.RuneCountInString(x)
+			if (n.minLen >= 0 && l < n.minLen) || (n.maxLen >= 0 && l > n.maxLen) {
+				return false
+			}
+		}
+		if n.pattern != nil && !n.pattern.MatchString(x) {
+			return false
+		}
+		if n.dateTime && n.dateTimeSchema.Validate(x) != nil {
+			return false
+		}
+	case json.Number, float64:
+		if (n.min != nil && fastCmp(x, *n.min) < 0) || (n.max != nil && fastCmp(x, *n.max) > 0) ||
+			(n.exMin != nil && fastCmp(x, *n.exMin) <= 0) || (n.exMax != nil && fastCmp(x, *n.exMax) >= 0) {
+			return false
+		}
+	}
+	return true
+}
+
+// fastBelow and friends compare a JSON number with a bound; when the float
+// comparison cannot tell (equal after rounding), they compare exactly.
+func fastCmp(v any, bound float64) int {
+	f, _ := fastNum(v)
+	switch {
+	case f < bound:
+		return -1
+	case f > bound:
+		return 1
+	}
+	if n, ok := v.(json.Number); ok {
+		r, ok := new(big.Rat).SetString(string(n))
+		if ok {
+			b := new(big.Rat)
+			b.SetFloat64(bound)
+			return r.Cmp(b)
+		}
+	}
+	return 0
+}
+
+// fastDecode decodes one JSON value, numbers as json.Number; trailing
+// data is an error.
+func fastDecode(data []byte) (any, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, fmt.Errorf("trailing data after the JSON value")
+	}
+	return v, nil
+}
