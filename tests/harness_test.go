@@ -5,6 +5,7 @@ package tests
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -331,3 +332,5 @@ func grepLines(s, substr string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+func errors_As(err error, target any) bool { return errors.As(err, target) }

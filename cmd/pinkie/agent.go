@@ -47,6 +47,7 @@ jitter), logging the link state once per change.`)
 	nkey := fs.String("nkey", "", "this host's nkey seed `FILE` (from 'pinkie keys init')")
 	configFile := fs.String("config", "", "producer configuration `FILE` (JSON), e.g. {\"producers\": {\"login\": {\"file\": \"/var/log/auth.log\"}}}")
 	root := fs.String("root", "/", "filesystem `ROOT` producers read the host from (a fixture tree in tests)")
+	replay := fs.String("replay-commands", "", "answer producers' commands from recordings in `DIR` (commands.json, <name>.out/.code) instead of running them; for tests and demos")
 	var only stringList
 	fs.Var(&only, "producers", "run only these producers (comma-separated `NAMES`; default: all that apply, or as --config says)")
 	heartbeat := fs.Duration("heartbeat", 30*time.Second, "heartbeat interval")
@@ -83,10 +84,14 @@ jitter), logging the link state once per change.`)
 		return exitError{code: exitUsage, err: err}
 	}
 	defer ag.Close()
+	runner, err := commandRunner(*replay)
+	if err != nil {
+		return err
+	}
 	env := producers.Env{
 		Host:  *name,
 		Root:  os.DirFS(*root),
-		Run:   producers.ExecRunner{},
+		Run:   runner,
 		Now:   time.Now,
 		Log:   log,
 		State: &producers.FileState{Dir: filepath.Join(*data, "state")},
@@ -151,4 +156,16 @@ func buildProducers(configFile string, only []string, info producers.Info, heart
 		}
 	}
 	return built, nil
+}
+
+// commandRunner runs commands for real, or replays recordings from dir.
+func commandRunner(dir string) (producers.Runner, error) {
+	if dir == "" {
+		return producers.ExecRunner{}, nil
+	}
+	r, err := producers.NewReplayRunner(dir)
+	if err != nil {
+		return nil, usagef("--replay-commands: %v", err)
+	}
+	return r, nil
 }

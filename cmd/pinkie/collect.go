@@ -35,6 +35,7 @@ Exit status: 0 when everything is ok, 1 when a verdict is warning or failing or
 a producer failed, 2 on usage errors (an unknown producer, a file that is not
 what its flag says).`)
 	root := fs.String("root", "/", "filesystem `ROOT` to read the host from")
+	replay := fs.String("replay-commands", "", "answer producers' commands from recordings in `DIR` instead of running them")
 	configFile := fs.String("config", "", "agent configuration `FILE` (producer options)")
 	name := fs.String("name", shortHostname(), "host `NAME` to stamp into the events")
 	asJSON := fs.Bool("json", false, "print the events as JSON lines")
@@ -61,7 +62,11 @@ what its flag says).`)
 			return usagef("unknown producer %q; known producers: %s", n, strings.Join(knownNames, ", "))
 		}
 	}
-	env := producers.Env{Host: *name, Root: os.DirFS(*root), Run: producers.ExecRunner{}, Now: time.Now,
+	runner, err := commandRunner(*replay)
+	if err != nil {
+		return err
+	}
+	env := producers.Env{Host: *name, Root: os.DirFS(*root), Run: runner, Now: time.Now,
 		Log: discardLog(), State: &producers.MemState{}}
 	var obs []collected
 	var failed []string
