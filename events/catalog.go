@@ -51,8 +51,6 @@ func Catalog() []Kind {
 	ks := []Kind{
 		{Name: "heartbeat", Origin: FromAgent, Doc: "agent liveness with uptime, load and memory", New: func() any { return new(Heartbeat) }},
 		{Name: "profile", Origin: FromAgent, Doc: "what the host is: OS, kernel, CPU, memory, boot time", New: func() any { return new(Profile) }},
-		{Name: "deploy.requested", Origin: FromClient, Doc: "a request to deploy a host", New: func() any { return new(DeployRequested) },
-			HubSubject: func(d any) string { return "pinkie.deploy." + d.(*DeployRequested).Host + ".requested" }},
 		{Name: "deadletter", Origin: FromHub, Doc: "an event the hub refused on ingest, with the reason", New: func() any { return new(DeadLetter) }},
 	}
 	ks = append(ks, hostKinds()...)

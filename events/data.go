@@ -122,17 +122,6 @@ type Memory struct {
 	SwapFreeBytes  uint64 `json:"swap_free_bytes"`
 }
 
-// DeployRequested asks for a host to be deployed.
-type DeployRequested struct {
-	Host        string `json:"host"`
-	Flake       string `json:"flake,omitempty"`
-	Revision    string `json:"revision,omitempty"`
-	BuildOn     string `json:"build_on,omitempty"`
-	Goal        string `json:"goal,omitempty"`
-	StorePath   string `json:"store_path,omitempty"`
-	RequestedBy string `json:"requested_by,omitempty"`
-}
-
 // DeadLetter is an event the hub refused on ingest. Payload holds the start
 // of what was received, as text, so an operator can see what went wrong.
 type DeadLetter struct {

@@ -20,7 +20,11 @@ func (s *Set) fullValid(typ string, data []byte) bool {
 	if err != nil {
 		return false
 	}
-	return s.byType[typ].Validate(v) == nil
+	sch, err := s.full(typ)
+	if err != nil {
+		panic(err)
+	}
+	return sch.Validate(v) == nil
 }
 
 func (s *Set) fastValid(typ string, data []byte) (bool, bool) {

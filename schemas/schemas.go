@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io/fs"
 	"strings"
+	"sync"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 	"golang.org/x/text/language"
@@ -25,27 +26,41 @@ var files embed.FS
 // FS returns the schema files.
 func FS() fs.FS { return files }
 
-// Set is the compiled schemas of every kind in the catalog.
+// Set is the schemas of every kind in the catalog. Each is compiled to a
+// fast validator for pinkie's subset of JSON Schema; the full validator,
+// which explains failures, is compiled on first need (it costs memory an
+// agent should not spend up front).
 type Set struct {
-	byType map[string]*jsonschema.Schema
-	fast   map[string]*fastNode
-	raw    map[string]map[string]any
+	fast map[string]*fastNode
+	raw  map[string]map[string]any
+
+	mu       sync.Mutex
+	compiler *jsonschema.Compiler
+	byType   map[string]*jsonschema.Schema
 }
 
-// Load compiles the schema of every kind in events.Catalog. A kind without
-// a schema file, or a schema whose $id is not the kind's, is an error.
-func Load() (*Set, error) {
+const dateTimeSchemaID = "https://pinkie.dev/schemas/internal/date-time.json"
+
+func newCompiler(raw map[string]map[string]any) (*jsonschema.Compiler, error) {
 	c := jsonschema.NewCompiler()
 	c.AssertFormat()
-	s := &Set{byType: map[string]*jsonschema.Schema{}, fast: map[string]*fastNode{}, raw: map[string]map[string]any{}}
-	if err := c.AddResource("https://pinkie.dev/schemas/internal/date-time.json", map[string]any{"type": "string", "format": "date-time"}); err != nil {
+	if err := c.AddResource(dateTimeSchemaID, map[string]any{"type": "string", "format": "date-time"}); err != nil {
 		return nil, err
 	}
-	dateTime, err := c.Compile("https://pinkie.dev/schemas/internal/date-time.json")
-	if err != nil {
-		return nil, err
+	for _, doc := range raw {
+		if err := c.AddResource(doc["$id"].(string), doc); err != nil {
+			return nil, fmt.Errorf("add schema %s: %w", doc["$id"], err)
+		}
 	}
-	for _, k := range events.Catalog() {
+	return c, nil
+}
+
+// Load reads the schema of every kind in events.Catalog. A kind without a
+// schema file, or a schema whose $id is not the kind's, is an error.
+func Load() (*Set, error) {
+	s := &Set{fast: map[string]*fastNode{}, raw: map[string]map[string]any{}, byType: map[string]*jsonschema.Schema{}}
+	kinds := events.Catalog()
+	for _, k := range kinds {
 		b, err := files.ReadFile(k.SchemaFile())
 		if err != nil {
 			return nil, fmt.Errorf("schema for %s: %w", k.Type(), err)
@@ -58,20 +73,53 @@ func Load() (*Set, error) {
 		if !ok || m["$id"] != k.SchemaID() {
 			return nil, fmt.Errorf("schema %s: $id is %v, want %s", k.SchemaFile(), m["$id"], k.SchemaID())
 		}
-		if err := c.AddResource(k.SchemaID(), doc); err != nil {
-			return nil, fmt.Errorf("add schema %s: %w", k.SchemaFile(), err)
-		}
-		sch, err := c.Compile(k.SchemaID())
-		if err != nil {
-			return nil, fmt.Errorf("compile schema %s: %w", k.SchemaFile(), err)
-		}
-		s.byType[k.Type()] = sch
 		s.raw[k.Type()] = m
-		if f := fastCompile(doc, dateTime); f != nil {
+	}
+	var dateTime *jsonschema.Schema
+	for _, k := range kinds {
+		if dateTime == nil {
+			var err error
+			if dateTime, err = s.compiled(dateTimeSchemaID); err != nil {
+				return nil, err
+			}
+		}
+		if f := fastCompile(s.raw[k.Type()], dateTime); f != nil {
 			s.fast[k.Type()] = f
+		} else if _, err := s.full(k.Type()); err != nil {
+			return nil, err
 		}
 	}
 	return s, nil
+}
+
+// full returns the full validator of typ, compiling it on first use.
+func (s *Set) full(typ string) (*jsonschema.Schema, error) {
+	doc, ok := s.raw[typ]
+	if !ok {
+		return nil, fmt.Errorf("no schema for type %q", typ)
+	}
+	return s.compiled(doc["$id"].(string))
+}
+
+func (s *Set) compiled(id string) (*jsonschema.Schema, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if sch, ok := s.byType[id]; ok {
+		return sch, nil
+	}
+	if s.compiler == nil {
+		c, err := newCompiler(s.raw)
+		if err != nil {
+			return nil, err
+		}
+		s.compiler = c
+	}
+	sch, err := s.compiler.Compile(id)
+	if err != nil {
+		return nil, fmt.Errorf("compile schema %s: %w", id, err)
+	}
+	s.byType[id] = sch
+	return sch, nil
 }
 
 // Raw returns the parsed schema document of a type, for tools that need to
@@ -84,8 +132,7 @@ var ErrInvalid = errors.New("does not match its schema")
 // ValidateData checks an event's data (JSON) against the schema of typ.
 // The error names the offending fields.
 func (s *Set) ValidateData(typ string, data []byte) error {
-	sch, ok := s.byType[typ]
-	if !ok {
+	if _, ok := s.raw[typ]; !ok {
 		return fmt.Errorf("no schema for type %q", typ)
 	}
 	// The fast path answers for valid data; invalid data goes on to the
@@ -98,6 +145,10 @@ func (s *Set) ValidateData(typ string, data []byte) error {
 	v, err := jsonschema.UnmarshalJSON(bytes.NewReader(data))
 	if err != nil {
 		return fmt.Errorf("%s data is not JSON: %w", typ, err)
+	}
+	sch, err := s.full(typ)
+	if err != nil {
+		return err
 	}
 	if err := sch.Validate(v); err != nil {
 		return fmt.Errorf("%s data %w: %s", typ, ErrInvalid, describe(err))

@@ -206,3 +206,12 @@ func TestValidateRejects(t *testing.T) {
 		})
 	}
 }
+
+func TestEveryFullSchemaCompiles(t *testing.T) {
+	s := loadSet(t)
+	for _, k := range events.Catalog() {
+		if _, err := s.full(k.Type()); err != nil {
+			t.Errorf("%s: %v", k.Type(), err)
+		}
+	}
+}

@@ -121,7 +121,7 @@ func StartAgent(ctx context.Context, o AgentOptions) (*Agent, error) {
 		JetStreamMaxStore:  o.OutboxMaxBytes + 64<<20,
 		JetStreamMaxMemory: 16 << 20,
 		SyncAlways:         o.SyncAlways,
-		FeatureFlags:       map[string]bool{"js_ack_fc_v2": true},
+		FeatureFlags:       map[string]bool{"js_ack_fc_v2": true, "js_api_reply_v2": true}, // reply v2: host-scoped replies to the deploy inbox's source (deploy.go)
 	}
 	if len(urls) > 0 {
 		sopts.LeafNode = server.LeafNodeOpts{ReconnectInterval: o.ReconnectInterval, Remotes: []*server.RemoteLeafOpts{remote}}

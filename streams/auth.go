@@ -253,8 +253,9 @@ var operatorPublishDeny = []string{"pinkie.host.>", "pinkie.alert.>", "pinkie.de
 
 func operatorPermissions() *server.Permissions {
 	deny := append([]string{}, operatorPublishDeny...)
-	// Deploy phases come from agents; operators may only request.
-	for _, p := range []string{"build.started", "built", "build.failed", "activation.started", "activated", "failed", "rolledback", "skipped"} {
+	// Deploy phases come from agents and orders from the hub's planner;
+	// operators may only request.
+	for _, p := range []string{"build.started", "built", "build.failed", "activation.started", "activated", "failed", "rolledback", "skipped", "build.ordered", "activation.ordered"} {
 		deny = append(deny, "pinkie.deploy.*."+p)
 	}
 	return &server.Permissions{
@@ -290,15 +291,15 @@ func readerPermissions() *server.Permissions {
 func leafPermissions(host string) *server.Permissions {
 	d := events.Domain(host)
 	return &server.Permissions{
-		Publish: &server.SubjectPermission{Allow: []string{
+		Publish: &server.SubjectPermission{Allow: append([]string{
 			"_pinkie.deliver." + host + ".>",
 			"$JSC.R." + d + ".>",
-		}},
-		Subscribe: &server.SubjectPermission{Allow: []string{
+		}, deployLeafPublish(host)...)},
+		Subscribe: &server.SubjectPermission{Allow: append([]string{
 			"$JS." + d + ".API.CONSUMER.>",
 			"$JS.FC." + d + ".>",
 			"pinkie.cmd." + host + ".>",
-		}},
+		}, deployLeafSubscribe(host)...)},
 	}
 }
 

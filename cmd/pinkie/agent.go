@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -55,6 +56,8 @@ jitter), logging the link state once per change.`)
 	outboxMax := fs.Int64("outbox-max-bytes", 1<<30, "OUTBOX size limit; when full, new events are refused and logged")
 	reconnect := fs.Duration("reconnect", 2*time.Second, "base delay between attempts to reach the hub")
 	syncAlways := fs.Bool("sync-always", false, "fsync every event (survives power loss, slower)")
+	memLimit := fs.Int64("memory-limit", 16<<20, "soft limit in bytes for the Go heap and runtime (GC works harder near it; 0: none; env GOMEMLIMIT wins)")
+	deployFlags := addDeployAgentFlags(fs)
 	mkLog := logFlags(fs, a.stderr)
 	if err := fs.parse(args); err != nil {
 		return err
@@ -72,13 +75,23 @@ jitter), logging the link state once per change.`)
 	if err != nil {
 		return err
 	}
+	if *memLimit > 0 && a.getenv("GOMEMLIMIT") == "" {
+		// An agent lives on every host: keep its memory small. The limit
+		// is soft (the runtime caps the GC's CPU), so a burst still works.
+		debug.SetMemoryLimit(*memLimit)
+	}
 	built, err := buildProducers(*configFile, only, producers.Info{Instance: newInstanceID(), Version: version}, *heartbeat, *heartbeatLimit)
+	if err != nil {
+		return err
+	}
+	deployServices, err := deployFlags.services(*name, *data, log)
 	if err != nil {
 		return err
 	}
 	ag, err := streams.StartAgent(ctx, streams.AgentOptions{
 		Host: *name, HubURLs: hubs, NkeyFile: *nkey, DataDir: *data,
 		OutboxMaxBytes: *outboxMax, ReconnectInterval: *reconnect, SyncAlways: *syncAlways, Log: log,
+		Services: deployServices,
 	})
 	if err != nil {
 		return exitError{code: exitUsage, err: err}

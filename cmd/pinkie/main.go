@@ -37,6 +37,8 @@ func commands() []command {
 		{"demo", "run a hub and an agent for this machine in one process, on a temporary data dir", runDemo},
 		{"pub", "publish an event, e.g. pinkie pub deploy.requested host=goliath", runPub},
 		{"tail", "follow events as they happen", runTail},
+		{"deploy", "deploy hosts of a flake: pinkie deploy @web --wait", runDeploy},
+		{"last-deploy", "age of each host's last successful deploy, for CI: exit 0/1/3", runLastDeploy},
 		{"collect", "run producers once and print what they see, or judge saved smartctl/zpool/mdstat output", runCollect},
 		{"keys", "create nkeys: keys init DIR --hosts a,b; keys add-host DIR NAME", runKeys},
 		{"version", "print pinkie's version", runVersion},

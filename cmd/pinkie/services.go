@@ -44,8 +44,12 @@ func loadHubConfig(path string) (hubConfig, error) {
 // notifier, deploy planner) from its configuration. One line per service.
 func hubServices(cfg hubConfig, log *slog.Logger) ([]streams.HubService, error) {
 	var s []streams.HubService
-	_ = cfg
 	_ = log
+	deploySvc, err := deployHubService(cfg.Deploy)
+	if err != nil {
+		return nil, err
+	}
+	s = append(s, deploySvc)
 	return s, nil
 }
 

@@ -111,6 +111,17 @@ func (c *Checker) Check(m Message) Decision {
 		d.Reason = fmt.Sprintf("subject kind %q does not match event type %s", kindPath, k.Type())
 		return d
 	}
+	if phase, ok := events.DeployPhaseOf(k.Name); ok {
+		// A deploy phase goes to the deploy record, still under the host
+		// that sent it (a builder's phases for another target land under
+		// the builder; the target is in the data).
+		if kindPath != k.Name {
+			d.Reason = fmt.Sprintf("deploy phase subject %q carries an object; want evt.%s", kindPath, k.Name)
+			return d
+		}
+		d.Subject = events.DeploySubject(host, phase)
+		return d
+	}
 	d.Subject = "pinkie.host." + host + "." + kindPath
 	return d
 }

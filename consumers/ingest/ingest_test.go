@@ -31,6 +31,21 @@ func TestCheck(t *testing.T) {
 		b, _ := events.Encode(e)
 		return b
 	}()
+	phase := func(kind, host, target string) []byte {
+		k, _ := events.Lookup(kind)
+		e, err := events.New(k, host, "deploy", now, events.DeployPhase{RequestID: "r1", Host: target, Builder: host})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := events.Encode(e)
+		return b
+	}
+	order := func() []byte {
+		k, _ := events.Lookup("deploy.activation.ordered")
+		e, _ := events.New(k, "goliath", "deploy-planner", now, events.DeployPhase{RequestID: "r1", Host: "goliath", Builder: "tower", StorePath: "/nix/store/0123456789abcdfghijklmnpqrsvwxyz-x"})
+		b, _ := events.Encode(e)
+		return b
+	}()
 	src := func(host, orig string) string {
 		return "OUTBOX:abc:C=def 17 evt.> pinkie.ingest." + host + ".> " + orig + " ident"
 	}
@@ -50,6 +65,13 @@ func TestCheck(t *testing.T) {
 		{"too large", Message{"pinkie.ingest.goliath.heartbeat", src("goliath", "evt.heartbeat"), []byte(strings.Repeat("x", 4096))}, "", "larger than the limit"},
 		{"kind does not match subject", Message{"pinkie.ingest.goliath.profile", src("goliath", "evt.profile"), hb("goliath", 1)}, "", "does not match event type"},
 		{"agent sends a deploy request", Message{"pinkie.ingest.goliath.deploy.requested", src("goliath", "evt.deploy.requested"), req}, "", "not published by agents"},
+		{"deploy phase goes to the deploy record", Message{"pinkie.ingest.goliath.deploy.activated", src("goliath", "evt.deploy.activated"), phase("deploy.activated", "goliath", "goliath")}, "pinkie.deploy.goliath.activated", ""},
+		{"two-token deploy phase", Message{"pinkie.ingest.goliath.deploy.build.failed", src("goliath", "evt.deploy.build.failed"), phase("deploy.build.failed", "goliath", "goliath")}, "pinkie.deploy.goliath.build.failed", ""},
+		{"builder's phase for another target stays under the builder", Message{"pinkie.ingest.tower.deploy.built", src("tower", "evt.deploy.built"), phase("deploy.built", "tower", "goliath")}, "pinkie.deploy.tower.built", ""},
+		{"deploy phase claiming another host's source", Message{"pinkie.ingest.goliath.deploy.activated", src("goliath", "evt.deploy.activated"), phase("deploy.activated", "koishi", "koishi")}, "", "source host koishi differs"},
+		{"deploy phase smuggled under another host", Message{"pinkie.ingest.koishi.deploy.activated", src("goliath", "evt.deploy.activated"), phase("deploy.activated", "koishi", "koishi")}, "", "does not match the source"},
+		{"deploy phase with an object", Message{"pinkie.ingest.goliath.deploy.activated.x", src("goliath", "evt.deploy.activated.x"), phase("deploy.activated", "goliath", "goliath")}, "", "carries an object"},
+		{"agent sends a planner order", Message{"pinkie.ingest.goliath.deploy.activation.ordered", src("goliath", "evt.deploy.activation.ordered"), order}, "", "not published by agents"},
 		{"malformed subject", Message{"pinkie.ingest.goliath", src("goliath", "evt"), hb("goliath", 1)}, "", "is not pinkie.ingest"},
 	}
 	for _, tt := range tests {

@@ -37,6 +37,7 @@ type result struct {
 	Ratio            float64 `json:"ratio"`
 	AvgEventBytes    int     `json:"avg_event_bytes"`
 	AgentRSSMiB      float64 `json:"agent_rss_mib,omitempty"`
+	AgentAllRSSMiB   float64 `json:"agent_all_producers_rss_mib,omitempty"`
 	AgentRSSAfterSec int     `json:"agent_rss_after_seconds,omitempty"`
 }
 
@@ -172,22 +173,38 @@ func run(n int, rssAfter time.Duration, bin string, asJSON bool) error {
 	res.Ratio = res.E2EPerSec / res.RawPerSec
 	res.AvgEventBytes = bytes
 
-	// (c) a real agent process's RSS after heartbeat and profile ran.
+	// (c) real agent processes' RSS: heartbeat+profile, and every producer
+	// that is on by default, side by side.
 	if rssAfter > 0 && bin != "" {
-		cmd := exec.Command(bin, "agent", "--name", "rss", "--hub", hub.LeafURL(), "--data", filepath.Join(dir, "rss-agent"),
-			"--producers", "heartbeat,profile", "--heartbeat", "1s", "--log-level", "warn")
-		cmd.Stderr = os.Stderr
-		if err := cmd.Start(); err != nil {
-			return err
+		start := func(name string, extra ...string) (*exec.Cmd, error) {
+			args := append([]string{"agent", "--name", name, "--hub", hub.LeafURL(), "--data", filepath.Join(dir, name),
+				"--heartbeat", "1s", "--log-level", "error"}, extra...)
+			cmd := exec.Command(bin, args...)
+			cmd.Stderr = os.Stderr
+			return cmd, cmd.Start()
 		}
-		time.Sleep(rssAfter)
-		rss, err := rssMiB(cmd.Process.Pid)
-		_ = cmd.Process.Signal(os.Interrupt)
-		_ = cmd.Wait()
+		small, err := start("rss", "--producers", "heartbeat,profile")
 		if err != nil {
 			return err
 		}
-		res.AgentRSSMiB, res.AgentRSSAfterSec = rss, int(rssAfter.Seconds())
+		all, err := start("rssall")
+		if err != nil {
+			return err
+		}
+		time.Sleep(rssAfter)
+		rss, err1 := rssMiB(small.Process.Pid)
+		rssAll, err2 := rssMiB(all.Process.Pid)
+		for _, c := range []*exec.Cmd{small, all} {
+			_ = c.Process.Signal(os.Interrupt)
+			_ = c.Wait()
+		}
+		if err1 != nil {
+			return err1
+		}
+		if err2 != nil {
+			return err2
+		}
+		res.AgentRSSMiB, res.AgentAllRSSMiB, res.AgentRSSAfterSec = rss, rssAll, int(rssAfter.Seconds())
 	}
 	if asJSON {
 		return json.NewEncoder(os.Stdout).Encode(res)
@@ -197,6 +214,7 @@ func run(n int, rssAfter time.Duration, bin string, asJSON bool) error {
 	fmt.Printf("    ratio b/a:                                         %8.2f   (target >= 0.5; b target >= 20000/s)\n", res.Ratio)
 	if res.AgentRSSMiB > 0 {
 		fmt.Printf("(c) agent RSS after %ds of heartbeat+profile:          %8.1f MiB (target <= 40)\n", res.AgentRSSAfterSec, res.AgentRSSMiB)
+		fmt.Printf("    agent RSS after %ds with every default producer:   %8.1f MiB (target <= 40)\n", res.AgentRSSAfterSec, res.AgentAllRSSMiB)
 	}
 	return nil
 }

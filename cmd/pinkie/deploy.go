@@ -1,0 +1,371 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/pinkiefleet/pinkie/deploy/fleet"
+	"github.com/pinkiefleet/pinkie/deploy/nix"
+	"github.com/pinkiefleet/pinkie/events"
+	"github.com/pinkiefleet/pinkie/streams"
+)
+
+// deployHostResult is one host's deploy as deploy --json reports it.
+type deployHostResult struct {
+	Host         string   `json:"host"`
+	BuildOn      string   `json:"build_on"`
+	Goal         string   `json:"goal"`
+	RequestID    string   `json:"request_id,omitempty"`
+	Seq          uint64   `json:"seq,omitempty"`
+	StorePath    string   `json:"store_path,omitempty"`
+	BuildSeconds float64  `json:"build_seconds,omitempty"`
+	Phases       []string `json:"phases,omitempty"`
+	// Outcome: planned (dry run), requested (no --wait), activated,
+	// failed, rolledback, build.failed, skipped, timeout.
+	Outcome string `json:"outcome"`
+	Reason  string `json:"reason,omitempty"`
+}
+
+type deployResult struct {
+	Flake    string             `json:"flake"`
+	Revision string             `json:"revision,omitempty"`
+	DryRun   bool               `json:"dry_run,omitempty"`
+	Hosts    []deployHostResult `json:"hosts"`
+}
+
+func runDeploy(ctx context.Context, a *app, args []string) error {
+	fs := newFlagSet("deploy", "SELECTOR...", `
+Deploy hosts of a flake's nixosConfigurations. The fleet (each host's
+config.pinkie.deployment: tags, buildOn, requireExplicit, goal, healthChecks)
+is read with one nix eval; selectors choose hosts:
+
+  goliath        a host            edge-*        a glob over names
+  @web           a tag             @web&@eu      an intersection
+  !koishi        an exclusion      all           all but requireExplicit hosts
+  a,b or a b     a union
+
+Each host is built where --build-on says, else where its buildOn says, else
+locally: "local" builds here and the request carries the store path;
+"target" has the host's agent build it; HOST has that host's agent (run with
+--builder) build it and push it where the target fetches it. One
+deploy.requested event per host is published on pinkie.deploy.<host>.requested;
+the host's agent takes it when it is connected (at once, or when it is back),
+activates it and reports every phase. 'pinkie pub deploy.requested host=…'
+publishes the same request by hand.
+
+  pinkie deploy @web --flake git+https://git.example.org/infra --wait
+  pinkie deploy all '!koishi' --build-on target --goal boot --dry-run
+
+Exit codes: 0 requested (with --wait: every host activated); 1 a local build
+failed or (with --wait) a host failed, rolled back, was skipped or timed out;
+2 bad input (a flake that does not evaluate, an unknown host, tag or goal) or
+no connection to the hub, and then nothing is published.`)
+	cf := addClientFlags(fs, a)
+	flake := fs.String("flake", ".", "flake `REF` holding nixosConfigurations")
+	buildOn := fs.String("build-on", "", "where to build: local, target or a builder `HOST` (default: each host's buildOn, else local)")
+	goal := fs.String("goal", "", "switch, boot, test or dry-activate (default: each host's goal, else switch)")
+	wait := fs.Bool("wait", false, "follow the deploys until every host has an outcome; exit 1 if any failed")
+	asJSON := fs.Bool("json", false, "print the result as JSON")
+	dryRun := fs.Bool("dry-run", false, "print the plan (host, build location, goal) and do nothing")
+	expires := fs.Duration("expires", 24*time.Hour, "a host that has not started the deploy after this long skips it")
+	timeout := fs.Duration("timeout", 30*time.Minute, "with --wait, give up after this long")
+	pushTo := fs.String("push-to", "", "after a local build, copy closures to this store `URL` (nix copy --to) where targets fetch them")
+	if err := fs.parse(args); err != nil {
+		return err
+	}
+	selectors := fs.args()
+	if len(selectors) == 0 {
+		return usagef("missing SELECTOR: name hosts, @tags, globs or all")
+	}
+	if *goal != "" {
+		if err := fleet.CheckGoal(*goal); err != nil {
+			return usagef("--goal: %v", err)
+		}
+	}
+	if *expires <= 0 {
+		return usagef("--expires must be positive")
+	}
+	n := nix.Nix{Run: nix.ExecRunner{}}
+	md, err := n.FlakeMetadata(ctx, *flake)
+	if err != nil {
+		return usagef("flake %s: %v%s", *flake, err, tailSuffix(err))
+	}
+	ref := md.URL
+	if ref == "" {
+		ref = *flake
+	}
+	fl, err := fleet.Read(ctx, n, ref)
+	if err != nil {
+		return usagef("%v%s", err, tailSuffix(err))
+	}
+	hosts, err := fleet.Select(fl, selectors)
+	if err != nil {
+		return usagef("%v", err)
+	}
+	plans, err := fleet.Place(fl, hosts, *buildOn, *goal)
+	if err != nil {
+		return usagef("%v", err)
+	}
+	res := deployResult{Flake: ref, Revision: md.Revision, DryRun: *dryRun}
+	for _, p := range plans {
+		res.Hosts = append(res.Hosts, deployHostResult{Host: p.Host, BuildOn: p.BuildOn, Goal: p.Goal, Outcome: "planned"})
+	}
+	if *dryRun {
+		return printDeploy(a, res, *asJSON)
+	}
+	c, err := streams.Connect(ctx, *cf.server, *cf.nkey, "pinkie deploy")
+	if err != nil {
+		return exitError{code: exitUsage, err: err}
+	}
+	defer c.Close()
+	// Local builds first; a host whose build fails is not requested.
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 4)
+	for i := range res.Hosts {
+		h := &res.Hosts[i]
+		if h.BuildOn != "local" {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			start := time.Now()
+			path, err := n.Build(ctx, nix.Toplevel(ref, h.Host))
+			if err == nil && *pushTo != "" {
+				err = n.CopyTo(ctx, *pushTo, path)
+			}
+			h.BuildSeconds = time.Since(start).Seconds()
+			if err != nil {
+				h.Outcome, h.Reason = "build.failed", fmt.Sprintf("local build: %v", err)
+				fmt.Fprintf(a.stderr, "pinkie deploy: %s: local build failed: %v\n%s", h.Host, err, indentLines(nix.LogTail(err)))
+				return
+			}
+			h.StorePath = path
+		}()
+	}
+	wg.Wait()
+	now := time.Now()
+	exp := now.Add(*expires).UTC()
+	k, _ := events.Lookup("deploy.requested")
+	by := requester()
+	var firstSeq uint64
+	for i := range res.Hosts {
+		h := &res.Hosts[i]
+		if h.Outcome == "build.failed" {
+			continue
+		}
+		p := plans[i]
+		data := &events.DeployRequested{Host: h.Host, Flake: ref, Revision: md.Revision, BuildOn: h.BuildOn, Goal: h.Goal,
+			StorePath: h.StorePath, RequestedBy: by, ExpiresAt: &exp, HealthChecks: p.HealthChecks, BuildSeconds: h.BuildSeconds}
+		e, err := events.New(k, cliSourceHost(), "cli", now, data, events.WithSubject(h.Host))
+		if err != nil {
+			return err
+		}
+		ack, err := c.Publish(ctx, k.HubSubject(data), e)
+		if err != nil {
+			return fmt.Errorf("request deploy of %s: %w", h.Host, err)
+		}
+		h.RequestID, h.Seq, h.Outcome = e.ID(), ack.Sequence, "requested"
+		h.Phases = append(h.Phases, "requested")
+		if firstSeq == 0 {
+			firstSeq = ack.Sequence
+		}
+		if !*asJSON {
+			fmt.Fprintf(a.stdout, "%-16s requested  build on %s, goal %s, request %s\n", h.Host, h.BuildOn, h.Goal, h.RequestID)
+		}
+	}
+	if *wait && firstSeq > 0 {
+		wctx, cancel := context.WithTimeout(ctx, *timeout)
+		err := followDeploys(wctx, a, c, firstSeq, res.Hosts, !*asJSON)
+		cancel()
+		if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+			return err
+		}
+	}
+	failed := 0
+	for _, h := range res.Hosts {
+		switch h.Outcome {
+		case "requested":
+			if *wait {
+				failed++
+			}
+		case "activated":
+		default:
+			failed++
+		}
+	}
+	if *asJSON {
+		if err := json.NewEncoder(a.stdout).Encode(res); err != nil {
+			return err
+		}
+	} else if *wait {
+		printDeploySummary(a, res)
+	}
+	if failed > 0 {
+		return exitError{code: exitFinding, err: fmt.Errorf("%d of %d hosts did not deploy", failed, len(res.Hosts))}
+	}
+	return nil
+}
+
+func tailSuffix(err error) string {
+	t := nix.LogTail(err)
+	if len(t) <= 1 {
+		return ""
+	}
+	return "\n" + indentLines(t)
+}
+
+func indentLines(lines []string) string {
+	var b strings.Builder
+	for _, l := range lines {
+		b.WriteString("  " + l + "\n")
+	}
+	return b.String()
+}
+
+func printDeploy(a *app, res deployResult, asJSON bool) error {
+	if asJSON {
+		return json.NewEncoder(a.stdout).Encode(res)
+	}
+	rev := res.Revision
+	if rev == "" {
+		rev = "(no revision: dirty or not a git tree)"
+	}
+	fmt.Fprintf(a.stdout, "flake %s\nrevision %s\n\n", res.Flake, rev)
+	tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "HOST\tBUILD ON\tGOAL")
+	for _, h := range res.Hosts {
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", h.Host, h.BuildOn, h.Goal)
+	}
+	return tw.Flush()
+}
+
+func printDeploySummary(a *app, res deployResult) {
+	tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "\nHOST\tOUTCOME\tSTORE PATH\tREASON")
+	for _, h := range res.Hosts {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", h.Host, h.Outcome, h.StorePath, h.Reason)
+	}
+	_ = tw.Flush()
+}
+
+// terminalPhase reports whether a phase ends a host's deploy.
+func terminalPhase(p string) bool {
+	switch p {
+	case "activated", "failed", "rolledback", "build.failed", "skipped":
+		return true
+	}
+	return false
+}
+
+// followDeploys reads DEPLOY from the first request on and prints each
+// phase of the requests in hosts until every one has ended.
+func followDeploys(ctx context.Context, a *app, c *streams.Client, fromSeq uint64, hosts []deployHostResult, lines bool) error {
+	byID := map[string]*deployHostResult{}
+	open := 0
+	for i := range hosts {
+		if hosts[i].RequestID != "" {
+			byID[hosts[i].RequestID] = &hosts[i]
+			open++
+		}
+	}
+	hubJS := c.JS
+	cons, err := hubJS.OrderedConsumer(ctx, streams.DeployStream, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{"pinkie.deploy.>"}, DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: fromSeq,
+	})
+	if err != nil {
+		return exitError{code: exitUsage, err: fmt.Errorf("follow %s: %w", streams.DeployStream, err)}
+	}
+	it, err := cons.Messages()
+	if err != nil {
+		return exitError{code: exitUsage, err: fmt.Errorf("follow %s: %w", streams.DeployStream, err)}
+	}
+	go func() {
+		<-ctx.Done()
+		it.Stop()
+	}()
+	for open > 0 {
+		m, err := it.Next()
+		if err != nil {
+			if ctx.Err() != nil {
+				for _, h := range byID {
+					if !terminalPhase(h.Outcome) {
+						h.Outcome, h.Reason = "timeout", "no outcome before --timeout (is the agent connected?)"
+					}
+				}
+				return ctx.Err()
+			}
+			return fmt.Errorf("follow %s: %w", streams.DeployStream, err)
+		}
+		e, k, err := events.Decode(m.Data())
+		if err != nil {
+			continue
+		}
+		phase, ok := events.DeployPhaseOf(k.Name)
+		if !ok {
+			continue
+		}
+		d, err := events.DecodeData(e, k)
+		if err != nil {
+			continue
+		}
+		p := d.(*events.DeployPhase)
+		h := byID[p.RequestID]
+		if h == nil || h.Host != p.Host || terminalPhase(h.Outcome) {
+			continue
+		}
+		h.Phases = append(h.Phases, phase)
+		h.Outcome = phase
+		if p.StorePath != "" {
+			h.StorePath = p.StorePath
+		}
+		if p.Reason != "" {
+			h.Reason = p.Reason
+		}
+		if lines {
+			detail := ""
+			switch {
+			case p.Reason != "":
+				detail = p.Reason
+			case phase == "built" || phase == "activated":
+				detail = fmt.Sprintf("%s (%.1fs)", p.StorePath, p.DurationSeconds)
+			case phase == "build.started":
+				detail = "on " + p.Builder
+			}
+			sender, _, _ := events.HostFromSubject(m.Subject())
+			by := ""
+			if sender != p.Host {
+				by = " [" + sender + "]"
+			}
+			fmt.Fprintf(a.stdout, "%-16s %-18s %s%s\n", p.Host, phase, detail, by)
+			for _, l := range p.Log {
+				fmt.Fprintf(a.stdout, "%-16s   | %s\n", p.Host, l)
+			}
+		}
+		if terminalPhase(phase) {
+			open--
+		}
+	}
+	return nil
+}
+
+// sortedHosts returns the keys of m, sorted.
+func sortedHosts[T any](m map[string]T) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}

@@ -1,0 +1,92 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/pinkiefleet/pinkie/consumers/deploy"
+	"github.com/pinkiefleet/pinkie/deploy/nix"
+	"github.com/pinkiefleet/pinkie/events"
+	"github.com/pinkiefleet/pinkie/streams"
+)
+
+// deployAgentFlags are the agent's deploy settings: the activator (always
+// on) and the builder role.
+type deployAgentFlags struct {
+	profile, push, substituter, flake, activation *string
+	builder, checkSigs                            *bool
+	expiry                                        *time.Duration
+}
+
+func addDeployAgentFlags(fs *flagSet) *deployAgentFlags {
+	return &deployAgentFlags{
+		profile:     fs.String("system-profile", "/nix/var/nix/profiles/system", "system profile `PATH` deploys set (a temp dir in tests)"),
+		builder:     fs.Bool("builder", false, "run the builder role: build other hosts' systems when a deploy names this host in --build-on"),
+		push:        fs.String("deploy-push", "", "after building, copy the closure to this store `URL` (nix copy --to), e.g. file:///var/cache/pinkie"),
+		substituter: fs.String("deploy-substituter", "", "fetch closures built elsewhere from this store `URL` (nix copy --from); default: nix.conf's substituters"),
+		checkSigs:   fs.Bool("deploy-check-sigs", false, "require signatures on closures fetched with --deploy-substituter"),
+		flake:       fs.String("deploy-flake", "", "flake `REF` to build requests that name none (pinkie pub deploy.requested host=…)"),
+		activation:  fs.String("activation", "auto", "how switch-to-configuration runs: systemd (a transient unit via systemd-run), direct, or auto (systemd when it is PID 1)"),
+		expiry:      fs.Duration("deploy-expiry", deploy.DefaultExpiry, "skip requests older than this that carry no expires_at"),
+	}
+}
+
+// services builds the agent's deploy services: the activator and the
+// builder (which reports that this host is no builder unless --builder).
+func (f *deployAgentFlags) services(host, dataDir string, log *slog.Logger) ([]streams.AgentService, error) {
+	systemd := false
+	switch *f.activation {
+	case "systemd":
+		systemd = true
+	case "direct":
+	case "auto":
+		if _, err := os.Stat("/run/systemd/system"); err == nil {
+			systemd = true
+		}
+	default:
+		return nil, usagef("--activation %q: want systemd, direct or auto", *f.activation)
+	}
+	if *f.profile == "" {
+		return nil, usagef("--system-profile must not be empty")
+	}
+	run := nix.ExecRunner{}
+	n := nix.Nix{Run: run}
+	b := &deploy.Builder{Host: host, Nix: n, Role: *f.builder, PushTo: *f.push, DefaultFlake: *f.flake, Now: time.Now, Log: log}
+	act := &deploy.Activator{
+		Host: host, Profile: *f.profile, Nix: n, Run: run, Systemd: systemd, Substituter: *f.substituter,
+		CheckSigs: *f.checkSigs, Builder: b, StateDir: filepath.Join(dataDir, "deploy"), DefaultExpiry: *f.expiry,
+		Now: time.Now, Log: log,
+	}
+	handle := func(h func(context.Context, deploy.Publisher, deploy.Delivery) error) func(context.Context, *streams.Agent, streams.DeployDelivery) error {
+		return func(ctx context.Context, a *streams.Agent, d streams.DeployDelivery) error {
+			err := h(ctx, deployAgentPublisher{a}, deploy.Delivery{Event: d.Event, Kind: d.Kind.Name, Data: d.Data, LatestRequestID: d.LatestRequestID})
+			if errors.Is(err, deploy.ErrNotMine) {
+				log.Error("deploy inbox delivered something not for this host; dropping it", "subject", d.Subject, "err", err)
+				return streams.Permanent(err)
+			}
+			if err != nil && ctx.Err() == nil {
+				log.Error("deploy step failed; retrying", "subject", d.Subject, "err", err)
+			}
+			return err
+		}
+	}
+	return []streams.AgentService{
+		streams.DeployAgentConsumer{
+			Durable: streams.DeployActivatorConsumer, Phases: []string{"requested", "activation.ordered"},
+			Start:  func(ctx context.Context, a *streams.Agent) error { return act.Recover(ctx, deployAgentPublisher{a}) },
+			Handle: handle(act.Handle),
+		},
+		streams.DeployAgentConsumer{Durable: streams.DeployBuilderConsumer, Phases: []string{"build.ordered"}, Handle: handle(b.HandleOrder)},
+	}, nil
+}
+
+// deployAgentPublisher stores deploy phases in the agent's OUTBOX.
+type deployAgentPublisher struct{ a *streams.Agent }
+
+func (p deployAgentPublisher) Publish(ctx context.Context, e events.Event) error {
+	return p.a.Publish(ctx, e, "")
+}

@@ -1,0 +1,235 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/pinkiefleet/pinkie/deploy/fleet"
+	"github.com/pinkiefleet/pinkie/deploy/nix"
+	"github.com/pinkiefleet/pinkie/projections/lastdeploy"
+	"github.com/pinkiefleet/pinkie/streams"
+)
+
+// exitStale is last-deploy's exit code when a host is beyond --fail-after.
+const exitStale = 3
+
+// lastDeployHost is one host's line of pinkie last-deploy.
+type lastDeployHost struct {
+	Host string `json:"host"`
+	// Status: ok, warn (beyond --warn-after), fail (beyond --fail-after),
+	// never (never deployed: counts as beyond both).
+	Status     string             `json:"status"`
+	AgeSeconds *float64           `json:"age_seconds,omitempty"`
+	Declared   bool               `json:"declared"`
+	Record     *lastdeploy.Record `json:"record,omitempty"`
+}
+
+type lastDeployResult struct {
+	WarnAfterSeconds float64          `json:"warn_after_seconds"`
+	FailAfterSeconds float64          `json:"fail_after_seconds"`
+	Hosts            []lastDeployHost `json:"hosts"`
+	ExitCode         int              `json:"exit_code"`
+}
+
+func runLastDeploy(ctx context.Context, a *app, args []string) error {
+	fs := newFlagSet("last-deploy", "", `
+Print every host with the age of its last successful deploy, from the hub's
+last-deploy record (KV bucket pinkie-last-deploy; 'nats kv get
+pinkie-last-deploy HOST' shows the same record). Hosts are those the record
+knows plus those declared with --flake or --hosts; a declared host that was
+never deployed counts as beyond both limits. A reader key is enough.
+
+Exit codes: 0 every host deployed within --warn-after; 1 some host beyond
+--warn-after (the warnings say which and how old); 3 some host beyond
+--fail-after or never deployed; 2 usage or connection errors.`)
+	cf := addClientFlags(fs, a)
+	warnAfter := fs.String("warn-after", "7d", "warn about hosts whose last successful deploy is older (e.g. 7d, 36h)")
+	failAfter := fs.String("fail-after", "30d", "fail (exit 3) for hosts whose last successful deploy is older")
+	asJSON := fs.Bool("json", false, "print the result as JSON")
+	flakeRef := fs.String("flake", "", "also list the hosts of this flake's nixosConfigurations (declared hosts)")
+	var declared stringList
+	fs.Var(&declared, "hosts", "also list these declared `HOSTS` (comma-separated)")
+	timeout := fs.Duration("timeout", 10*time.Second, "give up after this long")
+	if err := fs.parse(args); err != nil {
+		return err
+	}
+	if len(fs.args()) > 0 {
+		return usagef("unexpected arguments %q", fs.args())
+	}
+	warn, err := parseAge(*warnAfter)
+	if err != nil {
+		return usagef("--warn-after: %v", err)
+	}
+	fail, err := parseAge(*failAfter)
+	if err != nil {
+		return usagef("--fail-after: %v", err)
+	}
+	if fail < warn {
+		return usagef("--fail-after %s is shorter than --warn-after %s", *failAfter, *warnAfter)
+	}
+	if *flakeRef != "" {
+		fl, err := fleet.Read(ctx, nix.Nix{Run: nix.ExecRunner{}}, *flakeRef)
+		if err != nil {
+			return usagef("%v", err)
+		}
+		declared = append(declared, fl.Names()...)
+	}
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	c, err := streams.Connect(ctx, *cf.server, *cf.nkey, "pinkie last-deploy")
+	if err != nil {
+		return exitError{code: exitUsage, err: err}
+	}
+	defer c.Close()
+	records, err := readLastDeploy(ctx, c)
+	if err != nil {
+		return exitError{code: exitUsage, err: err}
+	}
+	res := lastDeployResult{WarnAfterSeconds: warn.Seconds(), FailAfterSeconds: fail.Seconds()}
+	isDeclared := map[string]bool{}
+	for _, h := range declared {
+		isDeclared[h] = true
+		if _, ok := records[h]; !ok {
+			records[h] = nil
+		}
+	}
+	now := time.Now()
+	var warnings []string
+	for _, h := range sortedHosts(records) {
+		r := records[h]
+		line := lastDeployHost{Host: h, Declared: isDeclared[h], Record: r, Status: "never"}
+		if r != nil && r.LastSuccess != nil {
+			age := now.Sub(r.LastSuccess.Time)
+			s := age.Seconds()
+			line.AgeSeconds = &s
+			switch {
+			case age > fail:
+				line.Status = "fail"
+			case age > warn:
+				line.Status = "warn"
+			default:
+				line.Status = "ok"
+			}
+		}
+		switch line.Status {
+		case "never":
+			warnings = append(warnings, fmt.Sprintf("%s has never been deployed successfully", h))
+			res.ExitCode = exitStale
+		case "fail":
+			warnings = append(warnings, fmt.Sprintf("%s last deployed %s ago, beyond --fail-after %s", h, humanAge(now.Sub(r.LastSuccess.Time)), *failAfter))
+			res.ExitCode = exitStale
+		case "warn":
+			warnings = append(warnings, fmt.Sprintf("%s last deployed %s ago, beyond --warn-after %s", h, humanAge(now.Sub(r.LastSuccess.Time)), *warnAfter))
+			if res.ExitCode == 0 {
+				res.ExitCode = exitFinding
+			}
+		}
+		res.Hosts = append(res.Hosts, line)
+	}
+	if len(res.Hosts) == 0 {
+		warnings = append(warnings, "no hosts: nothing was ever requested and none declared (--flake, --hosts)")
+		res.ExitCode = exitFinding
+	}
+	if *asJSON {
+		if err := json.NewEncoder(a.stdout).Encode(res); err != nil {
+			return err
+		}
+	} else {
+		tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "HOST\tSTATUS\tLAST SUCCESS\tAGE\tREVISION\tLAST ATTEMPT")
+		for _, l := range res.Hosts {
+			when, age, rev, attempt := "-", "-", "-", "-"
+			if l.Record != nil && l.Record.LastSuccess != nil {
+				s := l.Record.LastSuccess
+				when, age = s.Time.Local().Format("2006-01-02 15:04:05"), humanAge(now.Sub(s.Time))
+				if s.Revision != "" {
+					rev = s.Revision
+					if len(rev) > 12 {
+						rev = rev[:12]
+					}
+				}
+			}
+			if l.Record != nil && l.Record.LastAttempt != nil {
+				at := l.Record.LastAttempt
+				attempt = at.Outcome + " (" + at.Phase + ", " + humanAge(now.Sub(at.PhaseTime)) + " ago)"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", l.Host, l.Status, when, age, rev, attempt)
+		}
+		_ = tw.Flush()
+	}
+	for _, w := range warnings {
+		fmt.Fprintln(a.stderr, "warning: "+w)
+	}
+	if res.ExitCode != 0 {
+		return exitError{code: res.ExitCode, err: errors.New("")}
+	}
+	return nil
+}
+
+// readLastDeploy reads every record of the last-deploy bucket.
+func readLastDeploy(ctx context.Context, c *streams.Client) (map[string]*lastdeploy.Record, error) {
+	kv, err := c.JS.KeyValue(ctx, lastdeploy.Bucket)
+	if err != nil {
+		return nil, fmt.Errorf("open KV bucket %s: %w", lastdeploy.Bucket, err)
+	}
+	out := map[string]*lastdeploy.Record{}
+	keys, err := kv.ListKeys(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", lastdeploy.Bucket, err)
+	}
+	for k := range keys.Keys() {
+		e, err := kv.Get(ctx, k)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("get %s/%s: %w", lastdeploy.Bucket, k, err)
+		}
+		var r lastdeploy.Record
+		if err := json.Unmarshal(e.Value(), &r); err != nil {
+			return nil, fmt.Errorf("%s/%s is not a last-deploy record: %w", lastdeploy.Bucket, k, err)
+		}
+		out[k] = &r
+	}
+	return out, nil
+}
+
+// parseAge reads a duration with a d (days) or w (weeks) suffix, or any
+// Go duration (36h).
+func parseAge(s string) (time.Duration, error) {
+	for suffix, unit := range map[string]time.Duration{"d": 24 * time.Hour, "w": 7 * 24 * time.Hour} {
+		if n, ok := strings.CutSuffix(s, suffix); ok {
+			f, err := strconv.ParseFloat(n, 64)
+			if err != nil || f < 0 {
+				return 0, fmt.Errorf("%q: want a duration such as 7d, 2w or 36h", s)
+			}
+			return time.Duration(f * float64(unit)), nil
+		}
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("%q: want a duration such as 7d, 2w or 36h", s)
+	}
+	return d, nil
+}
+
+// humanAge prints an age as 3d4h, 5h12m or 42s.
+func humanAge(d time.Duration) string {
+	switch {
+	case d >= 24*time.Hour:
+		return fmt.Sprintf("%dd%dh", int(d.Hours())/24, int(d.Hours())%24)
+	case d >= time.Hour:
+		return fmt.Sprintf("%dh%dm", int(d.Hours()), int(d.Minutes())%60)
+	case d >= time.Minute:
+		return fmt.Sprintf("%dm%ds", int(d.Minutes()), int(d.Seconds())%60)
+	}
+	return fmt.Sprintf("%ds", int(d.Seconds()))
+}

@@ -1,0 +1,282 @@
+package deploy
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/pinkiefleet/pinkie/deploy/nix"
+	"github.com/pinkiefleet/pinkie/events"
+)
+
+// Activator deploys this host: it takes the host's requests (and the
+// planner's activation orders) from the inbox, in order, one at a time.
+type Activator struct {
+	// Host is this host's name; requests for others are refused.
+	Host string
+	// Profile is the system profile (/nix/var/nix/profiles/system).
+	Profile string
+	Nix     nix.Nix
+	// Run runs switch-to-configuration, systemd-run and health checks.
+	Run nix.Runner
+	// Systemd runs switch-to-configuration in a transient systemd unit
+	// (systemd-run --wait), so the switch survives the agent's restart.
+	Systemd bool
+	// Substituter is where closures built elsewhere are fetched from
+	// (nix copy --from); "" relies on nix.conf's substituters.
+	Substituter string
+	// CheckSigs requires signatures on what is fetched.
+	CheckSigs bool
+	// Builder builds requests placed on the target.
+	Builder *Builder
+	// StateDir holds activator.json.
+	StateDir      string
+	DefaultExpiry time.Duration
+	// HealthTimeout bounds each health check (default 2m).
+	HealthTimeout time.Duration
+	Now           func() time.Time
+	Log           *slog.Logger
+}
+
+// Recover reports a deploy that the agent's death interrupted: the agent
+// cannot know whether the switch finished, so it is a failure. Run it
+// before taking new requests.
+func (a *Activator) Recover(ctx context.Context, pub Publisher) error {
+	s, err := loadState(a.StateDir)
+	if err != nil {
+		return err
+	}
+	if s.InProgress == nil {
+		return nil
+	}
+	job := *s.InProgress
+	job.Reason = fmt.Sprintf("interrupted: the agent stopped during activation; the system profile now points at %s", orNone(nix.CurrentPath(a.Profile)))
+	if err := publishPhase(ctx, pub, a.Host, "failed", a.Now(), job, a.Log); err != nil {
+		return err
+	}
+	s.InProgress = nil
+	s.Done = append(s.Done, job.RequestID)
+	return saveState(a.StateDir, s)
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "nothing"
+	}
+	return s
+}
+
+// Handle decides about one delivery. It returns once the outcome is
+// published (so the caller may ack), ErrNotMine (wrapped) for a delivery
+// about another host, or another error to be retried.
+func (a *Activator) Handle(ctx context.Context, pub Publisher, d Delivery) error {
+	s, err := loadState(a.StateDir)
+	if err != nil {
+		return err
+	}
+	var job events.DeployPhase
+	switch data := d.Data.(type) {
+	case *events.DeployRequested:
+		if data.Host != a.Host {
+			return fmt.Errorf("%w: request for %s", ErrNotMine, data.Host)
+		}
+		job = jobFromRequest(d.Event, data, a.expiry())
+	case *events.DeployPhase:
+		if d.Kind != "deploy.activation.ordered" || data.Host != a.Host {
+			return fmt.Errorf("%w: %s for %s", ErrNotMine, d.Kind, data.Host)
+		}
+		job = *data
+		job.Reason, job.Log, job.DurationSeconds = "", nil, 0
+	default:
+		return fmt.Errorf("%w: unexpected %s", ErrNotMine, d.Kind)
+	}
+	if s.done(job.RequestID) {
+		return nil
+	}
+	now := a.Now()
+	switch {
+	case d.LatestRequestID != "" && d.LatestRequestID != job.RequestID:
+		job.Reason = "superseded by request " + d.LatestRequestID
+		return a.finish(ctx, pub, "skipped", job)
+	case job.ExpiresAt != nil && now.After(*job.ExpiresAt):
+		job.Reason = fmt.Sprintf("expired at %s, before this host took it", job.ExpiresAt.Format(time.RFC3339))
+		return a.finish(ctx, pub, "skipped", job)
+	}
+	if d.Kind == "deploy.requested" && job.StorePath == "" {
+		switch job.BuildOn {
+		case "target", a.Host:
+			path, err := a.Builder.Build(ctx, pub, job)
+			if err != nil {
+				return err
+			}
+			if path == "" {
+				return a.markDone(job.RequestID)
+			}
+			job.StorePath, job.Builder = path, a.Host
+		case "local":
+			job.Reason = "the request says build_on local but carries no store path"
+			return a.finish(ctx, pub, "failed", job)
+		default:
+			// Built on a builder host: the planner orders the build and
+			// hands the result over as an activation order.
+			a.Log.Info("deploy waits for its builder", "host", a.Host, "request", job.RequestID, "builder", job.BuildOn)
+			return nil
+		}
+	}
+	return a.activate(ctx, pub, job)
+}
+
+func (a *Activator) expiry() time.Duration {
+	if a.DefaultExpiry > 0 {
+		return a.DefaultExpiry
+	}
+	return DefaultExpiry
+}
+
+func (a *Activator) finish(ctx context.Context, pub Publisher, phase string, job events.DeployPhase) error {
+	if err := publishPhase(ctx, pub, a.Host, phase, a.Now(), job, a.Log); err != nil {
+		return err
+	}
+	return a.markDone(job.RequestID)
+}
+
+func (a *Activator) markDone(id string) error {
+	s, err := loadState(a.StateDir)
+	if err != nil {
+		return err
+	}
+	s.InProgress = nil
+	s.Done = append(s.Done, id)
+	return saveState(a.StateDir, s)
+}
+
+// activate fetches, switches, checks health and rolls back on failure.
+func (a *Activator) activate(ctx context.Context, pub Publisher, job events.DeployPhase) error {
+	prev := nix.CurrentPath(a.Profile)
+	job.PreviousPath = ""
+	if prev != "" && prev != job.StorePath {
+		job.PreviousPath = prev
+	}
+	s, err := loadState(a.StateDir)
+	if err != nil {
+		return err
+	}
+	s.InProgress = &job
+	if err := saveState(a.StateDir, s); err != nil {
+		return err
+	}
+	if err := publishPhase(ctx, pub, a.Host, "activation.started", a.Now(), job, a.Log); err != nil {
+		return err
+	}
+	start := a.Now()
+	fail := func(step string, err error) error {
+		if ctx.Err() != nil {
+			return ctx.Err() // shutting down: the state file reports it at the next start
+		}
+		job.DurationSeconds = a.Now().Sub(start).Seconds()
+		job.Reason = step + ": " + err.Error()
+		job.Log = nix.LogTail(err)
+		return a.finish(ctx, pub, "failed", job)
+	}
+	if !a.Nix.Valid(ctx, job.StorePath) {
+		var err error
+		if a.Substituter != "" {
+			err = a.Nix.CopyFrom(ctx, a.Substituter, job.StorePath, a.CheckSigs)
+		} else {
+			err = a.runChecked(ctx, "nix-store", "--realise", job.StorePath)
+		}
+		if err != nil {
+			return fail("fetch "+job.StorePath, err)
+		}
+	}
+	setsProfile := job.Goal == "switch" || job.Goal == "boot"
+	if setsProfile {
+		if err := a.Nix.SetProfile(ctx, a.Profile, job.StorePath); err != nil {
+			return fail("set the system profile", err)
+		}
+	}
+	err = a.switchTo(ctx, job.StorePath, job.Goal, job.RequestID)
+	step := "switch-to-configuration " + job.Goal
+	if err == nil && job.Goal != "dry-activate" && job.Goal != "boot" {
+		for _, hc := range job.HealthChecks {
+			if err = a.healthCheck(ctx, hc); err != nil {
+				step = "health check " + fmt.Sprintf("%q", hc)
+				break
+			}
+		}
+	}
+	if err == nil {
+		job.DurationSeconds = a.Now().Sub(start).Seconds()
+		return a.finish(ctx, pub, "activated", job)
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	job.Log = nix.LogTail(err)
+	reason := step + ": " + err.Error()
+	if job.Goal == "dry-activate" || job.PreviousPath == "" {
+		if job.PreviousPath == "" && job.Goal != "dry-activate" {
+			reason += "; no previous generation to restore"
+			if setsProfile && prev == "" {
+				// Leave no profile pointing at the failed system.
+				_ = os.Remove(a.Profile)
+			}
+		}
+		job.DurationSeconds = a.Now().Sub(start).Seconds()
+		job.Reason = reason
+		return a.finish(ctx, pub, "failed", job)
+	}
+	// Restore the previous generation.
+	var rerr error
+	if setsProfile {
+		rerr = a.Nix.SetProfile(ctx, a.Profile, job.PreviousPath)
+	}
+	if rerr == nil {
+		rerr = a.switchTo(ctx, job.PreviousPath, job.Goal, job.RequestID+"-rollback")
+	}
+	job.DurationSeconds = a.Now().Sub(start).Seconds()
+	if rerr != nil {
+		job.Reason = reason + "; restoring " + job.PreviousPath + " failed too: " + rerr.Error()
+		job.Log = append(job.Log, nix.LogTail(rerr)...)
+		return a.finish(ctx, pub, "failed", job)
+	}
+	job.Reason = reason + "; restored the previous generation " + job.PreviousPath
+	return a.finish(ctx, pub, "rolledback", job)
+}
+
+// switchTo runs path/bin/switch-to-configuration goal, in a transient
+// systemd unit when systemd runs the host (the unit outlives the agent if
+// the switch restarts it), directly otherwise.
+func (a *Activator) switchTo(ctx context.Context, path, goal, id string) error {
+	stc := filepath.Join(path, "bin", "switch-to-configuration")
+	if a.Systemd {
+		return a.runChecked(ctx, "systemd-run", "--pipe", "--wait", "--quiet", "--collect", "--no-ask-password",
+			"--service-type=exec", "--unit=pinkie-deploy-"+shortID(id),
+			"-E", "LOCALE_ARCHIVE", "-E", "NIXOS_INSTALL_BOOTLOADER", "--", stc, goal)
+	}
+	return a.runChecked(ctx, stc, goal)
+}
+
+func (a *Activator) healthCheck(ctx context.Context, cmd string) error {
+	t := a.HealthTimeout
+	if t <= 0 {
+		t = 2 * time.Minute
+	}
+	hctx, cancel := context.WithTimeout(ctx, t)
+	defer cancel()
+	return a.runChecked(hctx, "/bin/sh", "-c", cmd)
+}
+
+func (a *Activator) runChecked(ctx context.Context, name string, args ...string) error {
+	res, err := a.Run.Run(ctx, nil, name, args...)
+	if err != nil {
+		return err
+	}
+	if res.ExitCode != 0 {
+		return &nix.Error{Command: filepath.Base(name), ExitCode: res.ExitCode, Tail: nix.TailLines(append(res.Stdout, res.Stderr...), 20)}
+	}
+	return nil
+}
