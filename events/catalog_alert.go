@@ -1,7 +1,26 @@
 package events
 
-// alertKinds are the kinds of the alert area. Each entry needs a Go type and a
-// schema file.
+// alertKinds are the kinds of the alert area: alerts the hub's alerter
+// publishes, silences operators add and remove, and the notifier's delivery
+// audit. Each entry needs a Go type and a schema file.
 func alertKinds() []Kind {
-	return nil
+	return []Kind{
+		{Name: "alert.firing", Origin: FromHub, Doc: "an alert started, repeats, changed severity or ended its silence (pinkie.alert.<host>.<rule>)", New: func() any { return new(Alert) },
+			HubSubject: func(d any) string { return AlertSubject(d.(*Alert).Host, d.(*Alert).Rule) }},
+		{Name: "alert.resolved", Origin: FromHub, Doc: "an alert ended (pinkie.alert.<host>.<rule>)", New: func() any { return new(Alert) },
+			HubSubject: func(d any) string { return AlertSubject(d.(*Alert).Host, d.(*Alert).Rule) }},
+		{Name: "silence.added", Origin: FromClient, Doc: "an operator silenced alerts matching host, rule, object or labels until a time", New: func() any { return new(SilenceAdded) },
+			HubSubject: func(d any) string { return "pinkie.silence.added." + d.(*SilenceAdded).ID }},
+		{Name: "silence.removed", Origin: FromClient, Doc: "an operator removed a silence before it expired", New: func() any { return new(SilenceRemoved) },
+			HubSubject: func(d any) string { return "pinkie.silence.removed." + d.(*SilenceRemoved).ID }},
+		{Name: "notify.delivery", Origin: FromHub, Doc: "the notifier's attempt to deliver alerts to a channel and its outcome (pinkie.notify.<channel>.<outcome>)", New: func() any { return new(NotifyDelivery) },
+			HubSubject: func(d any) string {
+				n := d.(*NotifyDelivery)
+				return "pinkie.notify." + n.Channel + "." + n.Outcome
+			}},
+	}
 }
+
+// AlertSubject is the hub subject of a host's alert events for a rule:
+// pinkie.alert.<host>.<rule> (rule names are dotted, e.g. fs.usage).
+func AlertSubject(host, rule string) string { return "pinkie.alert." + host + "." + rule }

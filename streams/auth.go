@@ -249,7 +249,7 @@ var ErrNotLoopback = errors.New("refusing to listen beyond loopback without --au
 
 // Permissions. Subjects an operator may not publish: telemetry comes only
 // from agents through ingest, alerts and dead letters only from the hub.
-var operatorPublishDeny = []string{"pinkie.host.>", "pinkie.alert.>", "pinkie.deadletter.>", "pinkie.ingest.>", "_pinkie.deliver.>"}
+var operatorPublishDeny = []string{"pinkie.host.>", "pinkie.alert.>", "pinkie.deadletter.>", "pinkie.ingest.>", "pinkie.notify.>", "_pinkie.deliver.>"}
 
 func operatorPermissions() *server.Permissions {
 	deny := append([]string{}, operatorPublishDeny...)

@@ -19,6 +19,7 @@ const (
 	DeployStream     = "DEPLOY"
 	AlertsStream     = "ALERTS"
 	DeadLetterStream = "DEADLETTER"
+	FleetStream      = "FLEET"
 )
 
 // KV buckets the hub creates for projections.
@@ -84,15 +85,17 @@ func ingestSource(host string) *jetstream.StreamSource {
 
 // ingestConfig is INGEST: agents' raw events as they arrive, before the
 // hub's check moves each to HOSTS or DEADLETTER. It has no subjects of its
-// own, so nothing can be published into it, only sourced.
+// own, so nothing can be published into it, only sourced. It keeps events
+// a week (limits retention: no per-message deletion on the hot path); the
+// ingest consumer's ack floor says how far the check has come.
 func ingestConfig(hosts []string) jetstream.StreamConfig {
 	cfg := jetstream.StreamConfig{
 		Name:        IngestStream,
 		Description: "agents' events as sourced from their OUTBOX, awaiting the ingest check",
 		Storage:     jetstream.FileStorage,
-		Retention:   jetstream.WorkQueuePolicy,
+		Retention:   jetstream.LimitsPolicy,
 		Duplicates:  time.Hour,
-		MaxAge:      30 * 24 * time.Hour,
+		MaxAge:      7 * 24 * time.Hour,
 	}
 	for _, h := range hosts {
 		cfg.Sources = append(cfg.Sources, ingestSource(h))
@@ -118,10 +121,16 @@ func hubStreams() []jetstream.StreamConfig {
 			Subjects: []string{"pinkie.alert.>"}, Storage: jetstream.FileStorage,
 			MaxAge: 90 * 24 * time.Hour, Duplicates: time.Hour, AllowDirect: true,
 		},
+		{Name: FleetStream, Description: "the fleet as declared in the flake (pinkie fleet sync); the last few versions", Subjects: []string{"pinkie.fleet.>"}, Storage: jetstream.FileStorage, MaxMsgsPerSubject: 10, MaxMsgSize: 1 << 20, Duplicates: time.Hour, AllowDirect: true},
 		{
 			Name: DeadLetterStream, Description: "events refused on ingest, with the reason",
 			Subjects: []string{"pinkie.deadletter.>"}, Storage: jetstream.FileStorage,
 			MaxAge: 30 * 24 * time.Hour, Duplicates: time.Hour, AllowDirect: true,
+		},
+		{
+			Name: AlertLogStream, Description: "silences (pinkie.silence.>) and the notifier's delivery audit (pinkie.notify.<channel>.<outcome>)",
+			Subjects: []string{"pinkie.silence.>", "pinkie.notify.>"}, Storage: jetstream.FileStorage,
+			MaxAge: 90 * 24 * time.Hour, Duplicates: time.Hour, AllowDirect: true,
 		},
 	}
 }

@@ -38,23 +38,31 @@ type pendingPub struct {
 // acks the INGEST message (which deletes it). A crash in between redelivers
 // it, and the forward's Nats-Msg-Id makes the second copy a duplicate.
 func (h *Hub) startIngest(ctx context.Context) error {
-	// INGEST is a work queue: what was acknowledged is gone. Recreating the
-	// consumer at every start makes it begin at the oldest message still
-	// there, so whatever a previous run took but did not finish comes first
-	// and per-host order holds across restarts (instead of waiting for
-	// AckWait and arriving after newer events). Forwards already stored are
-	// dropped as duplicates by their Nats-Msg-Id.
-	if err := h.js.DeleteConsumer(ctx, IngestStream, IngestConsumer); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-		return fmt.Errorf("reset ingest consumer: %w", err)
-	}
-	cons, err := h.js.CreateOrUpdateConsumer(ctx, IngestStream, jetstream.ConsumerConfig{
+	// The check acknowledges in order (ack-all), so the consumer's ack
+	// floor is where it stands. Recreating the consumer at every start just
+	// past that floor makes whatever a previous run took but did not finish
+	// come first, so per-host order holds across restarts (instead of
+	// waiting for AckWait and arriving after newer events). Forwards already
+	// stored are dropped as duplicates by their Nats-Msg-Id.
+	cfg := jetstream.ConsumerConfig{
 		Durable:       IngestConsumer,
 		Description:   "the hub's ingest check: valid events to HOSTS, others to DEADLETTER",
-		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckPolicy:     jetstream.AckAllPolicy,
 		AckWait:       time.Minute,
 		MaxDeliver:    -1,
 		MaxAckPending: 20000,
-	})
+	}
+	if old, err := h.js.Consumer(ctx, IngestStream, IngestConsumer); err == nil {
+		if floor := old.CachedInfo().AckFloor.Stream; floor > 0 {
+			cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, floor+1
+		}
+		if err := h.js.DeleteConsumer(ctx, IngestStream, IngestConsumer); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return fmt.Errorf("reset ingest consumer: %w", err)
+		}
+	} else if !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return fmt.Errorf("read ingest consumer: %w", err)
+	}
+	cons, err := h.js.CreateOrUpdateConsumer(ctx, IngestStream, cfg)
 	if err != nil {
 		return fmt.Errorf("create ingest consumer: %w", err)
 	}
@@ -90,9 +98,13 @@ func (h *Hub) forward(ctx context.Context, checker *ingest.Checker, msg jetstrea
 	} else {
 		var err error
 		if out, err = deadLetterMsg(m, d); err != nil {
-			h.log.Error("build dead letter", "subject", m.Subject, "err", err)
-			_ = msg.NakWithDelay(time.Second)
-			return
+			// Keep the reason even if the payload cannot be carried; a
+			// nak would be lost to the cumulative acks.
+			h.log.Error("build dead letter; keeping it without its payload", "subject", m.Subject, "err", err)
+			if out, err = deadLetterMsg(ingest.Message{Subject: m.Subject, StreamSource: m.StreamSource}, d); err != nil {
+				h.log.Error("build dead letter", "subject", m.Subject, "err", err)
+				return // not acknowledged: redelivered after AckWait
+			}
 		}
 		p.dead = true
 		h.log.Warn("event refused", "host", d.Host, "subject", m.Subject, "reason", d.Reason)
@@ -141,6 +153,20 @@ func (h *Hub) deadLetterFor(p pendingPub, reason string) (*nats.Msg, error) {
 // until it is stored, then acks its INGEST message.
 func (h *Hub) ackForwards(ctx context.Context) {
 	defer close(h.ackerDone)
+	// Acks are cumulative (ack-all): acknowledge the newest settled message
+	// when the queue runs dry or every ackEvery messages.
+	const ackEvery = 512
+	var last jetstream.Msg
+	unacked := 0
+	flush := func() {
+		if last != nil {
+			if err := last.Ack(); err != nil {
+				h.log.Debug("ack ingest messages", "err", err)
+			}
+			last, unacked = nil, 0
+		}
+	}
+	defer flush()
 	for {
 		select {
 		case <-ctx.Done():
@@ -149,12 +175,20 @@ func (h *Hub) ackForwards(ctx context.Context) {
 			if p.src == nil { // stopIngest's marker: everything before it is settled
 				return
 			}
-			h.settle(ctx, p)
+			if h.settle(ctx, p) {
+				last = p.src
+				unacked++
+			}
+			if unacked >= ackEvery || len(h.pending) == 0 {
+				flush()
+			}
 		}
 	}
 }
 
-func (h *Hub) settle(ctx context.Context, p pendingPub) {
+// settle waits for a forward's ack, retrying it until it is stored. It
+// reports whether the message is done and may be acknowledged.
+func (h *Hub) settle(ctx context.Context, p pendingPub) bool {
 	var err error
 	if p.future != nil {
 		select {
@@ -162,7 +196,7 @@ func (h *Hub) settle(ctx context.Context, p pendingPub) {
 			err = nil
 		case err = <-p.future.Err():
 		case <-ctx.Done():
-			return
+			return false
 		}
 	} else {
 		err = fmt.Errorf("async publish not queued")
@@ -178,14 +212,13 @@ func (h *Hub) settle(ctx context.Context, p pendingPub) {
 	}
 	if errors.As(err, &apiErr) && apiErr.Code == 400 && p.dead {
 		h.log.Error("dead letter refused by its stream; dropping it", "subject", p.out.Subject, "err", err)
-		_ = p.src.Term()
-		return
+		return true
 	}
 	for backoff := 100 * time.Millisecond; err != nil; backoff = min(backoff*2, 5*time.Second) {
 		h.log.Warn("forward failed, retrying", "subject", p.out.Subject, "err", err)
 		select {
 		case <-ctx.Done():
-			return
+			return false
 		case <-time.After(backoff):
 		}
 		_ = p.src.InProgress() // keep it ours while we retry, so it is not redelivered behind newer events
@@ -193,14 +226,12 @@ func (h *Hub) settle(ctx context.Context, p pendingPub) {
 		_, err = h.js.PublishMsg(pctx, p.out)
 		cancel()
 	}
-	if err := p.src.Ack(); err != nil {
-		h.log.Debug("ack ingest message", "err", err)
-	}
 	if p.dead {
 		h.metrics.deadLetters.WithLabelValues(p.host).Inc()
 	} else {
 		h.metrics.ingested.WithLabelValues(p.host, p.kind).Inc()
 	}
+	return true
 }
 
 // stopIngest stops taking new INGEST messages and lets the forwards already

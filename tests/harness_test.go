@@ -306,8 +306,36 @@ func waitCount(t *testing.T, js jetstream.JetStream, stream, filter string, want
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	t.Fatalf("%s holds %d messages on %s after %s, want %d", stream, n, filter, within, want)
+	t.Fatalf("%s holds %d messages on %s after %s, want %d\n%s", stream, n, filter, within, want, diagnose(js))
 	return n
+}
+
+// diagnose describes the hub's ingest path, for failure messages.
+func diagnose(js jetstream.JetStream) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var b strings.Builder
+	if st, err := js.Stream(ctx, streams.IngestStream); err == nil {
+		info := st.CachedInfo()
+		fmt.Fprintf(&b, "INGEST: msgs=%d first=%d last=%d\n", info.State.Msgs, info.State.FirstSeq, info.State.LastSeq)
+		for _, src := range info.Sources {
+			errText := ""
+			if src.Error != nil {
+				errText = src.Error.Description
+			}
+			fmt.Fprintf(&b, "  source %s lag=%d active=%s err=%q\n", src.External.APIPrefix, src.Lag, src.Active, errText)
+		}
+		if c, err := js.Consumer(ctx, streams.IngestStream, streams.IngestConsumer); err == nil {
+			ci := c.CachedInfo()
+			fmt.Fprintf(&b, "  ingest consumer: delivered=%d ackfloor=%d pending=%d ackpending=%d redelivered=%d waiting=%d\n",
+				ci.Delivered.Stream, ci.AckFloor.Stream, ci.NumPending, ci.NumAckPending, ci.NumRedelivered, ci.NumWaiting)
+		} else {
+			fmt.Fprintf(&b, "  ingest consumer: %v\n", err)
+		}
+	} else {
+		fmt.Fprintf(&b, "INGEST: %v\n", err)
+	}
+	return b.String()
 }
 
 func (f *fleet) httpURL() string { return fmt.Sprintf("http://127.0.0.1:%d", f.httpPor) }

@@ -19,7 +19,7 @@ func defaultDataDir(a *app, fallback string) string {
 func runHub(ctx context.Context, a *app, args []string) error {
 	fs := newFlagSet("hub", "", `
 Run the hub: an embedded nats-server with JetStream (domain "hub") holding the
-fleet's streams (INGEST, HOSTS, DEPLOY, ALERTS, DEADLETTER) and KV buckets, a
+fleet's streams (INGEST, HOSTS, DEPLOY, ALERTS, DEADLETTER, FLEET, ALERTLOG) and KV buckets, a
 client listener, a leaf-node listener for agents, and HTTP with /healthz and
 Prometheus /metrics. Every event an agent sends is checked on ingest: valid
 events go to HOSTS on pinkie.host.<host>.<kind>, others to
@@ -38,6 +38,7 @@ SIGTERM or Ctrl-C shuts down cleanly: nothing acknowledged is lost.`)
 	maxStore := fs.Int64("max-store", 10<<30, "JetStream file store limit in bytes")
 	syncAlways := fs.Bool("sync-always", false, "fsync every write (survives power loss, slower)")
 	configFile := fs.String("config", "", "hub configuration `FILE` (JSON: alert rules, notification channels, deploy and dashboard settings)")
+	rebuildProjections := fs.Bool("rebuild-projections", false, "empty the projection buckets (pinkie-inventory, pinkie-drives, pinkie-alerts) and replay their streams from the start")
 	mkLog := logFlags(fs, a.stderr)
 	if err := fs.parse(args); err != nil {
 		return err
@@ -53,6 +54,7 @@ SIGTERM or Ctrl-C shuts down cleanly: nothing acknowledged is lost.`)
 	if err != nil {
 		return err
 	}
+	cfg.rebuildProjections = *rebuildProjections
 	services, err := hubServices(cfg, log)
 	if err != nil {
 		return err

@@ -41,6 +41,11 @@ func commands() []command {
 		{"last-deploy", "age of each host's last successful deploy, for CI: exit 0/1/3", runLastDeploy},
 		{"collect", "run producers once and print what they see, or judge saved smartctl/zpool/mdstat output", runCollect},
 		{"keys", "create nkeys: keys init DIR --hosts a,b; keys add-host DIR NAME", runKeys},
+		{"fleet", "the fleet as the flake declares it: fleet sync publishes it; fleet export --format dashy|json", runFleet},
+		{"hosts", "list the fleet's hosts, or one host with its drives: hosts [HOST]", runHosts},
+		{"alerts", "list the alerts firing now (silenced ones marked)", runAlerts},
+		{"silence", "silence alerts: silence add host=goliath rule=fs.usage --for 2h; silence ls; silence rm ID", runSilence},
+		{"notify", "send a test notification: notify test CHANNEL", runNotify},
 		{"version", "print pinkie's version", runVersion},
 	}
 }
@@ -125,7 +130,8 @@ func printUsage(w io.Writer) {
 		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintf(w, "\n%s\nExit codes: 0 ok, 1 finding or failure, 2 usage, configuration or connection error.\nRun 'pinkie COMMAND --help' for a command's flags.\n", strings.TrimSpace(`
-Client commands (pub, tail) connect to the hub with --server URL and --nkey FILE,
+Client commands (pub, tail, deploy, last-deploy, hosts, alerts, silence, notify,
+fleet) connect to the hub with --server URL and --nkey FILE,
 or the environment variables PINKIE_SERVER and PINKIE_NKEY.`))
 }
 

@@ -21,6 +21,9 @@ type hubConfig struct {
 	Deploy json.RawMessage `json:"deploy,omitempty"`
 	// Dashboard configures the web dashboard and its login.
 	Dashboard json.RawMessage `json:"dashboard,omitempty"`
+	// rebuildProjections is hub --rebuild-projections: replay the
+	// projections' streams from the start into emptied buckets.
+	rebuildProjections bool
 }
 
 func loadHubConfig(path string) (hubConfig, error) {
@@ -50,6 +53,11 @@ func hubServices(cfg hubConfig, log *slog.Logger) ([]streams.HubService, error) 
 		return nil, err
 	}
 	s = append(s, deploySvc)
+	alertSvcs, err := alertHubServices(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	s = append(s, alertSvcs...)
 	return s, nil
 }
 

@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -253,9 +254,22 @@ func (a *Activator) activate(ctx context.Context, pub Publisher, job events.Depl
 func (a *Activator) switchTo(ctx context.Context, path, goal, id string) error {
 	stc := filepath.Join(path, "bin", "switch-to-configuration")
 	if a.Systemd {
-		return a.runChecked(ctx, "systemd-run", "--pipe", "--wait", "--quiet", "--collect", "--no-ask-password",
+		// The switch writes to a file, not to a pipe into the agent: if the
+		// switch restarts or kills the agent, a pipe would break and the
+		// switch die of SIGPIPE halfway. The transient unit outlives us.
+		logFile := filepath.Join(a.StateDir, "switch-"+shortID(id)+".log")
+		_ = os.Remove(logFile)
+		err := a.runChecked(ctx, "systemd-run", "--wait", "--quiet", "--collect", "--no-ask-password",
 			"--service-type=exec", "--unit=pinkie-deploy-"+shortID(id),
+			"--property=StandardOutput=append:"+logFile, "--property=StandardError=append:"+logFile,
 			"-E", "LOCALE_ARCHIVE", "-E", "NIXOS_INSTALL_BOOTLOADER", "--", stc, goal)
+		var ne *nix.Error
+		if errors.As(err, &ne) {
+			if out, rerr := os.ReadFile(logFile); rerr == nil {
+				ne.Tail = nix.TailLines(out, 20)
+			}
+		}
+		return err
 	}
 	return a.runChecked(ctx, stc, goal)
 }

@@ -1,0 +1,302 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"path"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/pinkiefleet/pinkie/events"
+	"github.com/pinkiefleet/pinkie/projections"
+	"github.com/pinkiefleet/pinkie/streams"
+)
+
+// alertsReadBucket reads every record of a projection bucket (without its
+// checkpoint).
+func alertsReadBucket(ctx context.Context, js jetstream.JetStream, bucket, prefix string) (map[string][]byte, error) {
+	kv, err := js.KeyValue(ctx, bucket)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w (is this a pinkie hub?)", bucket, err)
+	}
+	lister, err := kv.ListKeys(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", bucket, err)
+	}
+	out := map[string][]byte{}
+	for key := range lister.Keys() {
+		if key == projections.CheckpointKey || !strings.HasPrefix(key, prefix) {
+			continue
+		}
+		e, err := kv.Get(ctx, key)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read %s %s: %w", bucket, key, err)
+		}
+		out[key] = e.Value()
+	}
+	return out, nil
+}
+
+// alertsConnect connects a CLI verb to the hub; a failure exits 2.
+func alertsConnect(ctx context.Context, cf clientFlags, verb string) (*streams.Client, error) {
+	c, err := streams.Connect(ctx, *cf.server, *cf.nkey, "pinkie "+verb)
+	if err != nil {
+		return nil, exitError{code: exitUsage, err: err}
+	}
+	return c, nil
+}
+
+// alertsLoad reads the active alerts and silences, marking each alert
+// with the silences that cover it at now.
+func alertsLoad(ctx context.Context, js jetstream.JetStream, now time.Time) ([]projections.ActiveAlert, []events.SilenceAdded, error) {
+	recs, err := alertsReadBucket(ctx, js, "pinkie-alerts", "")
+	if err != nil {
+		return nil, nil, err
+	}
+	var alerts []projections.ActiveAlert
+	var silences []events.SilenceAdded
+	for k, v := range recs {
+		switch {
+		case strings.HasPrefix(k, "alert."):
+			var a projections.ActiveAlert
+			if err := json.Unmarshal(v, &a); err != nil {
+				return nil, nil, fmt.Errorf("pinkie-alerts %s: %w", k, err)
+			}
+			a.Seq = nil
+			alerts = append(alerts, a)
+		case strings.HasPrefix(k, "silence."):
+			var s projections.ActiveSilence
+			if err := json.Unmarshal(v, &s); err != nil {
+				return nil, nil, fmt.Errorf("pinkie-alerts %s: %w", k, err)
+			}
+			silences = append(silences, s.SilenceAdded)
+		}
+	}
+	for i := range alerts {
+		by := projections.Silenced(alerts[i].Alert, silences, now)
+		alerts[i].Silenced, alerts[i].SilencedBy = len(by) > 0, by
+	}
+	sort.Slice(alerts, func(i, j int) bool {
+		a, b := alerts[i], alerts[j]
+		if alertsRank(a.Severity) != alertsRank(b.Severity) {
+			return alertsRank(a.Severity) < alertsRank(b.Severity)
+		}
+		if a.Host != b.Host {
+			return a.Host < b.Host
+		}
+		if a.Rule != b.Rule {
+			return a.Rule < b.Rule
+		}
+		return a.Object < b.Object
+	})
+	sort.Slice(silences, func(i, j int) bool { return silences[i].EndsAt.Before(silences[j].EndsAt) })
+	return alerts, silences, nil
+}
+
+func alertsRank(s string) int {
+	switch s {
+	case events.SeverityCritical:
+		return 0
+	case events.SeverityWarning:
+		return 1
+	}
+	return 2
+}
+
+func runAlerts(ctx context.Context, a *app, args []string) error {
+	fs := newFlagSet("alerts", "", `
+List the alerts firing now, most severe first: severity, host, rule, object,
+since when, whether a silence covers it, and the summary. Silenced alerts are
+listed too, marked "silenced"; they are not notified.
+
+  pinkie alerts
+  pinkie alerts --host 'edge-*' --severity warning
+  pinkie alerts --json        the alerts as JSON (the dashboard's /api/alerts shape)
+
+Exit status: 0 when no unsilenced warning or critical alert fires, 1 when one
+does (so CI can gate on it), 2 on usage or connection errors.`)
+	cf := addClientFlags(fs, a)
+	asJSON := fs.Bool("json", false, "print JSON")
+	host := fs.String("host", "", "only hosts matching `PATTERN` (shell pattern)")
+	minSev := fs.String("severity", "info", "only alerts at least this `SEVERITY`: critical, warning or info")
+	if err := fs.parse(args); err != nil {
+		return err
+	}
+	if len(fs.args()) > 0 {
+		return usagef("unexpected arguments %q", fs.args())
+	}
+	if alertsRank(*minSev) == 2 && *minSev != events.SeverityInfo {
+		return usagef("--severity %q: want critical, warning or info", *minSev)
+	}
+	if _, err := path.Match(*host, ""); err != nil {
+		return usagef("--host %q: %v", *host, err)
+	}
+	c, err := alertsConnect(ctx, cf, "alerts")
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	now := time.Now()
+	all, _, err := alertsLoad(ctx, c.JS, now)
+	if err != nil {
+		return exitError{code: exitUsage, err: err}
+	}
+	var shown []projections.ActiveAlert
+	finding := false
+	for _, al := range all {
+		if *host != "" {
+			if ok, _ := path.Match(*host, al.Host); !ok {
+				continue
+			}
+		}
+		if alertsRank(al.Severity) > alertsRank(*minSev) {
+			continue
+		}
+		shown = append(shown, al)
+		if !al.Silenced && alertsRank(al.Severity) <= 1 {
+			finding = true
+		}
+	}
+	if *asJSON {
+		if shown == nil {
+			shown = []projections.ActiveAlert{}
+		}
+		alertsPrintJSON(a.stdout, shown)
+	} else if len(shown) == 0 {
+		fmt.Fprintln(a.stdout, "no alerts firing")
+	} else {
+		tw := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "SEVERITY\tHOST\tRULE\tOBJECT\tSINCE\tSILENCED\tSUMMARY")
+		for _, al := range shown {
+			sil := "-"
+			if al.Silenced {
+				sil = "silenced (" + strings.Join(al.SilencedBy, ",") + ")"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", al.Severity, al.Host, al.Rule, alertsDash(al.Object),
+				alertsAgo(now, al.StartsAt), sil, al.Summary)
+		}
+		tw.Flush()
+	}
+	if finding {
+		return exitError{code: exitFinding}
+	}
+	return nil
+}
+
+func alertsPrintJSON(w io.Writer, v any) {
+	b, _ := json.MarshalIndent(v, "", "  ")
+	fmt.Fprintln(w, string(b))
+}
+
+func alertsDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// alertsAgo renders how long ago t was: "3m ago", "2h ago", "4d ago".
+func alertsAgo(now, t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	d := now.Sub(t)
+	switch {
+	case d < 0:
+		return "in " + alertsShort(-d)
+	default:
+		return alertsShort(d) + " ago"
+	}
+}
+
+func alertsShort(d time.Duration) string {
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh%02dm", int(d.Hours()), int(d.Minutes())%60)
+	default:
+		return fmt.Sprintf("%dd", int(d.Hours()/24))
+	}
+}
+
+func runNotify(ctx context.Context, a *app, args []string) error {
+	fs := newFlagSet("notify", "test CHANNEL", `
+Ask the hub's notifier to send a test message to one of its configured
+channels (the "notify" section of the hub's --config) and report the result.
+Needs an operator key.
+
+  pinkie notify test ops-matrix
+
+Exit status: 0 delivered, 1 the channel refused or failed, 2 usage or
+connection errors (including: no notifier runs on the hub).`)
+	cf := addClientFlags(fs, a)
+	asJSON := fs.Bool("json", false, "print the result as JSON")
+	if err := fs.parse(args); err != nil {
+		return err
+	}
+	if len(fs.args()) != 2 || fs.args()[0] != "test" {
+		return usagef("want: notify test CHANNEL")
+	}
+	c, err := alertsConnect(ctx, cf, "notify")
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	req, _ := json.Marshal(streams.NotifyTestRequest{Channel: fs.args()[1]})
+	inbox := c.Conn.NewRespInbox()
+	replies, err := c.Conn.SubscribeSync(inbox)
+	if err != nil {
+		return exitError{code: exitUsage, err: fmt.Errorf("notify test: %w", err)}
+	}
+	defer replies.Unsubscribe()
+	if err := c.Conn.PublishRequest(streams.NotifyTestSubject, inbox, req); err != nil {
+		return exitError{code: exitUsage, err: fmt.Errorf("notify test: %w", err)}
+	}
+	// A refused publish shows as the connection's last error once flushed.
+	if err := c.Conn.FlushTimeout(5 * time.Second); err != nil {
+		return exitError{code: exitUsage, err: fmt.Errorf("notify test: %w", err)}
+	}
+	if le := c.Conn.LastError(); le != nil && strings.Contains(le.Error(), "Permissions Violation") {
+		return exitError{code: exitUsage, err: fmt.Errorf("notify test: not permitted for this key (an operator key is needed): %w", le)}
+	}
+	msg, err := replies.NextMsgWithContext(alertsTimeout(ctx, 45*time.Second))
+	if err != nil {
+		if errors.Is(err, nats.ErrNoResponders) || errors.Is(err, context.DeadlineExceeded) {
+			return exitError{code: exitUsage, err: fmt.Errorf("no notifier answers on the hub (are channels configured in its notify section?): %w", err)}
+		}
+		return exitError{code: exitUsage, err: fmt.Errorf("notify test: %w", err)}
+	}
+	var rep streams.NotifyTestReply
+	if err := json.Unmarshal(msg.Data, &rep); err != nil {
+		return exitError{code: exitUsage, err: fmt.Errorf("notify test: bad answer: %w", err)}
+	}
+	if *asJSON {
+		alertsPrintJSON(a.stdout, rep)
+	} else if rep.OK {
+		fmt.Fprintf(a.stdout, "test message delivered to %s (%s)\n", rep.Channel, rep.Type)
+	}
+	if !rep.OK {
+		return exitError{code: exitFinding, err: fmt.Errorf("test message to %s failed: %s", rep.Channel, rep.Error)}
+	}
+	return nil
+}
+
+func alertsTimeout(ctx context.Context, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(ctx, d)
+	go func() { <-ctx.Done(); cancel() }()
+	return ctx
+}

@@ -1,0 +1,507 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/pinkiefleet/pinkie/events"
+	"github.com/pinkiefleet/pinkie/nixos"
+	"github.com/pinkiefleet/pinkie/schemas"
+	"github.com/pinkiefleet/pinkie/streams"
+)
+
+// fleetMaxBytes bounds the encoded fleet.declared event (the FLEET stream's
+// MaxMsgSize).
+const fleetMaxBytes = 1 << 20
+
+func runFleet(ctx context.Context, a *app, args []string) error {
+	if len(args) == 0 {
+		return usagef("missing subcommand: sync or export")
+	}
+	if args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(a.stdout, fleetUsage)
+		return nil
+	}
+	switch args[0] {
+	case "sync":
+		return runFleetSync(ctx, a, args[1:])
+	case "export":
+		return runFleetExport(ctx, a, args[1:])
+	}
+	return usagef("unknown subcommand %q: want sync or export", args[0])
+}
+
+const fleetUsage = `Usage: pinkie fleet sync|export [flags]
+
+The fleet as the flake declares it: every host of its plain nixosConfigurations
+with its pinkie.deployment options, pinkie roles, the systemd services it should
+run and the nginx/caddy domains it serves (pinkie's fleet export, nixos/lib.nix,
+evaluated with one nix eval; no special flake output needed).
+
+  pinkie fleet sync [--flake REF] [--json]      publish it as pinkie.fleet.declared
+  pinkie fleet export --format dashy [-o FILE]  write a dashy configuration
+  pinkie fleet export --format json             print the declared fleet
+
+Run 'pinkie fleet sync --help' or 'pinkie fleet export --help' for the flags.
+`
+
+// fleetSyncResult is what fleet sync prints with --json.
+type fleetSyncResult struct {
+	ID        string `json:"id"`
+	Type      string `json:"type"`
+	Subject   string `json:"subject"`
+	Stream    string `json:"stream"`
+	Seq       uint64 `json:"seq"`
+	Duplicate bool   `json:"duplicate"`
+	Flake     string `json:"flake"`
+	Revision  string `json:"revision,omitempty"`
+	Hosts     int    `json:"hosts"`
+	Services  int    `json:"services"`
+	Domains   int    `json:"domains"`
+}
+
+func runFleetSync(ctx context.Context, a *app, args []string) error {
+	fs := newFlagSet("fleet sync", "", `
+Evaluate the flake's fleet (hosts, deployment options, roles, services, domains)
+and publish it at the hub as a pinkie.fleet.declared event on subject
+pinkie.fleet.declared (stream FLEET keeps the last 10), so the inventory knows
+which hosts and services should exist. Needs nix with flakes and an operator
+key. A fleet with problems no single host can see (buildOn naming a host that
+is not in the fleet or has no builder role, an agent named differently from
+its configuration) is refused: nothing is published and the problems are
+listed (exit 2).
+
+  pinkie fleet sync --flake git+https://git.example.org/infra --nkey operator.nk`)
+	cf := addClientFlags(fs, a)
+	flake := fs.String("flake", ".", "flake `REF` whose nixosConfigurations to read")
+	asJSON := fs.Bool("json", false, "print the result as JSON")
+	timeout := fs.Duration("timeout", 5*time.Minute, "give up after this long (evaluating a large fleet takes a while)")
+	if err := fs.parse(args); err != nil {
+		return err
+	}
+	if len(fs.args()) > 0 {
+		return usagef("unexpected arguments %q", fs.args())
+	}
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	set, err := schemas.Load()
+	if err != nil {
+		return err
+	}
+	decl, err := fleetEvaluate(ctx, *flake)
+	if err != nil {
+		return err
+	}
+	e, err := fleetEvent(set, decl, time.Now())
+	if err != nil {
+		return err
+	}
+	c, err := streams.Connect(ctx, *cf.server, *cf.nkey, "pinkie fleet sync")
+	if err != nil {
+		return exitError{code: exitUsage, err: err}
+	}
+	defer c.Close()
+	ack, err := c.Publish(ctx, events.FleetDeclaredSubject, e)
+	if err != nil {
+		return err
+	}
+	res := fleetSyncResult{ID: e.ID(), Type: e.Type(), Subject: events.FleetDeclaredSubject, Stream: ack.Stream, Seq: ack.Sequence,
+		Duplicate: ack.Duplicate, Flake: decl.Flake, Revision: decl.Revision, Hosts: len(decl.Hosts)}
+	for _, h := range decl.Hosts {
+		res.Services += len(h.Services)
+		res.Domains += len(h.Domains)
+	}
+	if *asJSON {
+		return json.NewEncoder(a.stdout).Encode(res)
+	}
+	fmt.Fprintf(a.stdout, "published %s on %s: %d hosts, %d services, %d domains from %s\nid %s, stream %s, seq %d\n",
+		res.Type, res.Subject, res.Hosts, res.Services, res.Domains, res.Flake, res.ID, res.Stream, res.Seq)
+	return nil
+}
+
+func runFleetExport(ctx context.Context, a *app, args []string) error {
+	fs := newFlagSet("fleet export", "", `
+Write the declared fleet in another format:
+
+  --format json    the pinkie.fleet.declared data (as fleet sync publishes it)
+  --format dashy   a dashy (https://dashy.to) configuration: a section per host,
+                   an item per domain it serves, with its tags
+
+The fleet comes from the flake (--flake, evaluated with nix), from a file
+written by --format json (--from FILE, "-" for stdin), or from the hub's FLEET
+stream (--from-hub, with --server and --nkey; a reader key will do), so a
+dashboard host needs no nix.
+
+  pinkie fleet export --format dashy --flake . -o /var/lib/dashy/conf.yml`)
+	cf := addClientFlags(fs, a)
+	flake := fs.String("flake", ".", "flake `REF` whose nixosConfigurations to read")
+	format := fs.String("format", "json", "output `FORMAT`: json or dashy")
+	out := fs.String("o", "", "write to `FILE` (atomically) instead of stdout")
+	from := fs.String("from", "", "read the fleet from `FILE` (fleet export --format json output; - for stdin) instead of the flake")
+	fromHub := fs.Bool("from-hub", false, "read the fleet that fleet sync last published at the hub, instead of the flake")
+	title := fs.String("title", "pinkie fleet", "dashy page `TITLE`")
+	timeout := fs.Duration("timeout", 5*time.Minute, "give up after this long")
+	if err := fs.parse(args); err != nil {
+		return err
+	}
+	if len(fs.args()) > 0 {
+		return usagef("unexpected arguments %q", fs.args())
+	}
+	if *format != "json" && *format != "dashy" {
+		return usagef("--format %q: want json or dashy", *format)
+	}
+	if *from != "" && *fromHub {
+		return usagef("--from and --from-hub exclude each other")
+	}
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	var decl events.FleetDeclared
+	var err error
+	switch {
+	case *from != "":
+		decl, err = fleetReadFile(*from)
+	case *fromHub:
+		decl, err = fleetFromHub(ctx, *cf.server, *cf.nkey)
+	default:
+		decl, err = fleetEvaluate(ctx, *flake)
+	}
+	if err != nil {
+		return err
+	}
+	var b []byte
+	switch *format {
+	case "json":
+		b, err = json.MarshalIndent(decl, "", "  ")
+		b = append(b, '\n')
+	case "dashy":
+		b, err = fleetDashy(decl, *title)
+	}
+	if err != nil {
+		return err
+	}
+	if *out == "" {
+		_, err = a.stdout.Write(b)
+		return err
+	}
+	return fleetWriteFile(*out, b)
+}
+
+// fleetExport is what nixos/lib.nix's fleet function returns.
+type fleetExport struct {
+	Version  int                        `json:"version"`
+	Hosts    map[string]fleetExportHost `json:"hosts"`
+	Problems []string                   `json:"problems"`
+}
+
+type fleetExportHost struct {
+	Deployment struct {
+		Tags            []string        `json:"tags"`
+		BuildOn         *string         `json:"buildOn"`
+		TargetHost      *string         `json:"targetHost"`
+		RequireExplicit bool            `json:"requireExplicit"`
+		Goal            string          `json:"goal"`
+		HealthChecks    json.RawMessage `json:"healthChecks"`
+	} `json:"deployment"`
+	System   *string                 `json:"system"`
+	Roles    []string                `json:"roles"`
+	Services []string                `json:"services"`
+	Domains  []events.DeclaredDomain `json:"domains"`
+}
+
+// fleetEvaluate reads the declared fleet from a flake with one nix eval
+// (plus nix flake metadata for its resolved URL and revision).
+func fleetEvaluate(ctx context.Context, flake string) (events.FleetDeclared, error) {
+	if flake == "" || strings.Contains(flake, "#") {
+		return events.FleetDeclared{}, usagef("--flake %q: want a flake reference without #fragment (the fleet is read from its nixosConfigurations)", flake)
+	}
+	nixBin, err := exec.LookPath("nix")
+	if err != nil {
+		return events.FleetDeclared{}, exitError{code: exitUsage, err: errors.New("nix is not on PATH: the fleet is read by evaluating the flake with nix (2.8 or later, with flakes)")}
+	}
+	out, err := fleetNix(ctx, nixBin, "eval", "--json", flake+"#nixosConfigurations", "--apply", nixos.FleetApply())
+	if err != nil {
+		return events.FleetDeclared{}, exitError{code: exitUsage, err: fmt.Errorf("evaluate the fleet of flake %s: %w", flake, err)}
+	}
+	var x fleetExport
+	if err := json.Unmarshal(out, &x); err != nil {
+		return events.FleetDeclared{}, fmt.Errorf("fleet export of %s: %w", flake, err)
+	}
+	if x.Version != 1 {
+		return events.FleetDeclared{}, fmt.Errorf("fleet export of %s: version %d, this pinkie reads version 1", flake, x.Version)
+	}
+	if len(x.Problems) > 0 {
+		return events.FleetDeclared{}, exitError{code: exitUsage, err: fmt.Errorf("the fleet of flake %s has problems; nothing was done:\n  %s", flake, strings.Join(x.Problems, "\n  "))}
+	}
+	decl := events.FleetDeclared{Flake: flake, Hosts: []events.DeclaredHost{}}
+	if meta, err := fleetNix(ctx, nixBin, "flake", "metadata", "--json", flake); err == nil {
+		var m struct {
+			ResolvedURL string `json:"resolvedUrl"`
+			Revision    string `json:"revision"`
+			Locked      struct {
+				Rev string `json:"rev"`
+			} `json:"locked"`
+		}
+		if json.Unmarshal(meta, &m) == nil {
+			if m.ResolvedURL != "" {
+				decl.Flake = m.ResolvedURL
+			}
+			decl.Revision = m.Revision
+			if decl.Revision == "" {
+				decl.Revision = m.Locked.Rev
+			}
+		}
+	}
+	names := make([]string, 0, len(x.Hosts))
+	for n := range x.Hosts {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		h := x.Hosts[n]
+		d := events.DeclaredHost{Name: n, Roles: h.Roles, Services: h.Services, Domains: h.Domains}
+		if h.System != nil {
+			d.System = *h.System
+		}
+		dep := &d.Deployment
+		dep.Tags, dep.RequireExplicit, dep.Goal = h.Deployment.Tags, h.Deployment.RequireExplicit, h.Deployment.Goal
+		if h.Deployment.BuildOn != nil {
+			dep.BuildOn = *h.Deployment.BuildOn
+		}
+		if h.Deployment.TargetHost != nil {
+			dep.TargetHost = *h.Deployment.TargetHost
+		}
+		checks, err := fleetHealthChecks(h.Deployment.HealthChecks)
+		if err != nil {
+			return events.FleetDeclared{}, exitError{code: exitUsage, err: fmt.Errorf("flake %s: nixosConfigurations.%s.config.pinkie.deployment.healthChecks: %w", flake, n, err)}
+		}
+		dep.HealthChecks = checks
+		fleetNonNil(&dep.Tags, &d.Roles, &d.Services)
+		if d.Domains == nil {
+			d.Domains = []events.DeclaredDomain{}
+		}
+		decl.Hosts = append(decl.Hosts, d)
+	}
+	return decl, nil
+}
+
+// fleetHealthChecks accepts what the deploy code accepts: command strings
+// or { command = "…"; } attribute sets.
+func fleetHealthChecks(raw json.RawMessage) ([]string, error) {
+	out := []string{}
+	if len(raw) == 0 || string(raw) == "null" {
+		return out, nil
+	}
+	var items []json.RawMessage
+	if err := json.Unmarshal(raw, &items); err != nil {
+		return nil, fmt.Errorf("want a list: %w", err)
+	}
+	for _, it := range items {
+		var s string
+		if json.Unmarshal(it, &s) == nil && s != "" {
+			out = append(out, s)
+			continue
+		}
+		var o struct {
+			Command string `json:"command"`
+		}
+		if json.Unmarshal(it, &o) == nil && o.Command != "" {
+			out = append(out, o.Command)
+			continue
+		}
+		return nil, fmt.Errorf("%s: want a command string (or { command = \"…\"; })", it)
+	}
+	return out, nil
+}
+
+func fleetNonNil(lists ...*[]string) {
+	for _, l := range lists {
+		if *l == nil {
+			*l = []string{}
+		}
+	}
+}
+
+// fleetNix runs nix with flakes enabled and returns its stdout; the error
+// carries the end of its stderr, where nix explains itself.
+func fleetNix(ctx context.Context, nixBin string, args ...string) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, nixBin, append([]string{"--extra-experimental-features", "nix-command flakes"}, args...)...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
+		if len(lines) > 25 {
+			lines = lines[len(lines)-25:]
+		}
+		return nil, fmt.Errorf("nix %s: %v\n%s", args[0], err, strings.Join(lines, "\n"))
+	}
+	return stdout.Bytes(), nil
+}
+
+// fleetEvent builds the fleet.declared event and checks it against its
+// schema and size limit before anything is sent.
+func fleetEvent(set *schemas.Set, decl events.FleetDeclared, now time.Time) (events.Event, error) {
+	k, ok := events.Lookup("fleet.declared")
+	if !ok {
+		return events.Event{}, errors.New("event kind fleet.declared is not in the catalog")
+	}
+	e, err := events.New(k, cliSourceHost(), "fleet", now, decl, events.WithSubject("fleet"))
+	if err != nil {
+		return events.Event{}, err
+	}
+	if err := set.ValidateData(k.Type(), e.Data()); err != nil {
+		return events.Event{}, exitError{code: exitUsage, err: fmt.Errorf("the declared fleet of %s: %w", decl.Flake, err)}
+	}
+	b, err := events.Encode(e)
+	if err != nil {
+		return events.Event{}, err
+	}
+	if len(b) > fleetMaxBytes {
+		return events.Event{}, fmt.Errorf("the declared fleet of %s encodes to %d bytes, more than the %d the FLEET stream takes", decl.Flake, len(b), fleetMaxBytes)
+	}
+	return e, nil
+}
+
+func fleetReadFile(path string) (events.FleetDeclared, error) {
+	var b []byte
+	var err error
+	if path == "-" {
+		b, err = io.ReadAll(os.Stdin)
+	} else {
+		b, err = os.ReadFile(path)
+	}
+	if err != nil {
+		return events.FleetDeclared{}, usagef("--from: %v", err)
+	}
+	return fleetDecode(b, "--from "+path)
+}
+
+// fleetDecode checks a declared fleet against the schema, then decodes it.
+func fleetDecode(b []byte, what string) (events.FleetDeclared, error) {
+	set, err := schemas.Load()
+	if err != nil {
+		return events.FleetDeclared{}, err
+	}
+	k, ok := events.Lookup("fleet.declared")
+	if !ok {
+		return events.FleetDeclared{}, errors.New("event kind fleet.declared is not in the catalog")
+	}
+	if err := set.ValidateData(k.Type(), b); err != nil {
+		return events.FleetDeclared{}, usagef("%s: %v", what, err)
+	}
+	var decl events.FleetDeclared
+	if err := json.Unmarshal(b, &decl); err != nil {
+		return events.FleetDeclared{}, usagef("%s: %v", what, err)
+	}
+	return decl, nil
+}
+
+// fleetFromHub reads the last fleet.declared event from the FLEET stream.
+func fleetFromHub(ctx context.Context, server, nkey string) (events.FleetDeclared, error) {
+	c, err := streams.Connect(ctx, server, nkey, "pinkie fleet export")
+	if err != nil {
+		return events.FleetDeclared{}, exitError{code: exitUsage, err: err}
+	}
+	defer c.Close()
+	st, err := c.JS.Stream(ctx, streams.FleetStream)
+	if err != nil {
+		return events.FleetDeclared{}, fmt.Errorf("stream %s at %s: %w", streams.FleetStream, server, err)
+	}
+	m, err := st.GetLastMsgForSubject(ctx, events.FleetDeclaredSubject)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return events.FleetDeclared{}, fmt.Errorf("the hub at %s holds no declared fleet yet: run pinkie fleet sync first", server)
+	}
+	if err != nil {
+		return events.FleetDeclared{}, fmt.Errorf("read the declared fleet from %s: %w", server, err)
+	}
+	e, _, err := events.Decode(m.Data)
+	if err != nil {
+		return events.FleetDeclared{}, fmt.Errorf("the hub's declared fleet (seq %d): %w", m.Sequence, err)
+	}
+	return fleetDecode(e.Data(), fmt.Sprintf("the hub's declared fleet (seq %d)", m.Sequence))
+}
+
+// fleetDashy renders a dashy configuration (conf.yml): a section per host
+// that serves domains, an item per domain. Every scalar is written as a
+// JSON string, which is also a valid YAML double-quoted scalar, so no YAML
+// library is needed and no value can break the document.
+func fleetDashy(decl events.FleetDeclared, title string) ([]byte, error) {
+	q := func(s string) string {
+		b, _ := json.Marshal(s)
+		return string(b)
+	}
+	var w bytes.Buffer
+	desc := "Hosts and services declared in " + decl.Flake
+	if decl.Revision != "" {
+		desc += " at " + decl.Revision
+	}
+	fmt.Fprintf(&w, "# Written by pinkie fleet export --format dashy from %s; changes are overwritten.\n", q(decl.Flake))
+	fmt.Fprintf(&w, "pageInfo:\n  title: %s\n  description: %s\n", q(title), q(desc))
+	fmt.Fprintf(&w, "appConfig:\n  statusCheck: true\n  layout: auto\n")
+	sections := 0
+	for _, h := range decl.Hosts {
+		if len(h.Domains) == 0 {
+			continue
+		}
+		if sections == 0 {
+			w.WriteString("sections:\n")
+		}
+		sections++
+		fmt.Fprintf(&w, "  - name: %s\n    icon: %s\n    items:\n", q(h.Name), q("fas fa-server"))
+		for _, d := range h.Domains {
+			fmt.Fprintf(&w, "      - title: %s\n", q(d.Name))
+			descr := d.Server + " on " + h.Name
+			if len(d.Aliases) > 0 {
+				descr += ", also " + strings.Join(d.Aliases, ", ")
+			}
+			fmt.Fprintf(&w, "        description: %s\n        url: %s\n        icon: %s\n        statusCheck: true\n", q(descr), q(d.URL), q("favicon"))
+			if len(h.Deployment.Tags) > 0 {
+				tags := make([]string, len(h.Deployment.Tags))
+				for i, t := range h.Deployment.Tags {
+					tags[i] = q(t)
+				}
+				fmt.Fprintf(&w, "        tags: [%s]\n", strings.Join(tags, ", "))
+			}
+		}
+	}
+	if sections == 0 {
+		w.WriteString("sections: []\n")
+	}
+	return w.Bytes(), nil
+}
+
+// fleetWriteFile writes via a temporary file and a rename, so a dashboard
+// never reads half a configuration.
+func fleetWriteFile(path string, b []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(b); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := tmp.Chmod(0o644); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}

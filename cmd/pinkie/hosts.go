@@ -1,0 +1,170 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/pinkiefleet/pinkie/events"
+	"github.com/pinkiefleet/pinkie/projections"
+)
+
+// hostView is one host as `pinkie hosts HOST --json` (and the dashboard's
+// /api/hosts/HOST) shows it.
+type hostView struct {
+	*projections.Host
+	Drives []projections.Drive `json:"drives"`
+}
+
+func runHosts(ctx context.Context, a *app, args []string) error {
+	fs := newFlagSet("hosts", "[HOST]", `
+List the fleet's hosts from the inventory: online or silent, when last seen,
+OS, kernel, uptime and how many producers report. With HOST, show that host
+in detail with its drives, pools, arrays and filesystems and their verdicts.
+
+  pinkie hosts
+  pinkie hosts goliath
+  pinkie hosts --json          the inventory as JSON (the dashboard's /api/hosts shape)
+
+Exit status: 0, or 1 when HOST is not in the inventory; 2 on usage or
+connection errors.`)
+	cf := addClientFlags(fs, a)
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := fs.parse(args); err != nil {
+		return err
+	}
+	if len(fs.args()) > 1 {
+		return usagef("at most one HOST, got %q", fs.args())
+	}
+	var only string
+	if len(fs.args()) == 1 {
+		only = fs.args()[0]
+		if err := events.ValidHost(only); err != nil {
+			return usagef("%v", err)
+		}
+	}
+	c, err := alertsConnect(ctx, cf, "hosts")
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	recs, err := alertsReadBucket(ctx, c.JS, "pinkie-inventory", "")
+	if err != nil {
+		return exitError{code: exitUsage, err: err}
+	}
+	var hosts []*projections.Host
+	for k, v := range recs {
+		var h projections.Host
+		if err := json.Unmarshal(v, &h); err != nil {
+			return exitError{code: exitUsage, err: fmt.Errorf("pinkie-inventory %s: %w", k, err)}
+		}
+		h.Seq = nil
+		if only == "" || h.Host == only {
+			hosts = append(hosts, &h)
+		}
+	}
+	sort.Slice(hosts, func(i, j int) bool { return hosts[i].Host < hosts[j].Host })
+	now := time.Now()
+	if only != "" {
+		if len(hosts) == 0 {
+			return exitError{code: exitFinding, err: fmt.Errorf("host %q is not in the inventory (no event from it yet)", only)}
+		}
+		drecs, err := alertsReadBucket(ctx, c.JS, "pinkie-drives", only+".")
+		if err != nil {
+			return exitError{code: exitUsage, err: err}
+		}
+		v := hostView{Host: hosts[0], Drives: []projections.Drive{}}
+		for k, b := range drecs {
+			var d projections.Drive
+			if err := json.Unmarshal(b, &d); err != nil {
+				return exitError{code: exitUsage, err: fmt.Errorf("pinkie-drives %s: %w", k, err)}
+			}
+			d.Seq = nil
+			v.Drives = append(v.Drives, d)
+		}
+		sort.Slice(v.Drives, func(i, j int) bool {
+			if v.Drives[i].Kind != v.Drives[j].Kind {
+				return v.Drives[i].Kind < v.Drives[j].Kind
+			}
+			return v.Drives[i].Object < v.Drives[j].Object
+		})
+		if *asJSON {
+			alertsPrintJSON(a.stdout, v)
+			return nil
+		}
+		hostsDetail(a, now, v)
+		return nil
+	}
+	if *asJSON {
+		if hosts == nil {
+			hosts = []*projections.Host{}
+		}
+		alertsPrintJSON(a.stdout, hosts)
+		return nil
+	}
+	if len(hosts) == 0 {
+		fmt.Fprintln(a.stdout, "no hosts in the inventory yet")
+		return nil
+	}
+	tw := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "HOST\tSTATE\tLAST SEEN\tOS\tKERNEL\tUPTIME\tPRODUCERS")
+	for _, h := range hosts {
+		os, kernel, uptime := "-", "-", "-"
+		if h.Profile != nil {
+			os, kernel = alertsDash(h.Profile.OS.PrettyName), alertsDash(h.Profile.Kernel)
+		}
+		if h.Heartbeat != nil {
+			uptime = alertsShort(time.Duration(h.Heartbeat.UptimeSeconds) * time.Second)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\n", h.Host, hostsState(h), alertsAgo(now, h.LastSeen), os, kernel, uptime, len(h.Producers))
+	}
+	tw.Flush()
+	return nil
+}
+
+func hostsState(h *projections.Host) string {
+	switch {
+	case h.Online:
+		return "online"
+	case h.SilentSince != nil:
+		return "silent"
+	default:
+		return "unknown"
+	}
+}
+
+func hostsDetail(a *app, now time.Time, v hostView) {
+	h := v.Host
+	w := a.stdout
+	fmt.Fprintf(w, "host:       %s (%s)\n", h.Host, hostsState(h))
+	fmt.Fprintf(w, "last seen:  %s (%s)\n", h.LastSeen.Format(time.RFC3339), alertsAgo(now, h.LastSeen))
+	if h.LastHeartbeat != nil {
+		fmt.Fprintf(w, "heartbeat:  %s (%s)\n", h.LastHeartbeat.Format(time.RFC3339), alertsAgo(now, *h.LastHeartbeat))
+	}
+	if p := h.Profile; p != nil {
+		fmt.Fprintf(w, "os:         %s\nkernel:     %s %s\ncpu:        %s (%d cores, %d threads)\nmemory:     %.1f GiB\n",
+			alertsDash(p.OS.PrettyName), p.Kernel, p.Arch, p.CPU.Model, p.CPU.Cores, p.CPU.Threads, float64(p.Memory.TotalBytes)/(1<<30))
+	}
+	names := make([]string, 0, len(h.Producers))
+	for n := range h.Producers {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	fmt.Fprintln(w, "producers:")
+	for _, n := range names {
+		p := h.Producers[n]
+		fmt.Fprintf(w, "  %-12s %-28s last %s, %d events\n", n, strings.Join(p.Kinds, ","), alertsAgo(now, p.Last), p.Events)
+	}
+	if len(v.Drives) > 0 {
+		fmt.Fprintln(w, "storage:")
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		for _, d := range v.Drives {
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", d.Kind, d.Object, d.Verdict, d.State, strings.Join(d.Reasons, "; "))
+		}
+		tw.Flush()
+	}
+}

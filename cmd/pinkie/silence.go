@@ -1,0 +1,321 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"os/user"
+	"path"
+	"regexp"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/pinkiefleet/pinkie/consumers/alerter"
+	"github.com/pinkiefleet/pinkie/events"
+	"github.com/pinkiefleet/pinkie/projections"
+	"github.com/pinkiefleet/pinkie/schemas"
+)
+
+// silenceMaxFor is the longest silence: the ALERTLOG stream, where
+// silences are recorded, keeps 90 days. Longer: disable the rule.
+const silenceMaxFor = 90 * 24 * time.Hour
+
+func runSilence(ctx context.Context, a *app, args []string) error {
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		for _, a := range args {
+			if a == "-h" || a == "--help" || a == "-help" {
+				return newFlagSet("silence", "add|ls|rm …", silenceDoc).parse([]string{"--help"})
+			}
+		}
+		return usagef("want a subcommand: add, ls or rm")
+	}
+	switch args[0] {
+	case "add":
+		return runSilenceAdd(ctx, a, args[1:])
+	case "ls", "list":
+		return runSilenceLs(ctx, a, args[1:])
+	case "rm", "remove":
+		return runSilenceRm(ctx, a, args[1:])
+	}
+	return usagef("unknown subcommand %q: want add, ls or rm", args[0])
+}
+
+const silenceDoc = `
+Silence alerts for a while: silenced alerts still show in 'pinkie alerts',
+marked silenced, but are not notified. When a silence ends (expires or is
+removed) while its alerts still fire, they are notified then.
+
+  pinkie silence add host=goliath rule=fs.usage --for 2h --comment "resizing"
+  pinkie silence add 'host=edge-*' severity=info --until 2026-12-01T08:00:00Z
+  pinkie silence ls [--all]
+  pinkie silence rm ID
+
+Matchers are LABEL=PATTERN with shell patterns (*, ?, [a-z]) on host, rule,
+object, severity, kind or a rule's labels; all must match. add and rm need an
+operator key; a reader key can list.`
+
+var silenceLabelRE = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
+
+func runSilenceAdd(ctx context.Context, a *app, args []string) error {
+	fs := newFlagSet("silence add", "LABEL=PATTERN…", silenceDoc)
+	cf := addClientFlags(fs, a)
+	forD := fs.String("for", "", "how long, e.g. 30m, 2h, 3d")
+	until := fs.String("until", "", "until `TIME` (RFC 3339), instead of --for")
+	comment := fs.String("comment", "", "why (shown in silence ls)")
+	asJSON := fs.Bool("json", false, "print the silence as JSON")
+	if err := fs.parse(args); err != nil {
+		return err
+	}
+	matchers := map[string]string{}
+	for _, arg := range fs.args() {
+		k, v, ok := strings.Cut(arg, "=")
+		if !ok {
+			return usagef("matcher %q: want LABEL=PATTERN, e.g. host=goliath", arg)
+		}
+		if !silenceLabelRE.MatchString(k) {
+			return usagef("matcher %q: label %q: use lower-case letters, digits and _ (host, rule, object, severity, kind)", arg, k)
+		}
+		if v == "" {
+			return usagef("matcher %q: empty pattern", arg)
+		}
+		if _, err := path.Match(v, ""); err != nil {
+			return usagef("matcher %q: bad pattern: %v", arg, err)
+		}
+		if _, dup := matchers[k]; dup {
+			return usagef("matcher %q: label %s given twice", arg, k)
+		}
+		matchers[k] = v
+	}
+	if len(matchers) == 0 {
+		return usagef("give at least one matcher, e.g. host=goliath rule=fs.usage")
+	}
+	now := time.Now().UTC().Truncate(time.Second)
+	var ends time.Time
+	switch {
+	case *forD != "" && *until != "":
+		return usagef("give --for or --until, not both")
+	case *forD != "":
+		d, err := alerter.ParseDuration(*forD)
+		if err != nil || d <= 0 {
+			return usagef("--for %q: want a positive duration such as 30m, 2h or 3d", *forD)
+		}
+		ends = now.Add(d)
+	case *until != "":
+		t, err := time.Parse(time.RFC3339, *until)
+		if err != nil {
+			return usagef("--until %q: want RFC 3339, e.g. 2026-12-01T08:00:00Z", *until)
+		}
+		if !t.After(now) {
+			return usagef("--until %s is not in the future", *until)
+		}
+		ends = t.UTC()
+	default:
+		return usagef("say how long: --for DURATION or --until TIME")
+	}
+	if ends.Sub(now) > silenceMaxFor {
+		return usagef("a silence lasts at most 90 days; to silence a rule for good, disable it in the hub's alerts config")
+	}
+	var idb [8]byte
+	_, _ = rand.Read(idb[:])
+	s := events.SilenceAdded{ID: hex.EncodeToString(idb[:]), Matchers: matchers, StartsAt: now, EndsAt: ends, Comment: *comment, CreatedBy: silenceWho()}
+	k, _ := events.Lookup("silence.added")
+	ev, err := silenceEvent(k, now, s)
+	if err != nil {
+		return err
+	}
+	c, err := alertsConnect(ctx, cf, "silence add")
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if _, err := c.Publish(ctx, k.HubSubject(&s), ev); err != nil {
+		return exitError{code: exitUsage, err: err}
+	}
+	visible := silenceWait(ctx, c.JS, s.ID, true)
+	if *asJSON {
+		alertsPrintJSON(a.stdout, s)
+	} else {
+		fmt.Fprintf(a.stdout, "silence %s added: %s until %s (%s)\n", s.ID, silenceMatchers(s.Matchers), s.EndsAt.Format(time.RFC3339), alertsShort(s.EndsAt.Sub(now)))
+	}
+	if !visible {
+		fmt.Fprintln(a.stderr, "pinkie silence add: recorded, but the hub's projection has not shown it yet (is the hub's projector running?)")
+	}
+	return nil
+}
+
+// silenceEvent builds and checks a silence event against its schema.
+func silenceEvent(k events.Kind, now time.Time, data any) (events.Event, error) {
+	host, _ := os.Hostname()
+	if events.ValidHost(host) != nil {
+		host = "operator"
+	}
+	ev, err := events.New(k, host, "silence", now, data)
+	if err != nil {
+		return ev, err
+	}
+	set, err := schemas.Load()
+	if err != nil {
+		return ev, err
+	}
+	if err := set.ValidateData(k.Type(), ev.Data()); err != nil {
+		return ev, usagef("%v", err)
+	}
+	return ev, nil
+}
+
+// silenceWait waits briefly until the alerts projection shows (or no
+// longer shows) a silence, so a following `silence ls` sees the change.
+func silenceWait(ctx context.Context, js jetstream.JetStream, id string, present bool) bool {
+	kv, err := js.KeyValue(ctx, "pinkie-alerts")
+	if err != nil {
+		return false
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		_, err := kv.Get(ctx, projections.SilenceKey(id))
+		if (err == nil) == present {
+			return true
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return false
+}
+
+func silenceWho() string {
+	who := "unknown"
+	if u, err := user.Current(); err == nil {
+		who = u.Username
+	}
+	if h, err := os.Hostname(); err == nil {
+		who += "@" + h
+	}
+	return who
+}
+
+func silenceMatchers(m map[string]string) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, 0, len(keys))
+	for _, k := range keys {
+		parts = append(parts, k+"="+m[k])
+	}
+	return strings.Join(parts, " ")
+}
+
+func runSilenceLs(ctx context.Context, a *app, args []string) error {
+	fs := newFlagSet("silence ls", "", silenceDoc)
+	cf := addClientFlags(fs, a)
+	asJSON := fs.Bool("json", false, "print JSON")
+	all := fs.Bool("all", false, "include silences that have ended but whose expiry the hub has not yet recorded")
+	if err := fs.parse(args); err != nil {
+		return err
+	}
+	if len(fs.args()) > 0 {
+		return usagef("unexpected arguments %q", fs.args())
+	}
+	c, err := alertsConnect(ctx, cf, "silence ls")
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	now := time.Now()
+	alerts, silences, err := alertsLoad(ctx, c.JS, now)
+	if err != nil {
+		return exitError{code: exitUsage, err: err}
+	}
+	type view struct {
+		events.SilenceAdded
+		Active bool `json:"active"`
+		// Silencing counts the firing alerts it covers now.
+		Silencing int `json:"silencing"`
+	}
+	shown := []view{}
+	for _, s := range silences {
+		active := !now.Before(s.StartsAt) && now.Before(s.EndsAt)
+		if !active && !*all {
+			continue
+		}
+		v := view{SilenceAdded: s, Active: active}
+		for _, al := range alerts {
+			for _, id := range al.SilencedBy {
+				if id == s.ID {
+					v.Silencing++
+				}
+			}
+		}
+		shown = append(shown, v)
+	}
+	if *asJSON {
+		alertsPrintJSON(a.stdout, shown)
+		return nil
+	}
+	if len(shown) == 0 {
+		fmt.Fprintln(a.stdout, "no silences")
+		return nil
+	}
+	tw := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tMATCHERS\tENDS\tSILENCING\tBY\tCOMMENT")
+	for _, s := range shown {
+		ends := s.EndsAt.Format(time.RFC3339) + " (" + alertsAgo(now, s.EndsAt) + ")"
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", s.ID, silenceMatchers(s.Matchers), ends, s.Silencing, alertsDash(s.CreatedBy), alertsDash(s.Comment))
+	}
+	tw.Flush()
+	return nil
+}
+
+func runSilenceRm(ctx context.Context, a *app, args []string) error {
+	fs := newFlagSet("silence rm", "ID", silenceDoc)
+	cf := addClientFlags(fs, a)
+	asJSON := fs.Bool("json", false, "print the removal as JSON")
+	if err := fs.parse(args); err != nil {
+		return err
+	}
+	if len(fs.args()) != 1 {
+		return usagef("want one silence ID (see pinkie silence ls)")
+	}
+	id := fs.args()[0]
+	if !regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`).MatchString(id) {
+		return usagef("silence ID %q: not an id (see pinkie silence ls)", id)
+	}
+	c, err := alertsConnect(ctx, cf, "silence rm")
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	kv, err := c.JS.KeyValue(ctx, "pinkie-alerts")
+	if err != nil {
+		return exitError{code: exitUsage, err: fmt.Errorf("open pinkie-alerts: %w", err)}
+	}
+	if _, err := kv.Get(ctx, projections.SilenceKey(id)); err != nil {
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			return exitError{code: exitFinding, err: fmt.Errorf("no silence %s (see pinkie silence ls)", id)}
+		}
+		return exitError{code: exitUsage, err: err}
+	}
+	k, _ := events.Lookup("silence.removed")
+	r := events.SilenceRemoved{ID: id, RemovedBy: silenceWho()}
+	ev, err := silenceEvent(k, time.Now().UTC(), r)
+	if err != nil {
+		return err
+	}
+	if _, err := c.Publish(ctx, k.HubSubject(&r), ev); err != nil {
+		return exitError{code: exitUsage, err: err}
+	}
+	silenceWait(ctx, c.JS, id, false)
+	if *asJSON {
+		alertsPrintJSON(a.stdout, r)
+		return nil
+	}
+	fmt.Fprintf(a.stdout, "silence %s removed\n", id)
+	return nil
+}

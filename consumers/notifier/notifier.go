@@ -1,0 +1,412 @@
+package notifier
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+
+	"github.com/pinkiefleet/pinkie/events"
+)
+
+// Store keeps pending messages (jobs) across restarts.
+type Store interface {
+	List(ctx context.Context) (map[string][]byte, error)
+	Put(ctx context.Context, key string, value []byte) error
+	Delete(ctx context.Context, key string) error
+}
+
+// Publisher publishes the delivery audit (pinkie.notify.<channel>.<outcome>).
+type Publisher interface {
+	Publish(ctx context.Context, subject string, e events.Event) error
+}
+
+// Job is a pending message for one channel.
+type Job struct {
+	// ID is the message id: derived from the channel and the first alert
+	// event, so it is the same after a restart (the Matrix txnId).
+	ID      string     `json:"id"`
+	Channel string     `json:"channel"`
+	Alerts  []JobAlert `json:"alerts"`
+	// Due is when the group closes and the first attempt is made.
+	Due          time.Time  `json:"due"`
+	Attempt      int        `json:"attempt"`
+	FirstAttempt *time.Time `json:"first_attempt,omitempty"`
+	NextAttempt  time.Time  `json:"next_attempt"`
+	LastError    string     `json:"last_error,omitempty"`
+}
+
+// JobAlert is one alert event in a job.
+type JobAlert struct {
+	EventID string       `json:"event_id"`
+	Seq     uint64       `json:"seq"`
+	Alert   events.Alert `json:"alert"`
+}
+
+func (j *Job) key() string { return "job." + j.Channel + "." + j.ID }
+
+const seenKey = "_seen"
+
+// Notifier routes alert events to channels and delivers them.
+type Notifier struct {
+	groupWait, maxRetry time.Duration
+	channels            []Channel
+	store               Store
+	pub                 Publisher
+	clock               func() time.Time
+	log                 *slog.Logger
+	kind                events.Kind
+
+	mu   sync.Mutex
+	jobs map[string]*Job // by key
+	seen uint64
+	wake map[string]chan struct{}
+}
+
+// Options configure a Notifier.
+type Options struct {
+	Config   Config
+	Channels []Channel
+	Store    Store
+	Pub      Publisher
+	Clock    func() time.Time
+	Log      *slog.Logger
+}
+
+// New builds a notifier.
+func New(o Options) *Notifier {
+	if o.Clock == nil {
+		o.Clock = time.Now
+	}
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	n := &Notifier{
+		groupWait: durationOr(o.Config.GroupWait, 30*time.Second),
+		maxRetry:  o.Config.MaxRetry.D(),
+		channels:  o.Channels, store: o.Store, pub: o.Pub, clock: o.Clock, log: o.Log,
+		jobs: map[string]*Job{}, wake: map[string]chan struct{}{},
+	}
+	if n.maxRetry <= 0 {
+		n.maxRetry = 24 * time.Hour
+	}
+	n.kind, _ = events.Lookup("notify.delivery")
+	for _, c := range o.Channels {
+		n.wake[c.Name()] = make(chan struct{}, 1)
+	}
+	return n
+}
+
+// Channels returns the configured channels.
+func (n *Notifier) Channels() []Channel { return n.channels }
+
+// Load restores pending jobs and the last handled alert sequence.
+func (n *Notifier) Load(ctx context.Context) error {
+	all, err := n.store.List(ctx)
+	if err != nil {
+		return fmt.Errorf("load pending notifications: %w", err)
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for k, v := range all {
+		if k == seenKey {
+			if err := json.Unmarshal(v, &n.seen); err != nil {
+				return fmt.Errorf("notifier %s: %w", k, err)
+			}
+			continue
+		}
+		var j Job
+		if err := json.Unmarshal(v, &j); err != nil {
+			return fmt.Errorf("notifier %s: %w", k, err)
+		}
+		if n.channel(j.Channel) == nil {
+			n.log.Warn("pending notification for a channel no longer configured; dropping it", "channel", j.Channel, "message_id", j.ID)
+			_ = n.store.Delete(ctx, k)
+			continue
+		}
+		n.jobs[k] = &j
+	}
+	return nil
+}
+
+func (n *Notifier) channel(name string) Channel {
+	for _, c := range n.channels {
+		if c.Name() == name {
+			return c
+		}
+	}
+	return nil
+}
+
+// HandleAlert takes one stored alert event (stream sequence seq): each
+// channel whose route matches gets it in its open group or a new job. It
+// returns only once the jobs are stored, so the caller may then
+// acknowledge the alert. A sequence already handled is ignored.
+func (n *Notifier) HandleAlert(ctx context.Context, seq uint64, data []byte) error {
+	var ev event.Event
+	if err := json.Unmarshal(data, &ev); err != nil {
+		return fmt.Errorf("%w: alert seq %d: %v", ErrPermanent, seq, err)
+	}
+	if ev.Type() != "pinkie.alert.firing.v1" && ev.Type() != "pinkie.alert.resolved.v1" {
+		return nil
+	}
+	var a events.Alert
+	if err := json.Unmarshal(ev.Data(), &a); err != nil {
+		return fmt.Errorf("%w: alert seq %d: %v", ErrPermanent, seq, err)
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if seq > 0 && seq <= n.seen {
+		return nil
+	}
+	now := n.clock()
+	if !a.Silenced {
+		for _, c := range n.channels {
+			if !c.Route().Matches(a) {
+				continue
+			}
+			j := n.openJob(c.Name(), now)
+			if j == nil {
+				due := now.Add(n.groupWait)
+				j = &Job{ID: MessageID(c.Name(), ev.ID()), Channel: c.Name(), Due: due, NextAttempt: due}
+			}
+			j.Alerts = append(j.Alerts, JobAlert{EventID: ev.ID(), Seq: seq, Alert: a})
+			if err := n.putJob(ctx, j); err != nil {
+				return err
+			}
+			n.jobs[j.key()] = j
+			n.poke(c.Name())
+		}
+	}
+	if seq > 0 {
+		b, _ := json.Marshal(seq)
+		if err := n.store.Put(ctx, seenKey, b); err != nil {
+			return fmt.Errorf("store notifier position: %w", err)
+		}
+		n.seen = seq
+	}
+	return nil
+}
+
+// MessageID is the id of the message that starts with alert event
+// eventID on channel: the same on every retry and after restarts.
+func MessageID(channel, eventID string) string {
+	return "pinkie-" + strings.ReplaceAll(events.DeterministicID("notify", channel, eventID), "-", "")
+}
+
+// openJob returns the channel's group still collecting alerts, if any.
+func (n *Notifier) openJob(channel string, now time.Time) *Job {
+	for _, j := range n.jobs {
+		if j.Channel == channel && j.Attempt == 0 && now.Before(j.Due) {
+			return j
+		}
+	}
+	return nil
+}
+
+func (n *Notifier) putJob(ctx context.Context, j *Job) error {
+	b, err := json.Marshal(j)
+	if err != nil {
+		return err
+	}
+	if err := n.store.Put(ctx, j.key(), b); err != nil {
+		return fmt.Errorf("store notification %s: %w", j.ID, err)
+	}
+	return nil
+}
+
+func (n *Notifier) poke(channel string) {
+	select {
+	case n.wake[channel] <- struct{}{}:
+	default:
+	}
+}
+
+// Run delivers pending jobs, one loop per channel, until ctx ends.
+func (n *Notifier) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	for _, c := range n.channels {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			n.runChannel(ctx, c)
+		}()
+	}
+	wg.Wait()
+	return nil
+}
+
+// next returns the channel's job due first.
+func (n *Notifier) next(channel string) *Job {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	var best *Job
+	for _, j := range n.jobs {
+		if j.Channel == channel && (best == nil || j.NextAttempt.Before(best.NextAttempt) ||
+			(j.NextAttempt.Equal(best.NextAttempt) && j.ID < best.ID)) {
+			best = j
+		}
+	}
+	return best
+}
+
+func (n *Notifier) runChannel(ctx context.Context, c Channel) {
+	for ctx.Err() == nil {
+		j := n.next(c.Name())
+		wait := time.Hour
+		if j != nil {
+			wait = j.NextAttempt.Sub(n.clock())
+		}
+		if wait > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-n.wake[c.Name()]:
+				t.Stop()
+				continue
+			case <-t.C:
+				continue
+			}
+		}
+		n.attempt(ctx, c, j)
+	}
+}
+
+// backoffFor is the delay after attempt n: 1s, 2s, 4s … at most 5 min.
+func backoffFor(n int) time.Duration {
+	d := time.Second
+	for i := 1; i < n && d < 5*time.Minute; i++ {
+		d *= 2
+	}
+	return min(d, 5*time.Minute)
+}
+
+func (n *Notifier) attempt(ctx context.Context, c Channel, j *Job) {
+	n.mu.Lock()
+	now := n.clock()
+	j.Attempt++
+	if j.FirstAttempt == nil {
+		j.FirstAttempt = &now
+	}
+	// Persist the attempt before sending: the group is closed from now on.
+	if err := n.putJob(ctx, j); err != nil {
+		n.mu.Unlock()
+		n.log.Error("store notification attempt", "channel", c.Name(), "message_id", j.ID, "err", err)
+		n.sleep(ctx, time.Second)
+		return
+	}
+	msg := Message{ID: j.ID}
+	for _, a := range j.Alerts {
+		msg.Alerts = append(msg.Alerts, a.Alert)
+	}
+	n.mu.Unlock()
+	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	start := time.Now()
+	err := c.Send(sctx, msg)
+	cancel()
+	took := time.Since(start)
+	if ctx.Err() != nil {
+		return
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	now = n.clock()
+	outcome := events.OutcomeDelivered
+	switch {
+	case err == nil:
+	case errors.Is(err, ErrPermanent) || now.Sub(*j.FirstAttempt) >= n.maxRetry:
+		outcome = events.OutcomeFailed
+	default:
+		outcome = events.OutcomeRetrying
+	}
+	if outcome == events.OutcomeRetrying {
+		j.NextAttempt, j.LastError = now.Add(backoffFor(j.Attempt)), err.Error()
+		if perr := n.putJob(ctx, j); perr != nil {
+			n.log.Error("store notification retry", "channel", c.Name(), "message_id", j.ID, "err", perr)
+		}
+		n.log.Warn("notification not delivered; will retry", "channel", c.Name(), "message_id", j.ID, "attempt", j.Attempt, "next", j.NextAttempt, "err", err)
+	} else {
+		if derr := n.store.Delete(ctx, j.key()); derr != nil {
+			n.log.Error("remove delivered notification", "channel", c.Name(), "message_id", j.ID, "err", derr)
+		}
+		delete(n.jobs, j.key())
+		if err != nil {
+			n.log.Error("notification failed; giving up", "channel", c.Name(), "message_id", j.ID, "attempt", j.Attempt, "err", err)
+		} else {
+			n.log.Info("notification delivered", "channel", c.Name(), "message_id", j.ID, "alerts", len(j.Alerts), "attempt", j.Attempt)
+		}
+	}
+	n.audit(ctx, c, j, outcome, err, took)
+}
+
+func (n *Notifier) sleep(ctx context.Context, d time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+}
+
+func (n *Notifier) audit(ctx context.Context, c Channel, j *Job, outcome string, err error, took time.Duration) {
+	d := events.NotifyDelivery{Channel: c.Name(), Type: c.Type(), Outcome: outcome, MessageID: j.ID, Attempt: j.Attempt, DurationMs: took.Milliseconds()}
+	for _, a := range j.Alerts {
+		d.AlertEventIDs = append(d.AlertEventIDs, a.EventID)
+	}
+	if err != nil {
+		d.Error = err.Error()
+	}
+	if outcome == events.OutcomeRetrying {
+		t := j.NextAttempt.UTC()
+		d.NextAttempt = &t
+	}
+	e, berr := events.New(n.kind, "hub", "notifier", n.clock(), d,
+		events.WithID(events.DeterministicID("notify", j.ID, fmt.Sprint(j.Attempt), outcome)), events.WithSubject(j.ID))
+	if berr != nil {
+		n.log.Error("build delivery audit", "err", berr)
+		return
+	}
+	if perr := n.pub.Publish(ctx, "pinkie.notify."+c.Name()+"."+outcome, e); perr != nil {
+		n.log.Error("publish delivery audit", "channel", c.Name(), "err", perr)
+	}
+}
+
+// Pending returns the pending jobs, sorted by channel and id (for tests
+// and diagnostics).
+func (n *Notifier) Pending() []Job {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	var out []Job
+	for _, j := range n.jobs {
+		out = append(out, *j)
+	}
+	sort.Slice(out, func(i, k int) bool {
+		if out[i].Channel != out[k].Channel {
+			return out[i].Channel < out[k].Channel
+		}
+		return out[i].ID < out[k].ID
+	})
+	return out
+}
+
+// Test sends a test message to a channel at once and returns the result.
+func (n *Notifier) Test(ctx context.Context, channel string) error {
+	c := n.channel(channel)
+	if c == nil {
+		var names []string
+		for _, c := range n.channels {
+			names = append(names, c.Name())
+		}
+		return fmt.Errorf("no channel %q (configured: %s)", channel, strings.Join(names, ", "))
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	return c.Send(ctx, Message{ID: "pinkie-test-" + strings.ReplaceAll(events.NewID(n.clock()), "-", ""), Test: true})
+}

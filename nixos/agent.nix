@@ -1,0 +1,294 @@
+# services.pinkie.agent: the agent on every host. It buffers this host's
+# events in its own JetStream (a leaf node of the hub), runs the producers,
+# activates deploys for this host and, with the builder role, builds other
+# hosts' systems.
+#
+# Surviving its own deploys. A deploy that changes this unit must not kill
+# the agent performing it:
+#   - restartIfChanged = false: switch-to-configuration does not stop or
+#     restart the unit when its definition changes; the new definition takes
+#     effect the next time the agent starts (the agent publishes the deploy's
+#     outcome first, then may exit to be restarted by Restart=always).
+#   - X-StopOnRemoval = false: a configuration without the agent does not
+#     stop it in the middle of the deploy that removes it.
+#   - switch-to-configuration itself runs in a transient unit (systemd-run,
+#     --activation systemd), a cgroup of its own that PID 1 starts with full
+#     privileges: it outlives the agent, and the agent's sandbox below does
+#     not constrain it.
+#   - KillMode = process: if the agent is stopped anyway (shutdown, a manual
+#     restart) while it builds or fetches, only the agent gets SIGTERM; its
+#     children (nix, the systemd-run client) finish instead of dying with it,
+#     as in the cachix-agent module. A deploy interrupted by the agent's death
+#     is reported as failed when the agent comes back.
+#
+# Privilege. Activation needs uid 0 (to set /nix/var/nix/profiles/system
+# and to ask PID 1 for the transient unit over its private socket), but not
+# root's capabilities: the agent runs as root with a bounding set of only
+# what its producers need (CAP_SYS_RAWIO and CAP_SYS_ADMIN for SMART on SATA
+# and NVMe drives, CAP_DAC_READ_SEARCH to open the drives read-only and to
+# measure directories of other users, CAP_NET_ADMIN to read WireGuard
+# peers), a read-only file system except its state, cache and the system
+# profiles, and the Nix store through nix-daemon (NIX_REMOTE=daemon). With
+# deploy.enable = false it runs as a DynamicUser with the same capabilities
+# as ambient ones.
+{ config, lib, pkgs, ... }:
+let
+  cfg = config.services.pinkie.agent;
+  hub = config.services.pinkie.hub;
+  pinkieLib = import ./lib.nix;
+  json = pkgs.formats.json { };
+  inherit (lib) mkOption mkEnableOption mkIf types;
+
+  # The local hub's leaf URL, for an agent on the hub's own host.
+  localHubURL =
+    let
+      a = pinkieLib.splitAddress hub.listen.leaf;
+      host = if a == null || lib.elem a.host [ "" "0.0.0.0" "::" ] then "127.0.0.1"
+        else if lib.hasInfix ":" a.host then "[${a.host}]" else a.host;
+    in "nats-leaf://${host}:${toString (if a == null then 7422 else a.port)}";
+
+  configFile =
+    if cfg.producers == { } then null
+    else json.generate "pinkie-agent.json" (pinkieLib.agentConfig cfg.producers);
+
+  smartOn = (cfg.producers.smart.enable or null) != false;
+  wireguardOn = (config.networking.wireguard.enable or false)
+    || (config.networking.wg-quick.interfaces or { }) != { };
+  capabilities = lib.unique (
+    lib.optionals smartOn [ "CAP_SYS_RAWIO" "CAP_SYS_ADMIN" ]
+    ++ [ "CAP_DAC_READ_SEARCH" ]
+    ++ lib.optional wireguardOn "CAP_NET_ADMIN"
+    ++ cfg.extraCapabilities);
+
+  pushDir = if cfg.deploy.pushTo == null then null else pinkieLib.fileStoreDir cfg.deploy.pushTo;
+
+  args = pinkieLib.agentArgs {
+    inherit (cfg) name hubs dataDir heartbeat outboxMaxBytes syncAlways logLevel logFormat extraArgs;
+    # %d: the unit's credentials directory (LoadCredential below).
+    nkeyFile = if cfg.nkeyFile != null then "%d/nkey" else null;
+    inherit configFile;
+    activation = if cfg.deploy.enable then "systemd" else null;
+    builder = cfg.builder.enable;
+    inherit (cfg.deploy) pushTo substituter checkSigs;
+    deployFlake = cfg.deploy.flake;
+  };
+
+  localHubNeedsKey = hub.enable && (hub.auth != null || hub.authDir != null)
+    && lib.elem localHubURL cfg.hubs && cfg.nkeyFile == null;
+in
+{
+  imports = [ ./common.nix ./deployment.nix ./hub.nix ];
+
+  options.services.pinkie.agent = {
+    enable = mkEnableOption "the pinkie agent: this host's events, buffered and sent to the hub; deploys of this host";
+
+    name = mkOption {
+      type = types.str;
+      default = config.networking.hostName;
+      defaultText = lib.literalExpression "config.networking.hostName";
+      description = ''
+        This host's name in the fleet: its key in the hub's auth file and,
+        for deploys, its name in the flake's nixosConfigurations.
+      '';
+    };
+
+    hubs = mkOption {
+      type = types.listOf types.str;
+      default = lib.optional hub.enable localHubURL;
+      defaultText = lib.literalExpression ''[ "nats-leaf://127.0.0.1:7422" ] on the hub's own host, else [ ]'';
+      example = [ "nats-leaf://hub.lan:7422" ];
+      description = "The hub's leaf URLs (several for a clustered hub).";
+    };
+
+    nkeyFile = mkOption {
+      type = types.nullOr types.str;
+      default = null;
+      example = "/run/agenix/pinkie-agent.nk";
+      description = ''
+        This host's nkey seed (`DIR/hosts/NAME.nk` from `pinkie keys init`).
+        A path as a string, outside the Nix store (e.g. from agenix or
+        sops-nix); it reaches the agent as a systemd credential.
+      '';
+    };
+
+    dataDir = mkOption {
+      type = types.str;
+      default = "/var/lib/pinkie-agent";
+      description = "The OUTBOX (events not yet at the hub) and producer state. Below /var/lib.";
+    };
+
+    producers = mkOption {
+      type = types.attrsOf (types.submodule {
+        freeformType = json.type;
+        options = {
+          enable = mkOption { type = types.nullOr types.bool; default = null; description = "Run this producer (null: its default, which is on where it applies)."; };
+          interval = mkOption { type = types.nullOr types.str; default = null; example = "5m"; description = "How often it collects (a Go duration; null: its default)."; };
+        };
+      });
+      default = { };
+      example = lib.literalExpression ''
+        {
+          smart.enable = false;
+          profile.interval = "6h";
+          path.paths = [ "/var/lib/postgresql" "/srv/media" ];
+          login.file = "/var/log/auth.log";
+        }
+      '';
+      description = ''
+        Producers and their options, rendered to the agent's config file
+        (`{"producers": {NAME: {"enabled": …, "interval": …, OPTIONS…}}}`).
+        Producers: ${lib.concatStringsSep ", " pinkieLib.producerNames}. Any
+        other key is the producer's own option (see `pinkie collect --help`).
+      '';
+    };
+
+    heartbeat = mkOption { type = types.str; default = "30s"; description = "Heartbeat interval (a Go duration)."; };
+    outboxMaxBytes = mkOption { type = types.ints.positive; default = 1024 * 1024 * 1024; description = "OUTBOX size limit; when full, new events are refused and logged."; };
+    syncAlways = mkOption { type = types.bool; default = false; description = "fsync every event (survives power loss, slower)."; };
+    logLevel = mkOption { type = types.enum [ "debug" "info" "warn" "error" ]; default = "info"; description = "Log level."; };
+    logFormat = mkOption { type = types.enum [ "text" "json" ]; default = "text"; description = "Log format."; };
+
+    builder.enable = mkOption {
+      type = types.bool;
+      default = false;
+      description = ''
+        The builder role: build other hosts' systems when their
+        `pinkie.deployment.buildOn` (or `pinkie deploy --build-on`) names
+        this host. Builds go through nix-daemon; give the host the cores,
+        and push the results where targets fetch them (`deploy.pushTo`).
+      '';
+    };
+
+    deploy = {
+      enable = mkOption {
+        type = types.bool;
+        default = true;
+        description = ''
+          Let the agent activate deploys of this host (runs it as uid 0 with
+          a bounded capability set; see the module's header). Off: the agent
+          runs as an unprivileged dynamic user, for monitoring only, and
+          deploys of this host fail.
+        '';
+      };
+      substituter = mkOption { type = types.nullOr types.str; default = null; example = "https://cache.example.org"; description = "Fetch closures built elsewhere from this store URL (default: nix.conf's substituters)."; };
+      checkSigs = mkOption { type = types.bool; default = false; description = "Require signatures on closures fetched from `deploy.substituter`."; };
+      pushTo = mkOption { type = types.nullOr types.str; default = null; example = "file:///var/cache/pinkie"; description = "After building, copy the closure to this store URL (`nix copy --to`); a file:// directory is made writable for the agent."; };
+      flake = mkOption { type = types.nullOr types.str; default = null; example = "git+https://git.example.org/infra"; description = "Flake to build requests that name none."; };
+    };
+
+    extraHealthChecks = mkOption {
+      type = types.listOf types.str;
+      default = [ ];
+      description = "Added to `pinkie.deployment.healthChecks` (convenient in a module shared by many hosts).";
+    };
+
+    extraPackages = mkOption {
+      type = types.listOf types.package;
+      default = [ ];
+      description = "Put on the agent's PATH, for producers and health checks.";
+    };
+
+    extraCapabilities = mkOption {
+      type = types.listOf types.str;
+      default = [ ];
+      example = [ "CAP_NET_RAW" ];
+      description = "Capabilities added to the agent's bounding set, for health checks that need them.";
+    };
+
+    extraReadWritePaths = mkOption {
+      type = types.listOf types.str;
+      default = [ ];
+      description = "Paths the agent (and its health checks) may write besides its state and the system profiles.";
+    };
+
+    extraArgs = mkOption { type = types.listOf types.str; default = [ ]; description = "Extra arguments for `pinkie agent`."; };
+  };
+
+  config = mkIf cfg.enable {
+    assertions = map (message: { assertion = false; inherit message; })
+      (pinkieLib.agentProblems cfg
+        ++ lib.optional localHubNeedsKey
+          "services.pinkie.agent.nkeyFile is not set, but this host's hub requires authentication: give the agent its host key (pinkie keys init DIR --hosts ${cfg.name}; DIR/hosts/${cfg.name}.nk).");
+
+    pinkie.deployment.healthChecks = cfg.extraHealthChecks;
+
+    environment.systemPackages = [ config.services.pinkie.package ];
+
+    systemd.tmpfiles.rules = lib.optional (pushDir != null) "d ${pushDir} 0755 root root -";
+
+    systemd.services.pinkie-agent = {
+      description = "pinkie agent";
+      documentation = [ "https://github.com/pinkiefleet/pinkie/blob/main/docs/nixos.md" ];
+      wantedBy = [ "multi-user.target" ];
+      wants = [ "network-online.target" ];
+      after = [ "network-online.target" "nix-daemon.socket" ];
+
+      # See the header: the agent survives the deploys it performs.
+      restartIfChanged = !cfg.deploy.enable;
+      unitConfig.X-StopOnRemoval = !cfg.deploy.enable;
+
+      path = [
+        config.services.pinkie.package
+        config.nix.package
+        config.systemd.package
+        pkgs.coreutils
+        pkgs.smartmontools
+      ]
+      ++ lib.optional (config.boot.zfs.enabled or false) config.boot.zfs.package
+      ++ lib.optional (config.services.fail2ban.enable or false) config.services.fail2ban.package
+      ++ lib.optional wireguardOn pkgs.wireguard-tools
+      ++ cfg.extraPackages
+      # Last: health checks see the system just activated.
+      ++ [ "/run/current-system/sw" ];
+
+      environment = {
+        NIX_REMOTE = "daemon";
+        XDG_CACHE_HOME = "/var/cache/pinkie-agent";
+      };
+
+      serviceConfig = {
+        ExecStart = lib.escapeShellArgs ([ (lib.getExe' config.services.pinkie.package "pinkie") "agent" ] ++ args);
+        Restart = "always";
+        RestartSec = "5s";
+        TimeoutStopSec = "60s";
+        KillMode = if cfg.deploy.enable then "process" else "control-group";
+        LoadCredential = lib.optional (cfg.nkeyFile != null) "nkey:${cfg.nkeyFile}";
+
+        StateDirectory = lib.removePrefix "/var/lib/" cfg.dataDir;
+        StateDirectoryMode = "0700";
+        CacheDirectory = "pinkie-agent";
+        # Closures pushed to a file:// cache must be readable by its server.
+        UMask = "0022";
+
+        CapabilityBoundingSet = capabilities;
+        NoNewPrivileges = true;
+        ProtectSystem = "strict";
+        ReadWritePaths = lib.optionals cfg.deploy.enable [ "/nix/var/nix/profiles" ]
+          ++ lib.optional (pushDir != null) pushDir
+          ++ cfg.extraReadWritePaths;
+        ProtectHome = "read-only";
+        PrivateTmp = true;
+        # SMART reads the drives.
+        PrivateDevices = false;
+        ProtectKernelTunables = true;
+        ProtectKernelModules = true;
+        ProtectKernelLogs = true;
+        ProtectControlGroups = true;
+        ProtectClock = true;
+        ProtectHostname = true;
+        RestrictAddressFamilies = [ "AF_UNIX" "AF_INET" "AF_INET6" "AF_NETLINK" ];
+        RestrictNamespaces = true;
+        RestrictRealtime = true;
+        RestrictSUIDSGID = true;
+        LockPersonality = true;
+        SystemCallArchitectures = "native";
+      } // lib.optionalAttrs (!cfg.deploy.enable) {
+        DynamicUser = true;
+        # The journal (logins). The drives open read-only, which
+        # CAP_DAC_READ_SEARCH allows without the disk group's write access.
+        SupplementaryGroups = [ "systemd-journal" ];
+        AmbientCapabilities = capabilities;
+      };
+    };
+  };
+}

@@ -1,0 +1,228 @@
+# services.pinkie.hub: the hub (embedded NATS server with JetStream, the
+# fleet's streams, ingest check, alerter, notifier, deploy planner, HTTP).
+#
+# The unit runs with DynamicUser: the hub needs no privilege and no stable
+# uid, only its StateDirectory. Files it must read that belong to root (the
+# auth file, secrets named in settings) reach it with LoadCredential, so it
+# never sees the nkey seeds that `pinkie keys init` keeps next to auth.json.
+{ config, lib, pkgs, ... }:
+let
+  cfg = config.services.pinkie.hub;
+  pinkieLib = import ./lib.nix;
+  json = pkgs.formats.json { };
+  inherit (lib) mkOption mkEnableOption mkIf types;
+
+  hasAuth = cfg.auth != null || cfg.authDir != null;
+  authFile =
+    if cfg.auth != null then json.generate "pinkie-hub-auth.json" cfg.auth
+    else "${cfg.authDir}/auth.json";
+  configFile =
+    if cfg.settings == { } then null
+    else json.generate "pinkie-hub.json" (pinkieLib.hubConfig cfg.settings);
+  credentialsDirectory = "/run/credentials/pinkie-hub.service";
+  args = pinkieLib.hubArgs {
+    inherit (cfg) dataDir listen maxStore maxEventBytes syncAlways logLevel logFormat extraArgs;
+    # %d: the unit's credentials directory, holding only auth.json.
+    authDir = if hasAuth then "%d" else null;
+    inherit configFile;
+  };
+  lowPorts = lib.any (p: p < 1024) (map (a: a.port)
+    (lib.filter (a: a != null) (map pinkieLib.splitAddress (lib.attrValues cfg.listen))));
+  caps = lib.optional lowPorts "CAP_NET_BIND_SERVICE";
+
+  listenOption = default: what: mkOption {
+    type = types.str;
+    inherit default;
+    description = ''
+      ${what} listener, `HOST:PORT` (`":PORT"` for every interface). Beyond
+      loopback the hub requires `auth` or `authDir`.
+    '';
+  };
+in
+{
+  imports = [ ./common.nix ];
+
+  options.services.pinkie.hub = {
+    enable = mkEnableOption "the pinkie hub: the fleet's NATS server, event store, alerter, notifier and deploy planner";
+
+    listen = {
+      nats = listenOption "127.0.0.1:4222" "Client (operators, CLI, CI)";
+      leaf = listenOption "127.0.0.1:7422" "Leaf-node (agents)";
+      http = listenOption "127.0.0.1:8080" "HTTP (/healthz, /metrics, dashboard)";
+    };
+
+    openFirewall = mkOption {
+      type = types.bool;
+      default = false;
+      description = "Open the TCP ports of the listeners that are not on loopback.";
+    };
+
+    auth = mkOption {
+      type = types.nullOr (types.submodule {
+        options = {
+          operators = mkOption { type = types.listOf types.str; default = [ ]; description = "Operator nkey public keys (U…): may publish deploy requests and the declared fleet."; };
+          readers = mkOption { type = types.listOf types.str; default = [ ]; description = "Read-only nkey public keys (U…) for dashboards and CI."; };
+          hosts = mkOption { type = types.attrsOf types.str; default = { }; description = "Host name → the host agent's nkey public key (U…)."; };
+        };
+      });
+      default = null;
+      example = lib.literalExpression ''builtins.fromJSON (builtins.readFile ./pinkie/auth.json)'';
+      description = ''
+        Who may connect, declared in Nix: the public keys of the auth.json
+        that `pinkie keys init DIR --hosts a,b` writes. Public keys only, so
+        the Nix store is a fine place for them; a change restarts the hub.
+        Exclusive with `authDir`.
+      '';
+    };
+
+    authDir = mkOption {
+      type = types.nullOr types.str;
+      default = null;
+      example = "/var/lib/pinkie-keys";
+      description = ''
+        A directory holding auth.json (made by `pinkie keys init`), kept
+        outside the Nix store so `pinkie keys add-host` can change it: the
+        hub is restarted when auth.json changes. Only auth.json is passed to
+        the hub (as a systemd credential), never the seeds beside it.
+        Exclusive with `auth`.
+      '';
+    };
+
+    dataDir = mkOption {
+      type = types.str;
+      default = "/var/lib/pinkie-hub";
+      description = ''
+        The JetStream store (the fleet's event history). Must be below
+        /var/lib (a systemd StateDirectory of the dynamic user); to keep it
+        on a volume, mount the volume there.
+      '';
+    };
+
+    settings = mkOption {
+      type = types.submodule { freeformType = json.type; };
+      default = { };
+      example = lib.literalExpression ''
+        {
+          alerts.repeat_interval = "12h";
+          alerts.rules = [{
+            name = "fs.usage"; kind = "fs"; for = "10m";
+            levels = [ { severity = "critical"; when = "used_percent > 95"; } ];
+            summary = "{{.host}}: {{.mount}} is {{.used_percent}}% full";
+          }];
+          notify.channels.phone = {
+            type = "ntfy"; url = "https://ntfy.sh"; topic = "my-fleet";
+            token_file = "/run/credentials/pinkie-hub.service/ntfy-token";
+          };
+        }
+      '';
+      description = ''
+        The hub's configuration (`pinkie hub --config`), rendered to JSON:
+        the sections `alerts` (rules), `notify` (channels), `deploy` and
+        `dashboard`. Secrets never go here: name a key `…_file` and point it
+        at a file given with `credentials`; a literal password, token or
+        secret fails evaluation.
+      '';
+    };
+
+    credentials = mkOption {
+      type = types.attrsOf types.str;
+      default = { };
+      example = { ntfy-token = "/run/agenix/ntfy-token"; smtp-password = "/run/secrets/smtp"; };
+      description = ''
+        Secret files the hub may read, by name. Each is passed with systemd's
+        LoadCredential and readable by the hub (only) at
+        `/run/credentials/pinkie-hub.service/NAME`: use that path in the
+        `settings` keys ending in `_file`.
+      '';
+    };
+
+    credentialsDirectory = mkOption {
+      type = types.str;
+      readOnly = true;
+      default = credentialsDirectory;
+      description = "Where the hub finds its `credentials` (read-only).";
+    };
+
+    maxStore = mkOption { type = types.ints.positive; default = 10 * 1024 * 1024 * 1024; description = "JetStream file store limit in bytes."; };
+    maxEventBytes = mkOption { type = types.ints.positive; default = 65536; description = "Largest event accepted; larger ones go to the dead letters."; };
+    syncAlways = mkOption { type = types.bool; default = false; description = "fsync every write (survives power loss, slower)."; };
+    logLevel = mkOption { type = types.enum [ "debug" "info" "warn" "error" ]; default = "info"; description = "Log level."; };
+    logFormat = mkOption { type = types.enum [ "text" "json" ]; default = "text"; description = "Log format (the journal keeps either)."; };
+    extraArgs = mkOption { type = types.listOf types.str; default = [ ]; description = "Extra arguments for `pinkie hub`."; };
+  };
+
+  config = mkIf cfg.enable {
+    assertions = map (message: { assertion = false; inherit message; }) (pinkieLib.hubProblems cfg);
+
+    environment.systemPackages = [ config.services.pinkie.package ];
+
+    networking.firewall.allowedTCPPorts = mkIf cfg.openFirewall (pinkieLib.hubFirewallPorts cfg.listen);
+
+    systemd.services.pinkie-hub = {
+      description = "pinkie hub";
+      documentation = [ "https://github.com/pinkiefleet/pinkie/blob/main/docs/nixos.md" ];
+      wantedBy = [ "multi-user.target" ];
+      # Listeners may bind to addresses that need the network up.
+      wants = [ "network-online.target" ];
+      after = [ "network-online.target" ];
+      serviceConfig = {
+        ExecStart = lib.escapeShellArgs ([ (lib.getExe' config.services.pinkie.package "pinkie") "hub" ] ++ args);
+        Restart = "on-failure";
+        RestartSec = "2s";
+        # SIGTERM: the hub stops accepting, flushes the store and exits.
+        TimeoutStopSec = "90s";
+        LoadCredential = lib.optional hasAuth "auth.json:${authFile}"
+          ++ lib.mapAttrsToList (name: path: "${name}:${path}") cfg.credentials;
+
+        DynamicUser = true;
+        StateDirectory = lib.removePrefix "/var/lib/" cfg.dataDir;
+        StateDirectoryMode = "0700";
+        UMask = "0077";
+        LimitNOFILE = 65536;
+
+        CapabilityBoundingSet = if caps == [ ] then [ "" ] else caps;
+        AmbientCapabilities = caps;
+        NoNewPrivileges = true;
+        ProtectSystem = "strict";
+        ProtectHome = true;
+        PrivateTmp = true;
+        PrivateDevices = true;
+        ProtectKernelTunables = true;
+        ProtectKernelModules = true;
+        ProtectKernelLogs = true;
+        ProtectControlGroups = true;
+        ProtectClock = true;
+        ProtectHostname = true;
+        ProtectProc = "invisible";
+        # No ProcSubset=pid: /metrics' process collector reads /proc/stat.
+        # AF_NETLINK: nats-server lists interfaces when it listens on every address.
+        RestrictAddressFamilies = [ "AF_INET" "AF_INET6" "AF_UNIX" "AF_NETLINK" ];
+        RestrictNamespaces = true;
+        RestrictRealtime = true;
+        RestrictSUIDSGID = true;
+        LockPersonality = true;
+        MemoryDenyWriteExecute = true;
+        RemoveIPC = true;
+        SystemCallArchitectures = "native";
+        SystemCallFilter = [ "@system-service" "~@privileged" ];
+        SystemCallErrorNumber = "EPERM";
+      };
+    };
+
+    # With authDir, auth.json reaches the hub as a credential, copied at
+    # start: restart the hub when `pinkie keys add-host` rewrites it.
+    systemd.paths.pinkie-hub-auth = mkIf (cfg.authDir != null) {
+      description = "restart the pinkie hub when its auth file changes";
+      wantedBy = [ "multi-user.target" ];
+      pathConfig = {
+        PathChanged = "${cfg.authDir}/auth.json";
+        Unit = "pinkie-hub-auth-changed.service";
+      };
+    };
+    systemd.services.pinkie-hub-auth-changed = mkIf (cfg.authDir != null) {
+      description = "restart the pinkie hub for its new auth file";
+      serviceConfig.Type = "oneshot";
+      script = "${config.systemd.package}/bin/systemctl try-restart pinkie-hub.service";
+    };
+  };
+}

@@ -1,0 +1,365 @@
+# pinkie's Nix library: everything the NixOS modules and the fleet export
+# compute that needs no nixpkgs. It uses builtins only, imports nothing and
+# is one expression, so that
+#   - the modules share one definition of defaults, checks and command lines,
+#   - `pinkie fleet sync` can inline it into `nix eval --apply` (pure mode
+#     forbids importing a file from outside the evaluated flake),
+#   - tests on a machine without nixpkgs evaluate it for real (tests/nix_test.go).
+let
+  inherit (builtins)
+    all any attrNames concatLists concatStringsSep elem filter foldl' head
+    isAttrs isBool isList isString length listToAttrs map mapAttrs match
+    replaceStrings sort substring stringLength tail toJSON tryEval;
+
+  # Host names: subject tokens and JetStream domain parts, as
+  # events.ValidHost checks them (no '.', '*', '>' or whitespace). Tags may
+  # also hold dots, never selector syntax ('@', '&', '!', ',', '*').
+  namePattern = "[A-Za-z0-9][A-Za-z0-9_-]{0,62}";
+  validName = s: isString s && match namePattern s != null;
+  tagPattern = "[A-Za-z0-9][A-Za-z0-9_.-]{0,62}";
+  validTag = s: isString s && match tagPattern s != null;
+
+  hasPrefix = p: s: substring 0 (stringLength p) s == p;
+  hasSuffix = x: s:
+    let ls = stringLength s; lx = stringLength x;
+    in ls >= lx && substring (ls - lx) lx s == x;
+  removePrefix = p: s: if hasPrefix p s then substring (stringLength p) (stringLength s) s else s;
+  trim = s: let m = match "[[:space:]]*(.*[^[:space:]])[[:space:]]*" s; in if m == null then "" else head m;
+  splitComma = s: filter (x: x != "") (map trim (filter isString (builtins.split "," s)));
+  toLower = replaceStrings
+    [ "A" "B" "C" "D" "E" "F" "G" "H" "I" "J" "K" "L" "M" "N" "O" "P" "Q" "R" "S" "T" "U" "V" "W" "X" "Y" "Z" ]
+    [ "a" "b" "c" "d" "e" "f" "g" "h" "i" "j" "k" "l" "m" "n" "o" "p" "q" "r" "s" "t" "u" "v" "w" "x" "y" "z" ];
+  unique = foldl' (acc: x: if elem x acc then acc else acc ++ [ x ]) [ ];
+  optional = c: x: if c then [ x ] else [ ];
+  optionals = c: xs: if c then xs else [ ];
+  show = v: toJSON v;
+
+  # attrByPath [ "a" "b" ] d s is s.a.b, or d when a step is missing or not
+  # an attribute set.
+  attrByPath = path: default: set:
+    if path == [ ] then set
+    else if isAttrs set && set ? ${head path} then attrByPath (tail path) default set.${head path}
+    else default;
+
+  # tryOr d v is v, or d when evaluating v throws (a host whose module
+  # system cannot answer a question must not break the whole export).
+  tryOr = default: v: let r = tryEval (builtins.deepSeq v v); in if r.success then r.value else default;
+
+  # splitAddress "127.0.0.1:4222" = { host = "127.0.0.1"; port = 4222; },
+  # "[::1]:4222" and ":4222" (every interface) too; null when malformed.
+  splitAddress = addr:
+    let
+      v6 = match "\\[([^]]*)]:([0-9]+)" addr;
+      v4 = match "([^:]*):([0-9]+)" addr;
+      m = if v6 != null then v6 else v4;
+    in
+    if !isString addr || m == null then null
+    else { host = head m; port = builtins.fromJSON (head (tail m)); };
+
+  isLoopbackHost = h: h == "localhost" || h == "::1" || hasPrefix "127." h;
+
+  # The host of a URL such as nats-leaf://hub.lan:7422.
+  urlHost = u:
+    let m = match "[a-z-]+://(\\[[^]]*]|[^:/]*).*" u;
+    in if m == null then "" else replaceStrings [ "[" "]" ] [ "" "" ] (head m);
+  urlScheme = u: let m = match "([a-z-]+)://.*" u; in if m == null then "" else head m;
+
+  # Producer names, as producers/all.go lists them (a test keeps the two in
+  # step).
+  producerNames = [
+    "btrfs" "fail2ban" "fs" "guest" "heartbeat" "login" "mdraid" "network"
+    "path" "postgres" "profile" "smart" "systemd" "zfs"
+  ];
+
+  # Deploy goals: switch-to-configuration's actions.
+  goals = [ "switch" "boot" "test" "dry-activate" ];
+
+  # What a host's pinkie.deployment holds when it sets nothing. The NixOS
+  # option declarations take their defaults from here, and the fleet export
+  # fills in hosts that do not import pinkie's module with them.
+  deploymentDefaults = {
+    # Free-form labels to select hosts by (`pinkie deploy @web`).
+    tags = [ ];
+    # Where the closure is built: "local" (the deploying process), "target"
+    # (the host's own agent) or the name of a host whose agent has the
+    # builder role. null: the fleet default (pinkie deploy --build-on, else
+    # local).
+    buildOn = null;
+    # How to reach the host when it is not its name (an address or DNS
+    # name); null: the host's name.
+    targetHost = null;
+    # Left out of `pinkie deploy all`; only deployed when named.
+    requireExplicit = false;
+    # switch-to-configuration's action.
+    goal = "switch";
+    # Commands the agent runs after activating; a non-zero exit rolls back.
+    healthChecks = [ ];
+  };
+
+  # Secrets belong in files. A settings key that names a secret (password,
+  # token, secret, api key, credentials) must end in _file or File and hold a
+  # path; a literal secret would land in the world-readable Nix store.
+  secretKey = k:
+    let l = toLower k;
+    in match ".*(password|passwd|token|secret|api_?key|credential).*" l != null
+      && !(hasSuffix "file" l || hasSuffix "_path" l || hasSuffix "hash" l);
+  secretLiterals = prefix: v:
+    if isAttrs v then
+      concatLists (map
+        (k:
+          let p = if prefix == "" then k else "${prefix}.${k}";
+          in if secretKey k && isString v.${k} && v.${k} != "" then [ p ] else secretLiterals p v.${k})
+        (filter (k: k != "_module") (attrNames v)))
+    else if isList v then
+      concatLists (builtins.genList (i: secretLiterals "${prefix}[${toString i}]" (builtins.elemAt v i)) (length v))
+    else [ ];
+
+  # stripModule removes the module system's bookkeeping from a value about
+  # to become JSON.
+  stripModule = v:
+    if isAttrs v then mapAttrs (_: stripModule) (removeAttrs v [ "_module" ])
+    else if isList v then map stripModule v
+    else v;
+
+  # --- the hub --------------------------------------------------------------
+
+  # hubProblems cfg lists what makes a hub configuration impossible, each as
+  # a message that says how to fix it. cfg holds the module's values:
+  # { listen = { nats; leaf; http; }; auth; authDir; dataDir; settings; }.
+  hubProblems = cfg:
+    let
+      opt = "services.pinkie.hub";
+      hasAuth = cfg.auth != null || cfg.authDir != null;
+      listeners = [ "nats" "leaf" "http" ];
+      bad = filter (l: splitAddress cfg.listen.${l} == null) listeners;
+      open = filter (l: let a = splitAddress cfg.listen.${l}; in a != null && !isLoopbackHost a.host) listeners;
+    in
+    map (l: "${opt}.listen.${l} = ${show cfg.listen.${l}} is not HOST:PORT (e.g. \"127.0.0.1:4222\", \"[::1]:4222\" or \":4222\" for every interface).") bad
+    ++ optionals (!hasAuth) (map
+      (l: "${opt}.listen.${l} = ${show cfg.listen.${l}} listens beyond loopback, which needs authentication: set ${opt}.auth (the public keys of `pinkie keys init DIR`'s DIR/auth.json) or ${opt}.authDir (a directory holding auth.json), or listen on 127.0.0.1 only.")
+      open)
+    ++ optional (cfg.auth != null && cfg.authDir != null)
+      "${opt}.auth and ${opt}.authDir are both set: use auth to declare the public keys in Nix, or authDir to keep a mutable auth.json (for `pinkie keys add-host`), not both."
+    ++ optional (!hasPrefix "/var/lib/" cfg.dataDir || cfg.dataDir == "/var/lib/")
+      "${opt}.dataDir = ${show cfg.dataDir} is not below /var/lib/: the hub runs with DynamicUser, and systemd can only hand it a StateDirectory there. Mount your volume at /var/lib/pinkie-hub instead."
+    ++ map (p: "${opt}.settings.${p} holds a literal secret, which would be copied into the world-readable Nix store: put it in a file, name the key ${p}_file, and pass the file with ${opt}.credentials (it is then readable at /run/credentials/pinkie-hub.service/NAME).")
+      (secretLiterals "" cfg.settings);
+
+  # hubArgs o is the hub's command line after `pinkie hub`. o: { dataDir;
+  # listen; authDir (null: no auth); configFile (null: none); maxStore;
+  # maxEventBytes; syncAlways; logLevel; logFormat; extraArgs; }.
+  hubArgs = o:
+    [ "--data" o.dataDir "--nats" o.listen.nats "--leaf" o.listen.leaf "--http" o.listen.http
+      "--max-store" (toString o.maxStore) "--max-event-bytes" (toString o.maxEventBytes)
+      "--log-level" o.logLevel "--log-format" o.logFormat ]
+    ++ optionals (o.authDir != null) [ "--auth" o.authDir ]
+    ++ optionals (o.configFile != null) [ "--config" o.configFile ]
+    ++ optional o.syncAlways "--sync-always"
+    ++ o.extraArgs;
+
+  # hubConfig settings is the JSON document `pinkie hub --config` reads:
+  # the sections alerts, notify, deploy and dashboard, as set.
+  hubConfig = settings: stripModule settings;
+
+  # Ports to open for the listeners that are not on loopback.
+  hubFirewallPorts = listen:
+    map (a: a.port) (filter (a: a != null && !isLoopbackHost a.host)
+      (map (l: splitAddress listen.${l}) [ "nats" "leaf" "http" ]));
+
+  # --- the agent ------------------------------------------------------------
+
+  # agentProblems cfg: { name; hubs; nkeyFile; dataDir; producers; }.
+  agentProblems = cfg:
+    let
+      opt = "services.pinkie.agent";
+      schemes = [ "nats-leaf" "tls" "nats" "ws" "wss" ];
+      remote = filter (u: !isLoopbackHost (urlHost u)) cfg.hubs;
+      unknown = filter (n: !elem n producerNames) (attrNames cfg.producers);
+    in
+    optional (cfg.hubs == [ ])
+      "${opt}.enable is true but ${opt}.hubs is empty: set it to the hub's leaf URL, e.g. [ \"nats-leaf://hub.lan:7422\" ] (the hub's services.pinkie.hub.listen.leaf)."
+    ++ map (u: "${opt}.hubs: ${show u} is not a hub leaf URL: want nats-leaf://HOST:PORT (or tls://HOST:PORT).")
+      (filter (u: !elem (urlScheme u) schemes || urlHost u == "") cfg.hubs)
+    ++ optional (!validName cfg.name)
+      "${opt}.name = ${show cfg.name} is not a valid pinkie host name: use letters, digits, '-' and '_' (at most 63), no dots. It defaults to networking.hostName."
+    ++ optional (cfg.nkeyFile == null && remote != [ ])
+      "${opt}.nkeyFile is not set, but the hub ${show (head remote)} is not on this host, and a hub listening beyond loopback requires an nkey: create one with `pinkie keys init DIR --hosts ${cfg.name}` (or `pinkie keys add-host DIR ${cfg.name}`) and deploy DIR/hosts/${cfg.name}.nk to this host, e.g. with agenix or sops-nix."
+    ++ optional (cfg.nkeyFile != null && hasPrefix "/nix/store" cfg.nkeyFile)
+      "${opt}.nkeyFile = ${show cfg.nkeyFile} is in the Nix store, which every user can read: keep the seed outside it (e.g. /run/agenix/pinkie.nk or /var/lib/pinkie/${cfg.name}.nk) and give its path as a string, not a Nix path."
+    ++ optional (cfg.nkeyFile != null && !hasPrefix "/" cfg.nkeyFile)
+      "${opt}.nkeyFile = ${show cfg.nkeyFile} is not an absolute path."
+    ++ optional (!hasPrefix "/var/lib/" cfg.dataDir || cfg.dataDir == "/var/lib/")
+      "${opt}.dataDir = ${show cfg.dataDir} is not below /var/lib/: systemd hands the agent its StateDirectory there."
+    ++ map (n: "${opt}.producers.${n}: there is no producer ${show n}; producers are: ${concatStringsSep ", " producerNames}.") unknown
+    ++ map (p: "${opt}.${p} holds a literal secret, which would be copied into the world-readable Nix store: put it in a file and name the key ${p}_file (e.g. producers.postgres.password_file).")
+      (secretLiterals "producers" cfg.producers);
+
+  # agentConfig producers is the JSON document `pinkie agent --config`
+  # reads: {"producers": {"<name>": {"enabled": …, "interval": …, options…}}}.
+  # In Nix a producer is switched with `enable` (the NixOS convention); null
+  # enable/interval keep the agent's defaults.
+  agentConfig = producers: {
+    producers = mapAttrs
+      (_: p:
+        let rest = removeAttrs (stripModule p) [ "enable" "interval" ];
+        in rest
+          // (if (p.enable or null) != null then { enabled = p.enable; } else { })
+          // (if (p.interval or null) != null then { interval = p.interval; } else { }))
+      producers;
+  };
+
+  # agentArgs o is the agent's command line after `pinkie agent`. o: { name;
+  # hubs; dataDir; nkeyFile; configFile; heartbeat; outboxMaxBytes;
+  # syncAlways; logLevel; logFormat; activation (null: the agent's choice);
+  # builder; pushTo; substituter; checkSigs; deployFlake; extraArgs; }.
+  agentArgs = o:
+    [ "--name" o.name "--data" o.dataDir "--heartbeat" o.heartbeat
+      "--outbox-max-bytes" (toString o.outboxMaxBytes)
+      "--log-level" o.logLevel "--log-format" o.logFormat ]
+    ++ concatLists (map (u: [ "--hub" u ]) o.hubs)
+    ++ optionals (o.nkeyFile != null) [ "--nkey" o.nkeyFile ]
+    ++ optionals (o.configFile != null) [ "--config" o.configFile ]
+    ++ optional o.syncAlways "--sync-always"
+    ++ optionals (o.activation != null) [ "--activation" o.activation ]
+    ++ optional o.builder "--builder"
+    ++ optionals (o.pushTo != null) [ "--deploy-push" o.pushTo ]
+    ++ optionals (o.substituter != null) [ "--deploy-substituter" o.substituter ]
+    ++ optional o.checkSigs "--deploy-check-sigs"
+    ++ optionals (o.deployFlake != null) [ "--deploy-flake" o.deployFlake ]
+    ++ o.extraArgs;
+
+  # fileStoreDir "file:///var/cache/pinkie?compression=zstd" is
+  # "/var/cache/pinkie": the directory a file:// store URL writes to.
+  fileStoreDir = url:
+    let m = match "file://(/[^?]*).*" url;
+    in if !isString url || m == null then null else head m;
+
+  # --- pinkie.deployment ----------------------------------------------------
+
+  # deploymentProblems d: what is impossible in one host's
+  # pinkie.deployment d.
+  deploymentProblems = d:
+    let opt = "pinkie.deployment";
+    in
+    map (t: "${opt}.tags: ${show t} is not a valid tag: use letters, digits, '-', '_' and '.' (selectors use '@', '&', '!', ',' and '*').")
+      (filter (t: !validTag t) d.tags)
+    ++ optional (d.buildOn != null && !elem d.buildOn [ "local" "target" ] && !validName d.buildOn)
+      "${opt}.buildOn = ${show d.buildOn}: want \"local\", \"target\" or the name of a host whose agent has the builder role (services.pinkie.agent.builder.enable)."
+    ++ optional (d.targetHost != null && trim d.targetHost == "")
+      "${opt}.targetHost is an empty string: set null to reach the host by its name."
+    ++ optional (!elem d.goal goals)
+      "${opt}.goal = ${show d.goal}: want one of ${concatStringsSep ", " goals}."
+    ++ optional (any (c: trim c == "") d.healthChecks)
+      "${opt}.healthChecks holds an empty command.";
+
+  # --- the fleet export -----------------------------------------------------
+
+  # Web servers whose virtual hosts become domains.
+  nginxDomains = config:
+    let
+      vhosts = attrByPath [ "services" "nginx" "virtualHosts" ] { } config;
+      enabled = attrByPath [ "services" "nginx" "enable" ] false config;
+      one = name: v:
+        let
+          server = if (v.serverName or null) != null then v.serverName else name;
+          https = (v.forceSSL or false) || (v.onlySSL or false) || (v.addSSL or false)
+            || (v.enableACME or false) || (v.useACMEHost or null) != null;
+        in { name = server; url = "${if https then "https" else "http"}://${server}"; server = "nginx"; aliases = v.serverAliases or [ ]; };
+    in
+    if !enabled then [ ] else filter (d: usefulDomain d.name) (map (n: one n vhosts.${n}) (attrNames vhosts));
+
+  caddyDomains = config:
+    let
+      vhosts = attrByPath [ "services" "caddy" "virtualHosts" ] { } config;
+      enabled = attrByPath [ "services" "caddy" "enable" ] false config;
+      # Caddy site addresses: "example.org", "http://example.org",
+      # "example.org:8443", several comma-separated. Caddy serves HTTPS
+      # unless the address says http://.
+      parse = addr:
+        let
+          scheme = if hasPrefix "http://" addr then "http" else "https";
+          bare = removePrefix "https://" (removePrefix "http://" addr);
+          host = let m = match "([^:/]*).*" bare; in if m == null then bare else head m;
+        in { inherit scheme host; url = "${scheme}://${bare}"; };
+      one = name: v:
+        let addrs = splitComma (if (v.hostName or null) != null then v.hostName else name);
+        in
+        if addrs == [ ] then null
+        else
+          let first = parse (head addrs);
+          in { name = first.host; url = first.url; server = "caddy"; aliases = map (a: (parse a).host) (tail addrs) ++ (v.serverAliases or [ ]); };
+    in
+    if !enabled then [ ]
+    else filter (d: d != null && usefulDomain d.name) (map (n: one n vhosts.${n}) (attrNames vhosts));
+
+  # Names a dashboard cannot link to: catch-alls, regexes, wildcards,
+  # loopback, bare ports.
+  usefulDomain = n: n != "" && n != "_" && n != "localhost" && !hasPrefix "~" n && !hasPrefix "*" n
+    && !hasPrefix "127." n && !hasPrefix ":" n;
+
+  # Units the export reports when their NixOS service is enabled, besides
+  # those a host lists in pinkie.fleet.services.
+  wellKnownServices = [
+    { path = [ "services" "pinkie" "hub" ]; unit = "pinkie-hub.service"; }
+    { path = [ "services" "pinkie" "agent" ]; unit = "pinkie-agent.service"; }
+    { path = [ "services" "nginx" ]; unit = "nginx.service"; }
+    { path = [ "services" "caddy" ]; unit = "caddy.service"; }
+    { path = [ "services" "httpd" ]; unit = "httpd.service"; }
+    { path = [ "services" "postgresql" ]; unit = "postgresql.service"; }
+    { path = [ "services" "mysql" ]; unit = "mysql.service"; }
+    { path = [ "services" "openssh" ]; unit = "sshd.service"; }
+  ];
+  unitName = u: if match ".*\\.(service|timer|socket|mount|target|path)" u != null then u else "${u}.service";
+
+  hostOf = name: c:
+    let
+      config = c.config or { };
+      deployment = deploymentDefaults // stripModule (attrByPath [ "pinkie" "deployment" ] { } config);
+      enabledAt = p: tryOr false (attrByPath (p ++ [ "enable" ]) false config);
+      agent = attrByPath [ "services" "pinkie" "agent" ] { } config;
+      agentOn = tryOr false (agent.enable or false);
+      listed = tryOr [ ] (attrByPath [ "pinkie" "fleet" "services" ] [ ] config);
+      known = map (s: s.unit) (filter (s: enabledAt s.path) wellKnownServices);
+    in
+    {
+      inherit deployment;
+      system = tryOr null (c.pkgs.stdenv.hostPlatform.system or null);
+      roles = optional (enabledAt [ "services" "pinkie" "hub" ]) "hub"
+        ++ optional agentOn "agent"
+        ++ optional (agentOn && tryOr false (agent.builder.enable or false)) "builder";
+      agentName = if agentOn then tryOr null (agent.name or null) else null;
+      services = sort (a: b: a < b) (unique (known ++ map unitName listed));
+      domains = sort (a: b: a.name < b.name) (tryOr [ ] (nginxDomains config) ++ tryOr [ ] (caddyDomains config));
+    };
+
+  # fleetProblems hosts: what no single host's assertions can see.
+  fleetProblems = hosts:
+    concatLists (map
+      (n:
+        let h = hosts.${n}; b = h.deployment.buildOn;
+        in
+        optional (!validName n)
+          "nixosConfigurations.${n}: ${show n} is not a valid pinkie host name (letters, digits, '-', '_'; no dots)."
+        ++ optional (b != null && !elem b [ "local" "target" ] && !(hosts ? ${b}))
+          "nixosConfigurations.${n}: pinkie.deployment.buildOn = ${show b}, but there is no host ${show b} in nixosConfigurations."
+        ++ optional (b != null && hosts ? ${b} && b != n && !elem "builder" hosts.${b}.roles)
+          "nixosConfigurations.${n}: pinkie.deployment.buildOn = ${show b}, but ${b}'s agent does not have the builder role: set services.pinkie.agent.builder.enable = true on ${b}."
+        ++ optional (h.agentName != null && h.agentName != n)
+          "nixosConfigurations.${n}: its agent calls itself ${show h.agentName} (services.pinkie.agent.name), so deploy requests for ${show n} would never reach it: name the configuration after the host, or set services.pinkie.agent.name = ${show n}.")
+      (attrNames hosts));
+
+  # fleet nixosConfigurations renders the whole fleet as one JSON-ready
+  # value: per host its deployment options, roles, services and domains,
+  # plus the problems found across hosts. `pinkie fleet sync` publishes it.
+  fleet = configurations:
+    let hosts = mapAttrs hostOf configurations;
+    in { version = 1; inherit hosts; problems = fleetProblems hosts; };
+
+in
+{
+  inherit
+    namePattern tagPattern validName splitAddress isLoopbackHost urlHost producerNames goals
+    deploymentDefaults secretLiterals hubProblems hubArgs hubConfig hubFirewallPorts
+    agentProblems agentConfig agentArgs fileStoreDir deploymentProblems
+    fleet;
+}
