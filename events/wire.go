@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"time"
+	"unicode/utf8"
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/cloudevents/sdk-go/v2/types"
@@ -50,15 +51,80 @@ func encodeWire(e Event) ([]byte, error) {
 	if e.Context == nil {
 		return nil, fmt.Errorf("event has no context")
 	}
-	w := wireEvent{
-		SpecVersion: e.SpecVersion(), ID: e.ID(), Source: e.Source(), Type: e.Type(), Subject: e.Subject(),
-		Time: e.Time().UTC().Format(time.RFC3339Nano), DataContentType: e.DataContentType(),
-		DataSchema: e.DataSchema(), Data: e.Data(),
-	}
 	if e.DataBase64 {
 		return nil, fmt.Errorf("event %s carries base64 data; pinkie events carry JSON", e.ID())
 	}
-	return json.Marshal(w)
+	data := e.Data()
+	if len(data) == 0 || !json.Valid(data) {
+		return nil, fmt.Errorf("event %s: data is not JSON", e.ID())
+	}
+	// Written by hand: the attributes are a fixed set, and this runs for
+	// every event an agent stores.
+	b := make([]byte, 0, 256+len(data))
+	b = append(b, `{"specversion":`...)
+	b = appendJSONString(b, e.SpecVersion())
+	b = append(b, `,"id":`...)
+	b = appendJSONString(b, e.ID())
+	b = append(b, `,"source":`...)
+	b = appendJSONString(b, e.Source())
+	b = append(b, `,"type":`...)
+	b = appendJSONString(b, e.Type())
+	if sub := e.Subject(); sub != "" {
+		b = append(b, `,"subject":`...)
+		b = appendJSONString(b, sub)
+	}
+	b = append(b, `,"time":`...)
+	b = appendJSONString(b, e.Time().UTC().Format(time.RFC3339Nano))
+	b = append(b, `,"datacontenttype":`...)
+	b = appendJSONString(b, e.DataContentType())
+	b = append(b, `,"dataschema":`...)
+	b = appendJSONString(b, e.DataSchema())
+	b = append(b, `,"data":`...)
+	b = append(b, data...)
+	return append(b, '}'), nil
+}
+
+// appendJSONString appends s as a JSON string, escaped as encoding/json
+// does (HTML characters and U+2028/U+2029 included).
+func appendJSONString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\':
+				b = append(b, '\\', c)
+			case c == '\n':
+				b = append(b, '\\', 'n')
+			case c == '\r':
+				b = append(b, '\\', 'r')
+			case c == '\t':
+				b = append(b, '\\', 't')
+			case c == '\b':
+				b = append(b, '\\', 'b')
+			case c == '\f':
+				b = append(b, '\\', 'f')
+			case c < 0x20 || c == '<' || c == '>' || c == '&':
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			default:
+				b = append(b, c)
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			b = append(b, `\ufffd`...)
+		case r == '\u2028' || r == '\u2029':
+			b = append(b, '\\', 'u', '2', '0', '2', hex[r&0xf])
+		default:
+			b = append(b, s[i:i+size]...)
+		}
+		i += size
+	}
+	return append(b, '"')
 }
 
 // decodeWire parses structured-mode JSON strictly: unknown attributes
@@ -94,9 +160,6 @@ func decodeWire(b []byte) (Event, error) {
 	if w.DataContentType != event.ApplicationJSON {
 		return Event{}, fmt.Errorf("datacontenttype %q, want application/json", w.DataContentType)
 	}
-	var compact bytes.Buffer
-	if err := json.Compact(&compact, w.Data); err != nil {
-		return Event{}, fmt.Errorf("data: %v", err)
-	}
-	return build(w.ID, w.Source, w.Type, w.Subject, t, w.DataSchema, compact.Bytes())
+	// The decoder has checked that data is well-formed JSON.
+	return build(w.ID, w.Source, w.Type, w.Subject, t, w.DataSchema, []byte(w.Data))
 }

@@ -108,3 +108,19 @@ func TestDecodeRefusesWhatIsNotAPinkieEvent(t *testing.T) {
 		}
 	}
 }
+
+// appendJSONString must write what encoding/json writes.
+func FuzzAppendJSONString(f *testing.F) {
+	for _, s := range []string{"", "plain", `quote " back \ slash`, "ctl \x00\x01\x1f\x7f", "tab\tnl\ncr\r", "<&>", "ü €𝄞", "\u2028\u2029", "bad \xff\xfe utf8", "pinkie://goliath/heartbeat"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		want, err := json.Marshal(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := appendJSONString(nil, s); string(got) != string(want) {
+			t.Fatalf("appendJSONString(%q) = %s, encoding/json writes %s", s, got, want)
+		}
+	})
+}

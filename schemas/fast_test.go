@@ -105,7 +105,7 @@ func TestFastValidatorAgreesWithFull(t *testing.T) {
 		}
 		base := ev["data"]
 		agreeValid := 0
-		for i := 0; i < 3000; i++ {
+		for i := 0; i < 1500; i++ {
 			v := base
 			for j := 0; j <= r.Intn(3); j++ {
 				v = mutate(r, v, 0)

@@ -44,6 +44,9 @@ type HubOptions struct {
 	Version    string
 	// Services run inside the hub once its streams exist.
 	Services []HubService
+	// HTTPHandler, when set, serves every HTTP path besides /metrics and
+	// /healthz (the dashboard).
+	HTTPHandler http.Handler
 }
 
 // Hub is a running pinkie hub.
@@ -67,6 +70,7 @@ type Hub struct {
 	stop      context.CancelFunc
 	wg        sync.WaitGroup
 	ingestCC  jetstream.ConsumeContext
+	checked   chan pendingPub
 	pending   chan pendingPub
 	ackerDone chan struct{}
 	closed    bool

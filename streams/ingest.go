@@ -67,8 +67,13 @@ func (h *Hub) startIngest(ctx context.Context) error {
 		return fmt.Errorf("create ingest consumer: %w", err)
 	}
 	checker := &ingest.Checker{Schemas: h.schemas, MaxSize: h.opts.MaxEventBytes}
+	// Three goroutines in a row: the consumer's callback checks each
+	// message, the publisher forwards it, the acker settles it. Each keeps
+	// the stream's order.
+	h.checked = make(chan pendingPub, 4096)
 	h.pending = make(chan pendingPub, 8192)
 	h.ackerDone = make(chan struct{})
+	go h.publishForwards(ctx)
 	go h.ackForwards(ctx)
 	h.ingestCC, err = cons.Consume(func(msg jetstream.Msg) {
 		h.forward(ctx, checker, msg)
@@ -110,15 +115,38 @@ func (h *Hub) forward(ctx context.Context, checker *ingest.Checker, msg jetstrea
 		h.log.Warn("event refused", "host", d.Host, "subject", m.Subject, "reason", d.Reason)
 	}
 	p.out = out
-	f, err := h.js.PublishMsgAsync(out)
-	if err != nil {
-		// Could not even queue it: leave it to the acker to retry in order.
-		f = nil
-	}
-	p.future = f
 	select {
-	case h.pending <- p:
+	case h.checked <- p:
 	case <-ctx.Done():
+	}
+}
+
+// publishForwards publishes checked messages asynchronously, in order,
+// and hands them to the acker.
+func (h *Hub) publishForwards(ctx context.Context) {
+	for {
+		var p pendingPub
+		select {
+		case <-ctx.Done():
+			return
+		case p = <-h.checked:
+		}
+		if p.src != nil {
+			f, err := h.js.PublishMsgAsync(p.out)
+			if err != nil {
+				// Could not even queue it: the acker retries it in order.
+				f = nil
+			}
+			p.future = f
+		}
+		select {
+		case h.pending <- p:
+		case <-ctx.Done():
+			return
+		}
+		if p.src == nil { // stopIngest's marker
+			return
+		}
 	}
 }
 
@@ -247,7 +275,7 @@ func (h *Hub) stopIngest() {
 		h.log.Warn("ingest consumer did not drain in time")
 	}
 	select {
-	case h.pending <- pendingPub{}:
+	case h.checked <- pendingPub{}:
 	case <-h.ackerDone:
 		return
 	}
