@@ -28,6 +28,9 @@ type fail2banOptions struct {
 	Journal bool   `json:"journal,omitempty"`
 	Poll    string `json:"poll,omitempty"`
 	Follow  *bool  `json:"follow,omitempty"`
+	// FromStart reads the log from its start the first time (no saved
+	// position); by default a new follower starts at the log's end.
+	FromStart bool `json:"from_start,omitempty"`
 }
 
 func fail2banSpec() Spec {
@@ -123,6 +126,7 @@ func (f *Fail2ban) Stream(ctx context.Context, env Env, emit func(context.Contex
 	// with logtarget set) even on journald hosts: prefer that file.
 	o, ok := logfollowSourceFor(env, f.opts.File, f.opts.Journal, f.opts.Poll, f.opts.Follow,
 		[]string{"/var/log/fail2ban.log"}, []string{"_SYSTEMD_UNIT=fail2ban.service"}, true)
+	o.FromStart = f.opts.FromStart
 	if !ok {
 		return fmt.Errorf("fail2ban: no /var/log/fail2ban.log and no journal: %w", ErrNotApplicable)
 	}

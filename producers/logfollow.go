@@ -52,6 +52,11 @@ type logfollowOptions struct {
 	Poll time.Duration
 	// Follow keeps reading as the log grows; false stops at its end.
 	Follow bool
+	// FromStart reads a log met for the first time (no saved position)
+	// from its start. Otherwise a follower starts at its end, so a new
+	// agent does not report a file's old history as news; a one-off
+	// read (Follow false) always reads it all.
+	FromStart bool
 }
 
 // logfollowFilePos is the persisted position in a log file: which file
@@ -162,6 +167,16 @@ func (f *logfollowFile) start() error {
 	}
 	switch {
 	case !have || saved.ID == "":
+		if f.opts.Follow && !f.opts.FromStart && err == nil {
+			logfollowLogger(f.env).Info("following a log for the first time: starting at its end (earlier lines are not reported)", "file", "/"+f.path)
+			if err := f.open(f.path, id, size); err != nil {
+				return err
+			}
+			// Remember the starting point at once: a restart before the
+			// next line must continue from here, not from a later end.
+			f.dirty = true
+			return f.save(false)
+		}
 		return f.open(f.path, "", 0)
 	case err == nil && id == saved.ID:
 		if size < saved.Offset { // truncated in place since
@@ -428,9 +443,12 @@ func logfollowJournal(ctx context.Context, env Env, o logfollowOptions, handle l
 		if err != nil {
 			return fmt.Errorf("read saved journal cursor: %w", err)
 		}
-		if ok && len(cur) > 0 {
+		switch {
+		case ok && len(cur) > 0:
 			args = append(args, "--after-cursor="+string(cur))
-		} else {
+		case o.Follow && !o.FromStart:
+			args = append(args, "--lines=0") // first start: only what happens from now on
+		default:
 			args = append(args, "--boot", "--lines=all")
 		}
 	}

@@ -29,7 +29,7 @@ func newLogfollowTester(t *testing.T) *logfollowTester {
 }
 
 func (lt *logfollowTester) start() {
-	l, err := NewLogin(json.RawMessage(`{"file": "/auth.log", "poll": "5ms"}`))
+	l, err := NewLogin(json.RawMessage(`{"file": "/auth.log", "poll": "5ms", "from_start": true}`))
 	if err != nil {
 		lt.t.Fatal(err)
 	}
@@ -149,4 +149,50 @@ func TestLogfollowLikeTailF(t *testing.T) {
 	lt.write("auth.log", logfollowLine("e3"), os.O_APPEND)
 	lt.expect("e3")
 	lt.stop()
+}
+
+// TestLogfollowFirstStartAtEnd: a follower meeting a log for the first
+// time does not report its old lines, only what is written from then on.
+func TestLogfollowFirstStartAtEnd(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "auth.log"), []byte(logfollowLine("old")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	l, err := NewLogin(json.RawMessage(`{"file": "/auth.log", "poll": "5ms"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	got := make(chan string, 10)
+	state := &MemState{}
+	go func() {
+		_ = l.Stream(ctx, Env{Host: "h", Root: os.DirFS(dir), Now: func() time.Time { return loginTestNow }, State: state},
+			func(_ context.Context, o Observation) error { got <- o.Data.(events.Login).User; return nil })
+	}()
+	// Wait until the follower has saved its starting position, then grow the log.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, ok, _ := state.Get(logfollowPosKey); ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the follower saved no starting position")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	f, err := os.OpenFile(filepath.Join(dir, "auth.log"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = f.WriteString(logfollowLine("new"))
+	f.Close()
+	select {
+	case u := <-got:
+		if u != "new" {
+			t.Fatalf("first login reported is %s, want new (old lines are not news)", u)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no login reported")
+	}
 }

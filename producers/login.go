@@ -31,6 +31,9 @@ type loginOptions struct {
 	Poll string `json:"poll,omitempty"`
 	// Follow false reads to the end of the log and stops (pinkie collect).
 	Follow *bool `json:"follow,omitempty"`
+	// FromStart reads the log from its start the first time (no saved
+	// position); by default a new follower starts at the log's end.
+	FromStart bool `json:"from_start,omitempty"`
 }
 
 func loginSpec() Spec {
@@ -66,6 +69,7 @@ var loginJournalMatches = []string{"SYSLOG_IDENTIFIER=sshd", "+", "SYSLOG_IDENTI
 func (l *Login) Stream(ctx context.Context, env Env, emit func(context.Context, Observation) error) error {
 	o, ok := logfollowSourceFor(env, l.opts.File, l.opts.Journal, l.opts.Poll, l.opts.Follow,
 		[]string{"/var/log/auth.log", "/var/log/secure"}, loginJournalMatches, false)
+	o.FromStart = l.opts.FromStart
 	if !ok {
 		return fmt.Errorf("login: no journal and no /var/log/auth.log or /var/log/secure: %w", ErrNotApplicable)
 	}

@@ -254,7 +254,7 @@ func TestLoginJournal(t *testing.T) {
 		t.Errorf("restart from the cursor emitted %d, err %v", len(got), err)
 	}
 	calls := run.Calls()
-	if !strings.Contains(calls[0], "--boot") || !strings.Contains(calls[1], "--after-cursor=s=1;i=3") {
+	if !strings.Contains(calls[0], "--lines=0") || !strings.Contains(calls[1], "--after-cursor=s=1;i=3") {
 		t.Errorf("journalctl calls: %q", calls)
 	}
 }

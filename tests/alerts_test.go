@@ -237,7 +237,9 @@ func TestLoginLineBecomesAlert(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := writeHubConfig(t, map[string]any{"producers": map[string]any{"login": map[string]any{"file": logFile}}})
-	af.startAgent("goliath", t.TempDir(), "", "--config", cfg, "--producers", "login")
+	agent := af.startAgent("goliath", t.TempDir(), "", "--config", cfg, "--producers", "login")
+	// A new follower starts at the log's end: append only once it is there.
+	agent.waitFor("following a log for the first time", 30*time.Second)
 	sub := natsSub(t, af.fleet, "pinkie.alert.goliath.*", 1)
 	fh, err := os.OpenFile(logFile, os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {

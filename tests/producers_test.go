@@ -129,8 +129,8 @@ func fixtureHost(t *testing.T) (root, config string) {
 	writeFile(t, filepath.Join(root, "srv", "data", "blob"), strings.Repeat("x", 4096))
 	config = filepath.Join(t.TempDir(), "agent.json")
 	writeFile(t, config, `{"producers": {
-  "login": {"file": "/var/log/auth.log"},
-  "fail2ban": {"file": "/var/log/fail2ban.log"},
+  "login": {"file": "/var/log/auth.log", "from_start": true},
+  "fail2ban": {"file": "/var/log/fail2ban.log", "from_start": true},
   "smart": {"smartctl": "always", "devices": [], "smartctl_devices": [{"device": "/dev/sdc", "type": "sat"}]},
   "path": {"paths": ["/srv/data"]},
   "postgres": {"enabled": false}
