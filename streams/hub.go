@@ -2,6 +2,7 @@ package streams
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -223,11 +224,16 @@ func (h *Hub) ensureStreams(ctx context.Context) error {
 		for _, n := range h.auth.HostNames() {
 			hosts[n] = true
 		}
-	} else if st, err := h.js.Stream(ctx, IngestStream); err == nil {
-		// Without an auth file, the hosts already sourced stay sourced.
-		for _, src := range st.CachedInfo().Config.Sources {
-			if host, ok := hostOfSource(src); ok {
-				hosts[host] = true
+	} else {
+		// Without an auth file, the hosts sourced before stay sourced.
+		for _, host := range h.loadKnownHosts() {
+			hosts[host] = true
+		}
+		if st, err := h.js.Stream(ctx, IngestStream); err == nil {
+			for _, src := range st.CachedInfo().Config.Sources {
+				if host, ok := hostOfSource(src); ok {
+					hosts[host] = true
+				}
 			}
 		}
 	}
@@ -256,7 +262,59 @@ func (h *Hub) setIngestHosts(ctx context.Context, hosts map[string]bool) error {
 	h.mu.Lock()
 	h.hosts = hosts
 	h.mu.Unlock()
+	if h.auth == nil {
+		b, _ := json.Marshal(names)
+		if err := writeFileAtomic(filepath.Join(h.opts.DataDir, knownHostsFile), b, 0o600); err != nil {
+			h.log.Warn("remember sourced hosts", "err", err)
+		}
+	}
 	return nil
+}
+
+// knownHostsFile remembers, without an auth file, which hosts INGEST
+// sources: the sources are removed at every clean shutdown.
+const knownHostsFile = "hosts.json"
+
+func (h *Hub) loadKnownHosts() []string {
+	b, err := os.ReadFile(filepath.Join(h.opts.DataDir, knownHostsFile))
+	if err != nil {
+		return nil
+	}
+	var names []string
+	if err := json.Unmarshal(b, &names); err != nil {
+		h.log.Warn("read sourced hosts", "file", knownHostsFile, "err", err)
+		return nil
+	}
+	var out []string
+	for _, n := range names {
+		if events.ValidHost(n) == nil {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// stopSourcing removes INGEST's sources before the server shuts down.
+// nats-server stops JetStream before it closes leaf connections, so a
+// source still flowing at that moment could have an agent's events
+// acknowledged (and dropped from its OUTBOX) without their being stored.
+// Without sources nothing flows; the next start adds them again and each
+// resumes from its agent's consumer, where it stopped.
+func (h *Hub) stopSourcing() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := h.js.CreateOrUpdateStream(ctx, ingestConfig(nil)); err != nil {
+		h.log.Warn("stop sourcing before shutdown", "err", err)
+		return
+	}
+	// Let messages already received be stored before JetStream stops.
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); {
+		st, err := h.js.Stream(ctx, IngestStream)
+		if err != nil || len(st.CachedInfo().Sources) == 0 {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // Hosts returns the hosts the hub sources events from.
@@ -387,6 +445,9 @@ func (h *Hub) Close() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		_ = h.http.Shutdown(ctx)
 		cancel()
+	}
+	if h.js != nil && h.srv != nil && h.srv.JetStreamEnabled() {
+		h.stopSourcing()
 	}
 	h.stopIngest()
 	if h.stop != nil {
