@@ -20,17 +20,7 @@ import (
 // follows the journal (fail2ban.service) or /var/log/fail2ban.log, with the
 // read position and the banned addresses kept in the agent's state.
 type Fail2ban struct {
-	opts fail2banOptions
-}
-
-type fail2banOptions struct {
-	File    string `json:"file,omitempty"`
-	Journal bool   `json:"journal,omitempty"`
-	Poll    string `json:"poll,omitempty"`
-	Follow  *bool  `json:"follow,omitempty"`
-	// FromStart reads the log from its start the first time (no saved
-	// position); by default a new follower starts at the log's end.
-	FromStart bool `json:"from_start,omitempty"`
+	opts LogSourceOptions
 }
 
 func fail2banSpec() Spec {
@@ -41,17 +31,9 @@ func fail2banSpec() Spec {
 // NewFail2ban builds the fail2ban producer from its options
 // ({"file": PATH} or {"journal": true}, "poll", "follow").
 func NewFail2ban(raw json.RawMessage) (*Fail2ban, error) {
-	var o fail2banOptions
-	if err := DecodeOptions(raw, &o); err != nil {
+	o, err := decodeLogSourceOptions(raw)
+	if err != nil {
 		return nil, err
-	}
-	if o.File != "" && o.Journal {
-		return nil, fmt.Errorf("options: file and journal exclude each other")
-	}
-	if o.Poll != "" {
-		if d, err := time.ParseDuration(o.Poll); err != nil || d <= 0 {
-			return nil, fmt.Errorf("options: poll: want a positive duration, got %q", o.Poll)
-		}
 	}
 	return &Fail2ban{opts: o}, nil
 }
@@ -124,9 +106,7 @@ func (f *Fail2ban) Stream(ctx context.Context, env Env, emit func(context.Contex
 	}
 	// fail2ban writes to /var/log/fail2ban.log by default (Debian, NixOS
 	// with logtarget set) even on journald hosts: prefer that file.
-	o, ok := logfollowSourceFor(env, f.opts.File, f.opts.Journal, f.opts.Poll, f.opts.Follow,
-		[]string{"/var/log/fail2ban.log"}, []string{"_SYSTEMD_UNIT=fail2ban.service"}, true)
-	o.FromStart = f.opts.FromStart
+	o, ok := f.opts.source(env, []string{"/var/log/fail2ban.log"}, []string{"_SYSTEMD_UNIT=fail2ban.service"}, true)
 	if !ok {
 		return fmt.Errorf("fail2ban: no /var/log/fail2ban.log and no journal: %w", ErrNotApplicable)
 	}

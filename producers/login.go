@@ -7,7 +7,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/pinkiefleet/pinkie/events"
 )
@@ -18,22 +17,7 @@ import (
 // file such as /var/log/auth.log as `tail -F` would, and keeps its read
 // position in the agent's state.
 type Login struct {
-	opts loginOptions
-}
-
-type loginOptions struct {
-	// File is the log file to follow (default /var/log/auth.log, or
-	// /var/log/secure where that exists instead, when there is no journal).
-	File string `json:"file,omitempty"`
-	// Journal reads the journal with journalctl.
-	Journal bool `json:"journal,omitempty"`
-	// Poll is how often a file is checked for growth ("1s").
-	Poll string `json:"poll,omitempty"`
-	// Follow false reads to the end of the log and stops (pinkie collect).
-	Follow *bool `json:"follow,omitempty"`
-	// FromStart reads the log from its start the first time (no saved
-	// position); by default a new follower starts at the log's end.
-	FromStart bool `json:"from_start,omitempty"`
+	opts LogSourceOptions
 }
 
 func loginSpec() Spec {
@@ -44,17 +28,9 @@ func loginSpec() Spec {
 // NewLogin builds the login producer from its options
 // ({"file": PATH} or {"journal": true}, "poll", "follow").
 func NewLogin(raw json.RawMessage) (*Login, error) {
-	var o loginOptions
-	if err := DecodeOptions(raw, &o); err != nil {
+	o, err := decodeLogSourceOptions(raw)
+	if err != nil {
 		return nil, err
-	}
-	if o.File != "" && o.Journal {
-		return nil, fmt.Errorf("options: file and journal exclude each other")
-	}
-	if o.Poll != "" {
-		if d, err := time.ParseDuration(o.Poll); err != nil || d <= 0 {
-			return nil, fmt.Errorf("options: poll: want a positive duration, got %q", o.Poll)
-		}
 	}
 	return &Login{opts: o}, nil
 }
@@ -67,9 +43,7 @@ var loginJournalMatches = []string{"SYSLOG_IDENTIFIER=sshd", "+", "SYSLOG_IDENTI
 
 // Stream follows the log and emits a "login" observation per login.
 func (l *Login) Stream(ctx context.Context, env Env, emit func(context.Context, Observation) error) error {
-	o, ok := logfollowSourceFor(env, l.opts.File, l.opts.Journal, l.opts.Poll, l.opts.Follow,
-		[]string{"/var/log/auth.log", "/var/log/secure"}, loginJournalMatches, false)
-	o.FromStart = l.opts.FromStart
+	o, ok := l.opts.source(env, []string{"/var/log/auth.log", "/var/log/secure"}, loginJournalMatches, false)
 	if !ok {
 		return fmt.Errorf("login: no journal and no /var/log/auth.log or /var/log/secure: %w", ErrNotApplicable)
 	}
