@@ -113,6 +113,32 @@ func (s *notifierService) Run(ctx context.Context, h *Hub) error {
 	if err := n.Load(ctx); err != nil {
 		return err
 	}
+	log := s.o.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	// Tag routes read the declared fleet: the latest one is read before
+	// any alert is handled, and newer ones are followed while it runs. If
+	// following fails, the service stops (and is restarted).
+	fleetErr := make(chan error, 1)
+	if n.RoutesByTag() {
+		seq, err := loadFleet(ctx, js, n, log)
+		if err != nil {
+			return err
+		}
+		go func() {
+			err := followFleet(ctx, js, seq, n, log)
+			fleetErr <- err
+			if err != nil {
+				cancel()
+			}
+		}()
+	} else {
+		fleetErr <- nil
+	}
+	defer func() { cancel(); <-fleetErr }()
 	sub, err := h.Conn().Subscribe(NotifyTestSubject, func(m *nats.Msg) {
 		var req NotifyTestRequest
 		_ = json.Unmarshal(m.Data, &req)
@@ -135,8 +161,6 @@ func (s *notifierService) Run(ctx context.Context, h *Hub) error {
 		return fmt.Errorf("notifier: subscribe %s: %w", NotifyTestSubject, err)
 	}
 	defer sub.Unsubscribe()
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -157,7 +181,7 @@ func (s *notifierService) Run(ctx context.Context, h *Hub) error {
 		start := time.Now().Add(-10 * time.Minute)
 		cfg.OptStartTime = &start
 	}
-	return Consume(ctx, js, AlertsStream, cfg, func(ctx context.Context, m jetstream.Msg) error {
+	err = Consume(ctx, js, AlertsStream, cfg, func(ctx context.Context, m jetstream.Msg) error {
 		md, err := m.Metadata()
 		if err != nil {
 			return err
@@ -170,4 +194,81 @@ func (s *notifierService) Run(ctx context.Context, h *Hub) error {
 		}
 		return nil
 	})
+	select {
+	case ferr := <-fleetErr:
+		fleetErr <- ferr // for the deferred wait
+		if ferr != nil {
+			return ferr
+		}
+	default:
+	}
+	return err
+}
+
+// loadFleet gives the notifier the latest declared fleet in FLEET (none
+// if nothing was declared yet) and returns its stream sequence.
+func loadFleet(ctx context.Context, js jetstream.JetStream, n *notifier.Notifier, log *slog.Logger) (uint64, error) {
+	st, err := js.Stream(ctx, FleetStream)
+	if err != nil {
+		return 0, fmt.Errorf("notifier: stream %s: %w", FleetStream, err)
+	}
+	m, err := st.GetLastMsgForSubject(ctx, events.FleetDeclaredSubject)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		n.SetFleet(notifier.Fleet{Tags: map[string][]string{}})
+		log.Warn("notifier: no declared fleet yet; channels routed by tags take no alerts until pinkie fleet sync publishes one")
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("notifier: read the declared fleet: %w", err)
+	}
+	applyFleet(n, m.Sequence, m.Data, log)
+	return m.Sequence, nil
+}
+
+// followFleet applies each fleet declared after FLEET sequence seq, until
+// ctx ends.
+func followFleet(ctx context.Context, js jetstream.JetStream, seq uint64, n *notifier.Notifier, log *slog.Logger) error {
+	cons, err := js.OrderedConsumer(ctx, FleetStream, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{events.FleetDeclaredSubject},
+		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy, OptStartSeq: seq + 1,
+	})
+	if err != nil {
+		return fmt.Errorf("notifier: follow the declared fleet: %w", err)
+	}
+	it, err := cons.Messages()
+	if err != nil {
+		return fmt.Errorf("notifier: follow the declared fleet: %w", err)
+	}
+	go func() {
+		<-ctx.Done()
+		it.Stop()
+	}()
+	for {
+		m, err := it.Next()
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+				return nil
+			}
+			return fmt.Errorf("notifier: follow the declared fleet: %w", err)
+		}
+		md, err := m.Metadata()
+		if err != nil {
+			return fmt.Errorf("notifier: follow the declared fleet: %w", err)
+		}
+		applyFleet(n, md.Sequence.Stream, m.Data(), log)
+	}
+}
+
+// applyFleet decodes a stored fleet.declared event and hands it to the
+// notifier; one that does not decode is logged and skipped (the previous
+// fleet stays).
+func applyFleet(n *notifier.Notifier, seq uint64, data []byte, log *slog.Logger) {
+	f, err := notifier.FleetFromEvent(seq, data)
+	if err != nil {
+		log.Error("notifier: ignoring a declared fleet that does not decode; tag routes keep the previous one", "fleet_seq", seq, "err", err)
+		return
+	}
+	if n.SetFleet(f) {
+		log.Info("notifier: routing by the declared fleet", "fleet_seq", seq, "flake", f.Flake, "hosts", len(f.Tags))
+	}
 }

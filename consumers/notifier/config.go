@@ -45,14 +45,20 @@ type Route struct {
 	// if any pattern does.
 	Hosts []string `json:"hosts,omitempty"`
 	Rules []string `json:"rules,omitempty"`
+	// Tags are shell patterns on the host's pinkie.deployment.tags in the
+	// latest declared fleet (see Fleet); an alert matches if any pattern
+	// matches any of its host's tags. A host not in the declared fleet, or
+	// with no tags, matches no tag route.
+	Tags []string `json:"tags,omitempty"`
 	// Labels must all match (patterns), e.g. {"kind": "fs"}.
 	Labels map[string]string `json:"labels,omitempty"`
 	// SkipResolved: do not send resolved notices.
 	SkipResolved bool `json:"skip_resolved,omitempty"`
 }
 
-// Matches reports whether the route takes an alert.
-func (r Route) Matches(a events.Alert) bool {
+// Matches reports whether the route takes an alert; fleet is the latest
+// declared fleet (only tag routes read it).
+func (r Route) Matches(a events.Alert, fleet Fleet) bool {
 	if r.MinSeverity != "" && rank(a.Severity) > rank(r.MinSeverity) {
 		return false
 	}
@@ -60,6 +66,9 @@ func (r Route) Matches(a events.Alert) bool {
 		return false
 	}
 	if !anyMatch(r.Hosts, a.Host) || !anyMatch(r.Rules, a.Rule) {
+		return false
+	}
+	if len(r.Tags) > 0 && !fleet.hostTagged(a.Host, r.Tags) {
 		return false
 	}
 	labels := map[string]string{"host": a.Host, "rule": a.Rule, "object": a.Object, "severity": a.Severity}
@@ -181,7 +190,7 @@ func checkRoute(r Route) error {
 	if r.MinSeverity != "" && rank(r.MinSeverity) == 2 && r.MinSeverity != events.SeverityInfo {
 		return fmt.Errorf("min_severity %q: want critical, warning or info", r.MinSeverity)
 	}
-	for _, p := range append(append([]string{}, r.Hosts...), r.Rules...) {
+	for _, p := range append(append(append([]string{}, r.Hosts...), r.Rules...), r.Tags...) {
 		if _, err := path.Match(p, ""); err != nil {
 			return fmt.Errorf("pattern %q: %w", p, err)
 		}

@@ -52,7 +52,21 @@ type JobAlert struct {
 
 func (j *Job) key() string { return "job." + j.Channel + "." + j.ID }
 
-const seenKey = "_seen"
+const (
+	seenKey  = "_seen"
+	routeKey = "_route"
+)
+
+// routeDecision is the channels an alert was routed to, stored before its
+// jobs when a channel routes by tags: if handling it is interrupted (a
+// crash, a store error) and the alert comes again, it goes to the same
+// channels even if a newer declared fleet arrived in between.
+type routeDecision struct {
+	Seq      uint64   `json:"seq"`
+	EventID  string   `json:"event_id"`
+	FleetSeq uint64   `json:"fleet_seq"`
+	Channels []string `json:"channels"`
+}
 
 // Notifier routes alert events to channels and delivers them.
 type Notifier struct {
@@ -64,10 +78,14 @@ type Notifier struct {
 	log                 *slog.Logger
 	kind                events.Kind
 
-	mu   sync.Mutex
-	jobs map[string]*Job // by key
-	seen uint64
-	wake map[string]chan struct{}
+	tagRoutes bool
+
+	mu       sync.Mutex
+	jobs     map[string]*Job // by key
+	seen     uint64
+	fleet    Fleet
+	decision routeDecision
+	wake     map[string]chan struct{}
 }
 
 // Options configure a Notifier.
@@ -100,8 +118,35 @@ func New(o Options) *Notifier {
 	n.kind, _ = events.Lookup("notify.delivery")
 	for _, c := range o.Channels {
 		n.wake[c.Name()] = make(chan struct{}, 1)
+		if len(c.Route().Tags) > 0 {
+			n.tagRoutes = true
+		}
 	}
 	return n
+}
+
+// RoutesByTag reports whether a channel routes by tags, so the notifier
+// needs the declared fleet (SetFleet) before it handles alerts.
+func (n *Notifier) RoutesByTag() bool { return n.tagRoutes }
+
+// SetFleet makes f the declared fleet tag routes read, unless the notifier
+// already has a later one (a higher FLEET sequence). It reports whether f
+// was taken.
+func (n *Notifier) SetFleet(f Fleet) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if f.Seq <= n.fleet.Seq && n.fleet.Tags != nil {
+		return false
+	}
+	n.fleet = f
+	return true
+}
+
+// Fleet returns the declared fleet tag routes read.
+func (n *Notifier) Fleet() Fleet {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.fleet
 }
 
 // Channels returns the configured channels.
@@ -118,6 +163,12 @@ func (n *Notifier) Load(ctx context.Context) error {
 	for k, v := range all {
 		if k == seenKey {
 			if err := json.Unmarshal(v, &n.seen); err != nil {
+				return fmt.Errorf("notifier %s: %w", k, err)
+			}
+			continue
+		}
+		if k == routeKey {
+			if err := json.Unmarshal(v, &n.decision); err != nil {
 				return fmt.Errorf("notifier %s: %w", k, err)
 			}
 			continue
@@ -168,8 +219,13 @@ func (n *Notifier) HandleAlert(ctx context.Context, seq uint64, data []byte) err
 	}
 	now := n.clock()
 	if !a.Silenced {
-		for _, c := range n.channels {
-			if !c.Route().Matches(a) {
+		chans, err := n.route(ctx, seq, ev.ID(), a)
+		if err != nil {
+			return err
+		}
+		for _, c := range chans {
+			if n.holds(c.Name(), ev.ID()) {
+				// Stored before an interrupted handling of this alert.
 				continue
 			}
 			j := n.openJob(c.Name(), now)
@@ -193,6 +249,53 @@ func (n *Notifier) HandleAlert(ctx context.Context, seq uint64, data []byte) err
 		n.seen = seq
 	}
 	return nil
+}
+
+// route returns the channels whose routes take the alert. With tag routes
+// the decision is stored first, and an alert handled before (seq not yet
+// marked seen) keeps the channels it was routed to then.
+func (n *Notifier) route(ctx context.Context, seq uint64, eventID string, a events.Alert) ([]Channel, error) {
+	var out []Channel
+	if n.tagRoutes && seq > 0 && n.decision.Seq == seq && n.decision.EventID == eventID {
+		for _, name := range n.decision.Channels {
+			if c := n.channel(name); c != nil {
+				out = append(out, c)
+			}
+		}
+		return out, nil
+	}
+	for _, c := range n.channels {
+		if c.Route().Matches(a, n.fleet) {
+			out = append(out, c)
+		}
+	}
+	if n.tagRoutes && seq > 0 && len(out) > 0 {
+		d := routeDecision{Seq: seq, EventID: eventID, FleetSeq: n.fleet.Seq}
+		for _, c := range out {
+			d.Channels = append(d.Channels, c.Name())
+		}
+		b, _ := json.Marshal(d)
+		if err := n.store.Put(ctx, routeKey, b); err != nil {
+			return nil, fmt.Errorf("store notifier routing of alert seq %d: %w", seq, err)
+		}
+		n.decision = d
+	}
+	return out, nil
+}
+
+// holds reports whether a pending job of channel holds alert event eventID.
+func (n *Notifier) holds(channel, eventID string) bool {
+	for _, j := range n.jobs {
+		if j.Channel != channel {
+			continue
+		}
+		for _, a := range j.Alerts {
+			if a.EventID == eventID {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // MessageID is the id of the message that starts with alert event
