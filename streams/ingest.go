@@ -33,10 +33,11 @@ type pendingPub struct {
 }
 
 // startIngest runs the ingest check: a durable consumer on INGEST whose
-// handler decides about each message and forwards it asynchronously; a
-// second goroutine waits for the forwards' acks, in order, and only then
-// acks the INGEST message (which deletes it). A crash in between redelivers
-// it, and the forward's Nats-Msg-Id makes the second copy a duplicate.
+// handler decides about each message, a publisher that forwards it
+// asynchronously to HOSTS or DEADLETTER, and an acker that waits for the
+// forwards' acks, in order, and only then acknowledges (cumulatively) the
+// INGEST messages. A crash in between delivers them again, and each
+// forward's Nats-Msg-Id makes the second copy a duplicate.
 func (h *Hub) startIngest(ctx context.Context) error {
 	// The check acknowledges in order (ack-all), so the consumer's ack
 	// floor is where it stands. Recreating the consumer at every start just
@@ -107,8 +108,9 @@ func (h *Hub) forward(ctx context.Context, checker *ingest.Checker, msg jetstrea
 			// nak would be lost to the cumulative acks.
 			h.log.Error("build dead letter; keeping it without its payload", "subject", m.Subject, "err", err)
 			if out, err = deadLetterMsg(ingest.Message{Subject: m.Subject, StreamSource: m.StreamSource}, d); err != nil {
-				h.log.Error("build dead letter", "subject", m.Subject, "err", err)
-				return // not acknowledged: redelivered after AckWait
+				// Only the JSON encoding of a few strings can fail here.
+				h.log.Error("build dead letter; the event is dropped", "subject", m.Subject, "err", err)
+				return
 			}
 		}
 		p.dead = true
