@@ -59,7 +59,7 @@ var fastTypeBits = map[string]uint8{
 // fastAnnotations are keywords that do not affect validation.
 var fastAnnotations = map[string]bool{"$schema": true, "$id": true, "$comment": true, "title": true, "description": true, "examples": true, "default": true, "deprecated": true, "readOnly": true, "writeOnly": true}
 
-func fastNum(v any) (float64, bool) {
+func fastNum(v any) (float64, bool) { // a JSON number, or a bound from a schema
 	switch n := v.(type) {
 	case float64:
 		return n, true
@@ -241,26 +241,29 @@ func fastTypeOf(v any) uint8 {
 	return 0
 }
 
-// valid reports whether v matches the node.
+// valid reports whether v (as encoding/json decodes with UseNumber)
+// matches the node.
 func (n *fastNode) valid(v any) bool {
-	t := fastTypeOf(v)
-	if n.types != 0 && n.types&t == 0 {
-		return false
+	switch x := v.(type) {
+	case string:
+		return n.validString(x)
+	case json.Number:
+		return n.validNumber(x)
+	case float64:
+		return n.validNumber(json.Number(strconv.FormatFloat(x, 'g', -1, 64)))
+	case bool:
+		return n.validBool(x)
+	case nil:
+		return n.validNull()
 	}
-	if n.enum != nil {
-		found := false
-		for _, e := range n.enum {
-			if e == v {
-				found = true
-				break
-			}
-		}
-		if !found {
-			return false
-		}
+	if n.enum != nil { // enums hold only scalars
+		return false
 	}
 	switch x := v.(type) {
 	case map[string]any:
+		if n.types != 0 && n.types&fastObject == 0 {
+			return false
+		}
 		if len(x) < n.minProperties {
 			return false
 		}
@@ -270,7 +273,7 @@ func (n *fastNode) valid(v any) bool {
 			}
 		}
 		for k, val := range x {
-			if n.propertyNames != nil && !n.propertyNames.valid(k) {
+			if n.propertyNames != nil && !n.propertyNames.validString(k) {
 				return false
 			}
 			if p, ok := n.props[k]; ok {
@@ -286,7 +289,11 @@ func (n *fastNode) valid(v any) bool {
 				return false
 			}
 		}
+		return true
 	case []any:
+		if n.types != 0 && n.types&fastArray == 0 {
+			return false
+		}
 		if len(x) < n.minItems || (n.maxItems >= 0 && len(x) > n.maxItems) {
 			return false
 		}
@@ -297,45 +304,104 @@ func (n *fastNode) valid(v any) bool {
 				}
 			}
 		}
-	case string:
-		if n.minLen >= 0 || n.maxLen >= 0 {
-			l := utf8.RuneCountInString(x)
-			if (n.minLen >= 0 && l < n.minLen) || (n.maxLen >= 0 && l > n.maxLen) {
-				return false
+		return true
+	}
+	return false
+}
+
+func (n *fastNode) validString(x string) bool {
+	if n.types != 0 && n.types&fastString == 0 {
+		return false
+	}
+	if n.enum != nil {
+		found := false
+		for _, e := range n.enum {
+			if s, ok := e.(string); ok && s == x {
+				found = true
+				break
 			}
 		}
-		if n.pattern != nil && !n.pattern.MatchString(x) {
+		if !found {
 			return false
 		}
-		if n.dateTime && n.dateTimeSchema.Validate(x) != nil {
+	}
+	if n.minLen >= 0 || n.maxLen >= 0 {
+		l := utf8.RuneCountInString(x)
+		if (n.minLen >= 0 && l < n.minLen) || (n.maxLen >= 0 && l > n.maxLen) {
 			return false
 		}
-	case json.Number, float64:
-		if (n.min != nil && fastCmp(x, *n.min) < 0) || (n.max != nil && fastCmp(x, *n.max) > 0) ||
-			(n.exMin != nil && fastCmp(x, *n.exMin) <= 0) || (n.exMax != nil && fastCmp(x, *n.exMax) >= 0) {
-			return false
-		}
+	}
+	if n.pattern != nil && !n.pattern.MatchString(x) {
+		return false
+	}
+	if n.dateTime && n.dateTimeSchema.Validate(x) != nil {
+		return false
 	}
 	return true
 }
 
+func (n *fastNode) validBool(x bool) bool {
+	if n.types != 0 && n.types&fastBoolean == 0 {
+		return false
+	}
+	if n.enum != nil {
+		for _, e := range n.enum {
+			if b, ok := e.(bool); ok && b == x {
+				return true
+			}
+		}
+		return false
+	}
+	return true
+}
+
+func (n *fastNode) validNull() bool {
+	if n.types != 0 && n.types&fastNull == 0 {
+		return false
+	}
+	if n.enum != nil {
+		for _, e := range n.enum {
+			if e == nil {
+				return true
+			}
+		}
+		return false
+	}
+	return true
+}
+
+func (n *fastNode) validNumber(x json.Number) bool {
+	f, err := strconv.ParseFloat(string(x), 64)
+	if err != nil || math.IsInf(f, 0) {
+		return false // out of float64's range: the full validator decides
+	}
+	t := fastNumber
+	if !strings.ContainsAny(string(x), ".eE") || f == math.Trunc(f) {
+		t |= fastInteger
+	}
+	if n.types != 0 && n.types&t == 0 {
+		return false
+	}
+	if n.enum != nil { // numbers are never in a fast enum
+		return false
+	}
+	return (n.min == nil || fastCmp(x, f, *n.min) >= 0) && (n.max == nil || fastCmp(x, f, *n.max) <= 0) &&
+		(n.exMin == nil || fastCmp(x, f, *n.exMin) > 0) && (n.exMax == nil || fastCmp(x, f, *n.exMax) < 0)
+}
+
 // fastBelow and friends compare a JSON number with a bound; when the float
 // comparison cannot tell (equal after rounding), they compare exactly.
-func fastCmp(v any, bound float64) int {
-	f, _ := fastNum(v)
+func fastCmp(v json.Number, f, bound float64) int {
 	switch {
 	case f < bound:
 		return -1
 	case f > bound:
 		return 1
 	}
-	if n, ok := v.(json.Number); ok {
-		r, ok := new(big.Rat).SetString(string(n))
-		if ok {
-			b := new(big.Rat)
-			b.SetFloat64(bound)
-			return r.Cmp(b)
-		}
+	if r, ok := new(big.Rat).SetString(string(v)); ok {
+		b := new(big.Rat)
+		b.SetFloat64(bound)
+		return r.Cmp(b)
 	}
 	return 0
 }

@@ -137,10 +137,8 @@ func (s *Set) ValidateData(typ string, data []byte) error {
 	}
 	// The fast path answers for valid data; invalid data goes on to the
 	// full validator, which says why.
-	if f := s.fast[typ]; f != nil {
-		if v, err := fastDecode(data); err == nil && f.valid(v) {
-			return nil
-		}
+	if f := s.fast[typ]; f != nil && f.validBytes(data) {
+		return nil
 	}
 	v, err := jsonschema.UnmarshalJSON(bytes.NewReader(data))
 	if err != nil {

@@ -9,6 +9,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -94,8 +95,15 @@ func run(n int, rssAfter time.Duration, bin string, asJSON bool) error {
 	payload := make([]byte, 512)
 	start := time.Now()
 	for i := 0; i < n; i++ {
-		if _, err := js.PublishAsync("bench.raw", payload); err != nil {
-			return err
+		for {
+			_, err := js.PublishAsync("bench.raw", payload)
+			if err == nil {
+				break
+			}
+			if !errors.Is(err, jetstream.ErrTooManyStalledMsgs) {
+				return err
+			}
+			<-js.PublishAsyncComplete()
 		}
 	}
 	select {
@@ -139,8 +147,15 @@ func run(n int, rssAfter time.Duration, bin string, asJSON bool) error {
 			b, _ := events.Encode(e)
 			bytes = len(b)
 		}
-		if _, err := ag.PublishAsync(e, ""); err != nil {
-			return err
+		for {
+			_, err := ag.PublishAsync(e, "")
+			if err == nil {
+				break
+			}
+			if !errors.Is(err, jetstream.ErrTooManyStalledMsgs) {
+				return err
+			}
+			<-ag.PublishAsyncComplete() // back-pressure: let the OUTBOX catch up
 		}
 	}
 	<-ag.PublishAsyncComplete()
