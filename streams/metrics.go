@@ -98,7 +98,14 @@ func (h *Hub) startHTTP(host, addr string) error {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(h.metrics.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", h.healthz)
-	h.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	if h.opts.HTTPHandler != nil {
+		mux.Handle("/", h.opts.HTTPHandler)
+	}
+	h.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 64 << 10}
+	// Long-lived responses (the dashboard's event streams) end on shutdown.
+	if c, ok := h.opts.HTTPHandler.(interface{ CloseStreams() }); ok {
+		h.http.RegisterOnShutdown(c.CloseStreams)
+	}
 	go func() {
 		if err := h.http.Serve(ln); err != nil && err != http.ErrServerClosed {
 			h.log.Error("http server", "err", err)

@@ -669,7 +669,7 @@ func TestHostSilentAndDeployFailed(t *testing.T) {
 		out, _ := runPinkie(t, append([]string{"hosts"}, rd...)...)
 		return strings.Contains(out, "goliath  silent")
 	})
-	af.startAgent("goliath", dir, "", "--producers", "heartbeat", "--heartbeat", "200ms")
+	back := af.startAgent("goliath", dir, "", "--producers", "heartbeat", "--heartbeat", "200ms")
 	af.ntfy.wait("[RESOLVED] goliath host.silent", 30*time.Second)
 	waitFor(t, 10*time.Second, func() bool {
 		out, _ := runPinkie(t, append([]string{"hosts"}, rd...)...)
@@ -677,6 +677,9 @@ func TestHostSilentAndDeployFailed(t *testing.T) {
 	})
 
 	// Deploy phases reach DEPLOY through ingest; the alerter reads them there.
+	// One agent per host key: two leaf nodes for goliath would push each
+	// other off the hub.
+	back.stop(syscall.SIGTERM)
 	ag := af.inprocAgent("goliath")
 	publishOn(t, ag, "deploy.failed", "", time.Now(), events.DeployPhase{RequestID: "r1", Host: "goliath", Revision: "abc123", Reason: "switch-to-configuration exited 4"})
 	af.ntfy.wait("goliath: deploy failed of abc123: switch-to-configuration exited 4", 30*time.Second)

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"path"
-	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -16,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/pinkiefleet/pinkie/events"
+	"github.com/pinkiefleet/pinkie/fleetview"
 	"github.com/pinkiefleet/pinkie/projections"
 	"github.com/pinkiefleet/pinkie/streams"
 )
@@ -64,55 +64,10 @@ func alertsLoad(ctx context.Context, js jetstream.JetStream, now time.Time) ([]p
 	if err != nil {
 		return nil, nil, err
 	}
-	var alerts []projections.ActiveAlert
-	var silences []events.SilenceAdded
-	for k, v := range recs {
-		switch {
-		case strings.HasPrefix(k, "alert."):
-			var a projections.ActiveAlert
-			if err := json.Unmarshal(v, &a); err != nil {
-				return nil, nil, fmt.Errorf("pinkie-alerts %s: %w", k, err)
-			}
-			a.Seq = nil
-			alerts = append(alerts, a)
-		case strings.HasPrefix(k, "silence."):
-			var s projections.ActiveSilence
-			if err := json.Unmarshal(v, &s); err != nil {
-				return nil, nil, fmt.Errorf("pinkie-alerts %s: %w", k, err)
-			}
-			silences = append(silences, s.SilenceAdded)
-		}
-	}
-	for i := range alerts {
-		by := projections.Silenced(alerts[i].Alert, silences, now)
-		alerts[i].Silenced, alerts[i].SilencedBy = len(by) > 0, by
-	}
-	sort.Slice(alerts, func(i, j int) bool {
-		a, b := alerts[i], alerts[j]
-		if alertsRank(a.Severity) != alertsRank(b.Severity) {
-			return alertsRank(a.Severity) < alertsRank(b.Severity)
-		}
-		if a.Host != b.Host {
-			return a.Host < b.Host
-		}
-		if a.Rule != b.Rule {
-			return a.Rule < b.Rule
-		}
-		return a.Object < b.Object
-	})
-	sort.Slice(silences, func(i, j int) bool { return silences[i].EndsAt.Before(silences[j].EndsAt) })
-	return alerts, silences, nil
+	return fleetview.Alerts(recs, now)
 }
 
-func alertsRank(s string) int {
-	switch s {
-	case events.SeverityCritical:
-		return 0
-	case events.SeverityWarning:
-		return 1
-	}
-	return 2
-}
+func alertsRank(s string) int { return fleetview.SeverityRank(s) }
 
 func runAlerts(ctx context.Context, a *app, args []string) error {
 	fs := newFlagSet("alerts", "", `

@@ -46,9 +46,15 @@ temporary directory.`)
 	if _, err := streams.KeysInit(authDir, []string{host}); err != nil {
 		return err
 	}
+	// The same hub as `pinkie hub`: projections, alerter, notifier (no
+	// channels configured), deploy planner and the dashboard.
+	services, httpHandler, err := hubParts(hubConfig{}, "127.0.0.1:8080", log, a.stdout)
+	if err != nil {
+		return err
+	}
 	hopts := streams.HubOptions{
 		DataDir: filepath.Join(dir, "hub"), NATSAddr: "127.0.0.1:4222", LeafAddr: "127.0.0.1:7422", HTTPAddr: "127.0.0.1:8080",
-		AuthDir: authDir, Log: log, Version: version,
+		AuthDir: authDir, Log: log, Version: version, Services: services, HTTPHandler: httpHandler,
 	}
 	hub, err := streams.StartHub(ctx, hopts)
 	if err != nil {
@@ -77,11 +83,14 @@ temporary directory.`)
 pinkie demo is running: a hub and an agent for %[1]q.
   data      %[2]s
   hub       %[3]s   (agents: %[4]s)
+  dashboard http://%[5]s/ (sign in with the one-time link printed above)
   metrics   http://%[5]s/metrics    health: http://%[5]s/healthz
 
 Try, in another terminal:
   export PINKIE_SERVER=%[3]s PINKIE_NKEY=%[6]s
   go run ./cmd/pinkie tail                         # follow events readably
+  go run ./cmd/pinkie hosts                        # the inventory
+  go run ./cmd/pinkie alerts                       # what fires now
   go run ./cmd/pinkie pub deploy.requested host=%[1]s
   nats -s %[3]s --nkey %[6]s sub 'pinkie.>'
   nats -s %[3]s --nkey %[6]s stream ls

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"sort"
 	"strings"
 	"sync"
@@ -16,31 +17,16 @@ import (
 	"github.com/pinkiefleet/pinkie/deploy/fleet"
 	"github.com/pinkiefleet/pinkie/deploy/nix"
 	"github.com/pinkiefleet/pinkie/events"
+	"github.com/pinkiefleet/pinkie/fleetview"
 	"github.com/pinkiefleet/pinkie/streams"
 )
 
-// deployHostResult is one host's deploy as deploy --json reports it.
-type deployHostResult struct {
-	Host         string   `json:"host"`
-	BuildOn      string   `json:"build_on"`
-	Goal         string   `json:"goal"`
-	RequestID    string   `json:"request_id,omitempty"`
-	Seq          uint64   `json:"seq,omitempty"`
-	StorePath    string   `json:"store_path,omitempty"`
-	BuildSeconds float64  `json:"build_seconds,omitempty"`
-	Phases       []string `json:"phases,omitempty"`
-	// Outcome: planned (dry run), requested (no --wait), activated,
-	// failed, rolledback, build.failed, skipped, timeout.
-	Outcome string `json:"outcome"`
-	Reason  string `json:"reason,omitempty"`
-}
-
-type deployResult struct {
-	Flake    string             `json:"flake"`
-	Revision string             `json:"revision,omitempty"`
-	DryRun   bool               `json:"dry_run,omitempty"`
-	Hosts    []deployHostResult `json:"hosts"`
-}
+// deployHostResult and deployResult are deploy --json's shapes, shared
+// with the dashboard's /api/deploys.
+type (
+	deployHostResult = fleetview.DeployHost
+	deployResult     = fleetview.Deploy
+)
 
 func runDeploy(ctx context.Context, a *app, args []string) error {
 	fs := newFlagSet("deploy", "SELECTOR...", `
@@ -95,30 +81,11 @@ no connection to the hub, and then nothing is published.`)
 		return usagef("--expires must be positive")
 	}
 	n := nix.Nix{Run: nix.ExecRunner{}}
-	md, err := n.FlakeMetadata(ctx, *flake)
+	res, plans, err := deployPlan(ctx, n, *flake, selectors, *buildOn, *goal)
 	if err != nil {
-		return usagef("flake %s: %v%s", *flake, err, tailSuffix(err))
+		return err
 	}
-	ref := md.URL
-	if ref == "" {
-		ref = *flake
-	}
-	fl, err := fleet.Read(ctx, n, ref)
-	if err != nil {
-		return usagef("%v%s", err, tailSuffix(err))
-	}
-	hosts, err := fleet.Select(fl, selectors)
-	if err != nil {
-		return usagef("%v", err)
-	}
-	plans, err := fleet.Place(fl, hosts, *buildOn, *goal)
-	if err != nil {
-		return usagef("%v", err)
-	}
-	res := deployResult{Flake: ref, Revision: md.Revision, DryRun: *dryRun}
-	for _, p := range plans {
-		res.Hosts = append(res.Hosts, deployHostResult{Host: p.Host, BuildOn: p.BuildOn, Goal: p.Goal, Outcome: "planned"})
-	}
+	res.DryRun = *dryRun
 	if *dryRun {
 		return printDeploy(a, res, *asJSON)
 	}
@@ -127,63 +94,13 @@ no connection to the hub, and then nothing is published.`)
 		return exitError{code: exitUsage, err: err}
 	}
 	defer c.Close()
-	// Local builds first; a host whose build fails is not requested.
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 4)
-	for i := range res.Hosts {
-		h := &res.Hosts[i]
-		if h.BuildOn != "local" {
-			continue
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			start := time.Now()
-			path, err := n.Build(ctx, nix.Toplevel(ref, h.Host))
-			if err == nil && *pushTo != "" {
-				err = n.CopyTo(ctx, *pushTo, path)
-			}
-			h.BuildSeconds = time.Since(start).Seconds()
-			if err != nil {
-				h.Outcome, h.Reason = "build.failed", fmt.Sprintf("local build: %v", err)
-				fmt.Fprintf(a.stderr, "pinkie deploy: %s: local build failed: %v\n%s", h.Host, err, indentLines(nix.LogTail(err)))
-				return
-			}
-			h.StorePath = path
-		}()
+	var lines io.Writer
+	if !*asJSON {
+		lines = a.stdout
 	}
-	wg.Wait()
-	now := time.Now()
-	exp := now.Add(*expires).UTC()
-	k, _ := events.Lookup("deploy.requested")
-	by := requester()
-	var firstSeq uint64
-	for i := range res.Hosts {
-		h := &res.Hosts[i]
-		if h.Outcome == "build.failed" {
-			continue
-		}
-		p := plans[i]
-		data := &events.DeployRequested{Host: h.Host, Flake: ref, Revision: md.Revision, BuildOn: h.BuildOn, Goal: h.Goal,
-			StorePath: h.StorePath, RequestedBy: by, ExpiresAt: &exp, HealthChecks: p.HealthChecks, BuildSeconds: h.BuildSeconds}
-		e, err := events.New(k, cliSourceHost(), "cli", now, data, events.WithSubject(h.Host))
-		if err != nil {
-			return err
-		}
-		ack, err := c.Publish(ctx, k.HubSubject(data), e)
-		if err != nil {
-			return fmt.Errorf("request deploy of %s: %w", h.Host, err)
-		}
-		h.RequestID, h.Seq, h.Outcome = e.ID(), ack.Sequence, "requested"
-		h.Phases = append(h.Phases, "requested")
-		if firstSeq == 0 {
-			firstSeq = ack.Sequence
-		}
-		if !*asJSON {
-			fmt.Fprintf(a.stdout, "%-16s requested  build on %s, goal %s, request %s\n", h.Host, h.BuildOn, h.Goal, h.RequestID)
-		}
+	firstSeq, err := deploySend(ctx, n, c, &res, plans, deploySendOptions{PushTo: *pushTo, Expires: *expires, RequestedBy: requester(), Stderr: a.stderr, Lines: lines})
+	if err != nil {
+		return err
 	}
 	if *wait && firstSeq > 0 {
 		wctx, cancel := context.WithTimeout(ctx, *timeout)
@@ -216,6 +133,118 @@ no connection to the hub, and then nothing is published.`)
 		return exitError{code: exitFinding, err: fmt.Errorf("%d of %d hosts did not deploy", failed, len(res.Hosts))}
 	}
 	return nil
+}
+
+// deployPlan reads the fleet from a flake, selects hosts and places their
+// builds: the plan that `pinkie deploy --dry-run` prints and the
+// dashboard shows before it sends anything. Its errors are usage errors.
+func deployPlan(ctx context.Context, n nix.Nix, flake string, selectors []string, buildOn, goal string) (deployResult, []fleet.Plan, error) {
+	md, err := n.FlakeMetadata(ctx, flake)
+	if err != nil {
+		return deployResult{}, nil, usagef("flake %s: %v%s", flake, err, tailSuffix(err))
+	}
+	ref := md.URL
+	if ref == "" {
+		ref = flake
+	}
+	fl, err := fleet.Read(ctx, n, ref)
+	if err != nil {
+		return deployResult{}, nil, usagef("%v%s", err, tailSuffix(err))
+	}
+	hosts, err := fleet.Select(fl, selectors)
+	if err != nil {
+		return deployResult{}, nil, usagef("%v", err)
+	}
+	plans, err := fleet.Place(fl, hosts, buildOn, goal)
+	if err != nil {
+		return deployResult{}, nil, usagef("%v", err)
+	}
+	res := deployResult{Flake: ref, Revision: md.Revision}
+	for _, p := range plans {
+		res.Hosts = append(res.Hosts, deployHostResult{Host: p.Host, BuildOn: p.BuildOn, Goal: p.Goal, Outcome: "planned"})
+	}
+	return res, plans, nil
+}
+
+// deployPublisher publishes an event on the hub (a CLI client, or the
+// hub's own connection for the dashboard).
+type deployPublisher interface {
+	Publish(ctx context.Context, subject string, e events.Event) (*jetstream.PubAck, error)
+}
+
+type deploySendOptions struct {
+	PushTo      string
+	Expires     time.Duration
+	RequestedBy string
+	// Stderr gets local build failures; Lines, when set, one line per request.
+	Stderr, Lines io.Writer
+}
+
+// deploySend runs the plan's local builds, then publishes one
+// deploy.requested per host whose build did not fail, filling in res. It
+// returns the stream sequence of the first request.
+func deploySend(ctx context.Context, n nix.Nix, c deployPublisher, res *deployResult, plans []fleet.Plan, o deploySendOptions) (uint64, error) {
+	ref := res.Flake
+	// Local builds first; a host whose build fails is not requested.
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 4)
+	for i := range res.Hosts {
+		h := &res.Hosts[i]
+		if h.BuildOn != "local" {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			start := time.Now()
+			path, err := n.Build(ctx, nix.Toplevel(ref, h.Host))
+			if err == nil && o.PushTo != "" {
+				err = n.CopyTo(ctx, o.PushTo, path)
+			}
+			h.BuildSeconds = time.Since(start).Seconds()
+			if err != nil {
+				h.Outcome, h.Reason = "build.failed", fmt.Sprintf("local build: %v", err)
+				if o.Stderr != nil {
+					fmt.Fprintf(o.Stderr, "pinkie deploy: %s: local build failed: %v\n%s", h.Host, err, indentLines(nix.LogTail(err)))
+				}
+				return
+			}
+			h.StorePath = path
+		}()
+	}
+	wg.Wait()
+	now := time.Now()
+	exp := now.Add(o.Expires).UTC()
+	k, _ := events.Lookup("deploy.requested")
+	var firstSeq uint64
+	for i := range res.Hosts {
+		h := &res.Hosts[i]
+		if h.Outcome == "build.failed" {
+			continue
+		}
+		p := plans[i]
+		data := &events.DeployRequested{Host: h.Host, Flake: ref, Revision: res.Revision, BuildOn: h.BuildOn, Goal: h.Goal,
+			StorePath: h.StorePath, RequestedBy: o.RequestedBy, ExpiresAt: &exp, HealthChecks: p.HealthChecks, BuildSeconds: h.BuildSeconds}
+		e, err := events.New(k, cliSourceHost(), "cli", now, data, events.WithSubject(h.Host))
+		if err != nil {
+			return firstSeq, err
+		}
+		ack, err := c.Publish(ctx, k.HubSubject(data), e)
+		if err != nil {
+			return firstSeq, fmt.Errorf("request deploy of %s: %w", h.Host, err)
+		}
+		h.RequestID, h.Seq, h.Outcome = e.ID(), ack.Sequence, "requested"
+		h.Phases = append(h.Phases, "requested")
+		if firstSeq == 0 {
+			firstSeq = ack.Sequence
+		}
+		if o.Lines != nil {
+			fmt.Fprintf(o.Lines, "%-16s requested  build on %s, goal %s, request %s\n", h.Host, h.BuildOn, h.Goal, h.RequestID)
+		}
+	}
+	return firstSeq, nil
 }
 
 func tailSuffix(err error) string {

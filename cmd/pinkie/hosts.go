@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"sort"
 	"strings"
@@ -10,15 +9,9 @@ import (
 	"time"
 
 	"github.com/pinkiefleet/pinkie/events"
+	"github.com/pinkiefleet/pinkie/fleetview"
 	"github.com/pinkiefleet/pinkie/projections"
 )
-
-// hostView is one host as `pinkie hosts HOST --json` (and the dashboard's
-// /api/hosts/HOST) shows it.
-type hostView struct {
-	*projections.Host
-	Drives []projections.Drive `json:"drives"`
-}
 
 func runHosts(ctx context.Context, a *app, args []string) error {
 	fs := newFlagSet("hosts", "[HOST]", `
@@ -56,18 +49,16 @@ connection errors.`)
 	if err != nil {
 		return exitError{code: exitUsage, err: err}
 	}
+	all, err := fleetview.Hosts(recs)
+	if err != nil {
+		return exitError{code: exitUsage, err: err}
+	}
 	var hosts []*projections.Host
-	for k, v := range recs {
-		var h projections.Host
-		if err := json.Unmarshal(v, &h); err != nil {
-			return exitError{code: exitUsage, err: fmt.Errorf("pinkie-inventory %s: %w", k, err)}
-		}
-		h.Seq = nil
+	for _, h := range all {
 		if only == "" || h.Host == only {
-			hosts = append(hosts, &h)
+			hosts = append(hosts, h)
 		}
 	}
-	sort.Slice(hosts, func(i, j int) bool { return hosts[i].Host < hosts[j].Host })
 	now := time.Now()
 	if only != "" {
 		if len(hosts) == 0 {
@@ -77,21 +68,11 @@ connection errors.`)
 		if err != nil {
 			return exitError{code: exitUsage, err: err}
 		}
-		v := hostView{Host: hosts[0], Drives: []projections.Drive{}}
-		for k, b := range drecs {
-			var d projections.Drive
-			if err := json.Unmarshal(b, &d); err != nil {
-				return exitError{code: exitUsage, err: fmt.Errorf("pinkie-drives %s: %w", k, err)}
-			}
-			d.Seq = nil
-			v.Drives = append(v.Drives, d)
+		drives, err := fleetview.Drives(drecs)
+		if err != nil {
+			return exitError{code: exitUsage, err: err}
 		}
-		sort.Slice(v.Drives, func(i, j int) bool {
-			if v.Drives[i].Kind != v.Drives[j].Kind {
-				return v.Drives[i].Kind < v.Drives[j].Kind
-			}
-			return v.Drives[i].Object < v.Drives[j].Object
-		})
+		v := fleetview.HostView{Host: hosts[0], Drives: drives}
 		if *asJSON {
 			alertsPrintJSON(a.stdout, v)
 			return nil
@@ -137,7 +118,7 @@ func hostsState(h *projections.Host) string {
 	}
 }
 
-func hostsDetail(a *app, now time.Time, v hostView) {
+func hostsDetail(a *app, now time.Time, v fleetview.HostView) {
 	h := v.Host
 	w := a.stdout
 	fmt.Fprintf(w, "host:       %s (%s)\n", h.Host, hostsState(h))

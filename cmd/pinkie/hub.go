@@ -3,6 +3,9 @@ package main
 import (
 	"context"
 	"errors"
+	"io"
+	"log/slog"
+	"net/http"
 	"os"
 
 	"github.com/pinkiefleet/pinkie/streams"
@@ -20,8 +23,10 @@ func runHub(ctx context.Context, a *app, args []string) error {
 	fs := newFlagSet("hub", "", `
 Run the hub: an embedded nats-server with JetStream (domain "hub") holding the
 fleet's streams (INGEST, HOSTS, DEPLOY, ALERTS, DEADLETTER, FLEET, ALERTLOG) and KV buckets, a
-client listener, a leaf-node listener for agents, and HTTP with /healthz and
-Prometheus /metrics. Every event an agent sends is checked on ingest: valid
+client listener, a leaf-node listener for agents, and HTTP with the web
+dashboard (docs/dashboard.md), /healthz and Prometheus /metrics. Without an
+identity provider (the config's dashboard.oidc) the hub prints a one-time
+login link for the local admin on its standard error. Every event an agent sends is checked on ingest: valid
 events go to HOSTS on pinkie.host.<host>.<kind>, others to
 pinkie.deadletter.<host> with the reason.
 
@@ -32,7 +37,7 @@ SIGTERM or Ctrl-C shuts down cleanly: nothing acknowledged is lost.`)
 	data := fs.String("data", defaultDataDir(a, "/var/lib/pinkie-hub"), "data directory for the JetStream store (env STATE_DIRECTORY)")
 	natsAddr := fs.String("nats", "127.0.0.1:4222", "client listener `ADDR` (host:port; port 0 picks one)")
 	leafAddr := fs.String("leaf", "127.0.0.1:7422", "leaf-node listener `ADDR` for agents")
-	httpAddr := fs.String("http", "127.0.0.1:8080", "HTTP listener `ADDR` for /healthz and /metrics")
+	httpAddr := fs.String("http", "127.0.0.1:8080", "HTTP listener `ADDR` for the dashboard, /healthz and /metrics")
 	auth := fs.String("auth", "", "auth `DIR` made by 'pinkie keys init' (required beyond loopback)")
 	maxEvent := fs.Int("max-event-bytes", 64<<10, "largest event accepted; larger ones go to the dead letters")
 	maxStore := fs.Int64("max-store", 10<<30, "JetStream file store limit in bytes")
@@ -55,14 +60,14 @@ SIGTERM or Ctrl-C shuts down cleanly: nothing acknowledged is lost.`)
 		return err
 	}
 	cfg.rebuildProjections = *rebuildProjections
-	services, err := hubServices(cfg, log)
+	services, httpHandler, err := hubParts(cfg, *httpAddr, log, a.stderr)
 	if err != nil {
 		return err
 	}
 	h, err := streams.StartHub(ctx, streams.HubOptions{
 		DataDir: *data, NATSAddr: *natsAddr, LeafAddr: *leafAddr, HTTPAddr: *httpAddr,
 		AuthDir: *auth, MaxEventBytes: *maxEvent, MaxStore: *maxStore, SyncAlways: *syncAlways,
-		Log: log, Version: version, Services: services,
+		Log: log, Version: version, Services: services, HTTPHandler: httpHandler,
 	})
 	if err != nil {
 		if errors.Is(err, streams.ErrNotLoopback) || errors.Is(err, os.ErrNotExist) {
@@ -74,4 +79,22 @@ SIGTERM or Ctrl-C shuts down cleanly: nothing acknowledged is lost.`)
 	log.Info("shutting down")
 	h.Close()
 	return nil
+}
+
+// hubParts builds what runs inside a hub besides its streams: the services
+// (projections, alerter, notifier, deploy planner, dashboard) and the
+// dashboard's HTTP handler. `pinkie hub` and `pinkie demo` share it.
+func hubParts(cfg hubConfig, httpAddr string, log *slog.Logger, stderr io.Writer) ([]streams.HubService, http.Handler, error) {
+	services, err := hubServices(cfg, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	dash, dashSvc, err := dashboardSetup(cfg.Dashboard, httpAddr, log, stderr)
+	if err != nil {
+		return nil, nil, err
+	}
+	if dash == nil {
+		return services, nil, nil
+	}
+	return append(services, dashSvc), dash, nil
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/pinkiefleet/pinkie/deploy/fleet"
 	"github.com/pinkiefleet/pinkie/deploy/nix"
+	"github.com/pinkiefleet/pinkie/fleetview"
 	"github.com/pinkiefleet/pinkie/projections/lastdeploy"
 	"github.com/pinkiefleet/pinkie/streams"
 )
@@ -22,15 +23,7 @@ import (
 const exitStale = 3
 
 // lastDeployHost is one host's line of pinkie last-deploy.
-type lastDeployHost struct {
-	Host string `json:"host"`
-	// Status: ok, warn (beyond --warn-after), fail (beyond --fail-after),
-	// never (never deployed: counts as beyond both).
-	Status     string             `json:"status"`
-	AgeSeconds *float64           `json:"age_seconds,omitempty"`
-	Declared   bool               `json:"declared"`
-	Record     *lastdeploy.Record `json:"record,omitempty"`
-}
+type lastDeployHost = fleetview.LastDeploy
 
 type lastDeployResult struct {
 	WarnAfterSeconds float64          `json:"warn_after_seconds"`
@@ -105,20 +98,7 @@ Exit codes: 0 every host deployed within --warn-after; 1 some host beyond
 	var warnings []string
 	for _, h := range sortedHosts(records) {
 		r := records[h]
-		line := lastDeployHost{Host: h, Declared: isDeclared[h], Record: r, Status: "never"}
-		if r != nil && r.LastSuccess != nil {
-			age := now.Sub(r.LastSuccess.Time)
-			s := age.Seconds()
-			line.AgeSeconds = &s
-			switch {
-			case age > fail:
-				line.Status = "fail"
-			case age > warn:
-				line.Status = "warn"
-			default:
-				line.Status = "ok"
-			}
-		}
+		line := fleetview.NewLastDeploy(h, r, isDeclared[h], now, warn, fail)
 		switch line.Status {
 		case "never":
 			warnings = append(warnings, fmt.Sprintf("%s has never been deployed successfully", h))

@@ -19,6 +19,7 @@ import (
 
 	"github.com/pinkiefleet/pinkie/consumers/alerter"
 	"github.com/pinkiefleet/pinkie/events"
+	"github.com/pinkiefleet/pinkie/fleetview"
 	"github.com/pinkiefleet/pinkie/projections"
 	"github.com/pinkiefleet/pinkie/schemas"
 )
@@ -233,28 +234,7 @@ func runSilenceLs(ctx context.Context, a *app, args []string) error {
 	if err != nil {
 		return exitError{code: exitUsage, err: err}
 	}
-	type view struct {
-		events.SilenceAdded
-		Active bool `json:"active"`
-		// Silencing counts the firing alerts it covers now.
-		Silencing int `json:"silencing"`
-	}
-	shown := []view{}
-	for _, s := range silences {
-		active := !now.Before(s.StartsAt) && now.Before(s.EndsAt)
-		if !active && !*all {
-			continue
-		}
-		v := view{SilenceAdded: s, Active: active}
-		for _, al := range alerts {
-			for _, id := range al.SilencedBy {
-				if id == s.ID {
-					v.Silencing++
-				}
-			}
-		}
-		shown = append(shown, v)
-	}
+	shown := fleetview.Silences(alerts, silences, now, *all)
 	if *asJSON {
 		alertsPrintJSON(a.stdout, shown)
 		return nil

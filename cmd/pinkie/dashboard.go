@@ -1,0 +1,434 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/pinkiefleet/pinkie/dashboard"
+	"github.com/pinkiefleet/pinkie/deploy/fleet"
+	"github.com/pinkiefleet/pinkie/deploy/nix"
+	"github.com/pinkiefleet/pinkie/events"
+	"github.com/pinkiefleet/pinkie/fleetview"
+	"github.com/pinkiefleet/pinkie/projections"
+	"github.com/pinkiefleet/pinkie/streams"
+)
+
+// dashboardConfig is the "dashboard" section of the hub's --config.
+type dashboardConfig struct {
+	// Disabled turns the dashboard off (HTTP keeps /metrics, /healthz).
+	Disabled bool   `json:"disabled,omitempty"`
+	Title    string `json:"title,omitempty"`
+	// PublicURL is where users reach the dashboard (OIDC redirect URL,
+	// the local login link).
+	PublicURL string `json:"public_url,omitempty"`
+	// LoopbackReaders lets loopback clients read without signing in.
+	LoopbackReaders bool `json:"loopback_readers,omitempty"`
+	// SecureCookies marks cookies Secure (HTTPS in front of the hub).
+	SecureCookies  bool   `json:"secure_cookies,omitempty"`
+	SessionKeyFile string `json:"session_key_file,omitempty"`
+	SessionTTL     string `json:"session_ttl,omitempty"`
+	WarnAfter      string `json:"warn_after,omitempty"`
+	FailAfter      string `json:"fail_after,omitempty"`
+	// Flake is the fleet's flake: deploys can be started from the
+	// dashboard only when it is set.
+	Flake  string `json:"flake,omitempty"`
+	PushTo string `json:"push_to,omitempty"`
+	// Expires: a host that has not started a deploy after this long skips
+	// it (default 24h).
+	Expires string               `json:"expires,omitempty"`
+	OIDC    *dashboardOIDCConfig `json:"oidc,omitempty"`
+}
+
+type dashboardOIDCConfig struct {
+	Issuer           string   `json:"issuer"`
+	ClientID         string   `json:"client_id"`
+	ClientSecretFile string   `json:"client_secret_file,omitempty"`
+	Scopes           []string `json:"scopes,omitempty"`
+	GroupsClaim      string   `json:"groups_claim,omitempty"`
+	OperatorGroups   []string `json:"operator_groups"`
+	ReaderGroups     []string `json:"reader_groups,omitempty"`
+}
+
+// dashboardSetup builds the dashboard from its config section: the HTTP
+// handler, and the hub service that binds it to the hub's JetStream and
+// feeds its live updates. nil handler: the dashboard is disabled.
+func dashboardSetup(raw json.RawMessage, httpAddr string, log *slog.Logger, stderr io.Writer) (*dashboard.Server, streams.HubService, error) {
+	var c dashboardConfig
+	if len(raw) > 0 {
+		dec := json.NewDecoder(bytes.NewReader(raw))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&c); err != nil {
+			return nil, nil, errConfig("dashboard", err)
+		}
+	}
+	if c.Disabled {
+		return nil, nil, nil
+	}
+	dur := func(name, v string, def time.Duration) (time.Duration, error) {
+		if v == "" {
+			return def, nil
+		}
+		d, err := parseAge(v)
+		if err != nil || d <= 0 {
+			return 0, errConfig("dashboard", fmt.Errorf("%s: want a duration such as 12h or 7d, got %q", name, v))
+		}
+		return d, nil
+	}
+	ttl, err := dur("session_ttl", c.SessionTTL, 12*time.Hour)
+	if err != nil {
+		return nil, nil, err
+	}
+	warn, err := dur("warn_after", c.WarnAfter, 7*24*time.Hour)
+	if err != nil {
+		return nil, nil, err
+	}
+	fail, err := dur("fail_after", c.FailAfter, 30*24*time.Hour)
+	if err != nil {
+		return nil, nil, err
+	}
+	expires, err := dur("expires", c.Expires, 24*time.Hour)
+	if err != nil {
+		return nil, nil, err
+	}
+	key := dashboard.NewSessionKey()
+	if c.SessionKeyFile != "" {
+		b, err := os.ReadFile(c.SessionKeyFile)
+		if err != nil {
+			return nil, nil, errConfig("dashboard", fmt.Errorf("session_key_file: %w", err))
+		}
+		if key = bytes.TrimSpace(b); len(key) < 32 {
+			return nil, nil, errConfig("dashboard", fmt.Errorf("session_key_file %s: want at least 32 bytes", c.SessionKeyFile))
+		}
+	}
+	public := strings.TrimSuffix(c.PublicURL, "/")
+	svc := dashboardService{store: &hubStore{ready: make(chan struct{})}, publicURL: public}
+	if public == "" {
+		public = "http://" + httpAddr
+	}
+	ao := dashboard.AuthOptions{SessionKey: key, SessionTTL: ttl, SecureCookies: c.SecureCookies || strings.HasPrefix(public, "https://"),
+		LoopbackReaders: c.LoopbackReaders, Log: log}
+	if o := c.OIDC; o != nil {
+		secret := ""
+		if o.ClientSecretFile != "" {
+			b, err := os.ReadFile(o.ClientSecretFile)
+			if err != nil {
+				return nil, nil, errConfig("dashboard", fmt.Errorf("oidc.client_secret_file: %w", err))
+			}
+			secret = strings.TrimSpace(string(b))
+		}
+		if len(o.OperatorGroups) == 0 && len(o.ReaderGroups) == 0 {
+			return nil, nil, errConfig("dashboard", errors.New("oidc: name operator_groups and/or reader_groups, or nobody may sign in"))
+		}
+		ao.OIDC = &dashboard.OIDCOptions{Issuer: o.Issuer, ClientID: o.ClientID, ClientSecret: secret, RedirectURL: public + "/auth/callback",
+			Scopes: o.Scopes, GroupsClaim: o.GroupsClaim, OperatorGroups: o.OperatorGroups, ReaderGroups: o.ReaderGroups}
+	} else {
+		// The link is printed, not logged: it is a credential. Its address
+		// is known once the hub listens (--http may pick a port).
+		ao.LocalLink = func(path string) {
+			fmt.Fprintf(stderr, "dashboard: sign in as the local admin (operator) once, within an hour: %s%s\n", svc.baseURL(), path)
+		}
+	}
+	auth, err := dashboard.NewAuth(ao)
+	if err != nil {
+		return nil, nil, errConfig("dashboard", err)
+	}
+	store := svc.store
+	o := dashboard.Options{Store: store, Auth: auth, Log: log, Title: c.Title, WarnAfter: warn, FailAfter: fail}
+	if c.Flake != "" {
+		o.Deployer = &hubDeployer{store: store, flake: c.Flake, pushTo: c.PushTo, expires: expires, n: nix.Nix{Run: nix.ExecRunner{}}}
+	}
+	srv, err := dashboard.New(o)
+	if err != nil {
+		return nil, nil, err
+	}
+	svc.srv, svc.auth = srv, auth
+	return srv, &svc, nil
+}
+
+// dashboardService binds the dashboard to the running hub.
+type dashboardService struct {
+	srv       *dashboard.Server
+	auth      *dashboard.Auth
+	store     *hubStore
+	publicURL string // configured; else the hub's HTTP address
+	httpAddr  string
+	started   sync.Once
+}
+
+func (*dashboardService) Name() string { return "dashboard" }
+
+func (d *dashboardService) baseURL() string {
+	if d.publicURL != "" {
+		return d.publicURL
+	}
+	return "http://" + d.httpAddr
+}
+
+// Run binds the store and prints the first local login link once, then
+// feeds live updates (restarted by the hub if it fails).
+func (d *dashboardService) Run(ctx context.Context, h *streams.Hub) error {
+	d.started.Do(func() {
+		d.httpAddr = h.HTTPAddr()
+		d.store.bind(h)
+		d.auth.IssueLocalLink()
+	})
+	return d.srv.Run(ctx)
+}
+
+// hubStore is dashboard.Store over the hub's own JetStream connection.
+type hubStore struct {
+	once  sync.Once
+	ready chan struct{}
+	js    jetstream.JetStream
+	nc    *nats.Conn
+}
+
+func (s *hubStore) bind(h *streams.Hub) {
+	s.once.Do(func() {
+		s.js, s.nc = h.JetStream(), h.Conn()
+		close(s.ready)
+	})
+}
+
+func (s *hubStore) wait(ctx context.Context) error {
+	select {
+	case <-s.ready:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("hub not ready: %w", ctx.Err())
+	}
+}
+
+func (s *hubStore) Bucket(ctx context.Context, bucket, prefix string) (map[string][]byte, error) {
+	if err := s.wait(ctx); err != nil {
+		return nil, err
+	}
+	kv, err := s.js.KeyValue(ctx, bucket)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", bucket, err)
+	}
+	// An exact key, or keys below a prefix ending in ".", read directly;
+	// anything else lists the bucket.
+	if prefix != "" && !strings.HasSuffix(prefix, ".") && !strings.ContainsAny(prefix, "*>") {
+		e, err := kv.Get(ctx, prefix)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			return map[string][]byte{}, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read %s %s: %w", bucket, prefix, err)
+		}
+		return map[string][]byte{prefix: e.Value()}, nil
+	}
+	filter := ">"
+	if prefix != "" {
+		filter = prefix + ">"
+	}
+	w, err := kv.WatchFiltered(ctx, []string{filter}, jetstream.IgnoreDeletes())
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", bucket, err)
+	}
+	defer w.Stop()
+	out := map[string][]byte{}
+	for e := range w.Updates() {
+		if e == nil {
+			break
+		}
+		if e.Key() != projections.CheckpointKey {
+			out[e.Key()] = e.Value()
+		}
+	}
+	return out, nil
+}
+
+func (s *hubStore) History(ctx context.Context, stream string, filters []string, since time.Time, max int) ([]dashboard.Stored, error) {
+	if err := s.wait(ctx); err != nil {
+		return nil, err
+	}
+	// One ephemeral pull consumer per read, deleted when done (the
+	// inactive threshold is only the backstop): a busy page must not pile
+	// consumers up. An ordered consumer would make a new one per fetch.
+	filter := strings.Join(filters, ",")
+	cfg := jetstream.ConsumerConfig{FilterSubjects: filters, DeliverPolicy: jetstream.DeliverAllPolicy,
+		AckPolicy: jetstream.AckNonePolicy, InactiveThreshold: 30 * time.Second, MemoryStorage: true}
+	if !since.IsZero() {
+		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &since
+	}
+	cons, err := s.js.CreateConsumer(ctx, stream, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("read %s %s: %w", stream, filter, err)
+	}
+	info := cons.CachedInfo()
+	defer func() {
+		dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = s.js.DeleteConsumer(dctx, stream, info.Name)
+	}()
+	if info.NumPending == 0 {
+		return nil, nil
+	}
+	total := int(info.NumPending)
+	var out []dashboard.Stored
+	for got := 0; got < total; {
+		batch, err := cons.Fetch(min(total-got, 1000), jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			return out, fmt.Errorf("read %s %s: %w", stream, filter, err)
+		}
+		n := 0
+		for m := range batch.Messages() {
+			n++
+			md, _ := m.Metadata()
+			e, k, err := events.Decode(m.Data())
+			if err != nil || md == nil {
+				continue
+			}
+			out = append(out, dashboard.Stored{Subject: m.Subject(), Seq: md.Sequence.Stream, Time: eventTime(e, md.Timestamp), Event: e, Kind: k})
+			if len(out) > 2*max {
+				out = append(out[:0], out[len(out)-max:]...)
+			}
+		}
+		if n == 0 {
+			break
+		}
+		got += n
+	}
+	if len(out) > max {
+		out = out[len(out)-max:]
+	}
+	return out, nil
+}
+
+func (s *hubStore) Last(ctx context.Context, stream, subject string) (*dashboard.Stored, error) {
+	if err := s.wait(ctx); err != nil {
+		return nil, err
+	}
+	st, err := s.js.Stream(ctx, stream)
+	if err != nil {
+		return nil, fmt.Errorf("stream %s: %w", stream, err)
+	}
+	m, err := st.GetLastMsgForSubject(ctx, subject)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("last %s on %s: %w", subject, stream, err)
+	}
+	e, k, err := events.Decode(m.Data)
+	if err != nil {
+		return nil, fmt.Errorf("last %s on %s: %w", subject, stream, err)
+	}
+	return &dashboard.Stored{Subject: m.Subject, Seq: m.Sequence, Time: eventTime(e, m.Time), Event: e, Kind: k}, nil
+}
+
+// eventTime is when an event was observed, or else when it was stored.
+func eventTime(e events.Event, stored time.Time) time.Time {
+	if t := e.Time(); !t.IsZero() {
+		return t
+	}
+	return stored
+}
+
+func (s *hubStore) Publish(ctx context.Context, subject string, e events.Event) error {
+	if err := s.wait(ctx); err != nil {
+		return err
+	}
+	b, err := events.Encode(e)
+	if err != nil {
+		return err
+	}
+	m := nats.NewMsg(subject)
+	m.Data = b
+	m.Header.Set(events.HeaderContentType, events.ContentType)
+	m.Header.Set(events.HeaderMsgID, e.ID())
+	_, err = s.js.PublishMsg(ctx, m)
+	return err
+}
+
+// publishAck is Publish returning the ack, for deploySend.
+func (s *hubStore) PublishAck(ctx context.Context, subject string, e events.Event) (*jetstream.PubAck, error) {
+	b, err := events.Encode(e)
+	if err != nil {
+		return nil, err
+	}
+	m := nats.NewMsg(subject)
+	m.Data = b
+	m.Header.Set(events.HeaderContentType, events.ContentType)
+	m.Header.Set(events.HeaderMsgID, e.ID())
+	return s.js.PublishMsg(ctx, m)
+}
+
+// Watch follows the projection buckets' updates, deploy phases and fleet
+// declarations as they are stored.
+func (s *hubStore) Watch(ctx context.Context, fn func(string)) error {
+	if err := s.wait(ctx); err != nil {
+		return err
+	}
+	var subs []*nats.Subscription
+	for _, subj := range []string{"$KV.pinkie-inventory.>", "$KV.pinkie-drives.>", "$KV.pinkie-alerts.>", "$KV.pinkie-last-deploy.>",
+		"pinkie.deploy.>", "pinkie.fleet.>"} {
+		sub, err := s.nc.Subscribe(subj, func(m *nats.Msg) { fn(m.Subject) })
+		if err != nil {
+			return fmt.Errorf("watch %s: %w", subj, err)
+		}
+		sub.SetPendingLimits(-1, 64<<20)
+		subs = append(subs, sub)
+	}
+	<-ctx.Done()
+	for _, sub := range subs {
+		_ = sub.Unsubscribe()
+	}
+	return nil
+}
+
+// hubDeployer plans and sends deploys with pinkie deploy's own code.
+type hubDeployer struct {
+	store   *hubStore
+	flake   string
+	pushTo  string
+	expires time.Duration
+	n       nix.Nix
+}
+
+func (d *hubDeployer) plan(ctx context.Context, r dashboard.DeployRequest) (fleetview.Deploy, []fleet.Plan, error) {
+	res, plans, err := deployPlan(ctx, d.n, d.flake, r.Selectors, r.BuildOn, r.Goal)
+	var ue usageError
+	if errors.As(err, &ue) {
+		return res, nil, fmt.Errorf("%w: %v", dashboard.ErrBadRequest, ue)
+	}
+	return res, plans, err
+}
+
+func (d *hubDeployer) Plan(ctx context.Context, r dashboard.DeployRequest) (fleetview.Deploy, error) {
+	res, _, err := d.plan(ctx, r)
+	return res, err
+}
+
+func (d *hubDeployer) Start(ctx context.Context, r dashboard.DeployRequest) (fleetview.Deploy, error) {
+	res, plans, err := d.plan(ctx, r)
+	if err != nil {
+		return res, err
+	}
+	if err := d.store.wait(ctx); err != nil {
+		return res, err
+	}
+	_, err = deploySend(ctx, d.n, publisherFunc(d.store.PublishAck), &res, plans,
+		deploySendOptions{PushTo: d.pushTo, Expires: d.expires, RequestedBy: r.RequestedBy})
+	return res, err
+}
+
+type publisherFunc func(ctx context.Context, subject string, e events.Event) (*jetstream.PubAck, error)
+
+func (f publisherFunc) Publish(ctx context.Context, subject string, e events.Event) (*jetstream.PubAck, error) {
+	return f(ctx, subject, e)
+}

@@ -1,0 +1,115 @@
+package dashboard
+
+import (
+	"fmt"
+	"html/template"
+	"strings"
+	"time"
+)
+
+func relTime(now, t time.Time) string {
+	if t.IsZero() {
+		return "never"
+	}
+	d := now.Sub(t)
+	if d < 0 {
+		return "in " + shortDur(-d)
+	}
+	return shortDur(d) + " ago"
+}
+
+func shortDur(d time.Duration) string {
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh%02dm", int(d.Hours()), int(d.Minutes())%60)
+	}
+	return fmt.Sprintf("%dd", int(d.Hours()/24))
+}
+
+func funcs(now func() time.Time) template.FuncMap {
+	return template.FuncMap{
+		"ago": func(t any) string {
+			switch v := t.(type) {
+			case time.Time:
+				return relTime(now(), v)
+			case *time.Time:
+				if v == nil {
+					return "never"
+				}
+				return relTime(now(), *v)
+			}
+			return ""
+		},
+		"iso": func(t any) string {
+			switch v := t.(type) {
+			case time.Time:
+				if v.IsZero() {
+					return ""
+				}
+				return v.UTC().Format(time.RFC3339)
+			case *time.Time:
+				if v != nil {
+					return v.UTC().Format(time.RFC3339)
+				}
+			}
+			return ""
+		},
+		"bytes": func(v any) string {
+			switch n := v.(type) {
+			case uint64:
+				return formatBytes(float64(n))
+			case int64:
+				return formatBytes(float64(n))
+			case float64:
+				return formatBytes(n)
+			case int:
+				return formatBytes(float64(n))
+			}
+			return fmt.Sprint(v)
+		},
+		"pct":  func(f float64) string { return fmt.Sprintf("%.0f%%", f) },
+		"frac": func(f float64) string { return fmt.Sprintf("%.3f", f/100) },
+		"join": strings.Join,
+		"deref": func(p any) any {
+			switch v := p.(type) {
+			case *int:
+				if v != nil {
+					return *v
+				}
+			case *uint64:
+				if v != nil {
+					return *v
+				}
+			case *bool:
+				if v != nil {
+					return *v
+				}
+			}
+			return nil
+		},
+		"short": func(s string, n int) string {
+			if len(s) > n {
+				return s[:n] + "…"
+			}
+			return s
+		},
+		"sev": func(m map[string]int, k string) int { return m[k] },
+		"dur": func(secs float64) string { return shortDur(time.Duration(secs * float64(time.Second))) },
+		"phaseClass": func(p string) string {
+			switch p {
+			case "activated", "succeeded", "ok":
+				return "ok"
+			case "failed", "rolledback", "build.failed", "fail", "never":
+				return "failing"
+			case "skipped", "warn":
+				return "warning"
+			}
+			return "running"
+		},
+		"now": func() time.Time { return now() },
+	}
+}

@@ -1,0 +1,204 @@
+// Package fleetview holds the read-side shapes that the CLI's --json output
+// and the dashboard's /api/ share, and the pure functions that build them
+// from projection bucket records. Keeping one definition keeps the two in
+// step: `pinkie hosts goliath --json` and GET /api/hosts/goliath print the
+// same document.
+package fleetview
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/pinkiefleet/pinkie/events"
+	"github.com/pinkiefleet/pinkie/projections"
+	"github.com/pinkiefleet/pinkie/projections/lastdeploy"
+)
+
+// HostView is one host with its storage (`pinkie hosts HOST --json`,
+// GET /api/hosts/HOST).
+type HostView struct {
+	*projections.Host
+	Drives []projections.Drive `json:"drives"`
+}
+
+// Silence is one silence as `pinkie silence ls --json` and
+// GET /api/silences show it.
+type Silence struct {
+	events.SilenceAdded
+	Active bool `json:"active"`
+	// Silencing counts the firing alerts it covers now.
+	Silencing int `json:"silencing"`
+}
+
+// LastDeploy is one host's line of `pinkie last-deploy --json`.
+type LastDeploy struct {
+	Host string `json:"host"`
+	// Status: ok, warn (beyond --warn-after), fail (beyond --fail-after),
+	// never (never deployed: counts as beyond both).
+	Status     string             `json:"status"`
+	AgeSeconds *float64           `json:"age_seconds,omitempty"`
+	Declared   bool               `json:"declared"`
+	Record     *lastdeploy.Record `json:"record,omitempty"`
+}
+
+// NewLastDeploy judges a host's last-deploy record against the thresholds.
+func NewLastDeploy(host string, r *lastdeploy.Record, declared bool, now time.Time, warn, fail time.Duration) LastDeploy {
+	l := LastDeploy{Host: host, Declared: declared, Record: r, Status: "never"}
+	if r != nil && r.LastSuccess != nil {
+		age := now.Sub(r.LastSuccess.Time)
+		s := age.Seconds()
+		l.AgeSeconds = &s
+		switch {
+		case age > fail:
+			l.Status = "fail"
+		case age > warn:
+			l.Status = "warn"
+		default:
+			l.Status = "ok"
+		}
+	}
+	return l
+}
+
+// Hosts decodes inventory records, sorted by name, without checkpoints.
+func Hosts(recs map[string][]byte) ([]*projections.Host, error) {
+	hosts := []*projections.Host{}
+	for k, v := range recs {
+		var h projections.Host
+		if err := json.Unmarshal(v, &h); err != nil {
+			return nil, fmt.Errorf("pinkie-inventory %s: %w", k, err)
+		}
+		h.Seq = nil
+		hosts = append(hosts, &h)
+	}
+	sort.Slice(hosts, func(i, j int) bool { return hosts[i].Host < hosts[j].Host })
+	return hosts, nil
+}
+
+// Drives decodes storage records, sorted by kind and object.
+func Drives(recs map[string][]byte) ([]projections.Drive, error) {
+	out := []projections.Drive{}
+	for k, b := range recs {
+		var d projections.Drive
+		if err := json.Unmarshal(b, &d); err != nil {
+			return nil, fmt.Errorf("pinkie-drives %s: %w", k, err)
+		}
+		d.Seq = nil
+		out = append(out, d)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Host != out[j].Host {
+			return out[i].Host < out[j].Host
+		}
+		if out[i].Kind != out[j].Kind {
+			return out[i].Kind < out[j].Kind
+		}
+		return out[i].Object < out[j].Object
+	})
+	return out, nil
+}
+
+// Alerts decodes the alerts bucket into the active alerts, most severe
+// first, each marked with the silences covering it at now, and the
+// silences, soonest ending first.
+func Alerts(recs map[string][]byte, now time.Time) ([]projections.ActiveAlert, []events.SilenceAdded, error) {
+	var alerts []projections.ActiveAlert
+	var silences []events.SilenceAdded
+	for k, v := range recs {
+		switch {
+		case strings.HasPrefix(k, "alert."):
+			var a projections.ActiveAlert
+			if err := json.Unmarshal(v, &a); err != nil {
+				return nil, nil, fmt.Errorf("pinkie-alerts %s: %w", k, err)
+			}
+			a.Seq = nil
+			alerts = append(alerts, a)
+		case strings.HasPrefix(k, "silence."):
+			var s projections.ActiveSilence
+			if err := json.Unmarshal(v, &s); err != nil {
+				return nil, nil, fmt.Errorf("pinkie-alerts %s: %w", k, err)
+			}
+			silences = append(silences, s.SilenceAdded)
+		}
+	}
+	for i := range alerts {
+		by := projections.Silenced(alerts[i].Alert, silences, now)
+		alerts[i].Silenced, alerts[i].SilencedBy = len(by) > 0, by
+	}
+	sort.Slice(alerts, func(i, j int) bool {
+		a, b := alerts[i], alerts[j]
+		if SeverityRank(a.Severity) != SeverityRank(b.Severity) {
+			return SeverityRank(a.Severity) < SeverityRank(b.Severity)
+		}
+		if a.Host != b.Host {
+			return a.Host < b.Host
+		}
+		if a.Rule != b.Rule {
+			return a.Rule < b.Rule
+		}
+		return a.Object < b.Object
+	})
+	sort.Slice(silences, func(i, j int) bool { return silences[i].EndsAt.Before(silences[j].EndsAt) })
+	return alerts, silences, nil
+}
+
+// Silences lists the silences active at now (all: also ended ones the hub
+// has not expired yet) with how many firing alerts each covers.
+func Silences(alerts []projections.ActiveAlert, silences []events.SilenceAdded, now time.Time, all bool) []Silence {
+	shown := []Silence{}
+	for _, s := range silences {
+		active := !now.Before(s.StartsAt) && now.Before(s.EndsAt)
+		if !active && !all {
+			continue
+		}
+		v := Silence{SilenceAdded: s, Active: active}
+		for _, al := range alerts {
+			for _, id := range al.SilencedBy {
+				if id == s.ID {
+					v.Silencing++
+				}
+			}
+		}
+		shown = append(shown, v)
+	}
+	return shown
+}
+
+// SeverityRank orders severities: critical 0, warning 1, anything else 2.
+func SeverityRank(s string) int {
+	switch s {
+	case events.SeverityCritical:
+		return 0
+	case events.SeverityWarning:
+		return 1
+	}
+	return 2
+}
+
+// DeployHost is one host's deploy as `pinkie deploy --json` and
+// POST /api/deploys report it.
+type DeployHost struct {
+	Host         string   `json:"host"`
+	BuildOn      string   `json:"build_on"`
+	Goal         string   `json:"goal"`
+	RequestID    string   `json:"request_id,omitempty"`
+	Seq          uint64   `json:"seq,omitempty"`
+	StorePath    string   `json:"store_path,omitempty"`
+	BuildSeconds float64  `json:"build_seconds,omitempty"`
+	Phases       []string `json:"phases,omitempty"`
+	// Outcome: planned (dry run), requested (no --wait), activated,
+	// failed, rolledback, build.failed, skipped, timeout.
+	Outcome string `json:"outcome"`
+	Reason  string `json:"reason,omitempty"`
+}
+
+// Deploy is a deploy plan or its result (`pinkie deploy --json`).
+type Deploy struct {
+	Flake    string       `json:"flake"`
+	Revision string       `json:"revision,omitempty"`
+	DryRun   bool         `json:"dry_run,omitempty"`
+	Hosts    []DeployHost `json:"hosts"`
+}

@@ -1,0 +1,75 @@
+package fleetview
+
+import (
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/pinkiefleet/pinkie/events"
+	"github.com/pinkiefleet/pinkie/projections"
+	"github.com/pinkiefleet/pinkie/projections/lastdeploy"
+)
+
+var now = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+
+func TestNewLastDeploy(t *testing.T) {
+	day := 24 * time.Hour
+	rec := func(age time.Duration) *lastdeploy.Record {
+		return &lastdeploy.Record{Host: "h", LastSuccess: &lastdeploy.Success{Time: now.Add(-age)}}
+	}
+	for _, tc := range []struct {
+		name string
+		r    *lastdeploy.Record
+		want string
+	}{
+		{"never", nil, "never"},
+		{"attempted, never succeeded", &lastdeploy.Record{Host: "h"}, "never"},
+		{"fresh", rec(day), "ok"},
+		{"beyond warn", rec(8 * day), "warn"},
+		{"beyond fail", rec(31 * day), "fail"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := NewLastDeploy("h", tc.r, true, now, 7*day, 30*day)
+			if got.Status != tc.want || (tc.want != "never") != (got.AgeSeconds != nil) {
+				t.Errorf("status %s (age %v), want %s", got.Status, got.AgeSeconds, tc.want)
+			}
+		})
+	}
+}
+
+func TestAlertsSortAndSilence(t *testing.T) {
+	put := func(v any) []byte { b, _ := json.Marshal(v); return b }
+	alert := func(host, sev string) projections.ActiveAlert {
+		return projections.ActiveAlert{Alert: events.Alert{Host: host, Rule: "r", Severity: sev, Status: "firing"}}
+	}
+	recs := map[string][]byte{
+		"alert.b.1":     put(alert("b", events.SeverityInfo)),
+		"alert.a.1":     put(alert("a", events.SeverityWarning)),
+		"alert.c.1":     put(alert("c", events.SeverityCritical)),
+		"silence.s1":    put(projections.ActiveSilence{SilenceAdded: events.SilenceAdded{ID: "s1", Matchers: map[string]string{"host": "a"}, StartsAt: now.Add(-time.Hour), EndsAt: now.Add(time.Hour)}}),
+		"silence.ended": put(projections.ActiveSilence{SilenceAdded: events.SilenceAdded{ID: "ended", Matchers: map[string]string{"host": "*"}, StartsAt: now.Add(-2 * time.Hour), EndsAt: now.Add(-time.Hour)}}),
+	}
+	alerts, silences, err := Alerts(recs, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var order []string
+	for _, a := range alerts {
+		order = append(order, a.Host)
+	}
+	if d := cmp.Diff([]string{"c", "a", "b"}, order); d != "" {
+		t.Errorf("order (-want +got):\n%s", d)
+	}
+	if !alerts[1].Silenced || alerts[0].Silenced || alerts[2].Silenced {
+		t.Errorf("silenced: %v %v %v, want only a's", alerts[0].Silenced, alerts[1].Silenced, alerts[2].Silenced)
+	}
+	shown := Silences(alerts, silences, now, false)
+	if len(shown) != 1 || shown[0].ID != "s1" || shown[0].Silencing != 1 || !shown[0].Active {
+		t.Errorf("active silences: %+v", shown)
+	}
+	if all := Silences(alerts, silences, now, true); len(all) != 2 {
+		t.Errorf("--all: %d silences, want 2", len(all))
+	}
+}
