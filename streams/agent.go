@@ -177,14 +177,35 @@ func (a *Agent) watchLink(ctx context.Context) {
 	defer t.Stop()
 	state := "starting"
 	since := time.Now()
+	// A link that drops again right after every connect (two agents with
+	// the same name or key push each other off the hub) is reported once,
+	// and its flapping kept out of the log until it holds again.
+	const brief, stable = 2 * time.Second, 30 * time.Second
+	flaps, quiet := 0, false
 	for {
 		now := a.Connected()
 		switch {
 		case now && state != "connected":
-			a.log.Info("hub connected; sending what the OUTBOX holds", "host", a.opts.Host, "pending", a.Pending(ctx), "after", time.Since(since).Round(time.Millisecond))
+			if !quiet {
+				a.log.Info("hub connected; sending what the OUTBOX holds", "host", a.opts.Host, "pending", a.Pending(ctx), "after", time.Since(since).Round(time.Millisecond))
+			}
 			state, since = "connected", time.Now()
+		case now && quiet && time.Since(since) > stable:
+			a.log.Info("hub connection holds again", "host", a.opts.Host)
+			quiet, flaps = false, 0
 		case !now && state == "connected":
-			a.log.Warn("hub unreachable; events are kept in the OUTBOX until it is back", "host", a.opts.Host)
+			if time.Since(since) < brief {
+				flaps++
+			} else {
+				flaps = 0
+			}
+			switch {
+			case flaps == 3 && !quiet:
+				a.log.Error("the hub keeps dropping this agent's connection right after it is made; is another agent connected with the same name or key?", "host", a.opts.Host)
+				quiet = true
+			case !quiet:
+				a.log.Warn("hub unreachable; events are kept in the OUTBOX until it is back", "host", a.opts.Host)
+			}
 			state, since = "disconnected", time.Now()
 		case !now && state == "starting" && time.Since(since) > 5*time.Second:
 			a.log.Warn("hub not reachable yet; events are kept in the OUTBOX until it is", "host", a.opts.Host, "hub", a.opts.HubURLs)

@@ -6,6 +6,8 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -102,4 +104,60 @@ func TestAgentEventsReachHosts(t *testing.T) {
 	for _, host := range []string{"goliath", "koishi"} {
 		waitMsgs(t, hub.JetStream(), HostsStream, fmt.Sprintf("pinkie.host.%s.heartbeat", host), 10, 20*time.Second)
 	}
+}
+
+// lockedBuffer is a log sink tests can read while agents write.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestTwoAgentsWithOneKeyAreReported: two agents with the same name and
+// key push each other off the hub; that is said once, plainly, instead of
+// a connected/unreachable pair in the log every few hundred milliseconds.
+func TestTwoAgentsWithOneKeyAreReported(t *testing.T) {
+	auth := t.TempDir()
+	if _, err := KeysInit(auth, []string{"goliath"}); err != nil {
+		t.Fatal(err)
+	}
+	hub := startTestHub(t, auth, t.TempDir())
+	defer hub.Close()
+	var logs [2]*lockedBuffer
+	for i := range logs {
+		logs[i] = &lockedBuffer{}
+		a, err := StartAgent(context.Background(), AgentOptions{
+			Host: "goliath", HubURLs: []string{hub.LeafURL()}, NkeyFile: HostSeedFile(auth, "goliath"), DataDir: t.TempDir(),
+			ReconnectInterval: 50 * time.Millisecond, Log: slog.New(slog.NewTextHandler(logs[i], nil)),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer a.Close()
+	}
+	const want = "is another agent connected with the same name or key?"
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, l := range logs {
+			if strings.Contains(l.String(), want) {
+				if n := strings.Count(l.String(), "hub unreachable"); n > 3 {
+					t.Errorf("the flapping was logged %d times before it was reported", n)
+				}
+				return
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("no agent reported the clash within 30s:\n%s\n---\n%s", logs[0].String(), logs[1].String())
 }
