@@ -46,7 +46,10 @@ type AgentOptions struct {
 	// SyncAlways makes the OUTBOX fsync every event (survives power loss,
 	// costs throughput).
 	SyncAlways bool
-	Log        *slog.Logger
+	// TLSCA is the CA certificate file to trust for a hub on tls:// (the
+	// system's CAs when empty).
+	TLSCA string
+	Log   *slog.Logger
 	// Services run inside the agent next to its producers.
 	Services []AgentService
 }
@@ -101,6 +104,13 @@ func StartAgent(ctx context.Context, o AgentOptions) (*Agent, error) {
 		urls = append(urls, pu)
 	}
 	remote := &server.RemoteLeafOpts{URLs: urls, IgnoreDiscoveredServers: true}
+	if o.TLSCA != "" || (len(urls) > 0 && (urls[0].Scheme == "tls" || urls[0].Scheme == "wss")) {
+		tc, err := clientTLS(o.TLSCA)
+		if err != nil {
+			return nil, err
+		}
+		remote.TLS, remote.TLSConfig, remote.TLSTimeout = true, tc, 5
+	}
 	if o.NkeyFile != "" {
 		kp, err := ReadSeed(o.NkeyFile)
 		if err != nil {

@@ -27,9 +27,13 @@ var ErrConnect = errors.New("cannot connect to the hub")
 
 // Connect connects to the hub at url, authenticating with the nkey seed in
 // nkeyFile when it is set.
-func Connect(ctx context.Context, url, nkeyFile, name string) (*Client, error) {
+func Connect(ctx context.Context, url, nkeyFile, name string, opts ...ClientOption) (*Client, error) {
+	var co clientOptions
+	for _, o := range opts {
+		o(&co)
+	}
 	denied := make(chan error, 16)
-	opts := []nats.Option{nats.Name(name), nats.Timeout(5 * time.Second), nats.MaxReconnects(-1),
+	nopts := []nats.Option{nats.Name(name), nats.Timeout(5 * time.Second), nats.MaxReconnects(-1),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 			if errors.Is(err, nats.ErrPermissionViolation) {
 				select {
@@ -44,9 +48,16 @@ func Connect(ctx context.Context, url, nkeyFile, name string) (*Client, error) {
 			return nil, fmt.Errorf("%w: --nkey: %v", ErrConnect, err)
 		}
 		pub, _ := kp.PublicKey()
-		opts = append(opts, nats.Nkey(pub, kp.Sign))
+		nopts = append(nopts, nats.Nkey(pub, kp.Sign))
 	}
-	nc, err := nats.Connect(url, opts...)
+	if co.tlsCA != "" || strings.HasPrefix(url, "tls://") {
+		tc, err := clientTLS(co.tlsCA)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrConnect, err)
+		}
+		nopts = append(nopts, nats.Secure(tc))
+	}
+	nc, err := nats.Connect(url, nopts...)
 	if err != nil {
 		hint := ""
 		if strings.Contains(err.Error(), "authorization") && nkeyFile == "" {
@@ -61,6 +72,14 @@ func Connect(ctx context.Context, url, nkeyFile, name string) (*Client, error) {
 	}
 	return &Client{Conn: nc, JS: js, denied: denied}, nil
 }
+
+// ClientOption changes how Connect connects.
+type ClientOption func(*clientOptions)
+
+type clientOptions struct{ tlsCA string }
+
+// WithTLSCA trusts the CA certificates in file for a hub on tls://.
+func WithTLSCA(file string) ClientOption { return func(o *clientOptions) { o.tlsCA = file } }
 
 // Close closes the connection after flushing.
 func (c *Client) Close() {

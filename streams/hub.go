@@ -41,8 +41,11 @@ type HubOptions struct {
 	MaxStore, MaxMemory int64
 	// SyncAlways makes the store fsync every write.
 	SyncAlways bool
-	Log        *slog.Logger
-	Version    string
+	// TLSCert and TLSKey, when set, make the client and leaf listeners
+	// speak TLS only.
+	TLSCert, TLSKey string
+	Log             *slog.Logger
+	Version         string
 	// Services run inside the hub once its streams exist.
 	Services []HubService
 	// HTTPHandler, when set, serves every HTTP path besides /metrics and
@@ -151,6 +154,17 @@ func StartHub(ctx context.Context, o HubOptions) (*Hub, error) {
 	if h.auth != nil {
 		pub, _ := h.svcKey.PublicKey()
 		sopts.Nkeys = nkeyUsers(h.auth, pub)
+	}
+	if (o.TLSCert == "") != (o.TLSKey == "") {
+		return nil, errors.New("hub: --tls-cert and --tls-key go together")
+	}
+	if o.TLSCert != "" {
+		tc, err := serverTLS(o.TLSCert, o.TLSKey)
+		if err != nil {
+			return nil, err
+		}
+		sopts.TLS, sopts.TLSConfig, sopts.TLSTimeout = true, tc, 5
+		sopts.LeafNode.TLSConfig, sopts.LeafNode.TLSTimeout = tc.Clone(), 5
 	}
 	if h.srv, err = startServer(sopts, o.Log); err != nil {
 		return nil, err
@@ -415,7 +429,11 @@ func (h *Hub) ClientURL() string { return h.srv.ClientURL() }
 
 // LeafURL is the nats-leaf:// URL agents connect to.
 func (h *Hub) LeafURL() string {
-	return fmt.Sprintf("nats-leaf://%s", net.JoinHostPort(h.sopts.LeafNode.Host, fmt.Sprint(h.sopts.LeafNode.Port)))
+	scheme := "nats-leaf"
+	if h.sopts.LeafNode.TLSConfig != nil {
+		scheme = "tls"
+	}
+	return fmt.Sprintf("%s://%s", scheme, net.JoinHostPort(h.sopts.LeafNode.Host, fmt.Sprint(h.sopts.LeafNode.Port)))
 }
 
 // HTTPAddr is the address of the HTTP listener.

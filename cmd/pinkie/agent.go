@@ -46,6 +46,7 @@ jitter), logging the link state once per change.`)
 	fs.Var(&hubs, "hub", "hub leaf `URL`, e.g. nats-leaf://hub.lan:7422 (repeat or comma-separate for a clustered hub)")
 	data := fs.String("data", defaultDataDir(a, "/var/lib/pinkie-agent"), "data `DIR` for the OUTBOX and producer state (env STATE_DIRECTORY)")
 	nkey := fs.String("nkey", "", "this host's nkey seed `FILE` (from 'pinkie keys init')")
+	tlsCA := fs.String("tls-ca", "", "CA certificate `FILE` to trust for a hub on tls:// (default: the system's)")
 	configFile := fs.String("config", "", "producer configuration `FILE` (JSON), e.g. {\"producers\": {\"login\": {\"file\": \"/var/log/auth.log\"}}}")
 	root := fs.String("root", "/", "filesystem `ROOT` producers read the host from (a fixture tree in tests)")
 	replay := fs.String("replay-commands", "", "answer producers' commands from recordings in `DIR` (commands.json, <name>.out/.code) instead of running them; for tests and demos")
@@ -89,7 +90,7 @@ jitter), logging the link state once per change.`)
 		return err
 	}
 	ag, err := streams.StartAgent(ctx, streams.AgentOptions{
-		Host: *name, HubURLs: hubs, NkeyFile: *nkey, DataDir: *data,
+		Host: *name, HubURLs: hubs, NkeyFile: *nkey, TLSCA: *tlsCA, DataDir: *data,
 		OutboxMaxBytes: *outboxMax, ReconnectInterval: *reconnect, SyncAlways: *syncAlways, Log: log,
 		Services: deployServices,
 	})

@@ -50,7 +50,7 @@ func alertsReadBucket(ctx context.Context, js jetstream.JetStream, bucket, prefi
 
 // alertsConnect connects a CLI verb to the hub; a failure exits 2.
 func alertsConnect(ctx context.Context, cf clientFlags, verb string) (*streams.Client, error) {
-	c, err := streams.Connect(ctx, *cf.server, *cf.nkey, "pinkie "+verb)
+	c, err := cf.connect(ctx, "pinkie "+verb)
 	if err != nil {
 		return nil, exitError{code: exitUsage, err: err}
 	}

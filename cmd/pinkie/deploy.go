@@ -89,7 +89,7 @@ no connection to the hub, and then nothing is published.`)
 	if *dryRun {
 		return printDeploy(a, res, *asJSON)
 	}
-	c, err := streams.Connect(ctx, *cf.server, *cf.nkey, "pinkie deploy")
+	c, err := cf.connect(ctx, "pinkie deploy")
 	if err != nil {
 		return exitError{code: exitUsage, err: err}
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -8,6 +9,8 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+
+	"github.com/pinkiefleet/pinkie/streams"
 )
 
 // errHelp is returned after --help printed the usage: exit 0.
@@ -109,7 +112,12 @@ func logFlags(fs *flagSet, w io.Writer) func() (*slog.Logger, error) {
 // clientFlags are --server and --nkey, defaulting to PINKIE_SERVER and
 // PINKIE_NKEY.
 type clientFlags struct {
-	server, nkey *string
+	server, nkey, tlsCA *string
+}
+
+// connect connects to the hub as the flags say.
+func (cf clientFlags) connect(ctx context.Context, name string) (*streams.Client, error) {
+	return streams.Connect(ctx, *cf.server, *cf.nkey, name, streams.WithTLSCA(*cf.tlsCA))
 }
 
 func addClientFlags(fs *flagSet, a *app) clientFlags {
@@ -120,6 +128,7 @@ func addClientFlags(fs *flagSet, a *app) clientFlags {
 	return clientFlags{
 		server: fs.String("server", def, "hub URL (env PINKIE_SERVER)"),
 		nkey:   fs.String("nkey", a.getenv("PINKIE_NKEY"), "nkey seed file to authenticate with (env PINKIE_NKEY)"),
+		tlsCA:  fs.String("tls-ca", a.getenv("PINKIE_TLS_CA"), "CA certificate `FILE` to trust for a hub on tls:// (env PINKIE_TLS_CA; default: the system's)"),
 	}
 }
 

@@ -108,7 +108,7 @@ listed (exit 2).
 	if err != nil {
 		return err
 	}
-	c, err := streams.Connect(ctx, *cf.server, *cf.nkey, "pinkie fleet sync")
+	c, err := cf.connect(ctx, "pinkie fleet sync")
 	if err != nil {
 		return exitError{code: exitUsage, err: err}
 	}
@@ -173,7 +173,7 @@ dashboard host needs no nix.
 	case *from != "":
 		decl, err = fleetReadFile(*from)
 	case *fromHub:
-		decl, err = fleetFromHub(ctx, *cf.server, *cf.nkey)
+		decl, err = fleetFromHub(ctx, cf)
 	default:
 		decl, err = fleetEvaluate(ctx, *flake)
 	}
@@ -408,22 +408,22 @@ func fleetDecode(b []byte, what string) (events.FleetDeclared, error) {
 }
 
 // fleetFromHub reads the last fleet.declared event from the FLEET stream.
-func fleetFromHub(ctx context.Context, server, nkey string) (events.FleetDeclared, error) {
-	c, err := streams.Connect(ctx, server, nkey, "pinkie fleet export")
+func fleetFromHub(ctx context.Context, cf clientFlags) (events.FleetDeclared, error) {
+	c, err := cf.connect(ctx, "pinkie fleet export")
 	if err != nil {
 		return events.FleetDeclared{}, exitError{code: exitUsage, err: err}
 	}
 	defer c.Close()
 	st, err := c.JS.Stream(ctx, streams.FleetStream)
 	if err != nil {
-		return events.FleetDeclared{}, fmt.Errorf("stream %s at %s: %w", streams.FleetStream, server, err)
+		return events.FleetDeclared{}, fmt.Errorf("stream %s at %s: %w", streams.FleetStream, *cf.server, err)
 	}
 	m, err := st.GetLastMsgForSubject(ctx, events.FleetDeclaredSubject)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return events.FleetDeclared{}, fmt.Errorf("the hub at %s holds no declared fleet yet: run pinkie fleet sync first", server)
+		return events.FleetDeclared{}, fmt.Errorf("the hub at %s holds no declared fleet yet: run pinkie fleet sync first", *cf.server)
 	}
 	if err != nil {
-		return events.FleetDeclared{}, fmt.Errorf("read the declared fleet from %s: %w", server, err)
+		return events.FleetDeclared{}, fmt.Errorf("read the declared fleet from %s: %w", *cf.server, err)
 	}
 	e, _, err := events.Decode(m.Data)
 	if err != nil {

@@ -38,6 +38,8 @@ SIGTERM or Ctrl-C shuts down cleanly: nothing acknowledged is lost.`)
 	natsAddr := fs.String("nats", "127.0.0.1:4222", "client listener `ADDR` (host:port; port 0 picks one)")
 	leafAddr := fs.String("leaf", "127.0.0.1:7422", "leaf-node listener `ADDR` for agents")
 	httpAddr := fs.String("http", "127.0.0.1:8080", "HTTP listener `ADDR` for the dashboard, /healthz and /metrics")
+	tlsCert := fs.String("tls-cert", "", "certificate `FILE` (PEM): the client and leaf listeners speak TLS only")
+	tlsKey := fs.String("tls-key", "", "private key `FILE` (PEM) for --tls-cert")
 	auth := fs.String("auth", "", "auth `DIR` made by 'pinkie keys init' (required beyond loopback)")
 	maxEvent := fs.Int("max-event-bytes", 64<<10, "largest event accepted; larger ones go to the dead letters")
 	maxStore := fs.Int64("max-store", 10<<30, "JetStream file store limit in bytes")
@@ -66,7 +68,7 @@ SIGTERM or Ctrl-C shuts down cleanly: nothing acknowledged is lost.`)
 	}
 	h, err := streams.StartHub(ctx, streams.HubOptions{
 		DataDir: *data, NATSAddr: *natsAddr, LeafAddr: *leafAddr, HTTPAddr: *httpAddr,
-		AuthDir: *auth, MaxEventBytes: *maxEvent, MaxStore: *maxStore, SyncAlways: *syncAlways,
+		AuthDir: *auth, TLSCert: *tlsCert, TLSKey: *tlsKey, MaxEventBytes: *maxEvent, MaxStore: *maxStore, SyncAlways: *syncAlways,
 		Log: log, Version: version, Services: services, HTTPHandler: httpHandler,
 	})
 	if err != nil {

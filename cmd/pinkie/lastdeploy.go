@@ -77,7 +77,7 @@ Exit codes: 0 every host deployed within --warn-after; 1 some host beyond
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	c, err := streams.Connect(ctx, *cf.server, *cf.nkey, "pinkie last-deploy")
+	c, err := cf.connect(ctx, "pinkie last-deploy")
 	if err != nil {
 		return exitError{code: exitUsage, err: err}
 	}

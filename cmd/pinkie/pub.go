@@ -15,7 +15,6 @@ import (
 
 	"github.com/pinkiefleet/pinkie/events"
 	"github.com/pinkiefleet/pinkie/schemas"
-	"github.com/pinkiefleet/pinkie/streams"
 )
 
 // pubResult is what pub prints with --json.
@@ -63,7 +62,7 @@ Prints the event id, the stream that stored it and its sequence.`)
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	c, err := streams.Connect(ctx, *cf.server, *cf.nkey, "pinkie pub")
+	c, err := cf.connect(ctx, "pinkie pub")
 	if err != nil {
 		return exitError{code: exitUsage, err: err}
 	}

@@ -13,7 +13,6 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/pinkiefleet/pinkie/events"
-	"github.com/pinkiefleet/pinkie/streams"
 )
 
 func runTail(ctx context.Context, a *app, args []string) error {
@@ -45,7 +44,7 @@ pattern below "pinkie." (default: everything):
 			filter = "pinkie." + filter
 		}
 	}
-	c, err := streams.Connect(ctx, *cf.server, *cf.nkey, "pinkie tail")
+	c, err := cf.connect(ctx, "pinkie tail")
 	if err != nil {
 		return exitError{code: exitUsage, err: err}
 	}
