@@ -245,7 +245,7 @@ func (h *Hub) ensureStreams(ctx context.Context) error {
 		}
 		if st, err := h.js.Stream(ctx, IngestStream); err == nil {
 			for _, src := range st.CachedInfo().Config.Sources {
-				if host, ok := hostOfSource(src); ok {
+				if host, ok := hostOfSource(src.External); ok {
 					hosts[host] = true
 				}
 			}
@@ -254,11 +254,13 @@ func (h *Hub) ensureStreams(ctx context.Context) error {
 	return h.setIngestHosts(ctx, hosts)
 }
 
-func hostOfSource(src *jetstream.StreamSource) (string, bool) {
-	if src.External == nil {
+// hostOfSource is the host whose OUTBOX a source of INGEST reads, from
+// its API prefix $JS.pinkie_<host>.API.
+func hostOfSource(ext *jetstream.ExternalStream) (string, bool) {
+	if ext == nil {
 		return "", false
 	}
-	d := strings.TrimSuffix(strings.TrimPrefix(src.External.APIPrefix, "$JS."), ".API")
+	d := strings.TrimSuffix(strings.TrimPrefix(ext.APIPrefix, "$JS."), ".API")
 	host, ok := strings.CutPrefix(d, "pinkie_")
 	return host, ok && events.ValidHost(host) == nil
 }

@@ -6,10 +6,8 @@ import (
 	"net"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -69,7 +67,7 @@ func (c hubCollector) Collect(ch chan<- prometheus.Metric) {
 			continue
 		}
 		for _, s := range info.Sources {
-			host, ok := hostOfSourceInfo(s)
+			host, ok := hostOfSource(s.External)
 			if !ok {
 				continue
 			}
@@ -140,13 +138,4 @@ func (h *Hub) healthz(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusServiceUnavailable)
 	}
 	_ = json.NewEncoder(w).Encode(hl)
-}
-
-func hostOfSourceInfo(s *jetstream.StreamSourceInfo) (string, bool) {
-	if s.External == nil {
-		return "", false
-	}
-	d := strings.TrimSuffix(strings.TrimPrefix(s.External.APIPrefix, "$JS."), ".API")
-	host, ok := strings.CutPrefix(d, "pinkie_")
-	return host, ok
 }

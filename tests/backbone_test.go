@@ -193,7 +193,7 @@ func TestStoreAndForward(t *testing.T) {
 func outboxLastSeq(t *testing.T, dataDir string) uint64 {
 	t.Helper()
 	ctx := context.Background()
-	a, err := streams.StartAgent(ctx, streams.AgentOptions{Host: "goliath", DataDir: dataDir, Log: quietLog()})
+	a, err := streams.StartAgent(ctx, streams.AgentOptions{Host: "goliath", DataDir: dataDir, Log: discardLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -289,5 +289,3 @@ func TestHubSIGTERMDuringIngestLosesNothingAcknowledged(t *testing.T) {
 	}
 	t.Logf("%d acknowledged deploy requests, all stored", len(acked))
 }
-
-func quietLog() *slogLogger { return discardLogger() }

@@ -5,6 +5,4 @@ import (
 	"log/slog"
 )
 
-type slogLogger = slog.Logger
-
 func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
