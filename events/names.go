@@ -88,3 +88,8 @@ func HostFromSubject(subject string) (host, rest string, ok bool) {
 	}
 	return parts[2], parts[3], true
 }
+
+// HostMsgID is the Nats-Msg-Id the hub gives an event it took from host:
+// deduplication is per host, so one host's event can never make another
+// host's event with the same id a "duplicate".
+func HostMsgID(host, id string) string { return host + "/" + id }

@@ -28,8 +28,10 @@ var Buckets = []string{"pinkie-last-deploy", "pinkie-inventory", "pinkie-drives"
 // deliverSubject is where an agent's HUB consumer pushes events to the hub.
 func deliverSubject(host string) string { return "_pinkie.deliver." + host + ".d" }
 
-// ingestPrefix is the subject prefix the hub gives a host's sourced events
-// in INGEST: evt.<kind>… becomes pinkie.ingest.<host>.<kind>….
+// ingestPrefix is the subject prefix the hub gives everything a host's
+// OUTBOX source delivers into INGEST: evt.<kind>… becomes
+// pinkie.ingest.<host>.evt.<kind>…, and any other subject a rogue agent
+// sends is prefixed just the same.
 func ingestPrefix(host string) string { return "pinkie.ingest." + host }
 
 // outboxConfig is the agent's OUTBOX: everything producers publish, kept
@@ -69,11 +71,16 @@ func outboxConsumerConfig(host string) jetstream.ConsumerConfig {
 }
 
 // ingestSource is how INGEST sources one host's OUTBOX across the leaf link.
+// Its transform matches every subject (">"), not just "evt.>": a transform
+// does not filter, and a subject it does not match would be stored as the
+// sender wrote it — a rogue agent could then store pinkie.ingest.<another
+// host>.…. With ">", the host token in INGEST is always the one the hub
+// configured for the source that delivered the message.
 func ingestSource(host string) *jetstream.StreamSource {
 	return &jetstream.StreamSource{
 		Name: OutboxStream,
 		SubjectTransforms: []jetstream.SubjectTransformConfig{
-			{Source: "evt.>", Destination: ingestPrefix(host) + ".>"},
+			{Source: ">", Destination: ingestPrefix(host) + ".>"},
 		},
 		External: &jetstream.ExternalStream{
 			APIPrefix:     "$JS." + events.Domain(host) + ".API",
@@ -94,8 +101,12 @@ func ingestConfig(hosts []string) jetstream.StreamConfig {
 		Description: "agents' events as sourced from their OUTBOX, awaiting the ingest check",
 		Storage:     jetstream.FileStorage,
 		Retention:   jetstream.LimitsPolicy,
-		Duplicates:  time.Hour,
-		MaxAge:      7 * 24 * time.Hour,
+		// No deduplication: a stream with sources keeps a zero window.
+		// Agents' Nats-Msg-Ids must not make one host's event drop another
+		// host's, nor hide a repeated id from the check (which refuses one
+		// with other content); HOSTS deduplicates per host.
+		Duplicates: 0,
+		MaxAge:     7 * 24 * time.Hour,
 	}
 	for _, h := range hosts {
 		cfg.Sources = append(cfg.Sources, ingestSource(h))

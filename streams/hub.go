@@ -67,17 +67,18 @@ type Hub struct {
 	svcKey  nkeys.KeyPair
 	sopts   *server.Options
 
-	mu        sync.Mutex
-	hosts     map[string]bool // hosts INGEST sources
-	authMod   time.Time
-	auth      *Auth
-	stop      context.CancelFunc
-	wg        sync.WaitGroup
-	ingestCC  jetstream.ConsumeContext
-	checked   chan pendingPub
-	pending   chan pendingPub
-	ackerDone chan struct{}
-	closed    bool
+	mu         sync.Mutex
+	hosts      map[string]bool // hosts INGEST sources
+	authMod    time.Time
+	auth       *Auth
+	stop       context.CancelFunc
+	wg         sync.WaitGroup
+	ingestStop context.CancelFunc
+	fetchDone  chan struct{}
+	checked    chan pendingPub
+	pending    chan pendingPub
+	ackerDone  chan struct{}
+	closed     bool
 }
 
 // StartHub starts the hub: the embedded server, its streams and buckets,

@@ -4,7 +4,9 @@
 package ingest
 
 import (
+	"bytes"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -14,15 +16,32 @@ import (
 
 // Message is one message as the hub's INGEST stream holds it.
 type Message struct {
-	// Subject is pinkie.ingest.<host>.<kind>[.<object>], as the hub's
-	// source transform wrote it.
+	// Subject is pinkie.ingest.<host>.evt.<kind>[.<object>]: the hub's
+	// source transform for <host> prefixes every subject that host's OUTBOX
+	// delivers with pinkie.ingest.<host>, whatever the subject is, so the
+	// host token is the hub's own knowledge of which source delivered it.
+	// (Before that transform, INGEST held pinkie.ingest.<host>.<kind>…;
+	// such messages are still checked, see Check.)
 	Subject string
-	// StreamSource is the Nats-Stream-Source header the hub wrote when it
-	// sourced the message: "<stream>:<hash>[:C=<hash>] <seq> <filter>
-	// <destination> <original subject> …".
-	StreamSource string
-	Payload      []byte
+	// Seq is the message's sequence in INGEST (names its dead letter).
+	Seq uint64
+	// Header is the message's header as the NATS client parsed it.
+	Header map[string][]string
+	// HeaderSize is the size in bytes of the header block as it arrived
+	// on the wire, so a block the client parsed differently from the
+	// server (a bare LF splitting a line) can be told apart.
+	HeaderSize int
+	Payload    []byte
 }
+
+// StreamSourceHeader is the header nats-server writes on every sourced
+// message: "<stream>:<hash> <seq> <filter> <destination> <original
+// subject> [<ident>]".
+const StreamSourceHeader = "Nats-Stream-Source"
+
+// StreamSource returns the message's Nats-Stream-Source values joined, for
+// dead letters and logs (after Check, there is exactly one).
+func (m Message) StreamSource() string { return strings.Join(m.Header[StreamSourceHeader], " | ") }
 
 // Decision is where a message goes.
 type Decision struct {
@@ -30,55 +49,76 @@ type Decision struct {
 	Host string
 	// Kind is the event kind when the event decoded.
 	Kind string
-	// Subject is the HOSTS subject for an accepted event.
+	// Subject is the HOSTS (or DEPLOY) subject for an accepted event.
 	Subject string
 	// ID is the event id of an accepted event.
 	ID string
 	// Reason is set when the event is refused: why, in words.
 	Reason string
+	// Retry is set when the decision could not be made for now (a
+	// lookup failed): the message must be checked again later.
+	Retry error
 }
 
 // Accepted reports whether the event goes on to HOSTS.
-func (d Decision) Accepted() bool { return d.Reason == "" }
+func (d Decision) Accepted() bool { return d.Reason == "" && d.Retry == nil }
+
+// BuildOrders answers whether the hub's deploy planner ordered builder to
+// build target's system for request requestID.
+type BuildOrders interface {
+	BuildOrdered(builder, requestID, target string) (bool, error)
+}
 
 // Checker decides about sourced messages.
 type Checker struct {
 	Schemas *schemas.Set
 	MaxSize int
+	// Known reports whether a host may send events (it is in the auth
+	// file, or the hub sources it); nil accepts every valid host name.
+	Known func(host string) bool
+	// Orders tells which builder was ordered to build what; nil accepts
+	// build phases only from the target itself.
+	Orders BuildOrders
 }
 
-// Check decides about one message.
+// Check decides about one message. The sending host is the one the hub's
+// own source transform wrote into the subject; the Nats-Stream-Source
+// header must agree with it, and so must everything the event claims.
 func (c *Checker) Check(m Message) Decision {
 	rest, ok := strings.CutPrefix(m.Subject, "pinkie.ingest.")
-	host, kindPath, ok2 := strings.Cut(rest, ".")
-	// The hub's transform does not filter: a message that did not match
-	// "evt.>" would be stored unchanged, under any subject. Trust only the
-	// destination the hub wrote into Nats-Stream-Source from its own
-	// configuration: it names the host whose OUTBOX delivered the message,
-	// and that host is the one the dead letter is charged to.
-	f := strings.Fields(m.StreamSource)
-	sender := ""
-	if len(f) >= 5 {
-		if h, ok := strings.CutPrefix(f[3], "pinkie.ingest."); ok {
-			sender = strings.TrimSuffix(h, ".>")
-		}
+	host, tail, ok2 := strings.Cut(rest, ".")
+	if !ok || !ok2 || events.ValidHost(host) != nil {
+		return Decision{Reason: fmt.Sprintf("subject %q is not pinkie.ingest.<host>.evt.<kind>", m.Subject)}
 	}
-	d := Decision{Host: sender}
-	if sender == "" || events.ValidHost(sender) != nil {
-		d.Host = host
-		d.Reason = fmt.Sprintf("no usable Nats-Stream-Source header (%q): not sourced from an agent", m.StreamSource)
+	d := Decision{Host: host}
+	if c.Known != nil && !c.Known(host) {
+		d.Reason = fmt.Sprintf("host %s is not in the auth file", host)
 		return d
 	}
-	if !ok || !ok2 {
-		d.Reason = fmt.Sprintf("subject %q is not pinkie.ingest.<host>.<kind>", m.Subject)
+	src, reason := streamSource(m)
+	if reason != "" {
+		d.Reason = reason
 		return d
 	}
-	if host != sender {
-		d.Reason = fmt.Sprintf("subject host %s does not match the source that delivered it (%s)", host, sender)
+	// f: stream:hash, seq, filter, destination, original subject[, ident].
+	f := strings.Fields(src)
+	if len(f) < 5 {
+		d.Reason = fmt.Sprintf("Nats-Stream-Source %q is not the hub's: too few fields", src)
 		return d
 	}
-	if orig := f[4]; orig != "evt."+kindPath {
-		d.Reason = fmt.Sprintf("original subject %q does not match %q", orig, "evt."+kindPath)
+	if want := "pinkie.ingest." + host + ".>"; f[3] != want {
+		d.Reason = fmt.Sprintf("Nats-Stream-Source destination %q is not %q: the header does not come from this host's source", f[3], want)
+		return d
+	}
+	orig := f[4]
+	kindPath, isNew := strings.CutPrefix(tail, "evt.")
+	if !isNew {
+		// Stored before the hub stamped every subject: the old transform
+		// only rewrote evt.<kind> into pinkie.ingest.<host>.<kind>.
+		kindPath = tail
+	}
+	if orig != "evt."+kindPath || kindPath == "" {
+		d.Reason = fmt.Sprintf("original subject %q is outside this host's evt.> (stored as %q)", orig, m.Subject)
 		return d
 	}
 	if c.MaxSize > 0 && len(m.Payload) > c.MaxSize {
@@ -100,7 +140,7 @@ func (c *Checker) Check(m Message) Decision {
 		return d
 	}
 	if srcHost != host {
-		d.Reason = fmt.Sprintf("source host %s differs from subject host %s", srcHost, host)
+		d.Reason = fmt.Sprintf("source host %s differs from the host that sent it (%s)", srcHost, host)
 		return d
 	}
 	if k.Origin != events.FromAgent {
@@ -119,6 +159,13 @@ func (c *Checker) Check(m Message) Decision {
 			d.Reason = fmt.Sprintf("deploy phase subject %q carries an object; want evt.%s", kindPath, k.Name)
 			return d
 		}
+		if reason, retry := c.mayReport(host, phase, e, k); retry != nil {
+			d.Retry = retry
+			return d
+		} else if reason != "" {
+			d.Reason = reason
+			return d
+		}
 		d.Subject = events.DeploySubject(host, phase)
 		return d
 	}
@@ -126,9 +173,104 @@ func (c *Checker) Check(m Message) Decision {
 	return d
 }
 
+// streamSource returns the message's one Nats-Stream-Source header, or
+// why the header block cannot be trusted. nats-server strips a
+// Nats-Stream-Source the sender wrote only when it is a whole CRLF line
+// and then appends its own; a sender that hides one behind a bare LF (which
+// the client splits on) or otherwise shapes the block would make the
+// client see a header the server never wrote. So the block must be exactly
+// what the parsed header re-encodes to, with one Nats-Stream-Source.
+func streamSource(m Message) (string, string) {
+	if want := headerBlockSize(m.Header); m.HeaderSize != want {
+		return "", fmt.Sprintf("header block is %d bytes but its %d parsed lines make %d: a bare LF or a malformed line in it", m.HeaderSize, headerLines(m.Header), want)
+	}
+	for k := range m.Header {
+		if k != StreamSourceHeader && strings.EqualFold(k, StreamSourceHeader) {
+			return "", fmt.Sprintf("header %q spelled unlike the server's %s", k, StreamSourceHeader)
+		}
+	}
+	vs := m.Header[StreamSourceHeader]
+	switch len(vs) {
+	case 0:
+		return "", "no Nats-Stream-Source header: not sourced from an agent"
+	case 1:
+		return vs[0], ""
+	default:
+		return "", fmt.Sprintf("%d Nats-Stream-Source headers: only the server's own may be there", len(vs))
+	}
+}
+
+// headerBlockSize is the size of the canonical NATS header block that
+// holds h: "NATS/1.0\r\n", "Key: value\r\n" per value, "\r\n".
+func headerBlockSize(h map[string][]string) int {
+	if len(h) == 0 {
+		return 0
+	}
+	n := len("NATS/1.0\r\n") + 2
+	for k, vs := range h {
+		for _, v := range vs {
+			n += len(k) + 2 + len(v) + 2
+		}
+	}
+	return n
+}
+
+func headerLines(h map[string][]string) int {
+	n := 0
+	for _, vs := range h {
+		n += len(vs)
+	}
+	return n
+}
+
+// deployActivationPhases are reported by the target itself; build phases
+// by the target or the builder the planner ordered.
+var deployBuildPhases = map[string]bool{"build.started": true, "built": true, "build.failed": true}
+
+// mayReport decides whether host may report phase for the deploy the
+// event names: a host speaks only for itself, and for another host only
+// as the builder the hub ordered to build for it.
+func (c *Checker) mayReport(host, phase string, e events.Event, k events.Kind) (reason string, retry error) {
+	v, err := events.DecodeData(e, k)
+	if err != nil {
+		return err.Error(), nil
+	}
+	p, ok := v.(*events.DeployPhase)
+	if !ok {
+		return fmt.Sprintf("%s carries no deploy phase", k.Type()), nil
+	}
+	if events.ValidHost(p.Host) != nil {
+		return fmt.Sprintf("deploy phase names no valid target host (%q)", p.Host), nil
+	}
+	if e.Subject() != "" && e.Subject() != p.Host {
+		return fmt.Sprintf("deploy phase subject %q differs from its target host %s", e.Subject(), p.Host), nil
+	}
+	if p.Host == host {
+		return "", nil
+	}
+	if !deployBuildPhases[phase] {
+		return fmt.Sprintf("%s for %s reported by %s: only the target reports its activation", phase, p.Host, host), nil
+	}
+	if p.Builder != host {
+		return fmt.Sprintf("%s for %s reported by %s names builder %q: a builder reports only its own builds", phase, p.Host, host, p.Builder), nil
+	}
+	if c.Orders == nil {
+		return fmt.Sprintf("%s for %s reported by %s: no build order is known", phase, p.Host, host), nil
+	}
+	ordered, err := c.Orders.BuildOrdered(host, p.RequestID, p.Host)
+	if err != nil {
+		return "", fmt.Errorf("look up build orders: %w", err)
+	}
+	if !ordered {
+		return fmt.Sprintf("%s for %s reported by %s: the hub never ordered %s to build request %s", phase, p.Host, host, host, p.RequestID), nil
+	}
+	return "", nil
+}
+
 // DeadLetter builds the dead-letter event for a refused message, at time t.
-// Its id is derived from the message's Nats-Stream-Source header (unique per
-// sourced message), so a redelivered message makes the same dead letter.
+// Its id is derived from the message's subject and INGEST sequence (never
+// from anything the sender shaped), so a redelivered message makes the same
+// dead letter.
 func DeadLetter(m Message, d Decision, t time.Time) (events.Event, string, error) {
 	host := d.Host
 	if events.ValidHost(host) != nil {
@@ -141,11 +283,30 @@ func DeadLetter(m Message, d Decision, t time.Time) (events.Event, string, error
 	}
 	k, _ := events.Lookup("deadletter")
 	e, err := events.New(k, "hub", "ingest", t, events.DeadLetter{
-		Host: host, Reason: d.Reason, Subject: m.Subject, StreamSource: m.StreamSource,
+		Host: host, Reason: d.Reason, Subject: m.Subject, StreamSource: m.StreamSource(),
 		Size: len(m.Payload), Payload: strings.ToValidUTF8(string(payload), "\uFFFD"), PayloadCutOff: cut,
-	}, events.WithSubject(host), events.WithID(events.DeterministicID("deadletter", m.Subject, m.StreamSource)))
+	}, events.WithSubject(host), events.WithID(events.DeterministicID("deadletter", m.Subject, strconv.FormatUint(m.Seq, 10), d.Reason)))
 	if err != nil {
 		return e, "", err
 	}
 	return e, "pinkie.deadletter." + host, nil
+}
+
+// SameEvent reports whether two encoded events are the same observation:
+// same id, type, source, subject and data. The time may differ (a producer
+// that re-sends an observation under its deterministic id stamps it anew).
+func SameEvent(a, b []byte) bool {
+	if bytes.Equal(a, b) {
+		return true
+	}
+	ea, _, err := events.Decode(a)
+	if err != nil {
+		return false
+	}
+	eb, _, err := events.Decode(b)
+	if err != nil {
+		return false
+	}
+	return ea.ID() == eb.ID() && ea.Type() == eb.Type() && ea.Source() == eb.Source() &&
+		ea.Subject() == eb.Subject() && bytes.Equal(ea.Data(), eb.Data())
 }
