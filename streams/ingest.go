@@ -67,7 +67,7 @@ func (h *Hub) startIngest(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("create ingest consumer: %w", err)
 	}
-	checker := &ingest.Checker{Schemas: h.schemas, MaxSize: h.opts.MaxEventBytes}
+	checker := &ingest.Checker{Schemas: h.schemas, MaxSize: h.opts.MaxEventBytes, Now: time.Now}
 	// Three goroutines in a row: the consumer's callback checks each
 	// message, the publisher forwards it, the acker settles it. Each keeps
 	// the stream's order.
