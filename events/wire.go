@@ -153,6 +153,11 @@ func decodeWire(b []byte) (Event, error) {
 	case len(w.Data) == 0 || string(w.Data) == "null":
 		return Event{}, fmt.Errorf("no data")
 	}
+	for _, a := range []struct{ name, v string }{{"id", w.ID}, {"source", w.Source}, {"type", w.Type}, {"subject", w.Subject}, {"dataschema", w.DataSchema}} {
+		if err := CheckName(a.v); err != nil {
+			return Event{}, fmt.Errorf("%s %q: %v", a.name, a.v, err)
+		}
+	}
 	t, err := time.Parse(time.RFC3339Nano, w.Time)
 	if err != nil {
 		return Event{}, fmt.Errorf("time %q: %v", w.Time, err)

@@ -10,6 +10,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
+
+	"github.com/pinkiefleet/pinkie/events"
 )
 
 // fastNode is a compiled schema for the subset of JSON Schema pinkie's
@@ -32,6 +34,8 @@ type fastNode struct {
 	pattern        *regexp.Regexp
 	enum           []any
 	dateTime       bool
+	name, text     bool      // format name or text (hygiene.go)
+	intFormat      *intRange // format int64, uint64, … (hygiene.go)
 	items          *fastNode
 	minItems       int
 	maxItems       int // -1 when unset
@@ -196,10 +200,19 @@ func fastCompile(doc any, dateTime *jsonschema.Schema) *fastNode {
 			}
 			n.enum = l
 		case k == "format":
-			if v != "date-time" || dateTime == nil {
+			f, _ := v.(string)
+			switch r, isInt := parseIntFormat(f); {
+			case f == "date-time" && dateTime != nil:
+				n.dateTime = true
+			case f == "name":
+				n.name = true
+			case f == "text":
+				n.text = true
+			case isInt:
+				n.intFormat = &r
+			default:
 				return nil
 			}
-			n.dateTime = true
 		default:
 			return nil
 		}
@@ -207,14 +220,15 @@ func fastCompile(doc any, dateTime *jsonschema.Schema) *fastNode {
 	return n
 }
 
-func (n *fastNode) validString(x string) bool {
+// validString checks a string's value; plain says it is printable ASCII.
+func (n *fastNode) validString(x []byte, plain bool) bool {
 	if n.types != 0 && n.types&fastString == 0 {
 		return false
 	}
 	if n.enum != nil {
 		found := false
 		for _, e := range n.enum {
-			if s, ok := e.(string); ok && s == x {
+			if s, ok := e.(string); ok && s == string(x) {
 				found = true
 				break
 			}
@@ -224,15 +238,21 @@ func (n *fastNode) validString(x string) bool {
 		}
 	}
 	if n.minLen >= 0 || n.maxLen >= 0 {
-		l := utf8.RuneCountInString(x)
+		l := len(x)
+		if !plain {
+			l = utf8.RuneCount(x)
+		}
 		if (n.minLen >= 0 && l < n.minLen) || (n.maxLen >= 0 && l > n.maxLen) {
 			return false
 		}
 	}
-	if n.pattern != nil && !n.pattern.MatchString(x) {
+	if n.pattern != nil && !n.pattern.Match(x) {
 		return false
 	}
-	if n.dateTime && n.dateTimeSchema.Validate(x) != nil {
+	if !plain && ((n.name && events.CheckName(string(x)) != nil) || (n.text && events.CheckText(string(x)) != nil)) {
+		return false
+	}
+	if n.dateTime && n.dateTimeSchema.Validate(string(x)) != nil {
 		return false
 	}
 	return true
@@ -281,6 +301,9 @@ func (n *fastNode) validNumber(x json.Number) bool {
 		return false
 	}
 	if n.enum != nil { // numbers are never in a fast enum
+		return false
+	}
+	if n.intFormat != nil && n.intFormat.check(string(x)) != nil {
 		return false
 	}
 	return (n.min == nil || fastCmp(x, f, *n.min) >= 0) && (n.max == nil || fastCmp(x, f, *n.max) <= 0) &&

@@ -14,8 +14,12 @@ import (
 	"github.com/pinkiefleet/pinkie/events"
 )
 
-// fullValid is the reference: the complete JSON Schema validator.
+// fullValid is the reference: the whole-payload rules checked without
+// the scanner, then the complete JSON Schema validator.
 func (s *Set) fullValid(typ string, data []byte) bool {
+	if !refWellFormed(data) {
+		return false
+	}
 	v, err := jsonschema.UnmarshalJSON(bytes.NewReader(data))
 	if err != nil {
 		return false
@@ -42,6 +46,11 @@ var probeValues = []any{
 	"2026-11-27t02:00:00z", "2026-11-27T23:59:60Z", "not a date", "/nix/store/0123456789abcdfghijklmnpqrsvwxyz-x",
 	"switch", "boot", "goliath", "go.liath", "ok", "warning", "failing", "ünïcödé",
 	map[string]any{}, []any{}, []any{"a"}, []any{1, 2}, map[string]any{"a": 1},
+	// hygiene: control characters, numbers that do not fit a Go type
+	"evil.service\r\nBcc: victim@evil.example", "\x1b[2J", "a\u202eb", "a\u0085b", "a\x7fb", "line 1\n\tline 2", "tab\there",
+	json.Number("1e400"), json.Number("-1e400"), json.Number("1.0"), json.Number("1e3"), json.Number("18446744073709551615"),
+	json.Number("18446744073709551616"), json.Number("9223372036854775808"), json.Number("-9223372036854775809"), json.Number("-0"),
+	map[string]any{"a\rb": 1}, map[string]any{"a\tb": "x"},
 }
 
 func mutate(r *rand.Rand, v any, depth int) any {
@@ -110,6 +119,9 @@ func TestFastValidatorAgreesWithFull(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			if r.Intn(8) == 0 {
+				data = corrupt(r, data)
+			}
 			fast, _ := s.fastValid(k.Type(), data)
 			full := s.fullValid(k.Type(), data)
 			if fast != full {
@@ -156,68 +168,11 @@ func FuzzFastValidator(f *testing.F) {
 		if fast && !full {
 			t.Fatalf("fast accepts what the full validator refuses: %s", data)
 		}
-		if !fast && full {
-			// Allowed only where the scanner leaves the verdict to the full
-			// validator: duplicate keys, numbers beyond float64, deep nesting.
-			v, err := fastDecode(data)
-			if err == nil && s.fast[k.Type()].valid(v) && !bytes.Contains(data, []byte("e")) && !bytes.Contains(data, []byte("E")) {
-				if !hasDuplicateKeys(data) {
-					t.Fatalf("fast refuses what the full validator accepts: %s", data)
-				}
-			}
+		if !fast && full && !bytes.ContainsAny(data, "eE") {
+			// Allowed only for numbers with an exponent, which the scanner
+			// compares as float64 (1e-400 is 0 to it, a fraction to the
+			// full validator).
+			t.Fatalf("fast refuses what the full validator accepts: %s", data)
 		}
 	})
-}
-
-// hasDuplicateKeys reports whether some JSON object in data repeats a key.
-func hasDuplicateKeys(data []byte) bool {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	type frame struct {
-		obj  bool
-		keys map[string]bool
-		key  bool // next string token is a key
-	}
-	var stack []*frame
-	for {
-		tok, err := dec.Token()
-		if err != nil {
-			return false
-		}
-		var top *frame
-		if len(stack) > 0 {
-			top = stack[len(stack)-1]
-		}
-		switch t := tok.(type) {
-		case json.Delim:
-			switch t {
-			case '{':
-				if top != nil && top.obj {
-					top.key = true
-				}
-				stack = append(stack, &frame{obj: true, keys: map[string]bool{}, key: true})
-				continue
-			case '[':
-				if top != nil && top.obj {
-					top.key = true
-				}
-				stack = append(stack, &frame{})
-				continue
-			default:
-				stack = stack[:len(stack)-1]
-				continue
-			}
-		case string:
-			if top != nil && top.obj && top.key {
-				if top.keys[t] {
-					return true
-				}
-				top.keys[t] = true
-				top.key = false
-				continue
-			}
-		}
-		if top != nil && top.obj {
-			top.key = true
-		}
-	}
 }

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"reflect"
 	"strings"
 	"sync"
 
@@ -44,6 +45,7 @@ const dateTimeSchemaID = "https://pinkie.dev/schemas/internal/date-time.json"
 func newCompiler(raw map[string]map[string]any) (*jsonschema.Compiler, error) {
 	c := jsonschema.NewCompiler()
 	c.AssertFormat()
+	registerFormats(c)
 	if err := c.AddResource(dateTimeSchemaID, map[string]any{"type": "string", "format": "date-time"}); err != nil {
 		return nil, err
 	}
@@ -73,6 +75,7 @@ func Load() (*Set, error) {
 		if !ok || m["$id"] != k.SchemaID() {
 			return nil, fmt.Errorf("schema %s: $id is %v, want %s", k.SchemaFile(), m["$id"], k.SchemaID())
 		}
+		declare(m, reflect.TypeOf(k.New()).Elem())
 		s.raw[k.Type()] = m
 	}
 	var dateTime *jsonschema.Schema
@@ -140,6 +143,9 @@ func (s *Set) ValidateData(typ string, data []byte) error {
 	if f := s.fast[typ]; f != nil && f.validBytes(data) {
 		return nil
 	}
+	if err := WellFormed(data); err != nil {
+		return fmt.Errorf("%s data: %w", typ, err)
+	}
 	v, err := jsonschema.UnmarshalJSON(bytes.NewReader(data))
 	if err != nil {
 		return fmt.Errorf("%s data is not JSON: %w", typ, err)
@@ -154,8 +160,12 @@ func (s *Set) ValidateData(typ string, data []byte) error {
 	return nil
 }
 
-// Validate decodes a structured-mode event and checks it and its data.
+// Validate decodes a structured-mode event and checks it and its data,
+// and the whole payload against the rules of hygiene.go.
 func (s *Set) Validate(payload []byte) (events.Event, events.Kind, error) {
+	if err := WellFormed(payload); err != nil && len(bytes.TrimSpace(payload)) > 0 {
+		return events.Event{}, events.Kind{}, fmt.Errorf("%w: %w", events.ErrDecode, err)
+	}
 	e, k, err := events.Decode(payload)
 	if err != nil {
 		return e, k, err

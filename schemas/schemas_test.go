@@ -106,18 +106,7 @@ func compareShape(t *testing.T, path string, schema map[string]any, typ reflect.
 		t.Errorf("%s: schema must set additionalProperties: false", path)
 	}
 	props, _ := schema["properties"].(map[string]any)
-	goFields := map[string]reflect.Type{}
-	for i := 0; i < typ.NumField(); i++ {
-		f := typ.Field(i)
-		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
-		if name == "-" || !f.IsExported() {
-			continue
-		}
-		if name == "" {
-			name = f.Name
-		}
-		goFields[name] = f.Type
-	}
+	goFields := jsonFields(typ)
 	var onlyGo, onlySchema []string
 	for n := range goFields {
 		if _, ok := props[n]; !ok {

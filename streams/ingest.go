@@ -74,7 +74,7 @@ func (h *Hub) startIngest(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("start ingest consumer: %w", err)
 	}
-	checker := &ingest.Checker{Schemas: h.schemas, MaxSize: h.opts.MaxEventBytes, Known: h.sources, Orders: newBuildOrderIndex(h.js)}
+	checker := &ingest.Checker{Schemas: h.schemas, MaxSize: h.opts.MaxEventBytes, Known: h.sources, Orders: newBuildOrderIndex(h.js), Now: time.Now}
 	// Three goroutines in a row: the fetcher checks each message, the
 	// publisher forwards it, the acker settles it. Each keeps the stream's
 	// order.

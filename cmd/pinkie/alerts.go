@@ -131,22 +131,27 @@ does (so CI can gate on it), 2 on usage or connection errors.`)
 	} else if len(shown) == 0 {
 		fmt.Fprintln(a.stdout, "no alerts firing")
 	} else {
-		tw := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "SEVERITY\tHOST\tRULE\tOBJECT\tSINCE\tSILENCED\tSUMMARY")
-		for _, al := range shown {
-			sil := "-"
-			if al.Silenced {
-				sil = "silenced (" + strings.Join(al.SilencedBy, ",") + ")"
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", al.Severity, al.Host, al.Rule, alertsDash(al.Object),
-				alertsAgo(now, al.StartsAt), sil, al.Summary)
-		}
-		tw.Flush()
+		printAlerts(a.stdout, now, shown)
 	}
 	if finding {
 		return exitError{code: exitFinding}
 	}
 	return nil
+}
+
+// printAlerts is the alerts table.
+func printAlerts(w io.Writer, now time.Time, shown []projections.ActiveAlert) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "SEVERITY\tHOST\tRULE\tOBJECT\tSINCE\tSILENCED\tSUMMARY")
+	for _, al := range shown {
+		sil := "-"
+		if al.Silenced {
+			sil = "silenced (" + strings.Join(al.SilencedBy, ",") + ")"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", show(al.Severity), show(al.Host), show(al.Rule), show(alertsDash(al.Object)),
+			alertsAgo(now, al.StartsAt), show(sil), show(al.Summary))
+	}
+	tw.Flush()
 }
 
 func alertsPrintJSON(w io.Writer, v any) {
@@ -159,20 +164,6 @@ func alertsDash(s string) string {
 		return "-"
 	}
 	return s
-}
-
-// alertsAgo renders how long ago t was: "3m ago", "2h ago", "4d ago".
-func alertsAgo(now, t time.Time) string {
-	if t.IsZero() {
-		return "-"
-	}
-	d := now.Sub(t)
-	switch {
-	case d < 0:
-		return "in " + alertsShort(-d)
-	default:
-		return alertsShort(d) + " ago"
-	}
 }
 
 func alertsShort(d time.Duration) string {
@@ -242,7 +233,7 @@ connection errors (including: no notifier runs on the hub).`)
 	if *asJSON {
 		alertsPrintJSON(a.stdout, rep)
 	} else if rep.OK {
-		fmt.Fprintf(a.stdout, "test message delivered to %s (%s)\n", rep.Channel, rep.Type)
+		fmt.Fprintf(a.stdout, "test message delivered to %s (%s)\n", show(rep.Channel), show(rep.Type))
 	}
 	if !rep.OK {
 		return exitError{code: exitFinding, err: fmt.Errorf("test message to %s failed: %s", rep.Channel, rep.Error)}

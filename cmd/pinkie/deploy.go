@@ -241,7 +241,7 @@ func deploySend(ctx context.Context, n nix.Nix, c deployPublisher, res *deployRe
 			firstSeq = ack.Sequence
 		}
 		if o.Lines != nil {
-			fmt.Fprintf(o.Lines, "%-16s requested  build on %s, goal %s, request %s\n", h.Host, h.BuildOn, h.Goal, h.RequestID)
+			fmt.Fprintf(o.Lines, "%-16s requested  build on %s, goal %s, request %s\n", show(h.Host), show(h.BuildOn), show(h.Goal), show(h.RequestID))
 		}
 	}
 	return firstSeq, nil
@@ -275,7 +275,7 @@ func printDeploy(a *app, res deployResult, asJSON bool) error {
 	tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "HOST\tBUILD ON\tGOAL")
 	for _, h := range res.Hosts {
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", h.Host, h.BuildOn, h.Goal)
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", show(h.Host), show(h.BuildOn), show(h.Goal))
 	}
 	return tw.Flush()
 }
@@ -284,7 +284,7 @@ func printDeploySummary(a *app, res deployResult) {
 	tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "\nHOST\tOUTCOME\tSTORE PATH\tREASON")
 	for _, h := range res.Hosts {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", h.Host, h.Outcome, h.StorePath, h.Reason)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", show(h.Host), show(h.Outcome), show(h.StorePath), show(h.Reason))
 	}
 	_ = tw.Flush()
 }
@@ -377,9 +377,9 @@ func followDeploys(ctx context.Context, a *app, c *streams.Client, fromSeq uint6
 			if sender != p.Host {
 				by = " [" + sender + "]"
 			}
-			fmt.Fprintf(a.stdout, "%-16s %-18s %s%s\n", p.Host, phase, detail, by)
+			fmt.Fprintf(a.stdout, "%-16s %-18s %s%s\n", show(p.Host), show(phase), show(detail), show(by))
 			for _, l := range p.Log {
-				fmt.Fprintf(a.stdout, "%-16s   | %s\n", p.Host, l)
+				fmt.Fprintf(a.stdout, "%-16s   | %s\n", show(p.Host), show(l))
 			}
 		}
 		if terminalPhase(phase) {

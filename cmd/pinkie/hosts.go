@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -91,7 +92,13 @@ connection errors.`)
 		fmt.Fprintln(a.stdout, "no hosts in the inventory yet")
 		return nil
 	}
-	tw := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
+	printHosts(a.stdout, now, hosts)
+	return nil
+}
+
+// printHosts is the hosts table.
+func printHosts(w io.Writer, now time.Time, hosts []*projections.Host) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "HOST\tSTATE\tLAST SEEN\tOS\tKERNEL\tUPTIME\tPRODUCERS")
 	for _, h := range hosts {
 		os, kernel, uptime := "-", "-", "-"
@@ -101,10 +108,9 @@ connection errors.`)
 		if h.Heartbeat != nil {
 			uptime = alertsShort(time.Duration(h.Heartbeat.UptimeSeconds) * time.Second)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\n", h.Host, hostsState(h), alertsAgo(now, h.LastSeen), os, kernel, uptime, len(h.Producers))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\n", show(h.Host), hostsState(h), alertsAgo(now, h.LastSeen), show(os), show(kernel), uptime, len(h.Producers))
 	}
 	tw.Flush()
-	return nil
 }
 
 func hostsState(h *projections.Host) string {
@@ -121,14 +127,14 @@ func hostsState(h *projections.Host) string {
 func hostsDetail(a *app, now time.Time, v fleetview.HostView) {
 	h := v.Host
 	w := a.stdout
-	fmt.Fprintf(w, "host:       %s (%s)\n", h.Host, hostsState(h))
+	fmt.Fprintf(w, "host:       %s (%s)\n", show(h.Host), hostsState(h))
 	fmt.Fprintf(w, "last seen:  %s (%s)\n", h.LastSeen.Format(time.RFC3339), alertsAgo(now, h.LastSeen))
 	if h.LastHeartbeat != nil {
 		fmt.Fprintf(w, "heartbeat:  %s (%s)\n", h.LastHeartbeat.Format(time.RFC3339), alertsAgo(now, *h.LastHeartbeat))
 	}
 	if p := h.Profile; p != nil {
 		fmt.Fprintf(w, "os:         %s\nkernel:     %s %s\ncpu:        %s (%d cores, %d threads)\nmemory:     %.1f GiB\n",
-			alertsDash(p.OS.PrettyName), p.Kernel, p.Arch, p.CPU.Model, p.CPU.Cores, p.CPU.Threads, float64(p.Memory.TotalBytes)/(1<<30))
+			show(alertsDash(p.OS.PrettyName)), show(p.Kernel), show(p.Arch), show(p.CPU.Model), p.CPU.Cores, p.CPU.Threads, float64(p.Memory.TotalBytes)/(1<<30))
 	}
 	names := make([]string, 0, len(h.Producers))
 	for n := range h.Producers {
@@ -138,13 +144,13 @@ func hostsDetail(a *app, now time.Time, v fleetview.HostView) {
 	fmt.Fprintln(w, "producers:")
 	for _, n := range names {
 		p := h.Producers[n]
-		fmt.Fprintf(w, "  %-12s %-28s last %s, %d events\n", n, strings.Join(p.Kinds, ","), alertsAgo(now, p.Last), p.Events)
+		fmt.Fprintf(w, "  %-12s %-28s last %s, %d events\n", show(n), show(strings.Join(p.Kinds, ",")), alertsAgo(now, p.Last), p.Events)
 	}
 	if len(v.Drives) > 0 {
 		fmt.Fprintln(w, "storage:")
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 		for _, d := range v.Drives {
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", d.Kind, d.Object, d.Verdict, d.State, strings.Join(d.Reasons, "; "))
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", show(d.Kind), show(d.Object), show(d.Verdict), show(d.State), show(strings.Join(d.Reasons, "; ")))
 		}
 		tw.Flush()
 	}

@@ -141,12 +141,12 @@ Exit codes: 0 every host deployed within --warn-after; 1 some host beyond
 				at := l.Record.LastAttempt
 				attempt = at.Outcome + " (" + at.Phase + ", " + humanAge(now.Sub(at.PhaseTime)) + " ago)"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", l.Host, l.Status, when, age, rev, attempt)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", show(l.Host), show(l.Status), when, age, show(rev), show(attempt))
 		}
 		_ = tw.Flush()
 	}
 	for _, w := range warnings {
-		fmt.Fprintln(a.stderr, "warning: "+w)
+		fmt.Fprintln(a.stderr, "warning: "+show(w))
 	}
 	if res.ExitCode != 0 {
 		return exitError{code: res.ExitCode, err: errors.New("")}

@@ -74,7 +74,7 @@ func (e exitError) Unwrap() error { return e.err }
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, &app{stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv}, os.Args[1:])
+	code := run(ctx, &app{stdout: safeWriter{os.Stdout}, stderr: safeWriter{os.Stderr}, getenv: os.Getenv}, os.Args[1:])
 	stop()
 	os.Exit(code)
 }

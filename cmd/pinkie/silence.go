@@ -143,7 +143,7 @@ func runSilenceAdd(ctx context.Context, a *app, args []string) error {
 	if *asJSON {
 		alertsPrintJSON(a.stdout, s)
 	} else {
-		fmt.Fprintf(a.stdout, "silence %s added: %s until %s (%s)\n", s.ID, silenceMatchers(s.Matchers), s.EndsAt.Format(time.RFC3339), alertsShort(s.EndsAt.Sub(now)))
+		fmt.Fprintf(a.stdout, "silence %s added: %s until %s (%s)\n", show(s.ID), show(silenceMatchers(s.Matchers)), s.EndsAt.Format(time.RFC3339), alertsShort(s.EndsAt.Sub(now)))
 	}
 	if !visible {
 		fmt.Fprintln(a.stderr, "pinkie silence add: recorded, but the hub's projection has not shown it yet (is the hub's projector running?)")
@@ -247,7 +247,7 @@ func runSilenceLs(ctx context.Context, a *app, args []string) error {
 	fmt.Fprintln(tw, "ID\tMATCHERS\tENDS\tSILENCING\tBY\tCOMMENT")
 	for _, s := range shown {
 		ends := s.EndsAt.Format(time.RFC3339) + " (" + alertsAgo(now, s.EndsAt) + ")"
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", s.ID, silenceMatchers(s.Matchers), ends, s.Silencing, alertsDash(s.CreatedBy), alertsDash(s.Comment))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", show(s.ID), show(silenceMatchers(s.Matchers)), ends, s.Silencing, show(alertsDash(s.CreatedBy)), show(alertsDash(s.Comment)))
 	}
 	tw.Flush()
 	return nil

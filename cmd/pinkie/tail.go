@@ -97,7 +97,7 @@ func writeTailJSON(w io.Writer, m *nats.Msg) {
 func tailLine(m *nats.Msg) string {
 	e, k, err := events.Decode(m.Data)
 	if err != nil {
-		return fmt.Sprintf("%s  %s  (not a pinkie event: %d bytes)", time.Now().UTC().Format("15:04:05.000"), m.Subject, len(m.Data))
+		return fmt.Sprintf("%s  %s  (not a pinkie event: %d bytes)", time.Now().UTC().Format("15:04:05.000"), show(m.Subject), len(m.Data))
 	}
 	host := "-"
 	if h, _, ok := events.HostFromSubject(m.Subject); ok {
@@ -107,7 +107,7 @@ func tailLine(m *nats.Msg) string {
 	if obj == "" {
 		obj = "-"
 	}
-	return fmt.Sprintf("%s  %-12s %-18s %-12s %s", e.Time().UTC().Format("2006-01-02 15:04:05"), host, k.Name, obj, summarize(e.Data()))
+	return fmt.Sprintf("%s  %-12s %-18s %-12s %s", e.Time().UTC().Format("2006-01-02 15:04:05"), show(host), k.Name, show(obj), show(summarize(e.Data())))
 }
 
 // summarize prints the scalar top-level fields of a JSON object as

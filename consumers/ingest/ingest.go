@@ -79,6 +79,8 @@ type Checker struct {
 	// Orders tells which builder was ordered to build what; nil accepts
 	// build phases only from the target itself.
 	Orders BuildOrders
+	// Now is the hub's clock, for refusing events from the future.
+	Now func() time.Time
 }
 
 // Check decides about one message. The sending host is the one the hub's
@@ -131,6 +133,10 @@ func (c *Checker) Check(m Message) Decision {
 	}
 	if err != nil {
 		d.Reason = err.Error()
+		return d
+	}
+	if reason := c.hygiene(e); reason != "" {
+		d.Reason = reason
 		return d
 	}
 	d.ID = e.ID()
@@ -283,8 +289,8 @@ func DeadLetter(m Message, d Decision, t time.Time) (events.Event, string, error
 	}
 	k, _ := events.Lookup("deadletter")
 	e, err := events.New(k, "hub", "ingest", t, events.DeadLetter{
-		Host: host, Reason: d.Reason, Subject: m.Subject, StreamSource: m.StreamSource(),
-		Size: len(m.Payload), Payload: strings.ToValidUTF8(string(payload), "\uFFFD"), PayloadCutOff: cut,
+		Host: host, Reason: events.EscapeText(d.Reason), Subject: events.Escape(m.Subject), StreamSource: events.Escape(m.StreamSource()),
+		Size: len(m.Payload), Payload: events.EscapeText(string(payload)), PayloadCutOff: cut,
 	}, events.WithSubject(host), events.WithID(events.DeterministicID("deadletter", m.Subject, strconv.FormatUint(m.Seq, 10), d.Reason)))
 	if err != nil {
 		return e, "", err

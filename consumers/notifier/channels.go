@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"html"
 	"io"
+	"mime"
 	"mime/multipart"
 	"mime/quotedprintable"
 	"net"
@@ -51,8 +52,12 @@ type Message struct {
 
 func httpClient() *http.Client { return &http.Client{Timeout: 15 * time.Second} }
 
-// Title is a message's one-line title.
-func (m Message) Title() string {
+// Title is a message's one-line title. Control characters from the
+// alert's names are escaped (\r, \x1b): the title becomes a mail Subject,
+// an ntfy title and the first line of a Matrix notice.
+func (m Message) Title() string { return events.Escape(m.title()) }
+
+func (m Message) title() string {
 	if m.Test {
 		return "pinkie: test notification"
 	}
@@ -85,8 +90,11 @@ func statusWord(a events.Alert) string {
 	return "FIRING " + strings.ToUpper(a.Severity)
 }
 
-// Text is the plain-text body: one line per alert.
-func (m Message) Text(dashboard string) string {
+// Text is the plain-text body: one line per alert. Control characters
+// other than tab and newline are escaped.
+func (m Message) Text(dashboard string) string { return events.EscapeText(m.text(dashboard)) }
+
+func (m Message) text(dashboard string) string {
 	if m.Test {
 		return "This is a test message from the pinkie hub's notifier."
 	}
@@ -115,7 +123,7 @@ func (m Message) HTML(dashboard string) string {
 	var b strings.Builder
 	b.WriteString("<ul>")
 	for _, a := range m.Alerts {
-		fmt.Fprintf(&b, "<li><b>%s</b> %s</li>", html.EscapeString(statusWord(a)), html.EscapeString(a.Summary))
+		fmt.Fprintf(&b, "<li><b>%s</b> %s</li>", html.EscapeString(statusWord(a)), html.EscapeString(events.EscapeText(a.Summary)))
 	}
 	b.WriteString("</ul>")
 	if dashboard != "" {
@@ -196,7 +204,7 @@ func NtfyTags(a events.Alert) []string {
 	case a.Severity == events.SeverityWarning:
 		emoji = "warning"
 	}
-	return []string{emoji, a.Host, a.Rule}
+	return []string{emoji, events.Escape(a.Host), events.Escape(a.Rule)}
 }
 
 func (c *ntfy) Send(ctx context.Context, m Message) error {
@@ -381,10 +389,12 @@ func (c *email) compose(m Message) []byte {
 	}
 	_ = mw.Close()
 	var b bytes.Buffer
-	hdr := func(k, v string) { fmt.Fprintf(&b, "%s: %s\r\n", k, v) }
+	// No value can end the header line it is on: the subject is MIME
+	// encoded (RFC 2047), everything else has control characters escaped.
+	hdr := func(k, v string) { fmt.Fprintf(&b, "%s: %s\r\n", k, events.Escape(v)) }
 	hdr("From", c.cfg.From)
 	hdr("To", strings.Join(c.cfg.To, ", "))
-	hdr("Subject", mimeWord(m.Title()))
+	hdr("Subject", mime.QEncoding.Encode("utf-8", m.Title()))
 	hdr("Date", time.Now().UTC().Format(time.RFC1123Z))
 	hdr("Message-ID", "<"+m.ID+"@pinkie>")
 	hdr("MIME-Version", "1.0")
@@ -392,25 +402,4 @@ func (c *email) compose(m Message) []byte {
 	b.WriteString("\r\n")
 	b.Write(body.Bytes())
 	return b.Bytes()
-}
-
-func mimeWord(s string) string {
-	for _, r := range s {
-		if r > 127 {
-			return "=?utf-8?q?" + strings.ReplaceAll(quoteQ(s), " ", "_") + "?="
-		}
-	}
-	return s
-}
-
-func quoteQ(s string) string {
-	var b strings.Builder
-	for _, c := range []byte(s) {
-		if c > 127 || c == '=' || c == '?' || c == '_' {
-			fmt.Fprintf(&b, "=%02X", c)
-		} else {
-			b.WriteByte(c)
-		}
-	}
-	return b.String()
 }

@@ -14,6 +14,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/pinkiefleet/pinkie/events"
 )
 
 // Result is a finished command: its output and exit code, kept apart.
@@ -88,10 +90,12 @@ func TailLines(b []byte, n int) []string {
 	var lines []string
 	for _, l := range strings.Split(string(b), "\n") {
 		if l = strings.TrimRight(l, "\r "); l != "" {
-			if len(l) > 512 {
-				l = l[:512]
+			// Build output may carry colours and progress bars: shown
+			// escaped, since events refuse control characters.
+			if l = events.EscapeText(l); len(l) > 512 {
+				l = strings.ToValidUTF8(l[:512], "")
 			}
-			lines = append(lines, strings.ToValidUTF8(l, "\uFFFD"))
+			lines = append(lines, l)
 		}
 	}
 	if len(lines) > n {

@@ -1,0 +1,81 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"github.com/pinkiefleet/pinkie/events"
+)
+
+// Terminal hygiene. Every command prints through a safeWriter (installed
+// once, in main), so no value from an event or a stream can move the
+// cursor, clear the screen, retitle the window or reorder a line, whatever
+// verb prints it: control characters other than newline and tab are
+// written as escapes. Table cells and one-line fields additionally go
+// through show, which escapes newline and tab too, so a value cannot fake
+// a row or a column.
+
+// show is a value from an event, made safe for one cell or line.
+func show(s string) string { return events.Escape(s) }
+
+// safeWriter escapes control characters (events.IsControl) except newline
+// and tab: C0 as Go escapes (\r, \x1b), DEL, C1 and the bidi controls as
+// \u007f, \u0085, \u202e. The latter form is also a JSON escape of the
+// same character, so --json output stays valid JSON with the same meaning
+// (encoding/json never writes a raw C0 control). Bytes that are not UTF-8
+// pass unchanged: a rune split across two writes arrives whole.
+type safeWriter struct{ w io.Writer }
+
+func (s safeWriter) Write(p []byte) (int, error) {
+	if !needsEscape(p) {
+		return s.w.Write(p)
+	}
+	out := make([]byte, 0, len(p)+16)
+	for i := 0; i < len(p); {
+		r, size := utf8.DecodeRune(p[i:])
+		switch {
+		case r == '\n' || r == '\t' || !events.IsControl(r) || (r == utf8.RuneError && size == 1):
+			out = append(out, p[i:i+size]...)
+		case r < 0x20:
+			q := strconv.QuoteRune(r)
+			out = append(out, q[1:len(q)-1]...)
+		default:
+			out = fmt.Appendf(out, `\u%04x`, r)
+		}
+		i += size
+	}
+	if _, err := s.w.Write(out); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+func needsEscape(p []byte) bool {
+	for i := 0; i < len(p); i++ {
+		if c := p[i]; (c < 0x20 && c != '\n' && c != '\t') || c >= 0x7f {
+			return bytes.ContainsFunc(p, func(r rune) bool { return r != '\n' && r != '\t' && events.IsControl(r) })
+		}
+	}
+	return false
+}
+
+// alertsAgo renders how long ago t was: "3m ago", "2h ago", "4d ago"; a
+// time ahead of now as "in 3m", and one more than two days ahead (a host's
+// clock, or an event from before the hub refused such times) as its date.
+func alertsAgo(now, t time.Time) string {
+	switch {
+	case t.IsZero():
+		return "-"
+	case t.After(now.Add(48 * time.Hour)):
+		return "future " + t.UTC().Format(time.RFC3339)
+	case t.After(now):
+		return "in " + alertsShort(t.Sub(now))
+	case t.Before(now.AddDate(-100, 0, 0)):
+		return t.UTC().Format(time.RFC3339)
+	}
+	return alertsShort(now.Sub(t)) + " ago"
+}
