@@ -247,43 +247,6 @@ func ReadSeed(path string) (nkeys.KeyPair, error) {
 // without authentication.
 var ErrNotLoopback = errors.New("refusing to listen beyond loopback without --auth")
 
-// Permissions. Subjects an operator may not publish: telemetry comes only
-// from agents through ingest, alerts and dead letters only from the hub.
-var operatorPublishDeny = []string{"pinkie.host.>", "pinkie.alert.>", "pinkie.deadletter.>", "pinkie.ingest.>", "pinkie.notify.>", "_pinkie.deliver.>"}
-
-func operatorPermissions() *server.Permissions {
-	deny := append([]string{}, operatorPublishDeny...)
-	// Deploy phases come from agents and orders from the hub's planner;
-	// operators may only request.
-	for _, p := range []string{"build.started", "built", "build.failed", "activation.started", "activated", "failed", "rolledback", "skipped", "build.ordered", "activation.ordered"} {
-		deny = append(deny, "pinkie.deploy.*."+p)
-	}
-	return &server.Permissions{
-		Publish:   &server.SubjectPermission{Allow: []string{">"}, Deny: deny},
-		Subscribe: &server.SubjectPermission{Allow: []string{">"}},
-	}
-}
-
-// readerPermissions allow reading streams, KV and live subjects, and the
-// JetStream API calls that reading needs, nothing that writes.
-func readerPermissions() *server.Permissions {
-	var pub []string
-	for _, prefix := range []string{"$JS.API", "$JS." + events.HubDomain + ".API"} {
-		pub = append(pub,
-			prefix+".INFO",
-			prefix+".STREAM.NAMES", prefix+".STREAM.LIST", prefix+".STREAM.INFO.>",
-			prefix+".STREAM.MSG.GET.>", prefix+".DIRECT.GET.>",
-			prefix+".CONSUMER.CREATE.>", prefix+".CONSUMER.INFO.>", prefix+".CONSUMER.DELETE.>",
-			prefix+".CONSUMER.MSG.NEXT.>", prefix+".CONSUMER.NAMES.>", prefix+".CONSUMER.LIST.>",
-		)
-	}
-	pub = append(pub, "$JS.FC.>", "$JS.ACK.>")
-	return &server.Permissions{
-		Publish:   &server.SubjectPermission{Allow: pub},
-		Subscribe: &server.SubjectPermission{Allow: []string{"pinkie.>", "_INBOX.>", "$KV.>"}},
-	}
-}
-
 // leafPermissions are a host agent's rights on its leaf connection, written
 // from the leaf's point of view (the hub swaps them for leaf connections):
 // it may send only its own deliveries and replies to the hub's calls into
@@ -301,28 +264,4 @@ func leafPermissions(host string) *server.Permissions {
 			"pinkie.cmd." + host + ".>",
 		}, deployLeafSubscribe(host)...)},
 	}
-}
-
-// nkeyUsers turns the auth file into the hub server's users, plus the
-// hub's own in-process service user.
-func nkeyUsers(a *Auth, servicePub string) []*server.NkeyUser {
-	ct := func(types ...string) map[string]struct{} {
-		m := map[string]struct{}{}
-		for _, t := range types {
-			m[t] = struct{}{}
-		}
-		return m
-	}
-	var users []*server.NkeyUser
-	users = append(users, &server.NkeyUser{Nkey: servicePub, AllowedConnectionTypes: ct("IN_PROCESS")})
-	for _, k := range a.Operators {
-		users = append(users, &server.NkeyUser{Nkey: k, Permissions: operatorPermissions(), AllowedConnectionTypes: ct("STANDARD", "WEBSOCKET")})
-	}
-	for _, k := range a.Readers {
-		users = append(users, &server.NkeyUser{Nkey: k, Permissions: readerPermissions(), AllowedConnectionTypes: ct("STANDARD", "WEBSOCKET")})
-	}
-	for _, h := range a.HostNames() {
-		users = append(users, &server.NkeyUser{Nkey: a.Hosts[h], Permissions: leafPermissions(h), AllowedConnectionTypes: ct("LEAFNODE")})
-	}
-	return users
 }

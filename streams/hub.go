@@ -65,6 +65,8 @@ type Hub struct {
 	http    *http.Server
 	httpLn  net.Listener
 	svcKey  nkeys.KeyPair
+	gateKP  nkeys.KeyPair // the consumer gate's in-process user in CLIENTS
+	gateNC  *nats.Conn
 	sopts   *server.Options
 
 	mu         sync.Mutex
@@ -138,6 +140,9 @@ func StartHub(ctx context.Context, o HubOptions) (*Hub, error) {
 	if err != nil {
 		return nil, err
 	}
+	if h.gateKP, err = nkeys.CreateUser(); err != nil {
+		return nil, err
+	}
 	sopts := &server.Options{
 		ServerName:         "pinkie-hub",
 		Host:               nh,
@@ -154,7 +159,10 @@ func StartHub(ctx context.Context, o HubOptions) (*Hub, error) {
 	}
 	if h.auth != nil {
 		pub, _ := h.svcKey.PublicKey()
-		sopts.Nkeys = nkeyUsers(h.auth, pub)
+		gpub, _ := h.gateKP.PublicKey()
+		if sopts.Accounts, sopts.Nkeys, err = nkeyUsers(h.auth, pub, gpub); err != nil {
+			return nil, err
+		}
 	}
 	if (o.TLSCert == "") != (o.TLSKey == "") {
 		return nil, errors.New("hub: --tls-cert and --tls-key go together")
@@ -178,6 +186,12 @@ func StartHub(ctx context.Context, o HubOptions) (*Hub, error) {
 	if err := h.connect(); err != nil {
 		h.Close()
 		return nil, err
+	}
+	if h.auth != nil {
+		if err := h.startGate(); err != nil {
+			h.Close()
+			return nil, err
+		}
 	}
 	h.metrics = newHubMetrics(h)
 	if err := h.ensureStreams(ctx); err != nil {
@@ -378,7 +392,10 @@ func (h *Hub) refreshHosts(ctx context.Context) error {
 		}
 		newOpts := h.sopts.Clone()
 		pub, _ := h.svcKey.PublicKey()
-		newOpts.Nkeys = nkeyUsers(a, pub)
+		gpub, _ := h.gateKP.PublicKey()
+		if newOpts.Accounts, newOpts.Nkeys, err = nkeyUsers(a, pub, gpub); err != nil {
+			return err
+		}
 		if err := h.srv.ReloadOptions(newOpts); err != nil {
 			return fmt.Errorf("apply new auth file: %w", err)
 		}
@@ -475,6 +492,9 @@ func (h *Hub) Close() {
 		h.stop()
 	}
 	h.wg.Wait()
+	if h.gateNC != nil {
+		h.gateNC.Close()
+	}
 	if h.nc != nil {
 		_ = h.nc.Drain()
 		h.nc.Close()

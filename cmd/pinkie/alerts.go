@@ -23,28 +23,11 @@ import (
 // alertsReadBucket reads every record of a projection bucket (without its
 // checkpoint).
 func alertsReadBucket(ctx context.Context, js jetstream.JetStream, bucket, prefix string) (map[string][]byte, error) {
-	kv, err := js.KeyValue(ctx, bucket)
+	out, err := streams.ReadBucket(ctx, js, bucket, prefix)
 	if err != nil {
-		return nil, fmt.Errorf("open %s: %w (is this a pinkie hub?)", bucket, err)
+		return nil, fmt.Errorf("%w (is this a pinkie hub?)", err)
 	}
-	lister, err := kv.ListKeys(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("list %s: %w", bucket, err)
-	}
-	out := map[string][]byte{}
-	for key := range lister.Keys() {
-		if key == projections.CheckpointKey || !strings.HasPrefix(key, prefix) {
-			continue
-		}
-		e, err := kv.Get(ctx, key)
-		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("read %s %s: %w", bucket, key, err)
-		}
-		out[key] = e.Value()
-	}
+	delete(out, projections.CheckpointKey)
 	return out, nil
 }
 

@@ -10,8 +10,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/pinkiefleet/pinkie/deploy/fleet"
 	"github.com/pinkiefleet/pinkie/deploy/nix"
 	"github.com/pinkiefleet/pinkie/fleetview"
@@ -156,25 +154,14 @@ Exit codes: 0 every host deployed within --warn-after; 1 some host beyond
 
 // readLastDeploy reads every record of the last-deploy bucket.
 func readLastDeploy(ctx context.Context, c *streams.Client) (map[string]*lastdeploy.Record, error) {
-	kv, err := c.JS.KeyValue(ctx, lastdeploy.Bucket)
+	recs, err := streams.ReadBucket(ctx, c.JS, lastdeploy.Bucket, "")
 	if err != nil {
-		return nil, fmt.Errorf("open KV bucket %s: %w", lastdeploy.Bucket, err)
+		return nil, err
 	}
 	out := map[string]*lastdeploy.Record{}
-	keys, err := kv.ListKeys(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("list %s: %w", lastdeploy.Bucket, err)
-	}
-	for k := range keys.Keys() {
-		e, err := kv.Get(ctx, k)
-		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("get %s/%s: %w", lastdeploy.Bucket, k, err)
-		}
+	for k, v := range recs {
 		var r lastdeploy.Record
-		if err := json.Unmarshal(e.Value(), &r); err != nil {
+		if err := json.Unmarshal(v, &r); err != nil {
 			return nil, fmt.Errorf("%s/%s is not a last-deploy record: %w", lastdeploy.Bucket, k, err)
 		}
 		out[k] = &r

@@ -1,0 +1,74 @@
+package streams
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// ReadBucket reads the current value of every key of a KV bucket below
+// prefix ("" for all), without watching it: an ordered pull consumer on the
+// bucket's stream, last message per key. KeyValue.ListKeys and Watch make
+// push consumers, which the hub refuses to clients (see gate.go); this
+// works for every key, reader or operator alike.
+func ReadBucket(ctx context.Context, js jetstream.JetStream, bucket, prefix string) (map[string][]byte, error) {
+	stream, subjPrefix := "KV_"+bucket, "$KV."+bucket+"."
+	st, err := js.Stream(ctx, stream)
+	if err != nil {
+		return nil, fmt.Errorf("open KV bucket %s: %w", bucket, err)
+	}
+	out := map[string][]byte{}
+	if st.CachedInfo().State.Msgs == 0 {
+		return out, nil
+	}
+	// One ephemeral pull consumer without acks, deleted when done (its
+	// inactive threshold is the backstop).
+	cons, err := js.CreateConsumer(ctx, stream, jetstream.ConsumerConfig{
+		FilterSubjects:    []string{subjPrefix + prefix + ">"},
+		DeliverPolicy:     jetstream.DeliverLastPerSubjectPolicy,
+		AckPolicy:         jetstream.AckNonePolicy,
+		InactiveThreshold: time.Minute,
+		MemoryStorage:     true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read KV bucket %s: %w", bucket, err)
+	}
+	info := cons.CachedInfo()
+	defer func() {
+		dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = js.DeleteConsumer(dctx, stream, info.Name)
+	}()
+	for got, total := 0, int(info.NumPending); got < total; {
+		batch, err := cons.Fetch(min(total-got, 1000), jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			return nil, fmt.Errorf("read KV bucket %s: %w", bucket, err)
+		}
+		n := 0
+		for m := range batch.Messages() {
+			n++
+			key := strings.TrimPrefix(m.Subject(), subjPrefix)
+			switch m.Headers().Get(kvOperationHeader) {
+			case "DEL", "PURGE":
+				delete(out, key)
+			default:
+				out[key] = m.Data()
+			}
+		}
+		if err := batch.Error(); err != nil {
+			return nil, fmt.Errorf("read KV bucket %s: %w", bucket, err)
+		}
+		if n == 0 {
+			return nil, fmt.Errorf("read KV bucket %s: %d of %d records arrived", bucket, got, total)
+		}
+		got += n
+	}
+	return out, nil
+}
+
+// kvOperationHeader marks a KV delete or purge (nats.go keeps its name
+// unexported).
+const kvOperationHeader = "KV-Operation"
