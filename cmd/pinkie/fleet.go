@@ -110,7 +110,7 @@ listed (exit 2).
 	}
 	c, err := cf.connect(ctx, "pinkie fleet sync")
 	if err != nil {
-		return exitError{code: exitUsage, err: err}
+		return err
 	}
 	defer c.Close()
 	ack, err := c.Publish(ctx, events.FleetDeclaredSubject, e)
@@ -411,7 +411,7 @@ func fleetDecode(b []byte, what string) (events.FleetDeclared, error) {
 func fleetFromHub(ctx context.Context, cf clientFlags) (events.FleetDeclared, error) {
 	c, err := cf.connect(ctx, "pinkie fleet export")
 	if err != nil {
-		return events.FleetDeclared{}, exitError{code: exitUsage, err: err}
+		return events.FleetDeclared{}, err
 	}
 	defer c.Close()
 	st, err := c.JS.Stream(ctx, streams.FleetStream)

@@ -46,7 +46,7 @@ pattern below "pinkie." (default: everything):
 	}
 	c, err := cf.connect(ctx, "pinkie tail")
 	if err != nil {
-		return exitError{code: exitUsage, err: err}
+		return err
 	}
 	defer c.Close()
 	msgs := make(chan *nats.Msg, 4096)
