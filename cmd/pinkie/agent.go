@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pinkiefleet/pinkie/bounded"
 	"github.com/pinkiefleet/pinkie/events"
 	"github.com/pinkiefleet/pinkie/producers"
 	"github.com/pinkiefleet/pinkie/streams"
@@ -124,15 +125,9 @@ jitter), logging the link state once per change.`)
 // buildProducers reads the config file (if any) and builds the enabled
 // producers, with the heartbeat's interval and limit from the flags.
 func buildProducers(configFile string, only []string, info producers.Info, heartbeat time.Duration, limit uint64) ([]producers.Built, error) {
-	var cfg producers.Config
-	if configFile != "" {
-		b, err := os.ReadFile(configFile)
-		if err != nil {
-			return nil, usagef("--config: %v", err)
-		}
-		if cfg, err = producers.LoadConfig(b); err != nil {
-			return nil, usagef("--config %s: %v", configFile, err)
-		}
+	cfg, err := readAgentConfig(configFile)
+	if err != nil {
+		return nil, err
 	}
 	if len(only) > 0 {
 		want := map[string]bool{}
@@ -173,6 +168,30 @@ func buildProducers(configFile string, only []string, info producers.Info, heart
 }
 
 // commandRunner runs commands for real, or replays recordings from dir.
+// Limits on the files the CLI reads whole: far above real ones, far
+// below what would hurt (a wrong path such as /dev/zero is an error).
+const (
+	maxConfigFile = 1 * bounded.MiB  // agent and hub JSON configs: a few KB
+	maxSecretFile = 64 * bounded.KiB // session keys, client secrets: bytes
+)
+
+// readAgentConfig reads the agent's producer configuration (--config);
+// no file is the defaults.
+func readAgentConfig(path string) (producers.Config, error) {
+	if path == "" {
+		return producers.Config{}, nil
+	}
+	b, err := bounded.ReadPath(path, maxConfigFile)
+	if err != nil {
+		return producers.Config{}, usagef("--config: %v", err)
+	}
+	cfg, err := producers.LoadConfig(b)
+	if err != nil {
+		return producers.Config{}, usagef("--config %s: %v", path, err)
+	}
+	return cfg, nil
+}
+
 func commandRunner(dir string) (producers.Runner, error) {
 	if dir == "" {
 		return producers.ExecRunner{}, nil
