@@ -81,6 +81,7 @@ func TestPermissionRefusalExits2(t *testing.T) {
 		{"silence rm", append([]string{"silence", "rm", added.ID}, readerNoTimeout...)},
 		{"fleet sync", append([]string{"fleet", "sync", "--flake", flake.dir}, readerNoTimeout...)},
 		{"notify test", append([]string{"notify", "test", "ops"}, readerNoTimeout...)},
+		{"tail everything", append([]string{"tail", ">", "--count", "1"}, readerNoTimeout...)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -88,7 +89,7 @@ func TestPermissionRefusalExits2(t *testing.T) {
 			if code != 2 {
 				t.Errorf("exit %d, want 2:\n%s", code, out)
 			}
-			for _, want := range []string{"not permitted", streams.ReaderSeedFile(f.auth), "need an operator key"} {
+			for _, want := range []string{"not permitted for the key " + streams.ReaderSeedFile(f.auth), "the key's role does not allow this", "need an operator key"} {
 				if !strings.Contains(out, want) {
 					t.Errorf("output does not say %q:\n%s", want, out)
 				}
@@ -99,5 +100,32 @@ func TestPermissionRefusalExits2(t *testing.T) {
 		if got := countSubjects(t, c.JS, s, ">"); got != n {
 			t.Errorf("%s went from %d to %d messages after only refused actions", s, n, got)
 		}
+	}
+}
+
+// TestCLIMistakesExit2: mistakes found along the way that used to exit 0
+// (or run on as if nothing was wrong): each is now a usage error naming
+// the problem.
+func TestCLIMistakesExit2(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"version with a stray word", []string{"version", "foo"}, `unexpected arguments ["foo"]`},
+		{"collect --root that does not exist", []string{"collect", "heartbeat", "--root", "/nonexistent/pinkie-root"}, "--root: stat /nonexistent/pinkie-root: no such file or directory"},
+		{"collect --root that is a file", []string{"collect", "heartbeat", "--root", "/etc/hostname"}, "--root /etc/hostname: not a directory"},
+		{"agent --root that does not exist", []string{"agent", "--name", "x", "--data", t.TempDir(), "--root", "/nonexistent/pinkie-root"}, "--root: stat /nonexistent/pinkie-root"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out, code := runPinkie(t, tt.args...)
+			if code != 2 || !strings.Contains(out, tt.want) {
+				t.Errorf("exit %d (want 2), output should contain %q:\n%s", code, tt.want, out)
+			}
+			if strings.Contains(out, "agent started") {
+				t.Errorf("the agent started before its flags were checked:\n%s", out)
+			}
+		})
 	}
 }

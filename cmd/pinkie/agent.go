@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -82,6 +83,10 @@ jitter), logging the link state once per change.`)
 		// is soft (the runtime caps the GC's CPU), so a burst still works.
 		debug.SetMemoryLimit(*memLimit)
 	}
+	rootFS, runner, err := hostAccess(*root, *replay)
+	if err != nil {
+		return err
+	}
 	built, err := buildProducers(*configFile, only, producers.Info{Instance: newInstanceID(), Version: version}, *heartbeat, *heartbeatLimit)
 	if err != nil {
 		return err
@@ -99,13 +104,9 @@ jitter), logging the link state once per change.`)
 		return exitError{code: exitUsage, err: err}
 	}
 	defer ag.Close()
-	runner, err := commandRunner(*replay)
-	if err != nil {
-		return err
-	}
 	env := producers.Env{
 		Host:  *name,
-		Root:  os.DirFS(*root),
+		Root:  rootFS,
 		Run:   runner,
 		Now:   time.Now,
 		Log:   log,
@@ -167,7 +168,6 @@ func buildProducers(configFile string, only []string, info producers.Info, heart
 	return built, nil
 }
 
-// commandRunner runs commands for real, or replays recordings from dir.
 // Limits on the files the CLI reads whole: far above real ones, far
 // below what would hurt (a wrong path such as /dev/zero is an error).
 const (
@@ -192,13 +192,24 @@ func readAgentConfig(path string) (producers.Config, error) {
 	return cfg, nil
 }
 
-func commandRunner(dir string) (producers.Runner, error) {
-	if dir == "" {
-		return producers.ExecRunner{}, nil
-	}
-	r, err := producers.NewReplayRunner(dir)
+// hostAccess is how producers look at the host: the filesystem under
+// --root (a directory: a mistyped root would read as an empty host), and
+// commands run for real or, with --replay-commands DIR, replayed from
+// recordings. Bad flags are usage errors.
+func hostAccess(root, replay string) (fs.FS, producers.Runner, error) {
+	st, err := os.Stat(root)
 	if err != nil {
-		return nil, usagef("--replay-commands: %v", err)
+		return nil, nil, usagef("--root: %v", err)
 	}
-	return r, nil
+	if !st.IsDir() {
+		return nil, nil, usagef("--root %s: not a directory", root)
+	}
+	if replay == "" {
+		return os.DirFS(root), producers.ExecRunner{}, nil
+	}
+	r, err := producers.NewReplayRunner(replay)
+	if err != nil {
+		return nil, nil, usagef("--replay-commands: %v", err)
+	}
+	return os.DirFS(root), r, nil
 }

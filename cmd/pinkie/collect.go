@@ -66,11 +66,11 @@ what its flag says).`)
 			return usagef("unknown producer %q; known producers: %s", n, strings.Join(knownNames, ", "))
 		}
 	}
-	runner, err := commandRunner(*replay)
+	rootFS, runner, err := hostAccess(*root, *replay)
 	if err != nil {
 		return err
 	}
-	env := producers.Env{Host: *name, Root: os.DirFS(*root), Run: runner, Now: time.Now,
+	env := producers.Env{Host: *name, Root: rootFS, Run: runner, Now: time.Now,
 		Log: discardLog(), State: &producers.MemState{}}
 	var obs []collected
 	var failed []string

@@ -118,7 +118,7 @@ func report(a *app, cmd string, err error) int {
 		// Whatever the verb: the key's role lacks the right, a
 		// configuration problem.
 		fmt.Fprintf(a.stderr, "pinkie %s: %s\n", cmd, err)
-		fmt.Fprintf(a.stderr, "pinkie %s: the key's role does not allow this: deploy requests, silences, fleet sync and notify test need an operator key (a reader key can only read); pass one with --nkey or PINKIE_NKEY\n", cmd)
+		fmt.Fprintf(a.stderr, "pinkie %s: the key's role does not allow this: requests (deploy, silence, fleet sync, notify test) need an operator key; a reader key only reads pinkie.> subjects, streams and buckets. Pass another key with --nkey or PINKIE_NKEY\n", cmd)
 		return exitUsage
 	}
 	if errors.Is(err, streams.ErrConnect) {
@@ -152,6 +152,9 @@ func runVersion(_ context.Context, a *app, args []string) error {
 	fs := newFlagSet("version", "", "Print pinkie's version.")
 	if err := fs.parse(args); err != nil {
 		return err
+	}
+	if len(fs.args()) > 0 {
+		return usagef("unexpected arguments %q", fs.args())
 	}
 	fmt.Fprintln(a.stdout, version)
 	return nil

@@ -80,3 +80,36 @@ func TestCollectBoundsEveryFileItReads(t *testing.T) {
 		})
 	}
 }
+
+// TestCLIBoundsEveryFileItReads: the files other verbs are given (keys,
+// CA bundles, configs, a declared fleet) are read with a limit too: exit
+// 2 at once, naming the file and the limit.
+func TestCLIBoundsEveryFileItReads(t *testing.T) {
+	if _, err := os.Stat("/dev/zero"); err != nil {
+		t.Skipf("no /dev/zero: %v", err)
+	}
+	server := []string{"--server", "nats://127.0.0.1:1"}
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"--nkey", append([]string{"hosts", "--nkey", "/dev/zero"}, server...), "--nkey: read nkey file: read /dev/zero: larger than 64 KiB"},
+		{"--tls-ca", append([]string{"hosts", "--tls-ca", "/dev/zero"}, server...), "--tls-ca: read /dev/zero: larger than 16 MiB"},
+		{"hub --config", []string{"hub", "--config", "/dev/zero", "--data", t.TempDir()}, "--config: read /dev/zero: larger than 1 MiB"},
+		{"agent --config", []string{"agent", "--config", "/dev/zero", "--name", "x", "--data", t.TempDir()}, "--config: read /dev/zero: larger than 1 MiB"},
+		{"fleet export --from", []string{"fleet", "export", "--from", "/dev/zero"}, "--from: read /dev/zero: larger than 8 MiB"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			start := time.Now()
+			out, code := runPinkie(t, tt.args...)
+			if code != 2 || !strings.Contains(out, tt.want) {
+				t.Errorf("exit %d (want 2), output should contain %q:\n%s", code, tt.want, out)
+			}
+			if d := time.Since(start); d > 10*time.Second {
+				t.Errorf("took %v: the read is not bounded", d)
+			}
+		})
+	}
+}
