@@ -18,6 +18,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/oauth2"
@@ -307,12 +309,54 @@ func wantsHTML(r *http.Request) bool {
 	return !strings.HasPrefix(r.URL.Path, "/api/") && r.URL.Path != "/events"
 }
 
-// safeNext keeps a post-login redirect on this site.
+// safeNext keeps a post-login redirect on this site: anything but a
+// plain same-origin path (with query) becomes "/".
 func safeNext(n string) string {
-	if !strings.HasPrefix(n, "/") || strings.HasPrefix(n, "//") || strings.HasPrefix(n, "/\\") {
+	if !isLocalPath(n) {
 		return "/"
 	}
 	return n
+}
+
+// isLocalPath reports whether n is a path on this site, as a browser
+// reads a Location. Browsers drop tabs and newlines ("/\t/evil.com" is
+// "//evil.com" to them) and read a backslash as a slash, so neither may
+// appear anywhere, nor whitespace or any control character. The path is
+// also checked after percent-decoding (repeatedly: "%252F" is "%2F" one
+// proxy later), and the query after decoding may hold no control
+// character either.
+func isLocalPath(n string) bool {
+	if len(n) > 4096 || !pathShape(n) {
+		return false
+	}
+	u, err := url.Parse(n)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || u.Opaque != "" {
+		return false
+	}
+	path, query, _ := strings.Cut(n, "?")
+	for range 4 {
+		d, err := url.PathUnescape(path)
+		if err != nil || !pathShape(d) {
+			return false
+		}
+		if d == path {
+			q, err := url.QueryUnescape(query)
+			return err == nil && !strings.ContainsFunc(q, unicode.IsControl)
+		}
+		path = d
+	}
+	return false // still percent-encoded after four rounds: nobody means that
+}
+
+// pathShape: starts with one slash; no backslash, whitespace, control or
+// invisible formatting character, or invalid UTF-8 anywhere.
+func pathShape(s string) bool {
+	if !strings.HasPrefix(s, "/") || strings.HasPrefix(s, "//") || !utf8.ValidString(s) {
+		return false
+	}
+	return !strings.ContainsFunc(s, func(r rune) bool {
+		return r == '\\' || unicode.IsSpace(r) || unicode.IsControl(r) || unicode.Is(unicode.Cf, r)
+	})
 }
 
 func (a *Auth) loginPage(s *Server) http.HandlerFunc {

@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pinkiefleet/pinkie/bounded"
 	"github.com/pinkiefleet/pinkie/events"
 )
 
@@ -226,7 +227,7 @@ func (b *Btrfs) read(ctx context.Context, env Env, fsid string) (events.Btrfs, e
 		if m, err := readFirstLine(env.Root, dir+"/devinfo/"+e.Name()+"/missing"); err == nil {
 			dev.Missing = m == "1"
 		}
-		b, err := fs.ReadFile(env.Root, dir+"/devinfo/"+e.Name()+"/error_stats")
+		b, err := bounded.ReadFile(env.Root, dir+"/devinfo/"+e.Name()+"/error_stats", maxSmallFile)
 		if errors.Is(err, fs.ErrNotExist) {
 			sysfsStats = false
 			break
@@ -291,7 +292,7 @@ func btrfsParseErrorStats(b []byte) (events.BtrfsCounters, error) {
 // deviceStats runs `btrfs device stats <mount>` on a mount of the
 // filesystem found in mountinfo by one of its device names.
 func (b *Btrfs) deviceStats(ctx context.Context, env Env, names []string) ([]events.BtrfsDevice, error) {
-	mi, err := fs.ReadFile(env.Root, "proc/self/mountinfo")
+	mi, err := bounded.ReadFile(env.Root, "proc/self/mountinfo", maxProcTable)
 	if err != nil {
 		return nil, fmt.Errorf("find mount for btrfs device stats: %w", err)
 	}

@@ -8,6 +8,8 @@ import (
 	"io"
 	"os/exec"
 	"time"
+
+	"github.com/pinkiefleet/pinkie/bounded"
 )
 
 // ExecRunner runs commands on the real host with os/exec. It implements
@@ -40,21 +42,42 @@ func (r ExecRunner) Run(ctx context.Context, name string, args ...string) ([]byt
 	if r.Env != nil {
 		cmd.Env = r.Env
 	}
-	var stdout bytes.Buffer
+	stdout := cappedBuffer{limit: MaxCommandOutput}
 	cmd.Stdout = &stdout
 	cmd.WaitDelay = time.Second
 	err := cmd.Run()
+	if stdout.over {
+		return nil, -1, fmt.Errorf("run %s: stdout %w", name, &bounded.TooLargeError{Limit: stdout.limit})
+	}
 	if ctxErr := ctx.Err(); ctxErr != nil {
-		return stdout.Bytes(), -1, fmt.Errorf("run %s: %w", name, ctxErr)
+		return stdout.buf.Bytes(), -1, fmt.Errorf("run %s: %w", name, ctxErr)
 	}
 	var exit *exec.ExitError
 	if errors.As(err, &exit) {
-		return stdout.Bytes(), exit.ExitCode(), nil
+		return stdout.buf.Bytes(), exit.ExitCode(), nil
 	}
 	if err != nil {
 		return nil, -1, fmt.Errorf("run %s: %w", name, err)
 	}
-	return stdout.Bytes(), 0, nil
+	return stdout.buf.Bytes(), 0, nil
+}
+
+// cappedBuffer keeps a command's stdout up to limit bytes; past it, writes
+// fail (the command then dies of SIGPIPE) and over is set. The buffer is
+// a field, not embedded: an embedded bytes.Buffer's ReadFrom would let
+// io.Copy bypass Write and its limit.
+type cappedBuffer struct {
+	buf   bytes.Buffer
+	limit int64
+	over  bool
+}
+
+func (c *cappedBuffer) Write(p []byte) (int, error) {
+	if int64(c.buf.Len()+len(p)) > c.limit {
+		c.over = true
+		return 0, bounded.ErrTooLarge
+	}
+	return c.buf.Write(p)
 }
 
 // Start starts name with args and returns a reader of its stdout. The

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/pinkiefleet/pinkie/bounded"
 )
 
 func TestExecRunner(t *testing.T) {
@@ -52,6 +54,19 @@ func TestExecRunner(t *testing.T) {
 		}
 		if d := time.Since(start); d > 5*time.Second {
 			t.Errorf("timeout took %v", d)
+		}
+	})
+	t.Run("endless output is an error, not all of memory", func(t *testing.T) {
+		start := time.Now()
+		out, code, err := r.Run(ctx, "cat", "/dev/zero")
+		if !errors.Is(err, bounded.ErrTooLarge) || out != nil || code != -1 {
+			t.Fatalf("got (%d bytes, %d, %v), want (0, -1, ErrTooLarge)", len(out), code, err)
+		}
+		if want := "run cat: stdout larger than 64 MiB"; !strings.HasPrefix(err.Error(), want) {
+			t.Errorf("error %q, want it to start %q", err, want)
+		}
+		if d := time.Since(start); d > 5*time.Second {
+			t.Errorf("took %v", d)
 		}
 	})
 	t.Run("stream", func(t *testing.T) {

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"math"
 	"strings"
 	"sync"
@@ -13,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/pinkiefleet/pinkie/bounded"
 	"github.com/pinkiefleet/pinkie/events"
 )
 
@@ -98,7 +98,7 @@ func (f *Filesystems) Name() string            { return "fs" }
 func (f *Filesystems) Interval() time.Duration { return f.every }
 
 func (f *Filesystems) Collect(ctx context.Context, env Env) ([]Observation, error) {
-	b, err := fs.ReadFile(env.Root, "proc/self/mountinfo")
+	b, err := bounded.ReadFile(env.Root, "proc/self/mountinfo", maxProcTable)
 	if err != nil {
 		return nil, fmt.Errorf("read /proc/self/mountinfo: %w", err)
 	}

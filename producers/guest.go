@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pinkiefleet/pinkie/bounded"
 	"github.com/pinkiefleet/pinkie/events"
 )
 
@@ -132,7 +133,7 @@ func guestDiscover(root fs.FS) ([]guestFound, error) {
 			}
 			f := guestFound{d: events.Guest{Name: name, Type: "container", Unit: "container@" + name + ".service",
 				StateDir: "/var/lib/nixos-containers/" + name}}
-			if b, err := fs.ReadFile(root, "etc/nixos-containers/"+e.Name()); err == nil {
+			if b, err := bounded.ReadFile(root, "etc/nixos-containers/"+e.Name(), maxSmallFile); err == nil {
 				f.d.Addresses, f.d.SharedPaths = guestParseContainerConf(b)
 			} else {
 				f.errors = append(f.errors, fmt.Errorf("read /etc/nixos-containers/%s: %w", e.Name(), err))
@@ -161,7 +162,7 @@ func guestDiscover(root fs.FS) ([]guestFound, error) {
 				f.errors = append(f.errors, fmt.Errorf("microvm %s: resolve current runner: %w", name, err))
 			} else {
 				f.d.Hypervisor = guestHypervisor(path.Base(runner), name)
-				if b, err := fs.ReadFile(root, runner+"/share/microvm/tap-interfaces"); err == nil {
+				if b, err := bounded.ReadFile(root, runner+"/share/microvm/tap-interfaces", maxSmallFile); err == nil {
 					f.taps = strings.Fields(string(b))
 				}
 				if shares, err := fs.ReadDir(root, runner+"/share/microvm/virtiofs"); err == nil {
@@ -274,7 +275,7 @@ func guestReadCgroup(root fs.FS, unit string) (uint64, float64, error) {
 		}
 		m, _ := strconv.ParseUint(mem, 10, 64)
 		var cpu float64
-		if b, err := fs.ReadFile(root, dir+"/cpu.stat"); err == nil {
+		if b, err := bounded.ReadFile(root, dir+"/cpu.stat", maxSmallFile); err == nil {
 			sc := bufio.NewScanner(bytes.NewReader(b))
 			for sc.Scan() {
 				if v, ok := strings.CutPrefix(sc.Text(), "usage_usec "); ok {

@@ -113,6 +113,10 @@ const (
 	logfollowPosKey    = "position"
 	logfollowCursorKey = "cursor"
 	logfollowMaxLine   = 64 << 10
+	// logfollowMaxJournalLine bounds one `journalctl -o json` entry:
+	// journalctl prints fields over 4096 bytes as null, so real entries
+	// are a few KB.
+	logfollowMaxJournalLine = 1 << 20
 )
 
 // logfollowHandler handles one entry. It returns true when it emitted an
@@ -513,8 +517,8 @@ func logfollowJournal(ctx context.Context, env Env, o logfollowOptions, handle l
 		}
 		out, wait = bytes.NewReader(b), func() error { return nil }
 	}
-	sc := bufio.NewScanner(out)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	rd := bufio.NewReaderSize(out, 64<<10)
+	var buf []byte
 	var cursor string
 	var saved time.Time
 	save := func() error {
@@ -527,9 +531,23 @@ func logfollowJournal(ctx context.Context, env Env, o logfollowOptions, handle l
 		cursor, saved = "", time.Now()
 		return nil
 	}
-	var bad int
-	for sc.Scan() {
-		e, c, err := logfollowParseJournal(sc.Bytes())
+	var bad, long int
+	var rerr error
+	for rerr == nil {
+		var line []byte
+		var tooLong bool
+		line, tooLong, rerr = logfollowReadLine(rd, buf[:0], logfollowMaxJournalLine)
+		buf = line
+		if tooLong {
+			if long++; long == 1 && env.Log != nil {
+				env.Log.Warn("journal: skipping entries longer than the limit", "limit_bytes", logfollowMaxJournalLine)
+			}
+			continue
+		}
+		if len(bytes.TrimSpace(line)) == 0 {
+			continue
+		}
+		e, c, err := logfollowParseJournal(line)
 		if err != nil {
 			if bad++; bad == 1 && env.Log != nil {
 				env.Log.Warn("journal: skipping entries that are not JSON", "err", err)
@@ -550,13 +568,33 @@ func logfollowJournal(ctx context.Context, env Env, o logfollowOptions, handle l
 	if err := save(); err != nil {
 		return err
 	}
-	if err := sc.Err(); err != nil && ctx.Err() == nil {
-		return fmt.Errorf("journal: read: %w", err)
+	if !errors.Is(rerr, io.EOF) && ctx.Err() == nil {
+		return fmt.Errorf("journal: read: %w", rerr)
 	}
 	if err := wait(); err != nil {
 		return fmt.Errorf("journal: %w", err)
 	}
 	return nil
+}
+
+// logfollowReadLine reads one line of at most max bytes into buf and
+// returns it without its newline; a longer line is read to its end and
+// dropped (tooLong), so memory stays bounded whatever the input. err is
+// the reader's (io.EOF at the end, with the last line if it had no
+// newline).
+func logfollowReadLine(rd *bufio.Reader, buf []byte, max int) (line []byte, tooLong bool, err error) {
+	for {
+		chunk, err := rd.ReadSlice('\n')
+		if !tooLong && len(buf)+len(chunk) <= max+1 {
+			buf = append(buf, chunk...)
+		} else {
+			tooLong, buf = true, buf[:0]
+		}
+		if errors.Is(err, bufio.ErrBufferFull) {
+			continue
+		}
+		return bytes.TrimSuffix(buf, []byte("\n")), tooLong, err
+	}
 }
 
 // logfollowParseSyslog splits a syslog line into its time, host, ident,

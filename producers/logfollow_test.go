@@ -4,8 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -195,4 +199,82 @@ func TestLogfollowFirstStartAtEnd(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("no login reported")
 	}
+}
+
+// TestLogfollowCutsLongLines: a log line longer than any real one (64 MiB
+// without a newline, in a file or from the journal) is passed over with
+// bounded memory, and the lines after it are still read.
+func TestLogfollowCutsLongLines(t *testing.T) {
+	const long = 64 << 20
+	t.Run("file", func(t *testing.T) {
+		dir := t.TempDir()
+		p := filepath.Join(dir, "auth.log")
+		f, err := os.Create(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.WriteString(logfollowLine("before")); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Truncate(int64(len(logfollowLine("before"))) + long); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.Seek(0, io.SeekEnd); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.WriteString("\n" + logfollowLine("after")); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+		l, err := NewLogin(json.RawMessage(`{"file": "/auth.log", "follow": false}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		env := Env{Host: "h", Root: os.DirFS(dir), Now: func() time.Time { return loginTestNow }, State: &execMemState{}}
+		got, alloc := logfollowUsers(t, l, env)
+		if want := []string{"before", "after"}; !slices.Equal(got, want) {
+			t.Errorf("logins %q, want %q", got, want)
+		}
+		if alloc > 16<<20 {
+			t.Errorf("allocated %d MiB passing a %d MiB line", alloc>>20, long>>20)
+		}
+	})
+	t.Run("journal", func(t *testing.T) {
+		entry := func(i int, user string) string {
+			return fmt.Sprintf(`{"__CURSOR":"s=1;i=%d","__REALTIME_TIMESTAMP":"1795752000000000","_HOSTNAME":"g","SYSLOG_IDENTIFIER":"sshd","_PID":"1","MESSAGE":"Accepted publickey for %s from 192.0.2.1 port 2 ssh2: ED25519 SHA256:x"}`+"\n", i, user)
+		}
+		huge := `{"__CURSOR":"s=1;i=2","MESSAGE":"` + strings.Repeat("x", long) + `"}` + "\n"
+		out := entry(1, "before") + huge + entry(3, "after")
+		run := &execFakeRunner{stream: func([]string) string { return out }}
+		l, err := NewLogin(json.RawMessage(`{"journal": true}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		env := Env{Host: "g", Root: os.DirFS(t.TempDir()), Run: run, Now: func() time.Time { return loginTestNow }, State: &execMemState{}}
+		got, alloc := logfollowUsers(t, l, env)
+		if want := []string{"before", "after"}; !slices.Equal(got, want) {
+			t.Errorf("logins %q, want %q", got, want)
+		}
+		if alloc > 16<<20 {
+			t.Errorf("allocated %d MiB passing a %d MiB entry", alloc>>20, long>>20)
+		}
+	})
+}
+
+// logfollowUsers streams l to its end and returns the users who logged in
+// and the bytes allocated meanwhile.
+func logfollowUsers(t *testing.T, l Streamer, env Env) ([]string, uint64) {
+	t.Helper()
+	var got []string
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	err := l.Stream(context.Background(), env, func(_ context.Context, o Observation) error {
+		got = append(got, o.Data.(events.Login).User)
+		return nil
+	})
+	runtime.ReadMemStats(&after)
+	if err != nil {
+		t.Fatalf("stream: %v", err)
+	}
+	return got, after.TotalAlloc - before.TotalAlloc
 }

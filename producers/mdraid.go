@@ -16,6 +16,7 @@ import (
 
 	"github.com/prometheus/procfs"
 
+	"github.com/pinkiefleet/pinkie/bounded"
 	"github.com/pinkiefleet/pinkie/events"
 )
 
@@ -42,7 +43,7 @@ func (m *MDRaid) Name() string            { return "mdraid" }
 func (m *MDRaid) Interval() time.Duration { return m.every }
 
 func (m *MDRaid) Collect(ctx context.Context, env Env) ([]Observation, error) {
-	b, err := fs.ReadFile(env.Root, "proc/mdstat")
+	b, err := bounded.ReadFile(env.Root, "proc/mdstat", MaxMDStat)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, ErrNotApplicable // no md driver loaded
 	}

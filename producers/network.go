@@ -21,6 +21,7 @@ import (
 
 	"github.com/oschwald/maxminddb-golang/v2"
 
+	"github.com/pinkiefleet/pinkie/bounded"
 	"github.com/pinkiefleet/pinkie/events"
 )
 
@@ -128,7 +129,7 @@ func (n *Network) look(ctx context.Context, env Env) (events.Network, error) {
 		if r6, err := networkRunJSON(ctx, env.Run, networkParseRoutes("inet6"), "ip", "-j", "-6", "route", "show", "default"); err == nil {
 			d.DefaultRoutes = append(d.DefaultRoutes, r6...)
 		}
-	} else if b, err2 := fs.ReadFile(env.Root, "proc/net/route"); err2 == nil {
+	} else if b, err2 := bounded.ReadFile(env.Root, "proc/net/route", maxBigTable); err2 == nil {
 		// No ip(8): the kernel's IPv4 table still has the default route.
 		d.DefaultRoutes = networkParseProcRoute(b)
 	} else {
@@ -220,7 +221,7 @@ func networkReadInterfaces(root fs.FS) ([]events.NetInterface, error) {
 				i.Kind = "arphrd-" + t
 			}
 		}
-		if b, err := fs.ReadFile(root, dir+"/uevent"); err == nil && bytes.Contains(b, []byte("DEVTYPE=wireguard")) {
+		if b, err := bounded.ReadFile(root, dir+"/uevent", maxSmallFile); err == nil && bytes.Contains(b, []byte("DEVTYPE=wireguard")) {
 			i.VPN = "wireguard"
 		} else if _, err := fs.Stat(root, dir+"/tun_flags"); err == nil {
 			i.VPN = "tun"
@@ -313,13 +314,13 @@ func networkParseProcRoute(b []byte) []events.Route {
 // (resolv.conf(5)). With systemd-resolved's stub (127.0.0.53), the
 // upstream servers in /run/systemd/resolve/resolv.conf are reported.
 func networkReadDNS(root fs.FS) (events.DNS, error) {
-	b, err := fs.ReadFile(root, "etc/resolv.conf")
+	b, err := bounded.ReadFile(root, "etc/resolv.conf", maxSmallFile)
 	if err != nil {
 		return events.DNS{Nameservers: []string{}}, fmt.Errorf("read /etc/resolv.conf: %w", err)
 	}
 	d := networkParseResolvConf(b)
 	if len(d.Nameservers) == 1 && d.Nameservers[0] == "127.0.0.53" {
-		if up, err := fs.ReadFile(root, "run/systemd/resolve/resolv.conf"); err == nil {
+		if up, err := bounded.ReadFile(root, "run/systemd/resolve/resolv.conf", maxSmallFile); err == nil {
 			if u := networkParseResolvConf(up); len(u.Nameservers) > 0 {
 				d.Nameservers = u.Nameservers
 			}

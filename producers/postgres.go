@@ -6,12 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/pinkiefleet/pinkie/bounded"
 	"github.com/pinkiefleet/pinkie/events"
 )
 
@@ -89,7 +89,7 @@ func (p *Postgres) config(db string) (*pgx.ConnConfig, error) {
 		return nil, fmt.Errorf("postgres dsn: %w", err)
 	}
 	if p.opts.PasswordFile != "" {
-		b, err := os.ReadFile(p.opts.PasswordFile)
+		b, err := bounded.ReadPath(p.opts.PasswordFile, maxSmallFile)
 		if err != nil {
 			return nil, fmt.Errorf("postgres password file: %w", err)
 		}

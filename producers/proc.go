@@ -7,6 +7,8 @@ import (
 	"io/fs"
 	"strconv"
 	"strings"
+
+	"github.com/pinkiefleet/pinkie/bounded"
 )
 
 // Readers of /proc files shared by several producers. Each reads through
@@ -16,7 +18,7 @@ import (
 type meminfo map[string]uint64
 
 func readMeminfo(root fs.FS) (meminfo, error) {
-	b, err := fs.ReadFile(root, "proc/meminfo")
+	b, err := bounded.ReadFile(root, "proc/meminfo", maxProcTable)
 	if err != nil {
 		return nil, fmt.Errorf("read /proc/meminfo: %w", err)
 	}
@@ -54,7 +56,7 @@ func parseMeminfo(b []byte) (meminfo, error) {
 
 // readFirstLine returns the first line of a small file, trimmed.
 func readFirstLine(root fs.FS, name string) (string, error) {
-	b, err := fs.ReadFile(root, name)
+	b, err := bounded.ReadFile(root, name, maxSmallFile)
 	if err != nil {
 		return "", fmt.Errorf("read /%s: %w", name, err)
 	}

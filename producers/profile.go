@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pinkiefleet/pinkie/bounded"
 	"github.com/pinkiefleet/pinkie/events"
 )
 
@@ -107,11 +108,11 @@ func (p *Profile) Look(ctx context.Context, env Env) (events.Profile, error) {
 	var err error
 	d.Hostname, err = readFirstLine(env.Root, "proc/sys/kernel/hostname")
 	note(err)
-	if b, err := fs.ReadFile(env.Root, "etc/os-release"); err == nil {
+	if b, err := bounded.ReadFile(env.Root, "etc/os-release", maxSmallFile); err == nil {
 		d.OS = parseOSRelease(b)
-	} else if b, err2 := fs.ReadFile(env.Root, "usr/lib/os-release"); err2 == nil {
+	} else if b, err2 := bounded.ReadFile(env.Root, "usr/lib/os-release", maxSmallFile); err2 == nil {
 		d.OS = parseOSRelease(b)
-	} else if b, err3 := fs.ReadFile(env.Root, "System/Library/CoreServices/SystemVersion.plist"); err3 == nil {
+	} else if b, err3 := bounded.ReadFile(env.Root, "System/Library/CoreServices/SystemVersion.plist", maxSmallFile); err3 == nil {
 		d.OS = profileParseMacVersion(b)
 	} else {
 		note(fmt.Errorf("read os-release: %w", err))
@@ -124,7 +125,7 @@ func (p *Profile) Look(ctx context.Context, env Env) (events.Profile, error) {
 	if err != nil || d.Arch == "" {
 		d.Arch = runtime.GOARCH
 	}
-	if b, err := fs.ReadFile(env.Root, "proc/cpuinfo"); err == nil {
+	if b, err := bounded.ReadFile(env.Root, "proc/cpuinfo", maxProcTable); err == nil {
 		d.CPU = parseCPUInfo(b)
 	} else {
 		note(fmt.Errorf("read /proc/cpuinfo: %w", err))
@@ -135,7 +136,7 @@ func (p *Profile) Look(ctx context.Context, env Env) (events.Profile, error) {
 	} else {
 		note(err)
 	}
-	if b, err := fs.ReadFile(env.Root, "proc/stat"); err == nil {
+	if b, err := bounded.ReadFile(env.Root, "proc/stat", maxProcTable); err == nil {
 		if bt, ok := parseBootTime(b); ok {
 			d.BootTime = bt
 		}
@@ -368,7 +369,7 @@ func (p *Profile) readDRM(root fs.FS) ([]events.GPU, []events.Display) {
 				continue // a virtual card without a device (vkms)
 			}
 			g.Vendor = profileVendors[strings.ToLower(g.VendorID)]
-			if b, err := fs.ReadFile(root, dir+"/device/uevent"); err == nil {
+			if b, err := bounded.ReadFile(root, dir+"/device/uevent", maxSmallFile); err == nil {
 				for _, line := range strings.Split(string(b), "\n") {
 					if v, ok := strings.CutPrefix(line, "DRIVER="); ok {
 						g.Driver = v
@@ -386,7 +387,7 @@ func (p *Profile) readDRM(root fs.FS) ([]events.GPU, []events.Display) {
 			continue
 		}
 		disp := events.Display{Connector: name}
-		if b, err := fs.ReadFile(root, dir+"/modes"); err == nil {
+		if b, err := bounded.ReadFile(root, dir+"/modes", maxSmallFile); err == nil {
 			seen := map[string]bool{}
 			for _, m := range strings.Fields(string(b)) {
 				if !seen[m] && len(disp.Modes) < 64 {
@@ -417,7 +418,7 @@ func (p *Profile) pciModel(root fs.FS, vendor, device string) string {
 	model := ""
 	for _, f := range []string{"usr/share/hwdata/pci.ids", "usr/share/misc/pci.ids", "run/current-system/sw/share/hwdata/pci.ids"} {
 		if r, err := profileResolve(root, f); err == nil {
-			if b, err := fs.ReadFile(root, r); err == nil {
+			if b, err := bounded.ReadFile(root, r, maxProcTable); err == nil {
 				model = profilePCIModel(b, v, dev)
 				break
 			}
@@ -455,7 +456,7 @@ func profilePCIModel(b []byte, vendor, device string) string {
 // (systemd, NixOS) or /etc/default/locale (Debian).
 func profileReadLocale(root fs.FS) map[string]string {
 	for _, f := range []string{"etc/locale.conf", "etc/default/locale"} {
-		b, err := fs.ReadFile(root, f)
+		b, err := bounded.ReadFile(root, f, maxSmallFile)
 		if err != nil {
 			continue
 		}
@@ -499,7 +500,7 @@ func profileReadTimezone(root fs.FS) string {
 
 // profileReadPasswd maps uids to user names from /etc/passwd.
 func profileReadPasswd(root fs.FS) map[int]string {
-	b, err := fs.ReadFile(root, "etc/passwd")
+	b, err := bounded.ReadFile(root, "etc/passwd", maxProcTable)
 	if err != nil {
 		return nil
 	}
@@ -658,7 +659,7 @@ func (p *Profile) readPrograms(ctx context.Context, env Env, nix *events.NixSyst
 			pr.PackageManager = "dpkg"
 			key := fmt.Sprintf("dpkg:%d:%d", info.Size(), info.ModTime().UnixNano())
 			pr.Packages, err = p.cached(key, func() (int, error) {
-				b, err := fs.ReadFile(env.Root, "var/lib/dpkg/status")
+				b, err := bounded.ReadFile(env.Root, "var/lib/dpkg/status", maxBigTable)
 				if err != nil {
 					return 0, fmt.Errorf("read /var/lib/dpkg/status: %w", err)
 				}
@@ -683,7 +684,7 @@ func (p *Profile) readPrograms(ctx context.Context, env Env, nix *events.NixSyst
 	pr.DesktopApplications = len(seen)
 	if t, lerr := fs.ReadLink(env.Root, "etc/alternatives/x-terminal-emulator"); lerr == nil {
 		pr.DefaultTerminal = path.Base(t)
-	} else if b, rerr := fs.ReadFile(env.Root, "etc/xdg/xdg-terminals.list"); rerr == nil {
+	} else if b, rerr := bounded.ReadFile(env.Root, "etc/xdg/xdg-terminals.list", maxSmallFile); rerr == nil {
 		// xdg-terminal-exec's list: desktop entry ids, first preferred.
 		for _, line := range strings.Split(string(b), "\n") {
 			if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "#") {

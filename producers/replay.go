@@ -4,11 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/pinkiefleet/pinkie/bounded"
 )
 
 // ReplayRunner answers producers' commands from recorded outputs instead of
@@ -24,7 +25,7 @@ type ReplayRunner struct {
 
 // NewReplayRunner reads DIR/commands.json.
 func NewReplayRunner(dir string) (*ReplayRunner, error) {
-	b, err := os.ReadFile(filepath.Join(dir, "commands.json"))
+	b, err := bounded.ReadPath(filepath.Join(dir, "commands.json"), maxReplayIndex)
 	if err != nil {
 		return nil, fmt.Errorf("replay commands: %w", err)
 	}
@@ -42,12 +43,12 @@ func (r *ReplayRunner) Run(ctx context.Context, name string, args ...string) ([]
 	if !ok {
 		return nil, 0, fmt.Errorf("%s: no recording of %q: %w", r.Dir, line, exec.ErrNotFound)
 	}
-	out, err := os.ReadFile(filepath.Join(r.Dir, rec+".out"))
+	out, err := bounded.ReadPath(filepath.Join(r.Dir, rec+".out"), MaxCommandOutput)
 	if err != nil {
 		return nil, 0, fmt.Errorf("replay %q: %w", line, err)
 	}
 	code := 0
-	if c, err := os.ReadFile(filepath.Join(r.Dir, rec+".code")); err == nil {
+	if c, err := bounded.ReadPath(filepath.Join(r.Dir, rec+".code"), maxSmallFile); err == nil {
 		if code, err = strconv.Atoi(strings.TrimSpace(string(c))); err != nil {
 			return nil, 0, fmt.Errorf("replay %q: exit code file: %w", line, err)
 		}

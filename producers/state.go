@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"regexp"
 	"sync"
+
+	"github.com/pinkiefleet/pinkie/bounded"
 )
 
 // FileState keeps producers' state as one small file per key in a
@@ -33,7 +35,7 @@ func (s *FileState) Get(key string) ([]byte, bool, error) {
 	if err != nil {
 		return nil, false, err
 	}
-	b, err := os.ReadFile(p)
+	b, err := bounded.ReadPath(p, maxStateFile)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, false, nil
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nkeys"
 
+	"github.com/pinkiefleet/pinkie/bounded"
 	"github.com/pinkiefleet/pinkie/events"
 )
 
@@ -40,7 +41,7 @@ func (a *Auth) HostNames() []string {
 // LoadAuth reads DIR/auth.json and checks every key and host name in it.
 func LoadAuth(dir string) (*Auth, error) {
 	p := filepath.Join(dir, AuthFileName)
-	b, err := os.ReadFile(p)
+	b, err := bounded.ReadPath(p, 16*bounded.MiB) // about 100 bytes a host
 	if err != nil {
 		return nil, fmt.Errorf("read auth file: %w (create it with: pinkie keys init %s)", err, dir)
 	}
@@ -226,7 +227,7 @@ func KeysAddHost(dir, host string) (*Auth, error) {
 // ReadSeed reads an nkey seed file as written by keys init or nsc (the
 // first line that is a user seed).
 func ReadSeed(path string) (nkeys.KeyPair, error) {
-	b, err := os.ReadFile(path)
+	b, err := bounded.ReadPath(path, 64*bounded.KiB) // a seed is 58 bytes; nsc's creds files a few KB
 	if err != nil {
 		return nil, fmt.Errorf("read nkey file: %w", err)
 	}

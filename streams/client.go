@@ -20,10 +20,41 @@ type Client struct {
 	// denied receives the server's asynchronous permission errors, so a
 	// refused publish fails at once instead of at its timeout.
 	denied chan error
+	// key names the credentials in refusals: the nkey file, or "" for none.
+	key string
 }
 
 // ErrConnect marks a failure to reach or authenticate with the hub.
 var ErrConnect = errors.New("cannot connect to the hub")
+
+// ErrNotPermitted marks the hub refusing an action to the connection's
+// key: the key's role lacks the right (a configuration problem, not a
+// failure of the hub).
+var ErrNotPermitted = errors.New("not permitted for this key")
+
+// PermissionError is the hub refusing Action to the key in Key.
+type PermissionError struct {
+	Action string // what was refused, e.g. "publish pinkie.deploy.goliath.requested"
+	Key    string // the nkey file, or "" when connected without one
+	Err    error  // the server's words
+}
+
+func (e *PermissionError) Error() string {
+	key := "no key (no --nkey)"
+	if e.Key != "" {
+		key = "the key " + e.Key
+	}
+	return fmt.Sprintf("%s: not permitted for %s: %v", e.Action, key, e.Err)
+}
+
+func (e *PermissionError) Unwrap() error        { return e.Err }
+func (e *PermissionError) Is(target error) bool { return target == ErrNotPermitted }
+
+// Refused is the hub's refusal of action to this client's key, as an
+// error matching ErrNotPermitted.
+func (c *Client) Refused(action string, err error) error {
+	return &PermissionError{Action: action, Key: c.key, Err: err}
+}
 
 // Connect connects to the hub at url, authenticating with the nkey seed in
 // nkeyFile when it is set.
@@ -70,7 +101,7 @@ func Connect(ctx context.Context, url, nkeyFile, name string, opts ...ClientOpti
 		nc.Close()
 		return nil, fmt.Errorf("%w: %v", ErrConnect, err)
 	}
-	return &Client{Conn: nc, JS: js, denied: denied}, nil
+	return &Client{Conn: nc, JS: js, denied: denied, key: nkeyFile}, nil
 }
 
 // ClientOption changes how Connect connects.
@@ -115,14 +146,14 @@ func (c *Client) Publish(ctx context.Context, subject string, e events.Event) (*
 		ack, err = r.ack, r.err
 	case perr := <-c.denied:
 		if strings.Contains(perr.Error(), subject) {
-			return nil, fmt.Errorf("publish %s: not permitted for this key: %w", subject, perr)
+			return nil, c.Refused("publish "+subject, perr)
 		}
 		r := <-done
 		ack, err = r.ack, r.err
 	}
 	if err != nil {
 		if errors.Is(err, nats.ErrPermissionViolation) || strings.Contains(err.Error(), "Permissions Violation") {
-			return nil, fmt.Errorf("publish %s: not permitted for this key: %w", subject, err)
+			return nil, c.Refused("publish "+subject, err)
 		}
 		if errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders) {
 			return nil, fmt.Errorf("publish %s: no stream answered (not permitted for this key, or no hub stream takes this subject): %w", subject, err)

@@ -4,7 +4,8 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
-	"os"
+
+	"github.com/pinkiefleet/pinkie/bounded"
 )
 
 // serverTLS loads the hub's certificate and key for its client and leaf
@@ -23,7 +24,7 @@ func clientTLS(caFile string) (*tls.Config, error) {
 	if caFile == "" {
 		return cfg, nil
 	}
-	pem, err := os.ReadFile(caFile)
+	pem, err := bounded.ReadPath(caFile, 16*bounded.MiB) // a system bundle is about 200 KB
 	if err != nil {
 		return nil, fmt.Errorf("--tls-ca: %w", err)
 	}

@@ -4,12 +4,14 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime/debug"
 	"strings"
 	"time"
 
+	"github.com/pinkiefleet/pinkie/bounded"
 	"github.com/pinkiefleet/pinkie/events"
 	"github.com/pinkiefleet/pinkie/producers"
 	"github.com/pinkiefleet/pinkie/streams"
@@ -81,6 +83,10 @@ jitter), logging the link state once per change.`)
 		// is soft (the runtime caps the GC's CPU), so a burst still works.
 		debug.SetMemoryLimit(*memLimit)
 	}
+	rootFS, runner, err := hostAccess(*root, *replay)
+	if err != nil {
+		return err
+	}
 	built, err := buildProducers(*configFile, only, producers.Info{Instance: newInstanceID(), Version: version}, *heartbeat, *heartbeatLimit)
 	if err != nil {
 		return err
@@ -98,13 +104,9 @@ jitter), logging the link state once per change.`)
 		return exitError{code: exitUsage, err: err}
 	}
 	defer ag.Close()
-	runner, err := commandRunner(*replay)
-	if err != nil {
-		return err
-	}
 	env := producers.Env{
 		Host:  *name,
-		Root:  os.DirFS(*root),
+		Root:  rootFS,
 		Run:   runner,
 		Now:   time.Now,
 		Log:   log,
@@ -124,15 +126,9 @@ jitter), logging the link state once per change.`)
 // buildProducers reads the config file (if any) and builds the enabled
 // producers, with the heartbeat's interval and limit from the flags.
 func buildProducers(configFile string, only []string, info producers.Info, heartbeat time.Duration, limit uint64) ([]producers.Built, error) {
-	var cfg producers.Config
-	if configFile != "" {
-		b, err := os.ReadFile(configFile)
-		if err != nil {
-			return nil, usagef("--config: %v", err)
-		}
-		if cfg, err = producers.LoadConfig(b); err != nil {
-			return nil, usagef("--config %s: %v", configFile, err)
-		}
+	cfg, err := readAgentConfig(configFile)
+	if err != nil {
+		return nil, err
 	}
 	if len(only) > 0 {
 		want := map[string]bool{}
@@ -172,14 +168,48 @@ func buildProducers(configFile string, only []string, info producers.Info, heart
 	return built, nil
 }
 
-// commandRunner runs commands for real, or replays recordings from dir.
-func commandRunner(dir string) (producers.Runner, error) {
-	if dir == "" {
-		return producers.ExecRunner{}, nil
+// Limits on the files the CLI reads whole: far above real ones, far
+// below what would hurt (a wrong path such as /dev/zero is an error).
+const (
+	maxConfigFile = 1 * bounded.MiB  // agent and hub JSON configs: a few KB
+	maxSecretFile = 64 * bounded.KiB // session keys, client secrets: bytes
+)
+
+// readAgentConfig reads the agent's producer configuration (--config);
+// no file is the defaults.
+func readAgentConfig(path string) (producers.Config, error) {
+	if path == "" {
+		return producers.Config{}, nil
 	}
-	r, err := producers.NewReplayRunner(dir)
+	b, err := bounded.ReadPath(path, maxConfigFile)
 	if err != nil {
-		return nil, usagef("--replay-commands: %v", err)
+		return producers.Config{}, usagef("--config: %v", err)
 	}
-	return r, nil
+	cfg, err := producers.LoadConfig(b)
+	if err != nil {
+		return producers.Config{}, usagef("--config %s: %v", path, err)
+	}
+	return cfg, nil
+}
+
+// hostAccess is how producers look at the host: the filesystem under
+// --root (a directory: a mistyped root would read as an empty host), and
+// commands run for real or, with --replay-commands DIR, replayed from
+// recordings. Bad flags are usage errors.
+func hostAccess(root, replay string) (fs.FS, producers.Runner, error) {
+	st, err := os.Stat(root)
+	if err != nil {
+		return nil, nil, usagef("--root: %v", err)
+	}
+	if !st.IsDir() {
+		return nil, nil, usagef("--root %s: not a directory", root)
+	}
+	if replay == "" {
+		return os.DirFS(root), producers.ExecRunner{}, nil
+	}
+	r, err := producers.NewReplayRunner(replay)
+	if err != nil {
+		return nil, nil, usagef("--replay-commands: %v", err)
+	}
+	return os.DirFS(root), r, nil
 }

@@ -31,15 +31,6 @@ func alertsReadBucket(ctx context.Context, js jetstream.JetStream, bucket, prefi
 	return out, nil
 }
 
-// alertsConnect connects a CLI verb to the hub; a failure exits 2.
-func alertsConnect(ctx context.Context, cf clientFlags, verb string) (*streams.Client, error) {
-	c, err := cf.connect(ctx, "pinkie "+verb)
-	if err != nil {
-		return nil, exitError{code: exitUsage, err: err}
-	}
-	return c, nil
-}
-
 // alertsLoad reads the active alerts and silences, marking each alert
 // with the silences that cover it at now.
 func alertsLoad(ctx context.Context, js jetstream.JetStream, now time.Time) ([]projections.ActiveAlert, []events.SilenceAdded, error) {
@@ -80,7 +71,7 @@ does (so CI can gate on it), 2 on usage or connection errors.`)
 	if _, err := path.Match(*host, ""); err != nil {
 		return usagef("--host %q: %v", *host, err)
 	}
-	c, err := alertsConnect(ctx, cf, "alerts")
+	c, err := cf.connect(ctx, "pinkie alerts")
 	if err != nil {
 		return err
 	}
@@ -180,7 +171,7 @@ connection errors (including: no notifier runs on the hub).`)
 	if len(fs.args()) != 2 || fs.args()[0] != "test" {
 		return usagef("want: notify test CHANNEL")
 	}
-	c, err := alertsConnect(ctx, cf, "notify")
+	c, err := cf.connect(ctx, "pinkie notify")
 	if err != nil {
 		return err
 	}
@@ -200,7 +191,7 @@ connection errors (including: no notifier runs on the hub).`)
 		return exitError{code: exitUsage, err: fmt.Errorf("notify test: %w", err)}
 	}
 	if le := c.Conn.LastError(); le != nil && strings.Contains(le.Error(), "Permissions Violation") {
-		return exitError{code: exitUsage, err: fmt.Errorf("notify test: not permitted for this key (an operator key is needed): %w", le)}
+		return c.Refused("notify test: publish "+streams.NotifyTestSubject, le)
 	}
 	msg, err := replies.NextMsgWithContext(alertsTimeout(ctx, 45*time.Second))
 	if err != nil {

@@ -10,12 +10,16 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pinkiefleet/pinkie/bounded"
 	"github.com/pinkiefleet/pinkie/events"
 	"github.com/pinkiefleet/pinkie/producers"
 )
 
 // savedInputs are the files `pinkie collect` can judge offline, by producer.
 var savedInputs = map[string]string{"smart": "smartctl-json", "zfs": "zpool-status", "mdraid": "mdstat"}
+
+// savedLimits bound the saved files, as the agent bounds what it reads.
+var savedLimits = map[string]int64{"smart": producers.MaxSmartctlJSON, "zfs": producers.MaxZpoolStatus, "mdraid": producers.MaxMDStat}
 
 func runCollect(ctx context.Context, a *app, args []string) error {
 	fs := newFlagSet("collect", "[PRODUCER...]", `
@@ -62,11 +66,11 @@ what its flag says).`)
 			return usagef("unknown producer %q; known producers: %s", n, strings.Join(knownNames, ", "))
 		}
 	}
-	runner, err := commandRunner(*replay)
+	rootFS, runner, err := hostAccess(*root, *replay)
 	if err != nil {
 		return err
 	}
-	env := producers.Env{Host: *name, Root: os.DirFS(*root), Run: runner, Now: time.Now,
+	env := producers.Env{Host: *name, Root: rootFS, Run: runner, Now: time.Now,
 		Log: discardLog(), State: &producers.MemState{}}
 	var obs []collected
 	var failed []string
@@ -87,15 +91,9 @@ what its flag says).`)
 		names = []string{}
 	}
 	if len(obs) == 0 {
-		var cfg producers.Config
-		if *configFile != "" {
-			b, err := os.ReadFile(*configFile)
-			if err != nil {
-				return usagef("--config: %v", err)
-			}
-			if cfg, err = producers.LoadConfig(b); err != nil {
-				return usagef("--config %s: %v", *configFile, err)
-			}
+		cfg, err := readAgentConfig(*configFile)
+		if err != nil {
+			return err
 		}
 		if cfg.Producers == nil {
 			cfg.Producers = map[string]producers.ProducerConfig{}
@@ -134,8 +132,11 @@ what its flag says).`)
 			if err != nil {
 				return usagef("--from: %v", err)
 			}
-			if _, err := os.Stat(abs); err != nil {
+			if st, err := os.Stat(abs); err != nil {
 				return usagef("--from: %v", err)
+			} else if !st.Mode().IsRegular() {
+				// A log is read to its end; a device or pipe may have none.
+				return usagef("--from %s: not a regular file (give a saved log)", *from)
 			}
 			pc := cfg.Producers[streamers[0]]
 			pc.Options = withOption(pc.Options, "file", abs)
@@ -226,7 +227,7 @@ func collectOnce(ctx context.Context, env producers.Env, b producers.Built) ([]c
 // judgeSaved parses a saved file for producer p; a file that is not what
 // the flag says is a usage error naming what was expected.
 func judgeSaved(p, path string, now time.Time) ([]collected, error) {
-	b, err := os.ReadFile(path)
+	b, err := bounded.ReadPath(path, savedLimits[p])
 	if err != nil {
 		return nil, usagef("--%s: %v", savedInputs[p], err)
 	}

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"strings"
 	"sync"
 	"time"
@@ -16,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/pinkiefleet/pinkie/bounded"
 	"github.com/pinkiefleet/pinkie/dashboard"
 	"github.com/pinkiefleet/pinkie/deploy/fleet"
 	"github.com/pinkiefleet/pinkie/deploy/nix"
@@ -104,7 +104,7 @@ func dashboardSetup(raw json.RawMessage, httpAddr string, log *slog.Logger, stde
 	}
 	key := dashboard.NewSessionKey()
 	if c.SessionKeyFile != "" {
-		b, err := os.ReadFile(c.SessionKeyFile)
+		b, err := bounded.ReadPath(c.SessionKeyFile, maxSecretFile)
 		if err != nil {
 			return nil, nil, errConfig("dashboard", fmt.Errorf("session_key_file: %w", err))
 		}
@@ -122,7 +122,7 @@ func dashboardSetup(raw json.RawMessage, httpAddr string, log *slog.Logger, stde
 	if o := c.OIDC; o != nil {
 		secret := ""
 		if o.ClientSecretFile != "" {
-			b, err := os.ReadFile(o.ClientSecretFile)
+			b, err := bounded.ReadPath(o.ClientSecretFile, maxSecretFile)
 			if err != nil {
 				return nil, nil, errConfig("dashboard", fmt.Errorf("oidc.client_secret_file: %w", err))
 			}

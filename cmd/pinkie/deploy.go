@@ -91,7 +91,7 @@ no connection to the hub, and then nothing is published.`)
 	}
 	c, err := cf.connect(ctx, "pinkie deploy")
 	if err != nil {
-		return exitError{code: exitUsage, err: err}
+		return err
 	}
 	defer c.Close()
 	var lines io.Writer

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/pinkiefleet/pinkie/bounded"
 	"github.com/pinkiefleet/pinkie/events"
 	"github.com/pinkiefleet/pinkie/nixos"
 	"github.com/pinkiefleet/pinkie/schemas"
@@ -25,6 +25,10 @@ import (
 // fleetMaxBytes bounds the encoded fleet.declared event (the FLEET stream's
 // MaxMsgSize).
 const fleetMaxBytes = 1 << 20
+
+// fleetMaxInput bounds a declared fleet read with --from: room for
+// indentation around the most the FLEET stream takes.
+const fleetMaxInput = 8 * fleetMaxBytes
 
 func runFleet(ctx context.Context, a *app, args []string) error {
 	if len(args) == 0 {
@@ -110,7 +114,7 @@ listed (exit 2).
 	}
 	c, err := cf.connect(ctx, "pinkie fleet sync")
 	if err != nil {
-		return exitError{code: exitUsage, err: err}
+		return err
 	}
 	defer c.Close()
 	ack, err := c.Publish(ctx, events.FleetDeclaredSubject, e)
@@ -377,9 +381,9 @@ func fleetReadFile(path string) (events.FleetDeclared, error) {
 	var b []byte
 	var err error
 	if path == "-" {
-		b, err = io.ReadAll(os.Stdin)
+		b, err = bounded.Read(os.Stdin, "stdin", fleetMaxInput)
 	} else {
-		b, err = os.ReadFile(path)
+		b, err = bounded.ReadPath(path, fleetMaxInput)
 	}
 	if err != nil {
 		return events.FleetDeclared{}, usagef("--from: %v", err)
@@ -411,7 +415,7 @@ func fleetDecode(b []byte, what string) (events.FleetDeclared, error) {
 func fleetFromHub(ctx context.Context, cf clientFlags) (events.FleetDeclared, error) {
 	c, err := cf.connect(ctx, "pinkie fleet export")
 	if err != nil {
-		return events.FleetDeclared{}, exitError{code: exitUsage, err: err}
+		return events.FleetDeclared{}, err
 	}
 	defer c.Close()
 	st, err := c.JS.Stream(ctx, streams.FleetStream)

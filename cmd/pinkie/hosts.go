@@ -41,7 +41,7 @@ connection errors.`)
 			return usagef("%v", err)
 		}
 	}
-	c, err := alertsConnect(ctx, cf, "hosts")
+	c, err := cf.connect(ctx, "pinkie hosts")
 	if err != nil {
 		return err
 	}

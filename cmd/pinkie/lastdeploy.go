@@ -77,7 +77,7 @@ Exit codes: 0 every host deployed within --warn-after; 1 some host beyond
 	defer cancel()
 	c, err := cf.connect(ctx, "pinkie last-deploy")
 	if err != nil {
-		return exitError{code: exitUsage, err: err}
+		return err
 	}
 	defer c.Close()
 	records, err := readLastDeploy(ctx, c)

@@ -11,6 +11,8 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+
+	"github.com/pinkiefleet/pinkie/streams"
 )
 
 // version is stamped at build time with -ldflags "-X main.version=…".
@@ -112,6 +114,17 @@ func report(a *app, cmd string, err error) int {
 		fmt.Fprintf(a.stderr, "Run 'pinkie %s --help' for usage.\n", cmd)
 		return exitUsage
 	}
+	if errors.Is(err, streams.ErrNotPermitted) {
+		// Whatever the verb: the key's role lacks the right, a
+		// configuration problem.
+		fmt.Fprintf(a.stderr, "pinkie %s: %s\n", cmd, err)
+		fmt.Fprintf(a.stderr, "pinkie %s: the key's role does not allow this: requests (deploy, silence, fleet sync, notify test) need an operator key; a reader key only reads pinkie.> subjects, streams and buckets. Pass another key with --nkey or PINKIE_NKEY\n", cmd)
+		return exitUsage
+	}
+	if errors.Is(err, streams.ErrConnect) {
+		fmt.Fprintf(a.stderr, "pinkie %s: %s\n", cmd, err)
+		return exitUsage
+	}
 	var ee exitError
 	if errors.As(err, &ee) {
 		if ee.err != nil && ee.err.Error() != "" {
@@ -129,7 +142,7 @@ func printUsage(w io.Writer) {
 	for _, c := range cs {
 		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
 	}
-	fmt.Fprintf(w, "\n%s\nExit codes: 0 ok, 1 finding or failure, 2 usage, configuration or connection error.\nRun 'pinkie COMMAND --help' for a command's flags.\n", strings.TrimSpace(`
+	fmt.Fprintf(w, "\n%s\nExit codes: 0 ok, 1 finding or failure, 2 usage, configuration or connection error\n(including a key whose role does not allow the action).\nRun 'pinkie COMMAND --help' for a command's flags.\n", strings.TrimSpace(`
 Client commands (pub, tail, deploy, last-deploy, hosts, alerts, silence, notify,
 fleet) connect to the hub with --server URL and --nkey FILE,
 or the environment variables PINKIE_SERVER and PINKIE_NKEY.`))
@@ -139,6 +152,9 @@ func runVersion(_ context.Context, a *app, args []string) error {
 	fs := newFlagSet("version", "", "Print pinkie's version.")
 	if err := fs.parse(args); err != nil {
 		return err
+	}
+	if len(fs.args()) > 0 {
+		return usagef("unexpected arguments %q", fs.args())
 	}
 	fmt.Fprintln(a.stdout, version)
 	return nil

@@ -64,7 +64,7 @@ Prints the event id, the stream that stored it and its sequence.`)
 	defer cancel()
 	c, err := cf.connect(ctx, "pinkie pub")
 	if err != nil {
-		return exitError{code: exitUsage, err: err}
+		return err
 	}
 	defer c.Close()
 	ack, err := c.Publish(ctx, subject, e)
@@ -99,6 +99,9 @@ func buildClientEvent(set *schemas.Set, typ string, kvs []string, dataJSON strin
 	props, _ := schema["properties"].(map[string]any)
 	data := map[string]any{}
 	if dataJSON != "" {
+		if key, dup := jsonRepeatedKey(dataJSON); dup {
+			return events.Event{}, "", usagef("--data: key %q given twice", key)
+		}
 		dec := json.NewDecoder(strings.NewReader(dataJSON))
 		dec.UseNumber()
 		if err := dec.Decode(&data); err != nil {
@@ -108,11 +111,16 @@ func buildClientEvent(set *schemas.Set, typ string, kvs []string, dataJSON strin
 			return events.Event{}, "", usagef("--data holds more than one JSON value")
 		}
 	}
+	seen := map[string]bool{}
 	for _, kv := range kvs {
 		key, val, ok := strings.Cut(kv, "=")
 		if !ok || key == "" {
 			return events.Event{}, "", usagef("argument %q: want key=value", kv)
 		}
+		if seen[key] {
+			return events.Event{}, "", usagef("argument %q: key %q given twice", kv, key)
+		}
+		seen[key] = true
 		p, known := props[key].(map[string]any)
 		if !known {
 			return events.Event{}, "", usagef("unknown field %q for %s; fields: %s", key, k.Name, strings.Join(sortedKeys(props), ", "))
@@ -161,6 +169,55 @@ func buildClientEvent(set *schemas.Set, typ string, kvs []string, dataJSON strin
 		return events.Event{}, "", usagef("%v", err)
 	}
 	return e, subject, nil
+}
+
+// jsonRepeatedKey finds a key repeated within one JSON object of doc
+// (encoding/json silently keeps the last), naming it by its path, e.g.
+// "host" or "x.y". Malformed JSON is left to the decoder to report.
+func jsonRepeatedKey(doc string) (string, bool) {
+	dec := json.NewDecoder(strings.NewReader(doc))
+	var walk func(path string) (string, bool, error)
+	walk = func(path string) (string, bool, error) {
+		tok, err := dec.Token()
+		if err != nil {
+			return "", false, err
+		}
+		switch tok {
+		case json.Delim('{'):
+			seen := map[string]bool{}
+			for dec.More() {
+				kt, err := dec.Token()
+				if err != nil {
+					return "", false, err
+				}
+				k, _ := kt.(string)
+				p := k
+				if path != "" {
+					p = path + "." + k
+				}
+				if seen[k] {
+					return p, true, nil
+				}
+				seen[k] = true
+				if p, dup, err := walk(p); dup || err != nil {
+					return p, dup, err
+				}
+			}
+			_, err = dec.Token()
+			return "", false, err
+		case json.Delim('['):
+			for i := 0; dec.More(); i++ {
+				if p, dup, err := walk(fmt.Sprintf("%s[%d]", path, i)); dup || err != nil {
+					return p, dup, err
+				}
+			}
+			_, err = dec.Token()
+			return "", false, err
+		}
+		return "", false, nil
+	}
+	p, dup, _ := walk("")
+	return p, dup
 }
 
 func originName(o events.Origin) string {

@@ -4,8 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"log/slog"
-	"os"
 
+	"github.com/pinkiefleet/pinkie/bounded"
 	"github.com/pinkiefleet/pinkie/streams"
 )
 
@@ -31,7 +31,7 @@ func loadHubConfig(path string) (hubConfig, error) {
 	if path == "" {
 		return c, nil
 	}
-	b, err := os.ReadFile(path)
+	b, err := bounded.ReadPath(path, maxConfigFile)
 	if err != nil {
 		return c, usagef("--config: %v", err)
 	}

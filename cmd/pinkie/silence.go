@@ -90,7 +90,7 @@ func runSilenceAdd(ctx context.Context, a *app, args []string) error {
 			return usagef("matcher %q: bad pattern: %v", arg, err)
 		}
 		if _, dup := matchers[k]; dup {
-			return usagef("matcher %q: label %s given twice", arg, k)
+			return usagef("matcher %q: key %q given twice", arg, k)
 		}
 		matchers[k] = v
 	}
@@ -131,13 +131,13 @@ func runSilenceAdd(ctx context.Context, a *app, args []string) error {
 	if err != nil {
 		return err
 	}
-	c, err := alertsConnect(ctx, cf, "silence add")
+	c, err := cf.connect(ctx, "pinkie silence add")
 	if err != nil {
 		return err
 	}
 	defer c.Close()
 	if _, err := c.Publish(ctx, k.HubSubject(&s), ev); err != nil {
-		return exitError{code: exitUsage, err: err}
+		return err
 	}
 	visible := silenceWait(ctx, c.JS, s.ID, true)
 	if *asJSON {
@@ -224,7 +224,7 @@ func runSilenceLs(ctx context.Context, a *app, args []string) error {
 	if len(fs.args()) > 0 {
 		return usagef("unexpected arguments %q", fs.args())
 	}
-	c, err := alertsConnect(ctx, cf, "silence ls")
+	c, err := cf.connect(ctx, "pinkie silence ls")
 	if err != nil {
 		return err
 	}
@@ -267,7 +267,7 @@ func runSilenceRm(ctx context.Context, a *app, args []string) error {
 	if !regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`).MatchString(id) {
 		return usagef("silence ID %q: not an id (see pinkie silence ls)", id)
 	}
-	c, err := alertsConnect(ctx, cf, "silence rm")
+	c, err := cf.connect(ctx, "pinkie silence rm")
 	if err != nil {
 		return err
 	}
@@ -289,7 +289,7 @@ func runSilenceRm(ctx context.Context, a *app, args []string) error {
 		return err
 	}
 	if _, err := c.Publish(ctx, k.HubSubject(&r), ev); err != nil {
-		return exitError{code: exitUsage, err: err}
+		return err
 	}
 	silenceWait(ctx, c.JS, id, false)
 	if *asJSON {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"sort"
@@ -46,7 +47,7 @@ pattern below "pinkie." (default: everything):
 	}
 	c, err := cf.connect(ctx, "pinkie tail")
 	if err != nil {
-		return exitError{code: exitUsage, err: err}
+		return err
 	}
 	defer c.Close()
 	msgs := make(chan *nats.Msg, 4096)
@@ -59,6 +60,9 @@ pattern below "pinkie." (default: everything):
 		return exitError{code: exitUsage, err: fmt.Errorf("subscribe %q: %w", filter, err)}
 	}
 	if le := c.Conn.LastError(); le != nil {
+		if errors.Is(le, nats.ErrPermissionViolation) {
+			return c.Refused(fmt.Sprintf("subscribe %q", filter), le)
+		}
 		return exitError{code: exitUsage, err: fmt.Errorf("subscribe %q: %w", filter, le)}
 	}
 	n := 0

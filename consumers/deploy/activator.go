@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/pinkiefleet/pinkie/bounded"
 	"github.com/pinkiefleet/pinkie/deploy/nix"
 	"github.com/pinkiefleet/pinkie/events"
 )
@@ -265,7 +266,7 @@ func (a *Activator) switchTo(ctx context.Context, path, goal, id string) error {
 			"-E", "LOCALE_ARCHIVE", "-E", "NIXOS_INSTALL_BOOTLOADER", "--", stc, goal)
 		var ne *nix.Error
 		if errors.As(err, &ne) {
-			if out, rerr := os.ReadFile(logFile); rerr == nil {
+			if out, rerr := bounded.ReadTail(logFile, 64*bounded.KiB); rerr == nil {
 				ne.Tail = nix.TailLines(out, 20)
 			}
 		}

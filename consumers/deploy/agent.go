@@ -20,6 +20,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pinkiefleet/pinkie/bounded"
 	"github.com/pinkiefleet/pinkie/deploy/nix"
 	"github.com/pinkiefleet/pinkie/events"
 )
@@ -104,7 +105,7 @@ type state struct {
 
 func loadState(dir string) (state, error) {
 	var s state
-	b, err := os.ReadFile(filepath.Join(dir, "activator.json"))
+	b, err := bounded.ReadPath(filepath.Join(dir, "activator.json"), bounded.MiB)
 	if errors.Is(err, os.ErrNotExist) {
 		return s, nil
 	}

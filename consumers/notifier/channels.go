@@ -18,11 +18,11 @@ import (
 	"net/smtp"
 	"net/textproto"
 	"net/url"
-	"os"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/pinkiefleet/pinkie/bounded"
 	"github.com/pinkiefleet/pinkie/events"
 )
 
@@ -292,7 +292,7 @@ func (c *email) Type() string { return "email" }
 func (c *email) Route() Route { return c.cfg.Route }
 
 func loadCA(file string) (*x509.CertPool, error) {
-	b, err := os.ReadFile(file)
+	b, err := bounded.ReadPath(file, 16*bounded.MiB) // a system bundle is about 200 KB
 	if err != nil {
 		return nil, fmt.Errorf("ca_file: %w", err)
 	}

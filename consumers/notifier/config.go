@@ -12,13 +12,13 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"os"
 	"path"
 	"regexp"
 	"sort"
 	"strings"
 	"time"
 
+	"github.com/pinkiefleet/pinkie/bounded"
 	"github.com/pinkiefleet/pinkie/consumers/alerter"
 	"github.com/pinkiefleet/pinkie/events"
 )
@@ -175,7 +175,7 @@ func readSecret(field, file string) (string, error) {
 	if file == "" {
 		return "", nil
 	}
-	b, err := os.ReadFile(file)
+	b, err := bounded.ReadPath(file, 64*bounded.KiB)
 	if err != nil {
 		return "", fmt.Errorf("%s: %w", field, err)
 	}
