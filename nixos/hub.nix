@@ -150,7 +150,7 @@ in
       bytesPerSecond = mkOption { type = types.ints.positive; default = 262144; description = "Bytes per second a host may send, sustained."; };
       burstEvents = mkOption { type = types.ints.positive; default = 50000; description = "Events a host may send at once (catching up after an outage) before the rate applies."; };
       burstBytes = mkOption { type = types.ints.positive; default = 67108864; description = "Bytes a host may send at once before the rate applies."; };
-      cooldown = mkOption { type = types.str; default = "10s"; description = "Least pause of a host over its budget (a Go duration); it doubles with each pause in a row, up to 10m."; };
+      cooldown = mkOption { type = types.str; default = "10s"; description = "Least pause of a host over its budget (a Go duration); it doubles with each pause in a row, up to twice the time the rate takes to refill a tenth of the burst (100s with the defaults)."; };
     };
     maxEventBytes = mkOption { type = types.ints.positive; default = 65536; description = "Largest event accepted; larger ones go to the dead letters."; };
     syncAlways = mkOption { type = types.bool; default = false; description = "fsync every write (survives power loss, slower)."; };

@@ -41,8 +41,13 @@ type HostBudget struct {
 	EventsPerSec, BytesPerSec float64
 	BurstEvents, BurstBytes   float64
 	// Cooldown is the least pause of a host that ran dry; each pause of
-	// one episode waits twice as long as the one before, up to
-	// MaxHostCooldown.
+	// one episode waits twice as long as the one before, up to twice the
+	// time the rates take to refill what a resumed host may send (a tenth
+	// of the bursts; 100 s with the defaults), and never over
+	// MaxHostCooldown. So a host that keeps sending gets about half its
+	// rates and its source changes at most once per that time, while an
+	// honest host catching up a backlog beyond its burst still proceeds at
+	// half its rates or more.
 	Cooldown time.Duration
 	// Off turns the budgets off (benchmarks).
 	Off bool
@@ -58,7 +63,7 @@ const (
 	DefaultHostBurstEvents  = 50000
 	DefaultHostBurstBytes   = 64 << 20
 	DefaultHostCooldown     = 10 * time.Second
-	// MaxHostCooldown bounds the doubling cool-down.
+	// MaxHostCooldown bounds every cool-down.
 	MaxHostCooldown = 10 * time.Minute
 	// maxHostPause bounds a whole pause, debt included. It stays well
 	// under the hour INGEST and HOSTS remember event ids (Duplicates), so
@@ -148,9 +153,10 @@ type budgetChange struct {
 // budgets holds every host's bucket. charge is the ingest check's hot
 // path; step and the rest run in the budget controller.
 type budgets struct {
-	lim  HostBudget
-	now  func() time.Time
-	wake chan struct{} // a host ran dry: the controller acts now
+	lim     HostBudget
+	maxCool time.Duration // the longest cool-down (see HostBudget.Cooldown)
+	now     func() time.Time
+	wake    chan struct{} // a host ran dry: the controller acts now
 
 	mu      sync.Mutex
 	hosts   map[string]*hostBucket
@@ -163,7 +169,10 @@ func newBudgets(lim HostBudget, now func() time.Time) *budgets {
 	if lim.Off {
 		return nil
 	}
-	return &budgets{lim: lim.withDefaults(), now: now, wake: make(chan struct{}, 1), hosts: map[string]*hostBucket{}}
+	lim = lim.withDefaults()
+	refill := time.Duration(max(resumeShare*lim.BurstEvents/lim.EventsPerSec, resumeShare*lim.BurstBytes/lim.BytesPerSec) * float64(time.Second))
+	maxCool := min(max(2*refill, lim.Cooldown), MaxHostCooldown)
+	return &budgets{lim: lim, maxCool: maxCool, now: now, wake: make(chan struct{}, 1), hosts: map[string]*hostBucket{}}
 }
 
 // refill adds what the rates earned since the last refill, up to the
@@ -221,10 +230,10 @@ func (b *budgets) pause(host string, hb *hostBucket, now time.Time) {
 	hb.pauses++
 	hb.allPauses++
 	cool := b.lim.Cooldown
-	for i := 1; i < hb.pauses && cool < MaxHostCooldown; i++ {
+	for i := 1; i < hb.pauses && cool < b.maxCool; i++ {
 		cool *= 2
 	}
-	cool = min(cool, MaxHostCooldown)
+	cool = min(cool, b.maxCool)
 	hb.paused, hb.pausedAt, hb.resumeAfter = true, now, now.Add(cool)
 	if hb.events < 0 {
 		hb.reason = fmt.Sprintf("sent more than %g events/s (burst %g)", b.lim.EventsPerSec, b.lim.BurstEvents)
@@ -527,8 +536,13 @@ func fitReservations(srv *server.Server, sopts *server.Options, want storeLimits
 	if err != nil {
 		return nil, fmt.Errorf("lower stream limits to --max-store %d: %w", sopts.JetStreamMaxStore, err)
 	}
-	return startServer(sopts, log)
+	return startServer(sopts, log, hubServerQuiet...)
 }
+
+// hubServerQuiet are the hub's nats-server messages logged at debug: the
+// backward scan that re-adding a paused host's source starts (the hub logs
+// the resume itself).
+var hubServerQuiet = []string{"Sourcing state is outdated"}
 
 func lowerStreamLimits(s *server.Server, want storeLimits) error {
 	nc, err := nats.Connect("", nats.InProcessServer(s))

@@ -2,12 +2,14 @@ package streams
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/pinkiefleet/pinkie/consumers/ingest"
 	"github.com/pinkiefleet/pinkie/events"
 	"github.com/pinkiefleet/pinkie/schemas"
 )
@@ -277,4 +279,84 @@ func streamInfo(t *testing.T, h *Hub, name string) *jetstream.StreamInfo {
 		t.Fatalf("stream %s: %v", name, err)
 	}
 	return st.CachedInfo()
+}
+
+// TestBudgetCooldownGrowth: pauses in a row double, up to twice the time
+// the rates take to refill a tenth of the bursts.
+func TestBudgetCooldownGrowth(t *testing.T) {
+	clk := &fakeClock{t: time.Unix(1e9, 0)}
+	// A tenth of the burst refills in 5 s (events; bytes in 0.1 s): the
+	// longest cool-down is 10 s.
+	b := newBudgets(HostBudget{EventsPerSec: 20, BytesPerSec: 1 << 30, BurstEvents: 1000, BurstBytes: 1 << 30, Cooldown: time.Second}, clk.now)
+	var got []time.Duration
+	for range 6 {
+		for b.sourced("goliath") {
+			b.charge("goliath", 1)
+		}
+		for _, c := range b.step() {
+			if c.kind == budgetPaused {
+				got = append(got, c.b.resumeAfter.Sub(c.at))
+			}
+		}
+		for !b.sourced("goliath") {
+			clk.advance(100 * time.Millisecond)
+			b.step()
+		}
+	}
+	want := []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second, 10 * time.Second, 10 * time.Second}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("cool-downs (-want +got):\n%s", diff)
+	}
+}
+
+// BenchmarkIngestHook measures the ingest check's per-message work with and
+// without the budget hook (limits too high to throttle), over 100 hosts.
+func BenchmarkIngestHook(b *testing.B) {
+	set, err := schemas.Load()
+	if err != nil {
+		b.Fatal(err)
+	}
+	checker := &ingest.Checker{Schemas: set, MaxSize: events.MaxSize}
+	k, _ := events.Lookup("heartbeat")
+	var msgs []ingest.Message
+	for i := range 100 {
+		host := fmt.Sprintf("host%d", i)
+		e, err := events.New(k, host, "heartbeat", time.Now(), events.Heartbeat{Counter: 1, Instance: "bench", UptimeSeconds: 12345.6,
+			Load1: 0.5, Load5: 0.4, Load15: 0.3, MemTotalBytes: 25 << 30, MemAvailableBytes: 20 << 30, AgentVersion: "bench"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		p, _ := events.Encode(e)
+		msgs = append(msgs, ingest.Message{Subject: "pinkie.ingest." + host + ".heartbeat", Payload: p,
+			StreamSource: "OUTBOX:Ab12Cd34:C=Ef56Gh78 17 evt.> pinkie.ingest." + host + ".> evt.heartbeat"})
+	}
+	if d := checker.Check(msgs[0]); !d.Accepted() {
+		b.Fatalf("bench message refused: %s", d.Reason)
+	}
+	for _, on := range []bool{false, true} {
+		b.Run(map[bool]string{false: "without", true: "with"}[on], func(b *testing.B) {
+			bud := newBudgets(HostBudget{Off: !on, EventsPerSec: 1e9, BytesPerSec: 1e12, BurstEvents: 1e9, BurstBytes: 1e12}, time.Now)
+			i := 0
+			for b.Loop() {
+				m := msgs[i%len(msgs)]
+				i++
+				d := checker.Check(m)
+				bud.charge(d.Host, len(m.Payload))
+			}
+		})
+	}
+}
+
+// BenchmarkBudgetCharge is the hook alone, over 100 hosts.
+func BenchmarkBudgetCharge(b *testing.B) {
+	bud := newBudgets(HostBudget{EventsPerSec: 1e9, BytesPerSec: 1e12, BurstEvents: 1e9, BurstBytes: 1e12}, time.Now)
+	hosts := make([]string, 100)
+	for i := range hosts {
+		hosts[i] = fmt.Sprintf("host%d", i)
+	}
+	i := 0
+	for b.Loop() {
+		bud.charge(hosts[i%len(hosts)], 400)
+		i++
+	}
 }

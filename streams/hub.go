@@ -179,7 +179,7 @@ func StartHub(ctx context.Context, o HubOptions) (*Hub, error) {
 		sopts.TLS, sopts.TLSConfig, sopts.TLSTimeout = true, tc, 5
 		sopts.LeafNode.TLSConfig, sopts.LeafNode.TLSTimeout = tc.Clone(), 5
 	}
-	if h.srv, err = startServer(sopts, o.Log); err != nil {
+	if h.srv, err = startServer(sopts, o.Log, hubServerQuiet...); err != nil {
 		return nil, err
 	}
 	if h.srv, err = fitReservations(h.srv, sopts, limitsFor(o.MaxStore), o.Log); err != nil {
