@@ -52,6 +52,8 @@ func Catalog() []Kind {
 		{Name: "heartbeat", Origin: FromAgent, Doc: "agent liveness with uptime, load and memory", New: func() any { return new(Heartbeat) }},
 		{Name: "profile", Origin: FromAgent, Doc: "what the host is: OS, kernel, CPU, memory, boot time", New: func() any { return new(Profile) }},
 		{Name: "deadletter", Origin: FromHub, Doc: "an event the hub refused on ingest, with the reason", New: func() any { return new(DeadLetter) }},
+		{Name: "ingest.budget", Origin: FromHub, Doc: "a host went over its ingest budget and the hub paused its source (throttled), or it is within budget again (pinkie.host.<host>.ingest.budget)", New: func() any { return new(IngestBudget) },
+			HubSubject: func(d any) string { return HostSubject(d.(*IngestBudget).Host, "ingest.budget", "") }},
 	}
 	ks = append(ks, hostKinds()...)
 	ks = append(ks, storageKinds()...)

@@ -133,3 +133,26 @@ type DeadLetter struct {
 	Payload       string `json:"payload"`
 	PayloadCutOff bool   `json:"payload_cut_off,omitempty"`
 }
+
+// IngestBudget is the hub's word on a host's ingest budget: Throttled when
+// the host sent more than its budget allows and the hub paused its source
+// (its events wait in its own OUTBOX), not Throttled once it is within
+// budget again. The limits are the ones in force.
+type IngestBudget struct {
+	Host      string `json:"host"`
+	Throttled bool   `json:"throttled"`
+	// Reason says which limit ran dry, in words (throttled only).
+	Reason string `json:"reason,omitempty"`
+	// Since is when the host was first throttled in this episode.
+	Since time.Time `json:"since"`
+	// Pauses counts the pauses of this episode; each one waits at least
+	// twice as long as the one before.
+	Pauses int `json:"pauses"`
+	// ResumeAfter is the earliest time the source is added back
+	// (throttled only).
+	ResumeAfter     *time.Time `json:"resume_after,omitempty"`
+	EventsPerSecond float64    `json:"events_per_second"`
+	BytesPerSecond  float64    `json:"bytes_per_second"`
+	BurstEvents     int64      `json:"burst_events"`
+	BurstBytes      int64      `json:"burst_bytes"`
+}

@@ -21,7 +21,7 @@ let
     else json.generate "pinkie-hub.json" (pinkieLib.hubConfig cfg.settings);
   credentialsDirectory = "/run/credentials/pinkie-hub.service";
   args = pinkieLib.hubArgs {
-    inherit (cfg) dataDir listen maxStore maxEventBytes syncAlways logLevel logFormat extraArgs;
+    inherit (cfg) dataDir listen maxStore maxEventBytes hostBudget syncAlways logLevel logFormat extraArgs;
     # %d: the unit's credentials directory, holding only auth.json.
     authDir = if hasAuth then "%d" else null;
     inherit configFile;
@@ -144,6 +144,14 @@ in
     };
 
     maxStore = mkOption { type = types.ints.positive; default = 10 * 1024 * 1024 * 1024; description = "JetStream file store limit in bytes."; };
+    hostBudget = {
+      enable = mkOption { type = types.bool; default = true; description = "Per-host ingest budgets: a host that sends more is paused at its source (its events wait in its own OUTBOX) and alerted on (`ingest.throttled`)."; };
+      eventsPerSecond = mkOption { type = types.ints.positive; default = 100; description = "Events per second a host may send, sustained."; };
+      bytesPerSecond = mkOption { type = types.ints.positive; default = 262144; description = "Bytes per second a host may send, sustained."; };
+      burstEvents = mkOption { type = types.ints.positive; default = 50000; description = "Events a host may send at once (catching up after an outage) before the rate applies."; };
+      burstBytes = mkOption { type = types.ints.positive; default = 67108864; description = "Bytes a host may send at once before the rate applies."; };
+      cooldown = mkOption { type = types.str; default = "10s"; description = "Least pause of a host over its budget (a Go duration); it doubles with each pause in a row, up to twice the time the rate takes to refill a tenth of the burst (100s with the defaults)."; };
+    };
     maxEventBytes = mkOption { type = types.ints.positive; default = 65536; description = "Largest event accepted; larger ones go to the dead letters."; };
     syncAlways = mkOption { type = types.bool; default = false; description = "fsync every write (survives power loss, slower)."; };
     logLevel = mkOption { type = types.enum [ "debug" "info" "warn" "error" ]; default = "info"; description = "Log level."; };

@@ -147,11 +147,19 @@ let
 
   # hubArgs o is the hub's command line after `pinkie hub`. o: { dataDir;
   # listen; authDir (null: no auth); configFile (null: none); maxStore;
-  # maxEventBytes; syncAlways; logLevel; logFormat; extraArgs; }.
+  # maxEventBytes; syncAlways; logLevel; logFormat; extraArgs; } and
+  # optionally hostBudget { enable; eventsPerSecond; bytesPerSecond;
+  # burstEvents; burstBytes; cooldown; } (absent: the hub's defaults).
   hubArgs = o:
     [ "--data" o.dataDir "--nats" o.listen.nats "--leaf" o.listen.leaf "--http" o.listen.http
       "--max-store" (toString o.maxStore) "--max-event-bytes" (toString o.maxEventBytes)
       "--log-level" o.logLevel "--log-format" o.logFormat ]
+    ++ optionals (o ? hostBudget) (let b = o.hostBudget; in
+      if b.enable then
+        [ "--host-rate" "${toString b.eventsPerSecond},${toString b.bytesPerSecond}"
+          "--host-burst" "${toString b.burstEvents},${toString b.burstBytes}"
+          "--host-cooldown" b.cooldown ]
+      else [ "--host-rate" "off" ])
     ++ optionals (o.authDir != null) [ "--auth" o.authDir ]
     ++ optionals (o.configFile != null) [ "--config" o.configFile ]
     ++ optional o.syncAlways "--sync-always"

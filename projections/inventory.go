@@ -87,6 +87,11 @@ func (inv *Inventory) Apply(in Input) {
 		h.Online = h.LastHeartbeat != nil && h.SilentSince == nil
 		return
 	}
+	if k, ok := events.Lookup(d.kind); ok && k.Origin == events.FromHub {
+		// The hub's own word about a host (ingest.budget) is not the host
+		// being seen, nor one of its producers.
+		return
+	}
 	if h.FirstSeen.IsZero() || t.Before(h.FirstSeen) {
 		h.FirstSeen = t
 	}

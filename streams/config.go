@@ -94,13 +94,19 @@ func ingestSource(host string) *jetstream.StreamSource {
 // hub's check moves each to HOSTS or DEADLETTER. It has no subjects of its
 // own, so nothing can be published into it, only sourced. It keeps events
 // a week (limits retention: no per-message deletion on the hot path); the
-// ingest consumer's ack floor says how far the check has come.
-func ingestConfig(hosts []string) jetstream.StreamConfig {
+// ingest consumer's ack floor says how far the check has come. It holds at
+// most maxBytes and refuses new messages when full (a source retries a
+// refused message: nothing is lost, sourcing waits); the hub trims checked
+// messages once it is half full (trimIngest), so only a stalled check can
+// fill it.
+func ingestConfig(hosts []string, maxBytes int64) jetstream.StreamConfig {
 	cfg := jetstream.StreamConfig{
 		Name:        IngestStream,
 		Description: "agents' events as sourced from their OUTBOX, awaiting the ingest check",
 		Storage:     jetstream.FileStorage,
 		Retention:   jetstream.LimitsPolicy,
+		Discard:     jetstream.DiscardNew,
+		MaxBytes:    maxBytes,
 		// No deduplication: a stream with sources keeps a zero window.
 		// Agents' Nats-Msg-Ids must not make one host's event drop another
 		// host's, nor hide a repeated id from the check (which refuses one
@@ -114,29 +120,37 @@ func ingestConfig(hosts []string) jetstream.StreamConfig {
 	return cfg
 }
 
-// hubStreams are the hub's durable streams other than INGEST.
-func hubStreams() []jetstream.StreamConfig {
+// hubStreams are the hub's durable streams other than INGEST. The ones
+// hosts fill are bounded by the limits (HOSTS rotates its oldest telemetry
+// out; DEADLETTER too, per host); DEPLOY and ALERTS by a history per
+// subject, so a host that floods its own deploy phases or alerts cannot
+// take the room the rest of the store keeps for them.
+func hubStreams(l storeLimits) []jetstream.StreamConfig {
 	return []jetstream.StreamConfig{
 		{
 			Name: HostsStream, Description: "every host's checked telemetry, pinkie.host.<host>.<kind>[.<object>]",
 			Subjects: []string{"pinkie.host.>"}, Storage: jetstream.FileStorage,
 			MaxAge: 30 * 24 * time.Hour, Duplicates: time.Hour, AllowDirect: true,
+			MaxBytes: l.hosts, Discard: jetstream.DiscardOld,
 		},
 		{
 			Name: DeployStream, Description: "deploy requests and phases: the deploy record",
 			Subjects: []string{"pinkie.deploy.>"}, Storage: jetstream.FileStorage,
 			Duplicates: 24 * time.Hour, AllowDirect: true, DenyDelete: true,
+			MaxMsgsPerSubject: perSubjectHistory,
 		},
 		{
 			Name: AlertsStream, Description: "alerts firing and resolved",
 			Subjects: []string{"pinkie.alert.>"}, Storage: jetstream.FileStorage,
 			MaxAge: 90 * 24 * time.Hour, Duplicates: time.Hour, AllowDirect: true,
+			MaxMsgsPerSubject: perSubjectHistory,
 		},
 		{Name: FleetStream, Description: "the fleet as declared in the flake (pinkie fleet sync); the last few versions", Subjects: []string{"pinkie.fleet.>"}, Storage: jetstream.FileStorage, MaxMsgsPerSubject: 10, MaxMsgSize: 1 << 20, Duplicates: time.Hour, AllowDirect: true},
 		{
 			Name: DeadLetterStream, Description: "events refused on ingest, with the reason",
 			Subjects: []string{"pinkie.deadletter.>"}, Storage: jetstream.FileStorage,
 			MaxAge: 30 * 24 * time.Hour, Duplicates: time.Hour, AllowDirect: true,
+			MaxBytes: l.deadLetter, Discard: jetstream.DiscardOld, MaxMsgsPerSubject: deadLettersPerHost,
 		},
 		{
 			Name: AlertLogStream, Description: "silences (pinkie.silence.>) and the notifier's delivery audit (pinkie.notify.<channel>.<outcome>)",

@@ -38,7 +38,10 @@ type HubOptions struct {
 	// MaxEventBytes is the largest event accepted (default events.MaxSize).
 	MaxEventBytes int
 	// MaxStore and MaxMemory bound JetStream (defaults 10 GiB and 256 MiB).
+	// Shares of MaxStore bound the streams hosts fill (streams/budget.go).
 	MaxStore, MaxMemory int64
+	// Budget bounds what each host may send (zero: the defaults).
+	Budget HostBudget
 	// SyncAlways makes the store fsync every write.
 	SyncAlways bool
 	// TLSCert and TLSKey, when set, make the client and leaf listeners
@@ -69,8 +72,15 @@ type Hub struct {
 	gateNC  *nats.Conn
 	sopts   *server.Options
 
+	budget *budgets
+
+	// srcMu orders changes of INGEST's sources; sourcingStopped is set
+	// once they are removed for good at shutdown.
+	srcMu           sync.Mutex
+	sourcingStopped bool
+
 	mu         sync.Mutex
-	hosts      map[string]bool // hosts INGEST sources
+	hosts      map[string]bool // hosts the hub takes events from (INGEST sources them unless the budgets pause them)
 	authMod    time.Time
 	auth       *Auth
 	stop       context.CancelFunc
@@ -98,6 +108,9 @@ func StartHub(ctx context.Context, o HubOptions) (*Hub, error) {
 	if o.MaxMemory <= 0 {
 		o.MaxMemory = 256 << 20
 	}
+	if o.MaxStore < MinMaxStore {
+		return nil, fmt.Errorf("hub: --max-store %d is below %d bytes (32 MiB), the least the hub's streams need", o.MaxStore, MinMaxStore)
+	}
 	if o.DataDir == "" {
 		return nil, errors.New("hub: --data is required")
 	}
@@ -113,7 +126,7 @@ func StartHub(ctx context.Context, o HubOptions) (*Hub, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := &Hub{opts: o, log: o.Log, hosts: map[string]bool{}}
+	h := &Hub{opts: o, log: o.Log, hosts: map[string]bool{}, budget: newBudgets(o.Budget, time.Now)}
 	if o.AuthDir == "" {
 		for flag, host := range map[string]string{"--nats": nh, "--leaf": lh, "--http": hh} {
 			if !isLoopback(host) {
@@ -175,7 +188,10 @@ func StartHub(ctx context.Context, o HubOptions) (*Hub, error) {
 		sopts.TLS, sopts.TLSConfig, sopts.TLSTimeout = true, tc, 5
 		sopts.LeafNode.TLSConfig, sopts.LeafNode.TLSTimeout = tc.Clone(), 5
 	}
-	if h.srv, err = startServer(sopts, o.Log); err != nil {
+	if h.srv, err = startServer(sopts, o.Log, hubServerQuiet...); err != nil {
+		return nil, err
+	}
+	if h.srv, err = fitReservations(h.srv, sopts, limitsFor(o.MaxStore), o.Log); err != nil {
 		return nil, err
 	}
 	// Pin the ports a random choice resolved, so a reload keeps them.
@@ -208,8 +224,9 @@ func StartHub(ctx context.Context, o HubOptions) (*Hub, error) {
 		h.Close()
 		return nil, err
 	}
-	h.wg.Add(1)
+	h.wg.Add(2)
 	go h.watchHosts(runCtx)
+	go h.runBudget(runCtx)
 	h.wg.Add(len(o.Services))
 	runServices(runCtx, h.log, o.Services, HubService.Name, func(ctx context.Context, s HubService) error { return s.Run(ctx, h) }, h.wg.Done)
 	h.log.Info("hub started", "nats", h.ClientURL(), "leaf", h.LeafURL(), "http", "http://"+h.HTTPAddr(),
@@ -238,7 +255,7 @@ func (h *Hub) connect() error {
 // ensureStreams creates or updates every stream, KV bucket and the ingest
 // consumer; it is idempotent and runs on every start.
 func (h *Hub) ensureStreams(ctx context.Context) error {
-	for _, cfg := range hubStreams() {
+	for _, cfg := range hubStreams(limitsFor(h.opts.MaxStore)) {
 		if _, err := h.js.CreateOrUpdateStream(ctx, cfg); err != nil {
 			return fmt.Errorf("create stream %s: %w", cfg.Name, err)
 		}
@@ -280,15 +297,30 @@ func hostOfSource(ext *jetstream.ExternalStream) (string, bool) {
 	return host, ok && events.ValidHost(host) == nil
 }
 
-// setIngestHosts makes INGEST source exactly these hosts.
+// setIngestHosts makes INGEST source exactly these hosts, less those
+// their ingest budget pauses.
 func (h *Hub) setIngestHosts(ctx context.Context, hosts map[string]bool) error {
+	h.srcMu.Lock()
+	defer h.srcMu.Unlock()
+	return h.setIngestHostsLocked(ctx, hosts)
+}
+
+func (h *Hub) setIngestHostsLocked(ctx context.Context, hosts map[string]bool) error {
+	if h.sourcingStopped {
+		return nil
+	}
 	names := make([]string, 0, len(hosts))
+	sourced := make([]string, 0, len(hosts))
 	for n := range hosts {
 		names = append(names, n)
+		if h.budget.sourced(n) {
+			sourced = append(sourced, n)
+		}
 	}
 	sort.Strings(names)
-	if _, err := h.js.CreateOrUpdateStream(ctx, ingestConfig(names)); err != nil {
-		return fmt.Errorf("configure %s sources for %d hosts: %w", IngestStream, len(names), err)
+	sort.Strings(sourced)
+	if _, err := h.js.CreateOrUpdateStream(ctx, ingestConfig(sourced, limitsFor(h.opts.MaxStore).ingest)); err != nil {
+		return fmt.Errorf("configure %s sources for %d hosts: %w", IngestStream, len(sourced), err)
 	}
 	h.mu.Lock()
 	h.hosts = hosts
@@ -334,7 +366,11 @@ func (h *Hub) loadKnownHosts() []string {
 func (h *Hub) stopSourcing() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := h.js.CreateOrUpdateStream(ctx, ingestConfig(nil)); err != nil {
+	h.srcMu.Lock()
+	h.sourcingStopped = true
+	_, err := h.js.CreateOrUpdateStream(ctx, ingestConfig(nil, limitsFor(h.opts.MaxStore).ingest))
+	h.srcMu.Unlock()
+	if err != nil {
 		h.log.Warn("stop sourcing before shutdown", "err", err)
 		return
 	}

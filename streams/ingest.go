@@ -133,6 +133,7 @@ func (h *Hub) forward(ctx context.Context, checker *ingest.Checker, msg *nats.Ms
 		}
 		d = checker.Check(m)
 	}
+	h.budget.charge(d.Host, len(m.Payload))
 	var out *nats.Msg
 	p := pendingPub{src: msg, host: d.Host, kind: d.Kind}
 	if d.Accepted() {

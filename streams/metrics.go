@@ -38,7 +38,7 @@ func newHubMetrics(h *Hub) *hubMetrics {
 			Name: "pinkie_dead_letters_total", Help: "Events refused on ingest and written to pinkie.deadletter.<host>.",
 		}, []string{"host"}),
 	}
-	m.reg.MustRegister(m.ingested, m.deadLetters, hubCollector{h},
+	m.reg.MustRegister(m.ingested, m.deadLetters, hubCollector{h}, budgetCollector{h},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -389,6 +389,7 @@ func TestNixModuleCommandLines(t *testing.T) {
 	var hubArgs []string
 	nixEval(t, fmt.Sprintf(`%s.hubArgs { dataDir = %q; listen = { nats = "127.0.0.1:%d"; leaf = "127.0.0.1:%d"; http = "127.0.0.1:%d"; };
 	  authDir = "%%d"; configFile = %q; maxStore = 1073741824; maxEventBytes = 65536; syncAlways = false;
+	  hostBudget = { enable = true; eventsPerSecond = 100; bytesPerSecond = 262144; burstEvents = 50000; burstBytes = 67108864; cooldown = "10s"; };
 	  logLevel = "debug"; logFormat = "json"; extraArgs = [ ]; }`, nixLib, f.hubData, f.natsPort, f.leafPort, f.httpPor, hubCfgFile), &hubArgs)
 	hub := startProc(t, "hub", nixSubstitute(hubArgs, "%d", credDir, "hub")...)
 	hub.waitFor("hub started", 30*time.Second)

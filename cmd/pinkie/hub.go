@@ -3,10 +3,15 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"os"
+	"strconv"
+	"strings"
+	"time"
 
 	"github.com/pinkiefleet/pinkie/streams"
 )
@@ -42,7 +47,10 @@ SIGTERM or Ctrl-C shuts down cleanly: nothing acknowledged is lost.`)
 	tlsKey := fs.String("tls-key", "", "private key `FILE` (PEM) for --tls-cert")
 	auth := fs.String("auth", "", "auth `DIR` made by 'pinkie keys init' (required beyond loopback)")
 	maxEvent := fs.Int("max-event-bytes", 64<<10, "largest event accepted; larger ones go to the dead letters")
-	maxStore := fs.Int64("max-store", 10<<30, "JetStream file store limit in bytes")
+	maxStore := fs.Int64("max-store", 10<<30, "JetStream file store limit in bytes; HOSTS may take 60 %, INGEST 15 %, DEADLETTER 5 %, the rest stays free for deploys, alerts and buckets")
+	hostRate := fs.String("host-rate", fmt.Sprintf("%d,%d", streams.DefaultHostEventsPerSec, streams.DefaultHostBytesPerSec), "per-host ingest budget `EVENTS,BYTES` per second; a host over it is paused at its source (its events wait in its OUTBOX); 'off' disables")
+	hostBurst := fs.String("host-burst", fmt.Sprintf("%d,%d", streams.DefaultHostBurstEvents, streams.DefaultHostBurstBytes), "what a host may send at once (catching up after an outage) before --host-rate applies: `EVENTS,BYTES`")
+	hostCooldown := fs.Duration("host-cooldown", streams.DefaultHostCooldown, "least pause of a host over its budget; it doubles with each pause in a row, up to twice the time --host-rate takes to refill a tenth of --host-burst (100s with the defaults)")
 	syncAlways := fs.Bool("sync-always", false, "fsync every write (survives power loss, slower)")
 	configFile := fs.String("config", "", "hub configuration `FILE` (JSON: alert rules, notification channels, deploy and dashboard settings)")
 	rebuildProjections := fs.Bool("rebuild-projections", false, "empty the projection buckets (pinkie-inventory, pinkie-drives, pinkie-alerts) and replay their streams from the start")
@@ -52,6 +60,10 @@ SIGTERM or Ctrl-C shuts down cleanly: nothing acknowledged is lost.`)
 	}
 	if len(fs.args()) > 0 {
 		return usagef("unexpected arguments %q", fs.args())
+	}
+	budget, err := hostBudget(*hostRate, *hostBurst, *hostCooldown)
+	if err != nil {
+		return err
 	}
 	log, err := mkLog()
 	if err != nil {
@@ -68,7 +80,7 @@ SIGTERM or Ctrl-C shuts down cleanly: nothing acknowledged is lost.`)
 	}
 	h, err := streams.StartHub(ctx, streams.HubOptions{
 		DataDir: *data, NATSAddr: *natsAddr, LeafAddr: *leafAddr, HTTPAddr: *httpAddr,
-		AuthDir: *auth, TLSCert: *tlsCert, TLSKey: *tlsKey, MaxEventBytes: *maxEvent, MaxStore: *maxStore, SyncAlways: *syncAlways,
+		AuthDir: *auth, TLSCert: *tlsCert, TLSKey: *tlsKey, MaxEventBytes: *maxEvent, MaxStore: *maxStore, SyncAlways: *syncAlways, Budget: budget,
 		Log: log, Version: version, Services: services, HTTPHandler: httpHandler,
 	})
 	if err != nil {
@@ -81,6 +93,37 @@ SIGTERM or Ctrl-C shuts down cleanly: nothing acknowledged is lost.`)
 	log.Info("shutting down")
 	h.Close()
 	return nil
+}
+
+// hostBudget reads --host-rate, --host-burst and --host-cooldown.
+func hostBudget(rate, burst string, cooldown time.Duration) (streams.HostBudget, error) {
+	if strings.TrimSpace(rate) == "off" {
+		return streams.HostBudget{Off: true}, nil
+	}
+	var b streams.HostBudget
+	var err error
+	if b.EventsPerSec, b.BytesPerSec, err = eventsAndBytes("--host-rate", rate); err != nil {
+		return b, err
+	}
+	if b.BurstEvents, b.BurstBytes, err = eventsAndBytes("--host-burst", burst); err != nil {
+		return b, err
+	}
+	if cooldown <= 0 || cooldown > streams.MaxHostCooldown {
+		return b, usagef("--host-cooldown %s: want more than 0 and at most %s", cooldown, streams.MaxHostCooldown)
+	}
+	b.Cooldown = cooldown
+	return b, nil
+}
+
+// eventsAndBytes parses "EVENTS,BYTES" (both positive numbers).
+func eventsAndBytes(flag, s string) (float64, float64, error) {
+	ev, by, ok := strings.Cut(s, ",")
+	e, err1 := strconv.ParseFloat(strings.TrimSpace(ev), 64)
+	b, err2 := strconv.ParseFloat(strings.TrimSpace(by), 64)
+	if !ok || err1 != nil || err2 != nil || !(e > 0) || !(b > 0) || math.IsInf(e, 0) || math.IsInf(b, 0) {
+		return 0, 0, usagef("%s %q: want EVENTS,BYTES, two positive numbers (e.g. 100,262144)", flag, s)
+	}
+	return e, b, nil
 }
 
 // hubParts builds what runs inside a hub besides its streams: the services

@@ -501,3 +501,30 @@ func TestConfigErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestIngestThrottledRule: the hub's ingest.budget events about a host
+// fire ingest.throttled while it is throttled and resolve it when it is
+// within budget again.
+func TestIngestThrottledRule(t *testing.T) {
+	h := newHarness(t, Config{})
+	resume := t0.Add(10 * time.Second)
+	b := events.IngestBudget{Host: "goliath", Throttled: true, Reason: "sent more than 100 events/s (burst 50000)", Since: t0, Pauses: 1,
+		ResumeAfter: &resume, EventsPerSecond: 100, BytesPerSecond: 262144, BurstEvents: 50000, BurstBytes: 64 << 20}
+	out := h.send("goliath", "ingest.budget", "", t0, b)
+	if len(out) != 1 || out[0].Alert.Status != "firing" || out[0].Subject != "pinkie.alert.goliath.ingest.throttled" || out[0].Alert.Severity != events.SeverityWarning {
+		t.Fatalf("throttled: want one warning firing on pinkie.alert.goliath.ingest.throttled, got %+v", out)
+	}
+	if s := out[0].Alert.Summary; !strings.Contains(s, "goliath: sends more than its ingest budget (sent more than 100 events/s") {
+		t.Errorf("summary %q", s)
+	}
+	// A second pause of the same episode changes nothing.
+	b.Pauses = 2
+	if out := h.send("goliath", "ingest.budget", "", t0.Add(time.Minute), b); len(out) != 0 {
+		t.Errorf("second pause: want no alert event, got %+v", out)
+	}
+	b.Throttled, b.Reason, b.ResumeAfter = false, "", nil
+	out = h.send("goliath", "ingest.budget", "", t0.Add(5*time.Minute), b)
+	if len(out) != 1 || out[0].Alert.Status != "resolved" {
+		t.Fatalf("within budget: want the alert resolved, got %+v", out)
+	}
+}

@@ -46,5 +46,5 @@ func withClock(c *Checker) {
 // after the hub's source stamped it.
 func sourcedMessage(host, kindPath string, payload []byte) Message {
 	h := map[string][]string{StreamSourceHeader: {"OUTBOX:abc:C=def 17 > pinkie.ingest." + host + ".> evt." + kindPath + " ident"}}
-	return Message{Subject: "pinkie.ingest." + host + ".evt." + kindPath, Seq: 17, Header: h, HeaderSize: headerBlockSize(h), Payload: payload}
+	return Message{Subject: "pinkie.ingest." + host + ".evt." + kindPath, Seq: 17, Header: h, HeaderSize: HeaderBlockSize(h), Payload: payload}
 }

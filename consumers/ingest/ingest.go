@@ -187,7 +187,7 @@ func (c *Checker) Check(m Message) Decision {
 // client see a header the server never wrote. So the block must be exactly
 // what the parsed header re-encodes to, with one Nats-Stream-Source.
 func streamSource(m Message) (string, string) {
-	if want := headerBlockSize(m.Header); m.HeaderSize != want {
+	if want := HeaderBlockSize(m.Header); m.HeaderSize != want {
 		return "", fmt.Sprintf("header block is %d bytes but its %d parsed lines make %d: a bare LF or a malformed line in it", m.HeaderSize, headerLines(m.Header), want)
 	}
 	for k := range m.Header {
@@ -206,9 +206,9 @@ func streamSource(m Message) (string, string) {
 	}
 }
 
-// headerBlockSize is the size of the canonical NATS header block that
+// HeaderBlockSize is the size of the canonical NATS header block that
 // holds h: "NATS/1.0\r\n", "Key: value\r\n" per value, "\r\n".
-func headerBlockSize(h map[string][]string) int {
+func HeaderBlockSize(h map[string][]string) int {
 	if len(h) == 0 {
 		return 0
 	}

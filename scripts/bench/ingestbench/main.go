@@ -48,6 +48,7 @@ func main() {
 	bin := flag.String("pinkie", "", "pinkie binary for the RSS measurement")
 	asJSON := flag.Bool("json", false, "print JSON")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the run to `FILE`")
+	budget := flag.Bool("budget", true, "charge every event to its host's ingest budget (limits too high to throttle); false turns budgets off, for comparison")
 	flag.Parse()
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
@@ -56,14 +57,14 @@ func main() {
 			defer pprof.StopCPUProfile()
 		}
 	}
-	if err := run(*n, *rssAfter, *bin, *asJSON); err != nil {
+	if err := run(*n, *rssAfter, *bin, *asJSON, *budget); err != nil {
 		fmt.Fprintln(os.Stderr, "ingestbench:", err)
 		pprof.StopCPUProfile()
 		os.Exit(1)
 	}
 }
 
-func run(n int, rssAfter time.Duration, bin string, asJSON bool) error {
+func run(n int, rssAfter time.Duration, bin string, asJSON, budget bool) error {
 	ctx := context.Background()
 	dir, err := os.MkdirTemp("", "pinkie-bench-")
 	if err != nil {
@@ -71,8 +72,12 @@ func run(n int, rssAfter time.Duration, bin string, asJSON bool) error {
 	}
 	defer os.RemoveAll(dir)
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	// The bench agent sends far more than an honest host: budgets high
+	// enough never to throttle it still charge every event (their cost is
+	// measured), or none (-budget=false).
+	hb := streams.HostBudget{EventsPerSec: 1e9, BytesPerSec: 1e12, BurstEvents: 1e9, BurstBytes: 1e12, Off: !budget}
 	hub, err := streams.StartHub(ctx, streams.HubOptions{DataDir: filepath.Join(dir, "hub"),
-		NATSAddr: "127.0.0.1:0", LeafAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Log: quiet})
+		NATSAddr: "127.0.0.1:0", LeafAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Budget: hb, Log: quiet})
 	if err != nil {
 		return err
 	}
