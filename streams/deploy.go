@@ -250,7 +250,7 @@ func (s DeployHubService) Run(ctx context.Context, h *Hub) error {
 			if known[host] {
 				continue
 			}
-			if _, err := h.js.CreateOrUpdatePushConsumer(ctx, DeployStream, deployHubConsumerConfig(host)); err != nil {
+			if err := ensureDeployConsumer(ctx, h, host); err != nil {
 				h.log.Error("create deploy consumer", "host", host, "err", err)
 				continue
 			}
