@@ -254,3 +254,121 @@ func TestHubSIGTERMWithFullStore(t *testing.T) {
 	}
 	heartbeatsByInstance(t, readStream(t, c.JS, streams.HostsStream, "pinkie.host.*.heartbeat"))
 }
+
+// TestMetricsNameNoHostsBeyondLoopback runs a hub and an agent in their
+// own network namespace, where the loopback interface also carries
+// 192.0.2.1, an address outside 127.0.0.0/8: curl to 192.0.2.1 comes from
+// 192.0.2.1, a client beyond loopback as far as the hub can tell. Such a
+// client gets /metrics summed over hosts and /healthz without host names,
+// unless it presents the bearer token of --metrics-token-file; a client on
+// 127.0.0.1 sees everything.
+func TestMetricsNameNoHostsBeyondLoopback(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("a network namespace with a second address needs root")
+	}
+	curl, err := exec.LookPath("curl")
+	if err != nil {
+		t.Skip("needs curl")
+	}
+	if out, err := exec.Command("unshare", "-n", "ip", "link", "set", "lo", "up").CombinedOutput(); err != nil {
+		t.Skipf("cannot make a network namespace here: %v: %s", err, out)
+	}
+	f := newFleet(t, "goliath")
+	token := "0123456789abcdef0123456789abcdef"
+	tokenFile := filepath.Join(t.TempDir(), "metrics-token")
+	if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// The namespace is new and empty: fixed ports are free in it.
+	netns := `ip link set lo up && ip addr add 192.0.2.1/32 dev lo && exec "$@"`
+	hub := startCommand(t, "hub", exec.Command("unshare", "-n", "sh", "-c", netns, "sh", pinkieBin, "hub",
+		"--data", f.hubData, "--auth", f.auth, "--nats", "127.0.0.1:4222", "--leaf", "127.0.0.1:7422", "--http", "0.0.0.0:8080",
+		"--metrics-token-file", tokenFile))
+	hub.waitFor("hub started", 30*time.Second)
+	inNetns := func(name string, args ...string) *exec.Cmd {
+		return exec.Command("nsenter", append([]string{fmt.Sprintf("--net=/proc/%d/ns/net", hub.cmd.Process.Pid), name}, args...)...)
+	}
+	agent := startCommand(t, "agent-goliath", inNetns(pinkieBin, "agent", "--name", "goliath", "--hub", "nats-leaf://127.0.0.1:7422",
+		"--data", t.TempDir(), "--nkey", streams.HostSeedFile(f.auth, "goliath"), "--producers", "heartbeat", "--heartbeat", "20ms", "--heartbeat-limit", "5"))
+	agent.waitFor("producer finished", 30*time.Second)
+	get := func(url string, header ...string) string {
+		t.Helper()
+		args := []string{"-sS", "--max-time", "10"}
+		for _, h := range header {
+			args = append(args, "-H", h)
+		}
+		out, err := inNetns(curl, append(args, url)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("curl %s: %v: %s", url, err, out)
+		}
+		return string(out)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(get("http://127.0.0.1:8080/metrics"), `pinkie_events_ingested_total{host="goliath",kind="heartbeat"} 5`) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the hub did not count 5 heartbeats:\n%s", grepLines(get("http://127.0.0.1:8080/metrics"), "pinkie_"))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	tests := []struct {
+		name, base string
+		header     []string
+		detail     bool
+	}{
+		{"loopback", "http://127.0.0.1:8080", nil, true},
+		{"beyond loopback, no token", "http://192.0.2.1:8080", nil, false},
+		{"beyond loopback, wrong token", "http://192.0.2.1:8080", []string{"Authorization: Bearer " + strings.Repeat("x", len(token))}, false},
+		{"beyond loopback, token", "http://192.0.2.1:8080", []string{"Authorization: Bearer " + token}, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			metrics, health := get(tc.base+"/metrics", tc.header...), get(tc.base+"/healthz", tc.header...)
+			var hl streams.Health
+			if err := json.Unmarshal([]byte(health), &hl); err != nil {
+				t.Fatalf("/healthz: %v: %s", err, health)
+			}
+			if !hl.OK || !hl.JetStream {
+				t.Errorf("/healthz = %s, want ok", health)
+			}
+			if tc.detail {
+				if !strings.Contains(metrics, `pinkie_events_ingested_total{host="goliath",kind="heartbeat"} 5`) ||
+					!strings.Contains(metrics, `pinkie_agent_connected{host="goliath"} 1`) {
+					t.Errorf("/metrics lacks the per-host series:\n%s", grepLines(metrics, "pinkie_"))
+				}
+				if fmt.Sprint(hl.Hosts, hl.Connected) != "[goliath] [goliath]" {
+					t.Errorf("/healthz hosts %v connected %v, want goliath in both: %s", hl.Hosts, hl.Connected, health)
+				}
+				return
+			}
+			if strings.Contains(metrics, "goliath") || strings.Contains(health, "goliath") {
+				t.Errorf("a client beyond loopback sees a host name:\n%s\n%s", grepLines(metrics, "goliath"), health)
+			}
+			for _, want := range []string{`pinkie_events_ingested_total{kind="heartbeat"} 5`, "pinkie_agent_connected 1", "pinkie_jetstream_enabled 1", "pinkie_ingest_lag_messages 0"} {
+				if !strings.Contains(metrics, want) {
+					t.Errorf("/metrics lacks the aggregate %q:\n%s", want, grepLines(metrics, "pinkie_"))
+				}
+			}
+		})
+	}
+}
+
+// TestHubBadMetricsToken: a token file that cannot serve is a usage error
+// naming the flag, before anything starts.
+func TestHubBadMetricsToken(t *testing.T) {
+	short := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(short, []byte("secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ name, file, want string }{
+		{"too short", short, "the token is 6 bytes long, want at least 16"},
+		{"missing", filepath.Join(t.TempDir(), "nope"), "no such file"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, code := runPinkie(t, "hub", "--data", t.TempDir(), "--nats", "127.0.0.1:0", "--leaf", "127.0.0.1:0", "--http", "127.0.0.1:0",
+				"--metrics-token-file", tc.file)
+			if code != 2 || !strings.Contains(out, "--metrics-token-file") || !strings.Contains(out, tc.want) {
+				t.Errorf("exit %d, output:\n%s\nwant exit 2 naming --metrics-token-file and %q", code, out, tc.want)
+			}
+		})
+	}
+}
