@@ -59,7 +59,7 @@ func (h *Hub) startIngest(ctx context.Context) error {
 	if err := h.runIngest(ctx, floor); err != nil {
 		return err
 	}
-	h.keepConsumer(IngestStream, IngestConsumer, "ingest", h.recreateIngest)
+	h.keepConsumer(IngestStream, IngestConsumer, "ingest", floor, h.recreateIngest)
 	return nil
 }
 

@@ -67,8 +67,8 @@ func (w *consumerWatch) kicker() chan struct{} {
 }
 
 // keepConsumer adds a consumer to those the hub recreates when they
-// disappear.
-func (h *Hub) keepConsumer(stream, name, kind string, recreate func(ctx context.Context, floor uint64) error) {
+// disappear; floor is its ack floor as last seen.
+func (h *Hub) keepConsumer(stream, name, kind string, floor uint64, recreate func(ctx context.Context, floor uint64) error) {
 	w := &h.watch
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -77,10 +77,10 @@ func (h *Hub) keepConsumer(stream, name, kind string, recreate func(ctx context.
 	}
 	key := stream + "/" + name
 	if k, ok := w.kept[key]; ok {
-		k.recreate = recreate
+		k.recreate, k.floor = recreate, max(k.floor, floor)
 		return
 	}
-	w.kept[key] = &keptConsumer{stream: stream, name: name, kind: kind, recreate: recreate}
+	w.kept[key] = &keptConsumer{stream: stream, name: name, kind: kind, floor: floor, recreate: recreate}
 }
 
 // checkConsumersSoon asks the watcher for a check now.
@@ -281,16 +281,18 @@ func deployConsumerFrom(host string, floor uint64) jetstream.ConsumerConfig {
 // policy cannot be changed by an update).
 func ensureDeployConsumer(ctx context.Context, h *Hub, host string) error {
 	cfg := deployHubConsumerConfig(host)
+	var floor uint64
 	if info, err := consumerInfo(ctx, h.js, DeployStream, cfg.Durable); err == nil {
 		old := info.Config
 		cfg.DeliverPolicy, cfg.OptStartSeq, cfg.OptStartTime = old.DeliverPolicy, old.OptStartSeq, old.OptStartTime
+		floor = info.AckFloor.Stream
 	} else if !errors.Is(err, jetstream.ErrConsumerNotFound) {
 		return err
 	}
 	if _, err := h.js.CreateOrUpdatePushConsumer(ctx, DeployStream, cfg); err != nil {
 		return err
 	}
-	h.keepConsumer(DeployStream, cfg.Durable, "deploy", func(ctx context.Context, floor uint64) error {
+	h.keepConsumer(DeployStream, cfg.Durable, "deploy", floor, func(ctx context.Context, floor uint64) error {
 		_, err := h.js.CreateOrUpdatePushConsumer(ctx, DeployStream, deployConsumerFrom(host, floor))
 		return err
 	})

@@ -291,3 +291,59 @@ func TestHealthzServiceLoopAndMissingStream(t *testing.T) {
 		t.Errorf("DEPLOY came back (%v): the test expects it to stay gone", err)
 	}
 }
+
+// TestIngestConsumerDeletedUnderLoad deletes the ingest consumer while the
+// check is busy with a burst: the recreated one must go on from where the
+// old one's forwards were stored, so that every event arrives in HOSTS,
+// none skipped, none twice.
+func TestIngestConsumerDeletedUnderLoad(t *testing.T) {
+	const n = 5000
+	h, auth := startHubFor(t, []string{"goliath"}, HubOptions{})
+	a := startTestAgent(t, "goliath", h.LeafURL(), HostSeedFile(auth, "goliath"))
+	defer a.Close()
+	ctx := context.Background()
+	js := h.JetStream()
+	// Delete the consumer as the 200th event is forwarded (the check
+	// publishes to HOSTS, so a subscriber at the hub sees it).
+	seen := make(chan struct{})
+	count := 0
+	sub, err := h.Conn().Subscribe("pinkie.host.goliath.heartbeat", func(*nats.Msg) {
+		if count++; count == 200 {
+			close(seen)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	for i := uint64(1); i <= n; i++ {
+		if _, err := a.PublishAsync(heartbeat(t, "goliath", i), ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case <-seen:
+	case <-time.After(30 * time.Second):
+		t.Fatal("no 200 events forwarded within 30s")
+	}
+	if err := js.DeleteConsumer(ctx, IngestStream, IngestConsumer); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := js.Stream(ctx, HostsStream)
+	if got := st.CachedInfo().State.Msgs; got >= n {
+		t.Fatalf("all %d events were in HOSTS before the deletion: the test did not delete mid-burst", got)
+	} else {
+		t.Logf("deleted the ingest consumer with %d of %d events in HOSTS", got, n)
+	}
+	select {
+	case <-a.PublishAsyncComplete():
+	case <-time.After(30 * time.Second):
+		t.Fatal("the OUTBOX did not take the burst")
+	}
+	waitMsgs(t, js, HostsStream, "pinkie.host.goliath.heartbeat", n, 60*time.Second)
+	waitHealthz(t, h, 10*time.Second, "one recreation, ok", func(code int, hl Health) bool {
+		return code == 200 && hl.ConsumersRecreated == 1
+	})
+	time.Sleep(500 * time.Millisecond) // a doubled event would arrive now
+	waitMsgs(t, js, HostsStream, "pinkie.host.goliath.heartbeat", n, time.Second)
+}
