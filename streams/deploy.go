@@ -222,7 +222,8 @@ type DeployFold interface {
 }
 
 // DeployHubService keeps an AGENT_<host> consumer on DEPLOY for every host
-// the hub knows and runs the deploy folds.
+// the hub knows (the hub recreates one that is deleted: watch.go) and runs
+// the deploy folds.
 type DeployHubService struct {
 	Folds []DeployFold
 	// Tick is how often hosts are re-checked and folds flushed (default 2s).
