@@ -22,8 +22,10 @@ let
   credentialsDirectory = "/run/credentials/pinkie-hub.service";
   args = pinkieLib.hubArgs {
     inherit (cfg) dataDir listen maxStore maxEventBytes hostBudget syncAlways logLevel logFormat extraArgs;
-    # %d: the unit's credentials directory, holding only auth.json.
+    # %d: the unit's credentials directory, holding only auth.json (and
+    # the metrics token).
     authDir = if hasAuth then "%d" else null;
+    metricsTokenFile = if cfg.metricsTokenFile != null then "%d/metrics-token" else null;
     inherit configFile;
   };
   lowPorts = lib.any (p: p < 1024) (map (a: a.port)
@@ -143,6 +145,20 @@ in
       description = "Where the hub finds its `credentials` (read-only).";
     };
 
+    metricsTokenFile = mkOption {
+      type = types.nullOr types.str;
+      default = null;
+      example = "/run/agenix/pinkie-metrics-token";
+      description = ''
+        A file holding a bearer token (at least 16 characters, e.g. from
+        `openssl rand -hex 32`). A scraper beyond loopback that sends
+        `Authorization: Bearer <token>` sees per-host detail on /metrics
+        and /healthz; without it, it gets status and numbers summed over
+        hosts. Clients on loopback always see the detail. The file reaches
+        the hub as a systemd credential; keep it out of the Nix store.
+      '';
+    };
+
     maxStore = mkOption { type = types.ints.positive; default = 10 * 1024 * 1024 * 1024; description = "JetStream file store limit in bytes."; };
     hostBudget = {
       enable = mkOption { type = types.bool; default = true; description = "Per-host ingest budgets: a host that sends more is paused at its source (its events wait in its own OUTBOX) and alerted on (`ingest.throttled`)."; };
@@ -173,13 +189,23 @@ in
       # Listeners may bind to addresses that need the network up.
       wants = [ "network-online.target" ];
       after = [ "network-online.target" ];
+      unitConfig.StartLimitIntervalSec = 0;
       serviceConfig = {
         ExecStart = lib.escapeShellArgs ([ (lib.getExe' config.services.pinkie.package "pinkie") "hub" ] ++ args);
+        # The hub exits with status 1 when nats-server disables JetStream
+        # (the disk is full) or the store keeps failing to write, and with
+        # status 2 when it cannot open its store at start: restart it until
+        # there is room again, backing off to a minute between attempts
+        # (StartLimitIntervalSec = 0 below: never give up).
         Restart = "on-failure";
         RestartSec = "2s";
-        # SIGTERM: the hub stops accepting, flushes the store and exits.
-        TimeoutStopSec = "90s";
+        RestartSteps = 5;
+        RestartMaxDelaySec = "1min";
+        # SIGTERM: the hub stops accepting, flushes the store and exits,
+        # within about 15 s even when the store is full.
+        TimeoutStopSec = "30s";
         LoadCredential = lib.optional hasAuth "auth.json:${authFile}"
+          ++ lib.optional (cfg.metricsTokenFile != null) "metrics-token:${cfg.metricsTokenFile}"
           ++ lib.mapAttrsToList (name: path: "${name}:${path}") cfg.credentials;
 
         DynamicUser = true;

@@ -133,6 +133,7 @@ let
       listeners = [ "nats" "leaf" "http" ];
       bad = filter (l: splitAddress cfg.listen.${l} == null) listeners;
       open = filter (l: let a = splitAddress cfg.listen.${l}; in a != null && !isLoopbackHost a.host) listeners;
+      metricsToken = cfg.metricsTokenFile or null;
     in
     map (l: "${opt}.listen.${l} = ${show cfg.listen.${l}} is not HOST:PORT (e.g. \"127.0.0.1:4222\", \"[::1]:4222\" or \":4222\" for every interface).") bad
     ++ optionals (!hasAuth) (map
@@ -142,14 +143,19 @@ let
       "${opt}.auth and ${opt}.authDir are both set: use auth to declare the public keys in Nix, or authDir to keep a mutable auth.json (for `pinkie keys add-host`), not both."
     ++ optional (!hasPrefix "/var/lib/" cfg.dataDir || cfg.dataDir == "/var/lib/")
       "${opt}.dataDir = ${show cfg.dataDir} is not below /var/lib/: the hub runs with DynamicUser, and systemd can only hand it a StateDirectory there. Mount your volume at /var/lib/pinkie-hub instead."
+    ++ optional (metricsToken != null && hasPrefix "/nix/store" metricsToken)
+      "${opt}.metricsTokenFile = ${show metricsToken} is in the Nix store, which every user can read: keep the token outside it (e.g. /run/agenix/pinkie-metrics-token) and give its path as a string, not a Nix path."
+    ++ optional (metricsToken != null && !hasPrefix "/" metricsToken)
+      "${opt}.metricsTokenFile = ${show metricsToken} is not an absolute path."
     ++ map (p: "${opt}.settings.${p} holds a literal secret, which would be copied into the world-readable Nix store: put it in a file, name the key ${p}_file, and pass the file with ${opt}.credentials (it is then readable at /run/credentials/pinkie-hub.service/NAME).")
       (secretLiterals "" cfg.settings);
 
   # hubArgs o is the hub's command line after `pinkie hub`. o: { dataDir;
   # listen; authDir (null: no auth); configFile (null: none); maxStore;
-  # maxEventBytes; syncAlways; logLevel; logFormat; extraArgs; } and
-  # optionally hostBudget { enable; eventsPerSecond; bytesPerSecond;
-  # burstEvents; burstBytes; cooldown; } (absent: the hub's defaults).
+  # maxEventBytes; syncAlways; logLevel; logFormat; extraArgs;
+  # metricsTokenFile (optional, null: none); } and optionally hostBudget
+  # { enable; eventsPerSecond; bytesPerSecond; burstEvents; burstBytes;
+  # cooldown; } (absent: the hub's defaults).
   hubArgs = o:
     [ "--data" o.dataDir "--nats" o.listen.nats "--leaf" o.listen.leaf "--http" o.listen.http
       "--max-store" (toString o.maxStore) "--max-event-bytes" (toString o.maxEventBytes)
@@ -161,6 +167,7 @@ let
           "--host-cooldown" b.cooldown ]
       else [ "--host-rate" "off" ])
     ++ optionals (o.authDir != null) [ "--auth" o.authDir ]
+    ++ optionals ((o.metricsTokenFile or null) != null) [ "--metrics-token-file" o.metricsTokenFile ]
     ++ optionals (o.configFile != null) [ "--config" o.configFile ]
     ++ optional o.syncAlways "--sync-always"
     ++ o.extraArgs;

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -222,7 +223,8 @@ type DeployFold interface {
 }
 
 // DeployHubService keeps an AGENT_<host> consumer on DEPLOY for every host
-// the hub knows and runs the deploy folds.
+// the hub knows (the hub recreates one that is deleted: watch.go) and runs
+// the deploy folds.
 type DeployHubService struct {
 	Folds []DeployFold
 	// Tick is how often hosts are re-checked and folds flushed (default 2s).
@@ -238,9 +240,16 @@ func (s DeployHubService) Run(ctx context.Context, h *Hub) error {
 	if tick <= 0 {
 		tick = 2 * time.Second
 	}
+	// The folds stop with the service: when one fails and the service is
+	// restarted, the others must not go on writing into the same fold
+	// state beside their new runs.
+	ctx, cancel := context.WithCancel(ctx)
+	var folds sync.WaitGroup
+	defer func() { cancel(); folds.Wait() }()
 	errs := make(chan error, len(s.Folds)+1)
 	for _, f := range s.Folds {
-		go func() { errs <- deployRunFold(ctx, h, f, tick) }()
+		folds.Add(1)
+		go func() { defer folds.Done(); errs <- deployRunFold(ctx, h, f, tick) }()
 	}
 	known := map[string]bool{}
 	t := time.NewTicker(tick)
@@ -250,7 +259,7 @@ func (s DeployHubService) Run(ctx context.Context, h *Hub) error {
 			if known[host] {
 				continue
 			}
-			if _, err := h.js.CreateOrUpdatePushConsumer(ctx, DeployStream, deployHubConsumerConfig(host)); err != nil {
+			if err := ensureDeployConsumer(ctx, h, host); err != nil {
 				h.log.Error("create deploy consumer", "host", host, "err", err)
 				continue
 			}

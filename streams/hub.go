@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -54,6 +55,12 @@ type HubOptions struct {
 	// HTTPHandler, when set, serves every HTTP path besides /metrics and
 	// /healthz (the dashboard).
 	HTTPHandler http.Handler
+	// Health configures what /healthz calls unhealthy, how the hub watches
+	// its own consumers and when it gives up (health.go).
+	Health HealthOptions
+	// MetricsTokenFile holds a bearer token that lets a client beyond
+	// loopback see per-host detail on /metrics and /healthz.
+	MetricsTokenFile string
 }
 
 // Hub is a running pinkie hub.
@@ -79,18 +86,29 @@ type Hub struct {
 	srcMu           sync.Mutex
 	sourcingStopped bool
 
-	mu         sync.Mutex
-	hosts      map[string]bool // hosts the hub takes events from (INGEST sources them unless the budgets pause them)
-	authMod    time.Time
-	auth       *Auth
-	stop       context.CancelFunc
-	wg         sync.WaitGroup
-	ingestStop context.CancelFunc
-	fetchDone  chan struct{}
-	checked    chan pendingPub
-	pending    chan pendingPub
-	ackerDone  chan struct{}
-	closed     bool
+	mu        sync.Mutex
+	hosts     map[string]bool // hosts the hub takes events from (INGEST sources them unless the budgets pause them)
+	authMod   time.Time
+	auth      *Auth
+	stop      context.CancelFunc
+	runCtx    context.Context // until Close: what the hub's goroutines run in
+	wg        sync.WaitGroup
+	checked   chan pendingPub
+	pending   chan pendingPub
+	ackerDone chan struct{}
+	closed    bool
+	// closing is closed when Close starts: a forward that fails is then
+	// left for the next start instead of retried.
+	closing chan struct{}
+
+	ingestMu sync.Mutex // one start, restart or stop of the ingest check at a time
+	ingest   *ingestRun
+	// ingestSettled is the stream sequence of the newest INGEST message
+	// whose forward is stored; everything the check took before it is too.
+	ingestSettled atomic.Uint64
+	watch         consumerWatch
+	health        healthState
+	metricsToken  []byte
 }
 
 // StartHub starts the hub: the embedded server, its streams and buckets,
@@ -126,7 +144,14 @@ func StartHub(ctx context.Context, o HubOptions) (*Hub, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := &Hub{opts: o, log: o.Log, hosts: map[string]bool{}, budget: newBudgets(o.Budget, time.Now)}
+	h := &Hub{opts: o, log: o.Log, hosts: map[string]bool{}, budget: newBudgets(o.Budget, time.Now), closing: make(chan struct{})}
+	h.opts.Health = o.Health.withDefaults()
+	if o.MetricsTokenFile != "" {
+		if h.metricsToken, err = readMetricsToken(o.MetricsTokenFile); err != nil {
+			return nil, err
+		}
+	}
+	h.health.init()
 	if o.AuthDir == "" {
 		for flag, host := range map[string]string{"--nats": nh, "--leaf": lh, "--http": hh} {
 			if !isLoopback(host) {
@@ -215,7 +240,9 @@ func StartHub(ctx context.Context, o HubOptions) (*Hub, error) {
 		return nil, err
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
-	h.stop = cancel
+	h.mu.Lock()
+	h.stop, h.runCtx = cancel, runCtx
+	h.mu.Unlock()
 	if err := h.startIngest(runCtx); err != nil {
 		h.Close()
 		return nil, err
@@ -224,11 +251,25 @@ func StartHub(ctx context.Context, o HubOptions) (*Hub, error) {
 		h.Close()
 		return nil, err
 	}
-	h.wg.Add(2)
+	h.wg.Add(4)
 	go h.watchHosts(runCtx)
 	go h.runBudget(runCtx)
+	go h.watchConsumers(runCtx)
+	go h.watchHealth(runCtx)
 	h.wg.Add(len(o.Services))
-	runServices(runCtx, h.log, o.Services, HubService.Name, func(ctx context.Context, s HubService) error { return s.Run(ctx, h) }, h.wg.Done)
+	runServices(runCtx, h.log, o.Services, HubService.Name, func(ctx context.Context, s HubService) error {
+		err := s.Run(ctx, h)
+		if ctx.Err() == nil {
+			h.health.serviceStopped(s.Name(), err, time.Now())
+			if err != nil && storeErrorKind(err) == "full" {
+				// A service that cannot write for want of room says the
+				// store is full as much as a failed forward does.
+				h.health.storeFailed(err, time.Now())
+				h.metrics.storeErrors.WithLabelValues("full").Inc()
+			}
+		}
+		return err
+	}, h.wg.Done)
 	h.log.Info("hub started", "nats", h.ClientURL(), "leaf", h.LeafURL(), "http", "http://"+h.HTTPAddr(),
 		"data", o.DataDir, "auth", o.AuthDir != "", "hosts", len(h.hosts))
 	return h, nil
@@ -245,7 +286,9 @@ func (h *Hub) connect() error {
 		return fmt.Errorf("connect hub services: %w", err)
 	}
 	h.nc = nc
-	h.js, err = jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
+	// A store that fails to write does not answer a publish: give up on
+	// its acknowledgement after a while, so the forward is retried.
+	h.js, err = jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096), jetstream.WithPublishAsyncTimeout(30*time.Second))
 	if err != nil {
 		return fmt.Errorf("hub jetstream: %w", err)
 	}
@@ -363,8 +406,8 @@ func (h *Hub) loadKnownHosts() []string {
 // acknowledged (and dropped from its OUTBOX) without their being stored.
 // Without sources nothing flows; the next start adds them again and each
 // resumes from its agent's consumer, where it stopped.
-func (h *Hub) stopSourcing() {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+func (h *Hub) stopSourcing(deadline time.Time) {
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
 	h.srcMu.Lock()
 	h.sourcingStopped = true
@@ -375,7 +418,10 @@ func (h *Hub) stopSourcing() {
 		return
 	}
 	// Let messages already received be stored before JetStream stops.
-	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); {
+	if d := time.Now().Add(2 * time.Second); d.Before(deadline) {
+		deadline = d
+	}
+	for time.Now().Before(deadline) {
 		st, err := h.js.Stream(ctx, IngestStream)
 		if err != nil || len(st.CachedInfo().Sources) == 0 {
 			break
@@ -505,8 +551,10 @@ func (h *Hub) JetStream() jetstream.JetStream { return h.js }
 func (h *Hub) Conn() *nats.Conn { return h.nc }
 
 // Close stops the hub cleanly: the ingest check finishes what it took, the
-// HTTP server stops, and the store is flushed and closed. It is safe to
-// call more than once.
+// HTTP server stops, and the store is flushed and closed. It returns within
+// about closeTimeout even when the store cannot take writes: forwards still
+// failing are left unacknowledged, and INGEST delivers them again at the
+// next start. It is safe to call more than once.
 func (h *Hub) Close() {
 	h.mu.Lock()
 	if h.closed {
@@ -514,20 +562,30 @@ func (h *Hub) Close() {
 		return
 	}
 	h.closed = true
+	close(h.closing)
 	h.mu.Unlock()
+	start := time.Now()
 	if h.http != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		_ = h.http.Shutdown(ctx)
 		cancel()
 	}
 	if h.js != nil && h.srv != nil && h.srv.JetStreamEnabled() {
-		h.stopSourcing()
+		h.stopSourcing(time.Now().Add(3 * time.Second))
 	}
-	h.stopIngest()
+	h.ingestMu.Lock()
+	h.stopIngest(start.Add(closeTimeout - 3*time.Second))
+	h.ingestMu.Unlock()
 	if h.stop != nil {
 		h.stop()
 	}
-	h.wg.Wait()
+	waited := make(chan struct{})
+	go func() { h.wg.Wait(); close(waited) }()
+	select {
+	case <-waited:
+	case <-time.After(max(time.Until(start.Add(closeTimeout-time.Second)), time.Second)):
+		h.log.Warn("hub services did not stop in time; stopping the server under them")
+	}
 	if h.gateNC != nil {
 		h.gateNC.Close()
 	}
@@ -538,5 +596,9 @@ func (h *Hub) Close() {
 	if h.srv != nil {
 		stopServer(h.srv)
 	}
-	h.log.Info("hub stopped")
+	h.log.Info("hub stopped", "took", time.Since(start).Round(time.Millisecond))
 }
+
+// closeTimeout bounds Close before the server itself shuts down (which
+// flushes and closes the store, usually in well under a second).
+const closeTimeout = 12 * time.Second

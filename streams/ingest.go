@@ -42,6 +42,37 @@ func (h *Hub) startIngest(ctx context.Context) error {
 	// come first, so per-host order holds across restarts (instead of
 	// waiting for AckWait and arriving after newer events). Forwards already
 	// stored are dropped as duplicates by their Nats-Msg-Id.
+	var floor uint64
+	if old, err := h.js.Consumer(ctx, IngestStream, IngestConsumer); err == nil {
+		floor = old.CachedInfo().AckFloor.Stream
+		if err := h.js.DeleteConsumer(ctx, IngestStream, IngestConsumer); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return fmt.Errorf("reset ingest consumer: %w", err)
+		}
+	} else if !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return fmt.Errorf("read ingest consumer: %w", err)
+	}
+	h.ingestMu.Lock()
+	defer h.ingestMu.Unlock()
+	if err := h.runIngest(ctx, floor); err != nil {
+		return err
+	}
+	h.keepConsumer(IngestStream, IngestConsumer, "ingest", floor, h.recreateIngest)
+	return nil
+}
+
+// ingestRun is one run of the ingest check, from its consumer's creation
+// to its stop.
+type ingestRun struct {
+	stopFetch context.CancelFunc
+	fetchDone chan struct{}
+	cancel    context.CancelFunc
+	pubDone   chan struct{}
+	ackerDone chan struct{}
+}
+
+// ingestConsumerConfig is the ingest check's consumer, delivering from
+// just past floor (the ack floor of its previous incarnation).
+func ingestConsumerConfig(floor uint64) jetstream.ConsumerConfig {
 	cfg := jetstream.ConsumerConfig{
 		Durable:       IngestConsumer,
 		Description:   "the hub's ingest check: valid events to HOSTS, others to DEADLETTER",
@@ -50,17 +81,18 @@ func (h *Hub) startIngest(ctx context.Context) error {
 		MaxDeliver:    -1,
 		MaxAckPending: 20000,
 	}
-	if old, err := h.js.Consumer(ctx, IngestStream, IngestConsumer); err == nil {
-		if floor := old.CachedInfo().AckFloor.Stream; floor > 0 {
-			cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, floor+1
-		}
-		if err := h.js.DeleteConsumer(ctx, IngestStream, IngestConsumer); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-			return fmt.Errorf("reset ingest consumer: %w", err)
-		}
-	} else if !errors.Is(err, jetstream.ErrConsumerNotFound) {
-		return fmt.Errorf("read ingest consumer: %w", err)
+	if floor > 0 {
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, floor+1
 	}
-	if _, err := h.js.CreateOrUpdateConsumer(ctx, IngestStream, cfg); err != nil {
+	return cfg
+}
+
+// runIngest creates the ingest consumer from just past floor and starts a
+// run of the check on it. The caller holds h.ingestMu.
+func (h *Hub) runIngest(parent context.Context, floor uint64) error {
+	ctx, cancel := context.WithCancel(parent)
+	if _, err := h.js.CreateOrUpdateConsumer(ctx, IngestStream, ingestConsumerConfig(floor)); err != nil {
+		cancel()
 		return fmt.Errorf("create ingest consumer: %w", err)
 	}
 	// The check reads INGEST with the client's pull subscription, which
@@ -68,25 +100,34 @@ func (h *Hub) startIngest(ctx context.Context) error {
 	// is exactly what the client parsed (see ingest.Message.HeaderSize).
 	legacy, err := h.nc.JetStream()
 	if err != nil {
+		cancel()
 		return fmt.Errorf("ingest consumer: %w", err)
 	}
 	sub, err := legacy.PullSubscribe("", IngestConsumer, nats.Bind(IngestStream, IngestConsumer))
 	if err != nil {
+		cancel()
 		return fmt.Errorf("start ingest consumer: %w", err)
 	}
 	checker := &ingest.Checker{Schemas: h.schemas, MaxSize: h.opts.MaxEventBytes, Known: h.sources, Orders: newBuildOrderIndex(h.js), Now: time.Now}
 	// Three goroutines in a row: the fetcher checks each message, the
 	// publisher forwards it, the acker settles it. Each keeps the stream's
 	// order.
+	fetchCtx, stopFetch := context.WithCancel(ctx)
+	run := &ingestRun{stopFetch: stopFetch, fetchDone: make(chan struct{}), cancel: cancel, pubDone: make(chan struct{}), ackerDone: make(chan struct{})}
+	h.ingestSettled.Store(floor)
 	h.checked = make(chan pendingPub, 4096)
 	h.pending = make(chan pendingPub, 8192)
-	h.ackerDone = make(chan struct{})
-	fetchCtx, stopFetch := context.WithCancel(ctx)
-	h.ingestStop = stopFetch
-	h.fetchDone = make(chan struct{})
-	go h.publishForwards(ctx)
+	h.ackerDone = run.ackerDone
+	h.ingest = run
+	go func() {
+		defer close(run.pubDone)
+		h.publishForwards(ctx)
+	}()
 	go h.ackForwards(ctx)
-	go h.fetchIngest(fetchCtx, ctx, sub, checker)
+	go func() {
+		defer close(run.fetchDone)
+		h.fetchIngest(fetchCtx, ctx, sub, checker)
+	}()
 	return nil
 }
 
@@ -96,7 +137,6 @@ func (h *Hub) startIngest(ctx context.Context) error {
 // acks are cumulative, so one dropped before a later one is acknowledged
 // would be lost.
 func (h *Hub) fetchIngest(ctx, runCtx context.Context, sub *nats.Subscription, checker *ingest.Checker) {
-	defer close(h.fetchDone)
 	defer func() { _ = sub.Unsubscribe() }()
 	for ctx.Err() == nil {
 		fctx, cancel := context.WithTimeout(ctx, 2*time.Second)
@@ -104,6 +144,9 @@ func (h *Hub) fetchIngest(ctx, runCtx context.Context, sub *nats.Subscription, c
 		if err != nil {
 			cancel()
 			if ctx.Err() == nil {
+				if errors.Is(err, nats.ErrConsumerDeleted) || errors.Is(err, nats.ErrConsumerNotFound) {
+					h.checkConsumersSoon()
+				}
 				h.log.Debug("ingest fetch", "err", err)
 				sleepCtx(ctx, 100*time.Millisecond)
 			}
@@ -116,6 +159,9 @@ func (h *Hub) fetchIngest(ctx, runCtx context.Context, sub *nats.Subscription, c
 			h.forward(runCtx, checker, msg)
 		}
 		if err := batch.Error(); err != nil && ctx.Err() == nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nats.ErrTimeout) {
+			if errors.Is(err, nats.ErrConsumerDeleted) || errors.Is(err, nats.ErrConsumerNotFound) {
+				h.checkConsumersSoon()
+			}
 			h.log.Debug("ingest fetch", "err", err)
 		}
 		cancel()
@@ -273,9 +319,9 @@ func (h *Hub) ackForwards(ctx context.Context) {
 			if p.src == nil { // stopIngest's marker: everything before it is settled
 				return
 			}
-			if !h.settle(ctx, p) {
-				// Shutting down with this one unsettled: acknowledge only
-				// what came before it (acks are cumulative).
+			// Acks are cumulative: once one message is given up (the run
+			// is stopping), none after it may be acknowledged.
+			if ctx.Err() != nil || !h.settle(ctx, p) {
 				return
 			}
 			last = p.src
@@ -288,20 +334,13 @@ func (h *Hub) ackForwards(ctx context.Context) {
 }
 
 // settle waits for a forward's ack, retrying it until it is stored. It
-// reports whether the message is done and may be acknowledged.
+// reports whether the message is done and may be acknowledged: not when
+// the run stops, nor when the hub is closing and the forward still fails
+// (INGEST keeps the message and delivers it again at the next start).
 func (h *Hub) settle(ctx context.Context, p pendingPub) bool {
-	var err error
-	var ack *jetstream.PubAck
-	if p.future != nil {
-		select {
-		case ack = <-p.future.Ok():
-			err = nil
-		case err = <-p.future.Err():
-		case <-ctx.Done():
-			return false
-		}
-	} else {
-		err = fmt.Errorf("async publish not queued")
+	done, ack, err := h.awaitAck(ctx, p.future)
+	if !done {
+		return false
 	}
 	var apiErr *jetstream.APIError
 	if errors.As(err, &apiErr) && apiErr.Code == 400 && !p.dead {
@@ -314,6 +353,7 @@ func (h *Hub) settle(ctx context.Context, p pendingPub) bool {
 	}
 	if errors.As(err, &apiErr) && apiErr.Code == 400 && p.dead {
 		h.log.Error("dead letter refused by its stream; dropping it", "subject", p.out.Subject, "err", err)
+		h.noteSettled(p)
 		return true
 	}
 	if ack, err = h.retryForward(ctx, p, ack, err); err != nil {
@@ -326,17 +366,19 @@ func (h *Hub) settle(ctx context.Context, p pendingPub) bool {
 			dl, derr := h.deadLetterFor(p, reason)
 			if derr != nil {
 				h.log.Error("build dead letter for a conflicting duplicate", "subject", p.out.Subject, "err", derr)
-				return true
-			}
-			p.out, p.dead = dl, true
-			pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			ack, err = h.js.PublishMsg(pctx, p.out)
-			cancel()
-			if _, err = h.retryForward(ctx, p, ack, err); err != nil {
-				return false
+			} else {
+				p.out, p.dead = dl, true
+				pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+				ack, err = h.js.PublishMsg(pctx, p.out)
+				cancel()
+				if _, err = h.retryForward(ctx, p, ack, err); err != nil {
+					return false
+				}
 			}
 		}
 	}
+	h.health.stored()
+	h.noteSettled(p)
 	if p.dead {
 		h.metrics.deadLetters.WithLabelValues(p.host).Inc()
 	} else {
@@ -345,12 +387,27 @@ func (h *Hub) settle(ctx context.Context, p pendingPub) bool {
 	return true
 }
 
-// retryForward retries p's forward until it is stored or ctx ends.
+// retryForward retries p's forward until it is stored; it gives up (with
+// an error, leaving the message unacknowledged for the next start) when ctx
+// ends or the hub is closing.
 func (h *Hub) retryForward(ctx context.Context, p pendingPub, ack *jetstream.PubAck, err error) (*jetstream.PubAck, error) {
 	for backoff := 100 * time.Millisecond; err != nil; backoff = min(backoff*2, 5*time.Second) {
-		h.log.Warn("forward failed, retrying", "subject", p.out.Subject, "err", err)
-		if !sleepCtx(ctx, backoff) {
+		h.health.storeFailed(err, time.Now())
+		h.metrics.storeErrors.WithLabelValues(storeErrorKind(err)).Inc()
+		select {
+		case <-h.closing:
+			h.log.Warn("hub closing with a forward failing; INGEST delivers it again at the next start", "subject", p.out.Subject, "err", err)
+			return nil, err
+		default:
+		}
+		h.log.Warn("forward failed, retrying", "subject", p.out.Subject, "err", err, "after", backoff)
+		select {
+		case <-ctx.Done():
 			return nil, ctx.Err()
+		case <-h.closing:
+			h.log.Warn("hub closing with a forward failing; INGEST delivers it again at the next start", "subject", p.out.Subject, "err", err)
+			return nil, err
+		case <-time.After(backoff):
 		}
 		_ = p.src.InProgress() // keep it ours while we retry, so it is not redelivered behind newer events
 		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -379,28 +436,103 @@ func (h *Hub) duplicateConflict(ctx context.Context, p pendingPub, ack *jetstrea
 	return fmt.Sprintf("event id already stored with other content (%s seq %d, %s): a repeated id must repeat the same event", ack.Stream, ack.Sequence, stored.Subject)
 }
 
-// stopIngest stops taking new INGEST messages and lets the forwards already
-// taken finish, so a clean shutdown leaves nothing half done.
-func (h *Hub) stopIngest() {
-	if h.ingestStop == nil {
+// awaitAck waits for an asynchronous forward's ack or error; once the hub
+// is closing, for at most closingGrace more (a store that failed to write
+// does not answer). done is false when it gave up.
+func (h *Hub) awaitAck(ctx context.Context, f jetstream.PubAckFuture) (done bool, ack *jetstream.PubAck, err error) {
+	if f == nil {
+		return true, nil, errors.New("async publish not queued")
+	}
+	closing := h.closing
+	var grace <-chan time.Time
+	for {
+		select {
+		case ack := <-f.Ok():
+			return true, ack, nil
+		case err := <-f.Err():
+			return true, nil, err
+		case <-ctx.Done():
+			return false, nil, nil
+		case <-closing:
+			closing, grace = nil, time.After(closingGrace)
+		case <-grace:
+			h.log.Warn("hub closing with a forward unanswered; INGEST delivers it again at the next start", "subject", f.Msg().Subject)
+			return false, nil, nil
+		}
+	}
+}
+
+// closingGrace is how long a closing hub still waits for a forward's ack.
+const closingGrace = 2 * time.Second
+
+// noteSettled records how far the run's forwards are stored, for a
+// recreation of the consumer.
+func (h *Hub) noteSettled(p pendingPub) {
+	md, err := p.src.Metadata()
+	if err != nil {
 		return
 	}
-	h.ingestStop()
+	s := &h.ingestSettled
+	for cur := s.Load(); md.Sequence.Stream > cur && !s.CompareAndSwap(cur, md.Sequence.Stream); cur = s.Load() {
+	}
+}
+
+// stopIngest stops taking new INGEST messages and lets the forwards already
+// taken finish, so a clean shutdown leaves nothing half done; by deadline
+// it gives up on what is left, unacknowledged. The caller holds h.ingestMu.
+func (h *Hub) stopIngest(deadline time.Time) {
+	run := h.ingest
+	if run == nil {
+		return
+	}
+	timeout := time.NewTimer(max(time.Until(deadline), 0))
+	defer timeout.Stop()
+	run.stopFetch()
+	// The acker stops early when a forward keeps failing: then nothing
+	// more can be acknowledged, and there is no point waiting.
 	select {
-	case <-h.fetchDone:
-	case <-time.After(10 * time.Second):
-		h.log.Warn("ingest fetch did not stop in time")
+	case <-run.fetchDone:
+	case <-run.ackerDone:
+	case <-timeout.C:
+		h.log.Warn("ingest consumer did not drain in time")
 	}
 	select {
 	case h.checked <- pendingPub{}:
-	case <-h.ackerDone:
-		return
+	case <-run.ackerDone:
+	case <-timeout.C:
 	}
 	select {
-	case <-h.ackerDone:
-	case <-time.After(10 * time.Second):
+	case <-run.ackerDone:
+	case <-timeout.C:
 		h.log.Warn("shutdown with ingest forwards pending; they are redelivered at the next start", "pending", len(h.pending))
 	}
+	run.cancel()
+	h.ingest = nil
+}
+
+// abortIngest stops a run of the ingest check without finishing what it
+// took (its consumer is gone: acknowledgements would reach nobody, or a
+// new consumer of the same name). It returns the stream sequence up to
+// which forwards are stored, and an error if the run did not stop in time.
+// The caller holds h.ingestMu.
+func (h *Hub) abortIngest() (uint64, error) {
+	run := h.ingest
+	if run == nil {
+		return 0, nil
+	}
+	run.stopFetch()
+	run.cancel()
+	timeout := time.NewTimer(10 * time.Second)
+	defer timeout.Stop()
+	for _, done := range []<-chan struct{}{run.fetchDone, run.pubDone, run.ackerDone} {
+		select {
+		case <-done:
+		case <-timeout.C:
+			return 0, errors.New("the ingest check did not stop within 10s")
+		}
+	}
+	h.ingest = nil
+	return h.ingestSettled.Load(), nil
 }
 
 // sources reports whether the hub sources host's events (with an auth

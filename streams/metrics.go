@@ -2,7 +2,6 @@ package streams
 
 import (
 	"context"
-	"encoding/json"
 	"net"
 	"net/http"
 	"strconv"
@@ -10,13 +9,14 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 type hubMetrics struct {
 	reg         *prometheus.Registry
 	ingested    *prometheus.CounterVec
 	deadLetters *prometheus.CounterVec
+	storeErrors *prometheus.CounterVec
+	recreated   *prometheus.CounterVec
 }
 
 var (
@@ -26,6 +26,11 @@ var (
 	descAgentUp     = prometheus.NewDesc("pinkie_agent_connected", "1 if the host's agent is connected, 0 if it is known but not connected.", []string{"host"}, nil)
 	descSourceAge   = prometheus.NewDesc("pinkie_source_active_age_seconds", "Seconds since the hub last heard from a host's OUTBOX source (its lag reads 0 during a partition; this does not).", []string{"host"}, nil)
 	descSourceLag   = prometheus.NewDesc("pinkie_source_lag_messages", "Messages a host's OUTBOX holds that the hub has not taken yet, as last reported.", []string{"host"}, nil)
+	descJetStream   = prometheus.NewDesc("pinkie_jetstream_enabled", "1 if the hub's JetStream is enabled (nats-server disables it when the disk is full).", nil, nil)
+	descIngestLag   = prometheus.NewDesc("pinkie_ingest_lag_messages", "INGEST messages the ingest check has not finished yet (stream last sequence - ack floor).", nil, nil)
+	descIngestAge   = prometheus.NewDesc("pinkie_ingest_lag_seconds", "Age of the oldest INGEST message the ingest check has not finished yet.", nil, nil)
+	descMissing     = prometheus.NewDesc("pinkie_consumers_missing", "Consumers the hub owns that are missing and not recreated yet.", []string{"consumer"}, nil)
+	descHealthy     = prometheus.NewDesc("pinkie_healthy", "1 if /healthz answers ok.", nil, nil)
 )
 
 func newHubMetrics(h *Hub) *hubMetrics {
@@ -37,8 +42,20 @@ func newHubMetrics(h *Hub) *hubMetrics {
 		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pinkie_dead_letters_total", Help: "Events refused on ingest and written to pinkie.deadletter.<host>.",
 		}, []string{"host"}),
+		storeErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pinkie_store_errors_total", Help: "Forwards of the ingest check the store refused, by kind: full (the store is at its limit), storage (it could not write: the disk), unavailable (JetStream is off).",
+		}, []string{"kind"}),
+		recreated: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pinkie_consumers_recreated_total", Help: "Consumers the hub owns (ingest, deploy) that it found missing and recreated.",
+		}, []string{"consumer"}),
 	}
-	m.reg.MustRegister(m.ingested, m.deadLetters, hubCollector{h}, budgetCollector{h},
+	for _, kind := range []string{"full", "storage", "unavailable"} {
+		m.storeErrors.WithLabelValues(kind)
+	}
+	for _, kind := range []string{"ingest", "deploy"} {
+		m.recreated.WithLabelValues(kind)
+	}
+	m.reg.MustRegister(m.ingested, m.deadLetters, m.storeErrors, m.recreated, hubCollector{h}, budgetCollector{h},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -47,7 +64,7 @@ func newHubMetrics(h *Hub) *hubMetrics {
 type hubCollector struct{ h *Hub }
 
 func (c hubCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descStreamBytes, descStreamMsgs, descAgents, descAgentUp, descSourceAge, descSourceLag} {
+	for _, d := range []*prometheus.Desc{descStreamBytes, descStreamMsgs, descAgents, descAgentUp, descSourceAge, descSourceLag, descJetStream, descIngestLag, descIngestAge, descMissing, descHealthy} {
 		ch <- d
 	}
 }
@@ -55,6 +72,27 @@ func (c hubCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c hubCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
+	hl := c.h.healthNow(ctx, false)
+	ch <- prometheus.MustNewConstMetric(descJetStream, prometheus.GaugeValue, boolValue(hl.JetStream))
+	ch <- prometheus.MustNewConstMetric(descHealthy, prometheus.GaugeValue, boolValue(hl.OK))
+	if hl.Ingest != nil {
+		ch <- prometheus.MustNewConstMetric(descIngestLag, prometheus.GaugeValue, float64(hl.Ingest.Messages))
+		ch <- prometheus.MustNewConstMetric(descIngestAge, prometheus.GaugeValue, hl.Ingest.Seconds)
+	}
+	missing := map[string]int{"ingest": 0, "deploy": 0}
+	c.h.watch.mu.Lock()
+	for _, k := range c.h.watch.kept {
+		if k.missing {
+			missing[k.kind]++
+		}
+	}
+	c.h.watch.mu.Unlock()
+	for kind, n := range missing {
+		ch <- prometheus.MustNewConstMetric(descMissing, prometheus.GaugeValue, float64(n), kind)
+	}
+	if !hl.JetStream {
+		return
+	}
 	for name := range c.h.js.StreamNames(ctx).Name() {
 		st, err := c.h.js.Stream(ctx, name)
 		if err != nil {
@@ -94,7 +132,7 @@ func (h *Hub) startHTTP(host, addr string) error {
 	}
 	h.httpLn = ln
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(h.metrics.reg, promhttp.HandlerOpts{}))
+	mux.Handle("GET /metrics", h.metricsHandler())
 	mux.HandleFunc("GET /healthz", h.healthz)
 	if h.opts.HTTPHandler != nil {
 		mux.Handle("/", h.opts.HTTPHandler)
@@ -112,30 +150,9 @@ func (h *Hub) startHTTP(host, addr string) error {
 	return nil
 }
 
-// Health is what /healthz reports.
-type Health struct {
-	OK        bool     `json:"ok"`
-	JetStream bool     `json:"jetstream"`
-	Hosts     []string `json:"hosts"`
-	Connected []string `json:"connected"`
-	Problems  []string `json:"problems,omitempty"`
-}
-
-func (h *Hub) healthz(w http.ResponseWriter, r *http.Request) {
-	hl := Health{JetStream: h.srv.JetStreamEnabled(), Hosts: h.Hosts(), Connected: []string{}}
-	for host := range h.connectedAgents() {
-		hl.Connected = append(hl.Connected, host)
+func boolValue(b bool) float64 {
+	if b {
+		return 1
 	}
-	if !hl.JetStream {
-		hl.Problems = append(hl.Problems, "JetStream is not enabled")
-	}
-	if h.nc.Status() != 1 { // nats.CONNECTED
-		hl.Problems = append(hl.Problems, "hub services are not connected")
-	}
-	hl.OK = len(hl.Problems) == 0
-	w.Header().Set("Content-Type", "application/json")
-	if !hl.OK {
-		w.WriteHeader(http.StatusServiceUnavailable)
-	}
-	_ = json.NewEncoder(w).Encode(hl)
+	return 0
 }

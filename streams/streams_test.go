@@ -23,6 +23,14 @@ func testLog(t *testing.T) *slog.Logger {
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
+// testLogWriter is where test logs go besides a test's own buffer.
+func testLogWriter() io.Writer {
+	if os.Getenv("PINKIE_TEST_LOG") != "" {
+		return os.Stderr
+	}
+	return io.Discard
+}
+
 func startTestHub(t *testing.T, authDir, dataDir string) *Hub {
 	t.Helper()
 	h, err := StartHub(context.Background(), HubOptions{

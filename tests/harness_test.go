@@ -76,8 +76,14 @@ type proc struct {
 
 func startProc(t *testing.T, name string, args ...string) *proc {
 	t.Helper()
-	p := &proc{t: t, name: name, out: &syncBuffer{}, done: make(chan struct{})}
-	p.cmd = exec.Command(pinkieBin, args...)
+	return startCommand(t, name, exec.Command(pinkieBin, args...))
+}
+
+// startCommand starts cmd (pinkie under a wrapper such as unshare) as a
+// test process.
+func startCommand(t *testing.T, name string, cmd *exec.Cmd) *proc {
+	t.Helper()
+	p := &proc{t: t, name: name, out: &syncBuffer{}, done: make(chan struct{}), cmd: cmd}
 	var w io.Writer = p.out
 	if os.Getenv("PINKIE_TEST_LOG") != "" {
 		w = io.MultiWriter(p.out, prefixWriter{name, os.Stderr})

@@ -38,7 +38,20 @@ pinkie.deadletter.<host> with the reason.
 Without --auth the hub listens on loopback only. With --auth DIR (made by
 'pinkie keys init') every client and agent must present an nkey; the auth file
 is re-read when it changes, so 'pinkie keys add-host' needs no restart.
-SIGTERM or Ctrl-C shuts down cleanly: nothing acknowledged is lost.`)
+SIGTERM or Ctrl-C shuts down cleanly, within about 15 seconds even when the
+store is full: nothing acknowledged is lost (a forward still failing is left
+in INGEST for the next start).
+
+/healthz answers 503 with the reasons when JetStream is disabled, the ingest
+check lags (--ingest-lag-max, --ingest-lag-max-age), a consumer the hub owns is
+missing (the hub recreates it), the store is full or failing, or a hub
+service restarts in a loop. When nats-server disables JetStream (the disk is
+full) or the store keeps failing to write, the hub exits with status 1 so that
+its service manager restarts it once there is room again.
+
+/metrics and /healthz name hosts only to clients on loopback or presenting
+the bearer token of --metrics-token-file; everyone else gets status and
+numbers summed over hosts.`)
 	data := fs.String("data", defaultDataDir(a, "/var/lib/pinkie-hub"), "data directory for the JetStream store (env STATE_DIRECTORY)")
 	natsAddr := fs.String("nats", "127.0.0.1:4222", "client listener `ADDR` (host:port; port 0 picks one)")
 	leafAddr := fs.String("leaf", "127.0.0.1:7422", "leaf-node listener `ADDR` for agents")
@@ -52,6 +65,9 @@ SIGTERM or Ctrl-C shuts down cleanly: nothing acknowledged is lost.`)
 	hostBurst := fs.String("host-burst", fmt.Sprintf("%d,%d", streams.DefaultHostBurstEvents, streams.DefaultHostBurstBytes), "what a host may send at once (catching up after an outage) before --host-rate applies: `EVENTS,BYTES`")
 	hostCooldown := fs.Duration("host-cooldown", streams.DefaultHostCooldown, "least pause of a host over its budget; it doubles with each pause in a row, up to twice the time --host-rate takes to refill a tenth of --host-burst (100s with the defaults)")
 	syncAlways := fs.Bool("sync-always", false, "fsync every write (survives power loss, slower)")
+	metricsToken := fs.String("metrics-token-file", "", "`FILE` holding a bearer token that shows per-host detail on /metrics and /healthz to clients beyond loopback")
+	lagMax := fs.Uint64("ingest-lag-max", 10000, "/healthz is not ok with more INGEST messages than this not yet checked")
+	lagAge := fs.Duration("ingest-lag-max-age", time.Minute, "/healthz is not ok when the oldest unchecked INGEST message is older than this")
 	configFile := fs.String("config", "", "hub configuration `FILE` (JSON: alert rules, notification channels, deploy and dashboard settings)")
 	rebuildProjections := fs.Bool("rebuild-projections", false, "empty the projection buckets (pinkie-inventory, pinkie-drives, pinkie-alerts) and replay their streams from the start")
 	mkLog := logFlags(fs, a.stderr)
@@ -82,6 +98,8 @@ SIGTERM or Ctrl-C shuts down cleanly: nothing acknowledged is lost.`)
 		DataDir: *data, NATSAddr: *natsAddr, LeafAddr: *leafAddr, HTTPAddr: *httpAddr,
 		AuthDir: *auth, TLSCert: *tlsCert, TLSKey: *tlsKey, MaxEventBytes: *maxEvent, MaxStore: *maxStore, SyncAlways: *syncAlways, Budget: budget,
 		Log: log, Version: version, Services: services, HTTPHandler: httpHandler,
+		MetricsTokenFile: *metricsToken,
+		Health:           streams.HealthOptions{IngestLagMessages: *lagMax, IngestLagAge: *lagAge},
 	})
 	if err != nil {
 		if errors.Is(err, streams.ErrNotLoopback) || errors.Is(err, os.ErrNotExist) {
@@ -89,9 +107,16 @@ SIGTERM or Ctrl-C shuts down cleanly: nothing acknowledged is lost.`)
 		}
 		return exitError{code: exitUsage, err: err}
 	}
-	<-ctx.Done()
-	log.Info("shutting down")
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+	case <-h.Failed():
+		log.Error("shutting down: the hub failed", "err", h.Err())
+	}
 	h.Close()
+	if err := h.Err(); err != nil {
+		return exitError{code: exitFinding, err: err}
+	}
 	return nil
 }
 
