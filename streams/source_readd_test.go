@@ -1,0 +1,80 @@
+package streams
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+)
+
+// TestSourceReaddLosesNothing removes and adds back a host's source of
+// INGEST again and again while the agent publishes as fast as it can, as
+// budget pauses and hub restarts do: every event the agent stored must
+// reach INGEST exactly once.
+func TestSourceReaddLosesNothing(t *testing.T) {
+	if testing.Short() {
+		t.Skip("skipped with -short")
+	}
+	auth := t.TempDir()
+	if _, err := KeysInit(auth, []string{"goliath"}); err != nil {
+		t.Fatal(err)
+	}
+	hub := startTestHub(t, auth, t.TempDir())
+	defer hub.Close()
+	a := startTestAgent(t, "goliath", hub.LeafURL(), HostSeedFile(auth, "goliath"))
+	defer a.Close()
+	ctx := context.Background()
+	const n = 20000
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 1; i <= n; i++ {
+			if err := a.Publish(ctx, heartbeat(t, "goliath", uint64(i)), ""); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	hosts := map[string]bool{"goliath": true}
+	for i := 0; i < 40; i++ {
+		time.Sleep(time.Duration(20+i%5*10) * time.Millisecond)
+		if err := hub.setIngestHosts(ctx, map[string]bool{}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Duration(i%3*20) * time.Millisecond)
+		if err := hub.setIngestHosts(ctx, hosts); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wg.Wait()
+	deadline := time.Now().Add(60 * time.Second)
+	var got uint64
+	for time.Now().Before(deadline) {
+		st, err := hub.JetStream().Stream(ctx, IngestStream)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := st.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = info.State.Msgs
+		if got >= n && len(info.Sources) == 1 && info.Sources[0].Lag == 0 {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	time.Sleep(time.Second)
+	st, _ := hub.JetStream().Stream(ctx, IngestStream)
+	info, _ := st.Info(ctx)
+	got = info.State.Msgs
+	src := ""
+	for _, s := range info.Sources {
+		src += fmt.Sprintf(" lag=%d active=%s err=%v", s.Lag, s.Active, s.Error)
+	}
+	if got != n {
+		t.Fatalf("INGEST holds %d of the agent's %d events after 40 source re-adds;%s", got, n, src)
+	}
+}
