@@ -78,3 +78,34 @@ func TestSourceReaddLosesNothing(t *testing.T) {
 		t.Fatalf("INGEST holds %d of the agent's %d events after 40 source re-adds;%s", got, n, src)
 	}
 }
+
+// TestNewOutboxIsNotSkipped: a host's agent is replaced by one with an
+// empty data dir (a reinstall) while the hub's source of that host is
+// live. The new OUTBOX's events must all arrive: numbered from 1 again,
+// the hub's source would take them for ones it already stored and
+// acknowledge them away.
+func TestNewOutboxIsNotSkipped(t *testing.T) {
+	auth := t.TempDir()
+	if _, err := KeysInit(auth, []string{"goliath"}); err != nil {
+		t.Fatal(err)
+	}
+	hub := startTestHub(t, auth, t.TempDir())
+	defer hub.Close()
+	ctx := context.Background()
+	old := startTestAgent(t, "goliath", hub.LeafURL(), HostSeedFile(auth, "goliath"))
+	for i := 1; i <= 200; i++ {
+		if err := old.Publish(ctx, heartbeat(t, "goliath", uint64(i)), ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitMsgs(t, hub.JetStream(), HostsStream, "pinkie.host.goliath.heartbeat", 200, 20*time.Second)
+	old.Close()
+	fresh := startTestAgent(t, "goliath", hub.LeafURL(), HostSeedFile(auth, "goliath"))
+	defer fresh.Close()
+	for i := 1; i <= 5; i++ {
+		if err := fresh.Publish(ctx, heartbeat(t, "goliath", uint64(1000+i)), ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitMsgs(t, hub.JetStream(), HostsStream, "pinkie.host.goliath.heartbeat", 205, 30*time.Second)
+}
