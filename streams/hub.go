@@ -109,6 +109,7 @@ type Hub struct {
 	watch         consumerWatch
 	health        healthState
 	metricsToken  []byte
+	nixCache      *NixCache
 }
 
 // StartHub starts the hub: the embedded server, its streams and buckets,
@@ -307,6 +308,10 @@ func (h *Hub) ensureStreams(ctx context.Context) error {
 		if _, err := h.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: b, History: 5, Storage: jetstream.FileStorage}); err != nil {
 			return fmt.Errorf("create KV bucket %s: %w", b, err)
 		}
+	}
+	var err error
+	if h.nixCache, err = OpenNixCache(ctx, h.js); err != nil {
+		return err
 	}
 	hosts := map[string]bool{}
 	if h.auth != nil {

@@ -134,6 +134,7 @@ func (h *Hub) startHTTP(host, addr string) error {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", h.metricsHandler())
 	mux.HandleFunc("GET /healthz", h.healthz)
+	mux.Handle("GET "+nixCachePrefix+"/", h.nixCacheHandler())
 	if h.opts.HTTPHandler != nil {
 		mux.Handle("/", h.opts.HTTPHandler)
 	}

@@ -1,0 +1,212 @@
+package streams
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path"
+	"path/filepath"
+	"regexp"
+	"strings"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/pinkiefleet/pinkie/bounded"
+)
+
+// The hub's Nix binary cache (issue 12): narinfos in a KV bucket keyed by
+// the store path's hash part, NAR files in an object store under the URL
+// their narinfo names (nar/<file hash>.nar.xz). Served read-only over the
+// hub's HTTP under /nix-cache/ as a standard binary cache.
+const (
+	NixNarinfoBucket = "pinkie-nix-narinfo"
+	NixNarBucket     = "pinkie-nix-nar"
+	nixCachePrefix   = "/nix-cache"
+	// maxNarinfo bounds one narinfo; real ones are a few hundred bytes.
+	maxNarinfo = 64 << 10
+)
+
+// NixCache is the hub's binary cache in JetStream.
+type NixCache struct {
+	narinfo jetstream.KeyValue
+	nar     jetstream.ObjectStore
+}
+
+// OpenNixCache opens (creating if needed) the cache's bucket and object
+// store.
+func OpenNixCache(ctx context.Context, js jetstream.JetStream) (*NixCache, error) {
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: NixNarinfoBucket,
+		Description: "the fleet's Nix binary cache: narinfo by store path hash", History: 1, Storage: jetstream.FileStorage, MaxValueSize: maxNarinfo})
+	if err != nil {
+		return nil, fmt.Errorf("create KV bucket %s: %w", NixNarinfoBucket, err)
+	}
+	obj, err := js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: NixNarBucket,
+		Description: "the fleet's Nix binary cache: NAR files", Storage: jetstream.FileStorage, Compression: false})
+	if err != nil {
+		return nil, fmt.Errorf("create object store %s: %w", NixNarBucket, err)
+	}
+	return &NixCache{narinfo: kv, nar: obj}, nil
+}
+
+// storeHashRE is the hash part of a store path: 32 characters of Nix's
+// base32 alphabet.
+var storeHashRE = regexp.MustCompile(`^[0-9a-df-np-sv-z]{32}$`)
+
+// narURLRE is what a narinfo's URL may be: a file under nar/.
+var narURLRE = regexp.MustCompile(`^nar/[0-9a-z]+\.nar(\.(xz|bz2|zst|br|gz))?$`)
+
+// UploadStats says what an upload added and what the cache already had.
+type UploadStats struct {
+	Paths        int   `json:"paths"`
+	NewPaths     int   `json:"new_paths"`
+	NewNARs      int   `json:"new_nars"`
+	BytesSent    int64 `json:"bytes_sent"`
+	SkippedPaths int   `json:"skipped_paths"`
+}
+
+// UploadDir uploads a local binary cache directory (what `nix copy --to
+// file://DIR` writes) into the hub's cache: for each narinfo the cache
+// lacks, its NAR first (unless stored already), then the narinfo, so a
+// narinfo in the cache never names a missing NAR. Paths the cache has are
+// skipped; an upload cut short resumes where it stopped when run again.
+func (c *NixCache) UploadDir(ctx context.Context, dir string) (UploadStats, error) {
+	var st UploadStats
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return st, fmt.Errorf("read binary cache %s: %w", dir, err)
+	}
+	for _, e := range entries {
+		hash, ok := strings.CutSuffix(e.Name(), ".narinfo")
+		if !ok || e.IsDir() {
+			continue
+		}
+		if !storeHashRE.MatchString(hash) {
+			return st, fmt.Errorf("binary cache %s: %s is not <store hash>.narinfo", dir, e.Name())
+		}
+		st.Paths++
+		if _, err := c.narinfo.Get(ctx, hash); err == nil {
+			st.SkippedPaths++
+			continue
+		} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
+			return st, fmt.Errorf("look up %s in the cache: %w", hash, err)
+		}
+		info, err := bounded.ReadPath(filepath.Join(dir, e.Name()), maxNarinfo)
+		if err != nil {
+			return st, err
+		}
+		url, err := narinfoURL(info)
+		if err != nil {
+			return st, fmt.Errorf("%s: %w", e.Name(), err)
+		}
+		if _, err := c.nar.GetInfo(ctx, url); errors.Is(err, jetstream.ErrObjectNotFound) {
+			f, err := os.Open(filepath.Join(dir, filepath.FromSlash(url)))
+			if err != nil {
+				return st, fmt.Errorf("%s names %s: %w", e.Name(), url, err)
+			}
+			oi, err := c.nar.Put(ctx, jetstream.ObjectMeta{Name: url}, f)
+			f.Close()
+			if err != nil {
+				return st, fmt.Errorf("upload %s: %w", url, err)
+			}
+			st.NewNARs++
+			st.BytesSent += int64(oi.Size)
+		} else if err != nil {
+			return st, fmt.Errorf("look up %s in the cache: %w", url, err)
+		}
+		if _, err := c.narinfo.Create(ctx, hash, info); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
+			return st, fmt.Errorf("store %s: %w", e.Name(), err)
+		}
+		st.NewPaths++
+		st.BytesSent += int64(len(info))
+	}
+	return st, nil
+}
+
+// narinfoURL is the URL line of a narinfo, checked to be a NAR under nar/.
+func narinfoURL(info []byte) (string, error) {
+	sc := bufio.NewScanner(bytes.NewReader(info))
+	url := ""
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "URL: "); ok {
+			if url != "" {
+				return "", errors.New("narinfo has two URL lines")
+			}
+			url = v
+		}
+	}
+	if url == "" {
+		return "", errors.New("narinfo has no URL line")
+	}
+	if !narURLRE.MatchString(url) || path.Clean(url) != url {
+		return "", fmt.Errorf("narinfo URL %q is not a NAR file under nar/", url)
+	}
+	return url, nil
+}
+
+// ServeHTTP serves the cache read-only as a standard Nix binary cache:
+// /nix-cache-info, /<hash>.narinfo and /nar/<file>, under the prefix it is
+// mounted at.
+func (c *NixCache) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	p := strings.TrimPrefix(r.URL.Path, "/")
+	switch {
+	case p == "nix-cache-info":
+		w.Header().Set("Content-Type", "text/x-nix-cache-info")
+		fmt.Fprint(w, "StoreDir: /nix/store\nWantMassQuery: 1\nPriority: 30\n")
+	case strings.HasSuffix(p, ".narinfo"):
+		hash := strings.TrimSuffix(p, ".narinfo")
+		if !storeHashRE.MatchString(hash) {
+			http.Error(w, "not a narinfo name", http.StatusNotFound)
+			return
+		}
+		e, err := c.narinfo.Get(r.Context(), hash)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			http.Error(w, "no such path in the cache", http.StatusNotFound)
+			return
+		} else if err != nil {
+			http.Error(w, "cache unavailable: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		w.Header().Set("Content-Type", "text/x-nix-narinfo")
+		_, _ = w.Write(e.Value())
+	case narURLRE.MatchString(p):
+		res, err := c.nar.Get(r.Context(), p)
+		if errors.Is(err, jetstream.ErrObjectNotFound) {
+			http.Error(w, "no such NAR in the cache", http.StatusNotFound)
+			return
+		} else if err != nil {
+			http.Error(w, "cache unavailable: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		defer res.Close()
+		if info, err := res.Info(); err == nil {
+			w.Header().Set("Content-Length", fmt.Sprint(info.Size))
+		}
+		w.Header().Set("Content-Type", "application/x-nix-nar")
+		_, _ = io.Copy(w, res)
+	default:
+		http.NotFound(w, r)
+	}
+}
+
+// NixCache returns the hub's binary cache.
+func (h *Hub) NixCache() *NixCache { return h.nixCache }
+
+// nixCacheHandler serves the cache to the clients the hub trusts with
+// per-host detail (loopback, or the bearer token of --metrics-token-file):
+// store paths name what runs on every host.
+func (h *Hub) nixCacheHandler() http.Handler {
+	inner := http.StripPrefix(nixCachePrefix, h.nixCache)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !h.trusted(r) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="pinkie nix cache"`)
+			http.Error(w, "the nix cache is served to loopback clients and to the bearer token of --metrics-token-file", http.StatusUnauthorized)
+			return
+		}
+		inner.ServeHTTP(w, r)
+	})
+}
