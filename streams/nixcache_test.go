@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
 )
 
 // nixEnv is the environment real nix runs in here: no sandbox, nothing to
@@ -178,4 +180,112 @@ func must[T any](v T, err error) T {
 		panic(err)
 	}
 	return v
+}
+
+// TestNixCacheUploadOverNATS: an operator's client uploads a signed
+// binary cache directory into the hub over NATS (no JetStream rights of
+// its own), only what the hub lacks, resuming a NAR cut short; real nix
+// then fetches the path from the hub. A reader key, an unsigned path and
+// a NAR that is not the file its name says are refused.
+func TestNixCacheUploadOverNATS(t *testing.T) {
+	if _, err := exec.LookPath("nix"); err != nil {
+		t.Skip("needs nix (apt-get install nix-bin)")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("building with nix here needs root (the machine's /nix is root's)")
+	}
+	dir := t.TempDir()
+	env := nixEnv()
+	sec := filepath.Join(dir, "fleet.sec")
+	if err := os.WriteFile(sec, []byte(mustNix(t, env, "key", "generate-secret", "--key-name", "pinkie-test-1")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("nix", "key", "convert-secret-to-public")
+	cmd.Env, cmd.Stdin = env, bytes.NewReader(must(os.ReadFile(sec)))
+	pub := must(cmd.Output())
+	// A path of 3 MB of random bytes: its NAR spans many chunks.
+	drv := filepath.Join(dir, "d.nix")
+	if err := os.WriteFile(drv, []byte(`{ seed }: derivation { name = "pinkie-upload-test"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "echo ${seed} > $out.seed; /bin/dd if=/dev/urandom of=$out bs=1M count=3 status=none" ]; }`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	build := func(seed string) string {
+		out := mustNix(t, env, "build", "--no-link", "--json", "-f", drv, "--argstr", "seed", seed)
+		var res []struct{ Outputs map[string]string }
+		if err := json.Unmarshal([]byte(out), &res); err != nil || len(res) != 1 {
+			t.Fatalf("nix build --json: %q: %v", out, err)
+		}
+		return res[0].Outputs["out"]
+	}
+	seed := fmt.Sprint(time.Now().UnixNano())
+	signed, unsigned := build(seed+"-a"), build(seed+"-b")
+	local := filepath.Join(dir, "local-cache")
+	mustNix(t, env, "copy", "--to", "file://"+local+"?secret-key="+sec+"&compression=none", signed)
+
+	auth := t.TempDir()
+	if _, err := KeysInit(auth, []string{"goliath"}); err != nil {
+		t.Fatal(err)
+	}
+	hub := startTestHub(t, auth, t.TempDir())
+	defer hub.Close()
+	ctx := context.Background()
+	op, err := Connect(ctx, hub.ClientURL(), OperatorSeedFile(auth), "upload test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer op.Close()
+	hash := filepath.Base(signed)[:32]
+	info := must(os.ReadFile(filepath.Join(local, hash+".narinfo")))
+	url := must(narinfoURL(info))
+	nar := must(os.ReadFile(filepath.Join(local, filepath.FromSlash(url))))
+	// A cut: the first chunk only reaches the hub.
+	m := &nats.Msg{Subject: NixCachePutOperator + ".nar", Header: nats.Header{}, Data: nar[:nixPutChunk]}
+	m.Header.Set("Pinkie-Url", url)
+	m.Header.Set("Pinkie-Offset", "0")
+	m.Header.Set("Pinkie-Size", fmt.Sprint(len(nar)))
+	if _, err := op.Conn.RequestMsg(m, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	st, err := UploadNixCacheDir(ctx, op.Conn, NixCachePutOperator, local)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := int64(len(nar)-nixPutChunk) + int64(len(info)); st.Missing != 1 || st.BytesSent != want {
+		t.Errorf("resumed upload: %+v, want 1 missing path and %d bytes sent (the NAR less the chunk the hub had, and the narinfo)", st, want)
+	}
+	if st, err = UploadNixCacheDir(ctx, op.Conn, NixCachePutOperator, local); err != nil || st.Missing != 0 || st.BytesSent != 0 {
+		t.Errorf("second upload: %+v %v, want nothing sent", st, err)
+	}
+	trusted := append(nixEnv("trusted-public-keys = "+strings.TrimSpace(string(pub))), "XDG_CACHE_HOME="+t.TempDir())
+	if _, err := runNix(t, trusted, "copy", "--from", "http://"+hub.HTTPAddr()+"/nix-cache", "--to", filepath.Join(t.TempDir(), "store"), signed); err != nil {
+		t.Fatalf("fetching the uploaded path: %v", err)
+	}
+
+	// Unsigned: refused at the hub.
+	local2 := filepath.Join(dir, "unsigned")
+	mustNix(t, env, "copy", "--to", "file://"+local2, unsigned)
+	if _, err := UploadNixCacheDir(ctx, op.Conn, NixCachePutOperator, local2); err == nil || !strings.Contains(err.Error(), "unsigned") {
+		t.Errorf("unsigned upload: %v, want a refusal saying unsigned", err)
+	}
+	// A NAR that is not the file its name says.
+	local3 := filepath.Join(dir, "swapped")
+	mustNix(t, env, "copy", "--to", "file://"+local3+"?secret-key="+sec+"&compression=bzip2", unsigned) // another file than the one uploaded above
+	h3 := filepath.Base(unsigned)[:32]
+	url3 := must(narinfoURL(must(os.ReadFile(filepath.Join(local3, h3+".narinfo")))))
+	if err := os.WriteFile(filepath.Join(local3, filepath.FromSlash(url3)), []byte("not that NAR"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := UploadNixCacheDir(ctx, op.Conn, NixCachePutOperator, local3); err == nil || !strings.Contains(err.Error(), "not the") {
+		t.Errorf("swapped NAR upload: %v, want a refusal naming the hash", err)
+	}
+	// A reader key cannot upload.
+	rd, err := Connect(ctx, hub.ClientURL(), ReaderSeedFile(auth), "upload test reader")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	rctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	if _, err := UploadNixCacheDir(rctx, rd.Conn, NixCachePutOperator, local3); err == nil {
+		t.Error("a reader key uploaded into the nix cache")
+	}
 }

@@ -78,6 +78,7 @@ var operatorPublish = []string{
 	"pinkie.silence.removed.*",
 	events.FleetDeclaredSubject,
 	NotifyTestSubject,
+	NixCachePutOperator + ".*",
 }
 
 // clientStreamImports are the live subjects clients may subscribe to.

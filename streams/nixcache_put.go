@@ -1,0 +1,333 @@
+package streams
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/pinkiefleet/pinkie/bounded"
+)
+
+// Uploads into the hub's Nix cache over NATS, for those who have no
+// JetStream rights at the hub (operators' `pinkie deploy` builds, later
+// builder agents): a request/reply service on
+// _pinkie.nixcache.put.<who>.{has,nar,narinfo}.
+//
+//   - has: a JSON list of store hashes → {"missing": [...]}.
+//   - nar: one chunk of a NAR file, headers Pinkie-Url (nar/<hash>.nar.xz),
+//     Pinkie-Offset and Pinkie-Size (the whole file's size) →
+//     {"offset": bytes staged so far} or {"stored": true}. A chunk at the
+//     wrong offset is not taken; the reply says where to go on, so an
+//     upload cut short (or a hub restarted) resumes where it stopped.
+//     The whole file is checked against the hash its URL names before it
+//     enters the cache.
+//   - narinfo: the narinfo; taken only when its NAR is in the cache and it
+//     carries a signature.
+const (
+	nixCachePutPrefix = "_pinkie.nixcache.put"
+	// NixCachePutOperator is what operators' uploads are sent on.
+	NixCachePutOperator = nixCachePutPrefix + ".operator"
+	nixPutChunk         = 256 << 10
+	maxNarFile          = 8 << 30
+)
+
+// nixPutReply is the service's answer.
+type nixPutReply struct {
+	Missing []string `json:"missing,omitempty"`
+	Offset  int64    `json:"offset,omitempty"`
+	Stored  bool     `json:"stored,omitempty"`
+	Error   string   `json:"error,omitempty"`
+}
+
+// nixPutService stages NAR uploads in a directory until they are whole.
+type nixPutService struct {
+	cache   *NixCache
+	staging string
+	mu      sync.Mutex // one staging write at a time per process: simple, and enough
+}
+
+func (h *Hub) startNixPut() error {
+	s := &nixPutService{cache: h.nixCache, staging: filepath.Join(h.opts.DataDir, "nixcache-staging")}
+	if err := os.MkdirAll(s.staging, 0o700); err != nil {
+		return fmt.Errorf("nix cache staging: %w", err)
+	}
+	_, err := h.nc.QueueSubscribe(nixCachePutPrefix+".*.*", "nixcache-put", func(m *nats.Msg) {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		r := s.handle(ctx, m)
+		b, _ := json.Marshal(r)
+		_ = m.Respond(b)
+	})
+	if err != nil {
+		return fmt.Errorf("nix cache uploads: %w", err)
+	}
+	return nil
+}
+
+func (s *nixPutService) handle(ctx context.Context, m *nats.Msg) nixPutReply {
+	op := m.Subject[strings.LastIndexByte(m.Subject, '.')+1:]
+	switch op {
+	case "has":
+		var hashes []string
+		if err := json.Unmarshal(m.Data, &hashes); err != nil {
+			return nixPutReply{Error: "has: want a JSON list of store hashes: " + err.Error()}
+		}
+		var missing []string
+		for _, h := range hashes {
+			if !storeHashRE.MatchString(h) {
+				return nixPutReply{Error: fmt.Sprintf("has: %q is not a store hash", h)}
+			}
+			if _, err := s.cache.narinfo.Get(ctx, h); errors.Is(err, jetstream.ErrKeyNotFound) {
+				missing = append(missing, h)
+			} else if err != nil {
+				return nixPutReply{Error: "has: " + err.Error()}
+			}
+		}
+		return nixPutReply{Missing: missing}
+	case "nar":
+		return s.putNar(ctx, m)
+	case "narinfo":
+		return s.putNarinfo(ctx, m.Data)
+	default:
+		return nixPutReply{Error: fmt.Sprintf("unknown upload call %q", op)}
+	}
+}
+
+func (s *nixPutService) putNar(ctx context.Context, m *nats.Msg) nixPutReply {
+	url := m.Header.Get("Pinkie-Url")
+	if !narURLRE.MatchString(url) {
+		return nixPutReply{Error: fmt.Sprintf("nar: %q is not a NAR file name under nar/", url)}
+	}
+	offset, err1 := strconv.ParseInt(m.Header.Get("Pinkie-Offset"), 10, 64)
+	size, err2 := strconv.ParseInt(m.Header.Get("Pinkie-Size"), 10, 64)
+	if err1 != nil || err2 != nil || offset < 0 || size <= 0 || size > maxNarFile || offset+int64(len(m.Data)) > size {
+		return nixPutReply{Error: "nar: bad Pinkie-Offset or Pinkie-Size"}
+	}
+	if _, err := s.cache.nar.GetInfo(ctx, url); err == nil {
+		return nixPutReply{Stored: true}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	part := filepath.Join(s.staging, strings.ReplaceAll(url, "/", "_")+".part")
+	f, err := os.OpenFile(part, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nixPutReply{Error: "nar: staging: " + err.Error()}
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nixPutReply{Error: "nar: staging: " + err.Error()}
+	}
+	have := st.Size()
+	if offset != have {
+		return nixPutReply{Offset: have} // resume here
+	}
+	if _, err := f.WriteAt(m.Data, offset); err != nil {
+		return nixPutReply{Error: "nar: staging: " + err.Error()}
+	}
+	have += int64(len(m.Data))
+	if have < size {
+		return nixPutReply{Offset: have}
+	}
+	// Whole: it must be the file its name says, then it enters the cache.
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return nixPutReply{Error: "nar: staging: " + err.Error()}
+	}
+	sum := sha256.New()
+	if _, err := io.Copy(sum, f); err != nil {
+		return nixPutReply{Error: "nar: staging: " + err.Error()}
+	}
+	want := strings.TrimPrefix(url, "nar/")
+	want = want[:strings.IndexByte(want, '.')]
+	if got := nixBase32(sum.Sum(nil)); got != want {
+		os.Remove(part)
+		return nixPutReply{Error: fmt.Sprintf("nar: %s has sha256 %s, not the %s its name says; dropped", url, got, want)}
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return nixPutReply{Error: "nar: staging: " + err.Error()}
+	}
+	if _, err := s.cache.nar.Put(ctx, jetstream.ObjectMeta{Name: url}, f); err != nil {
+		return nixPutReply{Error: "nar: store: " + err.Error()}
+	}
+	os.Remove(part)
+	return nixPutReply{Stored: true}
+}
+
+func (s *nixPutService) putNarinfo(ctx context.Context, info []byte) nixPutReply {
+	if len(info) > maxNarinfo {
+		return nixPutReply{Error: "narinfo: larger than 64 KiB"}
+	}
+	hash := ""
+	for _, l := range strings.Split(string(info), "\n") {
+		if p, ok := strings.CutPrefix(l, "StorePath: /nix/store/"); ok && len(p) > 32 {
+			hash = p[:32]
+		}
+	}
+	if !storeHashRE.MatchString(hash) {
+		return nixPutReply{Error: "narinfo: no StorePath line naming a /nix/store path"}
+	}
+	if !bytes.Contains(info, []byte("\nSig: ")) {
+		return nixPutReply{Error: "narinfo: unsigned; uploads must be signed with the fleet's key (nix copy --to 'file://DIR?secret-key=FILE')"}
+	}
+	url, err := narinfoURL(info)
+	if err != nil {
+		return nixPutReply{Error: "narinfo: " + err.Error()}
+	}
+	if _, err := s.cache.nar.GetInfo(ctx, url); err != nil {
+		return nixPutReply{Error: fmt.Sprintf("narinfo: its NAR %s is not in the cache yet: %v", url, err)}
+	}
+	if _, err := s.cache.narinfo.Create(ctx, hash, info); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
+		return nixPutReply{Error: "narinfo: " + err.Error()}
+	}
+	return nixPutReply{Stored: true}
+}
+
+// nixBase32 is Nix's base-32 encoding of a hash (its own alphabet, least
+// significant bits first), as in store paths and nar/<hash>.nar.xz names.
+func nixBase32(b []byte) string {
+	const alphabet = "0123456789abcdfghijklmnpqrsvwxyz"
+	n := (len(b)*8-1)/5 + 1
+	out := make([]byte, n)
+	for i := n - 1; i >= 0; i-- {
+		bit := i * 5
+		j, k := bit/8, uint(bit%8)
+		c := b[j] >> k
+		if j+1 < len(b) {
+			c |= b[j+1] << (8 - k)
+		}
+		out[n-1-i] = alphabet[c&0x1f]
+	}
+	return string(out)
+}
+
+// NixUploadStats is what UploadNixCacheDir sent.
+type NixUploadStats struct {
+	Paths     int   `json:"paths"`
+	Missing   int   `json:"missing"`
+	BytesSent int64 `json:"bytes_sent"`
+}
+
+// UploadNixCacheDir uploads a local binary cache directory (nix copy --to
+// file://DIR, signed) into the hub's cache over nc: only the paths the
+// cache lacks, each NAR in chunks from where the hub has it, then its
+// narinfo. prefix is the service subject the caller may use
+// (NixCachePutOperator for operators).
+func UploadNixCacheDir(ctx context.Context, nc *nats.Conn, prefix, dir string) (NixUploadStats, error) {
+	var st NixUploadStats
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return st, fmt.Errorf("read binary cache %s: %w", dir, err)
+	}
+	var hashes []string
+	for _, e := range entries {
+		if h, ok := strings.CutSuffix(e.Name(), ".narinfo"); ok && storeHashRE.MatchString(h) {
+			hashes = append(hashes, h)
+		}
+	}
+	st.Paths = len(hashes)
+	call := func(op string, m *nats.Msg) (nixPutReply, error) {
+		m.Subject = prefix + "." + op
+		resp, err := nc.RequestMsgWithContext(ctx, m)
+		if err != nil {
+			return nixPutReply{}, fmt.Errorf("nix cache %s: %w", op, err)
+		}
+		var r nixPutReply
+		if err := json.Unmarshal(resp.Data, &r); err != nil {
+			return r, fmt.Errorf("nix cache %s: bad reply: %w", op, err)
+		}
+		if r.Error != "" {
+			return r, fmt.Errorf("nix cache refused: %s", r.Error)
+		}
+		return r, nil
+	}
+	body, _ := json.Marshal(hashes)
+	r, err := call("has", &nats.Msg{Data: body})
+	if err != nil {
+		return st, err
+	}
+	st.Missing = len(r.Missing)
+	for _, h := range r.Missing {
+		info, err := bounded.ReadPath(filepath.Join(dir, h+".narinfo"), maxNarinfo)
+		if err != nil {
+			return st, err
+		}
+		url, err := narinfoURL(info)
+		if err != nil {
+			return st, fmt.Errorf("%s.narinfo: %w", h, err)
+		}
+		sent, err := uploadNar(ctx, call, filepath.Join(dir, filepath.FromSlash(url)), url)
+		st.BytesSent += sent
+		if err != nil {
+			return st, err
+		}
+		if _, err := call("narinfo", &nats.Msg{Data: info}); err != nil {
+			return st, err
+		}
+		st.BytesSent += int64(len(info))
+	}
+	return st, nil
+}
+
+func uploadNar(ctx context.Context, call func(string, *nats.Msg) (nixPutReply, error), file, url string) (int64, error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return 0, fmt.Errorf("NAR %s: %w", url, err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return 0, err
+	}
+	size := fi.Size()
+	var sent, offset int64
+	// Ask where the hub stands first (an empty chunk at 0), so an upload
+	// cut short resumes instead of starting over.
+	probe := &nats.Msg{Header: nats.Header{}}
+	probe.Header.Set("Pinkie-Url", url)
+	probe.Header.Set("Pinkie-Offset", "0")
+	probe.Header.Set("Pinkie-Size", strconv.FormatInt(size, 10))
+	r, err := call("nar", probe)
+	if err != nil {
+		return 0, err
+	}
+	if r.Stored {
+		return 0, nil
+	}
+	offset = r.Offset
+	buf := make([]byte, nixPutChunk)
+	for {
+		n, err := f.ReadAt(buf, offset)
+		if err != nil && !errors.Is(err, io.EOF) {
+			return sent, fmt.Errorf("NAR %s: %w", url, err)
+		}
+		m := &nats.Msg{Header: nats.Header{}, Data: buf[:n]}
+		m.Header.Set("Pinkie-Url", url)
+		m.Header.Set("Pinkie-Offset", strconv.FormatInt(offset, 10))
+		m.Header.Set("Pinkie-Size", strconv.FormatInt(size, 10))
+		r, err := call("nar", m)
+		sent += int64(n)
+		if err != nil {
+			return sent, err
+		}
+		if r.Stored {
+			return sent, nil
+		}
+		offset = r.Offset // the hub says where to go on (a resume, or the next chunk)
+		if offset < 0 || offset > size {
+			return sent, fmt.Errorf("NAR %s: the hub asked for offset %d of %d", url, offset, size)
+		}
+	}
+}
