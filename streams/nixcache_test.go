@@ -52,38 +52,14 @@ func mustNix(t *testing.T, env []string, args ...string) string {
 // shares nothing with the machine's /nix), with signature checks on.
 // Tampered and unsigned paths are refused by nix with the reason.
 func TestNixCacheRealNix(t *testing.T) {
-	if _, err := exec.LookPath("nix"); err != nil {
-		t.Skip("needs nix (apt-get install nix-bin)")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("building with nix here needs root (the machine's /nix is root's)")
-	}
-	dir := t.TempDir()
-	env := nixEnv()
-	sec := filepath.Join(dir, "fleet.sec")
-	if err := os.WriteFile(sec, []byte(mustNix(t, env, "key", "generate-secret", "--key-name", "pinkie-test-1")), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command("nix", "key", "convert-secret-to-public")
-	cmd.Env, cmd.Stdin = env, bytes.NewReader(must(os.ReadFile(sec)))
-	pub, err := cmd.Output()
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir, env, sec, pub := nixSigningFixture(t)
 	// Two input-addressed paths (no CA: nix trusts those only by signature),
 	// built fresh for this run.
 	drv := filepath.Join(dir, "d.nix")
 	if err := os.WriteFile(drv, []byte(`{ seed }: derivation { name = "pinkie-cache-test"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "echo ${seed} > $out" ]; }`), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	build := func(seed string) string {
-		out := mustNix(t, env, "build", "--no-link", "--json", "-f", drv, "--argstr", "seed", seed)
-		var res []struct{ Outputs map[string]string }
-		if err := json.Unmarshal([]byte(out), &res); err != nil || len(res) != 1 {
-			t.Fatalf("nix build --json: %q: %v", out, err)
-		}
-		return res[0].Outputs["out"]
-	}
+	build := func(seed string) string { return nixBuildSeed(t, env, drv, seed) }
 	seed := fmt.Sprint(time.Now().UnixNano())
 	signed, unsigned := build(seed+"-signed"), build(seed+"-unsigned")
 	local := filepath.Join(dir, "local-cache")
@@ -188,34 +164,13 @@ func must[T any](v T, err error) T {
 // then fetches the path from the hub. A reader key, an unsigned path and
 // a NAR that is not the file its name says are refused.
 func TestNixCacheUploadOverNATS(t *testing.T) {
-	if _, err := exec.LookPath("nix"); err != nil {
-		t.Skip("needs nix (apt-get install nix-bin)")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("building with nix here needs root (the machine's /nix is root's)")
-	}
-	dir := t.TempDir()
-	env := nixEnv()
-	sec := filepath.Join(dir, "fleet.sec")
-	if err := os.WriteFile(sec, []byte(mustNix(t, env, "key", "generate-secret", "--key-name", "pinkie-test-1")), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command("nix", "key", "convert-secret-to-public")
-	cmd.Env, cmd.Stdin = env, bytes.NewReader(must(os.ReadFile(sec)))
-	pub := must(cmd.Output())
+	dir, env, sec, pub := nixSigningFixture(t)
 	// A path of 3 MB of random bytes: its NAR spans many chunks.
 	drv := filepath.Join(dir, "d.nix")
 	if err := os.WriteFile(drv, []byte(`{ seed }: derivation { name = "pinkie-upload-test"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "echo ${seed} > $out.seed; /bin/dd if=/dev/urandom of=$out bs=1M count=3 status=none" ]; }`), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	build := func(seed string) string {
-		out := mustNix(t, env, "build", "--no-link", "--json", "-f", drv, "--argstr", "seed", seed)
-		var res []struct{ Outputs map[string]string }
-		if err := json.Unmarshal([]byte(out), &res); err != nil || len(res) != 1 {
-			t.Fatalf("nix build --json: %q: %v", out, err)
-		}
-		return res[0].Outputs["out"]
-	}
+	build := func(seed string) string { return nixBuildSeed(t, env, drv, seed) }
 	seed := fmt.Sprint(time.Now().UnixNano())
 	signed, unsigned := build(seed+"-a"), build(seed+"-b")
 	local := filepath.Join(dir, "local-cache")
@@ -288,4 +243,41 @@ func TestNixCacheUploadOverNATS(t *testing.T) {
 	if _, err := UploadNixCacheDir(rctx, rd.Conn, NixCachePutOperator, local3); err == nil {
 		t.Error("a reader key uploaded into the nix cache")
 	}
+}
+
+// nixSigningFixture skips without nix or root, and makes a temp dir, the
+// nix environment and a fleet signing key pair (secret file, public key).
+func nixSigningFixture(t *testing.T) (dir string, env []string, sec string, pub []byte) {
+	t.Helper()
+	if _, err := exec.LookPath("nix"); err != nil {
+		t.Skip("needs nix (apt-get install nix-bin)")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("building with nix here needs root (the machine's /nix is root's)")
+	}
+	dir = t.TempDir()
+	env = nixEnv()
+	sec = filepath.Join(dir, "fleet.sec")
+	if err := os.WriteFile(sec, []byte(mustNix(t, env, "key", "generate-secret", "--key-name", "pinkie-test-1")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("nix", "key", "convert-secret-to-public")
+	cmd.Env, cmd.Stdin = env, bytes.NewReader(must(os.ReadFile(sec)))
+	pub, err := cmd.Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir, env, sec, pub
+}
+
+// nixBuildSeed builds the derivation in file drv with argument seed and
+// returns its output path.
+func nixBuildSeed(t *testing.T, env []string, drv, seed string) string {
+	t.Helper()
+	out := mustNix(t, env, "build", "--no-link", "--json", "-f", drv, "--argstr", "seed", seed)
+	var res []struct{ Outputs map[string]string }
+	if err := json.Unmarshal([]byte(out), &res); err != nil || len(res) != 1 {
+		t.Fatalf("nix build --json: %q: %v", out, err)
+	}
+	return res[0].Outputs["out"]
 }
