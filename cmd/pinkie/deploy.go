@@ -6,12 +6,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
 	"text/tabwriter"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/pinkiefleet/pinkie/deploy/fleet"
@@ -65,6 +68,7 @@ no connection to the hub, and then nothing is published.`)
 	expires := fs.Duration("expires", 24*time.Hour, "a host that has not started the deploy after this long skips it")
 	timeout := fs.Duration("timeout", 30*time.Minute, "with --wait, give up after this long")
 	pushTo := fs.String("push-to", "", "after a local build, copy closures to this store `URL` (nix copy --to) where targets fetch them")
+	nixKey := fs.String("nix-key", os.Getenv("PINKIE_NIX_KEY"), "after a local build, sign the closure with this Nix secret key `FILE` and upload what the hub's cache lacks (default: nix-signing.sec next to --nkey, when it exists; env PINKIE_NIX_KEY)")
 	if err := fs.parse(args); err != nil {
 		return err
 	}
@@ -98,7 +102,11 @@ no connection to the hub, and then nothing is published.`)
 	if !*asJSON {
 		lines = a.stdout
 	}
-	firstSeq, err := deploySend(ctx, n, c, &res, plans, deploySendOptions{PushTo: *pushTo, Expires: *expires, RequestedBy: requester(), Stderr: a.stderr, Lines: lines})
+	opts := deploySendOptions{PushTo: *pushTo, Expires: *expires, RequestedBy: requester(), Stderr: a.stderr, Lines: lines}
+	if key := deployNixKey(*nixKey, *cf.nkey); key != "" && *pushTo == "" {
+		opts.Upload = func(ctx context.Context, path string) error { return uploadClosure(ctx, n, c.Conn, key, path) }
+	}
+	firstSeq, err := deploySend(ctx, n, c, &res, plans, opts)
 	if err != nil {
 		return err
 	}
@@ -173,7 +181,10 @@ type deployPublisher interface {
 }
 
 type deploySendOptions struct {
-	PushTo      string
+	PushTo string
+	// Upload, when set, puts a locally built closure into the hub's Nix
+	// cache (signed), where targets fetch it.
+	Upload      func(ctx context.Context, path string) error
 	Expires     time.Duration
 	RequestedBy string
 	// Stderr gets local build failures; Lines, when set, one line per request.
@@ -202,6 +213,9 @@ func deploySend(ctx context.Context, n nix.Nix, c deployPublisher, res *deployRe
 			path, err := n.Build(ctx, nix.Toplevel(ref, h.Host))
 			if err == nil && o.PushTo != "" {
 				err = n.CopyTo(ctx, o.PushTo, path)
+			}
+			if err == nil && o.Upload != nil {
+				err = o.Upload(ctx, path)
 			}
 			h.BuildSeconds = time.Since(start).Seconds()
 			if err != nil {
@@ -397,4 +411,38 @@ func sortedHosts[T any](m map[string]T) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// deployNixKey is the Nix secret key a deploy signs local builds with: the
+// flag (or PINKIE_NIX_KEY), else nix-signing.sec beside the nkey file (as
+// pinkie keys init lays an auth directory out), else none.
+func deployNixKey(flag, nkeyFile string) string {
+	if flag != "" {
+		return flag
+	}
+	if nkeyFile == "" {
+		return ""
+	}
+	p := filepath.Join(filepath.Dir(nkeyFile), "nix-signing.sec")
+	if _, err := os.Stat(p); err == nil {
+		return p
+	}
+	return ""
+}
+
+// uploadClosure signs path's closure with key into a temporary binary cache
+// directory and uploads what the hub's cache lacks.
+func uploadClosure(ctx context.Context, n nix.Nix, nc *nats.Conn, key, path string) error {
+	dir, err := os.MkdirTemp("", "pinkie-upload-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	if err := n.CopyTo(ctx, "file://"+dir+"?secret-key="+key, path); err != nil {
+		return fmt.Errorf("sign %s with %s: %w", path, key, err)
+	}
+	if _, err := streams.UploadNixCacheDir(ctx, nc, streams.NixCachePutOperator, dir); err != nil {
+		return fmt.Errorf("upload %s to the hub's cache: %w", path, err)
+	}
+	return nil
 }
