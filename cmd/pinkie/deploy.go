@@ -105,6 +105,14 @@ no connection to the hub, and then nothing is published.`)
 	opts := deploySendOptions{PushTo: *pushTo, Expires: *expires, RequestedBy: requester(), Stderr: a.stderr, Lines: lines}
 	if key := deployNixKey(*nixKey, *cf.nkey); key != "" && *pushTo == "" {
 		opts.Upload = func(ctx context.Context, path string) error { return uploadClosure(ctx, n, c.Conn, key, path) }
+		// Builders and targets build exactly what was evaluated here,
+		// from the hub's cache: the flake's source (inputs included,
+		// uncommitted changes included) goes there too.
+		src, err := shipFlakeSource(ctx, n, c.Conn, key, res.Flake)
+		if err != nil {
+			return err
+		}
+		res.Flake = src
 	}
 	firstSeq, err := deploySend(ctx, n, c, &res, plans, opts)
 	if err != nil {
@@ -445,4 +453,29 @@ func uploadClosure(ctx context.Context, n nix.Nix, nc *nats.Conn, key, path stri
 		return fmt.Errorf("upload %s to the hub's cache: %w", path, err)
 	}
 	return nil
+}
+
+// shipFlakeSource signs the flake's source and inputs with key, uploads
+// what the hub's cache lacks and returns the reference hosts build from.
+func shipFlakeSource(ctx context.Context, n nix.Nix, nc *nats.Conn, key, ref string) (string, error) {
+	md, err := n.FlakeMetadata(ctx, ref)
+	if err != nil {
+		return "", fmt.Errorf("flake %s: %w", ref, err)
+	}
+	src, err := md.SourceRef()
+	if err != nil {
+		return "", err
+	}
+	dir, err := os.MkdirTemp("", "pinkie-flake-")
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(dir)
+	if err := n.ArchiveTo(ctx, "file://"+dir+"?secret-key="+key, ref); err != nil {
+		return "", fmt.Errorf("sign the flake source of %s with %s: %w", ref, key, err)
+	}
+	if _, err := streams.UploadNixCacheDir(ctx, nc, streams.NixCachePutOperator, dir); err != nil {
+		return "", fmt.Errorf("upload the flake source of %s to the hub's cache: %w", ref, err)
+	}
+	return src, nil
 }

@@ -168,6 +168,30 @@ type Metadata struct {
 	URL         string `json:"url"`
 	OriginalURL string `json:"originalUrl"`
 	Revision    string `json:"revision"`
+	// Path is the flake's source in the store, NarHash (in Locked) its
+	// hash: together a reference any host holding that path can build
+	// from (see SourceRef).
+	Path   string `json:"path"`
+	Locked struct {
+		NarHash string `json:"narHash"`
+	} `json:"locked"`
+}
+
+// SourceRef is a flake reference to exactly the source nix evaluated
+// (dirty working trees included): path:<store path>?narHash=<hash>. A
+// host resolves it from its store, after fetching the path from a cache.
+func (m Metadata) SourceRef() (string, error) {
+	if !strings.HasPrefix(m.Path, "/nix/store/") || m.Locked.NarHash == "" {
+		return "", fmt.Errorf("nix flake metadata gave no store path and narHash for %s", m.OriginalURL)
+	}
+	return "path:" + m.Path + "?narHash=" + m.Locked.NarHash, nil
+}
+
+// ArchiveTo copies a flake's source and its inputs to a store URL (nix
+// flake archive --to).
+func (n Nix) ArchiveTo(ctx context.Context, url, ref string) error {
+	_, err := n.run(ctx, n.bin(), append(append([]string{}, experimental...), "flake", "archive", "--to", url, ref)...)
+	return err
 }
 
 // FlakeMetadata resolves and locks a flake reference.
