@@ -172,17 +172,23 @@ func checkHosts(hosts []string) error {
 }
 
 // KeysInit creates an auth directory: an operator seed, a reader seed, a
-// seed per host and the hub's auth file. It refuses to touch an existing
-// auth directory.
-func KeysInit(dir string, hosts []string) (*Auth, error) {
+// seed per host, the fleet's Nix signing key pair (new, or WithNixKey's)
+// and the hub's auth file. It refuses to touch an existing auth directory.
+func KeysInit(dir string, hosts []string, opts ...KeysOption) (*Auth, error) {
 	if err := checkHosts(hosts); err != nil {
 		return nil, err
 	}
 	if authExists(dir) {
 		return nil, fmt.Errorf("%s already holds an auth file; add hosts with: pinkie keys add-host %s NAME", dir, dir)
 	}
+	if err := checkNoNixKey(dir); err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(seedsDirFor(dir), 0o700); err != nil {
 		return nil, fmt.Errorf("create %s: %w", dir, err)
+	}
+	if _, err := writeNixKey(dir, opts); err != nil {
+		return nil, err
 	}
 	a := &Auth{Hosts: map[string]string{}}
 	op, err := newSeedFile(OperatorSeedFile(dir))

@@ -42,7 +42,7 @@ func commands() []command {
 		{"deploy", "deploy hosts of a flake: pinkie deploy @web --wait", runDeploy},
 		{"last-deploy", "age of each host's last successful deploy, for CI: exit 0/1/3", runLastDeploy},
 		{"collect", "run producers once and print what they see, or judge saved smartctl/zpool/mdstat output", runCollect},
-		{"keys", "create nkeys: keys init DIR --hosts a,b; keys add-host DIR NAME", runKeys},
+		{"keys", "create nkeys and the fleet's Nix signing key: keys init DIR --hosts a,b; keys add-host DIR NAME; keys add-nix-key DIR; keys show-nix-key DIR", runKeys},
 		{"fleet", "the fleet as the flake declares it: fleet sync publishes it; fleet export --format dashy|json", runFleet},
 		{"hosts", "list the fleet's hosts, or one host with its drives: hosts [HOST]", runHosts},
 		{"alerts", "list the alerts firing now (silenced ones marked)", runAlerts},
