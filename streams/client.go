@@ -162,3 +162,32 @@ func (c *Client) Publish(ctx context.Context, subject string, e events.Event) (*
 	}
 	return ack, nil
 }
+
+// Request sends a request and waits for its reply; a subject this key may
+// not publish fails at once with a PermissionError instead of waiting.
+func (c *Client) Request(ctx context.Context, m *nats.Msg) (*nats.Msg, error) {
+	type result struct {
+		msg *nats.Msg
+		err error
+	}
+	done := make(chan result, 1)
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		msg, err := c.Conn.RequestMsgWithContext(rctx, m)
+		done <- result{msg, err}
+	}()
+	select {
+	case r := <-done:
+		if r.err != nil && (errors.Is(r.err, nats.ErrPermissionViolation) || strings.Contains(r.err.Error(), "Permissions Violation")) {
+			return nil, c.Refused("request "+m.Subject, r.err)
+		}
+		return r.msg, r.err
+	case perr := <-c.denied:
+		if strings.Contains(perr.Error(), m.Subject) {
+			return nil, c.Refused("request "+m.Subject, perr)
+		}
+		r := <-done
+		return r.msg, r.err
+	}
+}

@@ -1,7 +1,6 @@
 package streams
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/json"
@@ -19,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/pinkiefleet/pinkie/bounded"
+	"github.com/pinkiefleet/pinkie/nixcache"
 )
 
 // Uploads into the hub's Nix cache over NATS, for those who have no
@@ -35,7 +35,7 @@ import (
 //     The whole file is checked against the hash its URL names before it
 //     enters the cache.
 //   - narinfo: the narinfo; taken only when its NAR is in the cache and it
-//     carries a signature.
+//     is signed by the fleet's key (nix-signing.pub in the auth directory).
 const (
 	nixCachePutPrefix = "_pinkie.nixcache.put"
 	// NixCachePutOperator is what operators' uploads are sent on.
@@ -54,13 +54,23 @@ type nixPutReply struct {
 
 // nixPutService stages NAR uploads in a directory until they are whole.
 type nixPutService struct {
-	cache   *NixCache
+	cache *NixCache
+	// trusted are the keys an upload must be signed by (the fleet's,
+	// from the auth directory); without them, any signature will do.
+	trusted []nixcache.PublicKey
 	staging string
 	mu      sync.Mutex // one staging write at a time per process: simple, and enough
 }
 
 func (h *Hub) startNixPut() error {
 	s := &nixPutService{cache: h.nixCache, staging: filepath.Join(h.opts.DataDir, "nixcache-staging")}
+	if h.opts.AuthDir != "" {
+		if k, err := LoadNixPublicKey(h.opts.AuthDir); err == nil {
+			s.trusted = []nixcache.PublicKey{k}
+		} else {
+			h.log.Warn("no fleet Nix signing key in the auth directory: the nix cache takes uploads signed by any key (add one: pinkie keys add-nix-key DIR)", "err", err)
+		}
+	}
 	if err := os.MkdirAll(s.staging, 0o700); err != nil {
 		return fmt.Errorf("nix cache staging: %w", err)
 	}
@@ -152,7 +162,7 @@ func (s *nixPutService) putNar(ctx context.Context, m *nats.Msg) nixPutReply {
 	}
 	want := strings.TrimPrefix(url, "nar/")
 	want = want[:strings.IndexByte(want, '.')]
-	if got := nixBase32(sum.Sum(nil)); got != want {
+	if got := nixcache.NixBase32(sum.Sum(nil)); got != want {
 		os.Remove(part)
 		return nixPutReply{Error: fmt.Sprintf("nar: %s has sha256 %s, not the %s its name says; dropped", url, got, want)}
 	}
@@ -167,50 +177,31 @@ func (s *nixPutService) putNar(ctx context.Context, m *nats.Msg) nixPutReply {
 }
 
 func (s *nixPutService) putNarinfo(ctx context.Context, info []byte) nixPutReply {
-	if len(info) > maxNarinfo {
-		return nixPutReply{Error: "narinfo: larger than 64 KiB"}
-	}
-	hash := ""
-	for _, l := range strings.Split(string(info), "\n") {
-		if p, ok := strings.CutPrefix(l, "StorePath: /nix/store/"); ok && len(p) > 32 {
-			hash = p[:32]
-		}
-	}
-	if !storeHashRE.MatchString(hash) {
-		return nixPutReply{Error: "narinfo: no StorePath line naming a /nix/store path"}
-	}
-	if !bytes.Contains(info, []byte("\nSig: ")) {
-		return nixPutReply{Error: "narinfo: unsigned; uploads must be signed with the fleet's key (nix copy --to 'file://DIR?secret-key=FILE')"}
-	}
-	url, err := narinfoURL(info)
+	ni, err := nixcache.ParseNarInfo(info)
 	if err != nil {
 		return nixPutReply{Error: "narinfo: " + err.Error()}
 	}
-	if _, err := s.cache.nar.GetInfo(ctx, url); err != nil {
-		return nixPutReply{Error: fmt.Sprintf("narinfo: its NAR %s is not in the cache yet: %v", url, err)}
+	if len(s.trusted) > 0 {
+		if _, err := ni.Verify(s.trusted); err != nil {
+			return nixPutReply{Error: fmt.Sprintf("narinfo of %s: %v (uploads must be signed with the fleet's key: nix copy --to 'file://DIR?secret-key=nix-signing.sec')", ni.StorePath, err)}
+		}
+	} else if len(ni.Sigs) == 0 {
+		return nixPutReply{Error: "narinfo: unsigned; uploads must be signed with the fleet's key (nix copy --to 'file://DIR?secret-key=FILE')"}
+	}
+	hash := ni.HashPart()
+	if ni.StoreDir() != "/nix/store" || !storeHashRE.MatchString(hash) {
+		return nixPutReply{Error: fmt.Sprintf("narinfo: %s is not a /nix/store path", ni.StorePath)}
+	}
+	if !narURLRE.MatchString(ni.URL) {
+		return nixPutReply{Error: fmt.Sprintf("narinfo: URL %q is not a NAR file under nar/", ni.URL)}
+	}
+	if _, err := s.cache.nar.GetInfo(ctx, ni.URL); err != nil {
+		return nixPutReply{Error: fmt.Sprintf("narinfo: its NAR %s is not in the cache yet: %v", ni.URL, err)}
 	}
 	if _, err := s.cache.narinfo.Create(ctx, hash, info); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
 		return nixPutReply{Error: "narinfo: " + err.Error()}
 	}
 	return nixPutReply{Stored: true}
-}
-
-// nixBase32 is Nix's base-32 encoding of a hash (its own alphabet, least
-// significant bits first), as in store paths and nar/<hash>.nar.xz names.
-func nixBase32(b []byte) string {
-	const alphabet = "0123456789abcdfghijklmnpqrsvwxyz"
-	n := (len(b)*8-1)/5 + 1
-	out := make([]byte, n)
-	for i := n - 1; i >= 0; i-- {
-		bit := i * 5
-		j, k := bit/8, uint(bit%8)
-		c := b[j] >> k
-		if j+1 < len(b) {
-			c |= b[j+1] << (8 - k)
-		}
-		out[n-1-i] = alphabet[c&0x1f]
-	}
-	return string(out)
 }
 
 // NixUploadStats is what UploadNixCacheDir sent.
@@ -220,12 +211,18 @@ type NixUploadStats struct {
 	BytesSent int64 `json:"bytes_sent"`
 }
 
+// Requester sends a request and returns its reply (a *Client, which fails
+// fast on a refused subject).
+type Requester interface {
+	Request(ctx context.Context, m *nats.Msg) (*nats.Msg, error)
+}
+
 // UploadNixCacheDir uploads a local binary cache directory (nix copy --to
-// file://DIR, signed) into the hub's cache over nc: only the paths the
+// file://DIR, signed) into the hub's cache over c: only the paths the
 // cache lacks, each NAR in chunks from where the hub has it, then its
 // narinfo. prefix is the service subject the caller may use
 // (NixCachePutOperator for operators).
-func UploadNixCacheDir(ctx context.Context, nc *nats.Conn, prefix, dir string) (NixUploadStats, error) {
+func UploadNixCacheDir(ctx context.Context, c Requester, prefix, dir string) (NixUploadStats, error) {
 	var st NixUploadStats
 	entries, err := os.ReadDir(dir)
 	if err != nil {
@@ -240,7 +237,9 @@ func UploadNixCacheDir(ctx context.Context, nc *nats.Conn, prefix, dir string) (
 	st.Paths = len(hashes)
 	call := func(op string, m *nats.Msg) (nixPutReply, error) {
 		m.Subject = prefix + "." + op
-		resp, err := nc.RequestMsgWithContext(ctx, m)
+		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		resp, err := c.Request(rctx, m)
+		cancel()
 		if err != nil {
 			return nixPutReply{}, fmt.Errorf("nix cache %s: %w", op, err)
 		}

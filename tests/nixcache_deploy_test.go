@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pinkiefleet/pinkie/streams"
 )
 
 // TestDeployUploadsLocalBuildToHubCache: `pinkie deploy` of a host built
@@ -23,17 +25,8 @@ func TestDeployUploadsLocalBuildToHubCache(t *testing.T) {
 		t.Skip("building with nix here needs root (the machine's /nix is root's)")
 	}
 	f := newFleet(t, "goliath")
-	sec := filepath.Join(f.auth, "nix-signing.sec")
-	out, err := exec.Command("nix", "key", "generate-secret", "--key-name", "pinkie-test-1").Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(sec, out, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command("nix", "key", "convert-secret-to-public")
-	cmd.Stdin = strings.NewReader(string(out))
-	pub, err := cmd.Output()
+	// pinkie keys init made the fleet's key pair beside operator.nk.
+	pub, err := os.ReadFile(streams.NixPublicKeyFile(f.auth))
 	if err != nil {
 		t.Fatal(err)
 	}

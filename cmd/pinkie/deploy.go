@@ -14,7 +14,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/pinkiefleet/pinkie/deploy/fleet"
@@ -104,11 +103,11 @@ no connection to the hub, and then nothing is published.`)
 	}
 	opts := deploySendOptions{PushTo: *pushTo, Expires: *expires, RequestedBy: requester(), Stderr: a.stderr, Lines: lines}
 	if key := deployNixKey(*nixKey, *cf.nkey); key != "" && *pushTo == "" {
-		opts.Upload = func(ctx context.Context, path string) error { return uploadClosure(ctx, n, c.Conn, key, path) }
+		opts.Upload = func(ctx context.Context, path string) error { return uploadClosure(ctx, n, c, key, path) }
 		// Builders and targets build exactly what was evaluated here,
 		// from the hub's cache: the flake's source (inputs included,
 		// uncommitted changes included) goes there too.
-		src, err := shipFlakeSource(ctx, n, c.Conn, key, res.Flake)
+		src, err := shipFlakeSource(ctx, n, c, key, res.Flake)
 		if err != nil {
 			return err
 		}
@@ -440,7 +439,7 @@ func deployNixKey(flag, nkeyFile string) string {
 
 // uploadClosure signs path's closure with key into a temporary binary cache
 // directory and uploads what the hub's cache lacks.
-func uploadClosure(ctx context.Context, n nix.Nix, nc *nats.Conn, key, path string) error {
+func uploadClosure(ctx context.Context, n nix.Nix, c streams.Requester, key, path string) error {
 	dir, err := os.MkdirTemp("", "pinkie-upload-")
 	if err != nil {
 		return err
@@ -449,7 +448,7 @@ func uploadClosure(ctx context.Context, n nix.Nix, nc *nats.Conn, key, path stri
 	if err := n.CopyTo(ctx, "file://"+dir+"?secret-key="+key, path); err != nil {
 		return fmt.Errorf("sign %s with %s: %w", path, key, err)
 	}
-	if _, err := streams.UploadNixCacheDir(ctx, nc, streams.NixCachePutOperator, dir); err != nil {
+	if _, err := streams.UploadNixCacheDir(ctx, c, streams.NixCachePutOperator, dir); err != nil {
 		return fmt.Errorf("upload %s to the hub's cache: %w", path, err)
 	}
 	return nil
@@ -457,7 +456,7 @@ func uploadClosure(ctx context.Context, n nix.Nix, nc *nats.Conn, key, path stri
 
 // shipFlakeSource signs the flake's source and inputs with key, uploads
 // what the hub's cache lacks and returns the reference hosts build from.
-func shipFlakeSource(ctx context.Context, n nix.Nix, nc *nats.Conn, key, ref string) (string, error) {
+func shipFlakeSource(ctx context.Context, n nix.Nix, c streams.Requester, key, ref string) (string, error) {
 	md, err := n.FlakeMetadata(ctx, ref)
 	if err != nil {
 		return "", fmt.Errorf("flake %s: %w", ref, err)
@@ -474,7 +473,7 @@ func shipFlakeSource(ctx context.Context, n nix.Nix, nc *nats.Conn, key, ref str
 	if err := n.ArchiveTo(ctx, "file://"+dir+"?secret-key="+key, ref); err != nil {
 		return "", fmt.Errorf("sign the flake source of %s with %s: %w", ref, key, err)
 	}
-	if _, err := streams.UploadNixCacheDir(ctx, nc, streams.NixCachePutOperator, dir); err != nil {
+	if _, err := streams.UploadNixCacheDir(ctx, c, streams.NixCachePutOperator, dir); err != nil {
 		return "", fmt.Errorf("upload the flake source of %s to the hub's cache: %w", ref, err)
 	}
 	return src, nil
