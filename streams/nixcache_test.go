@@ -50,38 +50,17 @@ func mustNix(t *testing.T, env []string, args ...string) string {
 // shares nothing with the machine's /nix), with signature checks on.
 // Tampered and unsigned paths are refused by nix with the reason.
 func TestNixCacheRealNix(t *testing.T) {
-	if _, err := exec.LookPath("nix"); err != nil {
-		t.Skip("needs nix (apt-get install nix-bin)")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("building with nix here needs root (the machine's /nix is root's)")
-	}
+	needNixRoot(t)
 	dir := t.TempDir()
 	env := nixEnv()
-	sec := filepath.Join(dir, "fleet.sec")
-	if err := os.WriteFile(sec, []byte(mustNix(t, env, "key", "generate-secret", "--key-name", "pinkie-test-1")), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command("nix", "key", "convert-secret-to-public")
-	cmd.Env, cmd.Stdin = env, bytes.NewReader(must(os.ReadFile(sec)))
-	pub, err := cmd.Output()
-	if err != nil {
-		t.Fatal(err)
-	}
+	sec, pub := nixSigningKey(t, dir, "pinkie-test-1")
 	// Two input-addressed paths (no CA: nix trusts those only by signature),
 	// built fresh for this run.
 	drv := filepath.Join(dir, "d.nix")
 	if err := os.WriteFile(drv, []byte(`{ seed }: derivation { name = "pinkie-cache-test"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "echo ${seed} > $out" ]; }`), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	build := func(seed string) string {
-		out := mustNix(t, env, "build", "--no-link", "--json", "-f", drv, "--argstr", "seed", seed)
-		var res []struct{ Outputs map[string]string }
-		if err := json.Unmarshal([]byte(out), &res); err != nil || len(res) != 1 {
-			t.Fatalf("nix build --json: %q: %v", out, err)
-		}
-		return res[0].Outputs["out"]
-	}
+	build := func(seed string) string { return nixBuild(t, env, drv, "seed", seed) }
 	seed := fmt.Sprint(time.Now().UnixNano())
 	signed, unsigned := build(seed+"-signed"), build(seed+"-unsigned")
 	local := filepath.Join(dir, "local-cache")
@@ -171,6 +150,51 @@ func TestNixCacheRealNix(t *testing.T) {
 	if rec.Code != http.StatusUnauthorized {
 		t.Errorf("a client beyond loopback without the token got %d, want 401", rec.Code)
 	}
+}
+
+// needNixRoot skips a test that builds with the machine's nix.
+func needNixRoot(t *testing.T) {
+	t.Helper()
+	if _, err := exec.LookPath("nix"); err != nil {
+		t.Skip("needs nix (apt-get install nix-bin)")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("building with nix here needs root (the machine's /nix is root's)")
+	}
+}
+
+// nixSigningKey makes a Nix signing key pair: the secret key's file and
+// the public key.
+func nixSigningKey(t *testing.T, dir, name string) (secFile string, pub []byte) {
+	t.Helper()
+	env := nixEnv()
+	secFile = filepath.Join(dir, name+".sec")
+	if err := os.WriteFile(secFile, []byte(mustNix(t, env, "key", "generate-secret", "--key-name", name)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("nix", "key", "convert-secret-to-public")
+	cmd.Env, cmd.Stdin = env, bytes.NewReader(must(os.ReadFile(secFile)))
+	pub, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("nix key convert-secret-to-public: %v", err)
+	}
+	return secFile, pub
+}
+
+// nixBuild builds the derivation in file drv with string arguments
+// (name, value, ...) and returns its out path.
+func nixBuild(t *testing.T, env []string, drv string, args ...string) string {
+	t.Helper()
+	cmdArgs := []string{"build", "--no-link", "--json", "-f", drv}
+	for i := 0; i+1 < len(args); i += 2 {
+		cmdArgs = append(cmdArgs, "--argstr", args[i], args[i+1])
+	}
+	out := mustNix(t, env, cmdArgs...)
+	var res []struct{ Outputs map[string]string }
+	if err := json.Unmarshal([]byte(out), &res); err != nil || len(res) != 1 {
+		t.Fatalf("nix build --json: %q: %v", out, err)
+	}
+	return res[0].Outputs["out"]
 }
 
 func must[T any](v T, err error) T {
