@@ -257,18 +257,20 @@ var ErrNotLoopback = errors.New("refusing to listen beyond loopback without --au
 // leafPermissions are a host agent's rights on its leaf connection, written
 // from the leaf's point of view (the hub swaps them for leaf connections):
 // it may send only its own deliveries and replies to the hub's calls into
-// its own domain, and receive only those calls and its own commands.
+// its own domain, and receive only those calls and its own commands; call
+// its own subjects of the hub's nix cache and receive their replies
+// (nixcache_serve.go).
 func leafPermissions(host string) *server.Permissions {
 	d := events.Domain(host)
 	return &server.Permissions{
 		Publish: &server.SubjectPermission{Allow: append([]string{
 			"_pinkie.deliver." + host + ".>",
 			"$JSC.R." + d + ".>",
-		}, deployLeafPublish(host)...)},
+		}, append(deployLeafPublish(host), nixCacheLeafPublish(host)...)...)},
 		Subscribe: &server.SubjectPermission{Allow: append([]string{
 			"$JS." + d + ".API.CONSUMER.>",
 			"$JS.FC." + d + ".>",
 			"pinkie.cmd." + host + ".>",
-		}, deployLeafSubscribe(host)...)},
+		}, append(deployLeafSubscribe(host), nixCacheLeafSubscribe(host)...)...)},
 	}
 }

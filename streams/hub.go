@@ -252,6 +252,10 @@ func StartHub(ctx context.Context, o HubOptions) (*Hub, error) {
 		h.Close()
 		return nil, err
 	}
+	if err := h.startNixCacheService(runCtx); err != nil {
+		h.Close()
+		return nil, err
+	}
 	if err := h.startHTTP(hh, o.HTTPAddr); err != nil {
 		h.Close()
 		return nil, err

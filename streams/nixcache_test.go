@@ -53,14 +53,17 @@ func mustNix(t *testing.T, env []string, args ...string) string {
 // shares nothing with the machine's /nix), with signature checks on.
 // Tampered and unsigned paths are refused by nix with the reason.
 func TestNixCacheRealNix(t *testing.T) {
-	dir, env, sec, pub := nixSigningFixture(t)
+	needNixRoot(t)
+	dir := t.TempDir()
+	env := nixEnv()
+	sec, pub := nixSigningKey(t, dir, "pinkie-test-1")
 	// Two input-addressed paths (no CA: nix trusts those only by signature),
 	// built fresh for this run.
 	drv := filepath.Join(dir, "d.nix")
 	if err := os.WriteFile(drv, []byte(`{ seed }: derivation { name = "pinkie-cache-test"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "echo ${seed} > $out" ]; }`), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	build := func(seed string) string { return nixBuildSeed(t, env, drv, seed) }
+	build := func(seed string) string { return nixBuild(t, env, drv, "seed", seed) }
 	seed := fmt.Sprint(time.Now().UnixNano())
 	signed, unsigned := build(seed+"-signed"), build(seed+"-unsigned")
 	local := filepath.Join(dir, "local-cache")
@@ -152,6 +155,51 @@ func TestNixCacheRealNix(t *testing.T) {
 	}
 }
 
+// needNixRoot skips a test that builds with the machine's nix.
+func needNixRoot(t *testing.T) {
+	t.Helper()
+	if _, err := exec.LookPath("nix"); err != nil {
+		t.Skip("needs nix (apt-get install nix-bin)")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("building with nix here needs root (the machine's /nix is root's)")
+	}
+}
+
+// nixSigningKey makes a Nix signing key pair: the secret key's file and
+// the public key.
+func nixSigningKey(t *testing.T, dir, name string) (secFile string, pub []byte) {
+	t.Helper()
+	env := nixEnv()
+	secFile = filepath.Join(dir, name+".sec")
+	if err := os.WriteFile(secFile, []byte(mustNix(t, env, "key", "generate-secret", "--key-name", name)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("nix", "key", "convert-secret-to-public")
+	cmd.Env, cmd.Stdin = env, bytes.NewReader(must(os.ReadFile(secFile)))
+	pub, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("nix key convert-secret-to-public: %v", err)
+	}
+	return secFile, pub
+}
+
+// nixBuild builds the derivation in file drv with string arguments
+// (name, value, ...) and returns its out path.
+func nixBuild(t *testing.T, env []string, drv string, args ...string) string {
+	t.Helper()
+	cmdArgs := []string{"build", "--no-link", "--json", "-f", drv}
+	for i := 0; i+1 < len(args); i += 2 {
+		cmdArgs = append(cmdArgs, "--argstr", args[i], args[i+1])
+	}
+	out := mustNix(t, env, cmdArgs...)
+	var res []struct{ Outputs map[string]string }
+	if err := json.Unmarshal([]byte(out), &res); err != nil || len(res) != 1 {
+		t.Fatalf("nix build --json: %q: %v", out, err)
+	}
+	return res[0].Outputs["out"]
+}
+
 func must[T any](v T, err error) T {
 	if err != nil {
 		panic(err)
@@ -165,7 +213,10 @@ func must[T any](v T, err error) T {
 // then fetches the path from the hub. A reader key, an unsigned path and
 // a NAR that is not the file its name says are refused.
 func TestNixCacheUploadOverNATS(t *testing.T) {
-	dir, env, otherSec, _ := nixSigningFixture(t)
+	needNixRoot(t)
+	dir := t.TempDir()
+	env := nixEnv()
+	otherSec, _ := nixSigningKey(t, dir, "pinkie-other-1")
 	// The fleet key pinkie keys init made; the fixture's key is another.
 	auth := t.TempDir()
 	if _, err := KeysInit(auth, []string{"goliath"}); err != nil {
@@ -177,7 +228,7 @@ func TestNixCacheUploadOverNATS(t *testing.T) {
 	if err := os.WriteFile(drv, []byte(`{ seed }: derivation { name = "pinkie-upload-test"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "echo ${seed} > $out.seed; /bin/dd if=/dev/urandom of=$out bs=1M count=3 status=none" ]; }`), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	build := func(seed string) string { return nixBuildSeed(t, env, drv, seed) }
+	build := func(seed string) string { return nixBuild(t, env, drv, "seed", seed) }
 	seed := fmt.Sprint(time.Now().UnixNano())
 	signed, unsigned := build(seed+"-a"), build(seed+"-b")
 	local := filepath.Join(dir, "local-cache")
@@ -255,41 +306,4 @@ func TestNixCacheUploadOverNATS(t *testing.T) {
 	} else if time.Since(start) > 5*time.Second {
 		t.Errorf("the reader's refusal took %s: it must fail fast", time.Since(start))
 	}
-}
-
-// nixSigningFixture skips without nix or root, and makes a temp dir, the
-// nix environment and a fleet signing key pair (secret file, public key).
-func nixSigningFixture(t *testing.T) (dir string, env []string, sec string, pub []byte) {
-	t.Helper()
-	if _, err := exec.LookPath("nix"); err != nil {
-		t.Skip("needs nix (apt-get install nix-bin)")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("building with nix here needs root (the machine's /nix is root's)")
-	}
-	dir = t.TempDir()
-	env = nixEnv()
-	sec = filepath.Join(dir, "fleet.sec")
-	if err := os.WriteFile(sec, []byte(mustNix(t, env, "key", "generate-secret", "--key-name", "pinkie-test-1")), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command("nix", "key", "convert-secret-to-public")
-	cmd.Env, cmd.Stdin = env, bytes.NewReader(must(os.ReadFile(sec)))
-	pub, err := cmd.Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return dir, env, sec, pub
-}
-
-// nixBuildSeed builds the derivation in file drv with argument seed and
-// returns its output path.
-func nixBuildSeed(t *testing.T, env []string, drv, seed string) string {
-	t.Helper()
-	out := mustNix(t, env, "build", "--no-link", "--json", "-f", drv, "--argstr", "seed", seed)
-	var res []struct{ Outputs map[string]string }
-	if err := json.Unmarshal([]byte(out), &res); err != nil || len(res) != 1 {
-		t.Fatalf("nix build --json: %q: %v", out, err)
-	}
-	return res[0].Outputs["out"]
 }

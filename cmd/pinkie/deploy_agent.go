@@ -18,6 +18,7 @@ import (
 // on) and the builder role.
 type deployAgentFlags struct {
 	profile, push, substituter, flake, activation *string
+	cacheListen, trustedKey                       *string
 	builder, checkSigs                            *bool
 	expiry                                        *time.Duration
 }
@@ -32,11 +33,14 @@ func addDeployAgentFlags(fs *flagSet) *deployAgentFlags {
 		flake:       fs.String("deploy-flake", "", "flake `REF` to build requests that name none (pinkie pub deploy.requested host=…)"),
 		activation:  fs.String("activation", "auto", "how switch-to-configuration runs: systemd (a transient unit via systemd-run), direct, or auto (systemd when it is PID 1)"),
 		expiry:      fs.Duration("deploy-expiry", deploy.DefaultExpiry, "skip requests older than this that carry no expires_at"),
+		cacheListen: fs.String("cache-listen", "127.0.0.1:0", "loopback `ADDR` of the substituter serving the hub's nix cache to this host's nix (default: a random port)"),
+		trustedKey:  fs.String("nix-trusted-key", "", "the fleet's nix signing `KEY` (NAME:BASE64) to trust for closures from the hub's cache (default: learnt from the hub)"),
 	}
 }
 
-// services builds the agent's deploy services: the activator and the
-// builder (which reports that this host is no builder unless --builder).
+// services builds the agent's deploy services: the loopback substituter
+// for the hub's nix cache, the activator and the builder (which reports
+// that this host is no builder unless --builder).
 func (f *deployAgentFlags) services(host, dataDir string, log *slog.Logger) ([]streams.AgentService, error) {
 	systemd := false
 	switch *f.activation {
@@ -53,12 +57,16 @@ func (f *deployAgentFlags) services(host, dataDir string, log *slog.Logger) ([]s
 	if *f.profile == "" {
 		return nil, usagef("--system-profile must not be empty")
 	}
+	fleetCache, err := streams.NewNixSubstituter(host, *f.cacheListen, *f.trustedKey, log)
+	if err != nil {
+		return nil, usagef("%v", err)
+	}
 	run := nix.ExecRunner{}
 	n := nix.Nix{Run: run}
 	b := &deploy.Builder{Host: host, Nix: n, Role: *f.builder, PushTo: *f.push, DefaultFlake: *f.flake, Now: time.Now, Log: log}
 	act := &deploy.Activator{
 		Host: host, Profile: *f.profile, Nix: n, Run: run, Systemd: systemd, Substituter: *f.substituter,
-		CheckSigs: *f.checkSigs, Builder: b, StateDir: filepath.Join(dataDir, "deploy"), DefaultExpiry: *f.expiry,
+		CheckSigs: *f.checkSigs, FleetCache: fleetCache, Builder: b, StateDir: filepath.Join(dataDir, "deploy"), DefaultExpiry: *f.expiry,
 		Now: time.Now, Log: log,
 	}
 	handle := func(h func(context.Context, deploy.Publisher, deploy.Delivery) error) func(context.Context, *streams.Agent, streams.DeployDelivery) error {
@@ -75,6 +83,7 @@ func (f *deployAgentFlags) services(host, dataDir string, log *slog.Logger) ([]s
 		}
 	}
 	return []streams.AgentService{
+		fleetCache,
 		streams.DeployAgentConsumer{
 			Durable: streams.DeployActivatorConsumer, Phases: []string{"requested", "activation.ordered"},
 			Start:  func(ctx context.Context, a *streams.Agent) error { return act.Recover(ctx, deployAgentPublisher{a}) },

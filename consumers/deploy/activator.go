@@ -30,8 +30,12 @@ type Activator struct {
 	// Substituter is where closures built elsewhere are fetched from
 	// (nix copy --from); "" relies on nix.conf's substituters.
 	Substituter string
-	// CheckSigs requires signatures on what is fetched.
+	// CheckSigs requires signatures on what is fetched from Substituter.
 	CheckSigs bool
+	// FleetCache is the hub's binary cache, as the agent serves it on
+	// loopback: where closures are fetched from, with signature checks
+	// on, when no Substituter is set.
+	FleetCache FleetCache
 	// Builder builds requests placed on the target.
 	Builder *Builder
 	// StateDir holds activator.json.
@@ -184,13 +188,7 @@ func (a *Activator) activate(ctx context.Context, pub Publisher, job events.Depl
 		return a.finish(ctx, pub, "failed", job)
 	}
 	if !a.Nix.Valid(ctx, job.StorePath) {
-		var err error
-		if a.Substituter != "" {
-			err = a.Nix.CopyFrom(ctx, a.Substituter, job.StorePath, a.CheckSigs)
-		} else {
-			err = a.runChecked(ctx, "nix-store", "--realise", job.StorePath)
-		}
-		if err != nil {
+		if err := a.fetch(ctx, job.StorePath); err != nil {
 			return fail("fetch "+job.StorePath, err)
 		}
 	}
@@ -247,6 +245,45 @@ func (a *Activator) activate(ctx context.Context, pub Publisher, job events.Depl
 	}
 	job.Reason = reason + "; restored the previous generation " + job.PreviousPath
 	return a.finish(ctx, pub, "rolledback", job)
+}
+
+// FleetCache is the hub's binary cache as this host's agent serves it.
+type FleetCache interface {
+	// Has reports whether the cache holds storePath.
+	Has(ctx context.Context, storePath string) (bool, error)
+	// Source returns the substituter's URL for nix and the fleet public
+	// key to trust (pinned on the agent, or learnt from the hub).
+	Source(ctx context.Context) (url, trustedKey string, err error)
+}
+
+// fetch realises path's closure: from Substituter when one is set (without
+// signature checks only if CheckSigs is off, and logged); else from the
+// hub's cache when it holds path, trusting the fleet key only; else with
+// nix.conf's substituters.
+func (a *Activator) fetch(ctx context.Context, path string) error {
+	switch {
+	case a.Substituter != "":
+		if !a.CheckSigs {
+			a.Log.Warn("fetching without signature checks (--deploy-check-sigs is off): whatever the substituter serves is trusted", "host", a.Host, "substituter", a.Substituter, "path", path)
+		}
+		return a.Nix.CopyFrom(ctx, a.Substituter, path, a.CheckSigs)
+	case a.FleetCache != nil:
+		has, err := a.FleetCache.Has(ctx, path)
+		if err != nil {
+			return fmt.Errorf("ask the hub's cache: %w", err)
+		}
+		if !has {
+			a.Log.Info("the hub's cache lacks the closure; fetching it with nix.conf's substituters", "host", a.Host, "path", path)
+			break
+		}
+		url, key, err := a.FleetCache.Source(ctx)
+		if err != nil {
+			return err
+		}
+		a.Log.Info("fetching the closure from the hub's cache", "host", a.Host, "path", path, "trusted_key", key)
+		return a.Nix.CopyFromTrusting(ctx, url, path, key)
+	}
+	return a.runChecked(ctx, "nix-store", "--realise", path)
 }
 
 // switchTo runs path/bin/switch-to-configuration goal, in a transient

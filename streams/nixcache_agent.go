@@ -1,0 +1,332 @@
+package streams
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"path"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// NixSubstituter is an agent's loopback binary cache for nix: it speaks the
+// binary cache protocol on 127.0.0.1 (/nix-cache-info, /<hash>.narinfo,
+// /nar/<file>) and answers from the hub's cache over the agent's leaf link
+// (nixcache_serve.go), streaming NAR chunks as they arrive. Read-only.
+type NixSubstituter struct {
+	host   string
+	pinned string
+	log    *slog.Logger
+	// addr is where it listens; ln the listener until Run takes it.
+	addr string
+	ln   net.Listener
+	// Timeout bounds one request to the hub (default 30s).
+	Timeout time.Duration
+
+	mu     sync.Mutex
+	nc     *nats.Conn
+	learnt string
+}
+
+// NewNixSubstituter listens on listen (a loopback address; "" is
+// 127.0.0.1 on a random port) for host's agent. pinnedKey, when set, is
+// the fleet key nix is told to trust, whatever the hub says.
+func NewNixSubstituter(host, listen, pinnedKey string, log *slog.Logger) (*NixSubstituter, error) {
+	if listen == "" {
+		listen = "127.0.0.1:0"
+	}
+	h, _, err := net.SplitHostPort(listen)
+	if err != nil {
+		return nil, fmt.Errorf("--cache-listen %q: %w", listen, err)
+	}
+	if ip := net.ParseIP(h); ip == nil || !ip.IsLoopback() {
+		return nil, fmt.Errorf("--cache-listen %q: the substituter serves loopback only (127.0.0.1 or ::1)", listen)
+	}
+	if pinnedKey != "" {
+		if err := CheckNixPublicKey(pinnedKey); err != nil {
+			return nil, fmt.Errorf("--nix-trusted-key: %w", err)
+		}
+	}
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return nil, fmt.Errorf("--cache-listen: %w", err)
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	return &NixSubstituter{host: host, pinned: pinnedKey, log: log, addr: ln.Addr().String(), ln: ln, Timeout: 30 * time.Second}, nil
+}
+
+// Name implements AgentService.
+func (s *NixSubstituter) Name() string { return "nix-substituter" }
+
+// URL is the substituter's address for nix.
+func (s *NixSubstituter) URL() string { return "http://" + s.addr }
+
+// Run implements AgentService: it serves until ctx ends.
+func (s *NixSubstituter) Run(ctx context.Context, a *Agent) error {
+	nc, err := nats.Connect("", nats.InProcessServer(a.Server()), nats.Name("pinkie-agent-nix-substituter"),
+		nats.CustomInboxPrefix(nixCacheInboxPrefix(s.host)), nats.MaxReconnects(-1))
+	if err != nil {
+		return fmt.Errorf("connect the nix substituter to the agent's server: %w", err)
+	}
+	defer nc.Close()
+	s.mu.Lock()
+	s.nc = nc
+	s.mu.Unlock()
+	defer func() { s.mu.Lock(); s.nc = nil; s.mu.Unlock() }()
+	srv := &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second}
+	s.mu.Lock()
+	ln := s.ln
+	s.ln = nil
+	s.mu.Unlock()
+	if ln == nil { // a restart after an error: the first listener is closed
+		if ln, err = net.Listen("tcp", s.addr); err != nil {
+			return fmt.Errorf("nix substituter: %w", err)
+		}
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	s.log.Info("nix substituter serving the hub's cache on loopback", "url", s.URL(), "pinned_key", s.pinned != "")
+	select {
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+		return nil
+	case err := <-done:
+		return fmt.Errorf("nix substituter: %w", err)
+	}
+}
+
+// errNixCache is an answer from the hub's cache: a status and the reason.
+type errNixCache struct {
+	Status int
+	Reason string
+}
+
+func (e *errNixCache) Error() string { return e.Reason }
+
+// call sends one request to the hub's cache and returns the reply, or the
+// error the hub answered.
+func (s *NixSubstituter) call(ctx context.Context, op string, body []byte) (*nats.Msg, error) {
+	s.mu.Lock()
+	nc := s.nc
+	s.mu.Unlock()
+	if nc == nil {
+		return nil, &errNixCache{Status: 503, Reason: "the agent's nix substituter is not connected yet"}
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.Timeout)
+	defer cancel()
+	subj := nixCacheSubject(s.host, op)
+	m, err := nc.RequestWithContext(ctx, subj, body)
+	switch {
+	case errors.Is(err, nats.ErrNoResponders):
+		return nil, &errNixCache{Status: 503, Reason: "the hub is not reachable over the leaf link (no answer on " + subj + ")"}
+	case err != nil:
+		return nil, &errNixCache{Status: 504, Reason: fmt.Sprintf("asking the hub's cache (%s): %v", subj, err)}
+	}
+	if reason := m.Header.Get(HeaderNixCacheError); reason != "" {
+		st, _ := strconv.Atoi(m.Header.Get(HeaderNixCacheStatus))
+		if st == 0 {
+			st = 502
+		}
+		return nil, &errNixCache{Status: st, Reason: reason}
+	}
+	return m, nil
+}
+
+// TrustedKey is the fleet public key nix must trust: the pinned one, else
+// the one the hub holds (asked each time, so a rotated key is seen).
+func (s *NixSubstituter) TrustedKey(ctx context.Context) (string, error) {
+	if s.pinned != "" {
+		return s.pinned, nil
+	}
+	m, err := s.call(ctx, "key", nil)
+	if err != nil {
+		return "", fmt.Errorf("learning the fleet's signing key from the hub: %w", err)
+	}
+	key := strings.TrimSpace(string(m.Data))
+	if err := CheckNixPublicKey(key); err != nil {
+		return "", fmt.Errorf("the hub's fleet signing key: %w", err)
+	}
+	s.mu.Lock()
+	if s.learnt != key {
+		s.log.Info("learnt the fleet's nix signing key from the hub", "key", key, "previous", s.learnt)
+		s.learnt = key
+	}
+	s.mu.Unlock()
+	return key, nil
+}
+
+// Source returns the substituter's URL and the key to trust for it.
+func (s *NixSubstituter) Source(ctx context.Context) (url, trustedKey string, err error) {
+	key, err := s.TrustedKey(ctx)
+	if err != nil {
+		return "", "", err
+	}
+	return s.URL(), key, nil
+}
+
+// Has reports whether the hub's cache holds storePath.
+func (s *NixSubstituter) Has(ctx context.Context, storePath string) (bool, error) {
+	base := path.Base(storePath)
+	if len(base) < 32 || !storeHashRE.MatchString(base[:32]) {
+		return false, fmt.Errorf("%q is not a store path", storePath)
+	}
+	_, err := s.call(ctx, "narinfo", []byte(base[:32]))
+	var ce *errNixCache
+	if errors.As(err, &ce) && ce.Status == 404 {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// nixCacheInfo is what /nix-cache-info says: the priority puts the fleet's
+// cache before cache.nixos.org (40).
+const nixCacheInfo = "StoreDir: /nix/store\nWantMassQuery: 1\nPriority: 30\n"
+
+// ServeHTTP serves the binary cache protocol, read-only.
+func (s *NixSubstituter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		http.Error(w, "read-only binary cache", http.StatusMethodNotAllowed)
+		return
+	}
+	p := strings.TrimPrefix(r.URL.Path, "/")
+	switch {
+	case p == "nix-cache-info":
+		w.Header().Set("Content-Type", "text/x-nix-cache-info")
+		fmt.Fprint(w, nixCacheInfo)
+	case strings.HasSuffix(p, ".narinfo"):
+		hash := strings.TrimSuffix(p, ".narinfo")
+		if !storeHashRE.MatchString(hash) {
+			http.Error(w, "not a narinfo name", http.StatusNotFound)
+			return
+		}
+		m, err := s.call(r.Context(), "narinfo", []byte(hash))
+		if err != nil {
+			s.httpError(w, "narinfo "+hash, err)
+			return
+		}
+		w.Header().Set("Content-Type", "text/x-nix-narinfo")
+		w.Header().Set("Content-Length", strconv.Itoa(len(m.Data)))
+		if r.Method == http.MethodGet {
+			_, _ = w.Write(m.Data)
+		}
+	case narURLRE.MatchString(p) && path.Clean(p) == p:
+		s.serveNar(w, r, p)
+	default:
+		http.NotFound(w, r)
+	}
+}
+
+func (s *NixSubstituter) httpError(w http.ResponseWriter, what string, err error) {
+	st := http.StatusBadGateway
+	var ce *errNixCache
+	if errors.As(err, &ce) {
+		st = ce.Status
+	}
+	if st != http.StatusNotFound {
+		s.log.Warn("nix substituter could not answer from the hub's cache", "what", what, "err", err)
+	}
+	http.Error(w, err.Error(), st)
+}
+
+// narChunk is one piece of a NAR on its way from the hub.
+type narChunk struct {
+	data []byte
+	size int64
+	err  error
+}
+
+// serveNar streams a NAR: a goroutine pulls chunks in order from the hub
+// while the previous one is written to nix. A chunk that fails for want of
+// the hub is asked again from its offset, a few times.
+func (s *NixSubstituter) serveNar(w http.ResponseWriter, r *http.Request, url string) {
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	chunks := make(chan narChunk, 2)
+	go func() {
+		defer close(chunks)
+		var off int64
+		for {
+			data, size, err := s.narChunk(ctx, url, off)
+			select {
+			case chunks <- narChunk{data: data, size: size, err: err}:
+			case <-ctx.Done():
+				return
+			}
+			if err != nil || r.Method == http.MethodHead {
+				return
+			}
+			off += int64(len(data))
+			if off >= size || len(data) == 0 {
+				return
+			}
+		}
+	}()
+	first, ok := <-chunks
+	if !ok {
+		return
+	}
+	if first.err != nil {
+		s.httpError(w, url, first.err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/x-nix-nar")
+	w.Header().Set("Content-Length", strconv.FormatInt(first.size, 10))
+	if r.Method == http.MethodHead {
+		return
+	}
+	sent := int64(0)
+	for c := first; ; {
+		if c.err != nil {
+			// The length is promised: a short body tells nix the
+			// transfer failed.
+			s.log.Warn("NAR transfer from the hub cut short", "url", url, "sent", sent, "size", first.size, "err", c.err)
+			return
+		}
+		if _, err := w.Write(c.data); err != nil {
+			return
+		}
+		sent += int64(len(c.data))
+		if c, ok = <-chunks; !ok {
+			return
+		}
+	}
+}
+
+// narChunk asks the hub for the chunk of url at off, again after a pause if
+// the hub was out of reach, up to a few times.
+func (s *NixSubstituter) narChunk(ctx context.Context, url string, off int64) ([]byte, int64, error) {
+	body, _ := json.Marshal(narChunkRequest{URL: url, Offset: off})
+	var err error
+	for attempt, pause := 0, 200*time.Millisecond; attempt < 5; attempt, pause = attempt+1, pause*2 {
+		var m *nats.Msg
+		if m, err = s.call(ctx, "nar", body); err == nil {
+			size, perr := strconv.ParseInt(m.Header.Get(HeaderNarSize), 10, 64)
+			if perr != nil || size < off+int64(len(m.Data)) {
+				return nil, 0, fmt.Errorf("the hub's answer for %s at %d has a bad size %q", url, off, m.Header.Get(HeaderNarSize))
+			}
+			return m.Data, size, nil
+		}
+		var ce *errNixCache
+		if errors.As(err, &ce) && (ce.Status == 400 || ce.Status == 404) {
+			return nil, 0, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, 0, ctx.Err()
+		case <-time.After(pause):
+		}
+	}
+	return nil, 0, err
+}

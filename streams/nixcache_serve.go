@@ -1,0 +1,295 @@
+package streams
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/pinkiefleet/pinkie/events"
+	"github.com/pinkiefleet/pinkie/nixcache"
+)
+
+// The hub serves its Nix binary cache to agents over NATS request/reply on
+// their leaf link (issue 12): agents have no HTTP access to the hub. Every
+// subject is scoped by host, so a host's leaf key can call only its own
+// (leafPermissions), and replies go to an inbox under the same host's
+// prefix, which only that host's leaf may receive.
+//
+//	_pinkie.nixcache.<host>.narinfo  body: store hash     → the narinfo
+//	_pinkie.nixcache.<host>.nar      body: narChunkRequest → ≤ narChunkSize bytes
+//	_pinkie.nixcache.<host>.key      body: empty          → the fleet's public key
+//
+// Errors come back as an empty body with HeaderNixCacheError (and
+// HeaderNixCacheStatus 404 for what the cache lacks), never as silence.
+const (
+	nixCacheSubjectPrefix = "_pinkie.nixcache"
+	// narChunkSize is the most one NAR reply carries: the requester pulls
+	// chunks in order, so request pacing is the flow control and a cut
+	// resumes at its offset.
+	narChunkSize = 512 << 10
+
+	HeaderNixCacheError  = "Pinkie-Nix-Cache-Error"
+	HeaderNixCacheStatus = "Pinkie-Nix-Cache-Status"
+	HeaderNarSize        = "Pinkie-Nar-Size"
+)
+
+// nixCacheSubject is the subject a host calls for op (narinfo, nar, key).
+func nixCacheSubject(host, op string) string { return nixCacheSubjectPrefix + "." + host + "." + op }
+
+// nixCacheInboxPrefix is where a host's replies go: its agent's requests
+// use it as their inbox prefix.
+func nixCacheInboxPrefix(host string) string { return nixCacheSubjectPrefix + "." + host + ".r" }
+
+// nixCacheLeafPublish and nixCacheLeafSubscribe are what a host's leaf key
+// needs to use the hub's cache: call its own subjects, receive its own
+// replies.
+func nixCacheLeafPublish(host string) []string {
+	return []string{nixCacheSubject(host, "narinfo"), nixCacheSubject(host, "nar"), nixCacheSubject(host, "key")}
+}
+
+func nixCacheLeafSubscribe(host string) []string {
+	return []string{nixCacheInboxPrefix(host) + ".>"}
+}
+
+// narChunkRequest asks for the bytes of a NAR from Offset on.
+type narChunkRequest struct {
+	URL    string `json:"url"`
+	Offset int64  `json:"offset"`
+}
+
+// maxNixCacheRequest bounds a request body: a hash or a URL and an offset.
+const maxNixCacheRequest = 1024
+
+// nixCacheService answers agents' cache requests on the hub.
+type nixCacheService struct {
+	h *Hub
+	// ctx is the hub's run: the NAR readers kept between requests live
+	// as long as it (an object store reader dies with its context).
+	ctx     context.Context
+	readers narReaders
+}
+
+// startNixCacheService subscribes the hub to every host's cache subjects.
+// The subscriptions end with the hub's connection.
+func (h *Hub) startNixCacheService(ctx context.Context) error {
+	s := &nixCacheService{h: h, ctx: ctx, readers: narReaders{open: map[string]*narReader{}}}
+	// NAR chunks on their own subscription, so a large NAR in flight does
+	// not hold up narinfo lookups.
+	for op, handle := range map[string]func(context.Context, string, *nats.Msg) *nats.Msg{
+		"narinfo": s.narinfo, "key": s.key, "nar": s.nar,
+	} {
+		sub, err := h.nc.Subscribe(nixCacheSubjectPrefix+".*."+op, func(m *nats.Msg) { s.serve(ctx, m, handle) })
+		if err != nil {
+			return fmt.Errorf("subscribe to the nix cache's %s requests: %w", op, err)
+		}
+		_ = sub.SetPendingLimits(1024, 64<<20)
+	}
+	return nil
+}
+
+// serve checks who asks and where the answer goes, runs handle and sends
+// its reply.
+func (s *nixCacheService) serve(ctx context.Context, m *nats.Msg, handle func(context.Context, string, *nats.Msg) *nats.Msg) {
+	tokens := strings.Split(m.Subject, ".")
+	if len(tokens) != 4 {
+		return
+	}
+	host := tokens[2]
+	// A reply outside the caller's own inbox would let one host aim the
+	// hub's answers at another's: no answer at all.
+	if events.ValidHost(host) != nil || !strings.HasPrefix(m.Reply, nixCacheInboxPrefix(host)+".") {
+		s.h.log.Warn("nix cache request with a reply subject outside the caller's inbox; ignored", "subject", m.Subject, "reply", m.Reply)
+		return
+	}
+	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	reply := handle(rctx, host, m)
+	reply.Subject = m.Reply
+	if err := s.h.nc.PublishMsg(reply); err != nil {
+		s.h.log.Warn("nix cache reply failed", "subject", m.Subject, "host", host, "err", err)
+	}
+}
+
+func nixCacheError(status int, format string, args ...any) *nats.Msg {
+	r := nats.NewMsg("")
+	r.Header.Set(HeaderNixCacheStatus, strconv.Itoa(status))
+	r.Header.Set(HeaderNixCacheError, fmt.Sprintf(format, args...))
+	return r
+}
+
+func (s *nixCacheService) narinfo(ctx context.Context, host string, m *nats.Msg) *nats.Msg {
+	hash := string(m.Data)
+	if !storeHashRE.MatchString(hash) {
+		return nixCacheError(400, "narinfo request %.64q is not a store path hash (32 characters of nix base32)", hash)
+	}
+	e, err := s.h.nixCache.narinfo.Get(ctx, hash)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nixCacheError(404, "no path %s in the hub's cache", hash)
+	} else if err != nil {
+		return nixCacheError(503, "the hub's cache is unavailable: %v", err)
+	}
+	r := nats.NewMsg("")
+	r.Data = e.Value()
+	return r
+}
+
+func (s *nixCacheService) key(_ context.Context, _ string, _ *nats.Msg) *nats.Msg {
+	if s.h.opts.AuthDir == "" {
+		return nixCacheError(404, "no fleet signing key: the hub runs without --auth")
+	}
+	if _, err := os.Stat(NixPublicKeyFile(s.h.opts.AuthDir)); errors.Is(err, os.ErrNotExist) {
+		return nixCacheError(404, "no fleet signing key: the hub's auth directory has no %s (pinkie keys add-nix-key makes one)", filepath.Base(NixPublicKeyFile(s.h.opts.AuthDir)))
+	}
+	key, err := LoadNixPublicKey(s.h.opts.AuthDir)
+	if err != nil {
+		return nixCacheError(500, "the fleet signing key: %v", err)
+	}
+	r := nats.NewMsg("")
+	r.Data = []byte(key.String())
+	return r
+}
+
+func (s *nixCacheService) nar(_ context.Context, host string, m *nats.Msg) *nats.Msg {
+	if len(m.Data) > maxNixCacheRequest {
+		return nixCacheError(400, "NAR request of %d bytes, over %d", len(m.Data), maxNixCacheRequest)
+	}
+	var req narChunkRequest
+	dec := json.NewDecoder(strings.NewReader(string(m.Data)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		return nixCacheError(400, "NAR request is not {\"url\":…,\"offset\":…}: %v", err)
+	}
+	if !narURLRE.MatchString(req.URL) || path.Clean(req.URL) != req.URL {
+		return nixCacheError(400, "NAR request URL %.80q is not a NAR file under nar/", req.URL)
+	}
+	if req.Offset < 0 {
+		return nixCacheError(400, "NAR request offset %d is negative", req.Offset)
+	}
+	buf, size, err := s.readers.chunk(s.ctx, s.h.nixCache.nar, req)
+	switch {
+	case errors.Is(err, jetstream.ErrObjectNotFound):
+		return nixCacheError(404, "no NAR %s in the hub's cache", req.URL)
+	case errors.Is(err, errBeyondNar):
+		return nixCacheError(400, "NAR request offset %d is beyond %s's %d bytes", req.Offset, req.URL, size)
+	case err != nil:
+		s.h.log.Warn("reading a NAR from the cache failed", "host", host, "url", req.URL, "offset", req.Offset, "err", err)
+		return nixCacheError(503, "reading %s from the hub's cache: %v", req.URL, err)
+	}
+	r := nats.NewMsg("")
+	r.Header.Set(HeaderNarSize, strconv.FormatInt(size, 10))
+	r.Data = buf
+	return r
+}
+
+var errBeyondNar = errors.New("offset beyond the NAR")
+
+// narReaders keeps the object store readers of NARs being pulled, keyed by
+// the offset their next chunk starts at, so pulling a NAR in order reads
+// it once; a request at any other offset (a resumed transfer) opens a new
+// reader and skips to it.
+type narReaders struct {
+	mu   sync.Mutex
+	open map[string]*narReader
+}
+
+type narReader struct {
+	r    jetstream.ObjectResult
+	size int64
+	used time.Time
+}
+
+const (
+	narReaderIdle = 30 * time.Second
+	narReadersMax = 32
+)
+
+func narReaderKey(url string, off int64) string { return url + "@" + strconv.FormatInt(off, 10) }
+
+func (rs *narReaders) take(key string) *narReader {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	now := time.Now()
+	for k, r := range rs.open {
+		if now.Sub(r.used) > narReaderIdle {
+			r.r.Close()
+			delete(rs.open, k)
+		}
+	}
+	r := rs.open[key]
+	delete(rs.open, key)
+	return r
+}
+
+func (rs *narReaders) put(key string, r *narReader) {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	for len(rs.open) >= narReadersMax {
+		oldest := ""
+		for k, o := range rs.open {
+			if oldest == "" || o.used.Before(rs.open[oldest].used) {
+				oldest = k
+			}
+		}
+		rs.open[oldest].r.Close()
+		delete(rs.open, oldest)
+	}
+	r.used = time.Now()
+	rs.open[key] = r
+}
+
+// chunk reads at most narChunkSize bytes of req.URL from req.Offset and
+// returns them with the NAR's size.
+func (rs *narReaders) chunk(ctx context.Context, store jetstream.ObjectStore, req narChunkRequest) ([]byte, int64, error) {
+	r := rs.take(narReaderKey(req.URL, req.Offset))
+	if r == nil {
+		res, err := store.Get(ctx, req.URL)
+		if err != nil {
+			return nil, 0, err
+		}
+		info, err := res.Info()
+		if err != nil {
+			res.Close()
+			return nil, 0, err
+		}
+		r = &narReader{r: res, size: int64(info.Size)}
+		if req.Offset > r.size {
+			res.Close()
+			return nil, r.size, errBeyondNar
+		}
+		if _, err := io.CopyN(io.Discard, res, req.Offset); err != nil {
+			res.Close()
+			return nil, r.size, fmt.Errorf("skip to offset %d: %w", req.Offset, err)
+		}
+	}
+	n := min(int64(narChunkSize), r.size-req.Offset)
+	buf := make([]byte, n)
+	if _, err := io.ReadFull(r.r, buf); err != nil {
+		r.r.Close()
+		return nil, r.size, err
+	}
+	if next := req.Offset + n; next < r.size {
+		rs.put(narReaderKey(req.URL, next), r)
+	} else {
+		r.r.Close()
+	}
+	return buf, r.size, nil
+}
+
+// CheckNixPublicKey checks that key is a Nix public signing key:
+// NAME:BASE64 of 32 bytes.
+func CheckNixPublicKey(key string) error {
+	_, err := nixcache.ParsePublicKey(key)
+	return err
+}
