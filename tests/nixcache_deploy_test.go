@@ -65,13 +65,14 @@ func TestDeployUploadsLocalBuildToHubCache(t *testing.T) {
 	}
 }
 
-// TestDeployToHostSharingNothing: the issue's "done" case for a local
-// build. The target's agent runs in its own mount namespace with an empty
-// directory on /nix, so nothing of the operator's store is there; with only
-// what keys init made, `pinkie deploy --wait` builds here, ships closure and
-// flake source through the hub, and the agent fetches the closure over its
-// leaf link (its loopback substituter, signatures checked with the fleet
-// key it learnt from the hub) and activates it.
+// TestDeployToHostSharingNothing: the issue's "done" cases. The target's
+// agent runs in its own mount namespace with an empty directory on /nix,
+// so nothing of the operator's store is there; with only what keys init
+// made, `pinkie deploy --wait` ships the flake source (with an uncommitted
+// change) and, for a local build, the closure through the hub; the agent
+// fetches over its leaf link (its loopback substituter, signatures checked
+// with the fleet key it learnt from the hub), builds when it is asked to,
+// and activates.
 func TestDeployToHostSharingNothing(t *testing.T) {
 	deployNeedNix(t)
 	if os.Geteuid() != 0 {
@@ -80,30 +81,40 @@ func TestDeployToHostSharingNothing(t *testing.T) {
 	if out, err := exec.Command("unshare", "-m", "true").CombinedOutput(); err != nil {
 		t.Skipf("cannot make a mount namespace here: %v: %s", err, out)
 	}
-	f := newFleet(t, "goliath")
-	f.startHub()
-	flake := newDeployFlake(t, map[string]deployTestHost{"goliath": {buildOn: "local"}})
-	nixDir, profile := t.TempDir(), filepath.Join(t.TempDir(), "profiles", "system")
-	agent := startCommand(t, "agent-goliath", exec.Command("unshare", "-m", "sh", "-c", `mount --bind "$0" /nix && exec "$@"`, nixDir,
-		pinkieBin, "agent", "--name", "goliath", "--hub", f.leafURL(), "--data", t.TempDir(), "--nkey", streams.HostSeedFile(f.auth, "goliath"),
-		"--reconnect", "200ms", "--producers", "heartbeat", "--heartbeat", "1h", "--system-profile", profile, "--activation", "direct"))
-	agent.waitFor("hub connected", 30*time.Second)
-	out, code := runPinkie(t, "deploy", "goliath", "--flake", flake.dir, "--server", f.natsURL(), "--nkey", f.operator(), "--wait", "--timeout", "3m", "--json")
-	if code != 0 {
-		t.Fatalf("deploy: exit %d\n%s\nagent:\n%s", code, out, agent.out.String())
-	}
-	d := parseDeployJSON(t, out)
-	if len(d.Hosts) != 1 || d.Hosts[0].Outcome != "activated" {
-		t.Fatalf("deploy result %+v, want goliath activated\nagent:\n%s", d, agent.out.String())
-	}
-	base := filepath.Base(d.Hosts[0].StorePath)
-	if _, err := os.Stat(filepath.Join(nixDir, "store", base)); err != nil {
-		t.Errorf("the closure is not in the agent's own store: %v", err)
-	}
-	if link, err := os.Readlink(profile); err != nil || !strings.Contains(link, "system-") {
-		t.Errorf("profile %s: %q %v", profile, link, err)
-	}
-	if !contains(flake.stcLog(), "goliath switch r1") {
-		t.Errorf("switch-to-configuration did not run: %q", flake.stcLog())
+	for _, buildOn := range []string{"local", "target"} {
+		t.Run("built "+buildOn, func(t *testing.T) {
+			f := newFleet(t, "goliath")
+			f.startHub()
+			flake := newDeployFlake(t, map[string]deployTestHost{"goliath": {buildOn: buildOn}})
+			// An uncommitted change the target has never seen.
+			fl, err := os.OpenFile(filepath.Join(flake.dir, "flake.nix"), os.O_APPEND|os.O_WRONLY, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fmt.Fprintf(fl, "# uncommitted %d\n", time.Now().UnixNano())
+			fl.Close()
+			nixDir, profile := t.TempDir(), filepath.Join(t.TempDir(), "profiles", "system")
+			agent := startCommand(t, "agent-goliath", exec.Command("unshare", "-m", "sh", "-c", `mount --bind "$0" /nix && exec "$@"`, nixDir,
+				pinkieBin, "agent", "--name", "goliath", "--hub", f.leafURL(), "--data", t.TempDir(), "--nkey", streams.HostSeedFile(f.auth, "goliath"),
+				"--reconnect", "200ms", "--producers", "heartbeat", "--heartbeat", "1h", "--system-profile", profile, "--activation", "direct"))
+			agent.waitFor("hub connected", 30*time.Second)
+			out, code := runPinkie(t, "deploy", "goliath", "--flake", flake.dir, "--server", f.natsURL(), "--nkey", f.operator(), "--wait", "--timeout", "3m", "--json")
+			if code != 0 {
+				t.Fatalf("deploy: exit %d\n%s\nagent:\n%s", code, out, agent.out.String())
+			}
+			d := parseDeployJSON(t, out)
+			if len(d.Hosts) != 1 || d.Hosts[0].Outcome != "activated" {
+				t.Fatalf("deploy result %+v, want goliath activated\nagent:\n%s", d, agent.out.String())
+			}
+			if _, err := os.Stat(filepath.Join(nixDir, "store", filepath.Base(d.Hosts[0].StorePath))); err != nil {
+				t.Errorf("the closure is not in the agent's own store: %v", err)
+			}
+			if link, err := os.Readlink(profile); err != nil || !strings.Contains(link, "system-") {
+				t.Errorf("profile %s: %q %v", profile, link, err)
+			}
+			if !contains(flake.stcLog(), "goliath switch r1") {
+				t.Errorf("switch-to-configuration did not run: %q", flake.stcLog())
+			}
+		})
 	}
 }

@@ -63,7 +63,7 @@ func (f *deployAgentFlags) services(host, dataDir string, log *slog.Logger) ([]s
 	}
 	run := nix.ExecRunner{}
 	n := nix.Nix{Run: run}
-	b := &deploy.Builder{Host: host, Nix: n, Role: *f.builder, PushTo: *f.push, DefaultFlake: *f.flake, Now: time.Now, Log: log}
+	b := &deploy.Builder{Host: host, Nix: n, Role: *f.builder, PushTo: *f.push, DefaultFlake: *f.flake, FleetCache: fleetCache, Now: time.Now, Log: log}
 	act := &deploy.Activator{
 		Host: host, Profile: *f.profile, Nix: n, Run: run, Systemd: systemd, Substituter: *f.substituter,
 		CheckSigs: *f.checkSigs, FleetCache: fleetCache, Builder: b, StateDir: filepath.Join(dataDir, "deploy"), DefaultExpiry: *f.expiry,

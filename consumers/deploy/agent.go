@@ -166,8 +166,12 @@ type Builder struct {
 	PushTo string
 	// DefaultFlake builds requests that name no flake.
 	DefaultFlake string
-	Now          func() time.Time
-	Log          *slog.Logger
+	// FleetCache, when set, is where a flake source shipped through the
+	// hub (path:/nix/store/…-source?narHash=…) is fetched from before the
+	// build, trusting the fleet key only.
+	FleetCache FleetCache
+	Now        func() time.Time
+	Log        *slog.Logger
 }
 
 // Build builds job's host from its flake, pushes the closure and reports
@@ -186,6 +190,14 @@ func (b *Builder) Build(ctx context.Context, pub Publisher, job events.DeployPha
 	job.Flake = flake
 	if err := publishPhase(ctx, pub, b.Host, "build.started", b.Now(), job, b.Log); err != nil {
 		return "", err
+	}
+	if err := b.fetchSource(ctx, flake); err != nil {
+		if ctx.Err() != nil {
+			return "", ctx.Err()
+		}
+		job.Reason = fmt.Sprintf("fetch the flake source %s: %v", flake, err)
+		job.Log = nix.LogTail(err)
+		return "", publishPhase(ctx, pub, b.Host, "build.failed", b.Now(), job, b.Log)
 	}
 	start := b.Now()
 	path, err := b.Nix.Build(ctx, nix.Toplevel(flake, job.Host))
@@ -238,4 +250,32 @@ func shortID(id string) string {
 		id = id[len(id)-12:]
 	}
 	return id
+}
+
+// fetchSource makes sure a flake shipped through the hub's cache
+// (path:/nix/store/…?narHash=…) is in the local store before the build:
+// fetched from the hub's cache, trusting the fleet key only. Other flake
+// references are left to nix.
+func (b *Builder) fetchSource(ctx context.Context, flake string) error {
+	p, ok := strings.CutPrefix(flake, "path:")
+	if !ok || b.FleetCache == nil {
+		return nil
+	}
+	p, _, _ = strings.Cut(p, "?")
+	if !strings.HasPrefix(p, "/nix/store/") || b.Nix.Valid(ctx, p) {
+		return nil
+	}
+	has, err := b.FleetCache.Has(ctx, p)
+	if err != nil {
+		return fmt.Errorf("ask the hub's cache: %w", err)
+	}
+	if !has {
+		return fmt.Errorf("the hub's cache does not hold %s", p)
+	}
+	url, key, err := b.FleetCache.Source(ctx)
+	if err != nil {
+		return err
+	}
+	b.Log.Info("fetching the flake source from the hub's cache", "host", b.Host, "path", p)
+	return b.Nix.CopyFromTrusting(ctx, url, p, key)
 }
