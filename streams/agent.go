@@ -69,6 +69,17 @@ type Agent struct {
 	once    sync.Once
 }
 
+// newOutboxFirstSeq is where a new OUTBOX starts numbering: the time in
+// microseconds, so a host whose OUTBOX is made anew (a reinstall, a wiped
+// data dir) numbers its events beyond anything its previous OUTBOX sent.
+// The hub's source of this host remembers the last sequence it stored and
+// skips, as already seen, any message numbered at or below it — and then
+// acknowledges it, which drops it from the OUTBOX: numbering from 1 again
+// lost the new OUTBOX's first events (TestNewOutboxIsNotSkipped).
+func newOutboxFirstSeq(now time.Time) uint64 {
+	return uint64(max(now.UnixMicro(), 1))
+}
+
 // StartAgent starts the agent's embedded server as a leaf node of the hub.
 // It starts whether or not the hub is reachable.
 func StartAgent(ctx context.Context, o AgentOptions) (*Agent, error) {
@@ -157,7 +168,16 @@ func StartAgent(ctx context.Context, o AgentOptions) (*Agent, error) {
 	}
 	// The HUB consumer must exist before the first event: an interest
 	// stream without consumers keeps nothing.
-	if a.outbox, err = a.js.CreateOrUpdateStream(ctx, outboxConfig(o.OutboxMaxBytes, o.OutboxMaxAge)); err != nil {
+	cfg := outboxConfig(o.OutboxMaxBytes, o.OutboxMaxAge)
+	if old, err := a.js.Stream(ctx, OutboxStream); err == nil {
+		cfg.FirstSeq = old.CachedInfo().Config.FirstSeq // cannot change
+	} else if errors.Is(err, jetstream.ErrStreamNotFound) {
+		cfg.FirstSeq = newOutboxFirstSeq(time.Now())
+	} else {
+		a.Close()
+		return nil, fmt.Errorf("read OUTBOX: %w", err)
+	}
+	if a.outbox, err = a.js.CreateOrUpdateStream(ctx, cfg); err != nil {
 		a.Close()
 		return nil, fmt.Errorf("create OUTBOX: %w", err)
 	}
