@@ -26,6 +26,10 @@ type DeployRequested struct {
 	// HealthChecks are shell commands the target runs after activating;
 	// any failing one rolls the host back.
 	HealthChecks []string `json:"health_checks,omitempty"`
+	// RollbackTimeoutSeconds is how long the target's agent has, after
+	// switching, to reach the hub again before it rolls back (0: the
+	// agent's --rollback-timeout).
+	RollbackTimeoutSeconds int `json:"rollback_timeout_seconds,omitempty"`
 	// BuildSeconds is how long the requester's local build took.
 	BuildSeconds float64 `json:"build_seconds,omitempty"`
 }
@@ -50,6 +54,8 @@ type DeployPhase struct {
 	RequestedAt  *time.Time `json:"requested_at,omitempty"`
 	ExpiresAt    *time.Time `json:"expires_at,omitempty"`
 	HealthChecks []string   `json:"health_checks,omitempty"`
+	// RollbackTimeoutSeconds: see DeployRequested.
+	RollbackTimeoutSeconds int `json:"rollback_timeout_seconds,omitempty"`
 	// Cache is where the builder pushed the closure (nix copy --to).
 	Cache string `json:"cache,omitempty"`
 	// DurationSeconds is how long this phase's step took (built: the

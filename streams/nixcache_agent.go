@@ -144,6 +144,28 @@ func (s *NixSubstituter) call(ctx context.Context, op string, body []byte) (*nat
 	return m, nil
 }
 
+// Reach makes one round trip to the hub over the leaf link (the key
+// request, whatever the answer): nil once the hub answered. The activator
+// uses it after a switch to prove the new configuration left the agent
+// its link (magic rollback); the link's state alone would not prove the
+// hub still answers.
+func (s *NixSubstituter) Reach(ctx context.Context) error {
+	s.mu.Lock()
+	nc := s.nc
+	s.mu.Unlock()
+	if nc == nil {
+		return errors.New("the agent's connection for hub requests is not up yet")
+	}
+	subj := nixCacheSubject(s.host, "key")
+	if _, err := nc.RequestWithContext(ctx, subj, nil); err != nil {
+		if errors.Is(err, nats.ErrNoResponders) {
+			return errors.New("the hub is not reachable over the leaf link (no answer on " + subj + ")")
+		}
+		return fmt.Errorf("asking the hub (%s): %w", subj, err)
+	}
+	return nil
+}
+
 // TrustedKey is the fleet public key nix must trust: the pinned one, else
 // the one the hub holds (asked each time, so a rotated key is seen).
 func (s *NixSubstituter) TrustedKey(ctx context.Context) (string, error) {

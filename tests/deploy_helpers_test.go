@@ -31,12 +31,17 @@ type deployTestHost struct {
 	requireExplicit bool
 	goal            string
 	healthChecks    []string
+	rollbackTimeout int
 }
 
 // deployFlake is a test flake in a git repository: plain
 // nixosConfigurations whose toplevel is a tiny /bin/sh derivation. Its
 // bin/switch-to-configuration appends "<host> <goal> <rev>" to
-// <dir>/stc.log and fails when <dir>/fail-<host>-<rev> exists.
+// <dir>/stc.log and fails when <dir>/fail-<host>-<rev> exists. When
+// <dir>/cut-<host>-<rev> exists it creates <dir>/switched-<host>-<rev> and
+// waits (up to 30 s) for <dir>/cut-done-<host>-<rev> before it ends: the
+// test cuts the host's link meanwhile, as a configuration that breaks the
+// network would.
 type deployFlake struct {
 	t     *testing.T
 	dir   string
@@ -94,6 +99,11 @@ func (f *deployFlake) commit() {
             exit 1
           fi
           echo "${name} $1 ${rev}" >> ${dir}/stc.log
+          if [ -e ${dir}/cut-${name}-${rev} ]; then
+            : > ${dir}/switched-${name}-${rev}
+            i=0
+            while [ ! -e ${dir}/cut-done-${name}-${rev} ] && [ $i -lt 300 ]; do /bin/sleep 0.1; i=$((i+1)); done
+          fi
           EOF
           /bin/chmod +x $out/bin/switch-to-configuration
         '' ];
@@ -124,6 +134,9 @@ func (f *deployFlake) commit() {
 		}
 		if h.healthChecks != nil {
 			attrs = append(attrs, "healthChecks = "+nixList(h.healthChecks)+";")
+		}
+		if h.rollbackTimeout != 0 {
+			attrs = append(attrs, fmt.Sprintf("rollbackTimeout = %d;", h.rollbackTimeout))
 		}
 		fmt.Fprintf(&b, "      %s = mk %q { %s };\n", n, n, strings.Join(attrs, " "))
 	}

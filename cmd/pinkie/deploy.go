@@ -247,7 +247,7 @@ func deploySend(ctx context.Context, n nix.Nix, c deployPublisher, res *deployRe
 		}
 		p := plans[i]
 		data := &events.DeployRequested{Host: h.Host, Flake: ref, Revision: res.Revision, BuildOn: h.BuildOn, Goal: h.Goal,
-			StorePath: h.StorePath, RequestedBy: o.RequestedBy, ExpiresAt: &exp, HealthChecks: p.HealthChecks, BuildSeconds: h.BuildSeconds}
+			StorePath: h.StorePath, RequestedBy: o.RequestedBy, ExpiresAt: &exp, HealthChecks: p.HealthChecks, RollbackTimeoutSeconds: p.RollbackTimeout, BuildSeconds: h.BuildSeconds}
 		e, err := events.New(k, cliSourceHost(), "cli", now, data, events.WithSubject(h.Host))
 		if err != nil {
 			return firstSeq, err

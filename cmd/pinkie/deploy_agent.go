@@ -20,21 +20,22 @@ type deployAgentFlags struct {
 	profile, push, substituter, flake, activation *string
 	cacheListen, trustedKey                       *string
 	builder, checkSigs                            *bool
-	expiry                                        *time.Duration
+	expiry, rollbackTimeout                       *time.Duration
 }
 
 func addDeployAgentFlags(fs *flagSet) *deployAgentFlags {
 	return &deployAgentFlags{
-		profile:     fs.String("system-profile", "/nix/var/nix/profiles/system", "system profile `PATH` deploys set (a temp dir in tests)"),
-		builder:     fs.Bool("builder", false, "run the builder role: build other hosts' systems when a deploy names this host in --build-on"),
-		push:        fs.String("deploy-push", "", "after building, copy the closure to this store `URL` (nix copy --to), e.g. file:///var/cache/pinkie"),
-		substituter: fs.String("deploy-substituter", "", "fetch closures built elsewhere from this store `URL` (nix copy --from); default: nix.conf's substituters"),
-		checkSigs:   fs.Bool("deploy-check-sigs", false, "require signatures on closures fetched with --deploy-substituter"),
-		flake:       fs.String("deploy-flake", "", "flake `REF` to build requests that name none (pinkie pub deploy.requested host=…)"),
-		activation:  fs.String("activation", "auto", "how switch-to-configuration runs: systemd (a transient unit via systemd-run), direct, or auto (systemd when it is PID 1)"),
-		expiry:      fs.Duration("deploy-expiry", deploy.DefaultExpiry, "skip requests older than this that carry no expires_at"),
-		cacheListen: fs.String("cache-listen", "127.0.0.1:0", "loopback `ADDR` of the substituter serving the hub's nix cache to this host's nix (default: a random port)"),
-		trustedKey:  fs.String("nix-trusted-key", "", "the fleet's nix signing `KEY` (NAME:BASE64) to trust for closures from the hub's cache (default: learnt from the hub)"),
+		profile:         fs.String("system-profile", "/nix/var/nix/profiles/system", "system profile `PATH` deploys set (a temp dir in tests)"),
+		builder:         fs.Bool("builder", false, "run the builder role: build other hosts' systems when a deploy names this host in --build-on"),
+		push:            fs.String("deploy-push", "", "after building, copy the closure to this store `URL` (nix copy --to), e.g. file:///var/cache/pinkie"),
+		substituter:     fs.String("deploy-substituter", "", "fetch closures built elsewhere from this store `URL` (nix copy --from); default: nix.conf's substituters"),
+		checkSigs:       fs.Bool("deploy-check-sigs", false, "require signatures on closures fetched with --deploy-substituter"),
+		flake:           fs.String("deploy-flake", "", "flake `REF` to build requests that name none (pinkie pub deploy.requested host=…)"),
+		activation:      fs.String("activation", "auto", "how switch-to-configuration runs: systemd (a transient unit via systemd-run), direct, or auto (systemd when it is PID 1)"),
+		expiry:          fs.Duration("deploy-expiry", deploy.DefaultExpiry, "skip requests older than this that carry no expires_at"),
+		rollbackTimeout: fs.Duration("rollback-timeout", deploy.DefaultRollbackTimeout, "after a switch, roll back unless this agent reaches the hub again within this long (a host's pinkie.deployment.rollbackTimeout wins; 0 turns it off for hosts that set none)"),
+		cacheListen:     fs.String("cache-listen", "127.0.0.1:0", "loopback `ADDR` of the substituter serving the hub's nix cache to this host's nix (default: a random port)"),
+		trustedKey:      fs.String("nix-trusted-key", "", "the fleet's nix signing `KEY` (NAME:BASE64) to trust for closures from the hub's cache (default: learnt from the hub)"),
 	}
 }
 
@@ -54,6 +55,9 @@ func (f *deployAgentFlags) services(host, dataDir string, log *slog.Logger) ([]s
 	default:
 		return nil, usagef("--activation %q: want systemd, direct or auto", *f.activation)
 	}
+	if *f.rollbackTimeout < 0 {
+		return nil, usagef("--rollback-timeout %s: want 0 (off) or more", *f.rollbackTimeout)
+	}
 	if *f.profile == "" {
 		return nil, usagef("--system-profile must not be empty")
 	}
@@ -67,7 +71,7 @@ func (f *deployAgentFlags) services(host, dataDir string, log *slog.Logger) ([]s
 	act := &deploy.Activator{
 		Host: host, Profile: *f.profile, Nix: n, Run: run, Systemd: systemd, Substituter: *f.substituter,
 		CheckSigs: *f.checkSigs, FleetCache: fleetCache, Builder: b, StateDir: filepath.Join(dataDir, "deploy"), DefaultExpiry: *f.expiry,
-		Now: time.Now, Log: log,
+		Hub: fleetCache, RollbackTimeout: *f.rollbackTimeout, Now: time.Now, Log: log,
 	}
 	handle := func(h func(context.Context, deploy.Publisher, deploy.Delivery) error) func(context.Context, *streams.Agent, streams.DeployDelivery) error {
 		return func(ctx context.Context, a *streams.Agent, d streams.DeployDelivery) error {

@@ -43,8 +43,16 @@ type Activator struct {
 	DefaultExpiry time.Duration
 	// HealthTimeout bounds each health check (default 2m).
 	HealthTimeout time.Duration
-	Now           func() time.Time
-	Log           *slog.Logger
+	// Hub proves this agent can still reach the hub after a switch (one
+	// round trip over its leaf link). Nil turns magic rollback off.
+	Hub HubLink
+	// RollbackTimeout is how long the agent has after a switch (and its
+	// health checks) to reach the hub before it restores the previous
+	// generation; a request's rollback_timeout_seconds wins. 0 turns
+	// magic rollback off for requests that set none.
+	RollbackTimeout time.Duration
+	Now             func() time.Time
+	Log             *slog.Logger
 }
 
 // Recover reports a deploy that the agent's death interrupted: the agent
@@ -59,11 +67,21 @@ func (a *Activator) Recover(ctx context.Context, pub Publisher) error {
 		return nil
 	}
 	job := *s.InProgress
+	if s.ConfirmBy != nil {
+		// The agent stopped (the switch may have restarted it) after the
+		// switch: the new configuration still has to prove the hub link.
+		a.Log.Info("deploy switched before the agent stopped; confirming the hub link", "host", a.Host, "request", job.RequestID, "by", s.ConfirmBy.Format(time.RFC3339))
+		prev := job.PreviousPath
+		if prev == "" {
+			prev = job.StorePath // whatever it was, not nothing: keep the profile
+		}
+		return a.confirm(ctx, pub, job, *s.ConfirmBy, a.Now(), prev)
+	}
 	job.Reason = fmt.Sprintf("interrupted: the agent stopped during activation; the system profile now points at %s", orNone(nix.CurrentPath(a.Profile)))
 	if err := publishPhase(ctx, pub, a.Host, "failed", a.Now(), job, a.Log); err != nil {
 		return err
 	}
-	s.InProgress = nil
+	s.InProgress, s.ConfirmBy = nil, nil
 	s.Done = append(s.Done, job.RequestID)
 	return saveState(a.StateDir, s)
 }
@@ -154,7 +172,7 @@ func (a *Activator) markDone(id string) error {
 	if err != nil {
 		return err
 	}
-	s.InProgress = nil
+	s.InProgress, s.ConfirmBy = nil, nil
 	s.Done = append(s.Done, id)
 	return saveState(a.StateDir, s)
 }
@@ -170,7 +188,7 @@ func (a *Activator) activate(ctx context.Context, pub Publisher, job events.Depl
 	if err != nil {
 		return err
 	}
-	s.InProgress = &job
+	s.InProgress, s.ConfirmBy = &job, nil
 	if err := saveState(a.StateDir, s); err != nil {
 		return err
 	}
@@ -209,6 +227,14 @@ func (a *Activator) activate(ctx context.Context, pub Publisher, job events.Depl
 		}
 	}
 	if err == nil {
+		if t := a.rollbackTimeout(job); t > 0 && (job.Goal == "switch" || job.Goal == "test") {
+			by := a.Now().Add(t)
+			s.ConfirmBy = &by
+			if err := saveState(a.StateDir, s); err != nil {
+				return err
+			}
+			return a.confirm(ctx, pub, job, by, start, prev)
+		}
 		job.DurationSeconds = a.Now().Sub(start).Seconds()
 		return a.finish(ctx, pub, "activated", job)
 	}
@@ -216,7 +242,15 @@ func (a *Activator) activate(ctx context.Context, pub Publisher, job events.Depl
 		return ctx.Err()
 	}
 	job.Log = nix.LogTail(err)
-	reason := step + ": " + err.Error()
+	return a.rollback(ctx, pub, job, step+": "+err.Error(), prev, start)
+}
+
+// rollback restores job's previous generation after reason (a failed
+// switch or health check, or a lost hub link) and reports rolledback, or
+// failed when there is nothing to restore or restoring fails. prev is
+// what the profile pointed at before the deploy.
+func (a *Activator) rollback(ctx context.Context, pub Publisher, job events.DeployPhase, reason, prev string, start time.Time) error {
+	setsProfile := job.Goal == "switch" || job.Goal == "boot"
 	if job.Goal == "dry-activate" || job.PreviousPath == "" {
 		if job.PreviousPath == "" && job.Goal != "dry-activate" {
 			reason += "; no previous generation to restore"
@@ -245,6 +279,63 @@ func (a *Activator) activate(ctx context.Context, pub Publisher, job events.Depl
 	}
 	job.Reason = reason + "; restored the previous generation " + job.PreviousPath
 	return a.finish(ctx, pub, "rolledback", job)
+}
+
+// HubLink is the agent's way to the hub.
+type HubLink interface {
+	// Reach makes one round trip to the hub over the agent's link: nil
+	// once the hub answered.
+	Reach(ctx context.Context) error
+}
+
+// DefaultRollbackTimeout is how long an agent has after a switch to reach
+// the hub again (the agent's --rollback-timeout default).
+const DefaultRollbackTimeout = 90 * time.Second
+
+// rollbackTimeout is job's time to reach the hub after the switch; 0 when
+// magic rollback is off.
+func (a *Activator) rollbackTimeout(job events.DeployPhase) time.Duration {
+	switch {
+	case a.Hub == nil:
+		return 0
+	case job.RollbackTimeoutSeconds > 0:
+		return time.Duration(job.RollbackTimeoutSeconds) * time.Second
+	}
+	return a.RollbackTimeout
+}
+
+// confirm is magic rollback: the switched host's agent must make a round
+// trip to the hub by the deadline, proving the new configuration left it
+// its link; then job is activated. If it cannot, the new configuration
+// cut it off, and it restores the previous generation: that report waits
+// in the OUTBOX until the link is back.
+func (a *Activator) confirm(ctx context.Context, pub Publisher, job events.DeployPhase, by, start time.Time, prev string) error {
+	const attempt, pause = 5 * time.Second, 250 * time.Millisecond
+	tries := 0
+	var last error
+	for left := by.Sub(a.Now()); left > 0; left = by.Sub(a.Now()) {
+		rctx, cancel := context.WithTimeout(ctx, min(left, attempt))
+		last = a.Hub.Reach(rctx)
+		cancel()
+		tries++
+		if last == nil {
+			a.Log.Info("deploy confirmed: the switched host reaches the hub", "host", a.Host, "request", job.RequestID, "attempts", tries)
+			job.DurationSeconds = a.Now().Sub(start).Seconds()
+			return a.finish(ctx, pub, "activated", job)
+		}
+		if ctx.Err() != nil {
+			return ctx.Err() // shutting down: Recover confirms at the next start
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(min(by.Sub(a.Now()), pause)):
+		}
+	}
+	t := a.rollbackTimeout(job)
+	reason := fmt.Sprintf("the new configuration cut the agent off from the hub: no round trip to the hub for %s after the switch (rollback timeout; %d attempts, last: %v)", t, tries, last)
+	a.Log.Warn("deploy lost the hub link; rolling back", "host", a.Host, "request", job.RequestID, "timeout", t, "last_err", last)
+	return a.rollback(ctx, pub, job, reason, prev, start)
 }
 
 // FleetCache is the hub's binary cache as this host's agent serves it.

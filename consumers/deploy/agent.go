@@ -67,7 +67,7 @@ func jobFromRequest(e events.Event, r *events.DeployRequested, defaultExpiry tim
 	return events.DeployPhase{
 		RequestID: e.ID(), Host: r.Host, RequestedBy: r.RequestedBy, Flake: r.Flake, Revision: r.Revision,
 		BuildOn: buildOn, Goal: goal, StorePath: r.StorePath, RequestedAt: &at, ExpiresAt: &exp,
-		HealthChecks: r.HealthChecks,
+		HealthChecks: r.HealthChecks, RollbackTimeoutSeconds: r.RollbackTimeoutSeconds,
 	}
 }
 
@@ -100,7 +100,11 @@ func publishPhase(ctx context.Context, pub Publisher, host, phase string, now ti
 // the requests it has finished (so a redelivered one is not run twice).
 type state struct {
 	InProgress *events.DeployPhase `json:"in_progress,omitempty"`
-	Done       []string            `json:"done"`
+	// ConfirmBy is set once the in-progress request switched and passed
+	// its health checks: the agent must reach the hub by then, or roll
+	// back (magic rollback), also after a restart.
+	ConfirmBy *time.Time `json:"confirm_by,omitempty"`
+	Done      []string   `json:"done"`
 }
 
 func loadState(dir string) (state, error) {

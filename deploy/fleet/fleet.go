@@ -32,6 +32,10 @@ type Host struct {
 	Goal            string `json:"goal,omitempty"`
 	// HealthChecks are commands the agent runs after activating.
 	HealthChecks []string `json:"health_checks,omitempty"`
+	// RollbackTimeout is how long, in seconds, the agent has after the
+	// switch to reach the hub again before it rolls back (0: the agent's
+	// default).
+	RollbackTimeout int `json:"rollback_timeout,omitempty"`
 }
 
 // Fleet is the hosts of a flake, sorted by name.
@@ -62,7 +66,7 @@ func (f Fleet) Names() []string {
 // evalApply keeps only the attributes pinkie reads, so a NixOS module with
 // more options (or functions) under pinkie.deployment still evaluates to
 // JSON.
-const evalApply = `cs: builtins.mapAttrs (n: c: builtins.intersectAttrs { tags = 0; buildOn = 0; targetHost = 0; requireExplicit = 0; goal = 0; healthChecks = 0; } ((c.config or {}).pinkie.deployment or {})) cs`
+const evalApply = `cs: builtins.mapAttrs (n: c: builtins.intersectAttrs { tags = 0; buildOn = 0; targetHost = 0; requireExplicit = 0; goal = 0; healthChecks = 0; rollbackTimeout = 0; } ((c.config or {}).pinkie.deployment or {})) cs`
 
 // rawHost is config.pinkie.deployment as nix eval prints it.
 type rawHost struct {
@@ -72,6 +76,7 @@ type rawHost struct {
 	RequireExplicit *bool             `json:"requireExplicit"`
 	Goal            *string           `json:"goal"`
 	HealthChecks    []json.RawMessage `json:"healthChecks"`
+	RollbackTimeout *int              `json:"rollbackTimeout"`
 }
 
 // Read evaluates flake's nixosConfigurations once and returns the fleet.
@@ -131,6 +136,12 @@ func Parse(flake string, raw map[string]json.RawMessage) (Fleet, error) {
 			}
 			h.HealthChecks = append(h.HealthChecks, cmd)
 		}
+		if r.RollbackTimeout != nil {
+			if *r.RollbackTimeout < 1 || *r.RollbackTimeout > 86400 {
+				return Fleet{}, fmt.Errorf("%s: %d seconds: want 1 to 86400 (or null for the agent's default)", where("rollbackTimeout"), *r.RollbackTimeout)
+			}
+			h.RollbackTimeout = *r.RollbackTimeout
+		}
 		f.Hosts = append(f.Hosts, h)
 	}
 	sort.Slice(f.Hosts, func(i, j int) bool { return f.Hosts[i].Name < f.Hosts[j].Name })
@@ -185,6 +196,8 @@ type Plan struct {
 	BuildOn      string   `json:"build_on"`
 	Goal         string   `json:"goal"`
 	HealthChecks []string `json:"health_checks,omitempty"`
+	// RollbackTimeout is the host's, in seconds (0: the agent's default).
+	RollbackTimeout int `json:"rollback_timeout,omitempty"`
 }
 
 // Place decides each selected host's build location and goal.
@@ -213,7 +226,7 @@ func Place(f Fleet, hosts []string, buildOn, goal string) ([]Plan, error) {
 		if !ok {
 			return nil, fmt.Errorf("host %q is not in the fleet of %s (hosts: %s)", name, f.Flake, strings.Join(f.Names(), ", "))
 		}
-		p := Plan{Host: name, BuildOn: "local", Goal: "switch", HealthChecks: h.HealthChecks}
+		p := Plan{Host: name, BuildOn: "local", Goal: "switch", HealthChecks: h.HealthChecks, RollbackTimeout: h.RollbackTimeout}
 		if h.BuildOn != "" {
 			p.BuildOn = h.BuildOn
 		}
