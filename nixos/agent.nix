@@ -69,7 +69,8 @@ let
     inherit configFile;
     activation = if cfg.deploy.enable then "systemd" else null;
     builder = cfg.builder.enable;
-    inherit (cfg.deploy) pushTo substituter checkSigs;
+    inherit (cfg.deploy) pushTo substituter checkSigs rollbackTimeout;
+    inherit (cfg) cacheListen nixTrustedKey;
     deployFlake = cfg.deploy.flake;
   };
 
@@ -174,6 +175,40 @@ in
       checkSigs = mkOption { type = types.bool; default = false; description = "Require signatures on closures fetched from `deploy.substituter`."; };
       pushTo = mkOption { type = types.nullOr types.str; default = null; example = "file:///var/cache/pinkie"; description = "After building, copy the closure to this store URL (`nix copy --to`); a file:// directory is made writable for the agent."; };
       flake = mkOption { type = types.nullOr types.str; default = null; example = "git+https://git.example.org/infra"; description = "Flake to build requests that name none."; };
+      rollbackTimeout = mkOption {
+        type = types.nullOr types.ints.unsigned;
+        default = null;
+        example = 120;
+        description = ''
+          Magic rollback: seconds this agent has after a switch to reach the
+          hub again before it restores the previous generation, for deploys
+          whose host sets no `pinkie.deployment.rollbackTimeout`. 0 turns it
+          off for them; `null`: the agent's default (90).
+        '';
+      };
+    };
+
+    cacheListen = mkOption {
+      type = types.nullOr types.str;
+      default = null;
+      example = "127.0.0.1:5123";
+      description = ''
+        Loopback address of the agent's substituter, which serves the hub's
+        nix cache to this host's nix over the agent's link (`null`: a random
+        port). Loopback only.
+      '';
+    };
+
+    nixTrustedKey = mkOption {
+      type = types.nullOr types.str;
+      default = null;
+      example = "pinkie-fleet-1:7mWl1x…=";
+      description = ''
+        The fleet's nix signing public key (`NAME:BASE64`, `DIR/nix-signing.pub`
+        from `pinkie keys init`) to trust for closures from the hub's cache.
+        Pinned here, it wins over what the hub says; `null`: learnt from the
+        hub over the agent's authenticated link.
+      '';
     };
 
     extraHealthChecks = mkOption {

@@ -74,6 +74,20 @@ in
         system's `/run/current-system/sw/bin` on PATH.
       '';
     };
+    rollbackTimeout = mkOption {
+      type = types.nullOr types.int;
+      default = defaults.rollbackTimeout;
+      example = 30;
+      description = ''
+        Magic rollback: seconds the agent has, after switching this host
+        (goals `switch` and `test`) and passing its health checks, to reach
+        the hub again over its link. If the new configuration cut it off
+        (firewall, network, DNS, certificates), it restores the previous
+        generation on its own and reports the deploy `rolledback`, once the
+        link is back. 1 to 86400; `null`: the agent's default
+        (`services.pinkie.agent.deploy.rollbackTimeout`, 90 s).
+      '';
+    };
   };
 
   options.pinkie.fleet.services = mkOption {

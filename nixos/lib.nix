@@ -8,7 +8,7 @@
 let
   inherit (builtins)
     all any attrNames concatLists concatStringsSep elem filter foldl' head
-    isAttrs isBool isList isString length listToAttrs map mapAttrs match
+    isAttrs isBool isInt isList isString length listToAttrs map mapAttrs match
     replaceStrings sort substring stringLength tail toJSON tryEval;
 
   # Host names: subject tokens and JetStream domain parts, as
@@ -94,6 +94,9 @@ let
     goal = "switch";
     # Commands the agent runs after activating; a non-zero exit rolls back.
     healthChecks = [ ];
+    # Seconds the agent has after the switch to reach the hub again before
+    # it rolls back (magic rollback); null: the agent's --rollback-timeout.
+    rollbackTimeout = null;
   };
 
   # Secrets belong in files. A settings key that names a secret (password,
@@ -226,7 +229,9 @@ let
   # agentArgs o is the agent's command line after `pinkie agent`. o: { name;
   # hubs; dataDir; nkeyFile; configFile; heartbeat; outboxMaxBytes;
   # syncAlways; logLevel; logFormat; activation (null: the agent's choice);
-  # builder; pushTo; substituter; checkSigs; deployFlake; extraArgs; }.
+  # builder; pushTo; substituter; checkSigs; deployFlake; cacheListen;
+  # nixTrustedKey; rollbackTimeout; extraArgs; } (the last three may be
+  # absent or null: the agent's defaults).
   agentArgs = o:
     [ "--name" o.name "--data" o.dataDir "--heartbeat" o.heartbeat
       "--outbox-max-bytes" (toString o.outboxMaxBytes)
@@ -241,6 +246,9 @@ let
     ++ optionals (o.substituter != null) [ "--deploy-substituter" o.substituter ]
     ++ optional o.checkSigs "--deploy-check-sigs"
     ++ optionals (o.deployFlake != null) [ "--deploy-flake" o.deployFlake ]
+    ++ optionals ((o.cacheListen or null) != null) [ "--cache-listen" o.cacheListen ]
+    ++ optionals ((o.nixTrustedKey or null) != null) [ "--nix-trusted-key" o.nixTrustedKey ]
+    ++ optionals ((o.rollbackTimeout or null) != null) [ "--rollback-timeout" "${toString o.rollbackTimeout}s" ]
     ++ o.extraArgs;
 
   # fileStoreDir "file:///var/cache/pinkie?compression=zstd" is
@@ -265,7 +273,9 @@ let
     ++ optional (!elem d.goal goals)
       "${opt}.goal = ${show d.goal}: want one of ${concatStringsSep ", " goals}."
     ++ optional (any (c: trim c == "") d.healthChecks)
-      "${opt}.healthChecks holds an empty command.";
+      "${opt}.healthChecks holds an empty command."
+    ++ optional ((d.rollbackTimeout or null) != null && (!isInt d.rollbackTimeout || d.rollbackTimeout < 1 || d.rollbackTimeout > 86400))
+      "${opt}.rollbackTimeout = ${show d.rollbackTimeout}: want seconds from 1 to 86400, or null for the agent's default (services.pinkie.agent.deploy.rollbackTimeout).";
 
   # --- the fleet export -----------------------------------------------------
 

@@ -211,7 +211,7 @@ func TestNixFleetProblems(t *testing.T) {
 func TestNixDeploymentDefaults(t *testing.T) {
 	var defaults map[string]any
 	nixEval(t, nixLib+".deploymentDefaults", &defaults)
-	want := map[string]any{"tags": []any{}, "buildOn": nil, "targetHost": nil, "requireExplicit": false, "goal": "switch", "healthChecks": []any{}}
+	want := map[string]any{"tags": []any{}, "buildOn": nil, "targetHost": nil, "requireExplicit": false, "goal": "switch", "healthChecks": []any{}, "rollbackTimeout": nil}
 	if diff := cmp.Diff(want, defaults); diff != "" {
 		t.Errorf("deploymentDefaults (-want +got):\n%s", diff)
 	}
@@ -302,9 +302,10 @@ func TestNixModuleChecks(t *testing.T) {
 			[]string{`services.pinkie.hub.metricsTokenFile = "token" is not an absolute path`}},
 		{"hub password hash is no secret literal", nixLib + ".hubProblems (" + hub(`{ settings.dashboard.password_hash = "$argon2id$v=19$m=65536"; }`) + ")", nil},
 		{"deployment defaults", nixLib + ".deploymentProblems (" + dep("{ }") + ")", nil},
-		{"deployment bad values", nixLib + ".deploymentProblems (" + dep(`{ tags = [ "web" "@eu" "a,b" "eu.west" ]; buildOn = "build er"; targetHost = " "; goal = "reboot"; healthChecks = [ "true" "" ]; }`) + ")",
+		{"deployment bad values", nixLib + ".deploymentProblems (" + dep(`{ tags = [ "web" "@eu" "a,b" "eu.west" ]; buildOn = "build er"; targetHost = " "; goal = "reboot"; healthChecks = [ "true" "" ]; rollbackTimeout = 0; }`) + ")",
 			[]string{`"@eu" is not a valid tag`, `"a,b" is not a valid tag`, `pinkie.deployment.buildOn = "build er": want "local", "target" or the name of a host`,
-				"pinkie.deployment.targetHost is an empty string", `pinkie.deployment.goal = "reboot"`, "pinkie.deployment.healthChecks holds an empty command"}},
+				"pinkie.deployment.targetHost is an empty string", `pinkie.deployment.goal = "reboot"`, "pinkie.deployment.healthChecks holds an empty command",
+				"pinkie.deployment.rollbackTimeout = 0: want seconds from 1 to 86400"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -410,8 +411,9 @@ func TestNixModuleCommandLines(t *testing.T) {
 	var agentArgs []string
 	nixEval(t, fmt.Sprintf(`%s.agentArgs { name = "goliath"; hubs = [ %q ]; dataDir = %q; nkeyFile = "%%d/nkey"; configFile = %q;
 	  heartbeat = "200ms"; outboxMaxBytes = 104857600; syncAlways = false; logLevel = "debug"; logFormat = "json";
-	  activation = "systemd"; builder = %t; pushTo = null; substituter = null; checkSigs = false; deployFlake = null; extraArgs = [ ]; }`,
-		nixLib, f.leafURL(), t.TempDir(), agentCfgFile, builder), &agentArgs)
+	  activation = "systemd"; builder = %t; pushTo = null; substituter = null; checkSigs = false; deployFlake = null;
+	  cacheListen = "127.0.0.1:0"; nixTrustedKey = %q; rollbackTimeout = 30; extraArgs = [ ]; }`,
+		nixLib, f.leafURL(), t.TempDir(), agentCfgFile, builder, nixFleetKey(t, f.auth)), &agentArgs)
 	known := map[string]bool{}
 	for _, m := range regexp.MustCompile(`(?m)^\s+-([a-z0-9-]+)`).FindAllStringSubmatch(string(help), -1) {
 		known[m[1]] = true
@@ -428,6 +430,16 @@ func TestNixModuleCommandLines(t *testing.T) {
 	if n := hub.count(`"level":"ERROR"`); n > 0 {
 		t.Errorf("the hub logged %d errors:\n%s", n, hub.out.String())
 	}
+}
+
+// nixFleetKey is the fleet's nix public key that keys init wrote in dir.
+func nixFleetKey(t *testing.T, dir string) string {
+	t.Helper()
+	b, err := os.ReadFile(streams.NixPublicKeyFile(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
 }
 
 // nixSubstitute turns a rendered command line into one for exec: role
@@ -512,7 +524,7 @@ func TestNixDeployReadsTheModuleDefaults(t *testing.T) {
 	flake := `{ outputs = _: { nixosConfigurations =
 	  let pinkie = import ./lib.nix; host = d: { config.pinkie.deployment = pinkie.deploymentDefaults // d; }; in {
 	    web1 = host { tags = [ "web" ]; };
-	    web2 = host { tags = [ "web" ]; buildOn = "target"; goal = "boot"; healthChecks = [ "true" ]; };
+	    web2 = host { tags = [ "web" ]; buildOn = "target"; goal = "boot"; healthChecks = [ "true" ]; rollbackTimeout = 30; };
 	    db = host { requireExplicit = true; };
 	  }; }; }`
 	if err := os.WriteFile(filepath.Join(dir, "flake.nix"), []byte(flake), 0o644); err != nil {
@@ -734,12 +746,15 @@ func TestNixModulesEvaluate(t *testing.T) {
 			}}},
 		{"agent that deploys", "./nixos/agent.nix",
 			`{ services.pinkie.agent = { enable = true; hubs = [ "nats-leaf://hub.lan:7422" ]; nkeyFile = "/run/agenix/pinkie.nk"; builder.enable = true;
-			   deploy.pushTo = "file:///var/cache/pinkie"; producers.path = { enable = true; interval = "1h"; paths = [ "/srv" ]; }; }; }`,
+			   deploy.pushTo = "file:///var/cache/pinkie"; deploy.rollbackTimeout = 120; cacheListen = "127.0.0.1:5123"; nixTrustedKey = "pinkie-fleet-1:KEY";
+			   producers.path = { enable = true; interval = "1h"; paths = [ "/srv" ]; }; }; }`,
 			[]check{failed(), execFlags("agent", at(agentSvc, "ExecStart")...),
 				has(at(agentUnit, "restartIfChanged"), "false"), has(at(agentUnit, "unitConfig", "X-StopOnRemoval"), "false"),
 				has(at(agentSvc, "KillMode"), `"process"`), has(at(agentSvc, "Restart"), `"always"`),
 				has(at(agentSvc, "ExecStart"), `'--nkey' '%d/nkey'`), has(at(agentSvc, "ExecStart"), `'--activation' 'systemd'`),
 				has(at(agentSvc, "ExecStart"), `'--builder'`), has(at(agentSvc, "ExecStart"), `'--deploy-push' 'file:///var/cache/pinkie'`),
+				has(at(agentSvc, "ExecStart"), `'--rollback-timeout' '120s'`), has(at(agentSvc, "ExecStart"), `'--cache-listen' '127.0.0.1:5123'`),
+				has(at(agentSvc, "ExecStart"), `'--nix-trusted-key' 'pinkie-fleet-1:KEY'`),
 				has(at(agentSvc, "LoadCredential"), `["nkey:/run/agenix/pinkie.nk"]`),
 				has(at(agentSvc, "CapabilityBoundingSet"), `["CAP_SYS_RAWIO","CAP_SYS_ADMIN","CAP_DAC_READ_SEARCH"]`),
 				has(at(agentSvc, "ReadWritePaths"), `["/nix/var/nix/profiles","/var/cache/pinkie"]`),
@@ -752,7 +767,8 @@ func TestNixModulesEvaluate(t *testing.T) {
 			[]check{failed(), execFlags("agent", at(agentSvc, "ExecStart")...),
 				has(at(agentSvc, "DynamicUser"), "true"), has(at(agentUnit, "restartIfChanged"), "true"),
 				has(at(agentSvc, "AmbientCapabilities"), `["CAP_DAC_READ_SEARCH","CAP_NET_ADMIN"]`),
-				lacks(at(agentSvc, "ExecStart"), "--activation"), lacks(at(agentSvc, "ReadWritePaths"), "profiles")}},
+				lacks(at(agentSvc, "ExecStart"), "--activation"), lacks(at(agentSvc, "ReadWritePaths"), "profiles"),
+				lacks(at(agentSvc, "ExecStart"), "--rollback-timeout"), lacks(at(agentSvc, "ExecStart"), "--nix-trusted-key"), lacks(at(agentSvc, "ExecStart"), "--cache-listen")}},
 		{"agent on the hub's host", "./nixos/default.nix",
 			`{ services.pinkie.hub = { enable = true; listen.leaf = ":7500"; authDir = "/var/lib/pinkie-keys"; }; services.pinkie.agent.enable = true; }`,
 			[]check{has(at(agentSvc, "ExecStart"), `'--hub' 'nats-leaf://127.0.0.1:7500'`),
@@ -762,6 +778,9 @@ func TestNixModulesEvaluate(t *testing.T) {
 		{"deployment options", "./nixos/deployment.nix",
 			`{ pinkie.deployment = { tags = [ "web" ]; buildOn = "build er"; }; }`,
 			[]check{failed(`pinkie.deployment.buildOn = \"build er\"`)}},
+		{"deployment rollback timeout", "./nixos/deployment.nix",
+			`{ pinkie.deployment = { rollbackTimeout = 100000; }; }`,
+			[]check{failed(`pinkie.deployment.rollbackTimeout = 100000: want seconds from 1 to 86400`)}},
 		{"nix-darwin agent", "./nixos/darwin.nix",
 			`{ services.pinkie.agent = { enable = true; hubs = [ "nats-leaf://hub.lan:7422" ]; nkeyFile = "/var/lib/pinkie-agent/agent.nk"; producers.smart = { enable = false; interval = null; }; }; }`,
 			[]check{failed(), execFlags("darwin", "launchd", "daemons", "pinkie-agent", "serviceConfig", "ProgramArguments"),
