@@ -22,9 +22,12 @@ import (
 )
 
 // Uploads into the hub's Nix cache over NATS, for those who have no
-// JetStream rights at the hub (operators' `pinkie deploy` builds, later
-// builder agents): a request/reply service on
-// _pinkie.nixcache.put.<who>.{has,nar,narinfo}.
+// JetStream rights at the hub (operators' `pinkie deploy` builds, builder
+// agents): a request/reply service on
+// _pinkie.nixcache.put.<who>.{has,nar,narinfo}, where who is "operator"
+// (operators, through the CLIENTS account's import) or a host's name (that
+// host's agent, over its leaf link: leafPermissions lets each host send on
+// its own name only, with replies to its own nix cache inbox).
 //
 //   - has: a JSON list of store hashes → {"missing": [...]}.
 //   - nar: one chunk of a NAR file, headers Pinkie-Url (nar/<hash>.nar.xz),
@@ -34,8 +37,16 @@ import (
 //     upload cut short (or a hub restarted) resumes where it stopped.
 //     The whole file is checked against the hash its URL names before it
 //     enters the cache.
-//   - narinfo: the narinfo; taken only when its NAR is in the cache and it
-//     is signed by the fleet's key (nix-signing.pub in the auth directory).
+//   - narinfo: the narinfo; taken only when its NAR is in the cache (whose
+//     file hash was checked on upload) and its FileHash, when given, is
+//     the one the NAR's name says. From an operator it must be signed by
+//     the fleet's key (nix-signing.pub in the auth directory): operators
+//     hold the secret key. From a host it comes unsigned (hosts never hold
+//     the fleet's secret key): the hub drops whatever signatures it
+//     carries and signs it with the fleet's secret key (nix-signing.sec),
+//     so any authenticated host may put paths the cache lacks, and what it
+//     puts is trusted fleet-wide. A path already in the cache is never
+//     replaced.
 const (
 	nixCachePutPrefix = "_pinkie.nixcache.put"
 	// NixCachePutOperator is what operators' uploads are sent on.
@@ -43,6 +54,25 @@ const (
 	nixPutChunk         = 256 << 10
 	maxNarFile          = 8 << 30
 )
+
+// NixCachePutHost is what host's agent sends its uploads on.
+func NixCachePutHost(host string) string { return nixCachePutPrefix + "." + host }
+
+// nixCachePutOps are the upload calls. Each is its own subscription and
+// its own literal permission: nats-server 2.15.2 does not pass the hub's
+// interest in a subject ending in a wildcard to a leaf whose permission
+// also ends in one (its sublist ReverseMatch misses that case), so
+// requests would find no responder at the agent.
+var nixCachePutOps = []string{"has", "nar", "narinfo"}
+
+// nixCachePutLeafPublish is what a host's leaf key needs to upload.
+func nixCachePutLeafPublish(host string) []string {
+	subjects := make([]string, 0, len(nixCachePutOps))
+	for _, op := range nixCachePutOps {
+		subjects = append(subjects, NixCachePutHost(host)+"."+op)
+	}
+	return subjects
+}
 
 // nixPutReply is the service's answer.
 type nixPutReply struct {
@@ -58,6 +88,9 @@ type nixPutService struct {
 	// trusted are the keys an upload must be signed by (the fleet's,
 	// from the auth directory); without them, any signature will do.
 	trusted []nixcache.PublicKey
+	// signer is the fleet's secret key, which signs hosts' uploads; nil
+	// when the hub has none, and then hosts' uploads are refused.
+	signer  *nixcache.SecretKey
 	staging string
 	mu      sync.Mutex // one staging write at a time per process: simple, and enough
 }
@@ -70,21 +103,46 @@ func (h *Hub) startNixPut() error {
 		} else {
 			h.log.Warn("no fleet Nix signing key in the auth directory: the nix cache takes uploads signed by any key (add one: pinkie keys add-nix-key DIR)", "err", err)
 		}
+		if _, err := os.Stat(NixSecretKeyFile(h.opts.AuthDir)); err == nil {
+			if k, err := LoadNixSecretKey(h.opts.AuthDir); err != nil {
+				h.log.Warn("the fleet's Nix secret key is unusable: the nix cache refuses hosts' uploads (it cannot sign them)", "err", err)
+			} else {
+				s.signer = &k
+			}
+		}
 	}
 	if err := os.MkdirAll(s.staging, 0o700); err != nil {
 		return fmt.Errorf("nix cache staging: %w", err)
 	}
-	_, err := h.nc.QueueSubscribe(nixCachePutPrefix+".*.*", "nixcache-put", func(m *nats.Msg) {
+	handle := func(m *nats.Msg) {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
+		// A host's replies go to its own inbox only: one host may not aim
+		// the hub's answers at another's (as nixcache_serve.go).
+		if who := nixPutWho(m.Subject); who != "operator" && !strings.HasPrefix(m.Reply, nixCacheInboxPrefix(who)+".") {
+			h.log.Warn("nix cache upload with a reply subject outside the host's inbox; ignored", "subject", m.Subject, "reply", m.Reply)
+			return
+		}
 		r := s.handle(ctx, m)
+		if r.Error != "" {
+			h.log.Warn("nix cache upload refused", "subject", m.Subject, "err", r.Error)
+		}
 		b, _ := json.Marshal(r)
 		_ = m.Respond(b)
-	})
-	if err != nil {
-		return fmt.Errorf("nix cache uploads: %w", err)
+	}
+	for _, op := range nixCachePutOps {
+		if _, err := h.nc.QueueSubscribe(nixCachePutPrefix+".*."+op, "nixcache-put", handle); err != nil {
+			return fmt.Errorf("nix cache uploads: %w", err)
+		}
 	}
 	return nil
+}
+
+// nixPutWho is the <who> of an upload subject: "operator" or a host.
+func nixPutWho(subject string) string {
+	rest := strings.TrimPrefix(subject, nixCachePutPrefix+".")
+	who, _, _ := strings.Cut(rest, ".")
+	return who
 }
 
 func (s *nixPutService) handle(ctx context.Context, m *nats.Msg) nixPutReply {
@@ -110,7 +168,7 @@ func (s *nixPutService) handle(ctx context.Context, m *nats.Msg) nixPutReply {
 	case "nar":
 		return s.putNar(ctx, m)
 	case "narinfo":
-		return s.putNarinfo(ctx, m.Data)
+		return s.putNarinfo(ctx, m.Data, nixPutWho(m.Subject))
 	default:
 		return nixPutReply{Error: fmt.Sprintf("unknown upload call %q", op)}
 	}
@@ -176,12 +234,22 @@ func (s *nixPutService) putNar(ctx context.Context, m *nats.Msg) nixPutReply {
 	return nixPutReply{Stored: true}
 }
 
-func (s *nixPutService) putNarinfo(ctx context.Context, info []byte) nixPutReply {
+func (s *nixPutService) putNarinfo(ctx context.Context, info []byte, who string) nixPutReply {
 	ni, err := nixcache.ParseNarInfo(info)
 	if err != nil {
 		return nixPutReply{Error: "narinfo: " + err.Error()}
 	}
-	if len(s.trusted) > 0 {
+	if who != "operator" {
+		// A host's upload: the hub vouches for it with the fleet key.
+		if s.signer == nil {
+			return nixPutReply{Error: fmt.Sprintf("narinfo of %s: the hub has no fleet secret key to sign hosts' uploads with (pinkie keys add-nix-key AUTHDIR, then restart the hub)", ni.StorePath)}
+		}
+		ni.Sigs = nil
+		if err := ni.Sign(*s.signer); err != nil {
+			return nixPutReply{Error: fmt.Sprintf("narinfo of %s: sign: %v", ni.StorePath, err)}
+		}
+		info = ni.Format()
+	} else if len(s.trusted) > 0 {
 		if _, err := ni.Verify(s.trusted); err != nil {
 			return nixPutReply{Error: fmt.Sprintf("narinfo of %s: %v (uploads must be signed with the fleet's key: nix copy --to 'file://DIR?secret-key=nix-signing.sec')", ni.StorePath, err)}
 		}
@@ -194,6 +262,11 @@ func (s *nixPutService) putNarinfo(ctx context.Context, info []byte) nixPutReply
 	}
 	if !narURLRE.MatchString(ni.URL) {
 		return nixPutReply{Error: fmt.Sprintf("narinfo: URL %q is not a NAR file under nar/", ni.URL)}
+	}
+	if ni.FileHash != nil {
+		if want := "nar/" + nixcache.NixBase32(ni.FileHash[:]) + "."; !strings.HasPrefix(ni.URL, want) {
+			return nixPutReply{Error: fmt.Sprintf("narinfo of %s: FileHash %s is not the hash its URL %s names", ni.StorePath, ni.FileHash, ni.URL)}
+		}
 	}
 	if _, err := s.cache.nar.GetInfo(ctx, ni.URL); err != nil {
 		return nixPutReply{Error: fmt.Sprintf("narinfo: its NAR %s is not in the cache yet: %v", ni.URL, err)}

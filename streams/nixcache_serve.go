@@ -53,10 +53,11 @@ func nixCacheSubject(host, op string) string { return nixCacheSubjectPrefix + ".
 func nixCacheInboxPrefix(host string) string { return nixCacheSubjectPrefix + "." + host + ".r" }
 
 // nixCacheLeafPublish and nixCacheLeafSubscribe are what a host's leaf key
-// needs to use the hub's cache: call its own subjects, receive its own
-// replies.
+// needs to use the hub's cache: call its own subjects (reads, and uploads
+// on its own name: nixcache_put.go), receive its own replies.
 func nixCacheLeafPublish(host string) []string {
-	return []string{nixCacheSubject(host, "narinfo"), nixCacheSubject(host, "nar"), nixCacheSubject(host, "key")}
+	return append([]string{nixCacheSubject(host, "narinfo"), nixCacheSubject(host, "nar"), nixCacheSubject(host, "key")},
+		nixCachePutLeafPublish(host)...)
 }
 
 func nixCacheLeafSubscribe(host string) []string {

@@ -67,7 +67,7 @@ func (f *deployAgentFlags) services(host, dataDir string, log *slog.Logger) ([]s
 	}
 	run := nix.ExecRunner{}
 	n := nix.Nix{Run: run}
-	b := &deploy.Builder{Host: host, Nix: n, Role: *f.builder, PushTo: *f.push, DefaultFlake: *f.flake, FleetCache: fleetCache, Now: time.Now, Log: log}
+	b := &deploy.Builder{Host: host, Nix: n, Role: *f.builder, PushTo: *f.push, DefaultFlake: *f.flake, FleetCache: fleetCache, Uploader: fleetUploader{fleetCache}, Now: time.Now, Log: log}
 	act := &deploy.Activator{
 		Host: host, Profile: *f.profile, Nix: n, Run: run, Systemd: systemd, Substituter: *f.substituter,
 		CheckSigs: *f.checkSigs, FleetCache: fleetCache, Builder: b, StateDir: filepath.Join(dataDir, "deploy"), DefaultExpiry: *f.expiry,
@@ -102,4 +102,12 @@ type deployAgentPublisher struct{ a *streams.Agent }
 
 func (p deployAgentPublisher) Publish(ctx context.Context, e events.Event) error {
 	return p.a.Publish(ctx, e, "")
+}
+
+// fleetUploader uploads a builder's closures through the agent's link.
+type fleetUploader struct{ s *streams.NixSubstituter }
+
+func (u fleetUploader) UploadDir(ctx context.Context, dir string) error {
+	_, err := u.s.UploadDir(ctx, dir)
+	return err
 }

@@ -174,8 +174,18 @@ type Builder struct {
 	// hub (path:/nix/store/…-source?narHash=…) is fetched from before the
 	// build, trusting the fleet key only.
 	FleetCache FleetCache
-	Now        func() time.Time
-	Log        *slog.Logger
+	// Uploader, when set and PushTo is not, takes closures built for other
+	// hosts into the hub's cache (unsigned: the hub signs them), where
+	// their targets fetch them.
+	Uploader FleetUploader
+	Now      func() time.Time
+	Log      *slog.Logger
+}
+
+// FleetUploader puts a local binary cache directory (nix copy --to
+// file://DIR) into the hub's cache.
+type FleetUploader interface {
+	UploadDir(ctx context.Context, dir string) error
 }
 
 // Build builds job's host from its flake, pushes the closure and reports
@@ -211,6 +221,11 @@ func (b *Builder) Build(ctx context.Context, pub Publisher, job events.DeployPha
 		}
 		job.Cache = b.PushTo
 	}
+	if err == nil && b.PushTo == "" && b.Uploader != nil && job.Host != b.Host {
+		if uerr := b.upload(ctx, path); uerr != nil {
+			err = fmt.Errorf("push %s to the hub's cache: %w", path, uerr)
+		}
+	}
 	job.DurationSeconds = b.Now().Sub(start).Seconds()
 	if err != nil {
 		if ctx.Err() != nil {
@@ -222,6 +237,22 @@ func (b *Builder) Build(ctx context.Context, pub Publisher, job events.DeployPha
 	}
 	job.StorePath = path
 	return path, publishPhase(ctx, pub, b.Host, "built", b.Now(), job, b.Log)
+}
+
+// upload copies path's closure into a temporary binary cache directory,
+// unsigned, and hands it to the Uploader (which sends only what the hub's
+// cache lacks).
+func (b *Builder) upload(ctx context.Context, path string) error {
+	dir, err := os.MkdirTemp("", "pinkie-upload-")
+	if err != nil {
+		return fmt.Errorf("temporary binary cache: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	if err := b.Nix.CopyTo(ctx, "file://"+dir, path); err != nil {
+		return err
+	}
+	b.Log.Info("uploading the closure to the hub's cache", "host", b.Host, "path", path)
+	return b.Uploader.UploadDir(ctx, dir)
 }
 
 // HandleOrder builds for another host when the planner orders it.

@@ -1,0 +1,41 @@
+package streams
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/nats-io/nats.go"
+)
+
+// UploadDir uploads a local binary cache directory (nix copy --to
+// file://DIR, unsigned: hosts do not hold the fleet's secret key) into the
+// hub's cache over the agent's leaf link, on this host's own upload
+// subjects (NixCachePutHost); the hub signs each narinfo it takes with the
+// fleet's key. Only the paths the cache lacks are sent.
+func (s *NixSubstituter) UploadDir(ctx context.Context, dir string) (NixUploadStats, error) {
+	s.mu.Lock()
+	nc := s.nc
+	s.mu.Unlock()
+	if nc == nil {
+		return NixUploadStats{}, errors.New("upload to the hub's cache: the agent's nix cache link is not connected yet")
+	}
+	st, err := UploadNixCacheDir(ctx, connRequester{nc}, NixCachePutHost(s.host), dir)
+	if err != nil {
+		return st, fmt.Errorf("upload to the hub's cache: %w", err)
+	}
+	s.log.Info("uploaded to the hub's nix cache", "paths", st.Paths, "missing", st.Missing, "bytes_sent", st.BytesSent)
+	return st, nil
+}
+
+// connRequester is a Requester over a plain connection; a refused or
+// unanswered request is an error naming the subject.
+type connRequester struct{ nc *nats.Conn }
+
+func (r connRequester) Request(ctx context.Context, m *nats.Msg) (*nats.Msg, error) {
+	resp, err := r.nc.RequestMsgWithContext(ctx, m)
+	if errors.Is(err, nats.ErrNoResponders) {
+		return nil, fmt.Errorf("no answer on %s: the hub is not reachable over the leaf link", m.Subject)
+	}
+	return resp, err
+}
