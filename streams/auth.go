@@ -66,7 +66,7 @@ func LoadAuth(dir string) (*Auth, error) {
 		}
 	}
 	for h, k := range a.Hosts {
-		if err := events.ValidHost(h); err != nil {
+		if err := validAuthHost(h); err != nil {
 			return nil, fmt.Errorf("auth file %s: %w", p, err)
 		}
 		if err := check("host "+h, k); err != nil {
@@ -160,7 +160,7 @@ func seedsDirFor(dir string) string { return filepath.Join(dir, "hosts") }
 func checkHosts(hosts []string) error {
 	seen := map[string]bool{}
 	for _, h := range hosts {
-		if err := events.ValidHost(h); err != nil {
+		if err := validAuthHost(h); err != nil {
 			return err
 		}
 		if seen[h] {
@@ -212,7 +212,7 @@ func KeysInit(dir string, hosts []string, opts ...KeysOption) (*Auth, error) {
 
 // KeysAddHost adds a host's seed and its public key to an auth directory.
 func KeysAddHost(dir, host string) (*Auth, error) {
-	if err := events.ValidHost(host); err != nil {
+	if err := validAuthHost(host); err != nil {
 		return nil, err
 	}
 	a, err := LoadAuth(dir)
@@ -273,4 +273,21 @@ func leafPermissions(host string) *server.Permissions {
 			"pinkie.cmd." + host + ".>",
 		}, append(deployLeafSubscribe(host), nixCacheLeafSubscribe(host)...)...)},
 	}
+}
+
+// reservedHosts are names a host key may not have: pinkie's own subjects
+// put them where a host name goes (_pinkie.nixcache.put.operator…, and a
+// host called "put" would read on _pinkie.nixcache.put.… where other
+// hosts upload).
+var reservedHosts = map[string]bool{"operator": true, "put": true}
+
+// validAuthHost checks a host name for the auth file.
+func validAuthHost(name string) error {
+	if err := events.ValidHost(name); err != nil {
+		return err
+	}
+	if reservedHosts[name] {
+		return fmt.Errorf("host name %q is reserved: pinkie's own subjects use it where a host name goes; choose another", name)
+	}
+	return nil
 }

@@ -64,3 +64,18 @@ func TestNixKeyPairInAuthDir(t *testing.T) {
 		t.Errorf("KeysInit wrote seeds before refusing")
 	}
 }
+
+func TestReservedHostNames(t *testing.T) {
+	for _, h := range []string{"operator", "put"} {
+		if _, err := KeysInit(t.TempDir(), []string{h}); err == nil || !strings.Contains(err.Error(), "reserved") {
+			t.Errorf("keys init with host %q: %v, want a refusal saying reserved", h, err)
+		}
+	}
+	dir := t.TempDir()
+	if _, err := KeysInit(dir, []string{"goliath"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := KeysAddHost(dir, "put"); err == nil || !strings.Contains(err.Error(), "reserved") {
+		t.Errorf("keys add-host put: %v, want a refusal saying reserved", err)
+	}
+}
