@@ -24,12 +24,14 @@ type buildOrderIndex struct {
 	mu      sync.Mutex
 	lastSeq uint64
 	orders  map[buildOrderKey]bool
+	// latest is when each builder was last ordered to build.
+	latest map[string]time.Time
 }
 
 type buildOrderKey struct{ builder, request, target string }
 
 func newBuildOrderIndex(js jetstream.JetStream) *buildOrderIndex {
-	return &buildOrderIndex{js: js, orders: map[buildOrderKey]bool{}}
+	return &buildOrderIndex{js: js, orders: map[buildOrderKey]bool{}, latest: map[string]time.Time{}}
 }
 
 // BuildOrdered implements ingest.BuildOrders.
@@ -82,6 +84,9 @@ func (x *buildOrderIndex) catchUp(ctx context.Context) error {
 			}
 			if p, ok := v.(*events.DeployPhase); ok && m.Subject() == events.DeploySubject(p.Builder, "build.ordered") {
 				x.orders[buildOrderKey{p.Builder, p.RequestID, p.Host}] = true
+				if t := e.Time(); t.After(x.latest[p.Builder]) {
+					x.latest[p.Builder] = t
+				}
 			}
 		}
 		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
@@ -91,4 +96,21 @@ func (x *buildOrderIndex) catchUp(ctx context.Context) error {
 			return nil
 		}
 	}
+}
+
+// OrderedSince reports whether builder was ordered to build anything at or
+// after since (the nix cache takes hosts' uploads only from builders at
+// work).
+func (x *buildOrderIndex) OrderedSince(builder string, since time.Time) (bool, error) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if !x.latest[builder].Before(since) {
+		return true, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := x.catchUp(ctx); err != nil {
+		return false, err
+	}
+	return !x.latest[builder].Before(since), nil
 }

@@ -110,6 +110,7 @@ type Hub struct {
 	health        healthState
 	metricsToken  []byte
 	nixCache      *NixCache
+	orders        *buildOrderIndex // the planner's build orders, read from DEPLOY
 }
 
 // StartHub starts the hub: the embedded server, its streams and buckets,
@@ -240,6 +241,7 @@ func StartHub(ctx context.Context, o HubOptions) (*Hub, error) {
 		h.Close()
 		return nil, err
 	}
+	h.orders = newBuildOrderIndex(h.js)
 	runCtx, cancel := context.WithCancel(context.Background())
 	h.mu.Lock()
 	h.stop, h.runCtx = cancel, runCtx

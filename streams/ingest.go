@@ -108,7 +108,7 @@ func (h *Hub) runIngest(parent context.Context, floor uint64) error {
 		cancel()
 		return fmt.Errorf("start ingest consumer: %w", err)
 	}
-	checker := &ingest.Checker{Schemas: h.schemas, MaxSize: h.opts.MaxEventBytes, Known: h.sources, Orders: newBuildOrderIndex(h.js), Now: time.Now}
+	checker := &ingest.Checker{Schemas: h.schemas, MaxSize: h.opts.MaxEventBytes, Known: h.sources, Orders: h.orders, Now: time.Now}
 	// Three goroutines in a row: the fetcher checks each message, the
 	// publisher forwards it, the acker settles it. Each keeps the stream's
 	// order.

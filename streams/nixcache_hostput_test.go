@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/pinkiefleet/pinkie/events"
 	"github.com/pinkiefleet/pinkie/nixcache"
 )
 
@@ -98,7 +99,18 @@ func TestNixCacheUploadFromHost(t *testing.T) {
 		}
 	})
 
+	t.Run("a host no build was ordered from cannot upload", func(t *testing.T) {
+		if _, err := ks.UploadDir(ctx, unsigned); err == nil || !strings.Contains(err.Error(), "not ordered to build") {
+			t.Fatalf("koishi's upload without a build order: %v, want a refusal", err)
+		}
+		if has, err := ks.Has(ctx, p1); err != nil || has {
+			t.Errorf("the refused upload left %s in the cache: %v %v", p1, has, err)
+		}
+	})
+
 	t.Run("koishi uploads unsigned, the hub signs", func(t *testing.T) {
+		// The planner orders koishi to build goliath's system.
+		orderBuild(t, hub, "koishi", "goliath")
 		if _, err := ks.UploadDir(ctx, unsigned); err != nil {
 			t.Fatal(err)
 		}
@@ -127,4 +139,23 @@ func TestNixCacheUploadFromHost(t *testing.T) {
 			}
 		}
 	})
+}
+
+// orderBuild stores a build order from the hub's planner: builder is to
+// build target's system.
+func orderBuild(t *testing.T, hub *Hub, builder, target string) {
+	t.Helper()
+	k, _ := events.Lookup("deploy.build.ordered")
+	p := &events.DeployPhase{RequestID: "req-" + target, Host: target, Builder: builder}
+	e, err := events.New(k, "hub", "deploy-planner", time.Now(), p, events.WithSubject(target))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := events.Encode(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := hub.JetStream().Publish(context.Background(), k.HubSubject(p), b); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -90,13 +90,15 @@ type nixPutService struct {
 	trusted []nixcache.PublicKey
 	// signer is the fleet's secret key, which signs hosts' uploads; nil
 	// when the hub has none, and then hosts' uploads are refused.
-	signer  *nixcache.SecretKey
+	signer *nixcache.SecretKey
+	// orders say which hosts are builders at work (nil: any host).
+	orders  *buildOrderIndex
 	staging string
 	mu      sync.Mutex // one staging write at a time per process: simple, and enough
 }
 
 func (h *Hub) startNixPut() error {
-	s := &nixPutService{cache: h.nixCache, staging: filepath.Join(h.opts.DataDir, "nixcache-staging")}
+	s := &nixPutService{cache: h.nixCache, staging: filepath.Join(h.opts.DataDir, "nixcache-staging"), orders: h.orders}
 	if h.opts.AuthDir != "" {
 		if k, err := LoadNixPublicKey(h.opts.AuthDir); err == nil {
 			s.trusted = []nixcache.PublicKey{k}
@@ -123,7 +125,10 @@ func (h *Hub) startNixPut() error {
 			h.log.Warn("nix cache upload with a reply subject outside the host's inbox; ignored", "subject", m.Subject, "reply", m.Reply)
 			return
 		}
-		r := s.handle(ctx, m)
+		r := s.mayUpload(nixPutWho(m.Subject))
+		if r.Error == "" {
+			r = s.handle(ctx, m)
+		}
 		if r.Error != "" {
 			h.log.Warn("nix cache upload refused", "subject", m.Subject, "err", r.Error)
 		}
@@ -136,6 +141,27 @@ func (h *Hub) startNixPut() error {
 		}
 	}
 	return nil
+}
+
+// hostUploadWindow is how long after its last build order a builder host
+// may upload (requests expire after a day by default).
+const hostUploadWindow = 24 * time.Hour
+
+// mayUpload lets an operator upload, and a host only while it is a builder
+// at work: ordered by the hub's planner to build within the last day. Any
+// other host's upload would be a path the hub signs for the whole fleet.
+func (s *nixPutService) mayUpload(who string) nixPutReply {
+	if who == "operator" || s.orders == nil {
+		return nixPutReply{}
+	}
+	ok, err := s.orders.OrderedSince(who, time.Now().Add(-hostUploadWindow))
+	if err != nil {
+		return nixPutReply{Error: "look up build orders: " + err.Error()}
+	}
+	if !ok {
+		return nixPutReply{Error: fmt.Sprintf("host %s was not ordered to build anything in the last %s: only builders at work upload into the fleet's cache", who, hostUploadWindow)}
+	}
+	return nixPutReply{}
 }
 
 // nixPutWho is the <who> of an upload subject: "operator" or a host.
