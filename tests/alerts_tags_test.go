@@ -91,7 +91,13 @@ func TestAlertsRoutedByTag(t *testing.T) {
 	af.ntfy.wait("koishi: erin logged in", 30*time.Second)
 
 	// After a kill -9 the restarted notifier reads the latest declared
-	// fleet before it handles an alert.
+	// fleet before it handles an alert. The kill waits until the notifier
+	// has recorded both deliveries: ntfy has no idempotency key, so an
+	// alert delivered but not yet settled when the hub dies is posted again
+	// after the restart (at least once, as documented) — not what this
+	// test is about.
+	waitCount(t, c.JS, streams.AlertLogStream, "pinkie.notify.web.delivered", 2, 20*time.Second)
+	waitCount(t, c.JS, streams.AlertLogStream, "pinkie.notify.db.delivered", 2, 20*time.Second)
 	hub.kill()
 	hub = af.startHub("--config", af.config)
 	hub.waitFor(fmt.Sprintf("fleet_seq=%d", seq2), 20*time.Second)
