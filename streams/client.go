@@ -129,31 +129,15 @@ func (c *Client) Publish(ctx context.Context, subject string, e events.Event) (*
 	m.Data = b
 	m.Header.Set(events.HeaderContentType, events.ContentType)
 	m.Header.Set(events.HeaderMsgID, e.ID())
-	type result struct {
-		ack *jetstream.PubAck
-		err error
-	}
-	done := make(chan result, 1)
-	pctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go func() {
-		ack, err := c.JS.PublishMsg(pctx, m)
-		done <- result{ack, err}
-	}()
 	var ack *jetstream.PubAck
-	select {
-	case r := <-done:
-		ack, err = r.ack, r.err
-	case perr := <-c.denied:
-		if strings.Contains(perr.Error(), subject) {
-			return nil, c.Refused("publish "+subject, perr)
-		}
-		r := <-done
-		ack, err = r.ack, r.err
-	}
+	err = c.untilRefused(ctx, "publish "+subject, subject, func(ctx context.Context) error {
+		var err error
+		ack, err = c.JS.PublishMsg(ctx, m)
+		return err
+	})
 	if err != nil {
-		if errors.Is(err, nats.ErrPermissionViolation) || strings.Contains(err.Error(), "Permissions Violation") {
-			return nil, c.Refused("publish "+subject, err)
+		if errors.Is(err, ErrNotPermitted) {
+			return nil, err
 		}
 		if errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders) {
 			return nil, fmt.Errorf("publish %s: no stream answered (not permitted for this key, or no hub stream takes this subject): %w", subject, err)
@@ -166,28 +150,38 @@ func (c *Client) Publish(ctx context.Context, subject string, e events.Event) (*
 // Request sends a request and waits for its reply; a subject this key may
 // not publish fails at once with a PermissionError instead of waiting.
 func (c *Client) Request(ctx context.Context, m *nats.Msg) (*nats.Msg, error) {
-	type result struct {
-		msg *nats.Msg
-		err error
+	var resp *nats.Msg
+	err := c.untilRefused(ctx, "request "+m.Subject, m.Subject, func(ctx context.Context) error {
+		var err error
+		resp, err = c.Conn.RequestMsgWithContext(ctx, m)
+		return err
+	})
+	if err != nil {
+		return nil, err
 	}
-	done := make(chan result, 1)
-	rctx, cancel := context.WithCancel(ctx)
+	return resp, nil
+}
+
+// untilRefused runs call and returns its error, or a PermissionError when
+// the server refuses subject to this key: at once when it says so
+// asynchronously (the call itself would only time out), or when the call
+// fails with a permission violation.
+func (c *Client) untilRefused(ctx context.Context, action, subject string, call func(context.Context) error) error {
+	done := make(chan error, 1)
+	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	go func() {
-		msg, err := c.Conn.RequestMsgWithContext(rctx, m)
-		done <- result{msg, err}
-	}()
+	go func() { done <- call(cctx) }()
+	var err error
 	select {
-	case r := <-done:
-		if r.err != nil && (errors.Is(r.err, nats.ErrPermissionViolation) || strings.Contains(r.err.Error(), "Permissions Violation")) {
-			return nil, c.Refused("request "+m.Subject, r.err)
-		}
-		return r.msg, r.err
+	case err = <-done:
 	case perr := <-c.denied:
-		if strings.Contains(perr.Error(), m.Subject) {
-			return nil, c.Refused("request "+m.Subject, perr)
+		if strings.Contains(perr.Error(), subject) {
+			return c.Refused(action, perr)
 		}
-		r := <-done
-		return r.msg, r.err
+		err = <-done
 	}
+	if err != nil && (errors.Is(err, nats.ErrPermissionViolation) || strings.Contains(err.Error(), "Permissions Violation")) {
+		return c.Refused(action, err)
+	}
+	return err
 }

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/pinkiefleet/pinkie/nixcache"
 )
 
 // NixSubstituter is an agent's loopback binary cache for nix: it speaks the
@@ -51,7 +53,7 @@ func NewNixSubstituter(host, listen, pinnedKey string, log *slog.Logger) (*NixSu
 		return nil, fmt.Errorf("--cache-listen %q: the substituter serves loopback only (127.0.0.1 or ::1)", listen)
 	}
 	if pinnedKey != "" {
-		if err := CheckNixPublicKey(pinnedKey); err != nil {
+		if _, err := nixcache.ParsePublicKey(pinnedKey); err != nil {
 			return nil, fmt.Errorf("--nix-trusted-key: %w", err)
 		}
 	}
@@ -177,7 +179,7 @@ func (s *NixSubstituter) TrustedKey(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("learning the fleet's signing key from the hub: %w", err)
 	}
 	key := strings.TrimSpace(string(m.Data))
-	if err := CheckNixPublicKey(key); err != nil {
+	if _, err := nixcache.ParsePublicKey(key); err != nil {
 		return "", fmt.Errorf("the hub's fleet signing key: %w", err)
 	}
 	s.mu.Lock()

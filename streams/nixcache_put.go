@@ -286,8 +286,8 @@ func (s *nixPutService) putNarinfo(ctx context.Context, info []byte, who string)
 	if ni.StoreDir() != "/nix/store" || !storeHashRE.MatchString(hash) {
 		return nixPutReply{Error: fmt.Sprintf("narinfo: %s is not a /nix/store path", ni.StorePath)}
 	}
-	if !narURLRE.MatchString(ni.URL) {
-		return nixPutReply{Error: fmt.Sprintf("narinfo: URL %q is not a NAR file under nar/", ni.URL)}
+	if err := checkNarURL(ni.URL); err != nil {
+		return nixPutReply{Error: "narinfo: " + err.Error()}
 	}
 	if ni.FileHash != nil {
 		if want := "nar/" + nixcache.NixBase32(ni.FileHash[:]) + "."; !strings.HasPrefix(ni.URL, want) {

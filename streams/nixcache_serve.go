@@ -18,7 +18,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/pinkiefleet/pinkie/events"
-	"github.com/pinkiefleet/pinkie/nixcache"
 )
 
 // The hub serves its Nix binary cache to agents over NATS request/reply on
@@ -286,11 +285,4 @@ func (rs *narReaders) chunk(ctx context.Context, store jetstream.ObjectStore, re
 		r.r.Close()
 	}
 	return buf, r.size, nil
-}
-
-// CheckNixPublicKey checks that key is a Nix public signing key:
-// NAME:BASE64 of 32 bytes.
-func CheckNixPublicKey(key string) error {
-	_, err := nixcache.ParsePublicKey(key)
-	return err
 }

@@ -359,22 +359,36 @@ func (a *Activator) fetch(ctx context.Context, path string) error {
 		}
 		return a.Nix.CopyFrom(ctx, a.Substituter, path, a.CheckSigs)
 	case a.FleetCache != nil:
-		has, err := a.FleetCache.Has(ctx, path)
-		if err != nil {
-			return fmt.Errorf("ask the hub's cache: %w", err)
-		}
-		if !has {
-			a.Log.Info("the hub's cache lacks the closure; fetching it with nix.conf's substituters", "host", a.Host, "path", path)
-			break
-		}
-		url, key, err := a.FleetCache.Source(ctx)
-		if err != nil {
+		found, err := fetchFromFleetCache(ctx, a.FleetCache, a.Nix, path, func(key string) {
+			a.Log.Info("fetching the closure from the hub's cache", "host", a.Host, "path", path, "trusted_key", key)
+		})
+		if found || err != nil {
 			return err
 		}
-		a.Log.Info("fetching the closure from the hub's cache", "host", a.Host, "path", path, "trusted_key", key)
-		return a.Nix.CopyFromTrusting(ctx, url, path, key)
+		a.Log.Info("the hub's cache lacks the closure; fetching it with nix.conf's substituters", "host", a.Host, "path", path)
 	}
 	return a.runChecked(ctx, "nix-store", "--realise", path)
+}
+
+// fetchFromFleetCache fetches path's closure from the hub's cache, trusting
+// the fleet key only; found is false (and nothing fetched) when the cache
+// lacks path. fetching, when set, hears the key just before the fetch.
+func fetchFromFleetCache(ctx context.Context, fc FleetCache, n nix.Nix, path string, fetching func(key string)) (found bool, err error) {
+	has, err := fc.Has(ctx, path)
+	if err != nil {
+		return false, fmt.Errorf("ask the hub's cache: %w", err)
+	}
+	if !has {
+		return false, nil
+	}
+	url, key, err := fc.Source(ctx)
+	if err != nil {
+		return true, err
+	}
+	if fetching != nil {
+		fetching(key)
+	}
+	return true, n.CopyFromTrusting(ctx, url, path, key)
 }
 
 // switchTo runs path/bin/switch-to-configuration goal, in a transient

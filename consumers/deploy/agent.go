@@ -300,17 +300,11 @@ func (b *Builder) fetchSource(ctx context.Context, flake string) error {
 	if !strings.HasPrefix(p, "/nix/store/") || b.Nix.Valid(ctx, p) {
 		return nil
 	}
-	has, err := b.FleetCache.Has(ctx, p)
-	if err != nil {
-		return fmt.Errorf("ask the hub's cache: %w", err)
-	}
-	if !has {
+	found, err := fetchFromFleetCache(ctx, b.FleetCache, b.Nix, p, func(string) {
+		b.Log.Info("fetching the flake source from the hub's cache", "host", b.Host, "path", p)
+	})
+	if err == nil && !found {
 		return fmt.Errorf("the hub's cache does not hold %s", p)
 	}
-	url, key, err := b.FleetCache.Source(ctx)
-	if err != nil {
-		return err
-	}
-	b.Log.Info("fetching the flake source from the hub's cache", "host", b.Host, "path", p)
-	return b.Nix.CopyFromTrusting(ctx, url, p, key)
+	return err
 }
