@@ -65,4 +65,9 @@ type DeployPhase struct {
 	Reason string `json:"reason,omitempty"`
 	// Log holds the last lines of the failing command's output.
 	Log []string `json:"log,omitempty"`
+	// FetchedPaths and FetchedBytes are what the target's agent took from
+	// the hub's Nix cache for this activation: whole NAR files, and the
+	// (compressed) bytes sent to nix.
+	FetchedPaths int   `json:"fetched_paths,omitempty"`
+	FetchedBytes int64 `json:"fetched_bytes,omitempty"`
 }

@@ -193,6 +193,23 @@ type DeployHost struct {
 	// failed, rolledback, build.failed, skipped, timeout.
 	Outcome string `json:"outcome"`
 	Reason  string `json:"reason,omitempty"`
+	// Upload is what a local build put into the hub's Nix cache.
+	Upload *CacheUpload `json:"upload,omitempty"`
+	// FetchedPaths and FetchedBytes are what the target's agent took from
+	// the hub's cache to activate (its activated or failed report).
+	FetchedPaths int   `json:"fetched_paths,omitempty"`
+	FetchedBytes int64 `json:"fetched_bytes,omitempty"`
+}
+
+// CacheUpload is what one upload into the hub's Nix cache sent: the paths
+// the cache lacked, and the bytes that took (compressed NAR files and
+// their narinfos), against the paths and NAR file bytes it already had.
+type CacheUpload struct {
+	Paths         int      `json:"paths"`
+	UploadedPaths []string `json:"uploaded_paths"`
+	UploadedBytes int64    `json:"uploaded_bytes"`
+	CachedPaths   int      `json:"cached_paths"`
+	CachedBytes   int64    `json:"cached_bytes"`
 }
 
 // Deploy is a deploy plan or its result (`pinkie deploy --json`).
@@ -201,4 +218,7 @@ type Deploy struct {
 	Revision string       `json:"revision,omitempty"`
 	DryRun   bool         `json:"dry_run,omitempty"`
 	Hosts    []DeployHost `json:"hosts"`
+	// SourceUpload is what shipping the flake's source put into the hub's
+	// Nix cache.
+	SourceUpload *CacheUpload `json:"source_upload,omitempty"`
 }

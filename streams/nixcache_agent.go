@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -36,6 +37,17 @@ type NixSubstituter struct {
 	mu     sync.Mutex
 	nc     *nats.Conn
 	learnt string
+
+	// servedNars and servedBytes count the NAR files (whole ones) and
+	// bytes served to nix since the start: the activator's difference
+	// around a fetch is what that fetch took from the hub.
+	servedNars, servedBytes atomic.Int64
+}
+
+// Served returns how many whole NAR files, and how many bytes of NAR
+// files, the substituter has served to nix since it started.
+func (s *NixSubstituter) Served() (nars int, bytes int64) {
+	return int(s.servedNars.Load()), s.servedBytes.Load()
 }
 
 // NewNixSubstituter listens on listen (a loopback address; "" is
@@ -322,6 +334,10 @@ func (s *NixSubstituter) serveNar(w http.ResponseWriter, r *http.Request, url st
 			return
 		}
 		sent += int64(len(c.data))
+		s.servedBytes.Add(int64(len(c.data)))
+		if sent >= first.size {
+			s.servedNars.Add(1)
+		}
 		if c, ok = <-chunks; !ok {
 			return
 		}

@@ -308,6 +308,9 @@ type NixUploadStats struct {
 	Paths     int   `json:"paths"`
 	Missing   int   `json:"missing"`
 	BytesSent int64 `json:"bytes_sent"`
+	// MissingHashes are the store hashes the hub's cache lacked: the
+	// paths this upload sent.
+	MissingHashes []string `json:"missing_hashes,omitempty"`
 }
 
 // Requester sends a request and returns its reply (a *Client, which fails
@@ -356,7 +359,7 @@ func UploadNixCacheDir(ctx context.Context, c Requester, prefix, dir string) (Ni
 	if err != nil {
 		return st, err
 	}
-	st.Missing = len(r.Missing)
+	st.Missing, st.MissingHashes = len(r.Missing), r.Missing
 	for _, h := range r.Missing {
 		info, err := bounded.ReadPath(filepath.Join(dir, h+".narinfo"), maxNarinfo)
 		if err != nil {

@@ -376,7 +376,24 @@ func errors_As(err error, target any) bool { return errors.As(err, target) }
 // client key of a running hub may do.
 func (f *fleet) putInStore(t *testing.T, bucket, key, value string) {
 	t.Helper()
-	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: filepath.Join(f.hubData, "jetstream"), NoSigs: true})
+	withHubStore(t, f, func(ctx context.Context, js jetstream.JetStream) {
+		kv, err := js.KeyValue(ctx, bucket)
+		if err != nil {
+			t.Fatalf("open %s in the hub's store: %v", bucket, err)
+		}
+		if _, err := kv.Put(ctx, key, []byte(value)); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// withHubStore runs fn on the stopped hub's JetStream store, through an
+// embedded nats-server of its own on the hub's data directory: what no
+// client key of a running hub may do (an attacker with the hub's disk).
+func withHubStore(t *testing.T, f *fleet, fn func(ctx context.Context, js jetstream.JetStream)) {
+	t.Helper()
+	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, JetStreamDomain: events.HubDomain,
+		StoreDir: filepath.Join(f.hubData, "jetstream"), NoSigs: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -394,13 +411,7 @@ func (f *fleet) putInStore(t *testing.T, bucket, key, value string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	kv, err := js.KeyValue(ctx, bucket)
-	if err != nil {
-		t.Fatalf("open %s in the hub's store: %v", bucket, err)
-	}
-	if _, err := kv.Put(ctx, key, []byte(value)); err != nil {
-		t.Fatal(err)
-	}
+	fn(ctx, js)
 }

@@ -16,10 +16,12 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/pinkiefleet/pinkie/bounded"
 	"github.com/pinkiefleet/pinkie/deploy/fleet"
 	"github.com/pinkiefleet/pinkie/deploy/nix"
 	"github.com/pinkiefleet/pinkie/events"
 	"github.com/pinkiefleet/pinkie/fleetview"
+	"github.com/pinkiefleet/pinkie/nixcache"
 	"github.com/pinkiefleet/pinkie/streams"
 )
 
@@ -103,15 +105,17 @@ no connection to the hub, and then nothing is published.`)
 	}
 	opts := deploySendOptions{PushTo: *pushTo, Expires: *expires, RequestedBy: requester(), Stderr: a.stderr, Lines: lines}
 	if key := deployNixKey(*nixKey, *cf.nkey); key != "" && *pushTo == "" {
-		opts.Upload = func(ctx context.Context, path string) error { return uploadClosure(ctx, n, c, key, path) }
+		opts.Upload = func(ctx context.Context, path string) (*fleetview.CacheUpload, error) {
+			return uploadClosure(ctx, n, c, key, path)
+		}
 		// Builders and targets build exactly what was evaluated here,
 		// from the hub's cache: the flake's source (inputs included,
 		// uncommitted changes included) goes there too.
-		src, err := shipFlakeSource(ctx, n, c, key, res.Flake)
+		src, up, err := shipFlakeSource(ctx, n, c, key, res.Flake)
 		if err != nil {
 			return err
 		}
-		res.Flake = src
+		res.Flake, res.SourceUpload = src, up
 	}
 	firstSeq, err := deploySend(ctx, n, c, &res, plans, opts)
 	if err != nil {
@@ -190,8 +194,8 @@ type deployPublisher interface {
 type deploySendOptions struct {
 	PushTo string
 	// Upload, when set, puts a locally built closure into the hub's Nix
-	// cache (signed), where targets fetch it.
-	Upload      func(ctx context.Context, path string) error
+	// cache (signed), where targets fetch it, and says what it sent.
+	Upload      func(ctx context.Context, path string) (*fleetview.CacheUpload, error)
 	Expires     time.Duration
 	RequestedBy string
 	// Stderr gets local build failures; Lines, when set, one line per request.
@@ -222,7 +226,7 @@ func deploySend(ctx context.Context, n nix.Nix, c deployPublisher, res *deployRe
 				err = n.CopyTo(ctx, o.PushTo, path)
 			}
 			if err == nil && o.Upload != nil {
-				err = o.Upload(ctx, path)
+				h.Upload, err = o.Upload(ctx, path)
 			}
 			h.BuildSeconds = time.Since(start).Seconds()
 			if err != nil {
@@ -262,7 +266,11 @@ func deploySend(ctx context.Context, n nix.Nix, c deployPublisher, res *deployRe
 			firstSeq = ack.Sequence
 		}
 		if o.Lines != nil {
-			fmt.Fprintf(o.Lines, "%-16s requested  build on %s, goal %s, request %s\n", show(h.Host), show(h.BuildOn), show(h.Goal), show(h.RequestID))
+			up := ""
+			if h.Upload != nil {
+				up = fmt.Sprintf(", uploaded %d of %d paths (%d bytes) to the hub's cache", len(h.Upload.UploadedPaths), h.Upload.Paths, h.Upload.UploadedBytes)
+			}
+			fmt.Fprintf(o.Lines, "%-16s requested  build on %s, goal %s, request %s%s\n", show(h.Host), show(h.BuildOn), show(h.Goal), show(h.RequestID), up)
 		}
 	}
 	return firstSeq, nil
@@ -383,6 +391,9 @@ func followDeploys(ctx context.Context, a *app, c *streams.Client, fromSeq uint6
 		if p.Reason != "" {
 			h.Reason = p.Reason
 		}
+		if p.FetchedPaths > 0 || p.FetchedBytes > 0 {
+			h.FetchedPaths, h.FetchedBytes = p.FetchedPaths, p.FetchedBytes
+		}
 		if lines {
 			detail := ""
 			switch {
@@ -390,6 +401,9 @@ func followDeploys(ctx context.Context, a *app, c *streams.Client, fromSeq uint6
 				detail = p.Reason
 			case phase == "built" || phase == "activated":
 				detail = fmt.Sprintf("%s (%.1fs)", p.StorePath, p.DurationSeconds)
+				if p.FetchedPaths > 0 {
+					detail += fmt.Sprintf(", fetched %d paths, %d bytes from the hub's cache", p.FetchedPaths, p.FetchedBytes)
+				}
 			case phase == "build.started":
 				detail = "on " + p.Builder
 			}
@@ -438,43 +452,83 @@ func deployNixKey(flag, nkeyFile string) string {
 }
 
 // uploadClosure signs path's closure with key into a temporary binary cache
-// directory and uploads what the hub's cache lacks.
-func uploadClosure(ctx context.Context, n nix.Nix, c streams.Requester, key, path string) error {
+// directory, uploads what the hub's cache lacks and says what it sent.
+func uploadClosure(ctx context.Context, n nix.Nix, c streams.Requester, key, path string) (*fleetview.CacheUpload, error) {
 	dir, err := os.MkdirTemp("", "pinkie-upload-")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer os.RemoveAll(dir)
 	if err := n.CopyTo(ctx, "file://"+dir+"?secret-key="+key, path); err != nil {
-		return fmt.Errorf("sign %s with %s: %w", path, key, err)
+		return nil, fmt.Errorf("sign %s with %s: %w", path, key, err)
 	}
-	if _, err := streams.UploadNixCacheDir(ctx, c, streams.NixCachePutOperator, dir); err != nil {
-		return fmt.Errorf("upload %s to the hub's cache: %w", path, err)
+	st, err := streams.UploadNixCacheDir(ctx, c, streams.NixCachePutOperator, dir)
+	if err != nil {
+		return nil, fmt.Errorf("upload %s to the hub's cache: %w", path, err)
 	}
-	return nil
+	return cacheUpload(dir, st)
+}
+
+// cacheUpload describes an upload of the binary cache directory dir: the
+// store paths sent, and the NAR file bytes of those the hub already had.
+func cacheUpload(dir string, st streams.NixUploadStats) (*fleetview.CacheUpload, error) {
+	sent := map[string]bool{}
+	for _, h := range st.MissingHashes {
+		sent[h] = true
+	}
+	up := &fleetview.CacheUpload{Paths: st.Paths, UploadedPaths: []string{}, UploadedBytes: st.BytesSent}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("read binary cache %s: %w", dir, err)
+	}
+	for _, e := range entries {
+		h, ok := strings.CutSuffix(e.Name(), ".narinfo")
+		if !ok {
+			continue
+		}
+		b, err := bounded.ReadPath(filepath.Join(dir, e.Name()), nixcache.MaxNarInfoSize)
+		if err != nil {
+			return nil, err
+		}
+		ni, err := nixcache.ParseNarInfo(b)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", e.Name(), err)
+		}
+		if sent[h] {
+			up.UploadedPaths = append(up.UploadedPaths, ni.StorePath)
+			continue
+		}
+		up.CachedPaths++
+		up.CachedBytes += int64(ni.FileSize)
+	}
+	sort.Strings(up.UploadedPaths)
+	return up, nil
 }
 
 // shipFlakeSource signs the flake's source and inputs with key, uploads
-// what the hub's cache lacks and returns the reference hosts build from.
-func shipFlakeSource(ctx context.Context, n nix.Nix, c streams.Requester, key, ref string) (string, error) {
+// what the hub's cache lacks and returns the reference hosts build from,
+// and what it sent.
+func shipFlakeSource(ctx context.Context, n nix.Nix, c streams.Requester, key, ref string) (string, *fleetview.CacheUpload, error) {
 	md, err := n.FlakeMetadata(ctx, ref)
 	if err != nil {
-		return "", fmt.Errorf("flake %s: %w", ref, err)
+		return "", nil, fmt.Errorf("flake %s: %w", ref, err)
 	}
 	src, err := md.SourceRef()
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	dir, err := os.MkdirTemp("", "pinkie-flake-")
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	defer os.RemoveAll(dir)
 	if err := n.ArchiveTo(ctx, "file://"+dir+"?secret-key="+key, ref); err != nil {
-		return "", fmt.Errorf("sign the flake source of %s with %s: %w", ref, key, err)
+		return "", nil, fmt.Errorf("sign the flake source of %s with %s: %w", ref, key, err)
 	}
-	if _, err := streams.UploadNixCacheDir(ctx, c, streams.NixCachePutOperator, dir); err != nil {
-		return "", fmt.Errorf("upload the flake source of %s to the hub's cache: %w", ref, err)
+	st, err := streams.UploadNixCacheDir(ctx, c, streams.NixCachePutOperator, dir)
+	if err != nil {
+		return "", nil, fmt.Errorf("upload the flake source of %s to the hub's cache: %w", ref, err)
 	}
-	return src, nil
+	up, err := cacheUpload(dir, st)
+	return src, up, err
 }

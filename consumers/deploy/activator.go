@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/pinkiefleet/pinkie/bounded"
@@ -206,7 +207,8 @@ func (a *Activator) activate(ctx context.Context, pub Publisher, job events.Depl
 		return a.finish(ctx, pub, "failed", job)
 	}
 	if !a.Nix.Valid(ctx, job.StorePath) {
-		if err := a.fetch(ctx, job.StorePath); err != nil {
+		err := a.fetch(ctx, &job)
+		if err != nil {
 			return fail("fetch "+job.StorePath, err)
 		}
 	}
@@ -347,27 +349,68 @@ type FleetCache interface {
 	Source(ctx context.Context) (url, trustedKey string, err error)
 }
 
-// fetch realises path's closure: from Substituter when one is set (without
+// ServedCounter is a FleetCache that counts what it served to nix: whole
+// NAR files and bytes, since it started.
+type ServedCounter interface {
+	Served() (nars int, bytes int64)
+}
+
+// fetch realises job's closure: from Substituter when one is set (without
 // signature checks only if CheckSigs is off, and logged); else from the
-// hub's cache when it holds path, trusting the fleet key only; else with
-// nix.conf's substituters.
-func (a *Activator) fetch(ctx context.Context, path string) error {
+// hub's cache when it holds the path, trusting the fleet key only, and
+// then job's FetchedPaths and FetchedBytes say what came from the hub;
+// else with nix.conf's substituters.
+func (a *Activator) fetch(ctx context.Context, job *events.DeployPhase) error {
+	path := job.StorePath
 	switch {
 	case a.Substituter != "":
 		if !a.CheckSigs {
 			a.Log.Warn("fetching without signature checks (--deploy-check-sigs is off): whatever the substituter serves is trusted", "host", a.Host, "substituter", a.Substituter, "path", path)
 		}
-		return a.Nix.CopyFrom(ctx, a.Substituter, path, a.CheckSigs)
+		return nixRefusal(a.Nix.CopyFrom(ctx, a.Substituter, path, a.CheckSigs))
 	case a.FleetCache != nil:
+		counter, counts := a.FleetCache.(ServedCounter)
+		var nars0 int
+		var bytes0 int64
+		if counts {
+			nars0, bytes0 = counter.Served()
+		}
 		found, err := fetchFromFleetCache(ctx, a.FleetCache, a.Nix, path, func(key string) {
 			a.Log.Info("fetching the closure from the hub's cache", "host", a.Host, "path", path, "trusted_key", key)
 		})
+		err = nixRefusal(err)
+		if counts && found {
+			// What the substituter served meanwhile: this fetch's, as the
+			// activator fetches one closure at a time (a builder's fetch of
+			// a flake source at the same moment would count too).
+			nars, bytes := counter.Served()
+			job.FetchedPaths, job.FetchedBytes = nars-nars0, bytes-bytes0
+			a.Log.Info("fetched from the hub's cache", "host", a.Host, "path", path, "fetched_paths", job.FetchedPaths, "fetched_bytes", job.FetchedBytes, "err", err)
+		}
 		if found || err != nil {
 			return err
 		}
 		a.Log.Info("the hub's cache lacks the closure; fetching it with nix.conf's substituters", "host", a.Host, "path", path)
 	}
 	return a.runChecked(ctx, "nix-store", "--realise", path)
+}
+
+// nixRefusal names why nix refused what a cache served, when its output
+// says (nix 2.8: "cannot add path … because it lacks a valid signature";
+// "hash mismatch importing path …" followed by the hashes on lines of
+// their own, so the last line alone would not say it).
+func nixRefusal(err error) error {
+	if err == nil {
+		return nil
+	}
+	tail := strings.Join(nix.LogTail(err), "\n")
+	switch {
+	case strings.Contains(tail, "lacks a valid signature") || strings.Contains(tail, "lacks a signature"):
+		return fmt.Errorf("refused by nix: a path from the cache has no valid signature by a trusted key (unsigned, or its narinfo altered after signing): %w", err)
+	case strings.Contains(tail, "hash mismatch"):
+		return fmt.Errorf("refused by nix: a NAR from the cache does not match the hash its signed narinfo names (altered): %w", err)
+	}
+	return err
 }
 
 // fetchFromFleetCache fetches path's closure from the hub's cache, trusting
