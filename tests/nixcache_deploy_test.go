@@ -178,16 +178,31 @@ func needOwnNix(t *testing.T) {
 	}
 }
 
+// ownNix is a host's own /nix, agent data directory and system profile,
+// kept across its agent's restarts.
+type ownNix struct{ nix, data, profile string }
+
+func newOwnNix(t *testing.T) ownNix {
+	return ownNix{nix: t.TempDir(), data: t.TempDir(), profile: filepath.Join(t.TempDir(), "profiles", "system")}
+}
+
 // startOwnNixAgent starts host's agent in its own mount namespace with a
 // fresh empty directory on /nix (Debian's nix initialises a store there),
 // and returns it with that directory and its system profile.
 func startOwnNixAgent(t *testing.T, f *fleet, host string, extra ...string) (*proc, string, string) {
 	t.Helper()
-	nixDir, profile := t.TempDir(), filepath.Join(t.TempDir(), "profiles", "system")
-	args := append([]string{"-m", "sh", "-c", `mount --bind "$0" /nix && exec "$@"`, nixDir,
-		pinkieBin, "agent", "--name", host, "--hub", f.leafURL(), "--data", t.TempDir(), "--nkey", streams.HostSeedFile(f.auth, host),
-		"--reconnect", "200ms", "--producers", "heartbeat", "--heartbeat", "1h", "--system-profile", profile, "--activation", "direct"}, extra...)
+	d := newOwnNix(t)
+	return startOwnNixAgentIn(t, f, host, d, extra...), d.nix, d.profile
+}
+
+// startOwnNixAgentIn starts host's agent in its own mount namespace with
+// d's directory on /nix, d's data directory and profile.
+func startOwnNixAgentIn(t *testing.T, f *fleet, host string, d ownNix, extra ...string) *proc {
+	t.Helper()
+	args := append([]string{"-m", "sh", "-c", `mount --bind "$0" /nix && exec "$@"`, d.nix,
+		pinkieBin, "agent", "--name", host, "--hub", f.leafURL(), "--data", d.data, "--nkey", streams.HostSeedFile(f.auth, host),
+		"--reconnect", "200ms", "--producers", "heartbeat", "--heartbeat", "1h", "--system-profile", d.profile, "--activation", "direct"}, extra...)
 	a := startCommand(t, "agent-"+host, exec.Command("unshare", args...))
 	a.waitFor("hub connected", 30*time.Second)
-	return a, nixDir, profile
+	return a
 }

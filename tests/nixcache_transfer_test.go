@@ -15,6 +15,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/pinkiefleet/pinkie/events"
 	"github.com/pinkiefleet/pinkie/nixcache"
 	"github.com/pinkiefleet/pinkie/streams"
 )
@@ -134,11 +135,19 @@ type cacheUpload struct {
 
 func parseTransferJSON(t *testing.T, out string) transferJSON {
 	t.Helper()
+	// The JSON is the last line that is an object: warnings may precede
+	// it, the exit's error follow it.
 	var r transferJSON
 	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &r); err != nil {
-		t.Fatalf("deploy --json printed %q: %v", out, err)
+	for i := len(lines) - 1; i >= 0; i-- {
+		if strings.HasPrefix(lines[i], "{") {
+			if err := json.Unmarshal([]byte(lines[i]), &r); err != nil {
+				t.Fatalf("deploy --json printed %q: %v", out, err)
+			}
+			return r
+		}
 	}
+	t.Fatalf("deploy --json printed no JSON: %q", out)
 	return r
 }
 
@@ -386,5 +395,75 @@ func mustPut(ctx context.Context, t *testing.T, kv jetstream.KeyValue, key strin
 	t.Helper()
 	if _, err := kv.Put(ctx, key, v); err != nil {
 		t.Fatalf("put narinfo %s: %v", key, err)
+	}
+}
+
+// waitDeployOutcome waits until the hub's DEPLOY stream holds an outcome
+// (activated, failed, rolledback, skipped) of request id and returns its
+// phase and data.
+func waitDeployOutcome(t *testing.T, f *fleet, id string, within time.Duration) (string, *events.DeployPhase) {
+	t.Helper()
+	c := f.client()
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		for _, se := range readStream(t, c.JS, streams.DeployStream, "pinkie.deploy.>") {
+			phase, ok := events.DeployPhaseOf(se.kind.Name)
+			if !ok {
+				continue
+			}
+			d, err := events.DecodeData(se.event, se.kind)
+			if err != nil {
+				t.Fatalf("%s: %v", se.subject, err)
+			}
+			switch p := d.(*events.DeployPhase); {
+			case p.RequestID != id:
+			case phase == "activated", phase == "failed", phase == "rolledback", phase == "skipped":
+				return phase, p
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("no outcome of request %s within %s", id, within)
+	return "", nil
+}
+
+// TestDeployToHostOfflineDuringUpload: the target's agent is stopped when
+// the operator deploys; `pinkie deploy --wait` with a short timeout uploads
+// the closure, requests the deploy and gives up waiting (exit 1, outcome
+// timeout). The agent, started again later with its own /nix as before,
+// takes the request, fetches the closure from the hub's cache and
+// activates.
+func TestDeployToHostOfflineDuringUpload(t *testing.T) {
+	needOwnNix(t)
+	f := newFleet(t, "goliath")
+	f.startHub()
+	flake := newPkgFlake(t, map[string]string{"goliath": "local"}, 2, 64<<10)
+	host := newOwnNix(t)
+	agent := startOwnNixAgentIn(t, f, "goliath", host)
+	agent.stop(syscall.SIGTERM)
+
+	out, code := runPinkie(t, "deploy", "goliath", "--flake", flake.dir, "--server", f.natsURL(), "--nkey", f.operator(), "--wait", "--timeout", "3s", "--json")
+	d := parseTransferJSON(t, out)
+	if code != 1 || len(d.Hosts) != 1 || d.Hosts[0].Outcome != "timeout" || d.Hosts[0].Upload == nil || len(d.Hosts[0].Upload.UploadedPaths) != 3 {
+		t.Fatalf("deploy to an offline host: exit %d, want 1 with outcome timeout after uploading 3 paths\n%s", code, out)
+	}
+	h := d.Hosts[0]
+	if _, err := os.Stat(filepath.Join(host.nix, "store", filepath.Base(h.StorePath))); err == nil {
+		t.Fatal("the closure is in the offline host's store already")
+	}
+
+	agent = startOwnNixAgentIn(t, f, "goliath", host)
+	phase, p := waitDeployOutcome(t, f, h.RequestID, 2*time.Minute)
+	if phase != "activated" || p.StorePath != h.StorePath {
+		t.Fatalf("after the agent came back: %s %s (%s), want %s activated\nagent:\n%s", phase, p.StorePath, p.Reason, h.StorePath, agent.out.String())
+	}
+	if p.FetchedPaths != 3 {
+		t.Errorf("the agent fetched %d paths from the hub's cache, want the closure's 3", p.FetchedPaths)
+	}
+	if _, err := os.Stat(filepath.Join(host.nix, "store", filepath.Base(h.StorePath))); err != nil {
+		t.Errorf("the closure is not in the host's own store: %v", err)
+	}
+	if link, err := filepath.EvalSymlinks(host.profile); err != nil || link != h.StorePath {
+		t.Errorf("profile %s points at %q (%v), want %s", host.profile, link, err, h.StorePath)
 	}
 }
