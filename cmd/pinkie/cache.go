@@ -21,10 +21,10 @@ Look after the hub's Nix binary cache (the closures deploys carry).
   pinkie cache gc [--dry-run] [--json]
 
 The cache is held to the hub's --cache-budget. Retention keeps the whole
-closure of each host's current and previous deploy, of deploys under way and
-of paths uploaded within the last hour, and drops the rest oldest upload
-first until the cache is under budget: after uploads push it over, every ten
-minutes, and on 'pinkie cache gc'. Kept because: current:HOST, previous:HOST,
+closure of each host's current and previous deploy, of deploys under way
+and of paths uploaded within the hub's --cache-grace (an hour), and drops
+the rest oldest upload first until the cache is under budget: after
+uploads push it over, every ten minutes, and on 'pinkie cache gc'. Kept because: current:HOST, previous:HOST,
 pending:HOST (a deploy under way), recent (a fresh upload); '-' is
 collectable.
 
