@@ -141,7 +141,7 @@ func (r *nixRetention) usage(ctx context.Context) (int64, error) {
 // auto collects when the cache's streams hold more than the budget.
 func (r *nixRetention) auto(ctx context.Context) error {
 	used, err := r.usage(ctx)
-	if err != nil || used <= r.budget {
+	if err != nil || used <= r.currentBudget() {
 		return err
 	}
 	res, err := r.gc(ctx, false)
@@ -150,9 +150,16 @@ func (r *nixRetention) auto(ctx context.Context) error {
 	}
 	if len(res.Dropped) > 0 || res.DroppedNARs > 0 {
 		r.h.log.Info("nix cache over budget: dropped the oldest paths no deploy needs",
-			"paths", len(res.Dropped), "nars", res.DroppedNARs, "bytes_freed", res.BytesFreed, "bytes", res.BytesAfter, "budget_bytes", r.budget)
+			"paths", len(res.Dropped), "nars", res.DroppedNARs, "bytes_freed", res.BytesFreed, "bytes", res.BytesAfter, "budget_bytes", res.BudgetBytes)
 	}
 	return nil
+}
+
+// currentBudget is the budget (tests change it).
+func (r *nixRetention) currentBudget() int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.budget
 }
 
 // gc brings the cache under budget (or says what it would drop).
@@ -248,7 +255,7 @@ func (r *nixRetention) stats(ctx context.Context, _ []byte) nixAdminReply {
 	if err != nil {
 		return nixAdminReply{Error: err.Error()}
 	}
-	st := v.stats(r.budget, r.grace)
+	st := v.stats(r.currentBudget(), r.grace)
 	return nixAdminReply{Stats: &st}
 }
 
@@ -264,7 +271,7 @@ func (r *nixRetention) gcRequest(ctx context.Context, body []byte) nixAdminReply
 		return nixAdminReply{Error: err.Error()}
 	}
 	if !q.DryRun {
-		r.h.log.Info("nix cache collected on request", "paths", len(res.Dropped), "nars", res.DroppedNARs, "bytes_freed", res.BytesFreed, "bytes", res.BytesAfter, "budget_bytes", r.budget)
+		r.h.log.Info("nix cache collected on request", "paths", len(res.Dropped), "nars", res.DroppedNARs, "bytes_freed", res.BytesFreed, "bytes", res.BytesAfter, "budget_bytes", res.BudgetBytes)
 	}
 	res.DroppedPaths = len(res.Dropped)
 	if len(res.Dropped) > nixGCListed {
