@@ -26,6 +26,8 @@ let
     # the metrics token).
     authDir = if hasAuth then "%d" else null;
     metricsTokenFile = if cfg.metricsTokenFile != null then "%d/metrics-token" else null;
+    nixSigningKeyFile = if cfg.nixSigningKeyFile != null then "%d/nix-signing.sec" else null;
+    inherit (cfg) cacheBudget;
     inherit configFile;
   };
   lowPorts = lib.any (p: p < 1024) (map (a: a.port)
@@ -160,6 +162,35 @@ in
     };
 
     maxStore = mkOption { type = types.ints.positive; default = 10 * 1024 * 1024 * 1024; description = "JetStream file store limit in bytes."; };
+
+    cacheBudget = mkOption {
+      type = types.nullOr (types.either types.ints.positive types.str);
+      default = null;
+      example = "20GiB";
+      description = ''
+        The size the hub's Nix binary cache (the closures deploys carry) is
+        held to: bytes, or a number with a unit ("20GiB", "500MB"). It
+        lives in the hub's store, so keep it under `maxStore`. Retention
+        keeps the closures of each host's current and previous deploy, of
+        deploys under way and of fresh uploads, and drops the rest oldest
+        first (`pinkie cache --help`). null: a tenth of `maxStore`.
+      '';
+    };
+
+    nixSigningKeyFile = mkOption {
+      type = types.nullOr types.str;
+      default = null;
+      example = "/run/agenix/pinkie-nix-signing.sec";
+      description = ''
+        The fleet's Nix secret key (`nix-signing.sec`, made by `pinkie keys
+        init`): the hub signs what hosts upload into its cache with it, and
+        tells agents its public half. It reaches the hub as a systemd
+        credential, read at start; keep it out of the Nix store. Without it
+        (and without a key beside auth.json, which the hub is never given)
+        the hub cannot sign hosts' uploads and agents must pin the fleet's
+        public key (`services.pinkie.agent.nixTrustedKey`).
+      '';
+    };
     hostBudget = {
       enable = mkOption { type = types.bool; default = true; description = "Per-host ingest budgets: a host that sends more is paused at its source (its events wait in its own OUTBOX) and alerted on (`ingest.throttled`)."; };
       eventsPerSecond = mkOption { type = types.ints.positive; default = 100; description = "Events per second a host may send, sustained."; };
@@ -206,6 +237,7 @@ in
         TimeoutStopSec = "30s";
         LoadCredential = lib.optional hasAuth "auth.json:${authFile}"
           ++ lib.optional (cfg.metricsTokenFile != null) "metrics-token:${cfg.metricsTokenFile}"
+          ++ lib.optional (cfg.nixSigningKeyFile != null) "nix-signing.sec:${cfg.nixSigningKeyFile}"
           ++ lib.mapAttrsToList (name: path: "${name}:${path}") cfg.credentials;
 
         DynamicUser = true;

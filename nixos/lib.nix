@@ -137,6 +137,8 @@ let
       bad = filter (l: splitAddress cfg.listen.${l} == null) listeners;
       open = filter (l: let a = splitAddress cfg.listen.${l}; in a != null && !isLoopbackHost a.host) listeners;
       metricsToken = cfg.metricsTokenFile or null;
+      signingKey = cfg.nixSigningKeyFile or null;
+      cacheBudget = cfg.cacheBudget or null;
     in
     map (l: "${opt}.listen.${l} = ${show cfg.listen.${l}} is not HOST:PORT (e.g. \"127.0.0.1:4222\", \"[::1]:4222\" or \":4222\" for every interface).") bad
     ++ optionals (!hasAuth) (map
@@ -150,13 +152,20 @@ let
       "${opt}.metricsTokenFile = ${show metricsToken} is in the Nix store, which every user can read: keep the token outside it (e.g. /run/agenix/pinkie-metrics-token) and give its path as a string, not a Nix path."
     ++ optional (metricsToken != null && !hasPrefix "/" metricsToken)
       "${opt}.metricsTokenFile = ${show metricsToken} is not an absolute path."
+    ++ optional (signingKey != null && hasPrefix "/nix/store" signingKey)
+      "${opt}.nixSigningKeyFile = ${show signingKey} is in the Nix store, which every user can read: whoever holds the fleet's Nix secret key can sign paths every host installs as root. Keep it outside (e.g. /run/agenix/pinkie-nix-signing.sec) and give its path as a string, not a Nix path."
+    ++ optional (signingKey != null && !hasPrefix "/" signingKey)
+      "${opt}.nixSigningKeyFile = ${show signingKey} is not an absolute path."
+    ++ optional (isString cacheBudget && builtins.match "[0-9]+(\\.[0-9]+)? ?(B|K|KiB|M|MiB|G|GiB|T|TiB|kB|KB|MB|GB|TB)?" cacheBudget == null)
+      "${opt}.cacheBudget = ${show cacheBudget} is not a size: want bytes or a number with a unit, e.g. \"20GiB\", \"500MB\" or 21474836480."
     ++ map (p: "${opt}.settings.${p} holds a literal secret, which would be copied into the world-readable Nix store: put it in a file, name the key ${p}_file, and pass the file with ${opt}.credentials (it is then readable at /run/credentials/pinkie-hub.service/NAME).")
       (secretLiterals "" cfg.settings);
 
   # hubArgs o is the hub's command line after `pinkie hub`. o: { dataDir;
   # listen; authDir (null: no auth); configFile (null: none); maxStore;
   # maxEventBytes; syncAlways; logLevel; logFormat; extraArgs;
-  # metricsTokenFile (optional, null: none); } and optionally hostBudget
+  # metricsTokenFile, cacheBudget, nixSigningKeyFile (optional, null:
+  # none); } and optionally hostBudget
   # { enable; eventsPerSecond; bytesPerSecond; burstEvents; burstBytes;
   # cooldown; } (absent: the hub's defaults).
   hubArgs = o:
@@ -171,6 +180,8 @@ let
       else [ "--host-rate" "off" ])
     ++ optionals (o.authDir != null) [ "--auth" o.authDir ]
     ++ optionals ((o.metricsTokenFile or null) != null) [ "--metrics-token-file" o.metricsTokenFile ]
+    ++ optionals ((o.cacheBudget or null) != null) [ "--cache-budget" (toString o.cacheBudget) ]
+    ++ optionals ((o.nixSigningKeyFile or null) != null) [ "--nix-signing-key" o.nixSigningKeyFile ]
     ++ optionals (o.configFile != null) [ "--config" o.configFile ]
     ++ optional o.syncAlways "--sync-always"
     ++ o.extraArgs;

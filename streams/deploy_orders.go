@@ -52,18 +52,37 @@ func (x *buildOrderIndex) BuildOrdered(builder, request, target string) (bool, e
 
 // catchUp reads the build orders stored after lastSeq.
 func (x *buildOrderIndex) catchUp(ctx context.Context) error {
-	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{events.DeploySubject("*", "build.ordered")}, DeliverPolicy: jetstream.DeliverAllPolicy}
-	if x.lastSeq > 0 {
-		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, x.lastSeq+1
-	}
-	cons, err := x.js.OrderedConsumer(ctx, DeployStream, cfg)
+	last, err := catchUpDeploy(ctx, x.js, []string{events.DeploySubject("*", "build.ordered")}, x.lastSeq,
+		func(subject string, e events.Event, k events.Kind, v any) {
+			if p, ok := v.(*events.DeployPhase); ok && k.Name == "deploy.build.ordered" && subject == events.DeploySubject(p.Builder, "build.ordered") {
+				x.orders[buildOrderKey{p.Builder, p.RequestID, p.Host}] = true
+				if t := e.Time(); t.After(x.latest[p.Builder]) {
+					x.latest[p.Builder] = t
+				}
+			}
+		})
+	x.lastSeq = last
 	if err != nil {
 		return fmt.Errorf("read build orders: %w", err)
+	}
+	return nil
+}
+
+// catchUpDeploy feeds apply the readable events of DEPLOY on filters
+// stored after sequence after, and returns the last sequence read.
+func catchUpDeploy(ctx context.Context, js jetstream.JetStream, filters []string, after uint64, apply func(subject string, e events.Event, k events.Kind, data any)) (uint64, error) {
+	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: filters, DeliverPolicy: jetstream.DeliverAllPolicy}
+	if after > 0 {
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, after+1
+	}
+	cons, err := js.OrderedConsumer(ctx, DeployStream, cfg)
+	if err != nil {
+		return after, err
 	}
 	for {
 		batch, err := cons.FetchNoWait(500)
 		if err != nil {
-			return fmt.Errorf("read build orders: %w", err)
+			return after, err
 		}
 		n := 0
 		var pending uint64
@@ -73,27 +92,20 @@ func (x *buildOrderIndex) catchUp(ctx context.Context) error {
 			if err != nil {
 				continue
 			}
-			x.lastSeq, pending = md.Sequence.Stream, md.NumPending
+			after, pending = md.Sequence.Stream, md.NumPending
 			e, k, err := events.Decode(m.Data())
-			if err != nil || k.Name != "deploy.build.ordered" {
-				continue
-			}
-			v, err := events.DecodeData(e, k)
 			if err != nil {
 				continue
 			}
-			if p, ok := v.(*events.DeployPhase); ok && m.Subject() == events.DeploySubject(p.Builder, "build.ordered") {
-				x.orders[buildOrderKey{p.Builder, p.RequestID, p.Host}] = true
-				if t := e.Time(); t.After(x.latest[p.Builder]) {
-					x.latest[p.Builder] = t
-				}
+			if v, err := events.DecodeData(e, k); err == nil {
+				apply(m.Subject(), e, k, v)
 			}
 		}
 		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
-			return fmt.Errorf("read build orders: %w", err)
+			return after, err
 		}
 		if n == 0 || pending == 0 {
-			return nil
+			return after, nil
 		}
 	}
 }

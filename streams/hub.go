@@ -61,6 +61,14 @@ type HubOptions struct {
 	// MetricsTokenFile holds a bearer token that lets a client beyond
 	// loopback see per-host detail on /metrics and /healthz.
 	MetricsTokenFile string
+	// NixCacheBudget bounds the Nix cache (default DefaultNixCacheShare
+	// of MaxStore); NixCacheGrace keeps fresh uploads (default
+	// DefaultNixCacheGrace). See nixcache_retention.go.
+	NixCacheBudget int64
+	NixCacheGrace  time.Duration
+	// NixSigningKeyFile is the fleet's Nix secret key, when it is not
+	// AuthDir's nix-signing.sec (a systemd credential, say).
+	NixSigningKeyFile string
 }
 
 // Hub is a running pinkie hub.
@@ -110,6 +118,7 @@ type Hub struct {
 	health        healthState
 	metricsToken  []byte
 	nixCache      *NixCache
+	nixRetention  *nixRetention
 	orders        *buildOrderIndex // the planner's build orders, read from DEPLOY
 }
 
@@ -255,6 +264,10 @@ func StartHub(ctx context.Context, o HubOptions) (*Hub, error) {
 		return nil, err
 	}
 	if err := h.startNixCacheService(runCtx); err != nil {
+		h.Close()
+		return nil, err
+	}
+	if err := h.startNixRetention(runCtx); err != nil {
 		h.Close()
 		return nil, err
 	}

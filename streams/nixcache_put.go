@@ -99,18 +99,16 @@ type nixPutService struct {
 
 func (h *Hub) startNixPut() error {
 	s := &nixPutService{cache: h.nixCache, staging: filepath.Join(h.opts.DataDir, "nixcache-staging"), orders: h.orders}
-	if h.opts.AuthDir != "" {
-		if k, err := LoadNixPublicKey(h.opts.AuthDir); err == nil {
+	if h.opts.AuthDir != "" || h.opts.NixSigningKeyFile != "" {
+		if k, err := h.fleetNixPublicKey(); err == nil {
 			s.trusted = []nixcache.PublicKey{k}
 		} else {
 			h.log.Warn("no fleet Nix signing key in the auth directory: the nix cache takes uploads signed by any key (add one: pinkie keys add-nix-key DIR)", "err", err)
 		}
-		if _, err := os.Stat(NixSecretKeyFile(h.opts.AuthDir)); err == nil {
-			if k, err := LoadNixSecretKey(h.opts.AuthDir); err != nil {
-				h.log.Warn("the fleet's Nix secret key is unusable: the nix cache refuses hosts' uploads (it cannot sign them)", "err", err)
-			} else {
-				s.signer = &k
-			}
+		if k, err := h.fleetNixSecretKey(); err != nil {
+			h.log.Warn("the fleet's Nix secret key is unusable: the nix cache refuses hosts' uploads (it cannot sign them)", "err", err)
+		} else {
+			s.signer = k
 		}
 	}
 	if err := os.MkdirAll(s.staging, 0o700); err != nil {

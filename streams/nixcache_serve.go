@@ -6,9 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -146,14 +144,10 @@ func (s *nixCacheService) narinfo(ctx context.Context, host string, m *nats.Msg)
 }
 
 func (s *nixCacheService) key(_ context.Context, _ string, _ *nats.Msg) *nats.Msg {
-	if s.h.opts.AuthDir == "" {
-		return nixCacheError(404, "no fleet signing key: the hub runs without --auth")
-	}
-	if _, err := os.Stat(NixPublicKeyFile(s.h.opts.AuthDir)); errors.Is(err, os.ErrNotExist) {
-		return nixCacheError(404, "no fleet signing key: the hub's auth directory has no %s (pinkie keys add-nix-key makes one)", filepath.Base(NixPublicKeyFile(s.h.opts.AuthDir)))
-	}
-	key, err := LoadNixPublicKey(s.h.opts.AuthDir)
-	if err != nil {
+	key, err := s.h.fleetNixPublicKey()
+	if errors.Is(err, errNoFleetNixKey) {
+		return nixCacheError(404, "%v", err)
+	} else if err != nil {
 		return nixCacheError(500, "the fleet signing key: %v", err)
 	}
 	r := nats.NewMsg("")

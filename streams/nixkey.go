@@ -130,3 +130,50 @@ func LoadNixSecretKey(dir string) (nixcache.SecretKey, error) {
 	}
 	return k, nil
 }
+
+// errNoFleetNixKey: the hub has no fleet Nix signing key.
+var errNoFleetNixKey = errors.New("no fleet signing key")
+
+// fleetNixPublicKey is the fleet's Nix public key as the hub knows it: the
+// public half of --nix-signing-key, else the auth directory's.
+func (h *Hub) fleetNixPublicKey() (nixcache.PublicKey, error) {
+	if h.opts.NixSigningKeyFile != "" {
+		k, err := nixcache.ReadSecretKeyFile(h.opts.NixSigningKeyFile)
+		if err != nil {
+			return nixcache.PublicKey{}, fmt.Errorf("--nix-signing-key: %w", err)
+		}
+		return k.Public(), nil
+	}
+	if h.opts.AuthDir == "" {
+		return nixcache.PublicKey{}, fmt.Errorf("%w: the hub runs without --auth and --nix-signing-key", errNoFleetNixKey)
+	}
+	if _, err := os.Stat(NixPublicKeyFile(h.opts.AuthDir)); errors.Is(err, fs.ErrNotExist) {
+		if _, err := os.Stat(NixSecretKeyFile(h.opts.AuthDir)); errors.Is(err, fs.ErrNotExist) {
+			return nixcache.PublicKey{}, fmt.Errorf("%w: the hub's auth directory has no %s (pinkie keys add-nix-key makes one)", errNoFleetNixKey, filepath.Base(NixPublicKeyFile(h.opts.AuthDir)))
+		}
+	}
+	return LoadNixPublicKey(h.opts.AuthDir)
+}
+
+// fleetNixSecretKey is the fleet's Nix secret key: --nix-signing-key's,
+// else the auth directory's; nil (and no error) when the hub has none.
+func (h *Hub) fleetNixSecretKey() (*nixcache.SecretKey, error) {
+	if h.opts.NixSigningKeyFile != "" {
+		k, err := nixcache.ReadSecretKeyFile(h.opts.NixSigningKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("--nix-signing-key: %w", err)
+		}
+		return &k, nil
+	}
+	if h.opts.AuthDir == "" {
+		return nil, nil
+	}
+	if _, err := os.Stat(NixSecretKeyFile(h.opts.AuthDir)); errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	k, err := LoadNixSecretKey(h.opts.AuthDir)
+	if err != nil {
+		return nil, err
+	}
+	return &k, nil
+}

@@ -79,7 +79,12 @@ var operatorPublish = []string{
 	events.FleetDeclaredSubject,
 	NotifyTestSubject,
 	NixCachePutOperator + ".*",
+	NixCacheAdminGC,
 }
+
+// readerRequests are the hub services every client key may call: the Nix
+// cache's listing and summary (gc is an operator's, above).
+var readerRequests = []string{NixCacheAdminLs, NixCacheAdminStats}
 
 // clientStreamImports are the live subjects clients may subscribe to.
 var clientStreamImports = []string{"pinkie.>"}
@@ -139,7 +144,7 @@ func hubAccounts() (global, clients *server.Account, err error) {
 			}
 		}
 	}
-	for _, s := range operatorPublish {
+	for _, s := range append(append([]string{}, operatorPublish...), readerRequests...) {
 		if err := global.AddServiceExportWithResponse(s, server.Singleton, to); err != nil {
 			return nil, nil, fmt.Errorf("export %s: %w", s, err)
 		}
@@ -159,7 +164,7 @@ func readerPublish() []string {
 			pub = append(pub, p+"."+api.call)
 		}
 	}
-	return pub
+	return append(pub, readerRequests...)
 }
 
 // readerPermissions: the read imports, live subjects and the client's own

@@ -296,6 +296,11 @@ func TestNixModuleChecks(t *testing.T) {
 			[]string{`services.pinkie.agent.producers.smartctl: there is no producer "smartctl"`}},
 		{"agent literal secret", nixLib + ".agentProblems (" + agent(`{ producers.postgres = { password = "hunter2"; password_file = "/run/agenix/pg"; }; }`) + ")",
 			[]string{"services.pinkie.agent.producers.postgres.password holds a literal secret"}},
+		{"hub signing key in the store, bad cache budget", nixLib + ".hubProblems (" + hub(`{ nixSigningKeyFile = "/nix/store/abc-nix-signing.sec"; cacheBudget = "20 gigs"; }`) + ")",
+			[]string{`services.pinkie.hub.nixSigningKeyFile = "/nix/store/abc-nix-signing.sec" is in the Nix store`, `services.pinkie.hub.cacheBudget = "20 gigs" is not a size`}},
+		{"hub relative signing key", nixLib + ".hubProblems (" + hub(`{ nixSigningKeyFile = "nix-signing.sec"; }`) + ")",
+			[]string{`services.pinkie.hub.nixSigningKeyFile = "nix-signing.sec" is not an absolute path`}},
+		{"hub cache budget", nixLib + ".hubProblems (" + hub(`{ cacheBudget = "20GiB"; nixSigningKeyFile = "/run/agenix/nix.sec"; }`) + ")", nil},
 		{"hub metrics token in the store", nixLib + ".hubProblems (" + hub(`{ metricsTokenFile = "/nix/store/abc-token"; }`) + ")",
 			[]string{`services.pinkie.hub.metricsTokenFile = "/nix/store/abc-token" is in the Nix store`}},
 		{"hub metrics token relative", nixLib + ".hubProblems (" + hub(`{ metricsTokenFile = "token"; }`) + ")",
@@ -383,6 +388,7 @@ func TestNixModuleCommandLines(t *testing.T) {
 	}
 	link(filepath.Join(f.auth, "auth.json"), filepath.Join(credDir, "auth.json"))
 	link(streams.HostSeedFile(f.auth, "goliath"), filepath.Join(credDir, "nkey"))
+	link(streams.NixSecretKeyFile(f.auth), filepath.Join(credDir, "nix-signing.sec"))
 
 	// The hub, as services.pinkie.hub renders it.
 	var hubCfg json.RawMessage
@@ -394,10 +400,17 @@ func TestNixModuleCommandLines(t *testing.T) {
 	var hubArgs []string
 	nixEval(t, fmt.Sprintf(`%s.hubArgs { dataDir = %q; listen = { nats = "127.0.0.1:%d"; leaf = "127.0.0.1:%d"; http = "127.0.0.1:%d"; };
 	  authDir = "%%d"; configFile = %q; maxStore = 1073741824; maxEventBytes = 65536; syncAlways = false;
+	  cacheBudget = "100MiB"; nixSigningKeyFile = "%%d/nix-signing.sec";
 	  hostBudget = { enable = true; eventsPerSecond = 100; bytesPerSecond = 262144; burstEvents = 50000; burstBytes = 67108864; cooldown = "10s"; };
 	  logLevel = "debug"; logFormat = "json"; extraArgs = [ ]; }`, nixLib, f.hubData, f.natsPort, f.leafPort, f.httpPor, hubCfgFile), &hubArgs)
 	hub := startProc(t, "hub", nixSubstitute(hubArgs, "%d", credDir, "hub")...)
 	hub.waitFor("hub started", 30*time.Second)
+	if !strings.Contains(hub.out.String(), "budget_bytes=104857600") && !strings.Contains(hub.out.String(), `"budget_bytes":104857600`) {
+		t.Errorf("the hub did not take cacheBudget = \"100MiB\":\n%s", grepLines(hub.out.String(), "nix cache"))
+	}
+	if strings.Contains(hub.out.String(), "no fleet Nix signing key") || strings.Contains(hub.out.String(), "Nix secret key is unusable") {
+		t.Errorf("the hub did not take nixSigningKeyFile:\n%s", grepLines(hub.out.String(), "Nix"))
+	}
 
 	// The agent, as services.pinkie.agent renders it with deploys on.
 	var agentCfg json.RawMessage
@@ -732,6 +745,11 @@ func TestNixModulesEvaluate(t *testing.T) {
 				has([]string{"systemd", "paths", "pinkie-hub-auth", "pathConfig", "PathChanged"}, `"/var/lib/pinkie-keys/auth.json"`),
 				has([]string{"systemd", "services", "pinkie-hub-auth-changed", "script"}, "systemctl try-restart pinkie-hub.service"),
 				lacks([]string{"networking"}, "4222")}},
+		{"hub with a cache budget and the fleet's signing key", "./nixos/hub.nix",
+			`{ services.pinkie.hub = { enable = true; authDir = "/var/lib/pinkie-keys"; cacheBudget = "20GiB"; nixSigningKeyFile = "/run/agenix/pinkie-nix.sec"; }; }`,
+			[]check{failed(), execFlags("hub", at(hubSvc, "ExecStart")...),
+				has(at(hubSvc, "ExecStart"), `'--cache-budget' '20GiB'`), has(at(hubSvc, "ExecStart"), `'--nix-signing-key' '%d/nix-signing.sec'`),
+				has(at(hubSvc, "LoadCredential"), `"nix-signing.sec:/run/agenix/pinkie-nix.sec"`)}},
 		{"hub on a low port", "./nixos/hub.nix",
 			`{ services.pinkie.hub = { enable = true; listen.http = "127.0.0.1:80"; }; }`,
 			[]check{failed(), has(at(hubSvc, "AmbientCapabilities"), `["CAP_NET_BIND_SERVICE"]`), has(at(hubSvc, "CapabilityBoundingSet"), `["CAP_NET_BIND_SERVICE"]`)}},

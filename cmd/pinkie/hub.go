@@ -69,6 +69,9 @@ numbers summed over hosts.`)
 	lagMax := fs.Uint64("ingest-lag-max", 10000, "/healthz is not ok with more INGEST messages than this not yet checked")
 	lagAge := fs.Duration("ingest-lag-max-age", time.Minute, "/healthz is not ok when the oldest unchecked INGEST message is older than this")
 	configFile := fs.String("config", "", "hub configuration `FILE` (JSON: alert rules, notification channels, deploy and dashboard settings)")
+	cacheBudget := fs.String("cache-budget", "", "`SIZE` the hub's Nix cache is held to (e.g. 20GiB); retention keeps the closures of each host's current and previous deploy and of deploys under way, and drops the rest oldest first (pinkie cache --help). Default: a tenth of --max-store")
+	cacheGrace := fs.Duration("cache-grace", streams.DefaultNixCacheGrace, "fresh uploads to the Nix cache are kept this long whatever the deploy record says (a deploy names the paths it uploaded within seconds to minutes)")
+	nixKey := fs.String("nix-signing-key", "", "the fleet's Nix secret key `FILE`, when it is not --auth DIR's nix-signing.sec (e.g. a systemd credential)")
 	rebuildProjections := fs.Bool("rebuild-projections", false, "empty the projection buckets (pinkie-inventory, pinkie-drives, pinkie-alerts) and replay their streams from the start")
 	mkLog := logFlags(fs, a.stderr)
 	if err := fs.parse(args); err != nil {
@@ -80,6 +83,18 @@ numbers summed over hosts.`)
 	budget, err := hostBudget(*hostRate, *hostBurst, *hostCooldown)
 	if err != nil {
 		return err
+	}
+	if *cacheGrace <= 0 {
+		return usagef("--cache-grace %s: want more than 0", *cacheGrace)
+	}
+	var cacheBytes int64
+	if *cacheBudget != "" {
+		if cacheBytes, err = parseByteSize(*cacheBudget); err != nil {
+			return usagef("--cache-budget: %v", err)
+		}
+		if cacheBytes > *maxStore {
+			return usagef("--cache-budget %s is more than --max-store %d bytes: the cache lives in the hub's store", *cacheBudget, *maxStore)
+		}
 	}
 	log, err := mkLog()
 	if err != nil {
@@ -98,8 +113,8 @@ numbers summed over hosts.`)
 		DataDir: *data, NATSAddr: *natsAddr, LeafAddr: *leafAddr, HTTPAddr: *httpAddr,
 		AuthDir: *auth, TLSCert: *tlsCert, TLSKey: *tlsKey, MaxEventBytes: *maxEvent, MaxStore: *maxStore, SyncAlways: *syncAlways, Budget: budget,
 		Log: log, Version: version, Services: services, HTTPHandler: httpHandler,
-		MetricsTokenFile: *metricsToken,
-		Health:           streams.HealthOptions{IngestLagMessages: *lagMax, IngestLagAge: *lagAge},
+		MetricsTokenFile: *metricsToken, NixCacheBudget: cacheBytes, NixCacheGrace: *cacheGrace, NixSigningKeyFile: *nixKey,
+		Health: streams.HealthOptions{IngestLagMessages: *lagMax, IngestLagAge: *lagAge},
 	})
 	if err != nil {
 		if errors.Is(err, streams.ErrNotLoopback) || errors.Is(err, os.ErrNotExist) {

@@ -48,6 +48,7 @@ func commands() []command {
 		{"alerts", "list the alerts firing now (silenced ones marked)", runAlerts},
 		{"silence", "silence alerts: silence add host=goliath rule=fs.usage --for 2h; silence ls; silence rm ID", runSilence},
 		{"notify", "send a test notification: notify test CHANNEL", runNotify},
+		{"cache", "the hub's Nix cache: cache ls; cache stats; cache gc [--dry-run]", runCache},
 		{"version", "print pinkie's version", runVersion},
 	}
 }
@@ -118,7 +119,7 @@ func report(a *app, cmd string, err error) int {
 		// Whatever the verb: the key's role lacks the right, a
 		// configuration problem.
 		fmt.Fprintf(a.stderr, "pinkie %s: %s\n", cmd, err)
-		fmt.Fprintf(a.stderr, "pinkie %s: the key's role does not allow this: requests (deploy, silence, fleet sync, notify test) need an operator key; a reader key only reads pinkie.> subjects, streams and buckets. Pass another key with --nkey or PINKIE_NKEY\n", cmd)
+		fmt.Fprintf(a.stderr, "pinkie %s: the key's role does not allow this: requests (deploy, silence, fleet sync, notify test, cache gc) need an operator key; a reader key only reads pinkie.> subjects, streams and buckets. Pass another key with --nkey or PINKIE_NKEY\n", cmd)
 		return exitUsage
 	}
 	if errors.Is(err, streams.ErrConnect) {
@@ -144,7 +145,7 @@ func printUsage(w io.Writer) {
 	}
 	fmt.Fprintf(w, "\n%s\nExit codes: 0 ok, 1 finding or failure, 2 usage, configuration or connection error\n(including a key whose role does not allow the action).\nRun 'pinkie COMMAND --help' for a command's flags.\n", strings.TrimSpace(`
 Client commands (pub, tail, deploy, last-deploy, hosts, alerts, silence, notify,
-fleet) connect to the hub with --server URL and --nkey FILE,
+fleet, cache) connect to the hub with --server URL and --nkey FILE,
 or the environment variables PINKIE_SERVER and PINKIE_NKEY.`))
 }
 

@@ -1,0 +1,171 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/pinkiefleet/pinkie/streams"
+)
+
+const cacheDoc = `
+Look after the hub's Nix binary cache (the closures deploys carry).
+
+  pinkie cache ls [--json]          every path: NAR size, upload time, why it is kept
+  pinkie cache stats [--json]       paths and bytes against the budget
+  pinkie cache gc [--dry-run] [--json]
+
+The cache is held to the hub's --cache-budget. Retention keeps the whole
+closure of each host's current and previous deploy, of deploys under way
+and of paths uploaded within the hub's --cache-grace (an hour), and drops
+the rest oldest upload first until the cache is under budget: after
+uploads push it over, every ten minutes, and on 'pinkie cache gc'. Kept because: current:HOST, previous:HOST,
+pending:HOST (a deploy under way), recent (a fresh upload); '-' is
+collectable.
+
+ls and stats need a reader key; gc needs an operator key.
+
+Exit codes: 0 ok; 1 failure, or gc left the cache over budget because what
+retention must keep is larger (raise --cache-budget); 2 usage, connection
+or a key whose role does not allow the call.`
+
+func runCache(ctx context.Context, a *app, args []string) error {
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		for _, a := range args {
+			if a == "-h" || a == "--help" || a == "-help" {
+				return newFlagSet("cache", "ls|stats|gc …", cacheDoc).parse([]string{"--help"})
+			}
+		}
+		return usagef("want a subcommand: ls, stats or gc")
+	}
+	sub := args[0]
+	switch sub {
+	case "ls", "list", "stats", "gc":
+	default:
+		return usagef("unknown subcommand %q: want ls, stats or gc", sub)
+	}
+	fs := newFlagSet("cache "+sub, "", cacheDoc)
+	cf := addClientFlags(fs, a)
+	asJSON := fs.Bool("json", false, "print the result as JSON")
+	timeout := fs.Duration("timeout", 2*time.Minute, "give up after this long")
+	var dryRun *bool
+	if sub == "gc" {
+		dryRun = fs.Bool("dry-run", false, "say what would be dropped, drop nothing")
+	}
+	if err := fs.parse(args[1:]); err != nil {
+		return err
+	}
+	if len(fs.args()) > 0 {
+		return usagef("unexpected arguments %q", fs.args())
+	}
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	c, err := cf.connect(ctx, "pinkie cache "+sub)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	switch sub {
+	case "ls", "list":
+		entries, err := streams.NixCacheList(ctx, c)
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			if entries == nil {
+				entries = []streams.NixCacheEntry{}
+			}
+			return json.NewEncoder(a.stdout).Encode(entries)
+		}
+		tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "STORE PATH\tNAR SIZE\tCACHED\tUPLOADED\tKEPT BECAUSE")
+		for _, e := range entries {
+			kept := strings.Join(e.KeptBecause, ",")
+			if kept == "" {
+				kept = "-"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", e.StorePath, byteSize(int64(e.NarSize)), byteSize(e.FileSize), e.Uploaded.Local().Format(time.DateTime), kept)
+		}
+		return tw.Flush()
+	case "stats":
+		st, err := streams.NixCacheStatsOf(ctx, c)
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			return json.NewEncoder(a.stdout).Encode(st)
+		}
+		fmt.Fprintf(a.stdout, "paths        %d\nbytes        %s of a budget of %s\nkept         %d paths, %s\ncollectable  %d paths, %s", st.Paths, byteSize(st.Bytes), byteSize(st.BudgetBytes), st.KeptPaths, byteSize(st.KeptBytes), st.CollectablePaths, byteSize(st.CollectableBytes))
+		if st.OrphanNARs > 0 {
+			fmt.Fprintf(a.stdout, " (with %d NARs no path names)", st.OrphanNARs)
+		}
+		fmt.Fprintln(a.stdout)
+		return nil
+	}
+	res, err := streams.NixCacheCollect(ctx, c, *dryRun)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		if res.Dropped == nil {
+			res.Dropped = []streams.NixCacheEntry{}
+		}
+		if err := json.NewEncoder(a.stdout).Encode(res); err != nil {
+			return err
+		}
+	} else {
+		verb := "dropped"
+		if res.DryRun {
+			verb = "would drop"
+		}
+		for _, e := range res.Dropped {
+			fmt.Fprintf(a.stdout, "%s %s (%s, uploaded %s)\n", verb, e.StorePath, byteSize(e.FileSize), e.Uploaded.Local().Format(time.DateTime))
+		}
+		if more := res.DroppedPaths - len(res.Dropped); more > 0 {
+			fmt.Fprintf(a.stdout, "… and %d more\n", more)
+		}
+		fmt.Fprintf(a.stdout, "%s %d paths and %d NARs, %s; the cache holds %s of a budget of %s\n", verb, res.DroppedPaths, res.DroppedNARs, byteSize(res.BytesFreed), byteSize(res.BytesAfter), byteSize(res.BudgetBytes))
+	}
+	if res.OverBudget {
+		return exitError{code: exitFinding, err: fmt.Errorf("the cache stays over its budget (%s of %s): what the hosts' current and previous deploys, deploys under way and recent uploads need is more; raise the hub's --cache-budget", byteSize(res.BytesAfter), byteSize(res.BudgetBytes))}
+	}
+	return nil
+}
+
+// byteSize writes n bytes for people (binary units).
+func byteSize(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	f, i := float64(n), 0
+	for f >= unit && i < 4 {
+		f /= unit
+		i++
+	}
+	return fmt.Sprintf("%.1f %s", f, []string{"", "KiB", "MiB", "GiB", "TiB"}[i])
+}
+
+// parseByteSize reads a size: bytes, or a number with a unit, binary
+// (KiB, MiB, GiB, TiB; K, M, G, T mean the same) or decimal (kB, MB, GB, TB).
+func parseByteSize(s string) (int64, error) {
+	t := strings.TrimSpace(s)
+	i := strings.IndexFunc(t, func(r rune) bool { return (r < '0' || r > '9') && r != '.' })
+	num, unit := t, ""
+	if i >= 0 {
+		num, unit = t[:i], strings.TrimSpace(t[i:])
+	}
+	mult := map[string]float64{"": 1, "B": 1,
+		"K": 1 << 10, "KiB": 1 << 10, "M": 1 << 20, "MiB": 1 << 20, "G": 1 << 30, "GiB": 1 << 30, "T": 1 << 40, "TiB": 1 << 40,
+		"kB": 1e3, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12}[unit]
+	f, err := strconv.ParseFloat(num, 64)
+	if err != nil || mult == 0 || !(f > 0) || f*mult > math.MaxInt64/2 {
+		return 0, fmt.Errorf("%q is not a size: want bytes or a number with a unit, e.g. 10GiB, 500MB, 1073741824", s)
+	}
+	return int64(f * mult), nil
+}
