@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/pinkiefleet/pinkie/consumers/ingest"
 )
 
 // OutboxReport describes an agent's OUTBOX and its HUB consumer: how many
@@ -68,7 +70,7 @@ func IngestGapReport(ctx context.Context, js jetstream.JetStream) string {
 			break
 		}
 		// Nats-Stream-Source: <stream> <seq> <filter> <transform> <subject> [<ident>]
-		f := strings.Fields(m.Headers().Get("Nats-Stream-Source"))
+		f := strings.Fields(m.Headers().Get(ingest.StreamSourceHeader))
 		if len(f) < 2 {
 			continue
 		}
