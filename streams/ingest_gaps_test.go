@@ -109,4 +109,18 @@ func TestOutboxGapIsReported(t *testing.T) {
 	if n := strings.Count(logs.String(), "never reached the hub"); n != 1 {
 		t.Errorf("the gap was reported %d times, want once", n)
 	}
+	// The report tests print on failure says the same.
+	report := IngestGapReport(ctx, hub.JetStream())
+	if want := fmt.Sprintf("goliath: OUTBOX seq %d..%d, 1 gaps, 2 missing", first, first+4); !strings.Contains(report, want) {
+		t.Errorf("IngestGapReport lacks %q:\n%s", want, report)
+	}
+	// The source acknowledges by flow control, within a heartbeat or two.
+	want = fmt.Sprintf("stored 5 events (seq %d..%d), still holds 0", first, first+4)
+	var outbox string
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline) && !strings.Contains(outbox, want); time.Sleep(100 * time.Millisecond) {
+		outbox = OutboxReport(ctx, a.JetStream(), "goliath")
+	}
+	if !strings.Contains(outbox, want) {
+		t.Errorf("OutboxReport lacks %q:\n%s", want, outbox)
+	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -62,6 +61,7 @@ func IngestGapReport(ctx context.Context, js jetstream.JetStream) string {
 	}
 	type seen struct{ first, last, gaps, missing uint64 }
 	bySource := map[string]*seen{}
+	var tracker outboxGaps // the ingest check's own gap test
 	var ranges []string
 	for i := uint64(0); i < info.State.Msgs; i++ {
 		m, err := c.Next(jetstream.FetchMaxWait(5 * time.Second))
@@ -69,26 +69,22 @@ func IngestGapReport(ctx context.Context, js jetstream.JetStream) string {
 			fmt.Fprintf(&b, "  read INGEST: %v\n", err)
 			break
 		}
-		// Nats-Stream-Source: <stream> <seq> <filter> <transform> <subject> [<ident>]
-		f := strings.Fields(m.Headers().Get(ingest.StreamSourceHeader))
-		if len(f) < 2 {
+		header := m.Headers().Get(ingest.StreamSourceHeader)
+		seq, _, ok := parseStreamSource(header)
+		if !ok {
 			continue
 		}
-		seq, err := strconv.ParseUint(f[1], 10, 64)
-		if err != nil {
-			continue
-		}
-		host := strings.SplitN(strings.TrimPrefix(m.Subject(), "pinkie.ingest."), ".", 2)[0]
+		host := strings.SplitN(strings.TrimPrefix(m.Subject(), ingestPrefix("")), ".", 2)[0]
 		s := bySource[host]
 		if s == nil {
-			bySource[host] = &seen{first: seq, last: seq}
-			continue
+			s = &seen{first: seq}
+			bySource[host] = s
 		}
-		if seq > s.last+1 {
+		if first, n := tracker.observe(host, header); n > 0 {
 			s.gaps++
-			s.missing += seq - s.last - 1
+			s.missing += n
 			if len(ranges) < 20 {
-				ranges = append(ranges, fmt.Sprintf("%s %d..%d", host, s.last+1, seq-1))
+				ranges = append(ranges, fmt.Sprintf("%s %d..%d", host, first, first+n-1))
 			}
 		}
 		s.last = max(s.last, seq)
