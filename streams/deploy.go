@@ -19,8 +19,8 @@ import (
 //
 // The hub keeps one durable push consumer per host on DEPLOY, AGENT_<host>,
 // filtered to what that host must see (its requests and the planner's
-// orders for it), starting at the last message of each subject, acked by
-// flow control. The agent's own stream DEPLOYIN (in its domain) sources
+// orders for it), a new one starting at the host's latest request, acked
+// by flow control. The agent's own stream DEPLOYIN (in its domain) sources
 // that consumer across the leaf link (ADR-60 durable sourcing), so
 // requests wait in DEPLOY while the agent is away and arrive, in order,
 // when it is back. The agent's leaf key may only reset its own consumer,
@@ -70,21 +70,45 @@ func deployLeafSubscribe(host string) []string {
 	}
 }
 
-func deployHubConsumerConfig(host string) jetstream.ConsumerConfig {
+// deployHubConsumerConfig is AGENT_<host>, delivering from stream
+// sequence start: a new host (or a new hub) starts at its latest request
+// (deployConsumerStart), not at the whole history. Not "last per subject":
+// nats-server (2.15.3) applies that policy again at every reset, and the
+// agent's source resets the consumer at every reconnect, so an agent back
+// from an outage would get only the newest request and never record the
+// ones it superseded.
+func deployHubConsumerConfig(host string, start uint64) jetstream.ConsumerConfig {
 	return jetstream.ConsumerConfig{
 		Durable:        deployHubConsumer(host),
 		Description:    "deploy requests and orders for " + host + ", sourced by its agent's DEPLOYIN stream",
 		FilterSubjects: deployAgentFilters(host),
 		DeliverSubject: deployDeliverSubject(host),
-		// A new host (or a new hub) starts at the latest request, not at
-		// the whole history.
-		DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy,
-		AckPolicy:     jetstream.AckFlowControlPolicy,
-		FlowControl:   true,
-		IdleHeartbeat: time.Second, // durable sourcing requires exactly 1s
-		MaxAckPending: 1000,
-		MaxDeliver:    -1,
+		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:    max(start, 1),
+		AckPolicy:      jetstream.AckFlowControlPolicy,
+		FlowControl:    true,
+		IdleHeartbeat:  time.Second, // durable sourcing requires exactly 1s
+		MaxAckPending:  1000,
+		MaxDeliver:     -1,
 	}
+}
+
+// deployConsumerStart is where a new AGENT_<host> starts: at the host's
+// latest request (the orders for it follow it in DEPLOY), or past the end
+// of DEPLOY when the host has none.
+func deployConsumerStart(ctx context.Context, js jetstream.JetStream, host string) (uint64, error) {
+	st, err := js.Stream(ctx, DeployStream)
+	if err != nil {
+		return 0, fmt.Errorf("read %s: %w", DeployStream, err)
+	}
+	m, err := st.GetLastMsgForSubject(ctx, events.DeploySubject(host, "requested"))
+	if err == nil {
+		return m.Sequence, nil
+	}
+	if !errors.Is(err, jetstream.ErrMsgNotFound) {
+		return 0, fmt.Errorf("read %s's latest deploy request: %w", host, err)
+	}
+	return st.CachedInfo().State.LastSeq + 1, nil
 }
 
 func deployInboxConfig(host string) jetstream.StreamConfig {

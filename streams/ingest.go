@@ -138,6 +138,7 @@ func (h *Hub) runIngest(parent context.Context, floor uint64) error {
 // would be lost.
 func (h *Hub) fetchIngest(ctx, runCtx context.Context, sub *nats.Subscription, checker *ingest.Checker) {
 	defer func() { _ = sub.Unsubscribe() }()
+	gaps := &outboxGaps{}
 	for ctx.Err() == nil {
 		fctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		batch, err := sub.FetchBatch(1000, nats.Context(fctx))
@@ -156,7 +157,7 @@ func (h *Hub) fetchIngest(ctx, runCtx context.Context, sub *nats.Subscription, c
 			if ctx.Err() != nil {
 				break // the rest is redelivered at the next start
 			}
-			h.forward(runCtx, checker, msg)
+			h.forward(runCtx, checker, gaps, msg)
 		}
 		if err := batch.Error(); err != nil && ctx.Err() == nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nats.ErrTimeout) {
 			if errors.Is(err, nats.ErrConsumerDeleted) || errors.Is(err, nats.ErrConsumerNotFound) {
@@ -168,7 +169,7 @@ func (h *Hub) fetchIngest(ctx, runCtx context.Context, sub *nats.Subscription, c
 	}
 }
 
-func (h *Hub) forward(ctx context.Context, checker *ingest.Checker, msg *nats.Msg) {
+func (h *Hub) forward(ctx context.Context, checker *ingest.Checker, gaps *outboxGaps, msg *nats.Msg) {
 	m := ingestMessage(msg)
 	d := checker.Check(m)
 	for backoff := 100 * time.Millisecond; d.Retry != nil; backoff = min(backoff*2, 5*time.Second) {
@@ -178,6 +179,11 @@ func (h *Hub) forward(ctx context.Context, checker *ingest.Checker, msg *nats.Ms
 			return
 		}
 		d = checker.Check(m)
+	}
+	if first, n := gaps.observe(d.Host, m.StreamSource()); n > 0 {
+		h.log.Error("events of this host never reached the hub: its OUTBOX source skipped them, or they expired in the OUTBOX; they are lost",
+			"host", d.Host, "outbox_seq", first, "count", n)
+		h.metrics.outboxLost.WithLabelValues(d.Host).Add(float64(n))
 	}
 	h.budget.charge(d.Host, len(m.Payload))
 	var out *nats.Msg

@@ -17,6 +17,9 @@ type hubMetrics struct {
 	deadLetters *prometheus.CounterVec
 	storeErrors *prometheus.CounterVec
 	recreated   *prometheus.CounterVec
+	// outboxLost counts events missing between a host's OUTBOX and
+	// INGEST (outboxGaps).
+	outboxLost *prometheus.CounterVec
 }
 
 var (
@@ -48,6 +51,9 @@ func newHubMetrics(h *Hub) *hubMetrics {
 		recreated: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pinkie_consumers_recreated_total", Help: "Consumers the hub owns (ingest, deploy) that it found missing and recreated.",
 		}, []string{"consumer"}),
+		outboxLost: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pinkie_outbox_events_lost_total", Help: "Events of a host's OUTBOX that never reached the hub: the host's source skipped them, or they expired in the OUTBOX first.",
+		}, []string{"host"}),
 	}
 	for _, kind := range []string{"full", "storage", "unavailable"} {
 		m.storeErrors.WithLabelValues(kind)
@@ -55,7 +61,7 @@ func newHubMetrics(h *Hub) *hubMetrics {
 	for _, kind := range []string{"ingest", "deploy"} {
 		m.recreated.WithLabelValues(kind)
 	}
-	m.reg.MustRegister(m.ingested, m.deadLetters, m.storeErrors, m.recreated, hubCollector{h}, budgetCollector{h},
+	m.reg.MustRegister(m.ingested, m.deadLetters, m.storeErrors, m.recreated, m.outboxLost, hubCollector{h}, budgetCollector{h},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -266,34 +266,53 @@ func (h *Hub) ingestParent() context.Context {
 }
 
 // deployConsumerFrom is AGENT_<host>'s config for a recreation: from just
-// past floor, or, with no floor seen, from the last message per subject
-// (as a new host starts).
-func deployConsumerFrom(host string, floor uint64) jetstream.ConsumerConfig {
-	cfg := deployHubConsumerConfig(host)
+// past floor, or, with no floor seen, from the host's latest request (as a
+// new host starts).
+func deployConsumerFrom(ctx context.Context, js jetstream.JetStream, host string, floor uint64) (jetstream.ConsumerConfig, error) {
 	if floor > 0 {
-		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, floor+1
+		return deployHubConsumerConfig(host, floor+1), nil
 	}
-	return cfg
+	start, err := deployConsumerStart(ctx, js, host)
+	return deployHubConsumerConfig(host, start), err
 }
 
 // ensureDeployConsumer creates AGENT_<host>, or updates it keeping where
-// it delivers from (a recreated one starts at a sequence, and a start
-// policy cannot be changed by an update).
+// it delivers from (a start policy cannot be changed by an update). One
+// an older hub made with "last per subject" is made anew from just past
+// its ack floor (deployHubConsumerConfig says why).
 func ensureDeployConsumer(ctx context.Context, h *Hub, host string) error {
-	cfg := deployHubConsumerConfig(host)
+	name := deployHubConsumer(host)
+	var cfg jetstream.ConsumerConfig
 	var floor uint64
-	if info, err := consumerInfo(ctx, h.js, DeployStream, cfg.Durable); err == nil {
-		old := info.Config
-		cfg.DeliverPolicy, cfg.OptStartSeq, cfg.OptStartTime = old.DeliverPolicy, old.OptStartSeq, old.OptStartTime
+	info, err := consumerInfo(ctx, h.js, DeployStream, name)
+	switch {
+	case err == nil && info.Config.DeliverPolicy == jetstream.DeliverByStartSequencePolicy:
+		cfg, floor = deployHubConsumerConfig(host, info.Config.OptStartSeq), info.AckFloor.Stream
+	case err == nil:
 		floor = info.AckFloor.Stream
-	} else if !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		if cfg, err = deployConsumerFrom(ctx, h.js, host, floor); err != nil {
+			return err
+		}
+		if err := h.js.DeleteConsumer(ctx, DeployStream, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return fmt.Errorf("replace %s's last-per-subject consumer: %w", name, err)
+		}
+		h.log.Info("deploy consumer made anew to deliver from a sequence", "consumer", name, "from", cfg.OptStartSeq)
+	case errors.Is(err, jetstream.ErrConsumerNotFound):
+		if cfg, err = deployConsumerFrom(ctx, h.js, host, 0); err != nil {
+			return err
+		}
+	default:
 		return err
 	}
 	if _, err := h.js.CreateOrUpdatePushConsumer(ctx, DeployStream, cfg); err != nil {
 		return err
 	}
-	h.keepConsumer(DeployStream, cfg.Durable, "deploy", floor, func(ctx context.Context, floor uint64) error {
-		_, err := h.js.CreateOrUpdatePushConsumer(ctx, DeployStream, deployConsumerFrom(host, floor))
+	h.keepConsumer(DeployStream, name, "deploy", floor, func(ctx context.Context, floor uint64) error {
+		cfg, err := deployConsumerFrom(ctx, h.js, host, floor)
+		if err != nil {
+			return err
+		}
+		_, err = h.js.CreateOrUpdatePushConsumer(ctx, DeployStream, cfg)
 		return err
 	})
 	return nil

@@ -119,6 +119,14 @@ func TestStoreAndForward(t *testing.T) {
 				a.waitFor("hub connected", 30*time.Second)
 			}
 			c := f.client()
+			// On failure, say which side lost events: the OUTBOXes (read
+			// from the stopped agents' stores) and the OUTBOX sequences
+			// INGEST is missing.
+			t.Cleanup(func() {
+				if t.Failed() {
+					t.Logf("sourcing state after the failure:\n%s", storeAndForwardReport(f, agents, dataDirs))
+				}
+			})
 			// Events flow from both before the outage starts.
 			waitCount(t, c.JS, streams.HostsStream, "pinkie.host.goliath.heartbeat", 100, 30*time.Second)
 			waitCount(t, c.JS, streams.HostsStream, "pinkie.host.koishi.heartbeat", 100, 30*time.Second)
@@ -186,6 +194,35 @@ func TestStoreAndForward(t *testing.T) {
 			}
 		})
 	}
+}
+
+// storeAndForwardReport stops the agents and describes both ends of each
+// host's source: the agent's OUTBOX and HUB consumer, read from its store,
+// and the OUTBOX sequences missing from the hub's INGEST. An OUTBOX that
+// stored every event and had them all acknowledged, with sequences missing
+// from INGEST, means the hub's source skipped them; an OUTBOX that stored
+// fewer means they were never stored.
+func storeAndForwardReport(f *fleet, agents map[string]*proc, dataDirs map[string]string) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var b strings.Builder
+	if c, err := streams.Connect(ctx, f.natsURL(), f.operator(), "e2e report"); err != nil {
+		fmt.Fprintf(&b, "INGEST: connect to the hub: %v\n", err)
+	} else {
+		b.WriteString(streams.IngestGapReport(ctx, c.JS))
+		c.Close()
+	}
+	for _, h := range []string{"goliath", "koishi"} {
+		agents[h].kill() // SIGKILL: a clean stop would not change the store, and this cannot hang
+		a, err := streams.StartAgent(ctx, streams.AgentOptions{Host: h, DataDir: dataDirs[h], Log: discardLogger()})
+		if err != nil {
+			fmt.Fprintf(&b, "%s: open store: %v\n", h, err)
+			continue
+		}
+		b.WriteString(streams.OutboxReport(ctx, a.JetStream(), h))
+		a.Close()
+	}
+	return b.String()
 }
 
 // outboxLastSeq opens a stopped agent's store (without a hub) and returns
