@@ -33,6 +33,10 @@ type NixSubstituter struct {
 	// Timeout bounds one request to the hub (default 30s).
 	Timeout time.Duration
 
+	// budget holds a token for each NAR chunk asked for or held and not
+	// yet written to nix (narFetchBudget).
+	budget chan struct{}
+
 	mu     sync.Mutex
 	nc     *nats.Conn
 	learnt string
@@ -64,7 +68,8 @@ func NewNixSubstituter(host, listen, pinnedKey string, log *slog.Logger) (*NixSu
 	if log == nil {
 		log = slog.Default()
 	}
-	return &NixSubstituter{host: host, pinned: pinnedKey, log: log, addr: ln.Addr().String(), ln: ln, Timeout: 30 * time.Second}, nil
+	return &NixSubstituter{host: host, pinned: pinnedKey, log: log, addr: ln.Addr().String(), ln: ln, Timeout: 30 * time.Second,
+		budget: make(chan struct{}, narFetchBudget)}, nil
 }
 
 // Name implements AgentService.
@@ -130,8 +135,14 @@ func (s *NixSubstituter) call(ctx context.Context, op string, body []byte) (*nat
 	defer cancel()
 	subj := nixCacheSubject(s.host, op)
 	m, err := nc.RequestWithContext(ctx, subj, body)
+	return nixCacheAnswer(subj, m, err)
+}
+
+// nixCacheAnswer is the hub's reply to a request on subj, or the error it
+// answered or the failure to get one.
+func nixCacheAnswer(subj string, m *nats.Msg, err error) (*nats.Msg, error) {
 	switch {
-	case errors.Is(err, nats.ErrNoResponders):
+	case errors.Is(err, nats.ErrNoResponders), errors.Is(err, errNoResponder), errors.Is(err, errLinkDown):
 		return nil, &errNixCache{Status: 503, Reason: "the hub is not reachable over the leaf link (no answer on " + subj + ")"}
 	case err != nil:
 		return nil, &errNixCache{Status: 504, Reason: fmt.Sprintf("asking the hub's cache (%s): %v", subj, err)}
@@ -264,37 +275,47 @@ func (s *NixSubstituter) httpError(w http.ResponseWriter, what string, err error
 	http.Error(w, err.Error(), st)
 }
 
-// narChunk is one piece of a NAR on its way from the hub.
+// narChunk is one piece of a NAR on its way from the hub; done gives back
+// its place in the substituter's budget once it is written.
 type narChunk struct {
 	data []byte
 	size int64
 	err  error
+	done func()
 }
 
-// serveNar streams a NAR: a goroutine pulls chunks in order from the hub
-// while the previous one is written to nix. A chunk that fails for want of
-// the hub is asked again from its offset, a few times.
+const (
+	// narFetchWindow is how many chunk requests one NAR transfer keeps
+	// on their way to the hub.
+	narFetchWindow = 4
+	// narFetchBudget bounds the chunks asked for or held, not yet written
+	// to nix, across every transfer: the substituter's buffers are at
+	// most narFetchBudget × narChunkSize (16 MiB).
+	narFetchBudget = 32
+	// narFetchAttempts bounds the times a transfer is taken up again
+	// after the hub did not answer.
+	narFetchAttempts = 5
+)
+
+// serveNar streams a NAR: a goroutine keeps a few chunk requests on their
+// way to the hub while the chunks that came are written to nix in order.
 func (s *NixSubstituter) serveNar(w http.ResponseWriter, r *http.Request, url string) {
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
-	chunks := make(chan narChunk, 2)
+	chunks := make(chan narChunk, narFetchWindow)
+	window := narFetchWindow
+	if r.Method == http.MethodHead {
+		window = 0 // the first chunk says the size
+	}
 	go func() {
 		defer close(chunks)
-		var off int64
-		for {
-			data, size, err := s.narChunk(ctx, url, off)
-			select {
-			case chunks <- narChunk{data: data, size: size, err: err}:
-			case <-ctx.Done():
-				return
-			}
-			if err != nil || r.Method == http.MethodHead {
-				return
-			}
-			off += int64(len(data))
-			if off >= size || len(data) == 0 {
-				return
-			}
+		s.fetchNar(ctx, url, window, chunks)
+	}()
+	// Chunks not written (nix went away) give their budget back.
+	defer func() {
+		cancel()
+		for c := range chunks {
+			c.release()
 		}
 	}()
 	first, ok := <-chunks
@@ -308,6 +329,7 @@ func (s *NixSubstituter) serveNar(w http.ResponseWriter, r *http.Request, url st
 	w.Header().Set("Content-Type", "application/x-nix-nar")
 	w.Header().Set("Content-Length", strconv.FormatInt(first.size, 10))
 	if r.Method == http.MethodHead {
+		first.release()
 		return
 	}
 	sent := int64(0)
@@ -318,7 +340,9 @@ func (s *NixSubstituter) serveNar(w http.ResponseWriter, r *http.Request, url st
 			s.log.Warn("NAR transfer from the hub cut short", "url", url, "sent", sent, "size", first.size, "err", c.err)
 			return
 		}
-		if _, err := w.Write(c.data); err != nil {
+		_, err := w.Write(c.data)
+		c.release()
+		if err != nil {
 			return
 		}
 		sent += int64(len(c.data))
@@ -328,29 +352,135 @@ func (s *NixSubstituter) serveNar(w http.ResponseWriter, r *http.Request, url st
 	}
 }
 
-// narChunk asks the hub for the chunk of url at off, again after a pause if
-// the hub was out of reach, up to a few times.
-func (s *NixSubstituter) narChunk(ctx context.Context, url string, off int64) ([]byte, int64, error) {
-	body, _ := json.Marshal(narChunkRequest{URL: url, Offset: off})
+func (c narChunk) release() {
+	if c.done != nil {
+		c.done()
+	}
+}
+
+// fetchNar pulls url from the hub in order onto chunks, window requests
+// on their way (0: the first chunk only). A transfer the hub stopped
+// answering is taken up again from the offset reached, a few times.
+func (s *NixSubstituter) fetchNar(ctx context.Context, url string, window int, chunks chan<- narChunk) {
+	var off int64
 	var err error
-	for attempt, pause := 0, 200*time.Millisecond; attempt < 5; attempt, pause = attempt+1, pause*2 {
-		var m *nats.Msg
-		if m, err = s.call(ctx, "nar", body); err == nil {
-			size, perr := strconv.ParseInt(m.Header.Get(HeaderNarSize), 10, 64)
-			if perr != nil || size < off+int64(len(m.Data)) {
-				return nil, 0, fmt.Errorf("the hub's answer for %s at %d has a bad size %q", url, off, m.Header.Get(HeaderNarSize))
-			}
-			return m.Data, size, nil
+	for attempt, pause := 0, 200*time.Millisecond; attempt < narFetchAttempts; attempt, pause = attempt+1, pause*2 {
+		var done bool
+		done, err = s.fetchFrom(ctx, url, window, &off, chunks)
+		if done {
+			return
 		}
 		var ce *errNixCache
-		if errors.As(err, &ce) && (ce.Status == 400 || ce.Status == 404) {
-			return nil, 0, err
+		if ctx.Err() != nil || errors.As(err, &ce) && (ce.Status == 400 || ce.Status == 404) {
+			break
+		}
+		if err == nil {
+			continue // the hub's chunks were not the size expected: ask again from off
 		}
 		select {
 		case <-ctx.Done():
-			return nil, 0, ctx.Err()
+			return
 		case <-time.After(pause):
 		}
 	}
-	return nil, 0, err
+	select {
+	case chunks <- narChunk{err: err}:
+	case <-ctx.Done():
+	}
+}
+
+// fetchFrom sends chunk requests from *off on, in order on one pipe, and
+// passes the replies on in order, moving *off. done: the whole NAR (or,
+// window 0, its first chunk) went out.
+func (s *NixSubstituter) fetchFrom(ctx context.Context, url string, window int, off *int64, chunks chan<- narChunk) (done bool, err error) {
+	s.mu.Lock()
+	nc := s.nc
+	s.mu.Unlock()
+	if nc == nil {
+		return false, &errNixCache{Status: 503, Reason: "the agent's nix substituter is not connected yet"}
+	}
+	p, err := openNixPipe(nc)
+	if err != nil {
+		return false, &errNixCache{Status: 503, Reason: err.Error()}
+	}
+	defer p.close()
+	subj := nixCacheSubject(s.host, "nar")
+	type asked struct {
+		seq uint64
+		off int64
+	}
+	var queue []asked
+	// Budget held by requests still on their way; given back at the end.
+	held := 0
+	defer func() {
+		for range held {
+			<-s.budget
+		}
+	}()
+	size, next := int64(-1), *off
+	for {
+		// The size is known from the first reply on: until then one request.
+	fill:
+		for (len(queue) == 0 || len(queue) < window && next < size) && (size < 0 || next < size) {
+			// Wait for room only with nothing on its way: a transfer
+			// waiting while it holds requests could wait on others
+			// that do the same.
+			if len(queue) > 0 {
+				select {
+				case s.budget <- struct{}{}:
+				default:
+					break fill
+				}
+			} else {
+				select {
+				case s.budget <- struct{}{}:
+				case <-ctx.Done():
+					return false, ctx.Err()
+				}
+			}
+			held++
+			body, _ := json.Marshal(narChunkRequest{URL: url, Offset: next})
+			seq, err := p.send(&nats.Msg{Subject: subj, Data: body})
+			if err != nil {
+				return false, &errNixCache{Status: 503, Reason: err.Error()}
+			}
+			queue = append(queue, asked{seq: seq, off: next})
+			next += narChunkSize
+			if size < 0 {
+				break
+			}
+		}
+		if len(queue) == 0 {
+			return true, nil
+		}
+		head := queue[0]
+		rctx, cancel := context.WithTimeout(ctx, s.Timeout)
+		m, err := p.reply(rctx, head.seq)
+		cancel()
+		m, err = nixCacheAnswer(subj, m, err)
+		if err != nil {
+			return false, err
+		}
+		got, perr := strconv.ParseInt(m.Header.Get(HeaderNarSize), 10, 64)
+		if perr != nil || got < head.off+int64(len(m.Data)) || size >= 0 && got != size {
+			return false, &errNixCache{Status: 502, Reason: fmt.Sprintf("the hub's answer for %s at %d has a bad size %q", url, head.off, m.Header.Get(HeaderNarSize))}
+		}
+		size = got
+		queue = queue[1:]
+		held--
+		c := narChunk{data: m.Data, size: size, done: func() { <-s.budget }}
+		select {
+		case chunks <- c:
+		case <-ctx.Done():
+			c.release()
+			return false, ctx.Err()
+		}
+		*off = head.off + int64(len(m.Data))
+		if window == 0 || *off >= size {
+			return true, nil
+		}
+		if want := min(narChunkSize, size-head.off); int64(len(m.Data)) != want {
+			return false, nil // not the chunks this side counts on: ask again from *off
+		}
+	}
 }

@@ -17,7 +17,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/pinkiefleet/pinkie/bounded"
 	"github.com/pinkiefleet/pinkie/nixcache"
 )
 
@@ -210,9 +209,6 @@ func (s *nixPutService) putNar(ctx context.Context, m *nats.Msg) nixPutReply {
 	if err1 != nil || err2 != nil || offset < 0 || size <= 0 || size > maxNarFile || offset+int64(len(m.Data)) > size {
 		return nixPutReply{Error: "nar: bad Pinkie-Offset or Pinkie-Size"}
 	}
-	if _, err := s.cache.nar.GetInfo(ctx, url); err == nil {
-		return nixPutReply{Stored: true}
-	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	part := filepath.Join(s.staging, strings.ReplaceAll(url, "/", "_")+".part")
@@ -226,6 +222,15 @@ func (s *nixPutService) putNar(ctx context.Context, m *nats.Msg) nixPutReply {
 		return nixPutReply{Error: "nar: staging: " + err.Error()}
 	}
 	have := st.Size()
+	// Only a NAR not staged yet is looked up in the cache: chunks on
+	// their way cost no lookup each.
+	if have == 0 {
+		if _, err := s.cache.nar.GetInfo(ctx, url); err == nil {
+			f.Close()
+			os.Remove(part)
+			return nixPutReply{Stored: true}
+		}
+	}
 	if offset != have {
 		return nixPutReply{Offset: have} // resume here
 	}
@@ -301,131 +306,4 @@ func (s *nixPutService) putNarinfo(ctx context.Context, info []byte, who string)
 		return nixPutReply{Error: "narinfo: " + err.Error()}
 	}
 	return nixPutReply{Stored: true}
-}
-
-// NixUploadStats is what UploadNixCacheDir sent.
-type NixUploadStats struct {
-	Paths     int   `json:"paths"`
-	Missing   int   `json:"missing"`
-	BytesSent int64 `json:"bytes_sent"`
-}
-
-// Requester sends a request and returns its reply (a *Client, which fails
-// fast on a refused subject).
-type Requester interface {
-	Request(ctx context.Context, m *nats.Msg) (*nats.Msg, error)
-}
-
-// UploadNixCacheDir uploads a local binary cache directory (nix copy --to
-// file://DIR, signed) into the hub's cache over c: only the paths the
-// cache lacks, each NAR in chunks from where the hub has it, then its
-// narinfo. prefix is the service subject the caller may use
-// (NixCachePutOperator for operators).
-func UploadNixCacheDir(ctx context.Context, c Requester, prefix, dir string) (NixUploadStats, error) {
-	var st NixUploadStats
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return st, fmt.Errorf("read binary cache %s: %w", dir, err)
-	}
-	var hashes []string
-	for _, e := range entries {
-		if h, ok := strings.CutSuffix(e.Name(), ".narinfo"); ok && storeHashRE.MatchString(h) {
-			hashes = append(hashes, h)
-		}
-	}
-	st.Paths = len(hashes)
-	call := func(op string, m *nats.Msg) (nixPutReply, error) {
-		m.Subject = prefix + "." + op
-		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		resp, err := c.Request(rctx, m)
-		cancel()
-		if err != nil {
-			return nixPutReply{}, fmt.Errorf("nix cache %s: %w", op, err)
-		}
-		var r nixPutReply
-		if err := json.Unmarshal(resp.Data, &r); err != nil {
-			return r, fmt.Errorf("nix cache %s: bad reply: %w", op, err)
-		}
-		if r.Error != "" {
-			return r, fmt.Errorf("nix cache refused: %s", r.Error)
-		}
-		return r, nil
-	}
-	body, _ := json.Marshal(hashes)
-	r, err := call("has", &nats.Msg{Data: body})
-	if err != nil {
-		return st, err
-	}
-	st.Missing = len(r.Missing)
-	for _, h := range r.Missing {
-		info, err := bounded.ReadPath(filepath.Join(dir, h+".narinfo"), maxNarinfo)
-		if err != nil {
-			return st, err
-		}
-		url, err := narinfoURL(info)
-		if err != nil {
-			return st, fmt.Errorf("%s.narinfo: %w", h, err)
-		}
-		sent, err := uploadNar(ctx, call, filepath.Join(dir, filepath.FromSlash(url)), url)
-		st.BytesSent += sent
-		if err != nil {
-			return st, err
-		}
-		if _, err := call("narinfo", &nats.Msg{Data: info}); err != nil {
-			return st, err
-		}
-		st.BytesSent += int64(len(info))
-	}
-	return st, nil
-}
-
-func uploadNar(ctx context.Context, call func(string, *nats.Msg) (nixPutReply, error), file, url string) (int64, error) {
-	f, err := os.Open(file)
-	if err != nil {
-		return 0, fmt.Errorf("NAR %s: %w", url, err)
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return 0, err
-	}
-	size := fi.Size()
-	var sent, offset int64
-	// Ask where the hub stands first (an empty chunk at 0), so an upload
-	// cut short resumes instead of starting over.
-	probe := &nats.Msg{Header: nats.Header{}}
-	probe.Header.Set("Pinkie-Url", url)
-	probe.Header.Set("Pinkie-Offset", "0")
-	probe.Header.Set("Pinkie-Size", strconv.FormatInt(size, 10))
-	r, err := call("nar", probe)
-	if err != nil {
-		return 0, err
-	}
-	if r.Stored {
-		return 0, nil
-	}
-	offset = r.Offset
-	buf := make([]byte, nixPutChunk)
-	for {
-		n, err := f.ReadAt(buf, offset)
-		if err != nil && !errors.Is(err, io.EOF) {
-			return sent, fmt.Errorf("NAR %s: %w", url, err)
-		}
-		m := &nats.Msg{Header: nats.Header{}, Data: buf[:n]}
-		m.Header.Set("Pinkie-Url", url)
-		m.Header.Set("Pinkie-Offset", strconv.FormatInt(offset, 10))
-		m.Header.Set("Pinkie-Size", strconv.FormatInt(size, 10))
-		r, err := call("nar", m)
-		sent += int64(n)
-		if err != nil {
-			return sent, err
-		}
-		if r.Stored {
-			return sent, nil
-		}
-		offset = r.Offset // the hub says where to go on (a resume, or the next chunk)
-		if offset < 0 || offset > size {
-			return sent, fmt.Errorf("NAR %s: the hub asked for offset %d of %d", url, offset, size)
-		}
-	}
 }

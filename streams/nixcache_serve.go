@@ -35,8 +35,8 @@ import (
 const (
 	nixCacheSubjectPrefix = "_pinkie.nixcache"
 	// narChunkSize is the most one NAR reply carries: the requester pulls
-	// chunks in order, so request pacing is the flow control and a cut
-	// resumes at its offset.
+	// chunks in order, a few on their way, so request pacing is the flow
+	// control and a cut resumes at its offset.
 	narChunkSize = 512 << 10
 
 	HeaderNixCacheError  = "Pinkie-Nix-Cache-Error"
@@ -177,7 +177,7 @@ func (s *nixCacheService) nar(_ context.Context, host string, m *nats.Msg) *nats
 	if req.Offset < 0 {
 		return nixCacheError(400, "NAR request offset %d is negative", req.Offset)
 	}
-	buf, size, err := s.readers.chunk(s.ctx, s.h.nixCache.nar, req)
+	buf, size, err := s.readers.chunk(s.ctx, s.h.nixCache.nar, host, req)
 	switch {
 	case errors.Is(err, jetstream.ErrObjectNotFound):
 		return nixCacheError(404, "no NAR %s in the hub's cache", req.URL)
@@ -196,9 +196,11 @@ func (s *nixCacheService) nar(_ context.Context, host string, m *nats.Msg) *nats
 var errBeyondNar = errors.New("offset beyond the NAR")
 
 // narReaders keeps the object store readers of NARs being pulled, keyed by
-// the offset their next chunk starts at, so pulling a NAR in order reads
-// it once; a request at any other offset (a resumed transfer) opens a new
-// reader and skips to it.
+// the host and the offset their next chunk starts at, so pulling a NAR in
+// order reads it once: the agent keeps several requests on their way, in
+// order on one connection, and the hub answers them one after the other
+// from one subscription. A request at any other offset (a resumed
+// transfer) opens a new reader and skips to it.
 type narReaders struct {
 	mu   sync.Mutex
 	open map[string]*narReader
@@ -215,7 +217,9 @@ const (
 	narReadersMax = 32
 )
 
-func narReaderKey(url string, off int64) string { return url + "@" + strconv.FormatInt(off, 10) }
+func narReaderKey(host, url string, off int64) string {
+	return host + " " + url + "@" + strconv.FormatInt(off, 10)
+}
 
 func (rs *narReaders) take(key string) *narReader {
 	rs.mu.Lock()
@@ -245,14 +249,17 @@ func (rs *narReaders) put(key string, r *narReader) {
 		rs.open[oldest].r.Close()
 		delete(rs.open, oldest)
 	}
+	if old, ok := rs.open[key]; ok { // two transfers of one NAR in step: one keeps its reader
+		old.r.Close()
+	}
 	r.used = time.Now()
 	rs.open[key] = r
 }
 
 // chunk reads at most narChunkSize bytes of req.URL from req.Offset and
 // returns them with the NAR's size.
-func (rs *narReaders) chunk(ctx context.Context, store jetstream.ObjectStore, req narChunkRequest) ([]byte, int64, error) {
-	r := rs.take(narReaderKey(req.URL, req.Offset))
+func (rs *narReaders) chunk(ctx context.Context, store jetstream.ObjectStore, host string, req narChunkRequest) ([]byte, int64, error) {
+	r := rs.take(narReaderKey(host, req.URL, req.Offset))
 	if r == nil {
 		res, err := store.Get(ctx, req.URL)
 		if err != nil {
@@ -280,7 +287,7 @@ func (rs *narReaders) chunk(ctx context.Context, store jetstream.ObjectStore, re
 		return nil, r.size, err
 	}
 	if next := req.Offset + n; next < r.size {
-		rs.put(narReaderKey(req.URL, next), r)
+		rs.put(narReaderKey(host, req.URL, next), r)
 	} else {
 		r.r.Close()
 	}

@@ -1,0 +1,441 @@
+package streams
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/pinkiefleet/pinkie/bounded"
+)
+
+// The client side of uploads into the hub's Nix cache (the service is in
+// nixcache_put.go): several paths at once, several chunks of a NAR in
+// flight, and a hub that goes away (a cut link, a restart) waited for and
+// resumed from what it already has.
+
+// NixUploadStats is what UploadNixCacheDir sent.
+type NixUploadStats struct {
+	Paths     int   `json:"paths"`
+	Missing   int   `json:"missing"`
+	BytesSent int64 `json:"bytes_sent"`
+	// BytesResent is the part of BytesSent that was sent before: chunks
+	// lost when the hub or the link went away, sent again from where the
+	// hub stood.
+	BytesResent int64 `json:"bytes_resent"`
+	// Retries counts calls tried again because the hub did not answer.
+	Retries int `json:"retries"`
+}
+
+// Requester sends a request and returns its reply (a *Client, which fails
+// fast on a refused subject).
+type Requester interface {
+	Request(ctx context.Context, m *nats.Msg) (*nats.Msg, error)
+}
+
+// UploadOption tunes UploadNixCacheDir.
+type UploadOption func(*uploadConfig)
+
+type uploadConfig struct {
+	parallel, window int
+	retryFor         time.Duration
+	progress         func(url string, offset, size int64)
+}
+
+// UploadParallel sets how many paths are uploaded at once (default 4).
+func UploadParallel(n int) UploadOption { return func(c *uploadConfig) { c.parallel = max(n, 1) } }
+
+// UploadWindow sets how many chunks of one NAR may be on their way
+// unanswered (default 4). It takes effect where the Requester is a
+// *Client or an agent's link; any other sends one chunk at a time.
+func UploadWindow(n int) UploadOption { return func(c *uploadConfig) { c.window = max(n, 1) } }
+
+// UploadRetryFor bounds how long an upload waits for a hub that does not
+// answer (restarting, or the link cut) before it fails (default 2m).
+func UploadRetryFor(d time.Duration) UploadOption { return func(c *uploadConfig) { c.retryFor = d } }
+
+// UploadProgress calls f each time the hub took a chunk of a NAR: offset
+// is how much of the file it holds.
+func UploadProgress(f func(url string, offset, size int64)) UploadOption {
+	return func(c *uploadConfig) { c.progress = f }
+}
+
+const (
+	nixUploadParallel = 4
+	nixUploadWindow   = 4
+	nixUploadRetryFor = 2 * time.Minute
+	// nixCallTimeout bounds one answer; the last chunk of a NAR, which
+	// has the hub check and store the whole file, gets nixStoreTimeout.
+	nixCallTimeout  = 30 * time.Second
+	nixStoreTimeout = 5 * time.Minute
+	// nixNarAttempts bounds the times one NAR is taken up again.
+	nixNarAttempts = 50
+)
+
+// errRefused is the hub refusing an upload: final, never retried.
+type errRefused struct{ reason string }
+
+func (e *errRefused) Error() string { return "nix cache refused: " + e.reason }
+
+// errBadReply is an answer that is not the service's: final.
+var errBadReply = errors.New("bad reply")
+
+// UploadNixCacheDir uploads a local binary cache directory (nix copy --to
+// file://DIR, signed) into the hub's cache over c: only the paths the
+// cache lacks, several at once, each NAR in chunks from where the hub has
+// it, then its narinfo. prefix is the service subject the caller may use
+// (NixCachePutOperator for operators). While the hub does not answer it
+// tries again with backoff, up to UploadRetryFor, and goes on from what
+// the hub holds.
+func UploadNixCacheDir(ctx context.Context, c Requester, prefix, dir string, opts ...UploadOption) (NixUploadStats, error) {
+	u := &uploader{c: c, prefix: prefix, cfg: uploadConfig{parallel: nixUploadParallel, window: nixUploadWindow, retryFor: nixUploadRetryFor}}
+	for _, o := range opts {
+		o(&u.cfg)
+	}
+	switch r := c.(type) {
+	case *Client:
+		u.nc = r.Conn
+	case connRequester:
+		u.nc = r.nc
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return u.st, fmt.Errorf("read binary cache %s: %w", dir, err)
+	}
+	var hashes []string
+	for _, e := range entries {
+		if h, ok := strings.CutSuffix(e.Name(), ".narinfo"); ok && storeHashRE.MatchString(h) {
+			hashes = append(hashes, h)
+		}
+	}
+	u.st.Paths = len(hashes)
+	body, _ := json.Marshal(hashes)
+	var r nixPutReply
+	err = u.retry(ctx, "nix cache has", func() (err error) {
+		r, err = u.call(ctx, "has", &nats.Msg{Data: body}, nixCallTimeout)
+		return err
+	})
+	if err != nil {
+		return u.st, err
+	}
+	u.st.Missing = len(r.Missing)
+
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	jobs := make(chan string)
+	var wg sync.WaitGroup
+	for range min(u.cfg.parallel, len(r.Missing)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for h := range jobs {
+				if err := u.uploadPath(ctx, dir, h); err != nil {
+					cancel(err)
+				}
+			}
+		}()
+	}
+feed:
+	for _, h := range r.Missing {
+		select {
+		case jobs <- h:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(jobs)
+	wg.Wait()
+	if err := context.Cause(ctx); err != nil {
+		return u.stats(), err
+	}
+	return u.stats(), nil
+}
+
+// uploader is one UploadNixCacheDir run.
+type uploader struct {
+	c      Requester
+	nc     *nats.Conn // nil: chunks go one at a time through c
+	prefix string
+	cfg    uploadConfig
+	mu     sync.Mutex
+	st     NixUploadStats
+}
+
+func (u *uploader) stats() NixUploadStats {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.st
+}
+
+func (u *uploader) count(f func(*NixUploadStats)) {
+	u.mu.Lock()
+	f(&u.st)
+	u.mu.Unlock()
+}
+
+// uploadPath sends the NAR of the path with store hash h, then its narinfo.
+func (u *uploader) uploadPath(ctx context.Context, dir, h string) error {
+	info, err := bounded.ReadPath(filepath.Join(dir, h+".narinfo"), maxNarinfo)
+	if err != nil {
+		return err
+	}
+	url, err := narinfoURL(info)
+	if err != nil {
+		return fmt.Errorf("%s.narinfo: %w", h, err)
+	}
+	if err := u.uploadNar(ctx, filepath.Join(dir, filepath.FromSlash(url)), url); err != nil {
+		return err
+	}
+	err = u.retry(ctx, "narinfo "+h, func() error {
+		_, err := u.call(ctx, "narinfo", &nats.Msg{Data: info}, nixCallTimeout)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	u.count(func(st *NixUploadStats) { st.BytesSent += int64(len(info)) })
+	return nil
+}
+
+// call sends one request on c and decodes the service's reply.
+func (u *uploader) call(ctx context.Context, op string, m *nats.Msg, timeout time.Duration) (nixPutReply, error) {
+	if u.nc != nil && !u.nc.IsConnected() {
+		return nixPutReply{}, fmt.Errorf("nix cache %s: %w", op, errLinkDown)
+	}
+	m.Subject = u.prefix + "." + op
+	rctx, cancel := context.WithTimeout(ctx, timeout)
+	resp, err := u.c.Request(rctx, m)
+	cancel()
+	if err != nil {
+		return nixPutReply{}, fmt.Errorf("nix cache %s: %w", op, err)
+	}
+	return decodePutReply(op, resp)
+}
+
+func decodePutReply(op string, resp *nats.Msg) (nixPutReply, error) {
+	var r nixPutReply
+	if resp.Header.Get("Status") == "503" {
+		return r, fmt.Errorf("nix cache %s: %w", op, errNoResponder)
+	}
+	if err := json.Unmarshal(resp.Data, &r); err != nil {
+		return r, fmt.Errorf("nix cache %s: %w: %v", op, errBadReply, err)
+	}
+	if r.Error != "" {
+		return r, &errRefused{reason: r.Error}
+	}
+	return r, nil
+}
+
+// retryable says whether err may pass when tried again: the hub away or
+// slow, not the hub saying no, nor the caller giving up.
+func retryable(ctx context.Context, err error) bool {
+	var refused *errRefused
+	return ctx.Err() == nil && !errors.As(err, &refused) && !errors.Is(err, ErrNotPermitted) &&
+		!errors.Is(err, errBadReply) && !errors.Is(err, nats.ErrConnectionClosed)
+}
+
+// retry runs call until it succeeds or fails for good; while the hub does
+// not answer it waits with backoff, for at most cfg.retryFor.
+func (u *uploader) retry(ctx context.Context, what string, call func() error) error {
+	var since time.Time
+	for pause := 100 * time.Millisecond; ; pause = min(pause*2, 3*time.Second) {
+		err := call()
+		if err == nil || !retryable(ctx, err) {
+			return err
+		}
+		if since.IsZero() {
+			since = time.Now()
+		} else if time.Since(since) > u.cfg.retryFor {
+			return fmt.Errorf("%s: the hub did not answer for %s: %w", what, u.cfg.retryFor, err)
+		}
+		u.count(func(st *NixUploadStats) { st.Retries++ })
+		select {
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		case <-time.After(pause):
+		}
+	}
+}
+
+// narChunkMsg is a chunk of url at off (empty: a question where the hub
+// stands).
+func narChunkMsg(url string, off, size int64, data []byte) *nats.Msg {
+	m := &nats.Msg{Header: nats.Header{}, Data: data}
+	m.Header.Set("Pinkie-Url", url)
+	m.Header.Set("Pinkie-Offset", strconv.FormatInt(off, 10))
+	m.Header.Set("Pinkie-Size", strconv.FormatInt(size, 10))
+	return m
+}
+
+// uploadNar sends the NAR file from where the hub has it; after a cut it
+// asks again where the hub stands and goes on from there.
+func (u *uploader) uploadNar(ctx context.Context, file, url string) error {
+	f, err := os.Open(file)
+	if err != nil {
+		return fmt.Errorf("NAR %s: %w", url, err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("NAR %s: %w", url, err)
+	}
+	n := &narUpload{u: u, f: f, url: url, size: fi.Size()}
+	for attempt := 0; attempt < nixNarAttempts; attempt++ {
+		var r nixPutReply
+		err := u.retry(ctx, "NAR "+url, func() (err error) {
+			r, err = u.call(ctx, "nar", narChunkMsg(url, 0, n.size, nil), nixCallTimeout)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		if r.Stored {
+			return nil
+		}
+		if r.Offset < 0 || r.Offset > n.size {
+			return fmt.Errorf("NAR %s: the hub asked for offset %d of %d", url, r.Offset, n.size)
+		}
+		done, err := n.sendFrom(ctx, r.Offset)
+		if done {
+			return nil
+		}
+		if err != nil {
+			if !retryable(ctx, err) {
+				return err
+			}
+			u.count(func(st *NixUploadStats) { st.Retries++ })
+		}
+	}
+	return fmt.Errorf("NAR %s: gave up after %d attempts to send it", url, nixNarAttempts)
+}
+
+// narUpload is one NAR on its way.
+type narUpload struct {
+	u    *uploader
+	f    *os.File
+	url  string
+	size int64
+	// high is how far the file was ever sent, to count what is sent again.
+	high int64
+}
+
+// chunkLink sends requests and takes their replies by sequence number.
+type chunkLink interface {
+	send(m *nats.Msg) (uint64, error)
+	reply(ctx context.Context, seq uint64) (*nats.Msg, error)
+	close()
+}
+
+// requesterLink is a chunkLink of one request at a time over a Requester.
+type requesterLink struct {
+	ctx  context.Context
+	c    Requester
+	seq  uint64
+	resp *nats.Msg
+	err  error
+}
+
+func (l *requesterLink) send(m *nats.Msg) (uint64, error) {
+	l.seq++
+	rctx, cancel := context.WithTimeout(l.ctx, nixStoreTimeout)
+	l.resp, l.err = l.c.Request(rctx, m)
+	cancel()
+	return l.seq, nil
+}
+
+func (l *requesterLink) reply(context.Context, uint64) (*nats.Msg, error) { return l.resp, l.err }
+func (l *requesterLink) close()                                           {}
+
+// sendFrom sends the file from off on, window chunks in flight, until the
+// hub stored it (done) or stands elsewhere than expected (not done, no
+// error: ask it again), or a call fails.
+func (n *narUpload) sendFrom(ctx context.Context, off int64) (done bool, err error) {
+	u := n.u
+	window := u.cfg.window
+	var link chunkLink
+	if u.nc == nil {
+		link, window = &requesterLink{ctx: ctx, c: u.c}, 1
+	} else {
+		p, err := openNixPipe(u.nc)
+		if err != nil {
+			return false, err
+		}
+		link = p
+	}
+	defer link.close()
+	type sent struct {
+		seq uint64
+		off int64
+		buf []byte
+	}
+	var queue []sent
+	var free [][]byte
+	next, started := off, false
+	for {
+		// Fill the window; a NAR the hub holds whole but has not stored
+		// yet gets one empty chunk at its end.
+		for len(queue) < window && (next < n.size || !started) {
+			started = true
+			var buf []byte
+			if len(free) > 0 {
+				buf, free = free[len(free)-1], free[:len(free)-1]
+			} else {
+				buf = make([]byte, nixPutChunk)
+			}
+			k, err := n.f.ReadAt(buf[:min(int64(nixPutChunk), n.size-next)], next)
+			if err != nil && !errors.Is(err, io.EOF) {
+				return false, fmt.Errorf("NAR %s: %w", n.url, err)
+			}
+			m := narChunkMsg(n.url, next, n.size, buf[:k])
+			m.Subject = u.prefix + ".nar"
+			seq, err := link.send(m)
+			if err != nil {
+				return false, err
+			}
+			resent := max(0, min(int64(k), n.high-next))
+			u.count(func(st *NixUploadStats) { st.BytesSent += int64(k); st.BytesResent += resent })
+			n.high = max(n.high, next+int64(k))
+			queue = append(queue, sent{seq: seq, off: next, buf: buf[:k]})
+			next += int64(k)
+		}
+		if len(queue) == 0 {
+			return false, nil // sent all, stored nothing: ask the hub again
+		}
+		head := queue[0]
+		end := head.off + int64(len(head.buf))
+		timeout := nixCallTimeout
+		if end == n.size {
+			timeout = nixStoreTimeout
+		}
+		rctx, cancel := context.WithTimeout(ctx, timeout)
+		resp, err := link.reply(rctx, head.seq)
+		cancel()
+		if err != nil {
+			return false, fmt.Errorf("NAR %s at %d: %w", n.url, head.off, err)
+		}
+		r, err := decodePutReply("nar", resp)
+		if err != nil {
+			return false, err
+		}
+		if r.Stored {
+			return true, nil
+		}
+		if r.Offset != end {
+			return false, nil // the hub stands elsewhere (a chunk lost, or another uploader)
+		}
+		if u.cfg.progress != nil {
+			u.cfg.progress(n.url, r.Offset, n.size)
+		}
+		free = append(free, head.buf[:cap(head.buf)])
+		queue = queue[1:]
+	}
+}
