@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	"github.com/nats-io/nats.go"
 )
@@ -22,10 +23,7 @@ type nixPipe struct {
 	nc    *nats.Conn
 	inbox string
 	sub   *nats.Subscription
-	// down fires when the connection drops (a client whose server went
-	// away): replies in flight will not come.
-	down chan nats.Status
-	seq  uint64
+	seq   uint64
 	// early are replies that came before the one waited for.
 	early map[uint64]*nats.Msg
 }
@@ -43,8 +41,7 @@ func openNixPipe(nc *nats.Conn) (*nixPipe, error) {
 		return nil, fmt.Errorf("subscribe to replies on %s: %w", inbox, err)
 	}
 	_ = sub.SetPendingLimits(-1, 256<<20)
-	return &nixPipe{nc: nc, inbox: inbox, sub: sub, early: map[uint64]*nats.Msg{},
-		down: nc.StatusChanged(nats.DISCONNECTED, nats.RECONNECTING, nats.CLOSED)}, nil
+	return &nixPipe{nc: nc, inbox: inbox, sub: sub, early: map[uint64]*nats.Msg{}}, nil
 }
 
 // send publishes m with a reply subject of its own and returns its
@@ -86,32 +83,42 @@ func (p *nixPipe) reply(ctx context.Context, seq uint64) (*nats.Msg, error) {
 // next is the next message on the inbox, until ctx ends; the connection
 // dropping ends the wait with errLinkDown.
 func (p *nixPipe) next(ctx context.Context) (*nats.Msg, error) {
-	for {
-		if !p.nc.IsConnected() {
-			return nil, errLinkDown
-		}
-		wctx, cancel := context.WithCancel(ctx)
-		stop := make(chan struct{})
-		go func() {
-			select {
-			case <-p.down:
-				cancel()
-			case <-stop:
-			}
-		}()
-		m, err := p.sub.NextMsgWithContext(wctx)
-		downed := wctx.Err() != nil && ctx.Err() == nil
-		close(stop)
+	wctx, stop := whileLinked(ctx, p.nc)
+	m, err := p.sub.NextMsgWithContext(wctx)
+	if stop() && err != nil {
+		return nil, errLinkDown
+	}
+	return m, err
+}
+
+// whileLinked is ctx, ended early when nc's connection drops (replies due
+// will not come: a request would wait out its timeout); stop says whether
+// it dropped.
+func whileLinked(ctx context.Context, nc *nats.Conn) (context.Context, func() (dropped bool)) {
+	ch := nc.StatusChanged(nats.DISCONNECTED, nats.RECONNECTING, nats.CLOSED)
+	wctx, cancel := context.WithCancel(ctx)
+	var down atomic.Bool
+	if !nc.IsConnected() {
+		down.Store(true)
 		cancel()
-		if !downed {
-			return m, err
+	}
+	quit := make(chan struct{})
+	go func() {
+		select {
+		case _, ok := <-ch:
+			if ok {
+				down.Store(true)
+			}
+			cancel()
+		case <-quit:
 		}
-		// The connection changed state: look again (a stale event while
-		// connected waits on).
+	}()
+	return wctx, func() bool {
+		close(quit)
+		nc.RemoveStatusListener(ch)
+		cancel()
+		return down.Load()
 	}
 }
 
-func (p *nixPipe) close() {
-	p.nc.RemoveStatusListener(p.down)
-	_ = p.sub.Unsubscribe()
-}
+func (p *nixPipe) close() { _ = p.sub.Unsubscribe() }

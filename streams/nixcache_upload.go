@@ -208,13 +208,18 @@ func (u *uploader) uploadPath(ctx context.Context, dir, h string) error {
 
 // call sends one request on c and decodes the service's reply.
 func (u *uploader) call(ctx context.Context, op string, m *nats.Msg, timeout time.Duration) (nixPutReply, error) {
-	if u.nc != nil && !u.nc.IsConnected() {
-		return nixPutReply{}, fmt.Errorf("nix cache %s: %w", op, errLinkDown)
-	}
 	m.Subject = u.prefix + "." + op
 	rctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if u.nc != nil {
+		var stop func() bool
+		rctx, stop = whileLinked(rctx, u.nc)
+		defer stop()
+	}
 	resp, err := u.c.Request(rctx, m)
-	cancel()
+	if err != nil && u.nc != nil && !u.nc.IsConnected() {
+		err = errLinkDown
+	}
 	if err != nil {
 		return nixPutReply{}, fmt.Errorf("nix cache %s: %w", op, err)
 	}
