@@ -94,6 +94,41 @@ type nixPutService struct {
 	orders  *buildOrderIndex
 	staging string
 	mu      sync.Mutex // one staging write at a time per process: simple, and enough
+	// recent are NARs this hub stored lately, whose narinfo comes next.
+	recent recentNars
+}
+
+// recentNars are the NAR files a hub stored lately (at most
+// recentNarsMax), so the narinfo that follows each needs no lookup.
+type recentNars struct {
+	mu    sync.Mutex
+	order []string
+	set   map[string]bool
+}
+
+const recentNarsMax = 1024
+
+func (r *recentNars) add(url string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.set == nil {
+		r.set = map[string]bool{}
+	}
+	if r.set[url] {
+		return
+	}
+	if len(r.order) >= recentNarsMax {
+		delete(r.set, r.order[0])
+		r.order = r.order[1:]
+	}
+	r.order = append(r.order, url)
+	r.set[url] = true
+}
+
+func (r *recentNars) has(url string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.set[url]
 }
 
 func (h *Hub) startNixPut() error {
@@ -261,6 +296,7 @@ func (s *nixPutService) putNar(ctx context.Context, m *nats.Msg) nixPutReply {
 	if _, err := s.cache.nar.Put(ctx, jetstream.ObjectMeta{Name: url}, f); err != nil {
 		return nixPutReply{Error: "nar: store: " + err.Error()}
 	}
+	s.recent.add(url)
 	os.Remove(part)
 	return nixPutReply{Stored: true}
 }
@@ -299,7 +335,10 @@ func (s *nixPutService) putNarinfo(ctx context.Context, info []byte, who string)
 			return nixPutReply{Error: fmt.Sprintf("narinfo of %s: FileHash %s is not the hash its URL %s names", ni.StorePath, ni.FileHash, ni.URL)}
 		}
 	}
-	if _, err := s.cache.nar.GetInfo(ctx, ni.URL); err != nil {
+	if s.recent.has(ni.URL) {
+		// Stored just now by this hub: no lookup, which would load (and
+		// keep cached for seconds) the store's block that holds it.
+	} else if _, err := s.cache.nar.GetInfo(ctx, ni.URL); err != nil {
 		return nixPutReply{Error: fmt.Sprintf("narinfo: its NAR %s is not in the cache yet: %v", ni.URL, err)}
 	}
 	if _, err := s.cache.narinfo.Create(ctx, hash, info); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
