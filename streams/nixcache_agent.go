@@ -41,12 +41,40 @@ type NixSubstituter struct {
 
 	mu     sync.Mutex
 	nc     *nats.Conn
+	mux    *nixMux // replies to NAR chunk requests
 	learnt string
+	sizes  map[string]int64 // NAR file sizes by URL, from narinfos served
 	// transfers counts NARs on their way (fetched or uploaded); raised is
 	// what the Go memory limit was raised by for them.
 	transfers int
 	raised    int64
 	lower     *time.Timer
+}
+
+// NAR file sizes from the narinfos nix read last (nix asks for a path's
+// narinfo, then its NAR), at most sizeHintsMax.
+const sizeHintsMax = 4096
+
+func (s *NixSubstituter) noteSize(url string, size int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.sizes == nil || len(s.sizes) >= sizeHintsMax {
+		s.sizes = map[string]int64{}
+	}
+	s.sizes[url] = size
+}
+
+func (s *NixSubstituter) sizeHint(url string) (int64, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	size, ok := s.sizes[url]
+	return size, ok
+}
+
+func (s *NixSubstituter) forgetSize(url string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.sizes, url)
 }
 
 // transferHeadroom is what the agent's soft memory limit (--memory-limit,
@@ -139,10 +167,15 @@ func (s *NixSubstituter) Run(ctx context.Context, a *Agent) error {
 		return fmt.Errorf("connect the nix substituter to the agent's server: %w", err)
 	}
 	defer nc.Close()
+	mux, err := openNixMux(nc)
+	if err != nil {
+		return fmt.Errorf("nix substituter: %w", err)
+	}
+	defer mux.close()
 	s.mu.Lock()
-	s.nc = nc
+	s.nc, s.mux = nc, mux
 	s.mu.Unlock()
-	defer func() { s.mu.Lock(); s.nc = nil; s.mu.Unlock() }()
+	defer func() { s.mu.Lock(); s.nc, s.mux = nil, nil; s.mu.Unlock() }()
 	srv := &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second}
 	s.mu.Lock()
 	ln := s.ln
@@ -305,6 +338,9 @@ func (s *NixSubstituter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			s.httpError(w, "narinfo "+hash, err)
 			return
 		}
+		if ni, err := nixcache.ParseNarInfo(m.Data); err == nil && ni.FileSize > 0 {
+			s.noteSize(ni.URL, int64(ni.FileSize))
+		}
 		w.Header().Set("Content-Type", "text/x-nix-narinfo")
 		w.Header().Set("Content-Length", strconv.Itoa(len(m.Data)))
 		if r.Method == http.MethodGet {
@@ -448,15 +484,12 @@ func (s *NixSubstituter) fetchNar(ctx context.Context, url string, window int, c
 // window 0, its first chunk) went out.
 func (s *NixSubstituter) fetchFrom(ctx context.Context, url string, window int, off *int64, chunks chan<- narChunk) (done bool, err error) {
 	s.mu.Lock()
-	nc := s.nc
+	mux := s.mux
 	s.mu.Unlock()
-	if nc == nil {
+	if mux == nil {
 		return false, &errNixCache{Status: 503, Reason: "the agent's nix substituter is not connected yet"}
 	}
-	p, err := openNixPipe(nc)
-	if err != nil {
-		return false, &errNixCache{Status: 503, Reason: err.Error()}
-	}
+	p := mux.pipe()
 	defer p.close()
 	subj := nixCacheSubject(s.host, "nar")
 	type asked struct {
@@ -472,8 +505,14 @@ func (s *NixSubstituter) fetchFrom(ctx context.Context, url string, window int, 
 		}
 	}()
 	size, next := int64(-1), *off
+	// The size the narinfo nix just read gave opens the whole window at
+	// once; without it, the first reply says the size.
+	hinted := false
+	if h, ok := s.sizeHint(url); ok && window > 0 && h > *off {
+		size, hinted = h, true
+	}
 	for {
-		// The size is known from the first reply on: until then one request.
+		// Until the size is known, one request.
 	fill:
 		for (len(queue) == 0 || len(queue) < window && next < size) && (size < 0 || next < size) {
 			// Wait for room only with nothing on its way: a transfer
@@ -516,10 +555,14 @@ func (s *NixSubstituter) fetchFrom(ctx context.Context, url string, window int, 
 			return false, err
 		}
 		got, perr := strconv.ParseInt(m.Header.Get(HeaderNarSize), 10, 64)
+		if hinted && perr == nil && got != size {
+			s.forgetSize(url)
+			return false, nil // the narinfo's FileSize was not the file's: ask again from *off
+		}
 		if perr != nil || got < head.off+int64(len(m.Data)) || size >= 0 && got != size {
 			return false, &errNixCache{Status: 502, Reason: fmt.Sprintf("the hub's answer for %s at %d has a bad size %q", url, head.off, m.Header.Get(HeaderNarSize))}
 		}
-		size = got
+		size, hinted = got, false
 		queue = queue[1:]
 		held--
 		c := narChunk{data: m.Data, size: size, done: func() { <-s.budget }}

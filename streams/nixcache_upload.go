@@ -107,6 +107,14 @@ func UploadNixCacheDir(ctx context.Context, c Requester, prefix, dir string, opt
 	case connRequester:
 		u.nc = r.nc
 	}
+	if u.nc != nil {
+		mux, err := openNixMux(u.nc)
+		if err != nil {
+			return u.st, fmt.Errorf("nix cache upload: %w", err)
+		}
+		defer mux.close()
+		u.mux = mux
+	}
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return u.st, fmt.Errorf("read binary cache %s: %w", dir, err)
@@ -164,6 +172,7 @@ feed:
 type uploader struct {
 	c      Requester
 	nc     *nats.Conn // nil: chunks go one at a time through c
+	mux    *nixMux    // replies to chunks, when nc is set
 	prefix string
 	cfg    uploadConfig
 	mu     sync.Mutex
@@ -367,14 +376,10 @@ func (n *narUpload) sendFrom(ctx context.Context, off int64) (done bool, err err
 	u := n.u
 	window := u.cfg.window
 	var link chunkLink
-	if u.nc == nil {
+	if u.mux == nil {
 		link, window = &requesterLink{ctx: ctx, c: u.c}, 1
 	} else {
-		p, err := openNixPipe(u.nc)
-		if err != nil {
-			return false, err
-		}
-		link = p
+		link = u.mux.pipe()
 	}
 	defer link.close()
 	type sent struct {
