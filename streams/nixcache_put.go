@@ -91,9 +91,10 @@ type nixPutService struct {
 	// when the hub has none, and then hosts' uploads are refused.
 	signer *nixcache.SecretKey
 	// orders say which hosts are builders at work (nil: any host).
-	orders  *buildOrderIndex
+	orders *buildOrderIndex
+	// staging holds NARs until they are whole; one file's chunks are
+	// handled in order, one at a time (lanes), several files at once.
 	staging string
-	mu      sync.Mutex // one staging write at a time per process: simple, and enough
 	// recent are NARs this hub stored lately, whose narinfo comes next.
 	recent recentNars
 }
@@ -169,13 +170,22 @@ func (h *Hub) startNixPut() error {
 		b, _ := json.Marshal(r)
 		_ = m.Respond(b)
 	}
+	// NAR chunks of several files at once, each file's in order.
+	nars := newLanes(nixPutParallel, 128, handle)
 	for _, op := range nixCachePutOps {
-		if _, err := h.nc.QueueSubscribe(nixCachePutPrefix+".*."+op, "nixcache-put", handle); err != nil {
+		cb := handle
+		if op == "nar" {
+			cb = func(m *nats.Msg) { nars.add(m.Header.Get("Pinkie-Url"), m) }
+		}
+		if _, err := h.nc.QueueSubscribe(nixCachePutPrefix+".*."+op, "nixcache-put", cb); err != nil {
 			return fmt.Errorf("nix cache uploads: %w", err)
 		}
 	}
 	return nil
 }
+
+// nixPutParallel is how many NAR files the hub takes chunks of at once.
+const nixPutParallel = 4
 
 // hostUploadWindow is how long after its last build order a builder host
 // may upload (requests expire after a day by default).
@@ -244,8 +254,6 @@ func (s *nixPutService) putNar(ctx context.Context, m *nats.Msg) nixPutReply {
 	if err1 != nil || err2 != nil || offset < 0 || size <= 0 || size > maxNarFile || offset+int64(len(m.Data)) > size {
 		return nixPutReply{Error: "nar: bad Pinkie-Offset or Pinkie-Size"}
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	part := filepath.Join(s.staging, strings.ReplaceAll(url, "/", "_")+".part")
 	f, err := os.OpenFile(part, os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {

@@ -53,6 +53,11 @@ type result struct {
 	BaseSeconds     float64 `json:"baseline_seconds"`
 	BaseMBps        float64 `json:"baseline_mb_per_sec"`
 
+	// Each round's totals; the figures above are each leg's best round.
+	Rounds             int       `json:"rounds"`
+	RoundBaseSeconds   []float64 `json:"round_baseline_seconds"`
+	RoundPinkieSeconds []float64 `json:"round_pinkie_seconds"`
+
 	Ratio      float64                `json:"ratio"`
 	FetchRatio float64                `json:"fetch_ratio"`
 	Upload     streams.NixUploadStats `json:"upload"`
@@ -92,11 +97,12 @@ func main() {
 	asJSON := flag.Bool("json", false, "print JSON")
 	keep := flag.Bool("keep", false, "keep the work directory (logs of the hub and agent)")
 	agentMem := flag.String("agent-memory-limit", "", "the agent's --memory-limit (default: the agent's own default)")
+	rounds := flag.Int("rounds", 3, "rounds of both sides, each with a fresh hub, agent and stores; each side's best round counts")
 	flag.Parse()
 	if *small {
 		*paths, *mib = 200, 40
 	}
-	b := &bench{bin: *bin, seed: *seed, paths: *paths, mib: *mib, compression: *compression, parallel: *parallel, window: *window, agentMem: *agentMem}
+	b := &bench{bin: *bin, seed: *seed, paths: *paths, mib: *mib, compression: *compression, parallel: *parallel, window: *window, agentMem: *agentMem, rounds: max(*rounds, 1)}
 	res, err := b.run(*keep)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "xferbench:", err)
@@ -113,7 +119,7 @@ func main() {
 type bench struct {
 	bin, seed, compression      string
 	paths, mib                  int
-	parallel, window            int
+	parallel, window, rounds    int
 	dir, auth, pubKey, agentMem string
 	procs                       []*proc
 }
@@ -135,8 +141,7 @@ func (b *bench) run(keep bool) (res result, err error) {
 			os.RemoveAll(b.dir)
 		}
 	}()
-	ctx := context.Background()
-	res.Compression, res.UploadPaths, res.UploadWindow = b.compression, b.parallel, b.window
+	res.Compression, res.UploadPaths, res.UploadWindow, res.Rounds = b.compression, b.parallel, b.window, b.rounds
 
 	// The fleet's keys, and the closure.
 	b.auth = filepath.Join(b.dir, "auth")
@@ -162,106 +167,152 @@ func (b *bench) run(keep bool) (res result, err error) {
 		res.NarBytes += p.NarSize
 	}
 
-	// Baseline: nix copy to a file:// cache and from it into a fresh store.
-	fmt.Fprintln(os.Stderr, "xferbench: baseline: nix copy to file:// and back…")
-	baseCache := filepath.Join(b.dir, "baseline-cache")
-	t, err := b.timed(b.signTo(baseCache, root))
-	if err != nil {
-		return res, err
+	// Rounds, each leg's best kept: the machine is shared, and a round
+	// slowed by a neighbour says little about either side.
+	for round := 1; round <= b.rounds; round++ {
+		fmt.Fprintf(os.Stderr, "xferbench: round %d of %d: baseline, then pinkie…\n", round, b.rounds)
+		var r result
+		if err := b.baseline(round, root, &r); err != nil {
+			return res, err
+		}
+		last := round == b.rounds
+		if err := b.pinkie(round, root, closure, last, &r); err != nil {
+			return res, err
+		}
+		res.RoundBaseSeconds = append(res.RoundBaseSeconds, r.BaseSeconds)
+		res.RoundPinkieSeconds = append(res.RoundPinkieSeconds, r.PinkieSeconds)
+		if round == 1 || r.BaseSeconds < res.BaseSeconds {
+			res.BaseToSeconds, res.BaseFromSeconds, res.BaseSeconds = r.BaseToSeconds, r.BaseFromSeconds, r.BaseSeconds
+		}
+		if round == 1 || r.PinkieSeconds < res.PinkieSeconds {
+			res.SignSeconds, res.UploadSeconds, res.FetchSeconds, res.PinkieSeconds = r.SignSeconds, r.UploadSeconds, r.FetchSeconds, r.PinkieSeconds
+			res.Upload, res.FileBytes = r.Upload, r.FileBytes
+		}
+		res.HubIdleRSSMiB, res.AgentIdleRSSMiB = max(res.HubIdleRSSMiB, r.HubIdleRSSMiB), max(res.AgentIdleRSSMiB, r.AgentIdleRSSMiB)
+		res.HubUploadPeakRSSMiB = max(res.HubUploadPeakRSSMiB, r.HubUploadPeakRSSMiB)
+		res.HubFetchPeakRSSMiB = max(res.HubFetchPeakRSSMiB, r.HubFetchPeakRSSMiB)
+		res.HubPeakRSSMiB = max(res.HubPeakRSSMiB, r.HubPeakRSSMiB)
+		res.AgentPeakRSSMiB = max(res.AgentPeakRSSMiB, r.AgentPeakRSSMiB)
+		if last {
+			res.Change = r.Change
+		}
 	}
-	res.BaseToSeconds = t
-	if res.BaseFromSeconds, err = b.timed(b.fetch("file://"+baseCache, filepath.Join(b.dir, "baseline-store"), root)); err != nil {
-		return res, err
-	}
-	res.BaseSeconds = res.BaseToSeconds + res.BaseFromSeconds
-
-	// pinkie: a hub, a target agent, the builder's signed directory
-	// uploaded, the target's nix fetching through the agent.
-	hub, natsURL, leafURL, err := b.startHub()
-	if err != nil {
-		return res, err
-	}
-	agent, subURL, err := b.startAgent(leafURL)
-	if err != nil {
-		return res, err
-	}
-	res.HubIdleRSSMiB, _ = rssMiB(hub.cmd.Process.Pid, "VmRSS")
-	res.AgentIdleRSSMiB, _ = rssMiB(agent.cmd.Process.Pid, "VmRSS")
-	// The peaks from here on: the transfers'.
-	if err := resetPeaks(hub, agent); err != nil {
-		return res, err
-	}
-	c, err := streams.Connect(ctx, natsURL, streams.OperatorSeedFile(b.auth), "xferbench")
-	if err != nil {
-		return res, err
-	}
-	defer c.Close()
-	fmt.Fprintln(os.Stderr, "xferbench: pinkie: builder → hub → target…")
-	upDir := filepath.Join(b.dir, "builder-cache")
-	if res.SignSeconds, err = b.timed(b.signTo(upDir, root)); err != nil {
-		return res, err
-	}
-	res.FileBytes = dirBytes(upDir)
-	res.UploadSeconds, err = b.timed(func() (err error) {
-		res.Upload, err = streams.UploadNixCacheDir(ctx, c, streams.NixCachePutOperator, upDir, streams.UploadParallel(b.parallel), streams.UploadWindow(b.window))
-		return err
-	})
-	if err != nil {
-		return res, err
-	}
-	res.HubUploadPeakRSSMiB, _ = rssMiB(hub.cmd.Process.Pid, "VmHWM")
-	if err := resetPeaks(hub); err != nil {
-		return res, err
-	}
-	targetStore := filepath.Join(b.dir, "target-store")
-	if res.FetchSeconds, err = b.timed(b.fetch(subURL, targetStore, root)); err != nil {
-		return res, err
-	}
-	res.HubFetchPeakRSSMiB, _ = rssMiB(hub.cmd.Process.Pid, "VmHWM")
-	res.PinkieSeconds = res.SignSeconds + res.UploadSeconds + res.FetchSeconds
 	mb := float64(res.NarBytes) / 1e6
 	res.PinkieMBps, res.BaseMBps = mb/res.PinkieSeconds, mb/res.BaseSeconds
 	res.Ratio = res.BaseSeconds / res.PinkieSeconds
 	res.FetchRatio = res.BaseFromSeconds / res.FetchSeconds
+	return res, nil
+}
 
-	// The second deploy: one path changed (so the root that refers to it).
-	fmt.Fprintln(os.Stderr, "xferbench: one path changed: the second deploy…")
-	root2, err := b.build(b.seed + "-leaf1-changed")
+// baseline: nix copy to a file:// cache and from it into a fresh store.
+func (b *bench) baseline(round int, root string, r *result) (err error) {
+	cache := filepath.Join(b.dir, fmt.Sprintf("baseline-cache-%d", round))
+	if r.BaseToSeconds, err = b.timed(b.signTo(cache, root)); err != nil {
+		return err
+	}
+	if r.BaseFromSeconds, err = b.timed(b.fetch("file://"+cache, filepath.Join(b.dir, fmt.Sprintf("baseline-store-%d", round)), root)); err != nil {
+		return err
+	}
+	r.BaseSeconds = r.BaseToSeconds + r.BaseFromSeconds
+	return nil
+}
+
+// pinkie: a fresh hub and target agent, the builder's signed directory
+// uploaded, the target's nix fetching through the agent; on the last
+// round, the second deploy after one path changed.
+func (b *bench) pinkie(round int, root string, closure map[string]pathInfo, change bool, r *result) error {
+	ctx := context.Background()
+	hub, natsURL, leafURL, err := b.startHub(round)
 	if err != nil {
-		return res, err
+		return err
 	}
-	closure2, err := b.pathInfo(root2)
+	defer b.stop(hub)
+	agent, subURL, err := b.startAgent(round, leafURL)
 	if err != nil {
-		return res, err
+		return err
 	}
-	upDir2 := filepath.Join(b.dir, "builder-cache-2")
-	if res.Change.SignSeconds, err = b.timed(b.signTo(upDir2, root2)); err != nil {
-		return res, err
+	defer b.stop(agent)
+	r.HubIdleRSSMiB, _ = rssMiB(hub.cmd.Process.Pid, "VmRSS")
+	r.AgentIdleRSSMiB, _ = rssMiB(agent.cmd.Process.Pid, "VmRSS")
+	// The peaks from here on: the transfers'.
+	if err := resetPeaks(hub, agent); err != nil {
+		return err
 	}
-	for p := range closure2 {
-		if _, ok := closure[p]; !ok {
-			res.Change.NewPaths++
-			res.Change.NewFileBytes += narFileBytes(upDir2, p)
-		}
+	c, err := streams.Connect(ctx, natsURL, streams.OperatorSeedFile(b.auth), "xferbench")
+	if err != nil {
+		return err
 	}
-	res.Change.UploadSeconds, err = b.timed(func() (err error) {
-		res.Change.Upload, err = streams.UploadNixCacheDir(ctx, c, streams.NixCachePutOperator, upDir2, streams.UploadParallel(b.parallel), streams.UploadWindow(b.window))
+	defer c.Close()
+	upDir := filepath.Join(b.dir, fmt.Sprintf("builder-cache-%d", round))
+	if r.SignSeconds, err = b.timed(b.signTo(upDir, root)); err != nil {
+		return err
+	}
+	r.FileBytes = dirBytes(upDir)
+	r.UploadSeconds, err = b.timed(func() (err error) {
+		r.Upload, err = streams.UploadNixCacheDir(ctx, c, streams.NixCachePutOperator, upDir, streams.UploadParallel(b.parallel), streams.UploadWindow(b.window))
 		return err
 	})
 	if err != nil {
-		return res, err
+		return err
+	}
+	r.HubUploadPeakRSSMiB, _ = rssMiB(hub.cmd.Process.Pid, "VmHWM")
+	if err := resetPeaks(hub); err != nil {
+		return err
+	}
+	targetStore := filepath.Join(b.dir, fmt.Sprintf("target-store-%d", round))
+	if r.FetchSeconds, err = b.timed(b.fetch(subURL, targetStore, root)); err != nil {
+		return err
+	}
+	r.HubFetchPeakRSSMiB, _ = rssMiB(hub.cmd.Process.Pid, "VmHWM")
+	r.PinkieSeconds = r.SignSeconds + r.UploadSeconds + r.FetchSeconds
+
+	if change {
+		if err := b.change(ctx, c, agent, subURL, targetStore, closure, r); err != nil {
+			return err
+		}
+	}
+	hubPeak, _ := rssMiB(hub.cmd.Process.Pid, "VmHWM")
+	r.HubPeakRSSMiB = max(hubPeak, r.HubUploadPeakRSSMiB, r.HubFetchPeakRSSMiB)
+	r.AgentPeakRSSMiB, _ = rssMiB(agent.cmd.Process.Pid, "VmHWM")
+	return nil
+}
+
+// change is the second deploy: one path changed (so the root that refers
+// to it); what is uploaded and fetched.
+func (b *bench) change(ctx context.Context, c *streams.Client, agent *proc, subURL, targetStore string, closure map[string]pathInfo, r *result) error {
+	fmt.Fprintln(os.Stderr, "xferbench: one path changed: the second deploy…")
+	root2, err := b.build(b.seed + "-leaf1-changed")
+	if err != nil {
+		return err
+	}
+	closure2, err := b.pathInfo(root2)
+	if err != nil {
+		return err
+	}
+	upDir2 := filepath.Join(b.dir, "builder-cache-change")
+	if r.Change.SignSeconds, err = b.timed(b.signTo(upDir2, root2)); err != nil {
+		return err
+	}
+	for p := range closure2 {
+		if _, ok := closure[p]; !ok {
+			r.Change.NewPaths++
+			r.Change.NewFileBytes += narFileBytes(upDir2, p)
+		}
+	}
+	r.Change.UploadSeconds, err = b.timed(func() (err error) {
+		r.Change.Upload, err = streams.UploadNixCacheDir(ctx, c, streams.NixCachePutOperator, upDir2, streams.UploadParallel(b.parallel), streams.UploadWindow(b.window))
+		return err
+	})
+	if err != nil {
+		return err
 	}
 	before, _ := readBytes(agent.cmd.Process.Pid)
-	if res.Change.FetchSeconds, err = b.timed(b.fetch(subURL, targetStore, root2)); err != nil {
-		return res, err
+	if r.Change.FetchSeconds, err = b.timed(b.fetch(subURL, targetStore, root2)); err != nil {
+		return err
 	}
 	after, _ := readBytes(agent.cmd.Process.Pid)
-	res.Change.AgentReadBytes = after - before
-
-	hubPeak, _ := rssMiB(hub.cmd.Process.Pid, "VmHWM")
-	res.HubPeakRSSMiB = max(hubPeak, res.HubUploadPeakRSSMiB, res.HubFetchPeakRSSMiB)
-	res.AgentPeakRSSMiB, _ = rssMiB(agent.cmd.Process.Pid, "VmHWM")
-	return res, nil
+	r.Change.AgentReadBytes = after - before
+	return nil
 }
 
 func printResult(r result) {
@@ -269,6 +320,7 @@ func printResult(r result) {
 	fmt.Printf("closure: %d paths, %.0f MiB of NARs (%.0f MiB as %s files)\n", r.Paths, mib, float64(r.FileBytes)/(1<<20), r.Compression)
 	fmt.Printf("baseline  nix copy to file:// %.1f s + from file:// %.1f s = %.1f s  %.1f MB/s\n", r.BaseToSeconds, r.BaseFromSeconds, r.BaseSeconds, r.BaseMBps)
 	fmt.Printf("pinkie    builder signs %.1f s + upload %.1f s + target fetch %.1f s = %.1f s  %.1f MB/s\n", r.SignSeconds, r.UploadSeconds, r.FetchSeconds, r.PinkieSeconds, r.PinkieMBps)
+	fmt.Printf("rounds    baseline %s s, pinkie %s s (the best of %d counts)\n", seconds(r.RoundBaseSeconds), seconds(r.RoundPinkieSeconds), r.Rounds)
 	fmt.Printf("ratio     %.2f (pinkie rate / baseline rate; target ≥ 0.5); the fetch leg alone %.2f of nix copy from file://\n", r.Ratio, r.FetchRatio)
 	fmt.Printf("upload    %d paths, %d missing, %d bytes sent (%d again), %d retries; %d at once, %d chunks in flight\n",
 		r.Upload.Paths, r.Upload.Missing, r.Upload.BytesSent, r.Upload.BytesResent, r.Upload.Retries, r.UploadPaths, r.UploadWindow)
@@ -278,6 +330,14 @@ func printResult(r result) {
 	fmt.Printf("          target fetch %.2f s; the agent read %d bytes meanwhile\n", c.FetchSeconds, c.AgentReadBytes)
 	fmt.Printf("peak RSS  hub %.1f MiB (idle %.1f; upload %.1f, fetch %.1f), agent %.1f MiB (idle %.1f) during the transfers\n",
 		r.HubPeakRSSMiB, r.HubIdleRSSMiB, r.HubUploadPeakRSSMiB, r.HubFetchPeakRSSMiB, r.AgentPeakRSSMiB, r.AgentIdleRSSMiB)
+}
+
+func seconds(xs []float64) string {
+	var parts []string
+	for _, x := range xs {
+		parts = append(parts, strconv.FormatFloat(x, 'f', 1, 64))
+	}
+	return strings.Join(parts, ", ")
 }
 
 // closureNix generates the closure: n leaves of random bytes (every 50th
@@ -388,29 +448,29 @@ func (b *bench) timed(f func() error) (float64, error) {
 	return time.Since(start).Seconds(), err
 }
 
-func (b *bench) startHub() (p *proc, natsURL, leafURL string, err error) {
+func (b *bench) startHub(round int) (p *proc, natsURL, leafURL string, err error) {
 	ports, err := freePorts(3)
 	if err != nil {
 		return nil, "", "", err
 	}
 	natsAddr, leafAddr := "127.0.0.1:"+ports[0], "127.0.0.1:"+ports[1]
-	p, err = b.start("hub", "hub started", b.bin, "hub", "--data", filepath.Join(b.dir, "hub"), "--auth", b.auth,
+	p, err = b.start(fmt.Sprintf("hub-%d", round), "hub started", b.bin, "hub", "--data", filepath.Join(b.dir, fmt.Sprintf("hub-%d", round)), "--auth", b.auth,
 		"--nats", natsAddr, "--leaf", leafAddr, "--http", "127.0.0.1:"+ports[2])
 	return p, "nats://" + natsAddr, "nats-leaf://" + leafAddr, err
 }
 
-func (b *bench) startAgent(leafURL string) (*proc, string, error) {
+func (b *bench) startAgent(round int, leafURL string) (*proc, string, error) {
 	ports, err := freePorts(1)
 	if err != nil {
 		return nil, "", err
 	}
-	argv := []string{b.bin, "agent", "--name", "target", "--hub", leafURL, "--data", filepath.Join(b.dir, "agent"),
+	argv := []string{b.bin, "agent", "--name", "target", "--hub", leafURL, "--data", filepath.Join(b.dir, fmt.Sprintf("agent-%d", round)),
 		"--nkey", streams.HostSeedFile(b.auth, "target"), "--reconnect", "200ms", "--producers", "heartbeat", "--heartbeat", "1h",
 		"--system-profile", filepath.Join(b.dir, "profiles", "system"), "--activation", "direct", "--cache-listen", "127.0.0.1:" + ports[0]}
 	if b.agentMem != "" {
 		argv = append(argv, "--memory-limit", b.agentMem)
 	}
-	p, err := b.start("agent", "hub connected", argv...)
+	p, err := b.start(fmt.Sprintf("agent-%d", round), "hub connected", argv...)
 	if err != nil {
 		return nil, "", err
 	}
@@ -479,6 +539,17 @@ func (b *bench) start(name, ready string, argv ...string) (*proc, error) {
 		return nil, fmt.Errorf("%s exited before it said %q (see %s)", name, ready, p.log)
 	case <-time.After(30 * time.Second):
 		return nil, fmt.Errorf("%s did not say %q within 30s (see %s)", name, ready, p.log)
+	}
+}
+
+// stop ends p (and forgets it).
+func (b *bench) stop(p *proc) {
+	p.stop()
+	for i, q := range b.procs {
+		if q == p {
+			b.procs = append(b.procs[:i], b.procs[i+1:]...)
+			break
+		}
 	}
 }
 
