@@ -1,6 +1,7 @@
 package streams
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/json"
@@ -11,7 +12,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -97,39 +97,8 @@ type nixPutService struct {
 	staging string
 	// recent are NARs this hub stored lately, whose narinfo comes next.
 	recent recentNars
-}
-
-// recentNars are the NAR files a hub stored lately (at most
-// recentNarsMax), so the narinfo that follows each needs no lookup.
-type recentNars struct {
-	mu    sync.Mutex
-	order []string
-	set   map[string]bool
-}
-
-const recentNarsMax = 1024
-
-func (r *recentNars) add(url string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.set == nil {
-		r.set = map[string]bool{}
-	}
-	if r.set[url] {
-		return
-	}
-	if len(r.order) >= recentNarsMax {
-		delete(r.set, r.order[0])
-		r.order = r.order[1:]
-	}
-	r.order = append(r.order, url)
-	r.set[url] = true
-}
-
-func (r *recentNars) has(url string) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.set[url]
+	// staged are the staging files of NARs on their way.
+	staged stagedFiles
 }
 
 func (h *Hub) startNixPut() error {
@@ -185,7 +154,7 @@ func (h *Hub) startNixPut() error {
 }
 
 // nixPutParallel is how many NAR files the hub takes chunks of at once.
-const nixPutParallel = 4
+const nixPutParallel = 8
 
 // hostUploadWindow is how long after its last build order a builder host
 // may upload (requests expire after a day by default).
@@ -255,13 +224,24 @@ func (s *nixPutService) putNar(ctx context.Context, m *nats.Msg) nixPutReply {
 		return nixPutReply{Error: "nar: bad Pinkie-Offset or Pinkie-Size"}
 	}
 	part := filepath.Join(s.staging, strings.ReplaceAll(url, "/", "_")+".part")
-	f, err := os.OpenFile(part, os.O_CREATE|os.O_RDWR, 0o600)
+	// A NAR that comes whole in one chunk (most paths) goes into the
+	// cache from memory: no staging file to create and remove.
+	if offset == 0 && int64(len(m.Data)) == size && !s.staged.isOpen(part) {
+		if _, err := os.Stat(part); errors.Is(err, os.ErrNotExist) {
+			if _, err := s.cache.nar.GetInfo(ctx, url); err == nil {
+				return nixPutReply{Stored: true}
+			}
+			r, _ := s.storeNar(ctx, url, bytes.NewReader(m.Data))
+			return r
+		}
+	}
+	f, err := s.staged.open(part)
 	if err != nil {
 		return nixPutReply{Error: "nar: staging: " + err.Error()}
 	}
-	defer f.Close()
 	st, err := f.Stat()
 	if err != nil {
+		s.staged.close(part, false)
 		return nixPutReply{Error: "nar: staging: " + err.Error()}
 	}
 	have := st.Size()
@@ -269,8 +249,7 @@ func (s *nixPutService) putNar(ctx context.Context, m *nats.Msg) nixPutReply {
 	// their way cost no lookup each.
 	if have == 0 {
 		if _, err := s.cache.nar.GetInfo(ctx, url); err == nil {
-			f.Close()
-			os.Remove(part)
+			s.staged.close(part, true)
 			return nixPutReply{Stored: true}
 		}
 	}
@@ -278,35 +257,39 @@ func (s *nixPutService) putNar(ctx context.Context, m *nats.Msg) nixPutReply {
 		return nixPutReply{Offset: have} // resume here
 	}
 	if _, err := f.WriteAt(m.Data, offset); err != nil {
+		s.staged.close(part, false)
 		return nixPutReply{Error: "nar: staging: " + err.Error()}
 	}
 	have += int64(len(m.Data))
 	if have < size {
 		return nixPutReply{Offset: have}
 	}
-	// Whole: it must be the file its name says, then it enters the cache.
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return nixPutReply{Error: "nar: staging: " + err.Error()}
-	}
+	// Whole: it enters the cache if it is the file its name says.
+	r, bad := s.storeNar(ctx, url, io.NewSectionReader(f, 0, size))
+	s.staged.close(part, r.Stored || bad)
+	return r
+}
+
+// storeNar puts a whole NAR file into the cache, if it is the file its
+// name (its sha256) says; bad: it is not, and is dropped.
+func (s *nixPutService) storeNar(ctx context.Context, url string, r io.ReadSeeker) (reply nixPutReply, bad bool) {
 	sum := sha256.New()
-	if _, err := io.Copy(sum, f); err != nil {
-		return nixPutReply{Error: "nar: staging: " + err.Error()}
+	if _, err := io.Copy(sum, r); err != nil {
+		return nixPutReply{Error: "nar: staging: " + err.Error()}, false
 	}
 	want := strings.TrimPrefix(url, "nar/")
 	want = want[:strings.IndexByte(want, '.')]
 	if got := nixcache.NixBase32(sum.Sum(nil)); got != want {
-		os.Remove(part)
-		return nixPutReply{Error: fmt.Sprintf("nar: %s has sha256 %s, not the %s its name says; dropped", url, got, want)}
+		return nixPutReply{Error: fmt.Sprintf("nar: %s has sha256 %s, not the %s its name says; dropped", url, got, want)}, true
 	}
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return nixPutReply{Error: "nar: staging: " + err.Error()}
+	if _, err := r.Seek(0, io.SeekStart); err != nil {
+		return nixPutReply{Error: "nar: staging: " + err.Error()}, false
 	}
-	if _, err := s.cache.nar.Put(ctx, jetstream.ObjectMeta{Name: url}, f); err != nil {
-		return nixPutReply{Error: "nar: store: " + err.Error()}
+	if _, err := s.cache.nar.Put(ctx, jetstream.ObjectMeta{Name: url}, r); err != nil {
+		return nixPutReply{Error: "nar: store: " + err.Error()}, false
 	}
 	s.recent.add(url)
-	os.Remove(part)
-	return nixPutReply{Stored: true}
+	return nixPutReply{Stored: true}, false
 }
 
 func (s *nixPutService) putNarinfo(ctx context.Context, info []byte, who string) nixPutReply {

@@ -51,7 +51,7 @@ type uploadConfig struct {
 	progress         func(url string, offset, size int64)
 }
 
-// UploadParallel sets how many paths are uploaded at once (default 4).
+// UploadParallel sets how many paths are uploaded at once (default 8).
 func UploadParallel(n int) UploadOption { return func(c *uploadConfig) { c.parallel = max(n, 1) } }
 
 // UploadWindow sets how many chunks of one NAR may be on their way
@@ -70,7 +70,7 @@ func UploadProgress(f func(url string, offset, size int64)) UploadOption {
 }
 
 const (
-	nixUploadParallel = 4
+	nixUploadParallel = 8
 	nixUploadWindow   = 4
 	nixUploadRetryFor = 2 * time.Minute
 	// nixCallTimeout bounds one answer; the last chunk of a NAR, which
@@ -304,6 +304,16 @@ func (u *uploader) uploadNar(ctx context.Context, file, url string) error {
 	}
 	n := &narUpload{u: u, f: f, url: url, size: fi.Size()}
 	for attempt := 0; attempt < nixNarAttempts; attempt++ {
+		// A NAR of one chunk (most paths) goes at once: the hub's answer
+		// says where it stands anyway, and a question first would cost a
+		// round trip per path. A larger one asks first, so a resumed
+		// upload sends nothing the hub has.
+		if attempt == 0 && n.size <= nixPutChunk {
+			if done, err := n.sendFrom(ctx, 0); done || err != nil && !retryable(ctx, err) {
+				return err
+			}
+			continue
+		}
 		var r nixPutReply
 		err := u.retry(ctx, "NAR "+url, func() (err error) {
 			r, err = u.call(ctx, "nar", narChunkMsg(url, 0, n.size, nil), nixCallTimeout)
