@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -16,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/pinkiefleet/pinkie/bounded"
+	"github.com/pinkiefleet/pinkie/nixcache"
 )
 
 // The client side of uploads into the hub's Nix cache (the service is in
@@ -97,6 +99,75 @@ var errBadReply = errors.New("bad reply")
 // tries again with backoff, up to UploadRetryFor, and goes on from what
 // the hub holds.
 func UploadNixCacheDir(ctx context.Context, c Requester, prefix, dir string, opts ...UploadOption) (NixUploadStats, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return NixUploadStats{}, fmt.Errorf("read binary cache %s: %w", dir, err)
+	}
+	paths := map[string]func() (uploadItem, error){}
+	for _, e := range entries {
+		if h, ok := strings.CutSuffix(e.Name(), ".narinfo"); ok && storeHashRE.MatchString(h) {
+			paths[h] = func() (uploadItem, error) {
+				info, err := bounded.ReadPath(filepath.Join(dir, h+".narinfo"), maxNarinfo)
+				if err != nil {
+					return uploadItem{}, err
+				}
+				url, err := narinfoURL(info)
+				if err != nil {
+					return uploadItem{}, fmt.Errorf("%s.narinfo: %w", h, err)
+				}
+				file := filepath.Join(dir, filepath.FromSlash(url))
+				fi, err := os.Stat(file)
+				if err != nil {
+					return uploadItem{}, fmt.Errorf("NAR %s: %w", url, err)
+				}
+				return uploadItem{info: info, url: url, size: fi.Size(), open: func(context.Context) (io.ReadCloser, error) { return os.Open(file) }}, nil
+			}
+		}
+	}
+	return upload(ctx, c, prefix, paths, opts)
+}
+
+// NixUploadPath is a store path to upload straight from the local store,
+// without a binary cache directory first: its narinfo (URL nar/<NAR
+// hash>.nar, Compression none, signed where the caller holds the fleet's
+// key), and Open, which streams its NAR from the start (nix store
+// dump-path PATH), called again to resume a cut upload.
+type NixUploadPath struct {
+	Info *nixcache.NarInfo
+	Open func(ctx context.Context) (io.ReadCloser, error)
+}
+
+// UploadNixPaths uploads store paths into the hub's cache as
+// UploadNixCacheDir does, streaming each NAR the cache lacks from Open:
+// nothing is serialised, compressed or written for paths the hub has, so
+// a deploy after a one-path change reads one NAR, not the closure.
+func UploadNixPaths(ctx context.Context, c Requester, prefix string, paths []NixUploadPath, opts ...UploadOption) (NixUploadStats, error) {
+	items := map[string]func() (uploadItem, error){}
+	for _, p := range paths {
+		ni := p.Info
+		if err := checkNarURL(ni.URL); err != nil {
+			return NixUploadStats{}, fmt.Errorf("%s: %w", ni.StorePath, err)
+		}
+		if ni.FileSize == 0 {
+			return NixUploadStats{}, fmt.Errorf("%s: the narinfo has no FileSize", ni.StorePath)
+		}
+		items[ni.HashPart()] = func() (uploadItem, error) {
+			return uploadItem{info: ni.Format(), url: ni.URL, size: int64(ni.FileSize), open: p.Open}, nil
+		}
+	}
+	return upload(ctx, c, prefix, items, opts)
+}
+
+// uploadItem is one path to send: its narinfo, and its NAR file.
+type uploadItem struct {
+	info []byte
+	url  string
+	size int64
+	open func(context.Context) (io.ReadCloser, error)
+}
+
+// upload sends the paths (by store hash) the hub's cache lacks.
+func upload(ctx context.Context, c Requester, prefix string, paths map[string]func() (uploadItem, error), opts []UploadOption) (NixUploadStats, error) {
 	u := &uploader{c: c, prefix: prefix, cfg: uploadConfig{parallel: nixUploadParallel, window: nixUploadWindow, retryFor: nixUploadRetryFor}}
 	for _, o := range opts {
 		o(&u.cfg)
@@ -115,20 +186,15 @@ func UploadNixCacheDir(ctx context.Context, c Requester, prefix, dir string, opt
 		defer mux.close()
 		u.mux = mux
 	}
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return u.st, fmt.Errorf("read binary cache %s: %w", dir, err)
+	hashes := make([]string, 0, len(paths))
+	for h := range paths {
+		hashes = append(hashes, h)
 	}
-	var hashes []string
-	for _, e := range entries {
-		if h, ok := strings.CutSuffix(e.Name(), ".narinfo"); ok && storeHashRE.MatchString(h) {
-			hashes = append(hashes, h)
-		}
-	}
+	slices.Sort(hashes)
 	u.st.Paths = len(hashes)
 	body, _ := json.Marshal(hashes)
 	var r nixPutReply
-	err = u.retry(ctx, "nix cache has", func() (err error) {
+	err := u.retry(ctx, "nix cache has", func() (err error) {
 		r, err = u.call(ctx, "has", &nats.Msg{Data: body}, nixCallTimeout)
 		return err
 	})
@@ -146,7 +212,12 @@ func UploadNixCacheDir(ctx context.Context, c Requester, prefix, dir string, opt
 		go func() {
 			defer wg.Done()
 			for h := range jobs {
-				if err := u.uploadPath(ctx, dir, h); err != nil {
+				item, ok := paths[h]
+				if !ok {
+					cancel(fmt.Errorf("nix cache has: the hub says %s is missing, which was not asked about", h))
+					continue
+				}
+				if err := u.uploadPath(ctx, item); err != nil {
 					cancel(err)
 				}
 			}
@@ -191,27 +262,23 @@ func (u *uploader) count(f func(*NixUploadStats)) {
 	u.mu.Unlock()
 }
 
-// uploadPath sends the NAR of the path with store hash h, then its narinfo.
-func (u *uploader) uploadPath(ctx context.Context, dir, h string) error {
-	info, err := bounded.ReadPath(filepath.Join(dir, h+".narinfo"), maxNarinfo)
+// uploadPath sends a path's NAR, then its narinfo.
+func (u *uploader) uploadPath(ctx context.Context, item func() (uploadItem, error)) error {
+	it, err := item()
 	if err != nil {
 		return err
 	}
-	url, err := narinfoURL(info)
-	if err != nil {
-		return fmt.Errorf("%s.narinfo: %w", h, err)
-	}
-	if err := u.uploadNar(ctx, filepath.Join(dir, filepath.FromSlash(url)), url); err != nil {
+	if err := u.uploadNar(ctx, it); err != nil {
 		return err
 	}
-	err = u.retry(ctx, "narinfo "+h, func() error {
-		_, err := u.call(ctx, "narinfo", &nats.Msg{Data: info}, nixCallTimeout)
+	err = u.retry(ctx, "narinfo of "+it.url, func() error {
+		_, err := u.call(ctx, "narinfo", &nats.Msg{Data: it.info}, nixCallTimeout)
 		return err
 	})
 	if err != nil {
 		return err
 	}
-	u.count(func(st *NixUploadStats) { st.BytesSent += int64(len(info)) })
+	u.count(func(st *NixUploadStats) { st.BytesSent += int64(len(it.info)) })
 	return nil
 }
 
@@ -292,23 +359,15 @@ func narChunkMsg(url string, off, size int64, data []byte) *nats.Msg {
 
 // uploadNar sends the NAR file from where the hub has it; after a cut it
 // asks again where the hub stands and goes on from there.
-func (u *uploader) uploadNar(ctx context.Context, file, url string) error {
-	f, err := os.Open(file)
-	if err != nil {
-		return fmt.Errorf("NAR %s: %w", url, err)
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return fmt.Errorf("NAR %s: %w", url, err)
-	}
-	n := &narUpload{u: u, f: f, url: url, size: fi.Size()}
+func (u *uploader) uploadNar(ctx context.Context, it uploadItem) error {
+	url := it.url
+	n := &narUpload{u: u, it: it}
 	for attempt := 0; attempt < nixNarAttempts; attempt++ {
 		// A NAR of one chunk (most paths) goes at once: the hub's answer
 		// says where it stands anyway, and a question first would cost a
 		// round trip per path. A larger one asks first, so a resumed
 		// upload sends nothing the hub has.
-		if attempt == 0 && n.size <= nixPutChunk {
+		if attempt == 0 && it.size <= nixPutChunk {
 			if done, err := n.sendFrom(ctx, 0); done || err != nil && !retryable(ctx, err) {
 				return err
 			}
@@ -316,7 +375,7 @@ func (u *uploader) uploadNar(ctx context.Context, file, url string) error {
 		}
 		var r nixPutReply
 		err := u.retry(ctx, "NAR "+url, func() (err error) {
-			r, err = u.call(ctx, "nar", narChunkMsg(url, 0, n.size, nil), nixCallTimeout)
+			r, err = u.call(ctx, "nar", narChunkMsg(url, 0, it.size, nil), nixCallTimeout)
 			return err
 		})
 		if err != nil {
@@ -325,8 +384,8 @@ func (u *uploader) uploadNar(ctx context.Context, file, url string) error {
 		if r.Stored {
 			return nil
 		}
-		if r.Offset < 0 || r.Offset > n.size {
-			return fmt.Errorf("NAR %s: the hub asked for offset %d of %d", url, r.Offset, n.size)
+		if r.Offset < 0 || r.Offset > it.size {
+			return fmt.Errorf("NAR %s: the hub asked for offset %d of %d", url, r.Offset, it.size)
 		}
 		done, err := n.sendFrom(ctx, r.Offset)
 		if done {
@@ -344,12 +403,28 @@ func (u *uploader) uploadNar(ctx context.Context, file, url string) error {
 
 // narUpload is one NAR on its way.
 type narUpload struct {
-	u    *uploader
-	f    *os.File
-	url  string
-	size int64
+	u  *uploader
+	it uploadItem
 	// high is how far the file was ever sent, to count what is sent again.
 	high int64
+}
+
+// openAt opens the NAR at off: its source from the start, skipped to off.
+func (n *narUpload) openAt(ctx context.Context, off int64) (io.ReadCloser, error) {
+	r, err := n.it.open(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("NAR %s: %w", n.it.url, err)
+	}
+	if s, ok := r.(io.Seeker); ok {
+		_, err = s.Seek(off, io.SeekStart)
+	} else {
+		_, err = io.CopyN(io.Discard, r, off)
+	}
+	if err != nil {
+		r.Close()
+		return nil, fmt.Errorf("NAR %s: skip to %d: %w", n.it.url, off, err)
+	}
+	return r, nil
 }
 
 // chunkLink sends requests and takes their replies by sequence number.
@@ -384,6 +459,12 @@ func (l *requesterLink) close()                                           {}
 // error: ask it again), or a call fails.
 func (n *narUpload) sendFrom(ctx context.Context, off int64) (done bool, err error) {
 	u := n.u
+	size := n.it.size
+	rd, err := n.openAt(ctx, off)
+	if err != nil {
+		return false, err
+	}
+	defer rd.Close()
 	window := u.cfg.window
 	var link chunkLink
 	if u.mux == nil {
@@ -403,7 +484,7 @@ func (n *narUpload) sendFrom(ctx context.Context, off int64) (done bool, err err
 	for {
 		// Fill the window; a NAR the hub holds whole but has not stored
 		// yet gets one empty chunk at its end.
-		for len(queue) < window && (next < n.size || !started) {
+		for len(queue) < window && (next < size || !started) {
 			started = true
 			var buf []byte
 			if len(free) > 0 {
@@ -411,11 +492,11 @@ func (n *narUpload) sendFrom(ctx context.Context, off int64) (done bool, err err
 			} else {
 				buf = make([]byte, nixPutChunk)
 			}
-			k, err := n.f.ReadAt(buf[:min(int64(nixPutChunk), n.size-next)], next)
-			if err != nil && !errors.Is(err, io.EOF) {
-				return false, fmt.Errorf("NAR %s: %w", n.url, err)
+			k, err := io.ReadFull(rd, buf[:min(int64(nixPutChunk), size-next)])
+			if err != nil {
+				return false, fmt.Errorf("NAR %s at %d of %d: %w", n.it.url, next, size, err)
 			}
-			m := narChunkMsg(n.url, next, n.size, buf[:k])
+			m := narChunkMsg(n.it.url, next, size, buf[:k])
 			m.Subject = u.prefix + ".nar"
 			seq, err := link.send(m)
 			if err != nil {
@@ -433,14 +514,14 @@ func (n *narUpload) sendFrom(ctx context.Context, off int64) (done bool, err err
 		head := queue[0]
 		end := head.off + int64(len(head.buf))
 		timeout := nixCallTimeout
-		if end == n.size {
+		if end == size {
 			timeout = nixStoreTimeout
 		}
 		rctx, cancel := context.WithTimeout(ctx, timeout)
 		resp, err := link.reply(rctx, head.seq)
 		cancel()
 		if err != nil {
-			return false, fmt.Errorf("NAR %s at %d: %w", n.url, head.off, err)
+			return false, fmt.Errorf("NAR %s at %d: %w", n.it.url, head.off, err)
 		}
 		r, err := decodePutReply("nar", resp)
 		if err != nil {
@@ -453,7 +534,7 @@ func (n *narUpload) sendFrom(ctx context.Context, off int64) (done bool, err err
 			return false, nil // the hub stands elsewhere (a chunk lost, or another uploader)
 		}
 		if u.cfg.progress != nil {
-			u.cfg.progress(n.url, r.Offset, n.size)
+			u.cfg.progress(n.it.url, r.Offset, size)
 		}
 		free = append(free, head.buf[:cap(head.buf)])
 		queue = queue[1:]

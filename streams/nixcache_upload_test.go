@@ -1,6 +1,7 @@
 package streams
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -10,8 +11,11 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/pinkiefleet/pinkie/nixcache"
 )
@@ -120,5 +124,77 @@ func BenchmarkNixCacheUpload(b *testing.B) {
 		op.Close()
 		hub.Close()
 		b.StartTimer()
+	}
+}
+
+// TestNixCacheUploadPaths: store paths streamed straight from their
+// source (as nix store dump-path would), without a binary cache directory:
+// a NAR cut short resumes (its source opened again and read past what the
+// hub has), a second upload opens no source at all (the hub has every
+// path), and the hub serves the NARs intact.
+func TestNixCacheUploadPaths(t *testing.T) {
+	auth := t.TempDir()
+	if _, err := KeysInit(auth, []string{"goliath"}); err != nil {
+		t.Fatal(err)
+	}
+	key, err := LoadNixSecretKey(auth)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hub := startTestHub(t, auth, t.TempDir())
+	defer hub.Close()
+	ctx := context.Background()
+	op, err := Connect(ctx, hub.ClientURL(), OperatorSeedFile(auth), "upload test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer op.Close()
+
+	var paths []NixUploadPath
+	nars := map[string][]byte{}
+	var opens atomic.Int32
+	var total int64
+	for i, size := range []int{3*nixPutChunk + 1234, 1000, nixPutChunk} {
+		nar := make([]byte, size)
+		_, _ = rand.Read(nar)
+		sum := nixcache.SHA256(sha256.Sum256(nar))
+		ni := &nixcache.NarInfo{StorePath: "/nix/store/" + nixcache.NixBase32(sum[:20]) + "-streamed-" + strconv.Itoa(i), URL: "nar/" + nixcache.NixBase32(sum[:]) + ".nar",
+			Compression: "none", FileHash: &sum, FileSize: uint64(size), NarHash: sum, NarSize: uint64(size)}
+		if err := ni.Sign(key); err != nil {
+			t.Fatal(err)
+		}
+		nars[ni.URL] = nar
+		total += int64(size) + int64(len(ni.Format()))
+		paths = append(paths, NixUploadPath{Info: ni, Open: func(context.Context) (io.ReadCloser, error) {
+			opens.Add(1)
+			return io.NopCloser(bytes.NewReader(nar)), nil // not a Seeker: read past what the hub has
+		}})
+	}
+	// A cut: the first chunk of the large NAR only reaches the hub.
+	big := paths[0].Info
+	m := &nats.Msg{Subject: NixCachePutOperator + ".nar", Header: nats.Header{}, Data: nars[big.URL][:nixPutChunk]}
+	m.Header.Set("Pinkie-Url", big.URL)
+	m.Header.Set("Pinkie-Offset", "0")
+	m.Header.Set("Pinkie-Size", strconv.FormatUint(big.FileSize, 10))
+	if _, err := op.Conn.RequestMsg(m, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+
+	st, err := UploadNixPaths(ctx, op, NixCachePutOperator, paths)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := total - nixPutChunk; st.Paths != 3 || st.Missing != 3 || st.BytesSent != want || opens.Load() != 3 {
+		t.Errorf("upload: %+v, %d sources opened; want 3 missing, %d bytes sent (all less the chunk the hub had), 3 opened", st, opens.Load(), want)
+	}
+	opens.Store(0)
+	if st, err := UploadNixPaths(ctx, op, NixCachePutOperator, paths); err != nil || st.Missing != 0 || st.BytesSent != 0 || opens.Load() != 0 {
+		t.Errorf("second upload: %+v %v, %d sources opened; want nothing missing, sent or opened", st, err, opens.Load())
+	}
+	for url, nar := range nars {
+		res, err := hub.NixCache().nar.GetBytes(ctx, url)
+		if err != nil || !bytes.Equal(res, nar) {
+			t.Errorf("NAR %s in the hub's cache: %d bytes, equal %t, %v", url, len(res), bytes.Equal(res, nar), err)
+		}
 	}
 }
