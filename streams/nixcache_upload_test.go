@@ -15,8 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/pinkiefleet/pinkie/nixcache"
 )
 
@@ -172,10 +170,8 @@ func TestNixCacheUploadPaths(t *testing.T) {
 	}
 	// A cut: the first chunk of the large NAR only reaches the hub.
 	big := paths[0].Info
-	m := &nats.Msg{Subject: NixCachePutOperator + ".nar", Header: nats.Header{}, Data: nars[big.URL][:nixPutChunk]}
-	m.Header.Set("Pinkie-Url", big.URL)
-	m.Header.Set("Pinkie-Offset", "0")
-	m.Header.Set("Pinkie-Size", strconv.FormatUint(big.FileSize, 10))
+	m := narChunkMsg(big.URL, 0, int64(big.FileSize), nars[big.URL][:nixPutChunk])
+	m.Subject = NixCachePutOperator + ".nar"
 	if _, err := op.Conn.RequestMsg(m, 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
