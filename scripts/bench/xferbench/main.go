@@ -64,6 +64,10 @@ type result struct {
 
 	Change change `json:"one_path_change"`
 
+	// Streamed: the builder streams the paths the hub lacks straight from
+	// its store (UploadNixPaths: no file:// copy first), the rest as above.
+	Streamed streamed `json:"streamed"`
+
 	HubIdleRSSMiB   float64 `json:"hub_idle_rss_mib"`
 	AgentIdleRSSMiB float64 `json:"agent_idle_rss_mib"`
 	HubPeakRSSMiB   float64 `json:"hub_peak_rss_mib"`
@@ -71,6 +75,21 @@ type result struct {
 	// The hub's peaks in the upload and in the fetch of the first deploy.
 	HubUploadPeakRSSMiB float64 `json:"hub_upload_peak_rss_mib"`
 	HubFetchPeakRSSMiB  float64 `json:"hub_fetch_peak_rss_mib"`
+}
+
+// streamed is the upload that reads NARs from the store (nix store
+// dump-path) instead of a binary cache directory.
+type streamed struct {
+	UploadSeconds  float64                `json:"upload_seconds"`
+	FetchSeconds   float64                `json:"target_fetch_seconds"`
+	PinkieSeconds  float64                `json:"pinkie_seconds"`
+	Rounds         []float64              `json:"round_seconds"`
+	Ratio          float64                `json:"ratio"`
+	Upload         streams.NixUploadStats `json:"upload"`
+	ChangeUpload   streams.NixUploadStats `json:"one_path_change_upload"`
+	ChangeSeconds  float64                `json:"one_path_change_upload_seconds"`
+	HubPeakRSSMiB  float64                `json:"hub_peak_rss_mib"`
+	AgentPeakRSSMB float64                `json:"agent_peak_rss_mib"`
 }
 
 // change is the second deploy, after one path changed (and so the root
@@ -179,6 +198,25 @@ func (b *bench) run(keep bool) (res result, err error) {
 		if err := b.pinkie(round, root, closure, last, &r); err != nil {
 			return res, err
 		}
+		var st streamed
+		if err := b.streamedRound(round, root, last, &st); err != nil {
+			return res, err
+		}
+		res.Streamed.Rounds = append(res.Streamed.Rounds, st.PinkieSeconds)
+		if round == 1 || st.PinkieSeconds < res.Streamed.PinkieSeconds {
+			rounds := res.Streamed.Rounds
+			hub, agent := max(res.Streamed.HubPeakRSSMiB, st.HubPeakRSSMiB), max(res.Streamed.AgentPeakRSSMB, st.AgentPeakRSSMB)
+			change, changeSeconds := res.Streamed.ChangeUpload, res.Streamed.ChangeSeconds
+			res.Streamed = st
+			res.Streamed.Rounds, res.Streamed.HubPeakRSSMiB, res.Streamed.AgentPeakRSSMB = rounds, hub, agent
+			if !last {
+				res.Streamed.ChangeUpload, res.Streamed.ChangeSeconds = change, changeSeconds
+			}
+		} else if last {
+			res.Streamed.ChangeUpload, res.Streamed.ChangeSeconds = st.ChangeUpload, st.ChangeSeconds
+		}
+		res.Streamed.HubPeakRSSMiB = max(res.Streamed.HubPeakRSSMiB, st.HubPeakRSSMiB)
+		res.Streamed.AgentPeakRSSMB = max(res.Streamed.AgentPeakRSSMB, st.AgentPeakRSSMB)
 		res.RoundBaseSeconds = append(res.RoundBaseSeconds, r.BaseSeconds)
 		res.RoundPinkieSeconds = append(res.RoundPinkieSeconds, r.PinkieSeconds)
 		if round == 1 || r.BaseSeconds < res.BaseSeconds {
@@ -201,7 +239,121 @@ func (b *bench) run(keep bool) (res result, err error) {
 	res.PinkieMBps, res.BaseMBps = mb/res.PinkieSeconds, mb/res.BaseSeconds
 	res.Ratio = res.BaseSeconds / res.PinkieSeconds
 	res.FetchRatio = res.BaseFromSeconds / res.FetchSeconds
+	res.Streamed.Ratio = res.BaseSeconds / res.Streamed.PinkieSeconds
 	return res, nil
+}
+
+// streamedRound: a fresh hub and agent; the builder streams the closure's
+// NARs from its store (nix store dump-path) into the hub; the target
+// fetches through the agent. On the last round, the one-path change's
+// upload too.
+func (b *bench) streamedRound(round int, root string, change bool, st *streamed) error {
+	ctx := context.Background()
+	hub, natsURL, leafURL, err := b.startHub(100 + round)
+	if err != nil {
+		return err
+	}
+	defer b.stop(hub)
+	agent, subURL, err := b.startAgent(100+round, leafURL)
+	if err != nil {
+		return err
+	}
+	defer b.stop(agent)
+	if err := resetPeaks(hub, agent); err != nil {
+		return err
+	}
+	c, err := streams.Connect(ctx, natsURL, streams.OperatorSeedFile(b.auth), "xferbench")
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	key, err := nixcache.ReadSecretKeyFile(streams.NixSecretKeyFile(b.auth))
+	if err != nil {
+		return err
+	}
+	upload := func(root string) (streams.NixUploadStats, float64, error) {
+		var stats streams.NixUploadStats
+		t, err := b.timed(func() error {
+			paths, err := b.storePaths(root, key)
+			if err != nil {
+				return err
+			}
+			stats, err = streams.UploadNixPaths(ctx, c, streams.NixCachePutOperator, paths, streams.UploadParallel(b.parallel), streams.UploadWindow(b.window))
+			return err
+		})
+		return stats, t, err
+	}
+	if st.Upload, st.UploadSeconds, err = upload(root); err != nil {
+		return err
+	}
+	if st.FetchSeconds, err = b.timed(b.fetch(subURL, filepath.Join(b.dir, fmt.Sprintf("target-store-streamed-%d", round)), root)); err != nil {
+		return err
+	}
+	st.PinkieSeconds = st.UploadSeconds + st.FetchSeconds
+	if change {
+		root2, err := b.build(b.seed + "-leaf1-changed")
+		if err != nil {
+			return err
+		}
+		if st.ChangeUpload, st.ChangeSeconds, err = upload(root2); err != nil {
+			return err
+		}
+	}
+	st.HubPeakRSSMiB, _ = rssMiB(hub.cmd.Process.Pid, "VmHWM")
+	st.AgentPeakRSSMB, _ = rssMiB(agent.cmd.Process.Pid, "VmHWM")
+	return nil
+}
+
+// storePaths is root's closure as paths to stream from the store, each
+// with a narinfo signed by key (what nix copy --to file://…?secret-key
+// writes, uncompressed), read from nix path-info.
+func (b *bench) storePaths(root string, key nixcache.SecretKey) ([]streams.NixUploadPath, error) {
+	out, err := b.nix("path-info", "--json", "-r", root)
+	if err != nil {
+		return nil, err
+	}
+	var infos []struct {
+		Path       string   `json:"path"`
+		NarHash    string   `json:"narHash"`
+		NarSize    uint64   `json:"narSize"`
+		References []string `json:"references"`
+		Deriver    string   `json:"deriver"`
+		CA         string   `json:"ca"`
+	}
+	if err := json.Unmarshal([]byte(out), &infos); err != nil {
+		return nil, fmt.Errorf("nix path-info --json: %w", err)
+	}
+	paths := make([]streams.NixUploadPath, 0, len(infos))
+	for _, p := range infos {
+		h, err := nixcache.ParseSHA256(p.NarHash)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", p.Path, err)
+		}
+		ni := &nixcache.NarInfo{StorePath: p.Path, URL: "nar/" + nixcache.NixBase32(h[:]) + ".nar", Compression: "none",
+			FileHash: &h, FileSize: p.NarSize, NarHash: h, NarSize: p.NarSize, CA: p.CA}
+		for _, r := range p.References {
+			ni.References = append(ni.References, filepath.Base(r))
+		}
+		if p.Deriver != "" {
+			ni.Deriver = filepath.Base(p.Deriver)
+		}
+		if err := ni.Sign(key); err != nil {
+			return nil, err
+		}
+		path := p.Path
+		paths = append(paths, streams.NixUploadPath{Info: ni, Open: func(ctx context.Context) (io.ReadCloser, error) {
+			return b.dumpPath(ctx, path)
+		}})
+	}
+	return paths, nil
+}
+
+// dumpPath streams a store path's NAR (nixcache.DumpPath: what nix store
+// dump-path writes, without a nix process per path).
+func (b *bench) dumpPath(_ context.Context, path string) (io.ReadCloser, error) {
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(nixcache.DumpPath(pw, path)) }()
+	return pr, nil
 }
 
 // baseline: nix copy to a file:// cache and from it into a fresh store.
@@ -328,6 +480,10 @@ func printResult(r result) {
 	fmt.Printf("one-path change: %d new paths (the changed one and the root), %d bytes of NAR files\n", c.NewPaths, c.NewFileBytes)
 	fmt.Printf("          upload: %d missing, %d bytes sent in %.2f s (the builder signed the whole closure again first: %.1f s)\n", c.Upload.Missing, c.Upload.BytesSent, c.UploadSeconds, c.SignSeconds)
 	fmt.Printf("          target fetch %.2f s; the agent read %d bytes meanwhile\n", c.FetchSeconds, c.AgentReadBytes)
+	sr := r.Streamed
+	fmt.Printf("streamed  upload straight from the store %.1f s + target fetch %.1f s = %.1f s (rounds %s s): ratio %.2f\n", sr.UploadSeconds, sr.FetchSeconds, sr.PinkieSeconds, seconds(sr.Rounds), sr.Ratio)
+	fmt.Printf("          one-path change: %d missing, %d bytes sent, %.2f s with nothing signed or copied first; peak RSS hub %.1f MiB, agent %.1f MiB\n",
+		sr.ChangeUpload.Missing, sr.ChangeUpload.BytesSent, sr.ChangeSeconds, sr.HubPeakRSSMiB, sr.AgentPeakRSSMB)
 	fmt.Printf("peak RSS  hub %.1f MiB (idle %.1f; upload %.1f, fetch %.1f), agent %.1f MiB (idle %.1f) during the transfers\n",
 		r.HubPeakRSSMiB, r.HubIdleRSSMiB, r.HubUploadPeakRSSMiB, r.HubFetchPeakRSSMiB, r.AgentPeakRSSMiB, r.AgentIdleRSSMiB)
 }
