@@ -110,7 +110,7 @@ func main() {
 	mib := flag.Int("mib", 320, "closure size in MiB (half in every 50th path, half spread over the rest)")
 	seed := flag.String("seed", "pinkie-xfer-1", "seed of the generated paths (the same seed reuses the paths built before)")
 	compression := flag.String("compression", "zstd", "compression of the binary cache directories (xz is nix's default and what `nix copy --to file://` uses unless told)")
-	parallel := flag.Int("parallel", 4, "paths uploaded at once")
+	parallel := flag.Int("parallel", 8, "paths uploaded at once")
 	window := flag.Int("window", 4, "chunks of a NAR on their way at once")
 	bin := flag.String("pinkie", "", "the pinkie binary (scripts/bench/deploy-transfer builds it)")
 	asJSON := flag.Bool("json", false, "print JSON")
