@@ -30,6 +30,9 @@ const (
 type NixCache struct {
 	narinfo jetstream.KeyValue
 	nar     jetstream.ObjectStore
+	// narStream is the object store's stream, read chunk by chunk when
+	// agents pull NARs (nixcache_serve.go).
+	narStream jetstream.Stream
 }
 
 // OpenNixCache opens (creating if needed) the cache's bucket and object
@@ -45,7 +48,11 @@ func OpenNixCache(ctx context.Context, js jetstream.JetStream) (*NixCache, error
 	if err != nil {
 		return nil, fmt.Errorf("create object store %s: %w", NixNarBucket, err)
 	}
-	return &NixCache{narinfo: kv, nar: obj}, nil
+	stream, err := js.Stream(ctx, "OBJ_"+NixNarBucket)
+	if err != nil {
+		return nil, fmt.Errorf("open the stream of object store %s: %w", NixNarBucket, err)
+	}
+	return &NixCache{narinfo: kv, nar: obj, narStream: stream}, nil
 }
 
 // storeHashRE is the hash part of a store path: 32 characters of Nix's

@@ -2,7 +2,6 @@ package streams
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -34,9 +33,20 @@ type NixSubstituter struct {
 	// Timeout bounds one request to the hub (default 30s).
 	Timeout time.Duration
 
+	// budget holds a token for each NAR chunk asked for or held and not
+	// yet written to nix (narFetchBudget).
+	budget chan struct{}
+
 	mu     sync.Mutex
 	nc     *nats.Conn
+	mux    *nixMux // replies to NAR chunk requests
 	learnt string
+	sizes  map[string]int64 // NAR file sizes by URL, from narinfos served
+	// transfers counts NARs on their way (fetched or uploaded); raised is
+	// what the Go memory limit was raised by for them.
+	transfers int
+	raised    int64
+	lower     *time.Timer
 
 	// servedNars and servedBytes count the NAR files (whole ones) and
 	// bytes served to nix since the start: the activator's difference
@@ -76,7 +86,8 @@ func NewNixSubstituter(host, listen, pinnedKey string, log *slog.Logger) (*NixSu
 	if log == nil {
 		log = slog.Default()
 	}
-	return &NixSubstituter{host: host, pinned: pinnedKey, log: log, addr: ln.Addr().String(), ln: ln, Timeout: 30 * time.Second}, nil
+	return &NixSubstituter{host: host, pinned: pinnedKey, log: log, addr: ln.Addr().String(), ln: ln, Timeout: 30 * time.Second,
+		budget: make(chan struct{}, narFetchBudget)}, nil
 }
 
 // Name implements AgentService.
@@ -93,10 +104,15 @@ func (s *NixSubstituter) Run(ctx context.Context, a *Agent) error {
 		return fmt.Errorf("connect the nix substituter to the agent's server: %w", err)
 	}
 	defer nc.Close()
+	mux, err := openNixMux(nc)
+	if err != nil {
+		return fmt.Errorf("nix substituter: %w", err)
+	}
+	defer mux.close()
 	s.mu.Lock()
-	s.nc = nc
+	s.nc, s.mux = nc, mux
 	s.mu.Unlock()
-	defer func() { s.mu.Lock(); s.nc = nil; s.mu.Unlock() }()
+	defer func() { s.mu.Lock(); s.nc, s.mux = nil, nil; s.mu.Unlock() }()
 	srv := &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second}
 	s.mu.Lock()
 	ln := s.ln
@@ -142,8 +158,14 @@ func (s *NixSubstituter) call(ctx context.Context, op string, body []byte) (*nat
 	defer cancel()
 	subj := nixCacheSubject(s.host, op)
 	m, err := nc.RequestWithContext(ctx, subj, body)
+	return nixCacheAnswer(subj, m, err)
+}
+
+// nixCacheAnswer is the hub's reply to a request on subj, or the error it
+// answered or the failure to get one.
+func nixCacheAnswer(subj string, m *nats.Msg, err error) (*nats.Msg, error) {
 	switch {
-	case errors.Is(err, nats.ErrNoResponders):
+	case errors.Is(err, nats.ErrNoResponders), errors.Is(err, errNoResponder), errors.Is(err, errLinkDown):
 		return nil, &errNixCache{Status: 503, Reason: "the hub is not reachable over the leaf link (no answer on " + subj + ")"}
 	case err != nil:
 		return nil, &errNixCache{Status: 504, Reason: fmt.Sprintf("asking the hub's cache (%s): %v", subj, err)}
@@ -236,6 +258,7 @@ func (s *NixSubstituter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "read-only binary cache", http.StatusMethodNotAllowed)
 		return
 	}
+	defer s.beginTransfer()()
 	p := strings.TrimPrefix(r.URL.Path, "/")
 	switch {
 	case p == "nix-cache-info":
@@ -251,6 +274,9 @@ func (s *NixSubstituter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			s.httpError(w, "narinfo "+hash, err)
 			return
+		}
+		if ni, err := nixcache.ParseNarInfo(m.Data); err == nil && ni.FileSize > 0 {
+			s.noteSize(ni.URL, int64(ni.FileSize))
 		}
 		w.Header().Set("Content-Type", "text/x-nix-narinfo")
 		w.Header().Set("Content-Length", strconv.Itoa(len(m.Data)))
@@ -274,99 +300,4 @@ func (s *NixSubstituter) httpError(w http.ResponseWriter, what string, err error
 		s.log.Warn("nix substituter could not answer from the hub's cache", "what", what, "err", err)
 	}
 	http.Error(w, err.Error(), st)
-}
-
-// narChunk is one piece of a NAR on its way from the hub.
-type narChunk struct {
-	data []byte
-	size int64
-	err  error
-}
-
-// serveNar streams a NAR: a goroutine pulls chunks in order from the hub
-// while the previous one is written to nix. A chunk that fails for want of
-// the hub is asked again from its offset, a few times.
-func (s *NixSubstituter) serveNar(w http.ResponseWriter, r *http.Request, url string) {
-	ctx, cancel := context.WithCancel(r.Context())
-	defer cancel()
-	chunks := make(chan narChunk, 2)
-	go func() {
-		defer close(chunks)
-		var off int64
-		for {
-			data, size, err := s.narChunk(ctx, url, off)
-			select {
-			case chunks <- narChunk{data: data, size: size, err: err}:
-			case <-ctx.Done():
-				return
-			}
-			if err != nil || r.Method == http.MethodHead {
-				return
-			}
-			off += int64(len(data))
-			if off >= size || len(data) == 0 {
-				return
-			}
-		}
-	}()
-	first, ok := <-chunks
-	if !ok {
-		return
-	}
-	if first.err != nil {
-		s.httpError(w, url, first.err)
-		return
-	}
-	w.Header().Set("Content-Type", "application/x-nix-nar")
-	w.Header().Set("Content-Length", strconv.FormatInt(first.size, 10))
-	if r.Method == http.MethodHead {
-		return
-	}
-	sent := int64(0)
-	for c := first; ; {
-		if c.err != nil {
-			// The length is promised: a short body tells nix the
-			// transfer failed.
-			s.log.Warn("NAR transfer from the hub cut short", "url", url, "sent", sent, "size", first.size, "err", c.err)
-			return
-		}
-		if _, err := w.Write(c.data); err != nil {
-			return
-		}
-		sent += int64(len(c.data))
-		s.servedBytes.Add(int64(len(c.data)))
-		if sent >= first.size {
-			s.servedNars.Add(1)
-		}
-		if c, ok = <-chunks; !ok {
-			return
-		}
-	}
-}
-
-// narChunk asks the hub for the chunk of url at off, again after a pause if
-// the hub was out of reach, up to a few times.
-func (s *NixSubstituter) narChunk(ctx context.Context, url string, off int64) ([]byte, int64, error) {
-	body, _ := json.Marshal(narChunkRequest{URL: url, Offset: off})
-	var err error
-	for attempt, pause := 0, 200*time.Millisecond; attempt < 5; attempt, pause = attempt+1, pause*2 {
-		var m *nats.Msg
-		if m, err = s.call(ctx, "nar", body); err == nil {
-			size, perr := strconv.ParseInt(m.Header.Get(HeaderNarSize), 10, 64)
-			if perr != nil || size < off+int64(len(m.Data)) {
-				return nil, 0, fmt.Errorf("the hub's answer for %s at %d has a bad size %q", url, off, m.Header.Get(HeaderNarSize))
-			}
-			return m.Data, size, nil
-		}
-		var ce *errNixCache
-		if errors.As(err, &ce) && (ce.Status == 400 || ce.Status == 404) {
-			return nil, 0, err
-		}
-		select {
-		case <-ctx.Done():
-			return nil, 0, ctx.Err()
-		case <-time.After(pause):
-		}
-	}
-	return nil, 0, err
 }

@@ -20,6 +20,7 @@ func (s *NixSubstituter) UploadDir(ctx context.Context, dir string) (NixUploadSt
 	if nc == nil {
 		return NixUploadStats{}, errors.New("upload to the hub's cache: the agent's nix cache link is not connected yet")
 	}
+	defer s.beginTransfer()()
 	st, err := UploadNixCacheDir(ctx, connRequester{nc}, NixCachePutHost(s.host), dir)
 	if err != nil {
 		return st, fmt.Errorf("upload to the hub's cache: %w", err)

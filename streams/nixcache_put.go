@@ -1,6 +1,7 @@
 package streams
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/json"
@@ -11,13 +12,11 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/pinkiefleet/pinkie/bounded"
 	"github.com/pinkiefleet/pinkie/nixcache"
 )
 
@@ -92,9 +91,14 @@ type nixPutService struct {
 	// when the hub has none, and then hosts' uploads are refused.
 	signer *nixcache.SecretKey
 	// orders say which hosts are builders at work (nil: any host).
-	orders  *buildOrderIndex
+	orders *buildOrderIndex
+	// staging holds NARs until they are whole; one file's chunks are
+	// handled in order, one at a time (lanes), several files at once.
 	staging string
-	mu      sync.Mutex // one staging write at a time per process: simple, and enough
+	// recent are NARs this hub stored lately, whose narinfo comes next.
+	recent recentNars
+	// staged are the staging files of NARs on their way.
+	staged stagedFiles
 }
 
 func (h *Hub) startNixPut() error {
@@ -133,13 +137,22 @@ func (h *Hub) startNixPut() error {
 		b, _ := json.Marshal(r)
 		_ = m.Respond(b)
 	}
+	// NAR chunks of several files at once, each file's in order.
+	nars := newLanes(nixPutParallel, 128, handle)
 	for _, op := range nixCachePutOps {
-		if _, err := h.nc.QueueSubscribe(nixCachePutPrefix+".*."+op, "nixcache-put", handle); err != nil {
+		cb := handle
+		if op == "nar" {
+			cb = func(m *nats.Msg) { nars.add(m.Header.Get("Pinkie-Url"), m) }
+		}
+		if _, err := h.nc.QueueSubscribe(nixCachePutPrefix+".*."+op, "nixcache-put", cb); err != nil {
 			return fmt.Errorf("nix cache uploads: %w", err)
 		}
 	}
 	return nil
 }
+
+// nixPutParallel is how many NAR files the hub takes chunks of at once.
+const nixPutParallel = 8
 
 // hostUploadWindow is how long after its last build order a builder host
 // may upload (requests expire after a day by default).
@@ -208,54 +221,73 @@ func (s *nixPutService) putNar(ctx context.Context, m *nats.Msg) nixPutReply {
 	if err1 != nil || err2 != nil || offset < 0 || size <= 0 || size > maxNarFile || offset+int64(len(m.Data)) > size {
 		return nixPutReply{Error: "nar: bad Pinkie-Offset or Pinkie-Size"}
 	}
-	if _, err := s.cache.nar.GetInfo(ctx, url); err == nil {
-		return nixPutReply{Stored: true}
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	part := filepath.Join(s.staging, strings.ReplaceAll(url, "/", "_")+".part")
-	f, err := os.OpenFile(part, os.O_CREATE|os.O_RDWR, 0o600)
+	// A NAR that comes whole in one chunk (most paths) goes into the
+	// cache from memory: no staging file to create and remove.
+	if offset == 0 && int64(len(m.Data)) == size && !s.staged.isOpen(part) {
+		if _, err := os.Stat(part); errors.Is(err, os.ErrNotExist) {
+			if _, err := s.cache.nar.GetInfo(ctx, url); err == nil {
+				return nixPutReply{Stored: true}
+			}
+			r, _ := s.storeNar(ctx, url, bytes.NewReader(m.Data))
+			return r
+		}
+	}
+	f, err := s.staged.open(part)
 	if err != nil {
 		return nixPutReply{Error: "nar: staging: " + err.Error()}
 	}
-	defer f.Close()
 	st, err := f.Stat()
 	if err != nil {
+		s.staged.close(part, false)
 		return nixPutReply{Error: "nar: staging: " + err.Error()}
 	}
 	have := st.Size()
+	// Only a NAR not staged yet is looked up in the cache: chunks on
+	// their way cost no lookup each.
+	if have == 0 {
+		if _, err := s.cache.nar.GetInfo(ctx, url); err == nil {
+			s.staged.close(part, true)
+			return nixPutReply{Stored: true}
+		}
+	}
 	if offset != have {
 		return nixPutReply{Offset: have} // resume here
 	}
 	if _, err := f.WriteAt(m.Data, offset); err != nil {
+		s.staged.close(part, false)
 		return nixPutReply{Error: "nar: staging: " + err.Error()}
 	}
 	have += int64(len(m.Data))
 	if have < size {
 		return nixPutReply{Offset: have}
 	}
-	// Whole: it must be the file its name says, then it enters the cache.
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return nixPutReply{Error: "nar: staging: " + err.Error()}
-	}
+	// Whole: it enters the cache if it is the file its name says.
+	r, bad := s.storeNar(ctx, url, io.NewSectionReader(f, 0, size))
+	s.staged.close(part, r.Stored || bad)
+	return r
+}
+
+// storeNar puts a whole NAR file into the cache, if it is the file its
+// name (its sha256) says; bad: it is not, and is dropped.
+func (s *nixPutService) storeNar(ctx context.Context, url string, r io.ReadSeeker) (reply nixPutReply, bad bool) {
 	sum := sha256.New()
-	if _, err := io.Copy(sum, f); err != nil {
-		return nixPutReply{Error: "nar: staging: " + err.Error()}
+	if _, err := io.Copy(sum, r); err != nil {
+		return nixPutReply{Error: "nar: staging: " + err.Error()}, false
 	}
 	want := strings.TrimPrefix(url, "nar/")
 	want = want[:strings.IndexByte(want, '.')]
 	if got := nixcache.NixBase32(sum.Sum(nil)); got != want {
-		os.Remove(part)
-		return nixPutReply{Error: fmt.Sprintf("nar: %s has sha256 %s, not the %s its name says; dropped", url, got, want)}
+		return nixPutReply{Error: fmt.Sprintf("nar: %s has sha256 %s, not the %s its name says; dropped", url, got, want)}, true
 	}
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return nixPutReply{Error: "nar: staging: " + err.Error()}
+	if _, err := r.Seek(0, io.SeekStart); err != nil {
+		return nixPutReply{Error: "nar: staging: " + err.Error()}, false
 	}
-	if _, err := s.cache.nar.Put(ctx, jetstream.ObjectMeta{Name: url}, f); err != nil {
-		return nixPutReply{Error: "nar: store: " + err.Error()}
+	if _, err := s.cache.nar.Put(ctx, jetstream.ObjectMeta{Name: url}, r); err != nil {
+		return nixPutReply{Error: "nar: store: " + err.Error()}, false
 	}
-	os.Remove(part)
-	return nixPutReply{Stored: true}
+	s.recent.add(url)
+	return nixPutReply{Stored: true}, false
 }
 
 func (s *nixPutService) putNarinfo(ctx context.Context, info []byte, who string) nixPutReply {
@@ -292,141 +324,14 @@ func (s *nixPutService) putNarinfo(ctx context.Context, info []byte, who string)
 			return nixPutReply{Error: fmt.Sprintf("narinfo of %s: FileHash %s is not the hash its URL %s names", ni.StorePath, ni.FileHash, ni.URL)}
 		}
 	}
-	if _, err := s.cache.nar.GetInfo(ctx, ni.URL); err != nil {
+	if s.recent.has(ni.URL) {
+		// Stored just now by this hub: no lookup, which would load (and
+		// keep cached for seconds) the store's block that holds it.
+	} else if _, err := s.cache.nar.GetInfo(ctx, ni.URL); err != nil {
 		return nixPutReply{Error: fmt.Sprintf("narinfo: its NAR %s is not in the cache yet: %v", ni.URL, err)}
 	}
 	if _, err := s.cache.narinfo.Create(ctx, hash, info); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
 		return nixPutReply{Error: "narinfo: " + err.Error()}
 	}
 	return nixPutReply{Stored: true}
-}
-
-// NixUploadStats is what UploadNixCacheDir sent.
-type NixUploadStats struct {
-	Paths     int   `json:"paths"`
-	Missing   int   `json:"missing"`
-	BytesSent int64 `json:"bytes_sent"`
-	// MissingHashes are the store hashes the hub's cache lacked: the
-	// paths this upload sent.
-	MissingHashes []string `json:"missing_hashes,omitempty"`
-}
-
-// Requester sends a request and returns its reply (a *Client, which fails
-// fast on a refused subject).
-type Requester interface {
-	Request(ctx context.Context, m *nats.Msg) (*nats.Msg, error)
-}
-
-// UploadNixCacheDir uploads a local binary cache directory (nix copy --to
-// file://DIR, signed) into the hub's cache over c: only the paths the
-// cache lacks, each NAR in chunks from where the hub has it, then its
-// narinfo. prefix is the service subject the caller may use
-// (NixCachePutOperator for operators).
-func UploadNixCacheDir(ctx context.Context, c Requester, prefix, dir string) (NixUploadStats, error) {
-	var st NixUploadStats
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return st, fmt.Errorf("read binary cache %s: %w", dir, err)
-	}
-	var hashes []string
-	for _, e := range entries {
-		if h, ok := strings.CutSuffix(e.Name(), ".narinfo"); ok && storeHashRE.MatchString(h) {
-			hashes = append(hashes, h)
-		}
-	}
-	st.Paths = len(hashes)
-	call := func(op string, m *nats.Msg) (nixPutReply, error) {
-		m.Subject = prefix + "." + op
-		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		resp, err := c.Request(rctx, m)
-		cancel()
-		if err != nil {
-			return nixPutReply{}, fmt.Errorf("nix cache %s: %w", op, err)
-		}
-		var r nixPutReply
-		if err := json.Unmarshal(resp.Data, &r); err != nil {
-			return r, fmt.Errorf("nix cache %s: bad reply: %w", op, err)
-		}
-		if r.Error != "" {
-			return r, fmt.Errorf("nix cache refused: %s", r.Error)
-		}
-		return r, nil
-	}
-	body, _ := json.Marshal(hashes)
-	r, err := call("has", &nats.Msg{Data: body})
-	if err != nil {
-		return st, err
-	}
-	st.Missing, st.MissingHashes = len(r.Missing), r.Missing
-	for _, h := range r.Missing {
-		info, err := bounded.ReadPath(filepath.Join(dir, h+".narinfo"), maxNarinfo)
-		if err != nil {
-			return st, err
-		}
-		url, err := narinfoURL(info)
-		if err != nil {
-			return st, fmt.Errorf("%s.narinfo: %w", h, err)
-		}
-		sent, err := uploadNar(ctx, call, filepath.Join(dir, filepath.FromSlash(url)), url)
-		st.BytesSent += sent
-		if err != nil {
-			return st, err
-		}
-		if _, err := call("narinfo", &nats.Msg{Data: info}); err != nil {
-			return st, err
-		}
-		st.BytesSent += int64(len(info))
-	}
-	return st, nil
-}
-
-func uploadNar(ctx context.Context, call func(string, *nats.Msg) (nixPutReply, error), file, url string) (int64, error) {
-	f, err := os.Open(file)
-	if err != nil {
-		return 0, fmt.Errorf("NAR %s: %w", url, err)
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return 0, err
-	}
-	size := fi.Size()
-	var sent, offset int64
-	// Ask where the hub stands first (an empty chunk at 0), so an upload
-	// cut short resumes instead of starting over.
-	probe := &nats.Msg{Header: nats.Header{}}
-	probe.Header.Set("Pinkie-Url", url)
-	probe.Header.Set("Pinkie-Offset", "0")
-	probe.Header.Set("Pinkie-Size", strconv.FormatInt(size, 10))
-	r, err := call("nar", probe)
-	if err != nil {
-		return 0, err
-	}
-	if r.Stored {
-		return 0, nil
-	}
-	offset = r.Offset
-	buf := make([]byte, nixPutChunk)
-	for {
-		n, err := f.ReadAt(buf, offset)
-		if err != nil && !errors.Is(err, io.EOF) {
-			return sent, fmt.Errorf("NAR %s: %w", url, err)
-		}
-		m := &nats.Msg{Header: nats.Header{}, Data: buf[:n]}
-		m.Header.Set("Pinkie-Url", url)
-		m.Header.Set("Pinkie-Offset", strconv.FormatInt(offset, 10))
-		m.Header.Set("Pinkie-Size", strconv.FormatInt(size, 10))
-		r, err := call("nar", m)
-		sent += int64(n)
-		if err != nil {
-			return sent, err
-		}
-		if r.Stored {
-			return sent, nil
-		}
-		offset = r.Offset // the hub says where to go on (a resume, or the next chunk)
-		if offset < 0 || offset > size {
-			return sent, fmt.Errorf("NAR %s: the hub asked for offset %d of %d", url, offset, size)
-		}
-	}
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"path"
 	"strconv"
 	"strings"
@@ -33,8 +32,8 @@ import (
 const (
 	nixCacheSubjectPrefix = "_pinkie.nixcache"
 	// narChunkSize is the most one NAR reply carries: the requester pulls
-	// chunks in order, so request pacing is the flow control and a cut
-	// resumes at its offset.
+	// chunks in order, a few on their way, so request pacing is the flow
+	// control and a cut resumes at its offset.
 	narChunkSize = 512 << 10
 
 	HeaderNixCacheError  = "Pinkie-Nix-Cache-Error"
@@ -72,17 +71,14 @@ const maxNixCacheRequest = 1024
 
 // nixCacheService answers agents' cache requests on the hub.
 type nixCacheService struct {
-	h *Hub
-	// ctx is the hub's run: the NAR readers kept between requests live
-	// as long as it (an object store reader dies with its context).
-	ctx     context.Context
+	h       *Hub
 	readers narReaders
 }
 
 // startNixCacheService subscribes the hub to every host's cache subjects.
 // The subscriptions end with the hub's connection.
 func (h *Hub) startNixCacheService(ctx context.Context) error {
-	s := &nixCacheService{h: h, ctx: ctx, readers: narReaders{open: map[string]*narReader{}}}
+	s := &nixCacheService{h: h, readers: narReaders{open: map[string]*narReader{}}}
 	// NAR chunks on their own subscription, so a large NAR in flight does
 	// not hold up narinfo lookups.
 	for op, handle := range map[string]func(context.Context, string, *nats.Msg) *nats.Msg{
@@ -155,7 +151,7 @@ func (s *nixCacheService) key(_ context.Context, _ string, _ *nats.Msg) *nats.Ms
 	return r
 }
 
-func (s *nixCacheService) nar(_ context.Context, host string, m *nats.Msg) *nats.Msg {
+func (s *nixCacheService) nar(ctx context.Context, host string, m *nats.Msg) *nats.Msg {
 	if len(m.Data) > maxNixCacheRequest {
 		return nixCacheError(400, "NAR request of %d bytes, over %d", len(m.Data), maxNixCacheRequest)
 	}
@@ -171,7 +167,7 @@ func (s *nixCacheService) nar(_ context.Context, host string, m *nats.Msg) *nats
 	if req.Offset < 0 {
 		return nixCacheError(400, "NAR request offset %d is negative", req.Offset)
 	}
-	buf, size, err := s.readers.chunk(s.ctx, s.h.nixCache.nar, req)
+	buf, size, err := s.readers.chunk(ctx, s.h.nixCache, host, req)
 	switch {
 	case errors.Is(err, jetstream.ErrObjectNotFound):
 		return nixCacheError(404, "no NAR %s in the hub's cache", req.URL)
@@ -189,19 +185,29 @@ func (s *nixCacheService) nar(_ context.Context, host string, m *nats.Msg) *nats
 
 var errBeyondNar = errors.New("offset beyond the NAR")
 
-// narReaders keeps the object store readers of NARs being pulled, keyed by
-// the offset their next chunk starts at, so pulling a NAR in order reads
-// it once; a request at any other offset (a resumed transfer) opens a new
-// reader and skips to it.
+// narReaders keeps the readers of NARs being pulled, keyed by the host
+// and the offset their next chunk starts at, so pulling a NAR in order
+// reads it once: the agent keeps several requests on their way, in order
+// on one connection, and the hub answers them one after the other from
+// one subscription. A request at any other offset (a resumed transfer)
+// opens a new reader and skips to it.
 type narReaders struct {
 	mu   sync.Mutex
 	open map[string]*narReader
 }
 
+// narReader reads a NAR from the object store one stored chunk at a time
+// (direct gets of the next message on the object's chunk subject), so the
+// hub holds at most one stored chunk per reader, and opening one costs a
+// lookup, not a consumer (ObjectStore.Get pushes the whole object into a
+// consumer's buffers at once).
 type narReader struct {
-	r    jetstream.ObjectResult
-	size int64
-	used time.Time
+	stream jetstream.Stream
+	subj   string // the object's chunk subject
+	next   uint64 // the stream sequence to look for the next chunk from
+	left   []byte // the part of the last chunk not served yet
+	size   int64
+	used   time.Time
 }
 
 const (
@@ -209,7 +215,9 @@ const (
 	narReadersMax = 32
 )
 
-func narReaderKey(url string, off int64) string { return url + "@" + strconv.FormatInt(off, 10) }
+func narReaderKey(host, url string, off int64) string {
+	return host + " " + url + "@" + strconv.FormatInt(off, 10)
+}
 
 func (rs *narReaders) take(key string) *narReader {
 	rs.mu.Lock()
@@ -217,7 +225,6 @@ func (rs *narReaders) take(key string) *narReader {
 	now := time.Now()
 	for k, r := range rs.open {
 		if now.Sub(r.used) > narReaderIdle {
-			r.r.Close()
 			delete(rs.open, k)
 		}
 	}
@@ -236,7 +243,6 @@ func (rs *narReaders) put(key string, r *narReader) {
 				oldest = k
 			}
 		}
-		rs.open[oldest].r.Close()
 		delete(rs.open, oldest)
 	}
 	r.used = time.Now()
@@ -245,38 +251,69 @@ func (rs *narReaders) put(key string, r *narReader) {
 
 // chunk reads at most narChunkSize bytes of req.URL from req.Offset and
 // returns them with the NAR's size.
-func (rs *narReaders) chunk(ctx context.Context, store jetstream.ObjectStore, req narChunkRequest) ([]byte, int64, error) {
-	r := rs.take(narReaderKey(req.URL, req.Offset))
+func (rs *narReaders) chunk(ctx context.Context, c *NixCache, host string, req narChunkRequest) ([]byte, int64, error) {
+	r := rs.take(narReaderKey(host, req.URL, req.Offset))
 	if r == nil {
-		res, err := store.Get(ctx, req.URL)
+		info, err := c.nar.GetInfo(ctx, req.URL)
 		if err != nil {
 			return nil, 0, err
 		}
-		info, err := res.Info()
-		if err != nil {
-			res.Close()
-			return nil, 0, err
-		}
-		r = &narReader{r: res, size: int64(info.Size)}
+		r = &narReader{stream: c.narStream, subj: narChunkSubject(info.NUID), next: 1, size: int64(info.Size)}
 		if req.Offset > r.size {
-			res.Close()
 			return nil, r.size, errBeyondNar
 		}
-		if _, err := io.CopyN(io.Discard, res, req.Offset); err != nil {
-			res.Close()
+		if err := r.skip(ctx, req.Offset); err != nil {
 			return nil, r.size, fmt.Errorf("skip to offset %d: %w", req.Offset, err)
 		}
 	}
-	n := min(int64(narChunkSize), r.size-req.Offset)
-	buf := make([]byte, n)
-	if _, err := io.ReadFull(r.r, buf); err != nil {
-		r.r.Close()
+	buf := make([]byte, min(int64(narChunkSize), r.size-req.Offset))
+	if err := r.readFull(ctx, buf); err != nil {
 		return nil, r.size, err
 	}
-	if next := req.Offset + n; next < r.size {
-		rs.put(narReaderKey(req.URL, next), r)
-	} else {
-		r.r.Close()
+	if next := req.Offset + int64(len(buf)); next < r.size {
+		rs.put(narReaderKey(host, req.URL, next), r)
 	}
 	return buf, r.size, nil
+}
+
+// narChunkSubject is where the object store keeps the chunks of the
+// object with this NUID (the object store's layout, ADR-20).
+func narChunkSubject(nuid string) string { return "$O." + NixNarBucket + ".C." + nuid }
+
+// fill makes sure r.left holds bytes: the next stored chunk if needed.
+func (r *narReader) fill(ctx context.Context) error {
+	if len(r.left) > 0 {
+		return nil
+	}
+	m, err := r.stream.GetMsg(ctx, r.next, jetstream.WithGetMsgSubject(r.subj))
+	if err != nil {
+		return fmt.Errorf("read the NAR's chunk after sequence %d: %w", r.next, err)
+	}
+	if len(m.Data) == 0 {
+		return fmt.Errorf("the NAR's chunk at sequence %d is empty", m.Sequence)
+	}
+	r.next, r.left = m.Sequence+1, m.Data
+	return nil
+}
+
+func (r *narReader) readFull(ctx context.Context, buf []byte) error {
+	for n := 0; n < len(buf); {
+		if err := r.fill(ctx); err != nil {
+			return err
+		}
+		k := copy(buf[n:], r.left)
+		r.left, n = r.left[k:], n+k
+	}
+	return nil
+}
+
+func (r *narReader) skip(ctx context.Context, n int64) error {
+	for n > 0 {
+		if err := r.fill(ctx); err != nil {
+			return err
+		}
+		k := min(n, int64(len(r.left)))
+		r.left, n = r.left[k:], n-k
+	}
+	return nil
 }

@@ -136,6 +136,42 @@ func TestNixCacheOverLeaf(t *testing.T) {
 		}
 	})
 
+	t.Run("many NARs at once share the substituter's budget", func(t *testing.T) {
+		// 24 transfers of 3 chunks each want more chunk requests on their
+		// way than the budget (narFetchBudget) allows: each must still
+		// arrive whole, none waiting on another for ever.
+		const n = 24
+		errs := make(chan error, n)
+		client := &http.Client{Timeout: 30 * time.Second}
+		for range n {
+			go func() {
+				res, err := client.Get(ks.URL() + "/" + narURL)
+				if err != nil {
+					errs <- err
+					return
+				}
+				defer res.Body.Close()
+				b, err := io.ReadAll(res.Body)
+				if err == nil && (res.StatusCode != 200 || !bytes.Equal(b, nar)) {
+					err = fmt.Errorf("status %d, %d bytes, equal %t", res.StatusCode, len(b), bytes.Equal(b, nar))
+				}
+				errs <- err
+			}()
+		}
+		for range n {
+			if err := <-errs; err != nil {
+				t.Errorf("one of %d NAR transfers at once: %v", n, err)
+			}
+		}
+		// Each handler gives its budget back as it returns, just after
+		// its response is complete.
+		for deadline := time.Now().Add(5 * time.Second); len(ks.budget) != 0; time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d chunks of the budget still held after every transfer ended", len(ks.budget))
+			}
+		}
+	})
+
 	t.Run("bad requests get a reason", func(t *testing.T) {
 		for _, tc := range []struct {
 			name, op, body string

@@ -14,8 +14,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/nats-io/nats.go"
 )
 
 // nixEnv is the environment real nix runs in here: no sandbox, nothing to
@@ -247,10 +245,8 @@ func TestNixCacheUploadOverNATS(t *testing.T) {
 	url := must(narinfoURL(info))
 	nar := must(os.ReadFile(filepath.Join(local, filepath.FromSlash(url))))
 	// A cut: the first chunk only reaches the hub.
-	m := &nats.Msg{Subject: NixCachePutOperator + ".nar", Header: nats.Header{}, Data: nar[:nixPutChunk]}
-	m.Header.Set("Pinkie-Url", url)
-	m.Header.Set("Pinkie-Offset", "0")
-	m.Header.Set("Pinkie-Size", fmt.Sprint(len(nar)))
+	m := narChunkMsg(url, 0, int64(len(nar)), nar[:nixPutChunk])
+	m.Subject = NixCachePutOperator + ".nar"
 	if _, err := op.Conn.RequestMsg(m, 5*time.Second); err != nil {
 		t.Fatal(err)
 	}

@@ -473,9 +473,6 @@ func TestDeployToHostOfflineDuringUpload(t *testing.T) {
 // hub) and started again; the upload goes on from where the hub has it,
 // and the deploy activates.
 func TestDeployUploadSurvivesHubRestart(t *testing.T) {
-	if os.Getenv("PINKIE_TEST_UPLOAD_RESUME") == "" {
-		t.Skip("needs uploads that retry and resume across a hub restart (branch xfer, streams/nixcache_put.go); set PINKIE_TEST_UPLOAD_RESUME=1 to run it, and drop this skip once that is merged")
-	}
 	needOwnNix(t)
 	f := newFleet(t, "goliath")
 	hub := f.startHub()
