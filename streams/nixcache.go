@@ -16,7 +16,8 @@ import (
 
 // The hub's Nix binary cache (issue 12): narinfos in a KV bucket keyed by
 // the store path's hash part, NAR files in an object store under the URL
-// their narinfo names (nar/<file hash>.nar.xz). Served read-only over the
+// their narinfo names (nar/<file hash>.nar[.xz|.zst]; the stream S2-compresses
+// what it stores, so NARs sent as they are take less room). Served read-only over the
 // hub's HTTP under /nix-cache/ as a standard binary cache.
 const (
 	NixNarinfoBucket = "pinkie-nix-narinfo"
@@ -44,7 +45,7 @@ func OpenNixCache(ctx context.Context, js jetstream.JetStream) (*NixCache, error
 		return nil, fmt.Errorf("create KV bucket %s: %w", NixNarinfoBucket, err)
 	}
 	obj, err := js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: NixNarBucket,
-		Description: "the fleet's Nix binary cache: NAR files", Storage: jetstream.FileStorage, Compression: false})
+		Description: "the fleet's Nix binary cache: NAR files", Storage: jetstream.FileStorage, Compression: true})
 	if err != nil {
 		return nil, fmt.Errorf("create object store %s: %w", NixNarBucket, err)
 	}

@@ -6,14 +6,16 @@ import (
 	"fmt"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/pinkiefleet/pinkie/nixcache"
 )
 
-// UploadDir uploads a local binary cache directory (nix copy --to
-// file://DIR, unsigned: hosts do not hold the fleet's secret key) into the
-// hub's cache over the agent's leaf link, on this host's own upload
-// subjects (NixCachePutHost); the hub signs each narinfo it takes with the
-// fleet's key. Only the paths the cache lacks are sent.
-func (s *NixSubstituter) UploadDir(ctx context.Context, dir string) (NixUploadStats, error) {
+// UploadPaths uploads local store paths (their narinfos unsigned: hosts
+// do not hold the fleet's secret key) into the hub's cache over the
+// agent's leaf link, on this host's own upload subjects (NixCachePutHost),
+// each NAR read straight from the store; the hub signs each narinfo it
+// takes with the fleet's key. Only the paths the cache lacks are sent.
+func (s *NixSubstituter) UploadPaths(ctx context.Context, infos []*nixcache.NarInfo) (NixUploadStats, error) {
 	s.mu.Lock()
 	nc := s.nc
 	s.mu.Unlock()
@@ -21,7 +23,7 @@ func (s *NixSubstituter) UploadDir(ctx context.Context, dir string) (NixUploadSt
 		return NixUploadStats{}, errors.New("upload to the hub's cache: the agent's nix cache link is not connected yet")
 	}
 	defer s.beginTransfer()()
-	st, err := UploadNixCacheDir(ctx, connRequester{nc}, NixCachePutHost(s.host), dir)
+	st, err := UploadNixPaths(ctx, connRequester{nc}, NixCachePutHost(s.host), NixStorePaths(infos))
 	if err != nil {
 		return st, fmt.Errorf("upload to the hub's cache: %w", err)
 	}

@@ -2,6 +2,7 @@ package streams
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -158,4 +159,17 @@ func orderBuild(t *testing.T, hub *Hub, builder, target string) {
 	if _, err := hub.JetStream().Publish(context.Background(), k.HubSubject(p), b); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// UploadDir uploads a local binary cache directory (nix copy --to
+// file://DIR) as the agent would upload store paths: on this host's own
+// upload subjects, over its leaf link.
+func (s *NixSubstituter) UploadDir(ctx context.Context, dir string) (NixUploadStats, error) {
+	s.mu.Lock()
+	nc := s.nc
+	s.mu.Unlock()
+	if nc == nil {
+		return NixUploadStats{}, errors.New("the agent's nix cache link is not connected yet")
+	}
+	return UploadNixCacheDir(ctx, connRequester{nc}, NixCachePutHost(s.host), dir)
 }

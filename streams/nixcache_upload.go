@@ -139,6 +139,22 @@ type NixUploadPath struct {
 	Open func(ctx context.Context) (io.ReadCloser, error)
 }
 
+// NixStorePaths are the local store's paths of infos to upload, each NAR
+// serialised from the store as it is read (nixcache.DumpPath, what nix
+// store dump-path writes) and read again from the start to resume.
+func NixStorePaths(infos []*nixcache.NarInfo) []NixUploadPath {
+	paths := make([]NixUploadPath, 0, len(infos))
+	for _, ni := range infos {
+		path := ni.StorePath
+		paths = append(paths, NixUploadPath{Info: ni, Open: func(context.Context) (io.ReadCloser, error) {
+			pr, pw := io.Pipe()
+			go func() { pw.CloseWithError(nixcache.DumpPath(pw, path)) }()
+			return pr, nil
+		}})
+	}
+	return paths
+}
+
 // UploadNixPaths uploads store paths into the hub's cache as
 // UploadNixCacheDir does, streaming each NAR the cache lacks from Open:
 // nothing is serialised, compressed or written for paths the hub has, so

@@ -16,7 +16,6 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/pinkiefleet/pinkie/bounded"
 	"github.com/pinkiefleet/pinkie/deploy/fleet"
 	"github.com/pinkiefleet/pinkie/deploy/nix"
 	"github.com/pinkiefleet/pinkie/events"
@@ -451,50 +450,40 @@ func deployNixKey(flag, nkeyFile string) string {
 	return ""
 }
 
-// uploadClosure signs path's closure with key into a temporary binary cache
-// directory, uploads what the hub's cache lacks and says what it sent.
-func uploadClosure(ctx context.Context, n nix.Nix, c streams.Requester, key, path string) (*fleetview.CacheUpload, error) {
-	dir, err := os.MkdirTemp("", "pinkie-upload-")
+// uploadClosure signs the closure of paths with the fleet key in keyFile
+// and uploads what the hub's cache lacks, each NAR read straight from the
+// store (nothing copied or compressed first), and says what it sent.
+func uploadClosure(ctx context.Context, n nix.Nix, c streams.Requester, keyFile string, paths ...string) (*fleetview.CacheUpload, error) {
+	key, err := nixcache.ReadSecretKeyFile(keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("the fleet's nix signing key: %w", err)
+	}
+	closure, err := n.Closure(ctx, paths...)
 	if err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(dir)
-	if err := n.CopyTo(ctx, "file://"+dir+"?secret-key="+key, path); err != nil {
-		return nil, fmt.Errorf("sign %s with %s: %w", path, key, err)
+	infos := make([]*nixcache.NarInfo, 0, len(closure))
+	for _, p := range closure {
+		ni, err := p.NarInfo()
+		if err != nil {
+			return nil, err
+		}
+		if err := ni.Sign(key); err != nil {
+			return nil, fmt.Errorf("sign %s with %s: %w", p.Path, keyFile, err)
+		}
+		infos = append(infos, ni)
 	}
-	st, err := streams.UploadNixCacheDir(ctx, c, streams.NixCachePutOperator, dir)
+	st, err := streams.UploadNixPaths(ctx, c, streams.NixCachePutOperator, streams.NixStorePaths(infos))
 	if err != nil {
-		return nil, fmt.Errorf("upload %s to the hub's cache: %w", path, err)
+		return nil, fmt.Errorf("upload %s to the hub's cache: %w", strings.Join(paths, " "), err)
 	}
-	return cacheUpload(dir, st)
-}
-
-// cacheUpload describes an upload of the binary cache directory dir: the
-// store paths sent, and the NAR file bytes of those the hub already had.
-func cacheUpload(dir string, st streams.NixUploadStats) (*fleetview.CacheUpload, error) {
 	sent := map[string]bool{}
 	for _, h := range st.MissingHashes {
 		sent[h] = true
 	}
 	up := &fleetview.CacheUpload{Paths: st.Paths, UploadedPaths: []string{}, UploadedBytes: st.BytesSent}
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return nil, fmt.Errorf("read binary cache %s: %w", dir, err)
-	}
-	for _, e := range entries {
-		h, ok := strings.CutSuffix(e.Name(), ".narinfo")
-		if !ok {
-			continue
-		}
-		b, err := bounded.ReadPath(filepath.Join(dir, e.Name()), nixcache.MaxNarInfoSize)
-		if err != nil {
-			return nil, err
-		}
-		ni, err := nixcache.ParseNarInfo(b)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", e.Name(), err)
-		}
-		if sent[h] {
+	for _, ni := range infos {
+		if sent[filepath.Base(ni.StorePath)[:32]] {
 			up.UploadedPaths = append(up.UploadedPaths, ni.StorePath)
 			continue
 		}
@@ -505,10 +494,10 @@ func cacheUpload(dir string, st streams.NixUploadStats) (*fleetview.CacheUpload,
 	return up, nil
 }
 
-// shipFlakeSource signs the flake's source and inputs with key, uploads
-// what the hub's cache lacks and returns the reference hosts build from,
-// and what it sent.
-func shipFlakeSource(ctx context.Context, n nix.Nix, c streams.Requester, key, ref string) (string, *fleetview.CacheUpload, error) {
+// shipFlakeSource signs the flake's source and inputs with the fleet key
+// in keyFile, uploads what the hub's cache lacks and returns the reference
+// hosts build from, and what it sent.
+func shipFlakeSource(ctx context.Context, n nix.Nix, c streams.Requester, keyFile, ref string) (string, *fleetview.CacheUpload, error) {
 	md, err := n.FlakeMetadata(ctx, ref)
 	if err != nil {
 		return "", nil, fmt.Errorf("flake %s: %w", ref, err)
@@ -517,18 +506,13 @@ func shipFlakeSource(ctx context.Context, n nix.Nix, c streams.Requester, key, r
 	if err != nil {
 		return "", nil, err
 	}
-	dir, err := os.MkdirTemp("", "pinkie-flake-")
+	paths, err := n.FlakeSources(ctx, ref)
 	if err != nil {
-		return "", nil, err
+		return "", nil, fmt.Errorf("the flake source of %s: %w", ref, err)
 	}
-	defer os.RemoveAll(dir)
-	if err := n.ArchiveTo(ctx, "file://"+dir+"?secret-key="+key, ref); err != nil {
-		return "", nil, fmt.Errorf("sign the flake source of %s with %s: %w", ref, key, err)
-	}
-	st, err := streams.UploadNixCacheDir(ctx, c, streams.NixCachePutOperator, dir)
+	up, err := uploadClosure(ctx, n, c, keyFile, paths...)
 	if err != nil {
-		return "", nil, fmt.Errorf("upload the flake source of %s to the hub's cache: %w", ref, err)
+		return "", nil, fmt.Errorf("the flake source of %s: %w", ref, err)
 	}
-	up, err := cacheUpload(dir, st)
-	return src, up, err
+	return src, up, nil
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/pinkiefleet/pinkie/consumers/deploy"
 	"github.com/pinkiefleet/pinkie/deploy/nix"
 	"github.com/pinkiefleet/pinkie/events"
+	"github.com/pinkiefleet/pinkie/nixcache"
 	"github.com/pinkiefleet/pinkie/streams"
 )
 
@@ -107,7 +108,7 @@ func (p deployAgentPublisher) Publish(ctx context.Context, e events.Event) error
 // fleetUploader uploads a builder's closures through the agent's link.
 type fleetUploader struct{ s *streams.NixSubstituter }
 
-func (u fleetUploader) UploadDir(ctx context.Context, dir string) error {
-	_, err := u.s.UploadDir(ctx, dir)
+func (u fleetUploader) UploadPaths(ctx context.Context, infos []*nixcache.NarInfo) error {
+	_, err := u.s.UploadPaths(ctx, infos)
 	return err
 }

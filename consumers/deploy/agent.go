@@ -23,6 +23,7 @@ import (
 	"github.com/pinkiefleet/pinkie/bounded"
 	"github.com/pinkiefleet/pinkie/deploy/nix"
 	"github.com/pinkiefleet/pinkie/events"
+	"github.com/pinkiefleet/pinkie/nixcache"
 )
 
 // Publisher stores an event of this host (the agent's OUTBOX).
@@ -182,10 +183,10 @@ type Builder struct {
 	Log      *slog.Logger
 }
 
-// FleetUploader puts a local binary cache directory (nix copy --to
-// file://DIR) into the hub's cache.
+// FleetUploader puts local store paths (their narinfos unsigned) into the
+// hub's cache, sending only those it lacks.
 type FleetUploader interface {
-	UploadDir(ctx context.Context, dir string) error
+	UploadPaths(ctx context.Context, infos []*nixcache.NarInfo) error
 }
 
 // Build builds job's host from its flake, pushes the closure and reports
@@ -239,20 +240,23 @@ func (b *Builder) Build(ctx context.Context, pub Publisher, job events.DeployPha
 	return path, publishPhase(ctx, pub, b.Host, "built", b.Now(), job, b.Log)
 }
 
-// upload copies path's closure into a temporary binary cache directory,
-// unsigned, and hands it to the Uploader (which sends only what the hub's
-// cache lacks).
+// upload hands path's closure to the Uploader (which sends only what the
+// hub's cache lacks, each NAR read straight from the store).
 func (b *Builder) upload(ctx context.Context, path string) error {
-	dir, err := os.MkdirTemp("", "pinkie-upload-")
+	closure, err := b.Nix.Closure(ctx, path)
 	if err != nil {
-		return fmt.Errorf("temporary binary cache: %w", err)
-	}
-	defer os.RemoveAll(dir)
-	if err := b.Nix.CopyTo(ctx, "file://"+dir, path); err != nil {
 		return err
 	}
-	b.Log.Info("uploading the closure to the hub's cache", "host", b.Host, "path", path)
-	return b.Uploader.UploadDir(ctx, dir)
+	infos := make([]*nixcache.NarInfo, 0, len(closure))
+	for _, p := range closure {
+		ni, err := p.NarInfo()
+		if err != nil {
+			return err
+		}
+		infos = append(infos, ni)
+	}
+	b.Log.Info("uploading the closure to the hub's cache", "host", b.Host, "path", path, "paths", len(infos))
+	return b.Uploader.UploadPaths(ctx, infos)
 }
 
 // HandleOrder builds for another host when the planner orders it.

@@ -5,13 +5,13 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/pinkiefleet/pinkie/deploy/nix"
 	"github.com/pinkiefleet/pinkie/events"
+	"github.com/pinkiefleet/pinkie/nixcache"
 )
 
 const builtPath = "/nix/store/0123456789abcdfghijklmnpqrsvwxyz-nixos-system-goliath"
@@ -25,20 +25,25 @@ func (c *buildCommands) Run(_ context.Context, _ []string, name string, args ...
 		if a == "build" {
 			return nix.Result{Stdout: []byte(`[{"drvPath":"/nix/store/x.drv","outputs":{"out":"` + builtPath + `"}}]`)}, nil
 		}
+		if a == "path-info" {
+			return nix.Result{Stdout: []byte(`[{"path":"` + builtPath + `","narHash":"sha256:1b8m03r63zqhnjf7l5wnldhh7c134ap5vpj0850ymkq1iyzicy5s","narSize":1234,"references":["` + builtPath + `"]}]`)}, nil
+		}
 	}
 	return nix.Result{}, nil
 }
 
 type fakeUploader struct {
-	dirs []string
-	err  error
+	paths []string
+	err   error
 }
 
-func (u *fakeUploader) UploadDir(_ context.Context, dir string) error {
-	if _, err := os.Stat(dir); err != nil {
-		return err // the directory must exist while it is uploaded
+func (u *fakeUploader) UploadPaths(_ context.Context, infos []*nixcache.NarInfo) error {
+	for _, ni := range infos {
+		if len(ni.Sigs) != 0 {
+			return errors.New("a builder's narinfo carries a signature")
+		}
+		u.paths = append(u.paths, ni.StorePath+" "+ni.URL)
 	}
-	u.dirs = append(u.dirs, dir)
 	return u.err
 }
 
@@ -53,8 +58,8 @@ func (p *phases) Publish(_ context.Context, e events.Event) error {
 }
 
 // TestBuilderUploadsToHubCache: a builder uploads a closure it built for
-// another host into the hub's cache (unsigned, through a temporary
-// file:// cache), not one it built for itself, not when --deploy-push
+// another host into the hub's cache (unsigned, each NAR read from the
+// store: no copy to a temporary cache first), not one it built for itself, not when --deploy-push
 // names another place; a failed upload fails the build with the reason.
 func TestBuilderUploadsToHubCache(t *testing.T) {
 	for _, tc := range []struct {
@@ -64,10 +69,10 @@ func TestBuilderUploadsToHubCache(t *testing.T) {
 		wantCopy            string // a substring of a nix copy command, "" for none
 		wantLast, wantWhy   string
 	}{
-		{name: "for another host", builder: "tower", wantUploads: 1, wantCopy: "copy --to file:///", wantLast: ".deploy.built"},
+		{name: "for another host", builder: "tower", wantUploads: 1, wantLast: ".deploy.built"},
 		{name: "for itself", builder: "goliath", wantLast: ".deploy.built"},
 		{name: "with --deploy-push", builder: "tower", push: "file:///cache", wantCopy: "copy --to file:///cache " + builtPath, wantLast: ".deploy.built"},
-		{name: "upload refused", builder: "tower", upErr: errors.New("nix cache refused: boom"), wantUploads: 1, wantCopy: "copy --to file:///",
+		{name: "upload refused", builder: "tower", upErr: errors.New("nix cache refused: boom"), wantUploads: 1,
 			wantLast: ".deploy.build.failed", wantWhy: "to the hub's cache: nix cache refused: boom"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -79,12 +84,12 @@ func TestBuilderUploadsToHubCache(t *testing.T) {
 			if _, err := b.Build(context.Background(), &p, events.DeployPhase{RequestID: "r1", Host: "goliath", Flake: "git+file:///f"}); err != nil {
 				t.Fatal(err)
 			}
-			if len(up.dirs) != tc.wantUploads {
-				t.Errorf("uploads %q, want %d", up.dirs, tc.wantUploads)
+			if len(up.paths) != tc.wantUploads {
+				t.Errorf("uploads %q, want %d", up.paths, tc.wantUploads)
 			}
-			for _, d := range up.dirs {
-				if _, err := os.Stat(d); err == nil {
-					t.Errorf("temporary cache %s left behind", d)
+			for _, p := range up.paths {
+				if want := builtPath + " nar/1b8m03r63zqhnjf7l5wnldhh7c134ap5vpj0850ymkq1iyzicy5s.nar"; p != want {
+					t.Errorf("uploaded %q, want %q (the closure path-info reports, its NAR as it is)", p, want)
 				}
 			}
 			copied := ""

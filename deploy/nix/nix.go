@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/pinkiefleet/pinkie/events"
+	"github.com/pinkiefleet/pinkie/nixcache"
 )
 
 // Result is a finished command: its output and exit code, kept apart.
@@ -187,11 +188,42 @@ func (m Metadata) SourceRef() (string, error) {
 	return "path:" + m.Path + "?narHash=" + m.Locked.NarHash, nil
 }
 
-// ArchiveTo copies a flake's source and its inputs to a store URL (nix
-// flake archive --to).
-func (n Nix) ArchiveTo(ctx context.Context, url, ref string) error {
-	_, err := n.run(ctx, n.bin(), append(append([]string{}, experimental...), "flake", "archive", "--to", url, ref)...)
-	return err
+// FlakeSources are the store paths of a flake's source and of all its
+// inputs, fetched into the local store (what nix flake archive would
+// copy).
+func (n Nix) FlakeSources(ctx context.Context, ref string) ([]string, error) {
+	res, err := n.run(ctx, n.bin(), append(append([]string{}, experimental...), "flake", "archive", "--json", "--dry-run", ref)...)
+	if err != nil {
+		return nil, err
+	}
+	type node struct {
+		Path   string           `json:"path"`
+		Inputs map[string]*node `json:"inputs"`
+	}
+	var root node
+	if err := json.Unmarshal(res.Stdout, &root); err != nil {
+		return nil, fmt.Errorf("nix flake archive --json %s: output is not the JSON expected: %w", ref, err)
+	}
+	var paths []string
+	seen := map[string]bool{}
+	var walk func(*node)
+	walk = func(nd *node) {
+		if nd == nil {
+			return
+		}
+		if nd.Path != "" && !seen[nd.Path] {
+			seen[nd.Path] = true
+			paths = append(paths, nd.Path)
+		}
+		for _, in := range nd.Inputs {
+			walk(in)
+		}
+	}
+	walk(&root)
+	if len(paths) == 0 {
+		return nil, fmt.Errorf("nix flake archive --json %s: no source path", ref)
+	}
+	return paths, nil
 }
 
 // FlakeMetadata resolves and locks a flake reference.
@@ -271,6 +303,51 @@ func (n Nix) CopyFromTrusting(ctx context.Context, url, path, key string) error 
 		"--option", "narinfo-cache-negative-ttl", "0", path)
 	_, err := n.run(ctx, n.bin(), args...)
 	return err
+}
+
+// PathInfo is what nix path-info --json says of a store path.
+type PathInfo struct {
+	Path       string   `json:"path"`
+	NarHash    string   `json:"narHash"`
+	NarSize    uint64   `json:"narSize"`
+	References []string `json:"references"`
+	Deriver    string   `json:"deriver"`
+	CA         string   `json:"ca"`
+}
+
+// Closure is what nix path-info says of every path in the closure of
+// paths.
+func (n Nix) Closure(ctx context.Context, paths ...string) ([]PathInfo, error) {
+	res, err := n.run(ctx, n.bin(), append(append(append([]string{}, experimental...), "path-info", "--json", "--recursive"), paths...)...)
+	if err != nil {
+		return nil, err
+	}
+	var infos []PathInfo
+	if err := json.Unmarshal(res.Stdout, &infos); err != nil {
+		return nil, fmt.Errorf("nix path-info --json %s: output is not the JSON expected: %w", strings.Join(paths, " "), err)
+	}
+	if len(infos) == 0 {
+		return nil, fmt.Errorf("nix path-info --json %s: no paths", strings.Join(paths, " "))
+	}
+	return infos, nil
+}
+
+// NarInfo is the narinfo of p for a NAR stored as it is (Compression
+// none, URL nar/<NAR hash>.nar), unsigned.
+func (p PathInfo) NarInfo() (*nixcache.NarInfo, error) {
+	h, err := nixcache.ParseSHA256(p.NarHash)
+	if err != nil {
+		return nil, fmt.Errorf("%s: narHash: %w", p.Path, err)
+	}
+	ni := &nixcache.NarInfo{StorePath: p.Path, URL: "nar/" + nixcache.NixBase32(h[:]) + ".nar", Compression: "none",
+		FileHash: &h, FileSize: p.NarSize, NarHash: h, NarSize: p.NarSize, CA: p.CA}
+	for _, r := range p.References {
+		ni.References = append(ni.References, filepath.Base(r))
+	}
+	if p.Deriver != "" {
+		ni.Deriver = filepath.Base(p.Deriver)
+	}
+	return ni, nil
 }
 
 // Valid reports whether path is in the local store.

@@ -30,6 +30,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pinkiefleet/pinkie/deploy/nix"
 	"github.com/pinkiefleet/pinkie/nixcache"
 	"github.com/pinkiefleet/pinkie/streams"
 )
@@ -312,48 +313,22 @@ func (b *bench) storePaths(root string, key nixcache.SecretKey) ([]streams.NixUp
 	if err != nil {
 		return nil, err
 	}
-	var infos []struct {
-		Path       string   `json:"path"`
-		NarHash    string   `json:"narHash"`
-		NarSize    uint64   `json:"narSize"`
-		References []string `json:"references"`
-		Deriver    string   `json:"deriver"`
-		CA         string   `json:"ca"`
-	}
+	var infos []nix.PathInfo
 	if err := json.Unmarshal([]byte(out), &infos); err != nil {
 		return nil, fmt.Errorf("nix path-info --json: %w", err)
 	}
-	paths := make([]streams.NixUploadPath, 0, len(infos))
+	nis := make([]*nixcache.NarInfo, 0, len(infos))
 	for _, p := range infos {
-		h, err := nixcache.ParseSHA256(p.NarHash)
+		ni, err := p.NarInfo()
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", p.Path, err)
-		}
-		ni := &nixcache.NarInfo{StorePath: p.Path, URL: "nar/" + nixcache.NixBase32(h[:]) + ".nar", Compression: "none",
-			FileHash: &h, FileSize: p.NarSize, NarHash: h, NarSize: p.NarSize, CA: p.CA}
-		for _, r := range p.References {
-			ni.References = append(ni.References, filepath.Base(r))
-		}
-		if p.Deriver != "" {
-			ni.Deriver = filepath.Base(p.Deriver)
+			return nil, err
 		}
 		if err := ni.Sign(key); err != nil {
 			return nil, err
 		}
-		path := p.Path
-		paths = append(paths, streams.NixUploadPath{Info: ni, Open: func(ctx context.Context) (io.ReadCloser, error) {
-			return b.dumpPath(ctx, path)
-		}})
+		nis = append(nis, ni)
 	}
-	return paths, nil
-}
-
-// dumpPath streams a store path's NAR (nixcache.DumpPath: what nix store
-// dump-path writes, without a nix process per path).
-func (b *bench) dumpPath(_ context.Context, path string) (io.ReadCloser, error) {
-	pr, pw := io.Pipe()
-	go func() { pw.CloseWithError(nixcache.DumpPath(pw, path)) }()
-	return pr, nil
+	return streams.NixStorePaths(nis), nil
 }
 
 // baseline: nix copy to a file:// cache and from it into a fresh store.
