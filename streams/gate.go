@@ -108,7 +108,9 @@ func (h *Hub) startGate() error {
 				continue
 			}
 			prefix := p + "."
-			if _, err := nc.Subscribe(prefix+api.call, func(m *nats.Msg) { g.handle(nc, strings.TrimPrefix(m.Subject, prefix), m) }); err != nil {
+			// A queue group: on a clustered hub each call is handled by
+			// one node (the nearest), not by every node.
+			if _, err := nc.QueueSubscribe(prefix+api.call, "consumer-gate", func(m *nats.Msg) { g.handle(nc, strings.TrimPrefix(m.Subject, prefix), m) }); err != nil {
 				return fmt.Errorf("start consumer gate: %w", err)
 			}
 		}

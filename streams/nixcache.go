@@ -33,15 +33,15 @@ type NixCache struct {
 }
 
 // OpenNixCache opens (creating if needed) the cache's bucket and object
-// store.
-func OpenNixCache(ctx context.Context, js jetstream.JetStream) (*NixCache, error) {
+// store, with the hub's replicas.
+func OpenNixCache(ctx context.Context, js jetstream.JetStream, replicas int) (*NixCache, error) {
 	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: NixNarinfoBucket,
-		Description: "the fleet's Nix binary cache: narinfo by store path hash", History: 1, Storage: jetstream.FileStorage, MaxValueSize: maxNarinfo})
+		Description: "the fleet's Nix binary cache: narinfo by store path hash", History: 1, Storage: jetstream.FileStorage, MaxValueSize: maxNarinfo, Replicas: replicas})
 	if err != nil {
 		return nil, fmt.Errorf("create KV bucket %s: %w", NixNarinfoBucket, err)
 	}
 	obj, err := js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: NixNarBucket,
-		Description: "the fleet's Nix binary cache: NAR files", Storage: jetstream.FileStorage, Compression: false})
+		Description: "the fleet's Nix binary cache: NAR files", Storage: jetstream.FileStorage, Compression: false, Replicas: replicas})
 	if err != nil {
 		return nil, fmt.Errorf("create object store %s: %w", NixNarBucket, err)
 	}

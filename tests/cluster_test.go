@@ -1,0 +1,394 @@
+package tests
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/pinkiefleet/pinkie/events"
+	"github.com/pinkiefleet/pinkie/streams"
+)
+
+// hubCluster is a clustered hub of real pinkie processes on 127.0.0.1,
+// each node with its own ports and data directory, sharing the fleet's
+// auth directory.
+type hubCluster struct {
+	f     *fleet
+	nodes []*hubNode
+}
+
+type hubNode struct {
+	name                                  string
+	data                                  string
+	natsPort, leafPort, httpPort, cluPort int
+	p                                     *proc
+}
+
+func newHubCluster(f *fleet, n int) *hubCluster {
+	c := &hubCluster{f: f}
+	for i := range n {
+		c.nodes = append(c.nodes, &hubNode{name: fmt.Sprintf("hub%d", i+1), data: f.t.TempDir(),
+			natsPort: freePort(f.t), leafPort: freePort(f.t), httpPort: freePort(f.t), cluPort: freePort(f.t)})
+	}
+	return c
+}
+
+func (c *hubCluster) routes() string {
+	var r []string
+	for _, n := range c.nodes {
+		r = append(r, fmt.Sprintf("nats-route://127.0.0.1:%d", n.cluPort))
+	}
+	return strings.Join(r, ",")
+}
+
+// start starts node i without waiting for it: a node waits for the others
+// to form the cluster before it prints "hub started".
+func (c *hubCluster) start(i int, extra ...string) *proc {
+	n := c.nodes[i]
+	args := append([]string{"hub", "--data", n.data, "--auth", c.f.auth, "--server-name", n.name,
+		"--nats", fmt.Sprintf("127.0.0.1:%d", n.natsPort),
+		"--leaf", fmt.Sprintf("127.0.0.1:%d", n.leafPort),
+		"--http", fmt.Sprintf("127.0.0.1:%d", n.httpPort),
+		"--cluster", fmt.Sprintf("127.0.0.1:%d", n.cluPort), "--routes", c.routes(),
+		"--cluster-wait", "90s"}, extra...)
+	n.p = startProc(c.f.t, n.name, args...)
+	return n.p
+}
+
+// startAll starts every node and waits until each has started.
+func (c *hubCluster) startAll(extra ...string) {
+	for i := range c.nodes {
+		c.start(i, extra...)
+	}
+	for _, n := range c.nodes {
+		n.p.waitFor("hub started", 90*time.Second)
+	}
+}
+
+func (c *hubCluster) natsURLs() string {
+	var u []string
+	for _, n := range c.nodes {
+		u = append(u, fmt.Sprintf("nats://127.0.0.1:%d", n.natsPort))
+	}
+	return strings.Join(u, ",")
+}
+
+func (c *hubCluster) leafURLs() string {
+	var u []string
+	for _, n := range c.nodes {
+		u = append(u, fmt.Sprintf("nats-leaf://127.0.0.1:%d", n.leafPort))
+	}
+	return strings.Join(u, ",")
+}
+
+func (c *hubCluster) node(name string) *hubNode {
+	for _, n := range c.nodes {
+		if n.name == name {
+			return n
+		}
+	}
+	return nil
+}
+
+// client connects the operator to every node (it moves when one dies).
+func (c *hubCluster) client() *streams.Client {
+	c.f.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cl, err := streams.Connect(ctx, c.natsURLs(), c.f.operator(), "e2e cluster test")
+	if err != nil {
+		c.f.t.Fatal(err)
+	}
+	c.f.t.Cleanup(cl.Close)
+	return cl
+}
+
+// streamLeader is the server leading stream's Raft group, once there is one.
+func streamLeader(t *testing.T, js jetstream.JetStream, stream string, within time.Duration) string {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		st, err := js.Stream(ctx, stream)
+		cancel()
+		if err == nil && st.CachedInfo().Cluster != nil && st.CachedInfo().Cluster.Leader != "" {
+			return st.CachedInfo().Cluster.Leader
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("stream %s has no leader after %s", stream, within)
+	return ""
+}
+
+// natsStreamReplicas asks the real nats CLI how many replicas stream has
+// and how many of them are current.
+func natsStreamReplicas(t *testing.T, server, nkey, stream string) (replicas, current int) {
+	t.Helper()
+	out, err := exec.Command(natsCLI(t), "--server", server, "--nkey", nkey, "stream", "info", stream, "--json").CombinedOutput()
+	if err != nil {
+		t.Fatalf("nats stream info %s: %v\n%s", stream, err, out)
+	}
+	var info struct {
+		Config struct {
+			Replicas int `json:"num_replicas"`
+		} `json:"config"`
+		Cluster struct {
+			Leader   string `json:"leader"`
+			Replicas []struct {
+				Current bool `json:"current"`
+			} `json:"replicas"`
+		} `json:"cluster"`
+	}
+	if err := json.Unmarshal(out, &info); err != nil {
+		t.Fatalf("nats stream info %s: %v\n%s", stream, err, out)
+	}
+	current = 0
+	if info.Cluster.Leader != "" {
+		current = 1
+	}
+	for _, r := range info.Cluster.Replicas {
+		if r.Current {
+			current++
+		}
+	}
+	return info.Config.Replicas, current
+}
+
+// readAll reads the want messages of stream on filter, in order. Unlike
+// readStream it waits for each batch: on a cluster a fetch that finds
+// nothing at once is no proof that nothing is left.
+func readAll(t *testing.T, js jetstream.JetStream, stream, filter string, want uint64) []storedEvent {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cons, err := js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []storedEvent
+	for uint64(len(out)) < want {
+		if ctx.Err() != nil {
+			t.Fatalf("read %d of %d messages of %s on %s: %v", len(out), want, stream, filter, ctx.Err())
+		}
+		batch, err := cons.Fetch(1000, jetstream.FetchMaxWait(2*time.Second))
+		if err != nil {
+			t.Logf("fetch %s: %v; retrying", stream, err)
+			continue
+		}
+		for m := range batch.Messages() {
+			md, _ := m.Metadata()
+			e, k, err := events.Decode(m.Data())
+			if err != nil {
+				t.Fatalf("%s seq %d: %v", stream, md.Sequence.Stream, err)
+			}
+			out = append(out, storedEvent{subject: m.Subject(), seq: md.Sequence.Stream, event: e, kind: k})
+		}
+	}
+	return out
+}
+
+// hubStreamNames are the streams every hub has, buckets included.
+func hubStreamNames() []string {
+	names := []string{streams.IngestStream, streams.HostsStream, streams.DeployStream, streams.AlertsStream,
+		streams.DeadLetterStream, streams.FleetStream, streams.AlertLogStream, streams.LeaderStream}
+	for _, b := range streams.Buckets {
+		names = append(names, "KV_"+b)
+	}
+	return names
+}
+
+// TestClusterIngestLeaderKilled: three hub nodes form a cluster whose
+// streams have three replicas; two agents given every node's leaf URL
+// send heartbeats; the INGEST stream's leader is killed with SIGKILL in
+// the middle; every heartbeat is in HOSTS exactly once, in order per
+// agent, and the killed node rejoins when restarted.
+func TestClusterIngestLeaderKilled(t *testing.T) {
+	f := newFleet(t, "goliath", "koishi")
+	c := newHubCluster(f, 3)
+	c.startAll()
+	cl := c.client()
+
+	want := map[string]int{}
+	for _, name := range hubStreamNames() {
+		// Buckets the services make come a moment after the start.
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			st, err := cl.JS.Stream(ctx, name)
+			cancel()
+			if err == nil {
+				want[name] = st.CachedInfo().Config.Replicas
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("stream %s: %v", name, err)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	for name, r := range want {
+		if r != 3 {
+			t.Errorf("stream %s has %d replicas, want 3", name, r)
+		}
+	}
+	if r, cur := natsStreamReplicas(t, c.natsURLs(), f.operator(), streams.HostsStream); r != 3 || cur != 3 {
+		t.Errorf("nats stream info HOSTS: %d replicas, %d current; want 3 and 3", r, cur)
+	}
+
+	const perAgent = 4000
+	agentArgs := []string{"--producers", "heartbeat", "--heartbeat", "2ms", "--heartbeat-limit", fmt.Sprint(perAgent)}
+	for _, h := range []string{"goliath", "koishi"} {
+		f.startAgent(h, t.TempDir(), c.leafURLs(), agentArgs...)
+	}
+	waitCount(t, cl.JS, streams.HostsStream, "pinkie.host.*.heartbeat", 500, 60*time.Second)
+	leader := streamLeader(t, cl.JS, streams.IngestStream, 10*time.Second)
+	victim := c.node(leader)
+	if victim == nil {
+		t.Fatalf("INGEST leader %q is none of the nodes", leader)
+	}
+	before := countSubjects(t, cl.JS, streams.HostsStream, "pinkie.host.*.heartbeat")
+	victim.p.kill()
+	t.Logf("killed %s (INGEST leader) with %d heartbeats in HOSTS", leader, before)
+	if before >= 2*perAgent {
+		t.Fatalf("all %d heartbeats were in before the kill; the test proves nothing", before)
+	}
+	newLeader := streamLeader(t, cl.JS, streams.IngestStream, 30*time.Second)
+	if newLeader == leader {
+		t.Fatalf("INGEST is still led by the killed %s", leader)
+	}
+	got := settle(t, cl.JS, 2*perAgent, 3*time.Minute)
+	if got != 2*perAgent {
+		t.Fatalf("HOSTS holds %d heartbeats, want exactly %d", got, 2*perAgent)
+	}
+	byHost := heartbeatsByInstance(t, readAll(t, cl.JS, streams.HostsStream, "pinkie.host.*.heartbeat", got))
+	for _, h := range []string{"goliath", "koishi"} {
+		var sum uint64
+		for _, n := range byHost[h] {
+			sum += n
+		}
+		if sum != perAgent {
+			t.Errorf("%s: %d heartbeats in HOSTS, want %d", h, sum, perAgent)
+		}
+	}
+
+	// The killed node comes back on its data and catches up.
+	i := 0
+	for i = range c.nodes {
+		if c.nodes[i] == victim {
+			break
+		}
+	}
+	c.start(i).waitFor("hub started", 90*time.Second)
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		r, cur := natsStreamReplicas(t, c.natsURLs(), f.operator(), streams.HostsStream)
+		if r == 3 && cur == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after restarting %s, HOSTS has %d replicas, %d current; want 3 and 3", leader, r, cur)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// TestSingleHubStaysR1: a hub without --cluster keeps one replica of
+// every stream, and refuses --replicas above 1.
+func TestSingleHubStaysR1(t *testing.T) {
+	f := newFleet(t, "goliath")
+	f.startHub()
+	cl := f.client()
+	for _, name := range hubStreamNames() {
+		if name == streams.LeaderStream {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		st, err := cl.JS.Stream(ctx, name)
+		cancel()
+		if err != nil {
+			t.Fatalf("stream %s: %v", name, err)
+		}
+		if r := st.CachedInfo().Config.Replicas; r != 1 {
+			t.Errorf("stream %s has %d replicas on a single hub, want 1", name, r)
+		}
+	}
+	out, code := runPinkie(t, "hub", "--data", t.TempDir(), "--auth", f.auth, "--replicas", "3",
+		"--nats", "127.0.0.1:0", "--leaf", "127.0.0.1:0", "--http", "127.0.0.1:0")
+	if code != 2 || !strings.Contains(out, "--replicas 3 needs a cluster") {
+		t.Errorf("hub --replicas 3 without a cluster: exit %d, want 2 and a reason:\n%s", code, out)
+	}
+}
+
+// TestClusterAlertNotifiedOnce: on a three-node hub each alert is
+// notified once, not once per node; after the hub leader (which runs the
+// alerter and the notifier) is killed with SIGKILL, another node takes
+// over and notifies the alerts that come next, still once each.
+func TestClusterAlertNotifiedOnce(t *testing.T) {
+	af := newAlertFleet(t, map[string]any{"mail": false}, nil, "goliath")
+	c := newHubCluster(af.fleet, 3)
+	c.startAll("--config", af.config)
+	cl := c.client()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ag, err := streams.StartAgent(ctx, streams.AgentOptions{Host: "goliath", HubURLs: strings.Split(c.leafURLs(), ","),
+		NkeyFile: streams.HostSeedFile(af.auth, "goliath"), DataDir: t.TempDir(), ReconnectInterval: 200 * time.Millisecond})
+	cancel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ag.Close)
+
+	first, second := []string{"alice", "bob"}, []string{"carol", "dave"}
+	for _, u := range first {
+		publishOn(t, ag, "login", "", time.Now(), loginEvent(u, time.Now()))
+	}
+	for _, u := range first {
+		af.ntfy.wait(u+" logged in", 60*time.Second)
+		af.matrix.wait(u+" logged in", 60*time.Second)
+	}
+	// ntfy has no idempotency key: kill the leader only once both
+	// deliveries are recorded, or one may rightly be posted again.
+	waitCount(t, cl.JS, streams.AlertLogStream, "pinkie.notify.phone.delivered", uint64(len(first)), 30*time.Second)
+	waitCount(t, cl.JS, streams.AlertLogStream, "pinkie.notify.ops.delivered", uint64(len(first)), 30*time.Second)
+	leader := streamLeader(t, cl.JS, streams.LeaderStream, 10*time.Second)
+	victim := c.node(leader)
+	if victim == nil {
+		t.Fatalf("hub leader %q is none of the nodes", leader)
+	}
+	victim.p.waitFor("this node leads the hub", time.Second)
+	victim.p.kill()
+	t.Logf("killed the hub leader %s", leader)
+	for _, u := range second {
+		publishOn(t, ag, "login", "", time.Now(), loginEvent(u, time.Now()))
+	}
+	for _, u := range second {
+		af.ntfy.wait(u+" logged in", 90*time.Second)
+		af.matrix.wait(u+" logged in", 90*time.Second)
+	}
+	if next := streamLeader(t, cl.JS, streams.LeaderStream, 10*time.Second); next == leader {
+		t.Errorf("the killed %s still leads the hub", leader)
+	}
+	waitCount(t, cl.JS, streams.AlertLogStream, "pinkie.notify.phone.delivered", uint64(len(first)+len(second)), 30*time.Second)
+	waitCount(t, cl.JS, streams.AlertLogStream, "pinkie.notify.ops.delivered", uint64(len(first)+len(second)), 30*time.Second)
+	time.Sleep(2 * time.Second) // a second delivery from another node would arrive now
+	var ntfyBodies, matrixBodies []string
+	for _, m := range af.ntfy.got() {
+		ntfyBodies = append(ntfyBodies, m.Message)
+	}
+	for _, e := range af.matrix.events() {
+		matrixBodies = append(matrixBodies, e.Body)
+	}
+	for _, u := range append(first, second...) {
+		if n := countContaining(ntfyBodies, u+" logged in"); n != 1 {
+			t.Errorf("ntfy got %s's login %d times, want once", u, n)
+		}
+		if n := countContaining(matrixBodies, u+" logged in"); n != 1 {
+			t.Errorf("matrix room got %s's login %d times, want once", u, n)
+		}
+	}
+}
