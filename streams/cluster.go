@@ -132,6 +132,17 @@ func newClusterSecret(path string) error {
 	return nil
 }
 
+// standaloneStore reports whether the JetStream store at dir was made by
+// a server outside a cluster: it holds streams but no meta group.
+func standaloneStore(dir string) bool {
+	streams, err := os.ReadDir(filepath.Join(dir, "jetstream", server.DEFAULT_GLOBAL_ACCOUNT, "streams"))
+	if err != nil || len(streams) == 0 {
+		return false
+	}
+	_, err = os.Stat(filepath.Join(dir, "jetstream", server.DEFAULT_SYSTEM_ACCOUNT, "_js_"))
+	return errors.Is(err, os.ErrNotExist)
+}
+
 // parseRoutes checks the route URLs and returns them with the route
 // credential in them.
 func parseRoutes(routes []string, password string) ([]*url.URL, error) {
@@ -218,6 +229,9 @@ func (h *Hub) configureCluster(sopts *server.Options, tc *tls.Config) error {
 	}
 	if c.Replicas < 0 || c.Replicas > 5 {
 		return fmt.Errorf("hub: --replicas %d: want 1 to 5 (JetStream's limit)", c.Replicas)
+	}
+	if standaloneStore(filepath.Join(h.opts.DataDir, "jetstream")) {
+		return fmt.Errorf("hub: --data %s holds a single hub's streams: a cluster node drops the streams its cluster does not know, so it will not start on them. Start the cluster on new data directories (see the README, \"Clustered hub\")", h.opts.DataDir)
 	}
 	ch, cp, err := splitHostPort("--cluster", c.Addr)
 	if err != nil {

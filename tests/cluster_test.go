@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -205,10 +206,17 @@ func hubStreamNames() []string {
 
 // TestClusterIngestLeaderKilled: three hub nodes form a cluster whose
 // streams have three replicas; two agents given every node's leaf URL
-// send heartbeats; the INGEST stream's leader is killed with SIGKILL in
-// the middle; every heartbeat is in HOSTS exactly once, in order per
-// agent, and the killed node rejoins when restarted.
+// send heartbeats; a node is killed with SIGKILL in the middle — the
+// INGEST stream's leader (which runs the sourcing), or the hub leader
+// (which runs the ingest check); every heartbeat is in HOSTS exactly
+// once, in order per agent, and the killed node rejoins when restarted.
 func TestClusterIngestLeaderKilled(t *testing.T) {
+	for _, victimOf := range []string{streams.IngestStream, streams.LeaderStream} {
+		t.Run(victimOf+" leader", func(t *testing.T) { clusterIngestLeaderKilled(t, victimOf) })
+	}
+}
+
+func clusterIngestLeaderKilled(t *testing.T, victimOf string) {
 	f := newFleet(t, "goliath", "koishi")
 	c := newHubCluster(f, 3)
 	c.startAll()
@@ -247,20 +255,24 @@ func TestClusterIngestLeaderKilled(t *testing.T) {
 		f.startAgent(h, t.TempDir(), c.leafURLs(), agentArgs...)
 	}
 	waitCount(t, cl.JS, streams.HostsStream, "pinkie.host.*.heartbeat", 500, 60*time.Second)
-	leader := streamLeader(t, cl.JS, streams.IngestStream, 10*time.Second)
+	leader := streamLeader(t, cl.JS, victimOf, 10*time.Second)
 	victim := c.node(leader)
 	if victim == nil {
-		t.Fatalf("INGEST leader %q is none of the nodes", leader)
+		t.Fatalf("%s leader %q is none of the nodes", victimOf, leader)
 	}
+	ingestLeader := streamLeader(t, cl.JS, streams.IngestStream, 10*time.Second)
 	before := countSubjects(t, cl.JS, streams.HostsStream, "pinkie.host.*.heartbeat")
 	victim.p.kill()
-	t.Logf("killed %s (INGEST leader) with %d heartbeats in HOSTS", leader, before)
+	t.Logf("killed %s (%s leader; INGEST leader %s) with %d heartbeats in HOSTS", leader, victimOf, ingestLeader, before)
 	if before >= 2*perAgent {
 		t.Fatalf("all %d heartbeats were in before the kill; the test proves nothing", before)
 	}
-	newLeader := streamLeader(t, cl.JS, streams.IngestStream, 30*time.Second)
-	if newLeader == leader {
-		t.Fatalf("INGEST is still led by the killed %s", leader)
+	deadline := time.Now().Add(30 * time.Second)
+	for streamLeader(t, cl.JS, victimOf, 30*time.Second) == leader {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s is still led by the killed %s", victimOf, leader)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 	got := settle(t, cl.JS, 2*perAgent, 3*time.Minute)
 	if got != 2*perAgent {
@@ -285,7 +297,7 @@ func TestClusterIngestLeaderKilled(t *testing.T) {
 		}
 	}
 	c.start(i).waitFor("hub started", 90*time.Second)
-	deadline := time.Now().Add(60 * time.Second)
+	deadline = time.Now().Add(60 * time.Second)
 	for {
 		r, cur := natsStreamReplicas(t, c.natsURLs(), f.operator(), streams.HostsStream)
 		if r == 3 && cur == 3 {
@@ -302,7 +314,7 @@ func TestClusterIngestLeaderKilled(t *testing.T) {
 // every stream, and refuses --replicas above 1.
 func TestSingleHubStaysR1(t *testing.T) {
 	f := newFleet(t, "goliath")
-	f.startHub()
+	hub := f.startHub()
 	cl := f.client()
 	for _, name := range hubStreamNames() {
 		if name == streams.LeaderStream {
@@ -318,7 +330,16 @@ func TestSingleHubStaysR1(t *testing.T) {
 			t.Errorf("stream %s has %d replicas on a single hub, want 1", name, r)
 		}
 	}
-	out, code := runPinkie(t, "hub", "--data", t.TempDir(), "--auth", f.auth, "--replicas", "3",
+	// Its data dir does not silently become a cluster node's: nats-server
+	// would drop the streams the cluster does not know.
+	hub.stop(syscall.SIGTERM)
+	out, code := runPinkie(t, "hub", "--data", f.hubData, "--auth", f.auth, "--server-name", "hub1",
+		"--nats", "127.0.0.1:0", "--leaf", "127.0.0.1:0", "--http", "127.0.0.1:0",
+		"--cluster", fmt.Sprintf("127.0.0.1:%d", freePort(t)), "--routes", fmt.Sprintf("nats-route://127.0.0.1:%d", freePort(t)))
+	if code != 2 || !strings.Contains(out, "holds a single hub's streams") {
+		t.Errorf("hub --cluster on a single hub's data dir: exit %d, want 2 and a reason:\n%s", code, out)
+	}
+	out, code = runPinkie(t, "hub", "--data", t.TempDir(), "--auth", f.auth, "--replicas", "3",
 		"--nats", "127.0.0.1:0", "--leaf", "127.0.0.1:0", "--http", "127.0.0.1:0")
 	if code != 2 || !strings.Contains(out, "--replicas 3 needs a cluster") {
 		t.Errorf("hub --replicas 3 without a cluster: exit %d, want 2 and a reason:\n%s", code, out)
