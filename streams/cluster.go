@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -42,6 +43,11 @@ import (
 // LeaderStream is the stream whose Raft leader is the hub leader. It holds
 // no messages.
 const LeaderStream = "HUBLEADER"
+
+// ErrClusterNotFormed is returned by StartHub when the cluster did not
+// elect a JetStream leader, or had too few nodes for the replicas, within
+// the cluster's wait: a fault of the moment, not of the configuration.
+var ErrClusterNotFormed = errors.New("the cluster did not form")
 
 // ClusterName is the NATS cluster name every hub node uses.
 const ClusterName = "pinkie-hub"
@@ -169,19 +175,25 @@ func parseRoutes(routes []string, password string) ([]*url.URL, error) {
 	return out, nil
 }
 
-// clusterSize is how many nodes the route list names, this one included
-// whether or not it is listed.
-func clusterSize(own string, routes []*url.URL) int {
+// otherRoutes drops this node's own route (at own) from routes:
+// nats-server counts the configured routes to size a new cluster's
+// JetStream meta group, and its own route among them keeps a cluster
+// with a node down from electing a meta leader.
+func otherRoutes(own string, routes []*url.URL) []*url.URL {
 	_, ownPort, _ := net.SplitHostPort(own)
-	n := 1
+	var out []*url.URL
 	for _, r := range routes {
 		if r.Port() == ownPort && isOwnHost(r.Hostname(), own) {
 			continue
 		}
-		n++
+		out = append(out, r)
 	}
-	return n
+	return out
 }
+
+// clusterSize is how many nodes the route list names, this one included
+// whether or not it is listed.
+func clusterSize(own string, routes []*url.URL) int { return len(otherRoutes(own, routes)) + 1 }
 
 // isOwnHost reports whether host names this machine's listener at own.
 func isOwnHost(host, own string) bool {
@@ -245,7 +257,8 @@ func (h *Hub) configureCluster(sopts *server.Options, tc *tls.Config) error {
 	if err != nil {
 		return err
 	}
-	size := clusterSize(net.JoinHostPort(ch, fmt.Sprint(cp)), routes)
+	own := net.JoinHostPort(ch, fmt.Sprint(cp))
+	size := clusterSize(own, routes)
 	h.replicas = c.Replicas
 	if h.replicas == 0 {
 		h.replicas = 1
@@ -263,7 +276,7 @@ func (h *Hub) configureCluster(sopts *server.Options, tc *tls.Config) error {
 		// operator did not list.
 		NoAdvertise: true,
 	}
-	sopts.Routes = routes
+	sopts.Routes = otherRoutes(own, routes)
 	if tc != nil {
 		rc := tc.Clone()
 		pool, err := clientTLS(c.CA)
@@ -328,7 +341,7 @@ func (h *Hub) untilFormed(ctx context.Context, what string, step func(context.Co
 			return ctx.Err()
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%s: the cluster did not form within %s (is a JetStream leader elected, are %d nodes up? see 'nats server report jetstream'): %w", what, wait, h.Replicas(), err)
+			return fmt.Errorf("%s: %w within %s (is a JetStream leader elected, are %d nodes up? see 'nats server report jetstream'): %w", what, ErrClusterNotFormed, wait, h.Replicas(), err)
 		}
 		if time.Since(logged) > 10*time.Second {
 			h.log.Info("waiting for the cluster to form", "step", what, "replicas", h.Replicas(), "err", err)
@@ -370,7 +383,11 @@ func (h *Hub) followLeadership(ctx context.Context, services []HubService, runSe
 	var stop func()
 	t := time.NewTicker(leaderPoll)
 	defer t.Stop()
-	for {
+	var peers []string
+	for n := 0; ; n++ {
+		if n%20 == 0 {
+			peers = h.logPeers(peers)
+		}
 		lead := h.srv.JetStreamIsStreamLeader(server.DEFAULT_GLOBAL_ACCOUNT, LeaderStream)
 		switch {
 		case lead && stop == nil:
@@ -392,6 +409,40 @@ func (h *Hub) followLeadership(ctx context.Context, services []HubService, runSe
 }
 
 const leaderPoll = 250 * time.Millisecond
+
+// clusterQuiet are nats-server messages a clustered hub logs at debug:
+// the server repeats a failed route connection every second for as long
+// as a node is down; the hub logs the nodes it has routes to when they
+// change (logPeers).
+var clusterQuiet = []string{"Error trying to connect to route"}
+
+// logPeers logs the nodes this one has routes to when they differ from
+// before, and returns them.
+func (h *Hub) logPeers(before []string) []string {
+	rz, err := h.srv.Routez(nil)
+	if err != nil {
+		return before
+	}
+	seen := map[string]bool{}
+	var now []string
+	for _, r := range rz.Routes {
+		if r.RemoteName != "" && !seen[r.RemoteName] {
+			seen[r.RemoteName] = true
+			now = append(now, r.RemoteName)
+		}
+	}
+	slices.Sort(now)
+	if slices.Equal(now, before) {
+		return before
+	}
+	want := len(h.sopts.Routes) // the other nodes
+	if len(now) < want {
+		h.log.Warn("cluster routes", "connected", now, "of", want)
+	} else {
+		h.log.Info("cluster routes", "connected", now)
+	}
+	return now
+}
 
 // lead starts the once-only work and returns what stops it.
 func (h *Hub) lead(parent context.Context, services []HubService, runService func(context.Context, HubService) error) func() {

@@ -227,7 +227,7 @@ func StartHub(ctx context.Context, o HubOptions) (*Hub, error) {
 	if err := h.configureCluster(sopts, tc); err != nil {
 		return nil, err
 	}
-	if h.srv, err = startServer(sopts, o.Log, hubServerQuiet...); err != nil {
+	if h.srv, err = startServer(sopts, o.Log, append(hubServerQuiet, clusterQuiet...)...); err != nil {
 		return nil, err
 	}
 	if !h.clustered() {

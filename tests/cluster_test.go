@@ -34,10 +34,13 @@ type hubNode struct {
 func newHubCluster(f *fleet, n int) *hubCluster {
 	c := &hubCluster{f: f}
 	for i := range n {
-		c.nodes = append(c.nodes, &hubNode{name: fmt.Sprintf("hub%d", i+1), data: f.t.TempDir(),
-			natsPort: freePort(f.t), leafPort: freePort(f.t), httpPort: freePort(f.t), cluPort: freePort(f.t)})
+		c.nodes = append(c.nodes, newHubNode(f.t, fmt.Sprintf("hub%d", i+1)))
 	}
 	return c
+}
+
+func newHubNode(t *testing.T, name string) *hubNode {
+	return &hubNode{name: name, data: t.TempDir(), natsPort: freePort(t), leafPort: freePort(t), httpPort: freePort(t), cluPort: freePort(t)}
 }
 
 func (c *hubCluster) routes() string {
@@ -50,8 +53,11 @@ func (c *hubCluster) routes() string {
 
 // start starts node i without waiting for it: a node waits for the others
 // to form the cluster before it prints "hub started".
-func (c *hubCluster) start(i int, extra ...string) *proc {
-	n := c.nodes[i]
+func (c *hubCluster) start(i int, extra ...string) *proc { return c.startNode(c.nodes[i], extra...) }
+
+// startNode starts n as a node of the cluster (n may be none of c.nodes:
+// a stranger trying to join).
+func (c *hubCluster) startNode(n *hubNode, extra ...string) *proc {
 	args := append([]string{"hub", "--data", n.data, "--auth", c.f.auth, "--server-name", n.name,
 		"--nats", fmt.Sprintf("127.0.0.1:%d", n.natsPort),
 		"--leaf", fmt.Sprintf("127.0.0.1:%d", n.leafPort),
@@ -410,6 +416,51 @@ func TestClusterAlertNotifiedOnce(t *testing.T) {
 		}
 		if n := countContaining(matrixBodies, u+" logged in"); n != 1 {
 			t.Errorf("matrix room got %s's login %d times, want once", u, n)
+		}
+	}
+}
+
+// TestClusterRoutesTLS: with --tls-cert the nodes' routes speak mutual
+// TLS, each node checking the other's certificate against --cluster-ca;
+// a fourth node whose certificate another CA signed is kept out and
+// gives up after --cluster-wait with exit status 1.
+func TestClusterRoutesTLS(t *testing.T) {
+	ca, cert, key := writeTestPKI(t)
+	_, otherCert, otherKey := writeTestPKI(t)
+	f := newFleet(t, "goliath")
+	c := newHubCluster(f, 3)
+	c.startAll("--tls-cert", cert, "--tls-key", key, "--cluster-ca", ca)
+	stranger := c.startNode(newHubNode(t, "hub4"), "--tls-cert", otherCert, "--tls-key", otherKey, "--cluster-ca", ca, "--cluster-wait", "8s")
+	select {
+	case <-stranger.done:
+	case <-time.After(60 * time.Second):
+		t.Fatalf("the node with a certificate of another CA did not give up:\n%s", stranger.out.String())
+	}
+	var ee *exec.ExitError
+	if !errors_As(stranger.err, &ee) || ee.ExitCode() != 1 || !strings.Contains(stranger.out.String(), "the cluster did not form") {
+		t.Errorf("stranger node: %v, want exit 1 saying the cluster did not form:\n%s", stranger.err, stranger.out.String())
+	}
+	if !strings.Contains(c.nodes[0].p.out.String()+c.nodes[1].p.out.String()+c.nodes[2].p.out.String(), "TLS route handshake error") {
+		t.Errorf("no node logs that it refused the stranger's route certificate")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cl, err := streams.Connect(ctx, fmt.Sprintf("tls://127.0.0.1:%d", c.nodes[0].natsPort), f.operator(), "e2e tls cluster", streams.WithTLSCA(ca))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	st, err := cl.JS.Stream(ctx, streams.HostsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info := st.CachedInfo()
+	if info.Config.Replicas != 3 || info.Cluster == nil || len(info.Cluster.Replicas) != 2 {
+		t.Fatalf("HOSTS over TLS routes: %d replicas, cluster %+v; want 3 on hub1-3", info.Config.Replicas, info.Cluster)
+	}
+	for _, r := range append(info.Cluster.Replicas, &jetstream.PeerInfo{Name: info.Cluster.Leader}) {
+		if r.Name == "hub4" {
+			t.Errorf("the stranger hub4 holds a replica of HOSTS")
 		}
 	}
 }

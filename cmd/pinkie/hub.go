@@ -65,7 +65,10 @@ agents (give agents every node's leaf URL), HTTP and the dashboard; the
 ingest check, projections, alerter, notifier and deploy planner run on one
 node at a time, the one leading the HUBLEADER stream's Raft group, and move
 to another when it fails. A node waits --cluster-wait at start for the
-cluster to form, then exits with status 2.`)
+cluster to form, then exits with status 1 (its service manager restarts it).
+A fresh cluster needs all its nodes up once (to place the replicas); after
+that any majority runs it. A single hub's data directory cannot join a
+cluster (see the README, "Clustered hub").`)
 	data := fs.String("data", defaultDataDir(a, "/var/lib/pinkie-hub"), "data directory for the JetStream store (env STATE_DIRECTORY)")
 	natsAddr := fs.String("nats", "127.0.0.1:4222", "client listener `ADDR` (host:port; port 0 picks one)")
 	leafAddr := fs.String("leaf", "127.0.0.1:7422", "leaf-node listener `ADDR` for agents")
@@ -126,6 +129,11 @@ cluster to form, then exits with status 2.`)
 	if err != nil {
 		if errors.Is(err, streams.ErrNotLoopback) || errors.Is(err, os.ErrNotExist) {
 			return usagef("%v", err)
+		}
+		if errors.Is(err, streams.ErrClusterNotFormed) {
+			// The service manager should try again: the other nodes may
+			// be back by then.
+			return exitError{code: exitFinding, err: err}
 		}
 		return exitError{code: exitUsage, err: err}
 	}
