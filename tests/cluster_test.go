@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os/exec"
 	"strings"
 	"syscall"
@@ -217,9 +219,28 @@ func hubStreamNames() []string {
 // (which runs the ingest check); every heartbeat is in HOSTS exactly
 // once, in order per agent, and the killed node rejoins when restarted.
 func TestClusterIngestLeaderKilled(t *testing.T) {
-	for _, victimOf := range []string{streams.IngestStream, streams.LeaderStream} {
-		t.Run(victimOf+" leader", func(t *testing.T) { clusterIngestLeaderKilled(t, victimOf) })
+	for _, victimOf := range []string{streams.IngestStream, streams.LeaderStream, "agents"} {
+		t.Run(victimOf, func(t *testing.T) { clusterIngestLeaderKilled(t, victimOf) })
 	}
+}
+
+// agentsConnected reads pinkie_agents_connected from a node's /metrics
+// (-1 when the node does not answer).
+func agentsConnected(n *hubNode) int {
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", n.httpPort))
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "pinkie_agents_connected "); ok {
+			var n int
+			fmt.Sscan(v, &n)
+			return n
+		}
+	}
+	return -1
 }
 
 func clusterIngestLeaderKilled(t *testing.T, victimOf string) {
@@ -261,7 +282,18 @@ func clusterIngestLeaderKilled(t *testing.T, victimOf string) {
 		f.startAgent(h, t.TempDir(), c.leafURLs(), agentArgs...)
 	}
 	waitCount(t, cl.JS, streams.HostsStream, "pinkie.host.*.heartbeat", 500, 60*time.Second)
-	leader := streamLeader(t, cl.JS, victimOf, 10*time.Second)
+	var leader string
+	if victimOf == "agents" {
+		// The node most agents are connected to: they must move.
+		most := 0
+		for _, n := range c.nodes {
+			if a := agentsConnected(n); a > most {
+				leader, most = n.name, a
+			}
+		}
+	} else {
+		leader = streamLeader(t, cl.JS, victimOf, 10*time.Second)
+	}
 	victim := c.node(leader)
 	if victim == nil {
 		t.Fatalf("%s leader %q is none of the nodes", victimOf, leader)
@@ -274,13 +306,32 @@ func clusterIngestLeaderKilled(t *testing.T, victimOf string) {
 		t.Fatalf("all %d heartbeats were in before the kill; the test proves nothing", before)
 	}
 	deadline := time.Now().Add(30 * time.Second)
-	for streamLeader(t, cl.JS, victimOf, 30*time.Second) == leader {
+	for victimOf != "agents" && streamLeader(t, cl.JS, victimOf, 30*time.Second) == leader {
 		if time.Now().After(deadline) {
 			t.Fatalf("%s is still led by the killed %s", victimOf, leader)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	killed := time.Now()
+	// Both agents are connected to the nodes left.
+	for {
+		sum := 0
+		for _, n := range c.nodes {
+			if n != victim {
+				sum += max(agentsConnected(n), 0)
+			}
+		}
+		if sum == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d agents connected to the nodes left 30s after the kill, want 2", sum)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("agents on the nodes left %s after the kill", time.Since(killed).Round(time.Millisecond))
 	got := settle(t, cl.JS, 2*perAgent, 3*time.Minute)
+	t.Logf("every heartbeat in HOSTS %s after the kill", time.Since(killed).Round(time.Millisecond))
 	if got != 2*perAgent {
 		t.Fatalf("HOSTS holds %d heartbeats, want exactly %d", got, 2*perAgent)
 	}
@@ -303,6 +354,7 @@ func clusterIngestLeaderKilled(t *testing.T, victimOf string) {
 		}
 	}
 	c.start(i).waitFor("hub started", 90*time.Second)
+	t.Logf("%s restarted %s after the kill", leader, time.Since(killed).Round(time.Millisecond))
 	deadline = time.Now().Add(60 * time.Second)
 	for {
 		r, cur := natsStreamReplicas(t, c.natsURLs(), f.operator(), streams.HostsStream)
