@@ -219,8 +219,18 @@ func hubStreamNames() []string {
 // (which runs the ingest check); every heartbeat is in HOSTS exactly
 // once, in order per agent, and the killed node rejoins when restarted.
 func TestClusterIngestLeaderKilled(t *testing.T) {
-	for _, victimOf := range []string{streams.IngestStream, streams.LeaderStream, "agents"} {
-		t.Run(victimOf, func(t *testing.T) { clusterIngestLeaderKilled(t, victimOf) })
+	for _, tt := range []struct {
+		victimOf string
+		sig      syscall.Signal
+	}{
+		{streams.IngestStream, syscall.SIGKILL},
+		{streams.LeaderStream, syscall.SIGKILL},
+		{"agents", syscall.SIGKILL},
+		// A clean stop of the INGEST leader: the node leaves INGEST's
+		// sources in place for the others.
+		{streams.IngestStream, syscall.SIGTERM},
+	} {
+		t.Run(tt.victimOf+"/"+tt.sig.String(), func(t *testing.T) { clusterIngestLeaderKilled(t, tt.victimOf, tt.sig) })
 	}
 }
 
@@ -243,7 +253,7 @@ func agentsConnected(n *hubNode) int {
 	return -1
 }
 
-func clusterIngestLeaderKilled(t *testing.T, victimOf string) {
+func clusterIngestLeaderKilled(t *testing.T, victimOf string, sig syscall.Signal) {
 	f := newFleet(t, "goliath", "koishi")
 	c := newHubCluster(f, 3)
 	c.startAll()
@@ -300,8 +310,8 @@ func clusterIngestLeaderKilled(t *testing.T, victimOf string) {
 	}
 	ingestLeader := streamLeader(t, cl.JS, streams.IngestStream, 10*time.Second)
 	before := countSubjects(t, cl.JS, streams.HostsStream, "pinkie.host.*.heartbeat")
-	victim.p.kill()
-	t.Logf("killed %s (%s leader; INGEST leader %s) with %d heartbeats in HOSTS", leader, victimOf, ingestLeader, before)
+	victim.p.stop(sig)
+	t.Logf("stopped %s with %v (%s leader; INGEST leader %s) with %d heartbeats in HOSTS", leader, sig, victimOf, ingestLeader, before)
 	if before >= 2*perAgent {
 		t.Fatalf("all %d heartbeats were in before the kill; the test proves nothing", before)
 	}
@@ -365,6 +375,94 @@ func clusterIngestLeaderKilled(t *testing.T, victimOf string) {
 			t.Fatalf("after restarting %s, HOSTS has %d replicas, %d current; want 3 and 3", leader, r, cur)
 		}
 		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// TestClusterQuorumLost: with two of three nodes killed, JetStream has
+// no quorum and the hub takes nothing; the agent goes on storing its
+// events in its OUTBOX and, once the two nodes are back, every one of
+// them is in HOSTS exactly once.
+func TestClusterQuorumLost(t *testing.T) {
+	f := newFleet(t, "goliath")
+	c := newHubCluster(f, 3)
+	c.startAll()
+	cl := c.client()
+	const total = 3000
+	ag := f.startAgent("goliath", t.TempDir(), c.leafURLs(), "--producers", "heartbeat", "--heartbeat", "3ms", "--heartbeat-limit", fmt.Sprint(total))
+	waitCount(t, cl.JS, streams.HostsStream, "pinkie.host.*.heartbeat", 300, 60*time.Second)
+	c.nodes[0].p.kill()
+	c.nodes[1].p.kill()
+	killed := time.Now()
+	// hub3 alone: nothing reaches HOSTS while the agent keeps producing.
+	// Give the agent a few seconds of outage to buffer (and hub3 time to
+	// see it has lost its peers).
+	time.Sleep(3 * time.Second)
+	js3 := func() *streams.Client {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		c3, err := streams.Connect(ctx, fmt.Sprintf("nats://127.0.0.1:%d", c.nodes[2].natsPort), f.operator(), "e2e quorum")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(c3.Close)
+		return c3
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	_, err := js3.JS.Stream(ctx, streams.HostsStream)
+	cancel()
+	if err == nil {
+		t.Fatalf("HOSTS answers with two of three nodes down; want no quorum")
+	}
+	if ag.count("agent stopped") > 0 {
+		t.Fatalf("the agent stopped:\n%s", ag.out.String())
+	}
+	c.start(0)
+	c.start(1)
+	c.nodes[0].p.waitFor("hub started", 90*time.Second)
+	c.nodes[1].p.waitFor("hub started", 90*time.Second)
+	t.Logf("quorum back %s after the kill", time.Since(killed).Round(time.Millisecond))
+	got := settle(t, cl.JS, total, 3*time.Minute)
+	if got != total {
+		t.Fatalf("HOSTS holds %d heartbeats, want exactly %d", got, total)
+	}
+	t.Logf("every heartbeat in HOSTS %s after the kill", time.Since(killed).Round(time.Millisecond))
+	byHost := heartbeatsByInstance(t, readAll(t, cl.JS, streams.HostsStream, "pinkie.host.*.heartbeat", got))
+	var sum uint64
+	for _, n := range byHost["goliath"] {
+		sum += n
+	}
+	if sum != total {
+		t.Errorf("goliath: %d heartbeats in HOSTS, want %d", sum, total)
+	}
+}
+
+// TestClusterRollingRestart: each node in turn is stopped cleanly and
+// started again while an agent sends heartbeats; every one of them is in
+// HOSTS exactly once.
+func TestClusterRollingRestart(t *testing.T) {
+	f := newFleet(t, "goliath")
+	c := newHubCluster(f, 3)
+	c.startAll()
+	cl := c.client()
+	const total = 6000
+	f.startAgent("goliath", t.TempDir(), c.leafURLs(), "--producers", "heartbeat", "--heartbeat", "3ms", "--heartbeat-limit", fmt.Sprint(total))
+	waitCount(t, cl.JS, streams.HostsStream, "pinkie.host.*.heartbeat", 300, 60*time.Second)
+	for i, n := range c.nodes {
+		n.p.stop(syscall.SIGTERM)
+		c.start(i).waitFor("hub started", 90*time.Second)
+		t.Logf("%s restarted with %d heartbeats in HOSTS", n.name, countSubjects(t, cl.JS, streams.HostsStream, "pinkie.host.*.heartbeat"))
+	}
+	got := settle(t, cl.JS, total, 3*time.Minute)
+	if got != total {
+		t.Fatalf("HOSTS holds %d heartbeats, want exactly %d", got, total)
+	}
+	byHost := heartbeatsByInstance(t, readAll(t, cl.JS, streams.HostsStream, "pinkie.host.*.heartbeat", got))
+	var sum uint64
+	for _, n := range byHost["goliath"] {
+		sum += n
+	}
+	if sum != total {
+		t.Errorf("goliath: %d heartbeats in HOSTS, want %d", sum, total)
 	}
 }
 
