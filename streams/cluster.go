@@ -536,3 +536,22 @@ func (h *Hub) raiseReplicas(ctx context.Context) error {
 	}
 	return nil
 }
+
+// clusterProblems is what /healthz reports of this node's part in the
+// cluster: not ok while its copy of the JetStream meta data, streams or
+// consumers is not current (a restarted node catching up), so a rolling
+// restart can wait for /healthz before stopping the next node.
+func (h *Hub) clusterProblems() []string {
+	if !h.clustered() {
+		return nil
+	}
+	st := h.srv.Healthz(&server.HealthzOptions{})
+	if st == nil || st.Status == "ok" {
+		return nil
+	}
+	why := st.Error
+	if why == "" && len(st.Errors) > 0 {
+		why = st.Errors[0].Error
+	}
+	return []string{"this cluster node is not current with the others (catching up, or no quorum): " + why}
+}

@@ -80,6 +80,26 @@ func (c *hubCluster) startAll(extra ...string) {
 	}
 }
 
+// waitHealthy waits until the node's /healthz answers 200.
+func (n *hubNode) waitHealthy(t *testing.T, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	var body string
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/healthz", n.httpPort))
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+			body = string(b)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("%s: /healthz not ok after %s: %s", n.name, within, body)
+}
+
 func (c *hubCluster) natsURLs() string {
 	var u []string
 	for _, n := range c.nodes {
@@ -447,12 +467,18 @@ func TestClusterRollingRestart(t *testing.T) {
 	const total = 6000
 	f.startAgent("goliath", t.TempDir(), c.leafURLs(), "--producers", "heartbeat", "--heartbeat", "3ms", "--heartbeat-limit", fmt.Sprint(total))
 	waitCount(t, cl.JS, streams.HostsStream, "pinkie.host.*.heartbeat", 300, 60*time.Second)
+	start := time.Now()
 	for i, n := range c.nodes {
 		n.p.stop(syscall.SIGTERM)
 		c.start(i).waitFor("hub started", 90*time.Second)
-		t.Logf("%s restarted with %d heartbeats in HOSTS", n.name, countSubjects(t, cl.JS, streams.HostsStream, "pinkie.host.*.heartbeat"))
+		// As a rolling restart should: the next node only once this one
+		// has caught up.
+		n.waitHealthy(t, 60*time.Second)
+		t.Logf("%s restarted at %s with %d heartbeats in HOSTS", n.name, time.Since(start).Round(time.Millisecond),
+			countSubjects(t, cl.JS, streams.HostsStream, "pinkie.host.*.heartbeat"))
 	}
 	got := settle(t, cl.JS, total, 3*time.Minute)
+	t.Logf("every heartbeat in HOSTS at %s", time.Since(start).Round(time.Millisecond))
 	if got != total {
 		t.Fatalf("HOSTS holds %d heartbeats, want exactly %d", got, total)
 	}
