@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -227,7 +228,7 @@ func StartHub(ctx context.Context, o HubOptions) (*Hub, error) {
 	if err := h.configureCluster(sopts, tc); err != nil {
 		return nil, err
 	}
-	if h.srv, err = startServer(sopts, o.Log, append(hubServerQuiet, clusterQuiet...)...); err != nil {
+	if h.srv, err = startServer(sopts, o.Log, slices.Concat(hubServerQuiet, clusterQuiet)...); err != nil {
 		return nil, err
 	}
 	if !h.clustered() {
