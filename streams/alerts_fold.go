@@ -99,7 +99,7 @@ func (s *foldService) Run(ctx context.Context, h *Hub) error {
 	// here. An existing bucket is used as configured.
 	kv, err := js.KeyValue(ctx, s.bucket)
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		kv, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: s.bucket, History: 1, Storage: jetstream.FileStorage})
+		kv, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: s.bucket, History: 1, Storage: jetstream.FileStorage, Replicas: h.Replicas()})
 	}
 	if err != nil {
 		return fmt.Errorf("%s: open bucket %s: %w", s.name, s.bucket, err)

@@ -104,7 +104,7 @@ func (p jsPublisher) Publish(ctx context.Context, subject string, e events.Event
 
 func (s *notifierService) Run(ctx context.Context, h *Hub) error {
 	js := h.JetStream()
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: NotifierBucket, History: 1, Storage: jetstream.FileStorage,
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: NotifierBucket, History: 1, Storage: jetstream.FileStorage, Replicas: h.Replicas(),
 		Description: "the notifier's pending messages (job.<channel>.<id>) and its position in ALERTS (_seen)"})
 	if err != nil {
 		return fmt.Errorf("notifier: open bucket %s: %w", NotifierBucket, err)

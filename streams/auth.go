@@ -207,6 +207,11 @@ func KeysInit(dir string, hosts []string, opts ...KeysOption) (*Auth, error) {
 		}
 		a.Hosts[h] = pub
 	}
+	// The route password of a clustered hub, made now so that every node
+	// the directory is copied to has the same one.
+	if err := newClusterSecret(ClusterSecretFile(dir)); err != nil {
+		return nil, err
+	}
 	return a, a.save(dir)
 }
 

@@ -354,6 +354,7 @@ func deployRunFold(ctx context.Context, h *Hub, f DeployFold, tick time.Duration
 		}
 		return nil
 	}
+	noResponders := 0
 	for ctx.Err() == nil {
 		batch, err := cons.FetchNoWait(500)
 		if err != nil {
@@ -376,9 +377,17 @@ func deployRunFold(ctx context.Context, h *Hub, f DeployFold, tick time.Duration
 			}
 			h.log.Warn("deploy record holds an unreadable event; skipping it", "fold", f.Name(), "subject", m.Subject(), "seq", md.Sequence.Stream)
 		}
-		if batch.Error() != nil && ctx.Err() == nil {
-			return fmt.Errorf("%s: fetch %s: %w", f.Name(), DeployStream, batch.Error())
+		if err := batch.Error(); err != nil && ctx.Err() == nil {
+			// On a clustered hub a new consumer's interest reaches the
+			// other nodes a moment after it is made: retry a while.
+			if errors.Is(err, nats.ErrNoResponders) && noResponders < 40 {
+				noResponders++
+				sleepCtx(ctx, 250*time.Millisecond)
+				continue
+			}
+			return fmt.Errorf("%s: fetch %s: %w", f.Name(), DeployStream, err)
 		}
+		noResponders = 0
 		if n > 0 && pending > 0 {
 			continue
 		}

@@ -44,6 +44,11 @@ const (
 	// gateErrCode is the err_code of the gate's refusals; nats-server's own
 	// codes are below it.
 	gateErrCode = 10403
+	// gateMetaKey marks, in its metadata, a consumer the gate let a client
+	// create: on a clustered hub a client's next call may reach another
+	// node's gate (it moved, or the queue group picked another), which
+	// adopts the consumer by this mark. Clients cannot set it themselves.
+	gateMetaKey = "pinkie.gate"
 )
 
 // gateRefusal is why the gate refused a call; its text reaches the client.
@@ -108,7 +113,9 @@ func (h *Hub) startGate() error {
 				continue
 			}
 			prefix := p + "."
-			if _, err := nc.Subscribe(prefix+api.call, func(m *nats.Msg) { g.handle(nc, strings.TrimPrefix(m.Subject, prefix), m) }); err != nil {
+			// A queue group: on a clustered hub each call is handled by
+			// one node (the nearest), not by every node.
+			if _, err := nc.QueueSubscribe(prefix+api.call, "consumer-gate", func(m *nats.Msg) { g.handle(nc, strings.TrimPrefix(m.Subject, prefix), m) }); err != nil {
 				return fmt.Errorf("start consumer gate: %w", err)
 			}
 		}
@@ -177,7 +184,7 @@ func (g *consumerGate) decide(ctx context.Context, call string, body []byte) ([]
 	case len(tok) == 5 && tok[0] == "CONSUMER" && tok[1] == "MSG" && tok[2] == "NEXT":
 		return g.next(ctx, gateKey{tok[3], tok[4]}, body)
 	case len(tok) == 4 && tok[0] == "CONSUMER" && tok[1] == "DELETE":
-		return g.remove(gateKey{tok[2], tok[3]}, body)
+		return g.remove(ctx, gateKey{tok[2], tok[3]}, body)
 	}
 	return nil, refuse("%s is not a consumer call the gate knows", call)
 }
@@ -216,7 +223,13 @@ func (g *consumerGate) create(ctx context.Context, stream string, rest []string,
 		return nil, refuse("direct and sourcing consumers are the server's own")
 	case c.InactiveThreshold < 0 || c.InactiveThreshold > gateMaxInactive:
 		return nil, refuse("inactive threshold %s: at most %s", c.InactiveThreshold, gateMaxInactive)
+	case c.Metadata[gateMetaKey] != "":
+		return nil, refuse("metadata key %s is the hub's", gateMetaKey)
 	}
+	if c.Metadata == nil {
+		c.Metadata = map[string]string{}
+	}
+	c.Metadata[gateMetaKey] = "client"
 	if c.InactiveThreshold == 0 {
 		c.InactiveThreshold = gateDefaultInactive
 	}
@@ -291,6 +304,9 @@ func (g *consumerGate) next(ctx context.Context, key gateKey, body []byte) ([]by
 	}
 	confirmed := ok && e.confirmed
 	g.mu.Unlock()
+	if !ok && g.adopt(ctx, key) {
+		ok, confirmed = true, true
+	}
 	if !ok {
 		return nil, refuse("consumer %s on %s was not created by a client through the hub (or has expired): clients pull only from their own ephemeral consumers", key.name, key.stream)
 	}
@@ -312,7 +328,32 @@ func (g *consumerGate) next(ctx context.Context, key gateKey, body []byte) ([]by
 	return body, nil
 }
 
-func (g *consumerGate) remove(key gateKey, body []byte) ([]byte, error) {
+// adopt takes on a client's consumer another node's gate created (its
+// metadata bears the gate's mark), reporting whether it is one.
+func (g *consumerGate) adopt(ctx context.Context, key gateKey) bool {
+	cfg, err := g.lookup(ctx, key.stream, key.name)
+	if err != nil || !clientSafe(cfg) || cfg.Metadata[gateMetaKey] == "" {
+		return false
+	}
+	inactive := cfg.InactiveThreshold
+	if inactive <= 0 || inactive > gateMaxInactive {
+		inactive = gateMaxInactive
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if _, ok := g.live[key]; !ok {
+		g.live[key] = &gateEntry{until: g.now().Add(inactive + gateMaxPullWait), inactive: inactive, confirmed: true}
+	}
+	return true
+}
+
+func (g *consumerGate) remove(ctx context.Context, key gateKey, body []byte) ([]byte, error) {
+	g.mu.Lock()
+	_, ok := g.live[key]
+	g.mu.Unlock()
+	if !ok {
+		g.adopt(ctx, key)
+	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if _, ok := g.live[key]; !ok {

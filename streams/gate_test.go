@@ -124,4 +124,26 @@ func TestConsumerGateOwnConsumers(t *testing.T) {
 	if _, err := g.decide(ctx, "CONSUMER.CREATE.HOSTS.c2", []byte(strings.ReplaceAll(body, "c1", "c2"))); err == nil {
 		t.Error("a create of a name that exists and is not the gate's was let through")
 	}
+	// On a clustered hub another node's gate created c3 (its mark is in
+	// the metadata): this gate lets the client pull from and delete it.
+	g.lookup = func(_ context.Context, stream, name string) (*jetstream.ConsumerConfig, error) {
+		if name == "c3" {
+			return &jetstream.ConsumerConfig{Name: name, AckPolicy: jetstream.AckNonePolicy, InactiveThreshold: time.Minute, Metadata: map[string]string{gateMetaKey: "client"}}, nil
+		}
+		return &jetstream.ConsumerConfig{Name: name, AckPolicy: jetstream.AckNonePolicy}, nil
+	}
+	if _, err := g.decide(ctx, "CONSUMER.MSG.NEXT.HOSTS.c3", []byte(`1`)); err != nil {
+		t.Errorf("pull from a client consumer another node's gate made: %v", err)
+	}
+	if _, err := g.decide(ctx, "CONSUMER.DELETE.HOSTS.c3", nil); err != nil {
+		t.Errorf("delete of a client consumer another node's gate made: %v", err)
+	}
+	if _, err := g.decide(ctx, "CONSUMER.DELETE.HOSTS.c4", nil); err == nil {
+		t.Error("delete of an unmarked consumer was let through")
+	}
+	// A client cannot set the mark itself.
+	marked := `{"stream_name":"HOSTS","config":{"name":"c5","ack_policy":"none","metadata":{"pinkie.gate":"client"}}}`
+	if _, err := g.decide(ctx, "CONSUMER.CREATE.HOSTS.c5", []byte(marked)); err == nil || !strings.Contains(err.Error(), "metadata key pinkie.gate") {
+		t.Errorf("a create carrying the gate's mark: %v, want a refusal", err)
+	}
 }

@@ -278,6 +278,7 @@ func (h *Hub) healthNow(ctx context.Context, trusted bool) Health {
 			hl.Problems = append(hl.Problems, "ingest lag unknown: "+err.Error())
 		}
 	}
+	hl.Problems = append(hl.Problems, h.clusterProblems()...)
 	problems, missing := h.missingConsumers()
 	hl.Problems = append(hl.Problems, problems...)
 	details = append(details, missing...)

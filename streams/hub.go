@@ -1,7 +1,9 @@
 package streams
 
 import (
+	"cmp"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -69,6 +72,11 @@ type HubOptions struct {
 	// NixSigningKeyFile is the fleet's Nix secret key, when it is not
 	// AuthDir's nix-signing.sec (a systemd credential, say).
 	NixSigningKeyFile string
+	// ServerName names this node (default pinkie-hub); every node of a
+	// cluster needs its own.
+	ServerName string
+	// Cluster makes the hub a node of a clustered hub (cluster.go).
+	Cluster ClusterOptions
 }
 
 // Hub is a running pinkie hub.
@@ -120,6 +128,8 @@ type Hub struct {
 	nixCache      *NixCache
 	nixRetention  *nixRetention
 	orders        *buildOrderIndex // the planner's build orders, read from DEPLOY
+	replicas      int              // of every stream and bucket (cluster.go)
+	leading       atomic.Bool      // on a cluster: this node leads LeaderStream
 }
 
 // StartHub starts the hub: the embedded server, its streams and buckets,
@@ -193,7 +203,7 @@ func StartHub(ctx context.Context, o HubOptions) (*Hub, error) {
 		return nil, err
 	}
 	sopts := &server.Options{
-		ServerName:         "pinkie-hub",
+		ServerName:         cmp.Or(o.ServerName, "pinkie-hub"),
 		Host:               nh,
 		Port:               randomPort(np),
 		JetStream:          true,
@@ -216,19 +226,26 @@ func StartHub(ctx context.Context, o HubOptions) (*Hub, error) {
 	if (o.TLSCert == "") != (o.TLSKey == "") {
 		return nil, errors.New("hub: --tls-cert and --tls-key go together")
 	}
+	var tc *tls.Config
 	if o.TLSCert != "" {
-		tc, err := serverTLS(o.TLSCert, o.TLSKey)
-		if err != nil {
+		if tc, err = serverTLS(o.TLSCert, o.TLSKey); err != nil {
 			return nil, err
 		}
 		sopts.TLS, sopts.TLSConfig, sopts.TLSTimeout = true, tc, 5
 		sopts.LeafNode.TLSConfig, sopts.LeafNode.TLSTimeout = tc.Clone(), 5
 	}
-	if h.srv, err = startServer(sopts, o.Log, hubServerQuiet...); err != nil {
+	if err := h.configureCluster(sopts, tc); err != nil {
 		return nil, err
 	}
-	if h.srv, err = fitReservations(h.srv, sopts, limitsFor(o.MaxStore), o.Log); err != nil {
+	if h.srv, err = startServer(sopts, o.Log, slices.Concat(hubServerQuiet, clusterQuiet)...); err != nil {
 		return nil, err
+	}
+	if !h.clustered() {
+		// A cluster's stores are lowered by their leader's updates, not
+		// by a standalone server on one node's copy.
+		if h.srv, err = fitReservations(h.srv, sopts, limitsFor(o.MaxStore), o.Log); err != nil {
+			return nil, err
+		}
 	}
 	// Pin the ports a random choice resolved, so a reload keeps them.
 	h.sopts = sopts.Clone()
@@ -246,7 +263,7 @@ func StartHub(ctx context.Context, o HubOptions) (*Hub, error) {
 		}
 	}
 	h.metrics = newHubMetrics(h)
-	if err := h.ensureStreams(ctx); err != nil {
+	if err := h.untilFormed(ctx, "create streams", h.ensureStreams); err != nil {
 		h.Close()
 		return nil, err
 	}
@@ -255,9 +272,11 @@ func StartHub(ctx context.Context, o HubOptions) (*Hub, error) {
 	h.mu.Lock()
 	h.stop, h.runCtx = cancel, runCtx
 	h.mu.Unlock()
-	if err := h.startIngest(runCtx); err != nil {
-		h.Close()
-		return nil, err
+	if !h.clustered() {
+		if err := h.startIngest(runCtx); err != nil {
+			h.Close()
+			return nil, err
+		}
 	}
 	if err := h.startNixPut(); err != nil {
 		h.Close()
@@ -280,8 +299,7 @@ func StartHub(ctx context.Context, o HubOptions) (*Hub, error) {
 	go h.runBudget(runCtx)
 	go h.watchConsumers(runCtx)
 	go h.watchHealth(runCtx)
-	h.wg.Add(len(o.Services))
-	runServices(runCtx, h.log, o.Services, HubService.Name, func(ctx context.Context, s HubService) error {
+	runService := func(ctx context.Context, s HubService) error {
 		err := s.Run(ctx, h)
 		if ctx.Err() == nil {
 			h.health.serviceStopped(s.Name(), err, time.Now())
@@ -293,9 +311,19 @@ func StartHub(ctx context.Context, o HubOptions) (*Hub, error) {
 			}
 		}
 		return err
-	}, h.wg.Done)
+	}
+	everyNode := o.Services
+	if h.clustered() {
+		// The once-only work runs on the hub leader (cluster.go).
+		var leaderOnly []HubService
+		leaderOnly, everyNode = splitServices(o.Services)
+		h.wg.Add(1)
+		go h.followLeadership(runCtx, leaderOnly, runService)
+	}
+	h.wg.Add(len(everyNode))
+	runServices(runCtx, h.log, everyNode, HubService.Name, runService, h.wg.Done)
 	h.log.Info("hub started", "nats", h.ClientURL(), "leaf", h.LeafURL(), "http", "http://"+h.HTTPAddr(),
-		"data", o.DataDir, "auth", o.AuthDir != "", "hosts", len(h.hosts))
+		"data", o.DataDir, "auth", o.AuthDir != "", "hosts", len(h.hosts), "server", h.srv.Name(), "cluster", h.clustered(), "replicas", h.Replicas())
 	return h, nil
 }
 
@@ -322,18 +350,26 @@ func (h *Hub) connect() error {
 // ensureStreams creates or updates every stream, KV bucket and the ingest
 // consumer; it is idempotent and runs on every start.
 func (h *Hub) ensureStreams(ctx context.Context) error {
+	if h.clustered() && !h.srv.JetStreamIsLeader() {
+		// Concurrent creations of one stream on a forming cluster can go
+		// unanswered: the node of the JetStream meta leader creates them,
+		// LeaderStream last, and the others wait for that.
+		if _, err := h.js.Stream(ctx, LeaderStream); err != nil {
+			return fmt.Errorf("wait for the meta leader's node to create the streams: %w", err)
+		}
+	}
 	for _, cfg := range hubStreams(limitsFor(h.opts.MaxStore)) {
-		if _, err := h.js.CreateOrUpdateStream(ctx, cfg); err != nil {
+		if _, err := h.js.CreateOrUpdateStream(ctx, h.replicated(cfg)); err != nil {
 			return fmt.Errorf("create stream %s: %w", cfg.Name, err)
 		}
 	}
 	for _, b := range Buckets {
-		if _, err := h.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: b, History: 5, Storage: jetstream.FileStorage}); err != nil {
+		if _, err := h.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: b, History: 5, Storage: jetstream.FileStorage, Replicas: h.Replicas()}); err != nil {
 			return fmt.Errorf("create KV bucket %s: %w", b, err)
 		}
 	}
 	var err error
-	if h.nixCache, err = OpenNixCache(ctx, h.js); err != nil {
+	if h.nixCache, err = OpenNixCache(ctx, h.js, h.Replicas()); err != nil {
 		return err
 	}
 	hosts := map[string]bool{}
@@ -354,7 +390,15 @@ func (h *Hub) ensureStreams(ctx context.Context) error {
 			}
 		}
 	}
-	return h.setIngestHosts(ctx, hosts)
+	if err := h.setIngestHosts(ctx, hosts); err != nil {
+		return err
+	}
+	if h.clustered() {
+		if _, err := h.js.CreateOrUpdateStream(ctx, h.leaderStreamConfig()); err != nil {
+			return fmt.Errorf("create stream %s: %w", LeaderStream, err)
+		}
+	}
+	return nil
 }
 
 // hostOfSource is the host whose OUTBOX a source of INGEST reads, from
@@ -390,7 +434,7 @@ func (h *Hub) setIngestHostsLocked(ctx context.Context, hosts map[string]bool) e
 	}
 	sort.Strings(names)
 	sort.Strings(sourced)
-	if _, err := h.js.CreateOrUpdateStream(ctx, ingestConfig(sourced, limitsFor(h.opts.MaxStore).ingest)); err != nil {
+	if err := h.configureIngest(ctx, sourced); err != nil {
 		return fmt.Errorf("configure %s sources for %d hosts: %w", IngestStream, len(sourced), err)
 	}
 	h.mu.Lock()
@@ -403,6 +447,21 @@ func (h *Hub) setIngestHostsLocked(ctx context.Context, hosts map[string]bool) e
 		}
 	}
 	return nil
+}
+
+// configureIngest sets INGEST's sources. On a cluster only the leader
+// does (its budgets pause and resume hosts); another node only creates
+// INGEST when it is missing.
+func (h *Hub) configureIngest(ctx context.Context, sourced []string) error {
+	cfg := h.replicated(ingestConfig(sourced, limitsFor(h.opts.MaxStore).ingest))
+	if !h.Leading() {
+		_, err := h.js.Stream(ctx, IngestStream)
+		if !errors.Is(err, jetstream.ErrStreamNotFound) {
+			return err
+		}
+	}
+	_, err := h.js.CreateOrUpdateStream(ctx, cfg)
+	return err
 }
 
 // knownHostsFile remembers, without an auth file, which hosts INGEST
@@ -598,7 +657,10 @@ func (h *Hub) Close() {
 		_ = h.http.Shutdown(ctx)
 		cancel()
 	}
-	if h.js != nil && h.srv != nil && h.srv.JetStreamEnabled() {
+	if h.js != nil && h.srv != nil && h.srv.JetStreamEnabled() && !h.clustered() {
+		// On a cluster INGEST's sources stay: the next leader's copy of
+		// INGEST goes on sourcing, and this node's share of the stream
+		// is replicated, not the only one.
 		h.stopSourcing(time.Now().Add(3 * time.Second))
 	}
 	h.ingestMu.Lock()

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
+	"sync"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -34,18 +35,22 @@ type NixCache struct {
 	// narStream is the object store's stream, read chunk by chunk when
 	// agents pull NARs (nixcache_serve.go).
 	narStream jetstream.Stream
+	// namingMu keeps a narinfo from naming a NAR that retention is
+	// deleting: held by uploads from their NAR check to the narinfo's
+	// store, and by retention from its last listing to its NAR deletes.
+	namingMu sync.Mutex
 }
 
 // OpenNixCache opens (creating if needed) the cache's bucket and object
-// store.
-func OpenNixCache(ctx context.Context, js jetstream.JetStream) (*NixCache, error) {
+// store, with the hub's replicas.
+func OpenNixCache(ctx context.Context, js jetstream.JetStream, replicas int) (*NixCache, error) {
 	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: NixNarinfoBucket,
-		Description: "the fleet's Nix binary cache: narinfo by store path hash", History: 1, Storage: jetstream.FileStorage, MaxValueSize: maxNarinfo})
+		Description: "the fleet's Nix binary cache: narinfo by store path hash", History: 1, Storage: jetstream.FileStorage, MaxValueSize: maxNarinfo, Replicas: replicas})
 	if err != nil {
 		return nil, fmt.Errorf("create KV bucket %s: %w", NixNarinfoBucket, err)
 	}
 	obj, err := js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: NixNarBucket,
-		Description: "the fleet's Nix binary cache: NAR files", Storage: jetstream.FileStorage, Compression: true})
+		Description: "the fleet's Nix binary cache: NAR files", Storage: jetstream.FileStorage, Compression: true, Replicas: replicas})
 	if err != nil {
 		return nil, fmt.Errorf("create object store %s: %w", NixNarBucket, err)
 	}

@@ -67,7 +67,7 @@ func (h *Hub) startNixRetention(ctx context.Context) error {
 	for subject, handle := range map[string]func(context.Context, []byte) nixAdminReply{
 		NixCacheAdminLs: r.ls, NixCacheAdminStats: r.stats, NixCacheAdminGC: r.gcRequest,
 	} {
-		if _, err := h.nc.Subscribe(subject, func(m *nats.Msg) {
+		if _, err := h.nc.Subscribe(subject, leaderOnly(h, func(m *nats.Msg) {
 			rctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 			defer cancel()
 			reply := handle(rctx, m.Data)
@@ -76,7 +76,7 @@ func (h *Hub) startNixRetention(ctx context.Context) error {
 			}
 			b, _ := json.Marshal(reply)
 			_ = m.Respond(b)
-		}); err != nil {
+		})); err != nil {
 			return fmt.Errorf("subscribe to %s: %w", subject, err)
 		}
 	}
@@ -140,6 +140,9 @@ func (r *nixRetention) usage(ctx context.Context) (int64, error) {
 
 // auto collects when the cache's streams hold more than the budget.
 func (r *nixRetention) auto(ctx context.Context) error {
+	if !r.h.Leading() {
+		return nil // the hub leader collects (cluster.go)
+	}
 	used, err := r.usage(ctx)
 	if err != nil || used <= r.currentBudget() {
 		return err

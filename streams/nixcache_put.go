@@ -144,7 +144,7 @@ func (h *Hub) startNixPut() error {
 		if op == "nar" {
 			cb = func(m *nats.Msg) { nars.add(m.Header.Get("Pinkie-Url"), m) }
 		}
-		if _, err := h.nc.QueueSubscribe(nixCachePutPrefix+".*."+op, "nixcache-put", cb); err != nil {
+		if _, err := h.nc.Subscribe(nixCachePutPrefix+".*."+op, leaderOnly(h, cb)); err != nil {
 			return fmt.Errorf("nix cache uploads: %w", err)
 		}
 	}
@@ -324,6 +324,8 @@ func (s *nixPutService) putNarinfo(ctx context.Context, info []byte, who string)
 			return nixPutReply{Error: fmt.Sprintf("narinfo of %s: FileHash %s is not the hash its URL %s names", ni.StorePath, ni.FileHash, ni.URL)}
 		}
 	}
+	s.cache.namingMu.Lock()
+	defer s.cache.namingMu.Unlock()
 	if s.recent.has(ni.URL) {
 		// Stored just now by this hub: no lookup, which would load (and
 		// keep cached for seconds) the store's block that holds it.

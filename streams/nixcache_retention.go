@@ -312,6 +312,10 @@ func (c *NixCache) collect(ctx context.Context, drop []*NixCacheEntry, dropNars 
 	if len(dropNars) == 0 {
 		return freed, nars, nil
 	}
+	// No narinfo is taken between the listing and the deletes (putNarinfo
+	// holds namingMu while it checks for its NAR and stores the narinfo).
+	c.namingMu.Lock()
+	defer c.namingMu.Unlock()
 	left, err := c.listNarinfos(ctx)
 	if err != nil {
 		return freed, nars, err

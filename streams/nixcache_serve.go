@@ -84,13 +84,24 @@ func (h *Hub) startNixCacheService(ctx context.Context) error {
 	for op, handle := range map[string]func(context.Context, string, *nats.Msg) *nats.Msg{
 		"narinfo": s.narinfo, "key": s.key, "nar": s.nar,
 	} {
-		sub, err := h.nc.Subscribe(nixCacheSubjectPrefix+".*."+op, func(m *nats.Msg) { s.serve(ctx, m, handle) })
+		sub, err := h.nc.Subscribe(nixCacheSubjectPrefix+".*."+op, leaderOnly(h, func(m *nats.Msg) { s.serve(ctx, m, handle) }))
 		if err != nil {
 			return fmt.Errorf("subscribe to the nix cache's %s requests: %w", op, err)
 		}
 		_ = sub.SetPendingLimits(1024, 64<<20)
 	}
 	return nil
+}
+
+// leaderOnly runs handle on the hub leader only: on a clustered hub every
+// node sees the cache's requests, and one answers, the one that stages
+// uploads and collects (a single hub always leads).
+func leaderOnly(h *Hub, handle nats.MsgHandler) nats.MsgHandler {
+	return func(m *nats.Msg) {
+		if h.Leading() {
+			handle(m)
+		}
+	}
 }
 
 // serve checks who asks and where the answer goes, runs handle and sends

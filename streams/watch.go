@@ -143,6 +143,9 @@ func (h *Hub) keeps(stream, name string) bool {
 // checkConsumers looks up every kept consumer and recreates the missing.
 // It reports false if one is still missing.
 func (h *Hub) checkConsumers(ctx context.Context) bool {
+	if !h.Leading() {
+		return true // the leader keeps them (cluster.go)
+	}
 	if !h.srv.JetStreamEnabled() {
 		return true // the health check reports that; nothing can be created now
 	}

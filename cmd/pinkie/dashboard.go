@@ -169,6 +169,9 @@ type dashboardService struct {
 
 func (*dashboardService) Name() string { return "dashboard" }
 
+// EveryNode makes a clustered hub serve the dashboard on every node.
+func (*dashboardService) EveryNode() bool { return true }
+
 func (d *dashboardService) baseURL() string {
 	if d.publicURL != "" {
 		return d.publicURL

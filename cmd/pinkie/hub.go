@@ -51,7 +51,24 @@ its service manager restarts it once there is room again.
 
 /metrics and /healthz name hosts only to clients on loopback or presenting
 the bearer token of --metrics-token-file; everyone else gets status and
-numbers summed over hosts.`)
+numbers summed over hosts.
+
+Clustered hub: run three (or five) hubs, each with its own --server-name,
+--data and a route listener --cluster HOST:PORT, all given every node's
+route URL with --routes (repeat or comma-separate; a node's own URL may be
+among them), and the same --auth directory: its cluster.secret (made by
+'pinkie keys init', or on first use) is the routes' password; with
+--tls-cert the routes speak mutual TLS too (--cluster-ca names the CA).
+Streams and buckets then have 3 replicas (1 when --routes names fewer
+than three nodes; --replicas overrides). Every node serves clients,
+agents (give agents every node's leaf URL), HTTP and the dashboard; the
+ingest check, projections, alerter, notifier and deploy planner run on one
+node at a time, the one leading the HUBLEADER stream's Raft group, and move
+to another when it fails. A node waits --cluster-wait at start for the
+cluster to form, then exits with status 1 (its service manager restarts it).
+A fresh cluster needs all its nodes up once (to place the replicas); after
+that any majority runs it. A single hub's data directory cannot join a
+cluster (see the README, "Clustered hub").`)
 	data := fs.String("data", defaultDataDir(a, "/var/lib/pinkie-hub"), "data directory for the JetStream store (env STATE_DIRECTORY)")
 	natsAddr := fs.String("nats", "127.0.0.1:4222", "client listener `ADDR` (host:port; port 0 picks one)")
 	leafAddr := fs.String("leaf", "127.0.0.1:7422", "leaf-node listener `ADDR` for agents")
@@ -73,6 +90,13 @@ numbers summed over hosts.`)
 	cacheGrace := fs.Duration("cache-grace", streams.DefaultNixCacheGrace, "fresh uploads to the Nix cache are kept this long whatever the deploy record says (a deploy names the paths it uploaded within seconds to minutes)")
 	nixKey := fs.String("nix-signing-key", "", "the fleet's Nix secret key `FILE`, when it is not --auth DIR's nix-signing.sec (e.g. a systemd credential)")
 	rebuildProjections := fs.Bool("rebuild-projections", false, "empty the projection buckets (pinkie-inventory, pinkie-drives, pinkie-alerts) and replay their streams from the start")
+	serverName := fs.String("server-name", "", "this node's `NAME`, unique in a cluster (default pinkie-hub)")
+	clusterAddr := fs.String("cluster", "", "route listener `ADDR` (host:port) of this node of a clustered hub")
+	var routes stringList
+	fs.Var(&routes, "routes", "route `URL` of a node of the cluster, nats-route://HOST:PORT (repeat or comma-separate; list every node)")
+	replicas := fs.Int("replicas", 0, "replicas of every stream and bucket (default: 3 on a cluster of three or more nodes, else 1)")
+	clusterWait := fs.Duration("cluster-wait", 2*time.Minute, "how long a node waits at start for the cluster to elect a JetStream leader")
+	clusterCA := fs.String("cluster-ca", "", "CA certificate `FILE` that signs the nodes' --tls-cert, trusted on routes (default: the system's)")
 	mkLog := logFlags(fs, a.stderr)
 	if err := fs.parse(args); err != nil {
 		return err
@@ -113,12 +137,18 @@ numbers summed over hosts.`)
 		DataDir: *data, NATSAddr: *natsAddr, LeafAddr: *leafAddr, HTTPAddr: *httpAddr,
 		AuthDir: *auth, TLSCert: *tlsCert, TLSKey: *tlsKey, MaxEventBytes: *maxEvent, MaxStore: *maxStore, SyncAlways: *syncAlways, Budget: budget,
 		Log: log, Version: version, Services: services, HTTPHandler: httpHandler,
-		MetricsTokenFile: *metricsToken, NixCacheBudget: cacheBytes, NixCacheGrace: *cacheGrace, NixSigningKeyFile: *nixKey,
-		Health: streams.HealthOptions{IngestLagMessages: *lagMax, IngestLagAge: *lagAge},
+		MetricsTokenFile: *metricsToken, NixCacheBudget: cacheBytes, NixCacheGrace: *cacheGrace, NixSigningKeyFile: *nixKey, ServerName: *serverName,
+		Cluster: streams.ClusterOptions{Addr: *clusterAddr, Routes: routes, Replicas: *replicas, Wait: *clusterWait, CA: *clusterCA},
+		Health:  streams.HealthOptions{IngestLagMessages: *lagMax, IngestLagAge: *lagAge},
 	})
 	if err != nil {
 		if errors.Is(err, streams.ErrNotLoopback) || errors.Is(err, os.ErrNotExist) {
 			return usagef("%v", err)
+		}
+		if errors.Is(err, streams.ErrClusterNotFormed) {
+			// The service manager should try again: the other nodes may
+			// be back by then.
+			return exitError{code: exitFinding, err: err}
 		}
 		return exitError{code: exitUsage, err: err}
 	}
