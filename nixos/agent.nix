@@ -172,7 +172,7 @@ in
         '';
       };
       substituter = mkOption { type = types.nullOr types.str; default = null; example = "https://cache.example.org"; description = "Fetch closures built elsewhere from this store URL (default: nix.conf's substituters)."; };
-      checkSigs = mkOption { type = types.bool; default = false; description = "Require signatures on closures fetched from `deploy.substituter`."; };
+      checkSigs = mkOption { type = types.bool; default = true; description = "Require signatures (nix.conf's `trusted-public-keys`) on closures fetched from `deploy.substituter`; `false` trusts whatever it serves (the agent logs a warning at every fetch). Closures from the hub's cache are always checked against the fleet key."; };
       pushTo = mkOption { type = types.nullOr types.str; default = null; example = "file:///var/cache/pinkie"; description = "After building, copy the closure to this store URL (`nix copy --to`); a file:// directory is made writable for the agent."; };
       flake = mkOption { type = types.nullOr types.str; default = null; example = "git+https://git.example.org/infra"; description = "Flake to build requests that name none."; };
       rollbackTimeout = mkOption {

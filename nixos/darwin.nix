@@ -25,7 +25,7 @@ let
     builder = false;
     pushTo = null;
     substituter = null;
-    checkSigs = false;
+    checkSigs = true;
     deployFlake = null;
   };
 in

@@ -255,7 +255,7 @@ let
     ++ optional o.builder "--builder"
     ++ optionals (o.pushTo != null) [ "--deploy-push" o.pushTo ]
     ++ optionals (o.substituter != null) [ "--deploy-substituter" o.substituter ]
-    ++ optional o.checkSigs "--deploy-check-sigs"
+    ++ optional (o.substituter != null && !o.checkSigs) "--deploy-check-sigs=false"
     ++ optionals (o.deployFlake != null) [ "--deploy-flake" o.deployFlake ]
     ++ optionals ((o.cacheListen or null) != null) [ "--cache-listen" o.cacheListen ]
     ++ optionals ((o.nixTrustedKey or null) != null) [ "--nix-trusted-key" o.nixTrustedKey ]

@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -157,15 +158,32 @@ func (p *proc) kill() {
 	}
 }
 
+// freePort is a port free on 127.0.0.1 now, below Linux's ephemeral range
+// (32768 and up): a port the kernel picked for :0 can be taken again by
+// any outgoing connection before the process it is meant for listens on
+// it. Each test binary starts at its own place in [20000, 32000).
 func freePort(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	portOnce.Do(func() { portNext.Store(int32(os.Getpid() * 131 % portSpan)) })
+	for range portSpan {
+		p := portBase + int(portNext.Add(1)%portSpan)
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+		if err != nil {
+			continue
+		}
+		l.Close()
+		return p
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	t.Fatalf("no free port in [%d, %d)", portBase, portBase+portSpan)
+	return 0
 }
+
+const portBase, portSpan = 20000, 12000
+
+var (
+	portOnce sync.Once
+	portNext atomic.Int32
+)
 
 // fleet is a test fleet: an auth dir and the hub's fixed ports, so the hub
 // can be restarted on the same addresses and data.

@@ -30,7 +30,7 @@ func addDeployAgentFlags(fs *flagSet) *deployAgentFlags {
 		builder:         fs.Bool("builder", false, "run the builder role: build other hosts' systems when a deploy names this host in --build-on"),
 		push:            fs.String("deploy-push", "", "after building, copy the closure to this store `URL` (nix copy --to), e.g. file:///var/cache/pinkie"),
 		substituter:     fs.String("deploy-substituter", "", "fetch closures built elsewhere from this store `URL` (nix copy --from); default: nix.conf's substituters"),
-		checkSigs:       fs.Bool("deploy-check-sigs", false, "require signatures on closures fetched with --deploy-substituter"),
+		checkSigs:       fs.Bool("deploy-check-sigs", true, "require signatures (nix.conf's trusted-public-keys) on closures fetched with --deploy-substituter; =false trusts whatever it serves, as root (logged at every fetch)"),
 		flake:           fs.String("deploy-flake", "", "flake `REF` to build requests that name none (pinkie pub deploy.requested host=…)"),
 		activation:      fs.String("activation", "auto", "how switch-to-configuration runs: systemd (a transient unit via systemd-run), direct, or auto (systemd when it is PID 1)"),
 		expiry:          fs.Duration("deploy-expiry", deploy.DefaultExpiry, "skip requests older than this that carry no expires_at"),

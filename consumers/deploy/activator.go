@@ -365,7 +365,7 @@ func (a *Activator) fetch(ctx context.Context, job *events.DeployPhase) error {
 	switch {
 	case a.Substituter != "":
 		if !a.CheckSigs {
-			a.Log.Warn("fetching without signature checks (--deploy-check-sigs is off): whatever the substituter serves is trusted", "host", a.Host, "substituter", a.Substituter, "path", path)
+			a.Log.Warn("fetching without signature checks (--deploy-check-sigs=false): whatever the substituter serves is trusted", "host", a.Host, "substituter", a.Substituter, "path", path)
 		}
 		return nixRefusal(a.Nix.CopyFrom(ctx, a.Substituter, path, a.CheckSigs))
 	case a.FleetCache != nil:
