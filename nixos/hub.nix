@@ -29,7 +29,18 @@ let
     nixSigningKeyFile = if cfg.nixSigningKeyFile != null then "%d/nix-signing.sec" else null;
     inherit (cfg) cacheBudget;
     inherit configFile;
+    tlsCert = if cfg.tlsCert != null then "%d/tls-cert.pem" else null;
+    tlsKey = if cfg.tlsKey != null then "%d/tls-key.pem" else null;
+    cluster = cfg.cluster // {
+      caFile = if cfg.cluster.caFile != null then "%d/cluster-ca.pem" else null;
+    };
   };
+  # The route password: the one in authDir unless named; the hub reads it
+  # as AUTH_DIR/cluster.secret, so it joins auth.json in the credentials.
+  clusterSecret =
+    if cfg.cluster.secretFile != null then cfg.cluster.secretFile
+    else if cfg.authDir != null then "${cfg.authDir}/cluster.secret"
+    else null;
   lowPorts = lib.any (p: p < 1024) (map (a: a.port)
     (lib.filter (a: a != null) (map pinkieLib.splitAddress (lib.attrValues cfg.listen))));
   caps = lib.optional lowPorts "CAP_NET_BIND_SERVICE";
@@ -161,6 +172,84 @@ in
       '';
     };
 
+    tlsCert = mkOption {
+      type = types.nullOr types.str;
+      default = null;
+      example = "/var/lib/acme/hub1.lan/fullchain.pem";
+      description = ''
+        Certificate file (PEM): the client and leaf listeners then speak TLS
+        only, and on a cluster the routes speak mutual TLS (route
+        certificates need both server and client auth usage; see
+        `cluster.caFile`). Passed as a systemd credential, with `tlsKey`.
+      '';
+    };
+    tlsKey = mkOption {
+      type = types.nullOr types.str;
+      default = null;
+      example = "/var/lib/acme/hub1.lan/key.pem";
+      description = "Private key file (PEM) of `tlsCert`, outside the Nix store; passed as a systemd credential.";
+    };
+
+    cluster = {
+      enable = mkEnableOption "this hub as a node of a clustered hub (three or five nodes, Raft-replicated JetStream; see docs/nixos.md)";
+      name = mkOption {
+        type = types.str;
+        default = config.networking.hostName;
+        defaultText = lib.literalExpression "config.networking.hostName";
+        description = "This node's server name, unique in the cluster (`pinkie hub --server-name`).";
+      };
+      listen = mkOption {
+        type = types.str;
+        default = "0.0.0.0:6222";
+        description = "The route listener other nodes connect to, `HOST:PORT` (`pinkie hub --cluster`).";
+      };
+      peers = mkOption {
+        type = types.listOf types.str;
+        default = [ ];
+        example = [ "hub2.lan:6222" "hub3.lan:6222" ];
+        description = ''
+          The other nodes' route listeners (their `cluster.listen`), as
+          `HOST:PORT`: two for a cluster of three, four for five. Listing
+          every node, this one included, works too (one list for all
+          nodes): the hub drops its own route, and the checks here count a
+          peer as this node when it is `name` (or `name.…`) on this node's
+          route port.
+        '';
+      };
+      replicas = mkOption {
+        type = types.nullOr types.ints.positive;
+        default = null;
+        description = "Replicas of every stream and bucket (`--replicas`); null: 3 on three nodes or more.";
+      };
+      openFirewall = mkOption {
+        type = types.bool;
+        default = false;
+        description = "Open the route listener's TCP port (unless it is on loopback).";
+      };
+      secretFile = mkOption {
+        type = types.nullOr types.str;
+        default = null;
+        example = "/run/agenix/pinkie-cluster.secret";
+        description = ''
+          The route password: the `cluster.secret` that `pinkie keys init`
+          writes, the same file on every node. null: `authDir`'s
+          cluster.secret (required with `auth`, which has no directory).
+          Passed as a systemd credential; keep it out of the Nix store.
+        '';
+      };
+      caFile = mkOption {
+        type = types.nullOr types.str;
+        default = null;
+        description = "CA certificate (PEM) that signs the nodes' `tlsCert`, trusted on routes (`--cluster-ca`); null: the system's CAs. Needs `tlsCert`.";
+      };
+      wait = mkOption {
+        type = types.nullOr types.str;
+        default = null;
+        example = "5m";
+        description = "How long a node waits at start for the cluster to form before it exits and systemd starts it again (`--cluster-wait`, a Go duration); null: the hub's 2m.";
+      };
+    };
+
     maxStore = mkOption { type = types.ints.positive; default = 10 * 1024 * 1024 * 1024; description = "JetStream file store limit in bytes."; };
 
     cacheBudget = mkOption {
@@ -211,7 +300,8 @@ in
 
     environment.systemPackages = [ config.services.pinkie.package ];
 
-    networking.firewall.allowedTCPPorts = mkIf cfg.openFirewall (pinkieLib.hubFirewallPorts cfg.listen);
+    networking.firewall.allowedTCPPorts = lib.optionals cfg.openFirewall (pinkieLib.hubFirewallPorts cfg.listen)
+      ++ pinkieLib.hubClusterFirewallPorts cfg.cluster;
 
     systemd.services.pinkie-hub = {
       description = "pinkie hub";
@@ -238,6 +328,10 @@ in
         LoadCredential = lib.optional hasAuth "auth.json:${authFile}"
           ++ lib.optional (cfg.metricsTokenFile != null) "metrics-token:${cfg.metricsTokenFile}"
           ++ lib.optional (cfg.nixSigningKeyFile != null) "nix-signing.sec:${cfg.nixSigningKeyFile}"
+          ++ lib.optional (cfg.cluster.enable && clusterSecret != null) "cluster.secret:${clusterSecret}"
+          ++ lib.optional (cfg.cluster.enable && cfg.cluster.caFile != null) "cluster-ca.pem:${cfg.cluster.caFile}"
+          ++ lib.optional (cfg.tlsCert != null) "tls-cert.pem:${cfg.tlsCert}"
+          ++ lib.optional (cfg.tlsKey != null) "tls-key.pem:${cfg.tlsKey}"
           ++ lib.mapAttrsToList (name: path: "${name}:${path}") cfg.credentials;
 
         DynamicUser = true;

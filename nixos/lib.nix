@@ -159,7 +159,77 @@ let
     ++ optional (isString cacheBudget && builtins.match "[0-9]+(\\.[0-9]+)? ?(B|K|KiB|M|MiB|G|GiB|T|TiB|kB|KB|MB|GB|TB)?" cacheBudget == null)
       "${opt}.cacheBudget = ${show cacheBudget} is not a size: want bytes or a number with a unit, e.g. \"20GiB\", \"500MB\" or 21474836480."
     ++ map (p: "${opt}.settings.${p} holds a literal secret, which would be copied into the world-readable Nix store: put it in a file, name the key ${p}_file, and pass the file with ${opt}.credentials (it is then readable at /run/credentials/pinkie-hub.service/NAME).")
-      (secretLiterals "" cfg.settings);
+      (secretLiterals "" cfg.settings)
+    ++ secretFileProblems "${opt}.tlsKey" (cfg.tlsKey or null)
+    ++ optional (((cfg.tlsCert or null) == null) != ((cfg.tlsKey or null) == null))
+      "${opt}.tlsCert and ${opt}.tlsKey go together: set both (the certificate and its private key) or neither."
+    ++ hubClusterProblems cfg;
+
+  # secretFileProblems opt path: a secret file must be an absolute path
+  # outside the world-readable Nix store (null: not set, fine).
+  secretFileProblems = opt: path:
+    optional (path != null && hasPrefix "/nix/store" path)
+      "${opt} = ${show path} is in the Nix store, which every user can read: keep it outside (e.g. under /run/agenix) and give its path as a string, not a Nix path."
+    ++ optional (path != null && !hasPrefix "/" path)
+      "${opt} = ${show path} is not an absolute path.";
+
+  # clusterPeerSelf c p: whether the peer p ({ host; port; }) is this node
+  # itself (its name, or a name under it such as hub1.lan for hub1, or the
+  # listener's own address, on the listener's port). Peers may list every
+  # node, this one included: the hub drops its own route.
+  clusterPeerSelf = c: p:
+    let l = splitAddress c.listen;
+    in l != null && p.port == l.port
+      && (p.host == c.name || hasPrefix "${c.name}." p.host || (p.host == l.host && l.host != "" && l.host != "0.0.0.0" && l.host != "::"));
+
+  # hubClusterProblems cfg: what is wrong with cfg.cluster ({ enable; name;
+  # listen; peers; replicas; openFirewall; secretFile; caFile; }).
+  hubClusterProblems = cfg:
+    let
+      opt = "services.pinkie.hub.cluster";
+      c = cfg.cluster or { enable = false; };
+      peers = map (p: { raw = p; addr = if isString p then splitAddress p else null; }) c.peers;
+      good = filter (p: p.addr != null) peers;
+      others = filter (p: !clusterPeerSelf c p.addr) good;
+      nodes = length others + 1;
+      dups = filter (p: length (filter (q: q == p) c.peers) > 1) (unique c.peers);
+      secretFile = c.secretFile or null;
+      hasAuth = cfg.auth != null || cfg.authDir != null;
+    in
+    optionals c.enable (
+      optional (!isString c.name || match "[A-Za-z0-9][A-Za-z0-9_.-]{0,62}" c.name == null)
+        "${opt}.name = ${show c.name} is not a server name: want letters, digits, '-', '_' or '.', e.g. \"hub1\" (it defaults to networking.hostName; every node needs its own)."
+      ++ optional (splitAddress c.listen == null)
+        "${opt}.listen = ${show c.listen} is not HOST:PORT (e.g. \"0.0.0.0:6222\")."
+      ++ map (p: "${opt}.peers: ${show p.raw} is not HOST:PORT: give each other node's cluster.listen address as host:port, e.g. \"hub2.lan:6222\"" + (if isString p.raw && match ".*://.*" p.raw != null then " (without the scheme: the module adds nats-route://)." else "."))
+        (unique (filter (p: p.addr == null) peers))
+      ++ map (p: "${opt}.peers lists ${show p} more than once.") dups
+      ++ optional (good == peers && dups == [ ] && nodes < 3)
+        "${opt}.peers = ${show c.peers}: a cluster needs at least 3 nodes: give the 2 others in peers (host:port of their cluster.listen; ${toString (length others)} given), e.g. [ \"hub2.lan:6222\" \"hub3.lan:6222\" ]."
+      ++ optional ((c.replicas or null) != null && (c.replicas < 1 || c.replicas > 5 || c.replicas > nodes))
+        "${opt}.replicas = ${toString c.replicas}: want 1 to ${toString (if nodes < 5 then nodes else 5)} (no more than the ${toString nodes} nodes, and JetStream's limit is 5), or null for 3."
+      ++ optional (!hasAuth)
+        "${opt}.enable needs services.pinkie.hub.auth or services.pinkie.hub.authDir: the nodes authenticate their routes with the auth directory's cluster.secret."
+      ++ optional (cfg.auth != null && secretFile == null)
+        "${opt}.secretFile is not set: with services.pinkie.hub.auth declared in Nix the module cannot find the route password; point it at the cluster.secret `pinkie keys init` wrote (the same file on every node), e.g. \"/run/agenix/pinkie-cluster.secret\"."
+      ++ secretFileProblems "${opt}.secretFile" secretFile
+      ++ optional ((c.caFile or null) != null && (cfg.tlsCert or null) == null)
+        "${opt}.caFile is set but services.pinkie.hub.tlsCert is not: routes speak TLS only with the hub's certificate; set tlsCert and tlsKey, or drop caFile.");
+
+  # hubClusterArgs c: the cluster flags of `pinkie hub` (none when the
+  # cluster is off). Credential paths are given by the caller (caFile).
+  hubClusterArgs = c:
+    optionals (c != null && c.enable) (
+      [ "--server-name" c.name "--cluster" c.listen
+        "--routes" (concatStringsSep "," (map (p: "nats-route://${p}") c.peers)) ]
+      ++ optionals ((c.replicas or null) != null) [ "--replicas" (toString c.replicas) ]
+      ++ optionals ((c.caFile or null) != null) [ "--cluster-ca" c.caFile ]
+      ++ optionals ((c.wait or null) != null) [ "--cluster-wait" c.wait ]);
+
+  # The route port to open: the cluster's listener, unless on loopback.
+  hubClusterFirewallPorts = c:
+    let a = splitAddress c.listen;
+    in optional (c.enable && c.openFirewall && a != null && !isLoopbackHost a.host) a.port;
 
   # hubArgs o is the hub's command line after `pinkie hub`. o: { dataDir;
   # listen; authDir (null: no auth); configFile (null: none); maxStore;
@@ -182,6 +252,8 @@ let
     ++ optionals ((o.metricsTokenFile or null) != null) [ "--metrics-token-file" o.metricsTokenFile ]
     ++ optionals ((o.cacheBudget or null) != null) [ "--cache-budget" (toString o.cacheBudget) ]
     ++ optionals ((o.nixSigningKeyFile or null) != null) [ "--nix-signing-key" o.nixSigningKeyFile ]
+    ++ optionals ((o.tlsCert or null) != null) [ "--tls-cert" o.tlsCert "--tls-key" o.tlsKey ]
+    ++ hubClusterArgs (o.cluster or null)
     ++ optionals (o.configFile != null) [ "--config" o.configFile ]
     ++ optional o.syncAlways "--sync-always"
     ++ o.extraArgs;
@@ -396,6 +468,7 @@ in
   inherit
     namePattern tagPattern validName splitAddress isLoopbackHost urlHost producerNames goals
     deploymentDefaults secretLiterals hubProblems hubArgs hubConfig hubFirewallPorts
+    hubClusterProblems hubClusterArgs hubClusterFirewallPorts
     agentProblems agentConfig agentArgs fileStoreDir deploymentProblems
     fleet;
 }
