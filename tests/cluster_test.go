@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"os/exec"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -660,67 +659,13 @@ func TestClusterDeployRequestDuringFailover(t *testing.T) {
 	c := newHubCluster(f, 3)
 	c.startAll()
 	cl := c.client()
-	var mu sync.Mutex
-	handled := map[string]int{}
-	got := make(chan struct{}, 16)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	a, err := streams.StartAgent(ctx, streams.AgentOptions{
-		Host: "goliath", HubURLs: strings.Split(c.leafURLs(), ","), NkeyFile: streams.HostSeedFile(f.auth, "goliath"),
-		DataDir: t.TempDir(), ReconnectInterval: 100 * time.Millisecond, Log: discardLogger(),
-		Services: []streams.AgentService{streams.DeployAgentConsumer{
-			Durable: streams.DeployActivatorConsumer, Phases: []string{"requested"},
-			Handle: func(_ context.Context, _ *streams.Agent, d streams.DeployDelivery) error {
-				mu.Lock()
-				handled[d.Event.ID()]++
-				mu.Unlock()
-				got <- struct{}{}
-				return nil
-			},
-		}},
-	})
-	cancel()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	request := func() {
-		t.Helper()
-		// A publish in the middle of an election may find no stream
-		// leader: try again, as a CI job would.
-		var out string
-		for i := 0; i < 10; i++ {
-			var code int
-			if out, code = runPinkie(t, "pub", "--server", c.natsURLs(), "--nkey", f.operator(), "deploy.requested", "host=goliath"); code == 0 {
-				return
-			}
-			time.Sleep(time.Second)
-		}
-		t.Fatalf("pub deploy.requested: %s", out)
-	}
-	wait := func(what string) {
-		t.Helper()
-		select {
-		case <-got:
-		case <-time.After(60 * time.Second):
-			t.Fatalf("%s did not reach the agent", what)
-		}
-	}
-	request()
-	wait("the first request")
+	requests := startRequestCounter(t, f, "goliath", c.leafURLs())
+	requestDeploy(t, f, c.natsURLs(), "goliath")
+	requests.wait(t, "the first request", 60*time.Second)
 	leader := streamLeader(t, cl.JS, streams.LeaderStream, 10*time.Second)
 	c.node(leader).p.kill()
 	t.Logf("killed the hub leader %s", leader)
-	request()
-	wait("the request sent during the failover")
-	time.Sleep(2 * time.Second) // a second delivery would arrive now
-	mu.Lock()
-	defer mu.Unlock()
-	if len(handled) != 2 {
-		t.Errorf("the agent handled %d requests, want 2: %v", len(handled), handled)
-	}
-	for id, n := range handled {
-		if n != 1 {
-			t.Errorf("request %s handled %d times, want once", id, n)
-		}
-	}
+	requestDeploy(t, f, c.natsURLs(), "goliath")
+	requests.wait(t, "the request sent during the failover", 60*time.Second)
+	requests.once(t, 2)
 }
