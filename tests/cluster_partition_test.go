@@ -170,14 +170,7 @@ func TestClusterPartition(t *testing.T) {
 	if n != total {
 		t.Fatalf("HOSTS holds %d heartbeats, want exactly %d", n, total)
 	}
-	byHost := heartbeatsByInstance(t, readAll(t, cl.JS, streams.HostsStream, "pinkie.host.goliath.heartbeat", n))
-	var sum uint64
-	for _, k := range byHost["goliath"] {
-		sum += k
-	}
-	if sum != total {
-		t.Errorf("goliath: %d heartbeats in HOSTS, want %d", sum, total)
-	}
+	wantHeartbeats(t, cl, "goliath", n, total)
 	requests.wait(t, "the deploy request published during the partition", 90*time.Second)
 	requests.once(t, 1)
 	if iso.p.count("connected=[") == 0 {
