@@ -49,6 +49,40 @@ func TestTwoAgentsEventsReachHosts(t *testing.T) {
 	}
 }
 
+// heartbeatRuns describes where key's (host/instance) heartbeats are
+// stored: runs of consecutive counters with the stream sequences they
+// span, so a failure says whether events came late or never.
+func heartbeatRuns(got []storedEvent, key string) string {
+	var b strings.Builder
+	var first, prev, firstSeq, prevSeq uint64
+	flush := func() {
+		if first > 0 {
+			fmt.Fprintf(&b, "  counters %d..%d at stream seq %d..%d\n", first, prev, firstSeq, prevSeq)
+		}
+	}
+	n := 0
+	for _, se := range got {
+		host, _, _ := events.ParseSource(se.event.Source())
+		d, err := events.DecodeData(se.event, se.kind)
+		if err != nil {
+			continue
+		}
+		hb := d.(*events.Heartbeat)
+		if host+"/"+hb.Instance != key {
+			continue
+		}
+		n++
+		if first > 0 && hb.Counter == prev+1 {
+			prev, prevSeq = hb.Counter, se.seq
+			continue
+		}
+		flush()
+		first, prev, firstSeq, prevSeq = hb.Counter, hb.Counter, se.seq, se.seq
+	}
+	flush()
+	return fmt.Sprintf("%s: %d heartbeats stored, in runs:\n%s", key, n, b.String())
+}
+
 // heartbeatsByInstance checks that every agent process's heartbeats are
 // stored exactly once each, contiguous from 1 and in order, and returns
 // per host the counts of each instance.
@@ -70,7 +104,7 @@ func heartbeatsByInstance(t *testing.T, got []storedEvent) map[string]map[string
 		hb := d.(*events.Heartbeat)
 		key := host + "/" + hb.Instance
 		if hb.Counter != last[key]+1 {
-			t.Fatalf("%s: heartbeat %d follows %d (stream seq %d): lost, doubled or out of order", key, hb.Counter, last[key], se.seq)
+			t.Fatalf("%s: heartbeat %d follows %d (stream seq %d): lost, doubled or out of order\n%s", key, hb.Counter, last[key], se.seq, heartbeatRuns(got, key))
 		}
 		last[key] = hb.Counter
 		if out[host] == nil {

@@ -39,6 +39,28 @@ func newHubCluster(f *fleet, n int) *hubCluster {
 	for i := range n {
 		c.nodes = append(c.nodes, newHubNode(f.t, fmt.Sprintf("hub%d", i+1)))
 	}
+	// A failure shows what each node warned of: leadership, sources,
+	// ingest.
+	f.t.Cleanup(func() {
+		if !f.t.Failed() {
+			return
+		}
+		for _, n := range c.nodes {
+			if n.p == nil {
+				continue
+			}
+			var lines []string
+			for _, l := range strings.Split(n.p.out.String(), "\n") {
+				if strings.Contains(l, "level=WARN") || strings.Contains(l, "level=ERROR") || strings.Contains(l, "leads the hub") {
+					lines = append(lines, l)
+				}
+			}
+			if len(lines) > 80 {
+				lines = append(lines[:40], append([]string{"…"}, lines[len(lines)-40:]...)...)
+			}
+			f.t.Logf("%s warnings and errors:\n%s", n.name, strings.Join(lines, "\n"))
+		}
+	})
 	return c
 }
 
