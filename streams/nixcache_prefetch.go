@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/pinkiefleet/pinkie/nixcache"
 )
@@ -171,6 +172,11 @@ func (s *NixSubstituter) Prefetch(ctx context.Context, storePath string, invalid
 		}
 	}()
 	s.log.Info("prefetching a closure from the hub's cache", "path", storePath, "paths", len(parsed), "fetching", len(queue), "bytes", need)
+	start := time.Now()
+	go func() {
+		wg.Wait()
+		s.log.Info("prefetch done", "path", storePath, "fetching", len(queue), "bytes", need, "seconds", time.Since(start).Seconds())
+	}()
 	var once sync.Once
 	return func() {
 		once.Do(func() {
