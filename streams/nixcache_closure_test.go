@@ -114,7 +114,7 @@ func TestNixCacheClosure(t *testing.T) {
 			t.Errorf("%s: %v, want %d %q", c.name, err, c.status, c.reason)
 		}
 	}
-	if _, err := ks.Prefetch(ctx, paths["gone"], func(context.Context, []string) ([]string, error) { return nil, nil }); err == nil || !strings.Contains(err.Error(), "no path "+hash("gone")) {
+	if _, _, err := ks.Prefetch(ctx, paths["gone"], func(context.Context, []string) ([]string, error) { return nil, nil }); err == nil || !strings.Contains(err.Error(), "no path "+hash("gone")) {
 		t.Errorf("prefetch of a path the cache lacks: %v, want the hub's reason", err)
 	}
 
@@ -158,7 +158,7 @@ func TestNixPrefetchFetchesOnlyMissing(t *testing.T) {
 	var asked []string
 	has := map[string]bool{paths["a"]: true} // the local store has a
 	nars0, bytes0 := ks.Served()
-	release, err := ks.Prefetch(ctx, paths["root"], func(_ context.Context, ps []string) ([]string, error) {
+	local, release, err := ks.Prefetch(ctx, paths["root"], func(_ context.Context, ps []string) ([]string, error) {
 		asked = append(asked, ps...)
 		var lacking []string
 		for _, p := range ps {
@@ -198,6 +198,27 @@ func TestNixPrefetchFetchesOnlyMissing(t *testing.T) {
 	slices.Sort(wantURLs)
 	if !slices.Equal(heldURLs, wantURLs) {
 		t.Errorf("prefetched NARs %q, want only those of b and root %q", heldURLs, wantURLs)
+	}
+	// The prefetch's own binary cache: every narinfo, the NARs fetched.
+	cacheDir, ok := strings.CutPrefix(local, "file://")
+	if !ok || !strings.HasPrefix(cacheDir, dir+"/") {
+		t.Fatalf("the prefetch's cache: %q, want a file:// directory under %s", local, dir)
+	}
+	var files []string
+	for _, name := range []string{"a", "b", "root"} {
+		ni := must(nixcache.ParseNarInfo(infos[name]))
+		if b, err := os.ReadFile(cacheDir + "/" + ni.HashPart() + ".narinfo"); err != nil || !bytes.Equal(b, infos[name]) {
+			t.Errorf("the prefetch's narinfo of %s: %q %v", name, b, err)
+		}
+		if b, err := os.ReadFile(cacheDir + "/" + ni.URL); err == nil {
+			files = append(files, name)
+			if !bytes.Equal(b, nars[name]) {
+				t.Errorf("the prefetch's NAR of %s: %d bytes, not the hub's %d", name, len(b), len(nars[name]))
+			}
+		}
+	}
+	if fmt.Sprint(files) != "[b root]" {
+		t.Errorf("the prefetch's cache holds the NARs of %q, want those of b and root", files)
 	}
 	nars1, bytes1 := ks.Served()
 	if n, b := nars1-nars0, bytes1-bytes0; n != 2 || b != int64(len(nars["b"])+len(nars["root"])) {
