@@ -35,13 +35,13 @@ type closureReply struct {
 	Missing  []string `json:"missing,omitempty"`
 }
 
-const (
-	// closurePageBytes bounds the narinfo bytes of one reply (well under
-	// the default 1 MiB payload limit, JSON escaping included).
-	closurePageBytes = 384 << 10
-	// closureMaxPaths bounds the walk.
-	closureMaxPaths = 200_000
-)
+// closurePageBytes bounds the narinfo bytes of one reply (well under the
+// default 1 MiB payload limit, JSON escaping included); a variable for
+// the paging test.
+var closurePageBytes = 384 << 10
+
+// closureMaxPaths bounds the walk.
+const closureMaxPaths = 200_000
 
 func (s *nixCacheService) closure(ctx context.Context, _ string, m *nats.Msg) *nats.Msg {
 	var req closureRequest

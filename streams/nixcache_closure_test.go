@@ -88,7 +88,21 @@ func TestNixCacheClosure(t *testing.T) {
 	if !slices.EqualFunc(got, want, bytes.Equal) {
 		t.Errorf("closure of root:\n%q\nwant (references first, byte for byte):\n%q", got, want)
 	}
-	m, err := ks.call(ctx, "closure", must(json.Marshal(closureRequest{Hash: hash("root")})))
+	// Paged: one narinfo a page.
+	defer func(n int) { closurePageBytes = n }(closurePageBytes)
+	closurePageBytes = 1
+	if paged, err := ks.Closure(ctx, hash("root")); err != nil || !slices.EqualFunc(paged, want, bytes.Equal) {
+		t.Errorf("closure of root a narinfo a page: %q %v", paged, err)
+	}
+	m, err := ks.call(ctx, "closure", must(json.Marshal(closureRequest{Hash: hash("root"), From: 1})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var page closureReply
+	if err := json.Unmarshal(m.Data, &page); err != nil || len(page.NarInfos) != 1 || page.NarInfos[0] != string(infos["b"]) || page.Next != 2 {
+		t.Errorf("page from 1: %d narinfos, next %d (%v); want b's alone and next 2", len(page.NarInfos), page.Next, err)
+	}
+	m, err = ks.call(ctx, "closure", must(json.Marshal(closureRequest{Hash: hash("root")})))
 	if err != nil {
 		t.Fatal(err)
 	}
