@@ -566,11 +566,49 @@ func (b *bench) signTo(dir, root string) func() error {
 // fetch copies root's closure from a binary cache into a store of its own
 // (a chroot store: nothing found in the machine's /nix), signatures
 // checked.
+//
+// From the agent's substituter (http://), the fetch is what the activator
+// does: the agent prefetches the closure (POST /prefetch with the paths
+// the store lacks; one closure request to the hub, the missing NARs
+// pulled several at once) while nix copies.
 func (b *bench) fetch(from, store, root string) func() error {
 	return func() error {
+		if strings.HasPrefix(from, "http://") {
+			local, release, err := b.prefetch(from, store, root)
+			if err != nil {
+				return err
+			}
+			defer release()
+			from = local
+		}
 		_, err := b.nix("copy", "--from", from, "--to", store, root)
 		return err
 	}
+}
+
+// prefetch asks the agent's substituter at sub to prefetch root's closure
+// for store: from is where nix copies from then; release ends it.
+func (b *bench) prefetch(sub, store, root string) (from string, release func(), err error) {
+	closure, err := b.nix("path-info", "-r", root)
+	if err != nil {
+		return "", nil, err
+	}
+	cmd := exec.Command("nix-store", append([]string{"--store", store, "--check-validity", "--print-invalid"}, strings.Fields(closure)...)...)
+	cmd.Env = b.nixEnv()
+	lacking, err := cmd.Output()
+	if err != nil {
+		return "", nil, fmt.Errorf("nix-store --check-validity in %s: %w", store, err)
+	}
+	res, err := http.Post(sub+"/prefetch?path="+root, "text/plain", strings.NewReader(string(lacking)))
+	if err != nil {
+		return "", nil, fmt.Errorf("prefetch: %w", err)
+	}
+	line, err := bufio.NewReader(res.Body).ReadString('\n')
+	if res.StatusCode != http.StatusOK || err != nil {
+		res.Body.Close()
+		return "", nil, fmt.Errorf("prefetch: %s %q %v", res.Status, line, err)
+	}
+	return strings.TrimSpace(line), func() { res.Body.Close() }, nil
 }
 
 func (b *bench) timed(f func() error) (float64, error) {
