@@ -450,20 +450,22 @@ func TestClusterQuorumLost(t *testing.T) {
 		t.Cleanup(c3.Close)
 		return c3
 	}()
-	// A stream leader left alone steps down once it sees it has lost its
-	// quorum (nats-server's lost-quorum interval): until then it may
-	// still answer.
-	for deadline := time.Now().Add(30 * time.Second); ; {
+	// Nothing is stored without a quorum while the agent keeps producing
+	// (a stalled stream leader may still answer info requests: what it
+	// holds must not grow).
+	hostsMsgs := func() (uint64, bool) {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		_, err := js3.JS.Stream(ctx, streams.HostsStream)
-		cancel()
+		defer cancel()
+		st, err := js3.JS.Stream(ctx, streams.HostsStream)
 		if err != nil {
-			break
+			return 0, false
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("HOSTS still answers 30s after two of three nodes went down; want no quorum")
-		}
-		time.Sleep(500 * time.Millisecond)
+		return st.CachedInfo().State.Msgs, true
+	}
+	n1, ok1 := hostsMsgs()
+	time.Sleep(3 * time.Second)
+	if n2, ok2 := hostsMsgs(); ok1 && ok2 && n2 > n1 {
+		t.Fatalf("HOSTS grew from %d to %d messages with two of three nodes down; want no quorum", n1, n2)
 	}
 	if ag.count("agent stopped") > 0 {
 		t.Fatalf("the agent stopped:\n%s", ag.out.String())
