@@ -388,7 +388,7 @@ func clusterIngestLeaderKilled(t *testing.T, victimOf string, sig syscall.Signal
 	if got != 2*perAgent {
 		t.Fatalf("HOSTS holds %d heartbeats, want exactly %d", got, 2*perAgent)
 	}
-	byHost := heartbeatsByInstance(t, readAll(t, cl.JS, streams.HostsStream, "pinkie.host.*.heartbeat", got))
+	byHost := clusterHeartbeats(t, readAll(t, cl.JS, streams.HostsStream, "pinkie.host.*.heartbeat", got))
 	for _, h := range []string{"goliath", "koishi"} {
 		var sum uint64
 		for _, n := range byHost[h] {
@@ -480,7 +480,7 @@ func TestClusterQuorumLost(t *testing.T) {
 		t.Fatalf("HOSTS holds %d heartbeats, want exactly %d", got, total)
 	}
 	t.Logf("every heartbeat in HOSTS %s after the kill", time.Since(killed).Round(time.Millisecond))
-	byHost := heartbeatsByInstance(t, readAll(t, cl.JS, streams.HostsStream, "pinkie.host.*.heartbeat", got))
+	byHost := clusterHeartbeats(t, readAll(t, cl.JS, streams.HostsStream, "pinkie.host.*.heartbeat", got))
 	var sum uint64
 	for _, n := range byHost["goliath"] {
 		sum += n
@@ -516,7 +516,7 @@ func TestClusterRollingRestart(t *testing.T) {
 	if got != total {
 		t.Fatalf("HOSTS holds %d heartbeats, want exactly %d", got, total)
 	}
-	byHost := heartbeatsByInstance(t, readAll(t, cl.JS, streams.HostsStream, "pinkie.host.*.heartbeat", got))
+	byHost := clusterHeartbeats(t, readAll(t, cl.JS, streams.HostsStream, "pinkie.host.*.heartbeat", got))
 	var sum uint64
 	for _, n := range byHost["goliath"] {
 		sum += n
