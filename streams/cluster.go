@@ -396,6 +396,12 @@ func (h *Hub) followLeadership(ctx context.Context, services []HubService, runSe
 			h.log.Info("this node no longer leads the hub; stopping the ingest check and the hub's consumers")
 			stop()
 			stop = nil
+		case stop != nil && h.ingestFenced.Swap(false):
+			// The lead was lost and won back between two polls: the
+			// check stopped taking from INGEST; start over.
+			h.log.Info("this node lost and regained the lead; restarting the ingest check and the hub's consumers")
+			stop()
+			stop = nil
 		}
 		select {
 		case <-ctx.Done():
@@ -409,6 +415,26 @@ func (h *Hub) followLeadership(ctx context.Context, services []HubService, runSe
 }
 
 const leaderPoll = 250 * time.Millisecond
+
+// leadsNow reports whether this node leads the hub at this instant (its
+// Raft state, not the last poll): the ingest check asks before every
+// fetch and every forward, so a node that has lost the lead stops taking
+// from INGEST's consumer, which a new leader recreates under the same
+// name. A single hub always leads.
+func (h *Hub) leadsNow() bool {
+	return !h.clustered() || h.srv.JetStreamIsStreamLeader(server.DEFAULT_GLOBAL_ACCOUNT, LeaderStream)
+}
+
+// fenced logs that the ingest check stopped for want of the lead.
+func (h *Hub) fenced() {
+	h.ingestFenced.Store(true)
+	h.log.Warn("this node lost the lead: its ingest check stops taking from INGEST (the new leader goes on from the ack floor)")
+}
+
+// takeoverGrace is how long a new leader waits before it recreates
+// INGEST's consumer: the old leader hears of the new term within it and
+// stops fetching (leadsNow), so no two checks take from the consumer.
+const takeoverGrace = 2 * time.Second
 
 // clusterQuiet are nats-server messages a clustered hub logs at debug:
 // the server repeats a failed route connection every second for as long
@@ -449,6 +475,7 @@ func (h *Hub) lead(parent context.Context, services []HubService, runService fun
 	h.log.Info("this node leads the hub: it runs the ingest check and the hub's consumers", "server", h.srv.Name())
 	ctx, cancel := context.WithCancel(parent)
 	h.leading.Store(true)
+	h.ingestFenced.Store(false)
 	var svcs sync.WaitGroup
 	setupDone := make(chan struct{})
 	go func() {
@@ -457,6 +484,7 @@ func (h *Hub) lead(parent context.Context, services []HubService, runService fun
 		// node led, then the check: each retried until it works. The
 		// check runs in the hub's own context: losing the lead stops it
 		// the way a clean shutdown does (what it took is finished).
+		sleepCtx(ctx, takeoverGrace)
 		for pause := 200 * time.Millisecond; ctx.Err() == nil; pause = min(pause*2, 5*time.Second) {
 			err := h.resyncSources(ctx)
 			if err == nil {

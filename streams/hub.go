@@ -130,6 +130,7 @@ type Hub struct {
 	orders        *buildOrderIndex // the planner's build orders, read from DEPLOY
 	replicas      int              // of every stream and bucket (cluster.go)
 	leading       atomic.Bool      // on a cluster: this node leads LeaderStream
+	ingestFenced  atomic.Bool      // the ingest check stopped: this node lost the lead (cluster.go)
 }
 
 // StartHub starts the hub: the embedded server, its streams and buckets,

@@ -140,6 +140,10 @@ func (h *Hub) fetchIngest(ctx, runCtx context.Context, sub *nats.Subscription, c
 	defer func() { _ = sub.Unsubscribe() }()
 	gaps := &outboxGaps{}
 	for ctx.Err() == nil {
+		if !h.leadsNow() {
+			h.fenced()
+			return
+		}
 		fctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		batch, err := sub.FetchBatch(1000, nats.Context(fctx))
 		if err != nil {
@@ -156,6 +160,13 @@ func (h *Hub) fetchIngest(ctx, runCtx context.Context, sub *nats.Subscription, c
 		for msg := range batch.Messages() {
 			if ctx.Err() != nil {
 				break // the rest is redelivered at the next start
+			}
+			if !h.leadsNow() {
+				// Nothing after this is forwarded or acknowledged by
+				// this run: the next leader takes it from the ack floor.
+				cancel()
+				h.fenced()
+				return
 			}
 			h.forward(runCtx, checker, gaps, msg)
 		}

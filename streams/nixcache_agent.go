@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"path"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -49,9 +50,12 @@ type NixSubstituter struct {
 	lower     *time.Timer
 
 	// servedNars and servedBytes count the NAR files (whole ones) and
-	// bytes served to nix since the start: the activator's difference
-	// around a fetch is what that fetch took from the hub.
+	// bytes served to nix since the start, prefetched ones when they came
+	// from the hub: the activator's difference around a fetch is what that
+	// fetch took from the hub.
 	servedNars, servedBytes atomic.Int64
+
+	pf prefetchState // closure prefetches (nixcache_prefetch.go)
 }
 
 // Served returns how many whole NAR files, and how many bytes of NAR
@@ -112,6 +116,7 @@ func (s *NixSubstituter) Run(ctx context.Context, a *Agent) error {
 	s.mu.Lock()
 	s.nc, s.mux = nc, mux
 	s.mu.Unlock()
+	s.setPrefetchDir(filepath.Join(a.opts.DataDir, "nix-prefetch"))
 	defer func() { s.mu.Lock(); s.nc, s.mux = nil, nil; s.mu.Unlock() }()
 	srv := &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second}
 	s.mu.Lock()
@@ -254,12 +259,19 @@ const nixCacheInfo = "StoreDir: /nix/store\nWantMassQuery: 1\nPriority: 30\n"
 
 // ServeHTTP serves the binary cache protocol, read-only.
 func (s *NixSubstituter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodPost && r.URL.Path == "/prefetch" {
+		s.servePrefetch(w, r)
+		return
+	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		http.Error(w, "read-only binary cache", http.StatusMethodNotAllowed)
 		return
 	}
 	defer s.beginTransfer()()
 	p := strings.TrimPrefix(r.URL.Path, "/")
+	if s.servePrefetched(w, r, p) {
+		return
+	}
 	switch {
 	case p == "nix-cache-info":
 		w.Header().Set("Content-Type", "text/x-nix-cache-info")

@@ -2,7 +2,6 @@ package streams
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"path"
@@ -26,6 +25,8 @@ import (
 //	_pinkie.nixcache.<host>.narinfo  body: store hash     → the narinfo
 //	_pinkie.nixcache.<host>.nar      body: narChunkRequest → ≤ narChunkSize bytes
 //	_pinkie.nixcache.<host>.key      body: empty          → the fleet's public key
+//	_pinkie.nixcache.<host>.closure  body: closureRequest → the closure's narinfos, a page
+//	                                                        (nixcache_closure.go)
 //
 // Errors come back as an empty body with HeaderNixCacheError (and
 // HeaderNixCacheStatus 404 for what the cache lacks), never as silence.
@@ -52,7 +53,7 @@ func nixCacheInboxPrefix(host string) string { return nixCacheSubjectPrefix + ".
 // needs to use the hub's cache: call its own subjects (reads, and uploads
 // on its own name: nixcache_put.go), receive its own replies.
 func nixCacheLeafPublish(host string) []string {
-	return append([]string{nixCacheSubject(host, "narinfo"), nixCacheSubject(host, "nar"), nixCacheSubject(host, "key")},
+	return append([]string{nixCacheSubject(host, "narinfo"), nixCacheSubject(host, "nar"), nixCacheSubject(host, "key"), nixCacheSubject(host, "closure")},
 		nixCachePutLeafPublish(host)...)
 }
 
@@ -82,7 +83,7 @@ func (h *Hub) startNixCacheService(ctx context.Context) error {
 	// NAR chunks on their own subscription, so a large NAR in flight does
 	// not hold up narinfo lookups.
 	for op, handle := range map[string]func(context.Context, string, *nats.Msg) *nats.Msg{
-		"narinfo": s.narinfo, "key": s.key, "nar": s.nar,
+		"narinfo": s.narinfo, "key": s.key, "nar": s.nar, "closure": s.closure,
 	} {
 		sub, err := h.nc.Subscribe(nixCacheSubjectPrefix+".*."+op, leaderOnly(h, func(m *nats.Msg) { s.serve(ctx, m, handle) }))
 		if err != nil {
@@ -167,9 +168,7 @@ func (s *nixCacheService) nar(ctx context.Context, host string, m *nats.Msg) *na
 		return nixCacheError(400, "NAR request of %d bytes, over %d", len(m.Data), maxNixCacheRequest)
 	}
 	var req narChunkRequest
-	dec := json.NewDecoder(strings.NewReader(string(m.Data)))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
+	if err := decodeStrict(m.Data, &req); err != nil {
 		return nixCacheError(400, "NAR request is not {\"url\":…,\"offset\":…}: %v", err)
 	}
 	if !narURLRE.MatchString(req.URL) || path.Clean(req.URL) != req.URL {

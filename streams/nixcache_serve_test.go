@@ -222,7 +222,7 @@ func TestNixCacheOverLeaf(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer asGoliath.Close()
-		for _, op := range []string{"narinfo", "nar", "key"} {
+		for _, op := range []string{"narinfo", "nar", "key", "closure"} {
 			for _, nc := range []*nats.Conn{asKoishi, asGoliath} {
 				if _, err := nc.Request(nixCacheSubject("koishi", op), []byte(hash), 300*time.Millisecond); err == nil {
 					t.Errorf("goliath called koishi's %s and got an answer", op)

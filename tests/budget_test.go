@@ -26,7 +26,7 @@ import (
 func TestFloodingHost(t *testing.T) {
 	const maxStore = 64 << 20
 	f := newFleet(t, "flood", "quiet")
-	hub := f.startHub("--max-store", fmt.Sprint(maxStore), "--host-rate", "2000,1048576", "--host-burst", "10000,4194304", "--host-cooldown", "200ms")
+	hub := f.startHub("--max-store", fmt.Sprint(maxStore), "--host-rate", "1000,1048576", "--host-burst", "5000,4194304", "--host-cooldown", "200ms")
 	f.startAgent("quiet", t.TempDir(), "", "--producers", "heartbeat", "--heartbeat", "200ms")
 	ctx := context.Background()
 	// The flooder runs in the test process (the same code as 'pinkie agent',

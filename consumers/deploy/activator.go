@@ -355,6 +355,15 @@ type ServedCounter interface {
 	Served() (nars int, bytes int64)
 }
 
+// Prefetcher is a FleetCache that readies a closure before nix copies it:
+// the narinfos of every path at once, the NARs the local store lacks
+// (invalid says which) pulled several at a time. local, when set, is a
+// binary cache URL holding all nix needs, to copy from instead of the
+// substituter; release drops what it holds, once nix is done.
+type Prefetcher interface {
+	Prefetch(ctx context.Context, storePath string, invalid func(context.Context, []string) ([]string, error)) (local string, release func(), err error)
+}
+
 // fetch realises job's closure: from Substituter when one is set (without
 // signature checks only if CheckSigs is off, and logged); else from the
 // hub's cache when it holds the path, trusting the fleet key only, and
@@ -430,6 +439,15 @@ func fetchFromFleetCache(ctx context.Context, fc FleetCache, n nix.Nix, path str
 	}
 	if fetching != nil {
 		fetching(key)
+	}
+	if p, ok := fc.(Prefetcher); ok {
+		// A prefetch that fails leaves nix asking the hub path by path
+		// (the substituter logs why).
+		local, release, _ := p.Prefetch(ctx, path, n.Invalid)
+		defer release()
+		if local != "" {
+			url = local
+		}
 	}
 	return true, n.CopyFromTrusting(ctx, url, path, key)
 }

@@ -356,6 +356,37 @@ func (n Nix) Valid(ctx context.Context, path string) bool {
 	return err == nil && res.ExitCode == 0
 }
 
+// Invalid returns those of paths the local store lacks (nix-store
+// --check-validity --print-invalid, one call per invalidBatch paths).
+func (n Nix) Invalid(ctx context.Context, paths []string) ([]string, error) {
+	var out []string
+	for len(paths) > 0 {
+		batch := paths[:min(len(paths), invalidBatch)]
+		paths = paths[len(batch):]
+		res, err := n.run(ctx, n.nixStore(), append([]string{"--check-validity", "--print-invalid"}, batch...)...)
+		if err != nil {
+			return nil, err
+		}
+		for _, l := range strings.Split(string(res.Stdout), "\n") {
+			if l = strings.TrimSpace(l); l != "" {
+				out = append(out, l)
+			}
+		}
+	}
+	return out, nil
+}
+
+// invalidBatch bounds the paths of one nix-store call (its arguments).
+const invalidBatch = 2000
+
+// nixStore is nix-store, next to Bin when that is a path.
+func (n Nix) nixStore() string {
+	if strings.Contains(n.bin(), "/") {
+		return filepath.Join(filepath.Dir(n.bin()), "nix-store")
+	}
+	return "nix-store"
+}
+
 // SetProfile points profile at path (a new generation), creating the
 // profile's directory if needed.
 func (n Nix) SetProfile(ctx context.Context, profile, path string) error {
