@@ -388,7 +388,8 @@ func (h *Hub) followLeadership(ctx context.Context, services []HubService, runSe
 		if n%20 == 0 {
 			peers = h.logPeers(peers)
 		}
-		lead := h.srv.JetStreamIsStreamLeader(server.DEFAULT_GLOBAL_ACCOUNT, LeaderStream)
+		h.routeQuorum.Store(h.hasRouteQuorum())
+		lead := h.leadsNow()
 		switch {
 		case lead && stop == nil:
 			stop = h.lead(ctx, services, runService)
@@ -421,8 +422,31 @@ const leaderPoll = 250 * time.Millisecond
 // fetch and every forward, so a node that has lost the lead stops taking
 // from INGEST's consumer, which a new leader recreates under the same
 // name. A single hub always leads.
+//
+// A leader cut off from the others keeps its Raft lead until its
+// lost-quorum check (about 20 s here), while the majority elects another:
+// a node leads only while it also has routes to a majority of the nodes
+// (routeQuorum, from the last poll), so once-only work that needs no
+// quorum of its own (the notifier's deliveries) does not run twice.
 func (h *Hub) leadsNow() bool {
-	return !h.clustered() || h.srv.JetStreamIsStreamLeader(server.DEFAULT_GLOBAL_ACCOUNT, LeaderStream)
+	return !h.clustered() || (h.routeQuorum.Load() && h.srv.JetStreamIsStreamLeader(server.DEFAULT_GLOBAL_ACCOUNT, LeaderStream))
+}
+
+// hasRouteQuorum reports whether this node has routes to enough others
+// to make a majority of the cluster with itself.
+func (h *Hub) hasRouteQuorum() bool {
+	rz, err := h.srv.Routez(nil)
+	if err != nil {
+		return false
+	}
+	peers := map[string]bool{}
+	for _, r := range rz.Routes {
+		if r.RemoteName != "" {
+			peers[r.RemoteName] = true
+		}
+	}
+	size := len(h.sopts.Routes) + 1
+	return 2*(len(peers)+1) > size
 }
 
 // fenced logs that the ingest check stopped for want of the lead.

@@ -131,6 +131,7 @@ type Hub struct {
 	replicas      int              // of every stream and bucket (cluster.go)
 	leading       atomic.Bool      // on a cluster: this node leads LeaderStream
 	ingestFenced  atomic.Bool      // the ingest check stopped: this node lost the lead (cluster.go)
+	routeQuorum   atomic.Bool      // on a cluster: routes to a majority at the last poll (cluster.go)
 }
 
 // StartHub starts the hub: the embedded server, its streams and buckets,

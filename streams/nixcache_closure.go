@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"sort"
+	"sync/atomic"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -38,7 +39,9 @@ type closureReply struct {
 // closurePageBytes bounds the narinfo bytes of one reply (well under the
 // default 1 MiB payload limit, JSON escaping included); a variable for
 // the paging test.
-var closurePageBytes = 384 << 10
+var closurePageBytes atomic.Int64 // 384 KiB; tests lower it
+
+func init() { closurePageBytes.Store(384 << 10) }
 
 // closureMaxPaths bounds the walk.
 const closureMaxPaths = 200_000
@@ -68,7 +71,7 @@ func (s *nixCacheService) closure(ctx context.Context, _ string, m *nats.Msg) *n
 	rep := closureReply{Total: len(infos), Missing: missing}
 	size := 0
 	for i := req.From; i < len(infos); i++ {
-		if size > 0 && size+len(infos[i]) > closurePageBytes {
+		if size > 0 && int64(size+len(infos[i])) > closurePageBytes.Load() {
 			rep.Next = i
 			break
 		}

@@ -89,8 +89,8 @@ func TestNixCacheClosure(t *testing.T) {
 		t.Errorf("closure of root:\n%q\nwant (references first, byte for byte):\n%q", got, want)
 	}
 	// Paged: one narinfo a page.
-	defer func(n int) { closurePageBytes = n }(closurePageBytes)
-	closurePageBytes = 1
+	defer closurePageBytes.Store(closurePageBytes.Load())
+	closurePageBytes.Store(1)
 	if paged, err := ks.Closure(ctx, hash("root")); err != nil || !slices.EqualFunc(paged, want, bytes.Equal) {
 		t.Errorf("closure of root a narinfo a page: %q %v", paged, err)
 	}
