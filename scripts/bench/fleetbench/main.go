@@ -242,6 +242,9 @@ func (b *bench) outage(name string, sig syscall.Signal, down time.Duration) erro
 	b.say("%s: hub(s) stopped (%s) for %s with agents sending; %d events stored in OUTBOXes meanwhile", name, sig, down.Round(time.Second), backlog)
 	b.say("%s: hub started after %s, all %d agents connected after %s, HOSTS complete to the restart after %s (%.0f events/s of backlog)",
 		name, tStarted.Round(time.Millisecond), b.o.agents, tConn.Round(time.Millisecond), tDrain.Round(time.Millisecond), float64(backlog)/tDrain.Seconds())
+	if d := (tDrain - tConn).Seconds(); d > 0 {
+		b.say("%s: %.0f events/s from the last agent's reconnect to the drain", name, float64(backlog)/d)
+	}
 	b.say("%s: hub CPU from its start to the drain: %.1f s (%.0f%% of one core, summed over nodes)", name, cpu, cpu/(tDrain-tStarted).Seconds()*100)
 	return nil
 }
