@@ -409,7 +409,11 @@ func run(o opts) (res result, err error) {
 		r, p, _ := memMiB(n.cmd.Process.Pid)
 		hubRSS += r
 		hubPeak += p
-		b.say("hub node %s RSS %.0f MiB (peak %.0f MiB)", n.name, r, p)
+		heap, err := n.goHeapMiB()
+		if err != nil {
+			b.say("hub node %s: %v", n.name, err)
+		}
+		b.say("hub node %s RSS %.0f MiB (peak %.0f MiB), Go heap in use %.0f MiB", n.name, r, p, heap)
 	}
 	for _, s := range b.sims {
 		r, _, _ := memMiB(s.cmd.Process.Pid)

@@ -270,3 +270,24 @@ func (s *simProc) connected() int {
 	defer s.mu.Unlock()
 	return s.stat.Connected
 }
+
+// goHeapMiB reads the hub's Go heap in use (live objects and the free
+// space of their spans) from its /metrics, to tell the heap from the rest
+// of the RSS.
+func (n *hubNode) goHeapMiB() (float64, error) {
+	c := http.Client{Timeout: 10 * time.Second}
+	resp, err := c.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", n.http))
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "go_memstats_heap_inuse_bytes "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			return f / (1 << 20), err
+		}
+	}
+	return 0, fmt.Errorf("%s /metrics: no go_memstats_heap_inuse_bytes", n.name)
+}
