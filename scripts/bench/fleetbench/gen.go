@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/pinkiefleet/pinkie/events"
+	"github.com/pinkiefleet/pinkie/schemas"
 )
 
 // The mix one real host sends in an hour, from the producers' default
@@ -50,26 +51,33 @@ func hourOfEvents() []slot {
 }
 
 // examples holds each kind's example data (schemas/examples), which the
-// generator varies per event.
-type examples map[string]map[string]any
+// generator varies per event, and the schemas it must satisfy.
+type examples struct {
+	data    map[string]map[string]any
+	schemas *schemas.Set
+}
 
 func loadExamples(dir string) (examples, error) {
-	ex := examples{}
+	set, err := schemas.Load()
+	if err != nil {
+		return examples{}, err
+	}
+	ex := examples{data: map[string]map[string]any{}, schemas: set}
 	for _, sl := range hourOfEvents() {
-		if _, ok := ex[sl.kind]; ok {
+		if _, ok := ex.data[sl.kind]; ok {
 			continue
 		}
 		b, err := os.ReadFile(filepath.Join(dir, sl.kind+".v1.json"))
 		if err != nil {
-			return nil, fmt.Errorf("read example event: %w", err)
+			return examples{}, fmt.Errorf("read example event: %w", err)
 		}
 		var doc struct {
 			Data map[string]any `json:"data"`
 		}
 		if err := json.Unmarshal(b, &doc); err != nil {
-			return nil, fmt.Errorf("example %s: %w", sl.kind, err)
+			return examples{}, fmt.Errorf("example %s: %w", sl.kind, err)
 		}
-		ex[sl.kind] = doc.Data
+		ex.data[sl.kind] = doc.Data
 	}
 	return ex, nil
 }
@@ -100,8 +108,8 @@ func (ex examples) build(host string, seq uint64, sl slot, now time.Time, r *ran
 	if !ok {
 		return events.Event{}, fmt.Errorf("unknown kind %q", sl.kind)
 	}
-	d := make(map[string]any, len(ex[sl.kind])+1)
-	for key, v := range ex[sl.kind] {
+	d := make(map[string]any, len(ex.data[sl.kind])+1)
+	for key, v := range ex.data[sl.kind] {
 		d[key] = v
 	}
 	switch sl.kind {

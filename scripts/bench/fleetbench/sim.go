@@ -199,6 +199,12 @@ func (a *simAgent) generate(ctx context.Context, ex examples, seed uint64, publi
 			for range n {
 				seq := a.last.Load() + 1
 				e, err := ex.build(a.host, seq, sl, time.Now(), r)
+				if err == nil {
+					// Checked here so that the retries below are for
+					// failures to store only: invalid data is the
+					// generator's bug.
+					err = ex.schemas.ValidateData(e.Type(), e.Data())
+				}
 				if err != nil {
 					return fmt.Errorf("%s: build %s event: %w", a.host, sl.kind, err)
 				}
@@ -208,9 +214,6 @@ func (a *simAgent) generate(ctx context.Context, ex examples, seed uint64, publi
 					cancel()
 					if err == nil {
 						break
-					}
-					if strings.Contains(err.Error(), "data:") { // invalid per schema: the generator's bug
-						return fmt.Errorf("%s: %w", a.host, err)
 					}
 					retries.Add(1)
 					select {
