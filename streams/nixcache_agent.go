@@ -239,13 +239,22 @@ func (s *NixSubstituter) Source(ctx context.Context) (url, trustedKey string, er
 	return s.URL(), key, nil
 }
 
-// Has reports whether the hub's cache holds storePath.
-func (s *NixSubstituter) Has(ctx context.Context, storePath string) (bool, error) {
+// storePathHash is the hash part of a store path (its narinfo's key).
+func storePathHash(storePath string) (string, error) {
 	base := path.Base(storePath)
 	if len(base) < 32 || !storeHashRE.MatchString(base[:32]) {
-		return false, fmt.Errorf("%q is not a store path", storePath)
+		return "", fmt.Errorf("%q is not a store path", storePath)
 	}
-	_, err := s.call(ctx, "narinfo", []byte(base[:32]))
+	return base[:32], nil
+}
+
+// Has reports whether the hub's cache holds storePath.
+func (s *NixSubstituter) Has(ctx context.Context, storePath string) (bool, error) {
+	hash, err := storePathHash(storePath)
+	if err != nil {
+		return false, err
+	}
+	_, err = s.call(ctx, "narinfo", []byte(hash))
 	var ce *errNixCache
 	if errors.As(err, &ce) && ce.Status == 404 {
 		return false, nil

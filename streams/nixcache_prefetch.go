@@ -76,14 +76,14 @@ func (s *NixSubstituter) Prefetch(ctx context.Context, storePath string, invalid
 			s.log.Warn("no prefetch: nix asks the hub's cache path by path", "path", storePath, "err", err)
 		}
 	}()
-	base := path.Base(storePath)
-	if len(base) < 32 || !storeHashRE.MatchString(base[:32]) {
-		return "", release, fmt.Errorf("prefetch: %q is not a store path", storePath)
+	hash, err := storePathHash(storePath)
+	if err != nil {
+		return "", release, fmt.Errorf("prefetch: %w", err)
 	}
 	if invalid == nil {
 		return "", release, errors.New("prefetch: no way to ask the local store what it lacks")
 	}
-	infos, err := s.Closure(ctx, base[:32])
+	infos, err := s.Closure(ctx, hash)
 	if err != nil {
 		return "", release, fmt.Errorf("prefetch %s: %w", storePath, err)
 	}

@@ -83,6 +83,14 @@ func heartbeatRuns(got []storedEvent, key string) string {
 	return fmt.Sprintf("%s: %d heartbeats stored, in runs:\n%s", key, n, b.String())
 }
 
+// heartbeatsByInstance checks that every agent process's heartbeats are
+// stored exactly once each, contiguous from 1 and in order, and returns
+// per host the counts of each instance.
+func heartbeatsByInstance(t *testing.T, got []storedEvent) map[string]map[string]uint64 {
+	t.Helper()
+	return checkHeartbeats(t, got, true)
+}
+
 // clusterHeartbeats is heartbeatsByInstance for a clustered hub, where
 // order is not kept yet: forwards pipelined into a stream that stalls for
 // want of a quorum can be stored after newer ones when they are retried
@@ -92,11 +100,19 @@ func heartbeatRuns(got []storedEvent, key string) string {
 // instance whose heartbeats came out of order, with where they went.
 func clusterHeartbeats(t *testing.T, got []storedEvent) map[string]map[string]uint64 {
 	t.Helper()
+	return checkHeartbeats(t, got, false)
+}
+
+// checkHeartbeats checks each heartbeat is stored once and every
+// instance's counters run 1..N with none missing; inOrder also wants them
+// stored in that order (else it logs what came out of order).
+func checkHeartbeats(t *testing.T, got []storedEvent, inOrder bool) map[string]map[string]uint64 {
+	t.Helper()
 	ids := map[string]bool{}
 	seen := map[string]map[uint64]bool{}
-	out := map[string]map[string]uint64{}
+	last := map[string]uint64{} // host/instance -> highest counter seen
 	disordered := map[string]bool{}
-	last := map[string]uint64{}
+	out := map[string]map[string]uint64{}
 	for _, se := range got {
 		if ids[se.event.ID()] {
 			t.Fatalf("event id %s stored twice", se.event.ID())
@@ -109,6 +125,12 @@ func clusterHeartbeats(t *testing.T, got []storedEvent) map[string]map[string]ui
 		}
 		hb := d.(*events.Heartbeat)
 		key := host + "/" + hb.Instance
+		if hb.Counter != last[key]+1 {
+			if inOrder {
+				t.Fatalf("%s: heartbeat %d follows %d (stream seq %d): lost, doubled or out of order\n%s", key, hb.Counter, last[key], se.seq, heartbeatRuns(got, key))
+			}
+			disordered[key] = true
+		}
 		if seen[key] == nil {
 			seen[key] = map[uint64]bool{}
 		}
@@ -116,14 +138,11 @@ func clusterHeartbeats(t *testing.T, got []storedEvent) map[string]map[string]ui
 			t.Fatalf("%s: heartbeat %d stored twice (stream seq %d)", key, hb.Counter, se.seq)
 		}
 		seen[key][hb.Counter] = true
-		if hb.Counter != last[key]+1 {
-			disordered[key] = true
-		}
 		last[key] = max(last[key], hb.Counter)
 		if out[host] == nil {
 			out[host] = map[string]uint64{}
 		}
-		out[host][hb.Instance] = max(out[host][hb.Instance], hb.Counter)
+		out[host][hb.Instance] = last[key]
 	}
 	for key, counters := range seen {
 		if n := uint64(len(counters)); n != last[key] {
@@ -132,38 +151,6 @@ func clusterHeartbeats(t *testing.T, got []storedEvent) map[string]map[string]ui
 	}
 	for key := range disordered {
 		t.Logf("out of order (each once, none lost):\n%s", heartbeatRuns(got, key))
-	}
-	return out
-}
-
-// heartbeatsByInstance checks that every agent process's heartbeats are
-// stored exactly once each, contiguous from 1 and in order, and returns
-// per host the counts of each instance.
-func heartbeatsByInstance(t *testing.T, got []storedEvent) map[string]map[string]uint64 {
-	t.Helper()
-	ids := map[string]bool{}
-	last := map[string]uint64{} // host/instance -> last counter seen
-	out := map[string]map[string]uint64{}
-	for _, se := range got {
-		if ids[se.event.ID()] {
-			t.Fatalf("event id %s stored twice", se.event.ID())
-		}
-		ids[se.event.ID()] = true
-		host, _, _ := events.ParseSource(se.event.Source())
-		d, err := events.DecodeData(se.event, se.kind)
-		if err != nil {
-			t.Fatal(err)
-		}
-		hb := d.(*events.Heartbeat)
-		key := host + "/" + hb.Instance
-		if hb.Counter != last[key]+1 {
-			t.Fatalf("%s: heartbeat %d follows %d (stream seq %d): lost, doubled or out of order\n%s", key, hb.Counter, last[key], se.seq, heartbeatRuns(got, key))
-		}
-		last[key] = hb.Counter
-		if out[host] == nil {
-			out[host] = map[string]uint64{}
-		}
-		out[host][hb.Instance] = hb.Counter
 	}
 	return out
 }

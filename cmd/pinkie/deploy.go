@@ -483,7 +483,7 @@ func uploadClosure(ctx context.Context, n nix.Nix, c streams.Requester, keyFile 
 	}
 	up := &fleetview.CacheUpload{Paths: st.Paths, UploadedPaths: []string{}, UploadedBytes: st.BytesSent}
 	for _, ni := range infos {
-		if sent[filepath.Base(ni.StorePath)[:32]] {
+		if sent[ni.HashPart()] {
 			up.UploadedPaths = append(up.UploadedPaths, ni.StorePath)
 			continue
 		}
