@@ -41,9 +41,13 @@ func LocalSubject(kind, object string) string {
 	return s
 }
 
+// HostSubjectPrefix begins the hub subject of every host event (the
+// HOSTS stream's subjects).
+const HostSubjectPrefix = "pinkie.host."
+
 // HostSubject is the hub subject of a host's event.
 func HostSubject(host, kind, object string) string {
-	s := "pinkie.host." + host + "." + kind
+	s := HostSubjectPrefix + host + "." + kind
 	if object != "" {
 		s += "." + ObjectToken(object)
 	}

@@ -55,23 +55,33 @@ func (s *notifierService) Name() string { return "notifier" }
 
 type kvStore struct{ kv jetstream.KeyValue }
 
-func (k kvStore) List(ctx context.Context) (map[string][]byte, error) {
-	out := map[string][]byte{}
+func (k kvStore) List(ctx context.Context) (map[string]notifier.Entry, error) {
+	out := map[string]notifier.Entry{}
 	lister, err := k.kv.ListKeys(ctx)
 	if err != nil {
 		return nil, err
 	}
 	for key := range lister.Keys() {
-		e, err := k.kv.Get(ctx, key)
-		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			continue
-		}
+		e, found, err := k.Get(ctx, key)
 		if err != nil {
 			return nil, err
 		}
-		out[key] = e.Value()
+		if found {
+			out[key] = e
+		}
 	}
 	return out, nil
+}
+
+func (k kvStore) Get(ctx context.Context, key string) (notifier.Entry, bool, error) {
+	e, err := k.kv.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return notifier.Entry{}, false, nil
+	}
+	if err != nil {
+		return notifier.Entry{}, false, err
+	}
+	return notifier.Entry{Value: e.Value(), Rev: e.Revision()}, true, nil
 }
 
 func (k kvStore) Put(ctx context.Context, key string, v []byte) error {
@@ -79,12 +89,43 @@ func (k kvStore) Put(ctx context.Context, key string, v []byte) error {
 	return err
 }
 
-func (k kvStore) Delete(ctx context.Context, key string) error {
-	err := k.kv.Delete(ctx, key)
+// Update is a compare-and-set through the bucket's stream leader, so two
+// hub nodes that both believe they lead cannot both win it.
+func (k kvStore) Update(ctx context.Context, key string, v []byte, rev uint64) (uint64, error) {
+	var (
+		n   uint64
+		err error
+	)
+	if rev == 0 {
+		n, err = k.kv.Create(ctx, key, v)
+	} else {
+		n, err = k.kv.Update(ctx, key, v, rev)
+	}
+	if kvConflict(err) {
+		return 0, fmt.Errorf("%w: %v", notifier.ErrConflict, err)
+	}
+	return n, err
+}
+
+func (k kvStore) Delete(ctx context.Context, key string, rev uint64) error {
+	var opts []jetstream.KVDeleteOpt
+	if rev != 0 {
+		opts = append(opts, jetstream.LastRevision(rev))
+	}
+	err := k.kv.Delete(ctx, key, opts...)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil
 	}
+	if kvConflict(err) {
+		return fmt.Errorf("%w: %v", notifier.ErrConflict, err)
+	}
 	return err
+}
+
+// kvConflict reports whether err is a KV write refused for its revision.
+func kvConflict(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.Is(err, jetstream.ErrKeyExists) || (errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence)
 }
 
 type jsPublisher struct{ js jetstream.JetStream }

@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -63,6 +66,7 @@ func (h *Hub) startIngest(ctx context.Context) error {
 // ingestRun is one run of the ingest check, from its consumer's creation
 // to its stop.
 type ingestRun struct {
+	chain     *forwardChain
 	stopFetch context.CancelFunc
 	fetchDone chan struct{}
 	cancel    context.CancelFunc
@@ -113,7 +117,8 @@ func (h *Hub) runIngest(parent context.Context, floor uint64) error {
 	// publisher forwards it, the acker settles it. Each keeps the stream's
 	// order.
 	fetchCtx, stopFetch := context.WithCancel(ctx)
-	run := &ingestRun{stopFetch: stopFetch, fetchDone: make(chan struct{}), cancel: cancel, pubDone: make(chan struct{}), ackerDone: make(chan struct{})}
+	chain := &forwardChain{hub: h, wake: make(chan struct{}, 1)}
+	run := &ingestRun{chain: chain, stopFetch: stopFetch, fetchDone: make(chan struct{}), cancel: cancel, pubDone: make(chan struct{}), ackerDone: make(chan struct{})}
 	h.ingestSettled.Store(floor)
 	h.checked = make(chan pendingPub, 4096)
 	h.pending = make(chan pendingPub, 8192)
@@ -121,9 +126,9 @@ func (h *Hub) runIngest(parent context.Context, floor uint64) error {
 	h.ingest = run
 	go func() {
 		defer close(run.pubDone)
-		h.publishForwards(ctx)
+		h.publishForwards(ctx, chain)
 	}()
-	go h.ackForwards(ctx)
+	go h.ackForwards(ctx, chain)
 	go func() {
 		defer close(run.fetchDone)
 		h.fetchIngest(fetchCtx, ctx, sub, checker)
@@ -257,9 +262,93 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 	}
 }
 
+// forwardChain keeps a run's forwards to HOSTS in the order the check
+// made them. Forwards are pipelined; without it, one that fails (HOSTS
+// without a leader for a moment) and is retried lands after newer ones
+// that went through. So each forward to HOSTS says which stream sequence
+// it expects to follow (Nats-Expected-Last-Sequence: the ingest check is
+// HOSTS's only writer, so the next sequence is known): once one fails,
+// every newer one fails too instead of overtaking it. The acker then
+// retries them in order, without the expectation (everything before is
+// settled by then), and the publisher holds new forwards until the acker
+// has settled all it sent, so the pipeline starts again from a stored
+// message. (Nats-Expected-Last-Msg-Id would need no sequence, but a
+// clustered stream checks it only when applying, and nats-server 2.15
+// takes a mismatch there for a write error that stalls the stream.)
+type forwardChain struct {
+	hub    *Hub
+	next   uint64        // publisher: the sequence the next forward to HOSTS expects to follow; 0: read it from HOSTS first
+	sent   uint64        // publisher: forwards handed to the acker
+	done   atomic.Uint64 // acker: forwards settled
+	broken atomic.Bool   // a forward to HOSTS failed; set by the acker
+	wake   chan struct{} // the acker settled one (capacity 1)
+}
+
+// expectedLastSeqHeader is the JetStream header that makes a publish fail
+// unless the stream's newest message has the given sequence.
+const expectedLastSeqHeader = "Nats-Expected-Last-Sequence"
+
+// wrongLastSequence reports whether err is JetStream's refusal of a
+// publish whose Nats-Expected-Last-Sequence is not the stream's last.
+func wrongLastSequence(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && (apiErr.ErrorCode == 10071 || apiErr.ErrorCode == 10164)
+}
+
+// chained reports whether p's forward is ordered by the chain: accepted
+// events for HOSTS, whose only writer is the ingest check.
+func chained(p pendingPub) bool {
+	return !p.dead && strings.HasPrefix(p.out.Subject, events.HostSubjectPrefix)
+}
+
+// link sets p's expectation on the forward before it; after a break it
+// first waits until the acker settled every forward sent (false when ctx
+// ends first).
+func (c *forwardChain) link(ctx context.Context, p pendingPub) bool {
+	if c.broken.Load() {
+		for c.done.Load() < c.sent {
+			select {
+			case <-c.wake:
+			case <-ctx.Done():
+				return false
+			}
+		}
+		c.broken.Store(false)
+		c.next = 0
+	}
+	if !chained(p) {
+		return true
+	}
+	if c.next == 0 {
+		// Everything this run sent is settled: HOSTS's last sequence is
+		// where the chain starts. Without it, p goes unchained (safe for
+		// the same reason) and the next forward asks again.
+		ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		st, err := c.hub.js.Stream(ictx, HostsStream)
+		if err != nil {
+			c.hub.log.Debug("read HOSTS's last sequence for the forward chain", "err", err)
+			return true
+		}
+		c.next = st.CachedInfo().State.LastSeq
+	}
+	p.out.Header.Set(expectedLastSeqHeader, strconv.FormatUint(c.next, 10))
+	c.next++
+	return true
+}
+
+// settled records that the acker finished one forward.
+func (c *forwardChain) settled() {
+	c.done.Add(1)
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
 // publishForwards publishes checked messages asynchronously, in order,
 // and hands them to the acker.
-func (h *Hub) publishForwards(ctx context.Context) {
+func (h *Hub) publishForwards(ctx context.Context, chain *forwardChain) {
 	for {
 		var p pendingPub
 		select {
@@ -268,6 +357,9 @@ func (h *Hub) publishForwards(ctx context.Context) {
 		case p = <-h.checked:
 		}
 		if p.src != nil {
+			if !chain.link(ctx, p) {
+				return
+			}
 			f, err := h.js.PublishMsgAsync(p.out)
 			if err != nil {
 				// Could not even queue it: the acker retries it in order.
@@ -277,6 +369,7 @@ func (h *Hub) publishForwards(ctx context.Context) {
 		}
 		select {
 		case h.pending <- p:
+			chain.sent++
 		case <-ctx.Done():
 			return
 		}
@@ -312,7 +405,7 @@ func (h *Hub) deadLetterFor(p pendingPub, reason string) (*nats.Msg, error) {
 
 // ackForwards waits for each forward's ack in order, retries a failed one
 // until it is stored, then acks its INGEST message.
-func (h *Hub) ackForwards(ctx context.Context) {
+func (h *Hub) ackForwards(ctx context.Context, chain *forwardChain) {
 	defer close(h.ackerDone)
 	// Acks are cumulative (ack-all): acknowledge the newest settled message
 	// when the queue runs dry or every ackEvery messages.
@@ -338,9 +431,10 @@ func (h *Hub) ackForwards(ctx context.Context) {
 			}
 			// Acks are cumulative: once one message is given up (the run
 			// is stopping), none after it may be acknowledged.
-			if ctx.Err() != nil || !h.settle(ctx, p) {
+			if ctx.Err() != nil || !h.settle(ctx, chain, p) {
 				return
 			}
+			chain.settled()
 			last = p.src
 			unacked++
 			if unacked >= ackEvery || len(h.pending) == 0 {
@@ -354,13 +448,19 @@ func (h *Hub) ackForwards(ctx context.Context) {
 // reports whether the message is done and may be acknowledged: not when
 // the run stops, nor when the hub is closing and the forward still fails
 // (INGEST keeps the message and delivers it again at the next start).
-func (h *Hub) settle(ctx context.Context, p pendingPub) bool {
+func (h *Hub) settle(ctx context.Context, chain *forwardChain, p pendingPub) bool {
 	done, ack, err := h.awaitAck(ctx, p.future)
 	if !done {
 		return false
 	}
 	var apiErr *jetstream.APIError
-	if errors.As(err, &apiErr) && apiErr.Code == 400 && !p.dead {
+	if err != nil && chained(p) {
+		// Newer forwards fail behind this one; every one before it is
+		// settled, so its retry needs no expectation.
+		chain.broken.Store(true)
+		p.out.Header.Del(expectedLastSeqHeader)
+	}
+	if errors.As(err, &apiErr) && apiErr.Code == 400 && !p.dead && !wrongLastSequence(err) {
 		// The stream refused this message for good (too large, a bad
 		// header): retrying cannot help, so it becomes a dead letter.
 		if dl, derr := h.deadLetterFor(p, "HOSTS refused it: "+apiErr.Description); derr == nil {
@@ -408,7 +508,23 @@ func (h *Hub) settle(ctx context.Context, p pendingPub) bool {
 // an error, leaving the message unacknowledged for the next start) when ctx
 // ends or the hub is closing.
 func (h *Hub) retryForward(ctx context.Context, p pendingPub, ack *jetstream.PubAck, err error) (*jetstream.PubAck, error) {
+	if err == nil {
+		return ack, nil
+	}
+	h.metrics.storeErrors.WithLabelValues(storeErrorKind(err)).Inc()
+	// The first retry goes at once. Forwards are pipelined: while HOSTS
+	// had no leader (a node lost, a new one being elected) thousands of
+	// them fail at once, and by the time the acker reaches them HOSTS is
+	// usually back; waiting before each would take minutes.
+	h.log.Debug("forward failed; sending it again", "subject", p.out.Subject, "err", err)
+	ack, err = h.publishForward(ctx, p)
+	var described time.Time
 	for backoff := 100 * time.Millisecond; err != nil; backoff = min(backoff*2, 5*time.Second) {
+		if errors.Is(err, jetstream.ErrNoStreamResponse) && time.Since(described) > 5*time.Second {
+			// Nobody took the publish: say how the stream looks from here.
+			described = time.Now()
+			h.describeStream(ctx, p.out.Subject)
+		}
 		h.health.storeFailed(err, time.Now())
 		h.metrics.storeErrors.WithLabelValues(storeErrorKind(err)).Inc()
 		select {
@@ -426,12 +542,44 @@ func (h *Hub) retryForward(ctx context.Context, p pendingPub, ack *jetstream.Pub
 			return nil, err
 		case <-time.After(backoff):
 		}
-		_ = p.src.InProgress() // keep it ours while we retry, so it is not redelivered behind newer events
-		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		ack, err = h.js.PublishMsg(pctx, p.out)
-		cancel()
+		ack, err = h.publishForward(ctx, p)
 	}
 	return ack, nil
+}
+
+// publishForward sends p's forward again and waits for its ack.
+func (h *Hub) publishForward(ctx context.Context, p pendingPub) (*jetstream.PubAck, error) {
+	_ = p.src.InProgress() // keep it ours while we retry, so it is not redelivered behind newer events
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	return h.js.PublishMsg(pctx, p.out)
+}
+
+// describeStream logs how the stream that stores subject looks from this
+// node (its leader and replicas) when a forward to it found nobody.
+func (h *Hub) describeStream(ctx context.Context, subject string) {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	name, err := h.js.StreamNameBySubject(ctx, subject)
+	if err != nil {
+		h.log.Warn("a forward found no stream to take it, and none answers for its subject", "subject", subject, "err", err)
+		return
+	}
+	st, err := h.js.Stream(ctx, name)
+	if err != nil {
+		h.log.Warn("a forward found no stream to take it; its info does not answer either", "stream", name, "err", err)
+		return
+	}
+	info := st.CachedInfo()
+	if info.Cluster == nil {
+		h.log.Warn("a forward found no stream to take it", "stream", name)
+		return
+	}
+	var peers []string
+	for _, r := range info.Cluster.Replicas {
+		peers = append(peers, fmt.Sprintf("%s(current=%t offline=%t lag=%d active=%s)", r.Name, r.Current, r.Offline, r.Lag, r.Active.Round(time.Millisecond)))
+	}
+	h.log.Warn("a forward found no stream to take it", "stream", name, "leader", info.Cluster.Leader, "replicas", strings.Join(peers, " "), "server", h.srv.Name())
 }
 
 // duplicateConflict compares a forward the stream called a duplicate with

@@ -67,12 +67,7 @@ func TestNixCacheRealNix(t *testing.T) {
 	local := filepath.Join(dir, "local-cache")
 	mustNix(t, env, "copy", "--to", "file://"+local+"?secret-key="+sec, signed)
 
-	auth := t.TempDir()
-	if _, err := KeysInit(auth, []string{"goliath"}); err != nil {
-		t.Fatal(err)
-	}
-	hub := startTestHub(t, auth, t.TempDir())
-	defer hub.Close()
+	hub, _ := startAuthedTestHub(t, "goliath")
 	ctx := context.Background()
 	st, err := hub.NixCache().UploadDir(ctx, local)
 	if err != nil {

@@ -16,12 +16,7 @@ func TestSourceReaddLosesNothing(t *testing.T) {
 	if testing.Short() {
 		t.Skip("skipped with -short")
 	}
-	auth := t.TempDir()
-	if _, err := KeysInit(auth, []string{"goliath"}); err != nil {
-		t.Fatal(err)
-	}
-	hub := startTestHub(t, auth, t.TempDir())
-	defer hub.Close()
+	hub, auth := startAuthedTestHub(t, "goliath")
 	a := startTestAgent(t, "goliath", hub.LeafURL(), HostSeedFile(auth, "goliath"))
 	defer a.Close()
 	ctx := context.Background()
@@ -85,12 +80,7 @@ func TestSourceReaddLosesNothing(t *testing.T) {
 // the hub's source would take them for ones it already stored and
 // acknowledge them away.
 func TestNewOutboxIsNotSkipped(t *testing.T) {
-	auth := t.TempDir()
-	if _, err := KeysInit(auth, []string{"goliath"}); err != nil {
-		t.Fatal(err)
-	}
-	hub := startTestHub(t, auth, t.TempDir())
-	defer hub.Close()
+	hub, auth := startAuthedTestHub(t, "goliath")
 	ctx := context.Background()
 	old := startTestAgent(t, "goliath", hub.LeafURL(), HostSeedFile(auth, "goliath"))
 	for i := 1; i <= 200; i++ {

@@ -43,6 +43,19 @@ func startTestHub(t *testing.T, authDir, dataDir string) *Hub {
 	return h
 }
 
+// startAuthedTestHub starts a hub whose auth directory (returned) holds
+// keys for hosts; it is closed when the test ends.
+func startAuthedTestHub(t *testing.T, hosts ...string) (*Hub, string) {
+	t.Helper()
+	auth := t.TempDir()
+	if _, err := KeysInit(auth, hosts); err != nil {
+		t.Fatal(err)
+	}
+	hub := startTestHub(t, auth, t.TempDir())
+	t.Cleanup(hub.Close)
+	return hub, auth
+}
+
 func startTestAgent(t *testing.T, host, hubURL, nkey string) *Agent {
 	t.Helper()
 	a, err := StartAgent(context.Background(), AgentOptions{
@@ -93,12 +106,7 @@ func waitMsgs(t *testing.T, js jetstream.JetStream, stream, filter string, want 
 }
 
 func TestAgentEventsReachHosts(t *testing.T) {
-	auth := t.TempDir()
-	if _, err := KeysInit(auth, []string{"goliath", "koishi"}); err != nil {
-		t.Fatal(err)
-	}
-	hub := startTestHub(t, auth, t.TempDir())
-	defer hub.Close()
+	hub, auth := startAuthedTestHub(t, "goliath", "koishi")
 	ctx := context.Background()
 	for _, host := range []string{"goliath", "koishi"} {
 		a := startTestAgent(t, host, hub.LeafURL(), HostSeedFile(auth, host))
@@ -136,12 +144,7 @@ func (l *lockedBuffer) String() string {
 // key push each other off the hub; that is said once, plainly, instead of
 // a connected/unreachable pair in the log every few hundred milliseconds.
 func TestTwoAgentsWithOneKeyAreReported(t *testing.T) {
-	auth := t.TempDir()
-	if _, err := KeysInit(auth, []string{"goliath"}); err != nil {
-		t.Fatal(err)
-	}
-	hub := startTestHub(t, auth, t.TempDir())
-	defer hub.Close()
+	hub, auth := startAuthedTestHub(t, "goliath")
 	var logs [2]*lockedBuffer
 	for i := range logs {
 		logs[i] = &lockedBuffer{}

@@ -2,9 +2,7 @@ package tests
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"os/exec"
 	"regexp"
 	"sort"
 	"strings"
@@ -60,6 +58,7 @@ func TestClusterPartition(t *testing.T) {
 		n.p.waitFor("hub started", 120*time.Second)
 	}
 	cl := c.client()
+	c.describeOnFailure(streams.HostsStream)
 	t.Cleanup(func() {
 		if !t.Failed() {
 			return
@@ -78,17 +77,6 @@ func TestClusterPartition(t *testing.T) {
 				}
 			}
 			t.Logf("%s (%d failed forwards to HOSTS):\n%s", n.name, failedForwards, strings.Join(keep[max(0, len(keep)-40):], "\n"))
-		}
-		// How each node sees HOSTS: its leader, and its replicas.
-		for _, n := range c.nodes {
-			out, _ := exec.Command(natsCLI(t), "--server", fmt.Sprintf("nats://127.0.0.1:%d", n.natsPort), "--nkey", f.operator(),
-				"--timeout", "5s", "stream", "info", streams.HostsStream, "--json").CombinedOutput()
-			var info struct {
-				State   struct{ Messages uint64 } `json:"state"`
-				Cluster json.RawMessage           `json:"cluster"`
-			}
-			_ = json.Unmarshal(out, &info)
-			t.Logf("HOSTS seen from %s: %d messages, cluster %s (%s)", n.name, info.State.Messages, info.Cluster, strings.TrimSpace(string(out[:min(len(out), 200)])))
 		}
 	})
 

@@ -24,6 +24,10 @@ import (
 type hubCluster struct {
 	f     *fleet
 	nodes []*hubNode
+	// explain makes a passing test log what a failing one does (the
+	// nodes' warnings and how they see the streams): set when something
+	// took suspiciously long.
+	explain bool
 }
 
 type hubNode struct {
@@ -41,7 +45,7 @@ func newHubCluster(f *fleet, n int) *hubCluster {
 	// A failure shows what each node warned of: leadership, sources,
 	// ingest.
 	f.t.Cleanup(func() {
-		if !f.t.Failed() {
+		if !f.t.Failed() && !c.explain {
 			return
 		}
 		for _, n := range c.nodes {
@@ -100,6 +104,33 @@ func (c *hubCluster) startAll(extra ...string) {
 	for _, n := range c.nodes {
 		n.p.waitFor("hub started", 90*time.Second)
 	}
+}
+
+// describeOnFailure makes a failed test log how each node still running
+// sees each of the streams (messages, leader, replicas) before the nodes
+// are stopped. Call it after the nodes started.
+func (c *hubCluster) describeOnFailure(names ...string) {
+	t := c.f.t
+	t.Cleanup(func() {
+		if !t.Failed() && !c.explain {
+			return
+		}
+		for _, n := range c.nodes {
+			if n.p == nil || n.p.exited() {
+				continue
+			}
+			for _, name := range names {
+				out, _ := exec.Command(natsCLI(t), "--server", fmt.Sprintf("nats://127.0.0.1:%d", n.natsPort), "--nkey", c.f.operator(),
+					"--timeout", "5s", "stream", "info", name, "--json").CombinedOutput()
+				var info struct {
+					State   struct{ Messages uint64 } `json:"state"`
+					Cluster json.RawMessage           `json:"cluster"`
+				}
+				_ = json.Unmarshal(out, &info)
+				t.Logf("%s seen from %s: %d messages, cluster %s (%s)", name, n.name, info.State.Messages, info.Cluster, strings.TrimSpace(string(out[:min(len(out), 200)])))
+			}
+		}
+	})
 }
 
 // waitHealthy waits until the node's /healthz answers 200.
@@ -299,6 +330,7 @@ func clusterIngestLeaderKilled(t *testing.T, victimOf string, sig syscall.Signal
 	f := newFleet(t, "goliath", "koishi")
 	c := newHubCluster(f, 3)
 	c.startAll()
+	c.describeOnFailure(streams.HostsStream, streams.IngestStream)
 	cl := c.client()
 
 	want := map[string]int{}
@@ -384,10 +416,13 @@ func clusterIngestLeaderKilled(t *testing.T, victimOf string, sig syscall.Signal
 	t.Logf("agents on the nodes left %s after the kill", time.Since(killed).Round(time.Millisecond))
 	got := settle(t, cl.JS, 2*perAgent, 3*time.Minute)
 	t.Logf("every heartbeat in HOSTS %s after the kill", time.Since(killed).Round(time.Millisecond))
+	if time.Since(killed) > 40*time.Second {
+		c.explain = true
+	}
 	if got != 2*perAgent {
 		t.Fatalf("HOSTS holds %d heartbeats, want exactly %d", got, 2*perAgent)
 	}
-	byHost := clusterHeartbeats(t, readAll(t, cl.JS, streams.HostsStream, "pinkie.host.*.heartbeat", got))
+	byHost := heartbeatsByInstance(t, readAll(t, cl.JS, streams.HostsStream, "pinkie.host.*.heartbeat", got))
 	for _, h := range []string{"goliath", "koishi"} {
 		var sum uint64
 		for _, n := range byHost[h] {
@@ -685,7 +720,7 @@ func TestClusterDeployRequestDuringFailover(t *testing.T) {
 // host sent total of them.
 func wantHeartbeats(t *testing.T, cl *streams.Client, host string, stored, total uint64) {
 	t.Helper()
-	byHost := clusterHeartbeats(t, readAll(t, cl.JS, streams.HostsStream, "pinkie.host.*.heartbeat", stored))
+	byHost := heartbeatsByInstance(t, readAll(t, cl.JS, streams.HostsStream, "pinkie.host.*.heartbeat", stored))
 	var sum uint64
 	for _, n := range byHost[host] {
 		sum += n

@@ -135,6 +135,16 @@ func (p *proc) waitFor(s string, within time.Duration) {
 	p.t.Fatalf("%s did not print %q within %s:\n%s", p.name, s, within, p.out.String())
 }
 
+// exited reports whether the process has ended.
+func (p *proc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
 // count returns how often the output contains s.
 func (p *proc) count(s string) int { return strings.Count(p.out.String(), s) }
 

@@ -127,19 +127,33 @@ func TestSetFleetKeepsTheLatest(t *testing.T) {
 	}
 }
 
-// failingStore fails puts of keys with a prefix, a number of times.
+// failingStore fails writes of keys with a prefix, a number of times.
 type failingStore struct {
 	*memStore
 	prefix string
 	fails  int
 }
 
-func (s *failingStore) Put(ctx context.Context, k string, v []byte) error {
+func (s *failingStore) fail(k string) bool {
 	if s.fails > 0 && strings.HasPrefix(k, s.prefix) {
 		s.fails--
+		return true
+	}
+	return false
+}
+
+func (s *failingStore) Put(ctx context.Context, k string, v []byte) error {
+	if s.fail(k) {
 		return errors.New("kv: timeout")
 	}
 	return s.memStore.Put(ctx, k, v)
+}
+
+func (s *failingStore) Update(ctx context.Context, k string, v []byte, rev uint64) (uint64, error) {
+	if s.fail(k) {
+		return 0, errors.New("kv: timeout")
+	}
+	return s.memStore.Update(ctx, k, v, rev)
 }
 
 // TestTagRoutingDecisionSurvivesInterruption: an alert whose handling was

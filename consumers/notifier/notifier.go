@@ -16,12 +16,34 @@ import (
 	"github.com/pinkiefleet/pinkie/events"
 )
 
-// Store keeps pending messages (jobs) across restarts.
+// Store keeps pending messages (jobs) across restarts. Jobs are written
+// with compare-and-set on the revision last read or written, so two
+// notifiers on one store (a clustered hub's old and new leader, for the
+// second they overlap) never both send the same message: the one whose
+// write fails takes the stored job instead.
 type Store interface {
-	List(ctx context.Context) (map[string][]byte, error)
+	List(ctx context.Context) (map[string]Entry, error)
+	// Get returns the key's entry; found is false when there is none.
+	Get(ctx context.Context, key string) (e Entry, found bool, err error)
+	// Put writes the key whatever its revision.
 	Put(ctx context.Context, key string, value []byte) error
-	Delete(ctx context.Context, key string) error
+	// Update writes the key if its revision is rev (0: if it does not
+	// exist) and returns the new revision, or ErrConflict.
+	Update(ctx context.Context, key string, value []byte, rev uint64) (uint64, error)
+	// Delete removes the key if its revision is rev (0: whatever it is),
+	// or returns ErrConflict.
+	Delete(ctx context.Context, key string, rev uint64) error
 }
+
+// Entry is a stored value and its revision.
+type Entry struct {
+	Value []byte
+	Rev   uint64
+}
+
+// ErrConflict is a Store's refusal of a write whose revision is not the
+// key's.
+var ErrConflict = errors.New("changed by another notifier")
 
 // Publisher publishes the delivery audit (pinkie.notify.<channel>.<outcome>).
 type Publisher interface {
@@ -41,7 +63,25 @@ type Job struct {
 	FirstAttempt *time.Time `json:"first_attempt,omitempty"`
 	NextAttempt  time.Time  `json:"next_attempt"`
 	LastError    string     `json:"last_error,omitempty"`
+	// SendingUntil is set while an attempt is under way: no other
+	// notifier attempts the job before then (a sender that died leaves
+	// it to the next after that).
+	SendingUntil *time.Time `json:"sending_until,omitempty"`
+
+	rev uint64 // the store revision last read or written
 }
+
+// due is when the job may be attempted next.
+func (j *Job) due() time.Time {
+	if j.SendingUntil != nil && j.SendingUntil.After(j.NextAttempt) {
+		return *j.SendingUntil
+	}
+	return j.NextAttempt
+}
+
+// sendLease is how long an attempt holds a job against other notifiers:
+// longer than a send may take.
+const sendLease = 45 * time.Second
 
 // JobAlert is one alert event in a job.
 type JobAlert struct {
@@ -160,7 +200,8 @@ func (n *Notifier) Load(ctx context.Context) error {
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	for k, v := range all {
+	for k, e := range all {
+		v := e.Value
 		if k == seenKey {
 			if err := json.Unmarshal(v, &n.seen); err != nil {
 				return fmt.Errorf("notifier %s: %w", k, err)
@@ -179,9 +220,10 @@ func (n *Notifier) Load(ctx context.Context) error {
 		}
 		if n.channel(j.Channel) == nil {
 			n.log.Warn("pending notification for a channel no longer configured; dropping it", "channel", j.Channel, "message_id", j.ID)
-			_ = n.store.Delete(ctx, k)
+			_ = n.store.Delete(ctx, k, e.Rev)
 			continue
 		}
+		j.rev = e.Rev
 		n.jobs[k] = &j
 	}
 	return nil
@@ -235,6 +277,13 @@ func (n *Notifier) HandleAlert(ctx context.Context, seq uint64, data []byte) err
 			}
 			j.Alerts = append(j.Alerts, JobAlert{EventID: ev.ID(), Seq: seq, Alert: a})
 			if err := n.putJob(ctx, j); err != nil {
+				if errors.Is(err, ErrConflict) {
+					// Another notifier changed the group: take its
+					// version; the alert comes again and joins that.
+					n.adopt(ctx, j)
+				} else {
+					j.Alerts = j.Alerts[:len(j.Alerts)-1]
+				}
 				return err
 			}
 			n.jobs[j.key()] = j
@@ -319,10 +368,39 @@ func (n *Notifier) putJob(ctx context.Context, j *Job) error {
 	if err != nil {
 		return err
 	}
-	if err := n.store.Put(ctx, j.key(), b); err != nil {
+	rev, err := n.store.Update(ctx, j.key(), b, j.rev)
+	if err != nil {
 		return fmt.Errorf("store notification %s: %w", j.ID, err)
 	}
+	j.rev = rev
 	return nil
+}
+
+// adopt replaces j (in memory) by what the store holds for it, written
+// by another notifier; without one, j is dropped. The caller holds n.mu.
+func (n *Notifier) adopt(ctx context.Context, j *Job) {
+	e, found, err := n.store.Get(ctx, j.key())
+	if err != nil {
+		n.log.Error("read a notification another notifier changed", "channel", j.Channel, "message_id", j.ID, "err", err)
+		// Keep it, but not before another notifier's lease would end.
+		until := n.clock().Add(sendLease)
+		j.SendingUntil = &until
+		return
+	}
+	if !found {
+		n.log.Info("another notifier finished this notification", "channel", j.Channel, "message_id", j.ID)
+		delete(n.jobs, j.key())
+		return
+	}
+	var stored Job
+	if err := json.Unmarshal(e.Value, &stored); err != nil {
+		n.log.Error("read a notification another notifier changed", "channel", j.Channel, "message_id", j.ID, "err", err)
+		delete(n.jobs, j.key())
+		return
+	}
+	n.log.Info("another notifier has this notification; following its state", "channel", j.Channel, "message_id", j.ID, "attempt", stored.Attempt)
+	stored.rev = e.Rev
+	*j = stored
 }
 
 func (n *Notifier) poke(channel string) {
@@ -352,8 +430,8 @@ func (n *Notifier) next(channel string) *Job {
 	defer n.mu.Unlock()
 	var best *Job
 	for _, j := range n.jobs {
-		if j.Channel == channel && (best == nil || j.NextAttempt.Before(best.NextAttempt) ||
-			(j.NextAttempt.Equal(best.NextAttempt) && j.ID < best.ID)) {
+		if j.Channel == channel && (best == nil || j.due().Before(best.due()) ||
+			(j.due().Equal(best.due()) && j.ID < best.ID)) {
 			best = j
 		}
 	}
@@ -365,7 +443,9 @@ func (n *Notifier) runChannel(ctx context.Context, c Channel) {
 		j := n.next(c.Name())
 		wait := time.Hour
 		if j != nil {
-			wait = j.NextAttempt.Sub(n.clock())
+			n.mu.Lock()
+			wait = j.due().Sub(n.clock())
+			n.mu.Unlock()
 		}
 		if wait > 0 {
 			t := time.NewTimer(wait)
@@ -396,12 +476,27 @@ func backoffFor(n int) time.Duration {
 func (n *Notifier) attempt(ctx context.Context, c Channel, j *Job) {
 	n.mu.Lock()
 	now := n.clock()
+	if _, ok := n.jobs[j.key()]; !ok || now.Before(j.due()) {
+		// Taken over by another notifier since it was picked.
+		n.mu.Unlock()
+		return
+	}
+	prev := *j
 	j.Attempt++
 	if j.FirstAttempt == nil {
 		j.FirstAttempt = &now
 	}
-	// Persist the attempt before sending: the group is closed from now on.
+	lease := now.Add(sendLease)
+	j.SendingUntil = &lease
+	// Persist the attempt before sending: the group is closed from now
+	// on, and no other notifier sends it while the lease holds.
 	if err := n.putJob(ctx, j); err != nil {
+		if errors.Is(err, ErrConflict) {
+			n.adopt(ctx, j)
+			n.mu.Unlock()
+			return
+		}
+		*j = prev
 		n.mu.Unlock()
 		n.log.Error("store notification attempt", "channel", c.Name(), "message_id", j.ID, "err", err)
 		n.sleep(ctx, time.Second)
@@ -432,13 +527,15 @@ func (n *Notifier) attempt(ctx context.Context, c Channel, j *Job) {
 		outcome = events.OutcomeRetrying
 	}
 	if outcome == events.OutcomeRetrying {
-		j.NextAttempt, j.LastError = now.Add(backoffFor(j.Attempt)), err.Error()
-		if perr := n.putJob(ctx, j); perr != nil {
+		j.NextAttempt, j.LastError, j.SendingUntil = now.Add(backoffFor(j.Attempt)), err.Error(), nil
+		if perr := n.putJob(ctx, j); errors.Is(perr, ErrConflict) {
+			n.adopt(ctx, j)
+		} else if perr != nil {
 			n.log.Error("store notification retry", "channel", c.Name(), "message_id", j.ID, "err", perr)
 		}
 		n.log.Warn("notification not delivered; will retry", "channel", c.Name(), "message_id", j.ID, "attempt", j.Attempt, "next", j.NextAttempt, "err", err)
 	} else {
-		if derr := n.store.Delete(ctx, j.key()); derr != nil {
+		if derr := n.store.Delete(ctx, j.key(), j.rev); derr != nil {
 			n.log.Error("remove delivered notification", "channel", c.Name(), "message_id", j.ID, "err", derr)
 		}
 		delete(n.jobs, j.key())

@@ -14,31 +14,65 @@ import (
 	"github.com/pinkiefleet/pinkie/events"
 )
 
-// memStore keeps jobs in memory (the hub uses a KV bucket; tests/ run that).
+// memStore keeps jobs in memory (the hub uses a KV bucket; tests/ and
+// streams/ run that), with revisions as a KV bucket counts them.
 type memStore struct {
-	mu sync.Mutex
-	m  map[string][]byte
+	mu  sync.Mutex
+	m   map[string][]byte
+	rev map[string]uint64
+	seq uint64
 }
 
-func (s *memStore) List(context.Context) (map[string][]byte, error) {
+func (s *memStore) List(context.Context) (map[string]Entry, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := map[string][]byte{}
+	out := map[string]Entry{}
 	for k, v := range s.m {
-		out[k] = v
+		out[k] = Entry{Value: v, Rev: s.rev[k]}
 	}
 	return out, nil
 }
+
+func (s *memStore) Get(_ context.Context, k string) (Entry, bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v, ok := s.m[k]
+	return Entry{Value: v, Rev: s.rev[k]}, ok, nil
+}
+
 func (s *memStore) Put(_ context.Context, k string, v []byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.m[k] = append([]byte(nil), v...)
+	s.put(k, v)
 	return nil
 }
-func (s *memStore) Delete(_ context.Context, k string) error {
+
+func (s *memStore) put(k string, v []byte) uint64 {
+	if s.rev == nil {
+		s.rev = map[string]uint64{}
+	}
+	s.seq++
+	s.m[k], s.rev[k] = append([]byte(nil), v...), s.seq
+	return s.seq
+}
+
+func (s *memStore) Update(_ context.Context, k string, v []byte, rev uint64) (uint64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if _, ok := s.m[k]; (rev == 0 && ok) || (rev != 0 && s.rev[k] != rev) {
+		return 0, ErrConflict
+	}
+	return s.put(k, v), nil
+}
+
+func (s *memStore) Delete(_ context.Context, k string, rev uint64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.m[k]; ok && rev != 0 && s.rev[k] != rev {
+		return ErrConflict
+	}
 	delete(s.m, k)
+	delete(s.rev, k)
 	return nil
 }
 

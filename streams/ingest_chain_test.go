@@ -1,0 +1,104 @@
+package streams
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/pinkiefleet/pinkie/events"
+)
+
+// TestForwardRefusedMidPipeline: HOSTS refuses one forward (larger than
+// its MaxMsgSize) while the ones after it are already on their way. The
+// refused event becomes a dead letter; the next ones, which the chain
+// made fail ("wrong last sequence") rather than overtake it, are retried
+// and stored in order, and none of them becomes a dead letter.
+func TestForwardRefusedMidPipeline(t *testing.T) {
+	hub, auth := startAuthedTestHub(t, "goliath")
+	ctx := context.Background()
+	js := hub.JetStream()
+	st, err := js.Stream(ctx, HostsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := st.CachedInfo().Config
+	cfg.MaxMsgSize = 2048
+	if _, err := js.UpdateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+
+	a := startTestAgent(t, "goliath", hub.LeafURL(), HostSeedFile(auth, "goliath"))
+	defer a.Close()
+	pk, _ := events.Lookup("profile")
+	const n = 200
+	for i := uint64(1); i <= n; i++ {
+		if i == 50 {
+			locale := map[string]string{}
+			for i := range 100 {
+				locale["LC_"+string(rune('A'+i/26))+string(rune('A'+i%26))] = strings.Repeat("x", 40)
+			}
+			big, err := events.New(pk, "goliath", "profile", time.Now(), events.Profile{Hostname: "goliath", Kernel: "6.1", Arch: "x86_64", Locale: locale})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := a.Publish(ctx, big, ""); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := a.Publish(ctx, heartbeat(t, "goliath", i), ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitMsgs(t, js, DeadLetterStream, ">", 1, 20*time.Second)
+	waitMsgs(t, js, HostsStream, "pinkie.host.goliath.heartbeat", n, 20*time.Second)
+
+	dl, err := js.Stream(ctx, DeadLetterStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := dl.GetMsg(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, kind, err := events.Decode(m.Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := events.DecodeData(e, kind)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := d.(*events.DeadLetter).Reason; !strings.Contains(r, "HOSTS refused it") || !strings.HasSuffix(d.(*events.DeadLetter).Subject, ".evt.profile") {
+		t.Fatalf("dead letter of %s: %q; want the big profile, refused by HOSTS", d.(*events.DeadLetter).Subject, r)
+	}
+
+	c, err := js.OrderedConsumer(ctx, HostsStream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{"pinkie.host.goliath.heartbeat"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for want := uint64(1); want <= n; want++ {
+		msg, err := c.Next(jetstream.FetchMaxWait(5 * time.Second))
+		if err != nil {
+			t.Fatalf("read heartbeat %d: %v", want, err)
+		}
+		e, kind, err := events.Decode(msg.Data())
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := events.DecodeData(e, kind)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := d.(*events.Heartbeat).Counter; got != want {
+			t.Fatalf("heartbeat %d stored where %d belongs", got, want)
+		}
+		// Forwards expect their predecessor, except the ones retried or
+		// sent right after the refusal.
+		if want < 50 && msg.Headers().Get(expectedLastSeqHeader) == "" {
+			t.Errorf("heartbeat %d was forwarded without expecting the one before it", want)
+		}
+	}
+}
