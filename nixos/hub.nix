@@ -21,7 +21,7 @@ let
     else json.generate "pinkie-hub.json" (pinkieLib.hubConfig cfg.settings);
   credentialsDirectory = "/run/credentials/pinkie-hub.service";
   args = pinkieLib.hubArgs {
-    inherit (cfg) dataDir listen maxStore maxEventBytes hostBudget syncAlways logLevel logFormat extraArgs;
+    inherit (cfg) dataDir listen maxStore maxEventBytes hostBudget syncAlways logLevel logFormat extraArgs leafCompression;
     # %d: the unit's credentials directory, holding only auth.json (and
     # the metrics token).
     authDir = if hasAuth then "%d" else null;
@@ -251,6 +251,17 @@ in
     };
 
     maxStore = mkOption { type = types.ints.positive; default = 10 * 1024 * 1024 * 1024; description = "JetStream file store limit in bytes."; };
+
+    leafCompression = mkOption {
+      type = types.enum [ "off" "s2_auto" "s2_fast" "s2_better" "s2_best" ];
+      default = "s2_auto";
+      description = ''
+        S2 compression of the agents' leaf connections. `s2_auto` picks by
+        round-trip time (none on a LAN, more on slower links). Every mode
+        but `off` keeps encoder buffers per agent, about 5 MiB of hub
+        memory each: with hundreds of agents on a LAN, use `off`.
+      '';
+    };
 
     cacheBudget = mkOption {
       type = types.nullOr (types.either types.ints.positive types.str);

@@ -235,7 +235,8 @@ let
   # listen; authDir (null: no auth); configFile (null: none); maxStore;
   # maxEventBytes; syncAlways; logLevel; logFormat; extraArgs;
   # metricsTokenFile, cacheBudget, nixSigningKeyFile (optional, null:
-  # none); } and optionally hostBudget
+  # none); leafCompression (optional: the hub's default); } and
+  # optionally hostBudget
   # { enable; eventsPerSecond; bytesPerSecond; burstEvents; burstBytes;
   # cooldown; } (absent: the hub's defaults).
   hubArgs = o:
@@ -252,6 +253,7 @@ let
     ++ optionals ((o.metricsTokenFile or null) != null) [ "--metrics-token-file" o.metricsTokenFile ]
     ++ optionals ((o.cacheBudget or null) != null) [ "--cache-budget" (toString o.cacheBudget) ]
     ++ optionals ((o.nixSigningKeyFile or null) != null) [ "--nix-signing-key" o.nixSigningKeyFile ]
+    ++ optionals ((o.leafCompression or "s2_auto") != "s2_auto") [ "--leaf-compression" o.leafCompression ]
     ++ optionals ((o.tlsCert or null) != null) [ "--tls-cert" o.tlsCert "--tls-key" o.tlsKey ]
     ++ hubClusterArgs (o.cluster or null)
     ++ optionals (o.configFile != null) [ "--config" o.configFile ]

@@ -400,13 +400,16 @@ func TestNixModuleCommandLines(t *testing.T) {
 	var hubArgs []string
 	nixEval(t, fmt.Sprintf(`%s.hubArgs { dataDir = %q; listen = { nats = "127.0.0.1:%d"; leaf = "127.0.0.1:%d"; http = "127.0.0.1:%d"; };
 	  authDir = "%%d"; configFile = %q; maxStore = 1073741824; maxEventBytes = 65536; syncAlways = false;
-	  cacheBudget = "100MiB"; nixSigningKeyFile = "%%d/nix-signing.sec";
+	  cacheBudget = "100MiB"; nixSigningKeyFile = "%%d/nix-signing.sec"; leafCompression = "off";
 	  hostBudget = { enable = true; eventsPerSecond = 100; bytesPerSecond = 262144; burstEvents = 50000; burstBytes = 67108864; cooldown = "10s"; };
 	  logLevel = "debug"; logFormat = "json"; extraArgs = [ ]; }`, nixLib, f.hubData, f.natsPort, f.leafPort, f.httpPor, hubCfgFile), &hubArgs)
 	hub := startProc(t, "hub", nixSubstitute(hubArgs, "%d", credDir, "hub")...)
 	hub.waitFor("hub started", 30*time.Second)
 	if !strings.Contains(hub.out.String(), "budget_bytes=104857600") && !strings.Contains(hub.out.String(), `"budget_bytes":104857600`) {
 		t.Errorf("the hub did not take cacheBudget = \"100MiB\":\n%s", grepLines(hub.out.String(), "nix cache"))
+	}
+	if !strings.Contains(hub.out.String(), "leaf_compression=off") && !strings.Contains(hub.out.String(), `"leaf_compression":"off"`) {
+		t.Errorf("the hub did not take leafCompression = \"off\":\n%s", grepLines(hub.out.String(), "hub started"))
 	}
 	if strings.Contains(hub.out.String(), "no fleet Nix signing key") || strings.Contains(hub.out.String(), "Nix secret key is unusable") {
 		t.Errorf("the hub did not take nixSigningKeyFile:\n%s", grepLines(hub.out.String(), "Nix"))

@@ -9,6 +9,7 @@ import (
 	"math"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -96,6 +97,7 @@ cluster (see the README, "Clustered hub").`)
 	fs.Var(&routes, "routes", "route `URL` of a node of the cluster, nats-route://HOST:PORT (repeat or comma-separate; list every node)")
 	replicas := fs.Int("replicas", 0, "replicas of every stream and bucket (default: 3 on a cluster of three or more nodes, else 1)")
 	clusterWait := fs.Duration("cluster-wait", 2*time.Minute, "how long a node waits at start for the cluster to elect a JetStream leader")
+	leafCompression := fs.String("leaf-compression", "s2_auto", "S2 compression of agents' leaf connections: off, s2_auto (by round-trip time: none on a LAN, more on slower links), s2_fast, s2_better or s2_best. Every mode but off keeps encoder buffers per agent (about 5 MiB of hub memory each): use off for hundreds of agents on a LAN")
 	clusterCA := fs.String("cluster-ca", "", "CA certificate `FILE` that signs the nodes' --tls-cert, trusted on routes (default: the system's)")
 	mkLog := logFlags(fs, a.stderr)
 	if err := fs.parse(args); err != nil {
@@ -110,6 +112,9 @@ cluster (see the README, "Clustered hub").`)
 	}
 	if *cacheGrace <= 0 {
 		return usagef("--cache-grace %s: want more than 0", *cacheGrace)
+	}
+	if !slices.Contains(streams.LeafCompressionModes, *leafCompression) {
+		return usagef("--leaf-compression %q: want one of %s", *leafCompression, strings.Join(streams.LeafCompressionModes, ", "))
 	}
 	var cacheBytes int64
 	if *cacheBudget != "" {
@@ -137,7 +142,7 @@ cluster (see the README, "Clustered hub").`)
 		DataDir: *data, NATSAddr: *natsAddr, LeafAddr: *leafAddr, HTTPAddr: *httpAddr,
 		AuthDir: *auth, TLSCert: *tlsCert, TLSKey: *tlsKey, MaxEventBytes: *maxEvent, MaxStore: *maxStore, SyncAlways: *syncAlways, Budget: budget,
 		Log: log, Version: version, Services: services, HTTPHandler: httpHandler,
-		MetricsTokenFile: *metricsToken, NixCacheBudget: cacheBytes, NixCacheGrace: *cacheGrace, NixSigningKeyFile: *nixKey, ServerName: *serverName,
+		MetricsTokenFile: *metricsToken, NixCacheBudget: cacheBytes, NixCacheGrace: *cacheGrace, NixSigningKeyFile: *nixKey, ServerName: *serverName, LeafCompression: *leafCompression,
 		Cluster: streams.ClusterOptions{Addr: *clusterAddr, Routes: routes, Replicas: *replicas, Wait: *clusterWait, CA: *clusterCA},
 		Health:  streams.HealthOptions{IngestLagMessages: *lagMax, IngestLagAge: *lagAge},
 	})

@@ -19,15 +19,16 @@ import (
 
 // hubNode is one `pinkie hub` process (a single hub, or a cluster node).
 type hubNode struct {
-	name                          string
-	data                          string
-	nats, leaf, http, clu         int
-	cmd                           *exec.Cmd
-	started                       chan struct{} // closed when it logs "hub started"
-	exited                        chan struct{}
-	logf                          *os.File
-	cpuAtStart                    float64
-	bin, auth, routes, extraFlags string
+	name                  string
+	data                  string
+	nats, leaf, http, clu int
+	cmd                   *exec.Cmd
+	started               chan struct{} // closed when it logs "hub started"
+	exited                chan struct{}
+	logf                  *os.File
+	cpuAtStart            float64
+	bin, auth, routes     string
+	extraFlags            []string
 }
 
 func freePort() (int, error) {
@@ -67,6 +68,7 @@ func (n *hubNode) start() error {
 	args := []string{"hub", "--data", n.data, "--auth", n.auth, "--server-name", n.name,
 		"--nats", fmt.Sprintf("127.0.0.1:%d", n.nats), "--leaf", fmt.Sprintf("127.0.0.1:%d", n.leaf),
 		"--http", fmt.Sprintf("127.0.0.1:%d", n.http), "--log-level", "info"}
+	args = append(args, n.extraFlags...)
 	if n.routes != "" {
 		args = append(args, "--cluster", fmt.Sprintf("127.0.0.1:%d", n.clu), "--routes", n.routes, "--cluster-wait", "3m")
 	}
