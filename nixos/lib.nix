@@ -301,6 +301,16 @@ let
     ++ map (p: "${opt}.${p} holds a literal secret, which would be copied into the world-readable Nix store: put it in a file and name the key ${p}_file (e.g. producers.postgres.password_file).")
       (secretLiterals "producers" cfg.producers);
 
+  # postgresAccessProblems o: what is wrong with services.pinkie.agent's
+  # PostgreSQL access (o: { role; postgresqlEnabled; }).
+  postgresAccessProblems = o:
+    optional (match "[a-z_][a-z0-9_]{0,62}" o.role == null)
+      "services.pinkie.agent.postgres.role = ${show o.role} is not a plain PostgreSQL role name (lower-case letters, digits and _, not starting with a digit)."
+    ++ optional (!o.postgresqlEnabled)
+      "services.pinkie.agent.postgres.access is on but services.postgresql.enable is not: the access is set up on this host's own server."
+    ++ optional (o.role == "postgres")
+      "services.pinkie.agent.postgres.role = \"postgres\": give the agent a role of its own (e.g. \"pinkie\"), not the superuser.";
+
   # agentConfig producers is the JSON document `pinkie agent --config`
   # reads: {"producers": {"<name>": {"enabled": …, "interval": …, options…}}}.
   # In Nix a producer is switched with `enable` (the NixOS convention); null
@@ -475,6 +485,6 @@ in
     namePattern tagPattern validName splitAddress isLoopbackHost urlHost producerNames goals
     deploymentDefaults secretLiterals hubProblems hubArgs hubConfig hubFirewallPorts
     hubClusterProblems hubClusterArgs hubClusterFirewallPorts
-    agentProblems agentConfig agentArgs fileStoreDir deploymentProblems
+    agentProblems agentConfig agentArgs fileStoreDir deploymentProblems postgresAccessProblems
     fleet;
 }
