@@ -85,6 +85,7 @@ pinkie demo is running: a hub and an agent for %[1]q.
   hub       %[3]s   (agents: %[4]s)
   dashboard http://%[5]s/ (sign in with the one-time link printed above)
   metrics   http://%[5]s/metrics    health: http://%[5]s/healthz
+  fleet     http://%[5]s/metrics/fleet (every host's state for Prometheus)
 
 Try, in another terminal:
   export PINKIE_SERVER=%[3]s PINKIE_NKEY=%[6]s
