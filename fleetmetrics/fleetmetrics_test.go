@@ -140,6 +140,7 @@ func TestExposition(t *testing.T) {
 		`pinkie_alert_firing{host="goliath",object="/",rule="fs.usage",severity="warning",silenced="false"} 1`,
 		`pinkie_alerts_firing{host="goliath",severity="warning"} 1`,
 		`pinkie_alerts_firing{host="goliath",severity="critical"} 0`,
+		`pinkie_alerts_firing{host="koishi",severity="warning"} 0`,
 		`pinkie_deploy_last_success_age_seconds{host="goliath"} 7200`,
 		`pinkie_deploy_last_attempt_succeeded{host="goliath"} 0`,
 	} {

@@ -30,7 +30,7 @@ func (c Collector) Collect(ch chan<- prometheus.Metric) {
 	for _, d := range s.Drives {
 		writeDrive(e, d)
 	}
-	writeAlerts(e, s.Alerts)
+	writeAlerts(e, s.Hosts, s.Alerts)
 	writeDeploys(e, s)
 	guests := append([]Guest(nil), s.Guests...)
 	sort.Slice(guests, func(i, j int) bool {
@@ -379,28 +379,33 @@ func writeBtrfs(e *emitter, host string, x *events.Btrfs) {
 	}
 }
 
-func writeAlerts(e *emitter, alerts []projections.ActiveAlert) {
-	counts := map[[2]string]int{}
-	var hosts []string
+func writeAlerts(e *emitter, known []*projections.Host, alerts []projections.ActiveAlert) {
+	// Per host, known or alerted about: the unsilenced alerts by
+	// severity, 0 included, so a host without alerts reads 0, not absent.
+	counts := map[string]map[string]int{}
+	for _, h := range known {
+		counts[h.Host] = map[string]int{}
+	}
 	for _, a := range alerts {
 		if a.OneShot {
 			continue // a single event (a login): it never resolves
 		}
 		e.emit(mAlertFiring, 1, "host", a.Host, "rule", a.Rule, "object", a.Object, "severity", a.Severity, "silenced", strconv.FormatBool(a.Silenced))
-		if _, ok := counts[[2]string{a.Host, events.SeverityCritical}]; !ok {
-			hosts = append(hosts, a.Host)
-			for _, sev := range []string{events.SeverityCritical, events.SeverityWarning, events.SeverityInfo} {
-				counts[[2]string{a.Host, sev}] += 0
-			}
+		if counts[a.Host] == nil {
+			counts[a.Host] = map[string]int{}
 		}
 		if !a.Silenced {
-			counts[[2]string{a.Host, a.Severity}]++
+			counts[a.Host][a.Severity]++
 		}
+	}
+	hosts := make([]string, 0, len(counts))
+	for h := range counts {
+		hosts = append(hosts, h)
 	}
 	sort.Strings(hosts)
 	for _, h := range hosts {
 		for _, sev := range []string{events.SeverityCritical, events.SeverityWarning, events.SeverityInfo} {
-			e.emit(mAlertsCount, float64(counts[[2]string{h, sev}]), "host", h, "severity", sev)
+			e.emit(mAlertsCount, float64(counts[h][sev]), "host", h, "severity", sev)
 		}
 	}
 }
