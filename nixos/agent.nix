@@ -74,6 +74,13 @@ let
     deployFlake = cfg.deploy.flake;
   };
 
+  # PostgreSQL: the agent's system user (root, or the DynamicUser named
+  # after the unit) is mapped by peer authentication to a read-only role.
+  pg = config.services.postgresql;
+  agentUser = if cfg.deploy.enable then "root" else "pinkie-agent";
+  pgRole = cfg.postgres.role;
+  pgIdentMap = "pinkie";
+
   localHubNeedsKey = hub.enable && (hub.auth != null || hub.authDir != null)
     && lib.elem localHubURL cfg.hubs && cfg.nkeyFile == null;
 in
@@ -141,6 +148,26 @@ in
         Producers: ${lib.concatStringsSep ", " pinkieLib.producerNames}. Any
         other key is the producer's own option (see `pinkie collect --help`).
       '';
+    };
+
+    postgres.access = mkOption {
+      type = types.bool;
+      default = config.services.postgresql.enable or false;
+      defaultText = lib.literalExpression "config.services.postgresql.enable";
+      description = ''
+        Let the postgres producer read this host's PostgreSQL: a login role
+        (`postgres.role`) with `pg_monitor` (read-only monitoring), peer
+        authentication on the local socket for it with an ident map that
+        maps the agent's system user (root, or pinkie-agent without
+        deploys) to it, and the producer's `dsn` pointed at it. Without it
+        the producer connects as postgres, which peer authentication
+        refuses to the agent.
+      '';
+    };
+    postgres.role = mkOption {
+      type = types.str;
+      default = "pinkie";
+      description = "The PostgreSQL role the agent connects as when `postgres.access` is on.";
     };
 
     heartbeat = mkOption { type = types.str; default = "30s"; description = "Heartbeat interval (a Go duration)."; };
@@ -239,7 +266,7 @@ in
     extraArgs = mkOption { type = types.listOf types.str; default = [ ]; description = "Extra arguments for `pinkie agent`."; };
   };
 
-  config = mkIf cfg.enable {
+  config = mkIf cfg.enable (lib.mkMerge [ {
     assertions = map (message: { assertion = false; inherit message; })
       (pinkieLib.agentProblems cfg
         ++ lib.optional localHubNeedsKey
@@ -325,5 +352,46 @@ in
         AmbientCapabilities = capabilities;
       };
     };
-  };
+  }
+
+  (mkIf cfg.postgres.access {
+    assertions = map (message: { assertion = false; inherit message; }) (pinkieLib.postgresAccessProblems {
+      inherit (cfg.postgres) role;
+      postgresqlEnabled = pg.enable or false;
+    });
+    services.postgresql = {
+      ensureUsers = [ { name = pgRole; ensureClauses.login = true; } ];
+      # Peer authentication for the role, through the map: pg_hba.conf
+      # takes the first line that matches, so this goes before the
+      # defaults.
+      identMap = ''
+        ${pgIdentMap} ${agentUser} ${pgRole}
+      '';
+      authentication = lib.mkBefore ''
+        local all ${pgRole} peer map=${pgIdentMap}
+      '';
+    };
+    # ensureUsers cannot grant a role: pg_monitor is granted here, after
+    # the server and its setup (which creates ensureUsers) have started.
+    systemd.services.pinkie-postgres-access = {
+      description = "Grant pinkie's PostgreSQL role read-only monitoring (pg_monitor)";
+      wantedBy = [ "multi-user.target" ];
+      requires = [ "postgresql.service" ];
+      after = [ "postgresql.service" "postgresql-setup.service" ];
+      before = [ "pinkie-agent.service" ];
+      path = [ pg.package ];
+      serviceConfig = { Type = "oneshot"; User = "postgres"; RemainAfterExit = true; };
+      script = ''
+        psql -v ON_ERROR_STOP=1 -d postgres <<'SQL'
+        DO $$ BEGIN
+          IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '${pgRole}') THEN CREATE ROLE "${pgRole}" LOGIN; END IF;
+        END $$;
+        GRANT pg_monitor TO "${pgRole}";
+        SQL
+      '';
+    };
+    services.pinkie.agent.producers.postgres.dsn =
+      lib.mkDefault "host=/run/postgresql user=${pgRole} dbname=postgres sslmode=disable";
+  })
+  ]);
 }

@@ -26,6 +26,7 @@ let
     # the metrics token).
     authDir = if hasAuth then "%d" else null;
     metricsTokenFile = if cfg.metricsTokenFile != null then "%d/metrics-token" else null;
+    fleetMetricsTokenFile = if cfg.fleetMetricsTokenFile != null then "%d/fleet-metrics-token" else null;
     nixSigningKeyFile = if cfg.nixSigningKeyFile != null then "%d/nix-signing.sec" else null;
     inherit (cfg) cacheBudget;
     inherit configFile;
@@ -156,6 +157,21 @@ in
       readOnly = true;
       default = credentialsDirectory;
       description = "Where the hub finds its `credentials` (read-only).";
+    };
+
+    fleetMetricsTokenFile = mkOption {
+      type = types.nullOr types.str;
+      default = null;
+      example = "/run/agenix/pinkie-fleet-metrics-token";
+      description = ''
+        A file holding a bearer token (at least 16 characters, e.g. from
+        `openssl rand -hex 32`) for /metrics/fleet, every host's state for
+        Prometheus. A scraper beyond loopback must send
+        `Authorization: Bearer <token>`; without it (or with the
+        metricsTokenFile token) it gets 401. Clients on loopback need none.
+        The file reaches the hub as a systemd credential; keep it out of
+        the Nix store.
+      '';
     };
 
     metricsTokenFile = mkOption {
@@ -338,6 +354,7 @@ in
         TimeoutStopSec = "30s";
         LoadCredential = lib.optional hasAuth "auth.json:${authFile}"
           ++ lib.optional (cfg.metricsTokenFile != null) "metrics-token:${cfg.metricsTokenFile}"
+          ++ lib.optional (cfg.fleetMetricsTokenFile != null) "fleet-metrics-token:${cfg.fleetMetricsTokenFile}"
           ++ lib.optional (cfg.nixSigningKeyFile != null) "nix-signing.sec:${cfg.nixSigningKeyFile}"
           ++ lib.optional (cfg.cluster.enable && clusterSecret != null) "cluster.secret:${clusterSecret}"
           ++ lib.optional (cfg.cluster.enable && cfg.cluster.caFile != null) "cluster-ca.pem:${cfg.cluster.caFile}"

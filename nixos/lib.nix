@@ -136,7 +136,11 @@ let
       listeners = [ "nats" "leaf" "http" ];
       bad = filter (l: splitAddress cfg.listen.${l} == null) listeners;
       open = filter (l: let a = splitAddress cfg.listen.${l}; in a != null && !isLoopbackHost a.host) listeners;
-      metricsToken = cfg.metricsTokenFile or null;
+      # The bearer token files, by option name, that are set.
+      tokenFiles = filter (t: t.file != null) [
+        { name = "metricsTokenFile"; file = cfg.metricsTokenFile or null; }
+        { name = "fleetMetricsTokenFile"; file = cfg.fleetMetricsTokenFile or null; }
+      ];
       signingKey = cfg.nixSigningKeyFile or null;
       cacheBudget = cfg.cacheBudget or null;
     in
@@ -148,10 +152,11 @@ let
       "${opt}.auth and ${opt}.authDir are both set: use auth to declare the public keys in Nix, or authDir to keep a mutable auth.json (for `pinkie keys add-host`), not both."
     ++ optional (!hasPrefix "/var/lib/" cfg.dataDir || cfg.dataDir == "/var/lib/")
       "${opt}.dataDir = ${show cfg.dataDir} is not below /var/lib/: the hub runs with DynamicUser, and systemd can only hand it a StateDirectory there. Mount your volume at /var/lib/pinkie-hub instead."
-    ++ optional (metricsToken != null && hasPrefix "/nix/store" metricsToken)
-      "${opt}.metricsTokenFile = ${show metricsToken} is in the Nix store, which every user can read: keep the token outside it (e.g. /run/agenix/pinkie-metrics-token) and give its path as a string, not a Nix path."
-    ++ optional (metricsToken != null && !hasPrefix "/" metricsToken)
-      "${opt}.metricsTokenFile = ${show metricsToken} is not an absolute path."
+    ++ concatLists (map (t:
+      optional (hasPrefix "/nix/store" t.file)
+        "${opt}.${t.name} = ${show t.file} is in the Nix store, which every user can read: keep the token outside it (e.g. /run/agenix/pinkie-metrics-token) and give its path as a string, not a Nix path."
+      ++ optional (!hasPrefix "/" t.file)
+        "${opt}.${t.name} = ${show t.file} is not an absolute path.") tokenFiles)
     ++ optional (signingKey != null && hasPrefix "/nix/store" signingKey)
       "${opt}.nixSigningKeyFile = ${show signingKey} is in the Nix store, which every user can read: whoever holds the fleet's Nix secret key can sign paths every host installs as root. Keep it outside (e.g. /run/agenix/pinkie-nix-signing.sec) and give its path as a string, not a Nix path."
     ++ optional (signingKey != null && !hasPrefix "/" signingKey)
@@ -234,9 +239,9 @@ let
   # hubArgs o is the hub's command line after `pinkie hub`. o: { dataDir;
   # listen; authDir (null: no auth); configFile (null: none); maxStore;
   # maxEventBytes; syncAlways; logLevel; logFormat; extraArgs;
-  # metricsTokenFile, cacheBudget, nixSigningKeyFile (optional, null:
-  # none); leafCompression (optional: the hub's default); } and
-  # optionally hostBudget
+  # metricsTokenFile, fleetMetricsTokenFile, cacheBudget, nixSigningKeyFile
+  # (optional, null: none); leafCompression (optional: the hub's default);
+  # } and optionally hostBudget
   # { enable; eventsPerSecond; bytesPerSecond; burstEvents; burstBytes;
   # cooldown; } (absent: the hub's defaults).
   hubArgs = o:
@@ -251,6 +256,7 @@ let
       else [ "--host-rate" "off" ])
     ++ optionals (o.authDir != null) [ "--auth" o.authDir ]
     ++ optionals ((o.metricsTokenFile or null) != null) [ "--metrics-token-file" o.metricsTokenFile ]
+    ++ optionals ((o.fleetMetricsTokenFile or null) != null) [ "--fleet-metrics-token-file" o.fleetMetricsTokenFile ]
     ++ optionals ((o.cacheBudget or null) != null) [ "--cache-budget" (toString o.cacheBudget) ]
     ++ optionals ((o.nixSigningKeyFile or null) != null) [ "--nix-signing-key" o.nixSigningKeyFile ]
     ++ optionals ((o.leafCompression or "s2_auto") != "s2_auto") [ "--leaf-compression" o.leafCompression ]
@@ -296,6 +302,16 @@ let
     ++ map (n: "${opt}.producers.${n}: there is no producer ${show n}; producers are: ${concatStringsSep ", " producerNames}.") unknown
     ++ map (p: "${opt}.${p} holds a literal secret, which would be copied into the world-readable Nix store: put it in a file and name the key ${p}_file (e.g. producers.postgres.password_file).")
       (secretLiterals "producers" cfg.producers);
+
+  # postgresAccessProblems o: what is wrong with services.pinkie.agent's
+  # PostgreSQL access (o: { role; postgresqlEnabled; }).
+  postgresAccessProblems = o:
+    optional (match "[a-z_][a-z0-9_]{0,62}" o.role == null)
+      "services.pinkie.agent.postgres.role = ${show o.role} is not a plain PostgreSQL role name (lower-case letters, digits and _, not starting with a digit)."
+    ++ optional (!o.postgresqlEnabled)
+      "services.pinkie.agent.postgres.access is on but services.postgresql.enable is not: the access is set up on this host's own server."
+    ++ optional (o.role == "postgres")
+      "services.pinkie.agent.postgres.role = \"postgres\": give the agent a role of its own (e.g. \"pinkie\"), not the superuser.";
 
   # agentConfig producers is the JSON document `pinkie agent --config`
   # reads: {"producers": {"<name>": {"enabled": …, "interval": …, options…}}}.
@@ -471,6 +487,6 @@ in
     namePattern tagPattern validName splitAddress isLoopbackHost urlHost producerNames goals
     deploymentDefaults secretLiterals hubProblems hubArgs hubConfig hubFirewallPorts
     hubClusterProblems hubClusterArgs hubClusterFirewallPorts
-    agentProblems agentConfig agentArgs fileStoreDir deploymentProblems
+    agentProblems agentConfig agentArgs fileStoreDir deploymentProblems postgresAccessProblems
     fleet;
 }

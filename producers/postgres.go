@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os/user"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pinkiefleet/pinkie/bounded"
 	"github.com/pinkiefleet/pinkie/events"
@@ -121,6 +123,9 @@ func (p *Postgres) Collect(ctx context.Context, env Env) ([]Observation, error) 
 	}
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
+		if denied := postgresDenied(err, cfg.User); denied != nil {
+			return nil, denied
+		}
 		return nil, fmt.Errorf("postgres connect: %w", err)
 	}
 	defer conn.Close(context.Background())
@@ -173,6 +178,27 @@ func (p *Postgres) Collect(ctx context.Context, env Env) ([]Observation, error) 
 		errs = append(errs, fmt.Errorf("postgres: database %s not found (or it does not accept connections)", n))
 	}
 	return obs, errors.Join(errs...)
+}
+
+// postgresDenied turns a refused login (SQLSTATE class 28: peer or
+// password authentication failed, no such role) into ErrNoAccess with the
+// ways to grant it; nil for other errors. The message is the same at every
+// collection, so the agent says it once.
+func postgresDenied(err error, role string) error {
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || !strings.HasPrefix(pe.Code, "28") {
+		return nil
+	}
+	osUser := "the agent's user"
+	if u, uerr := user.Current(); uerr == nil {
+		osUser = u.Username
+	}
+	return fmt.Errorf("%w: PostgreSQL refused the agent (%s) as role %q: %s (SQLSTATE %s). "+
+		"On NixOS, services.pinkie.agent.postgres.access (on with services.postgresql.enable) maps the agent to a read-only role of its own; "+
+		"elsewhere create one and let peer authentication take it, e.g. sudo -u postgres psql -c 'CREATE ROLE %s LOGIN IN ROLE pg_monitor', "+
+		"then set the postgres producer's dsn to \"host=/var/run/postgresql user=%s dbname=postgres\"; "+
+		"or give it a dsn and password_file; or turn it off (\"postgres\": {\"enabled\": false})",
+		ErrNoAccess, osUser, role, pe.Message, pe.Code, osUser, osUser)
 }
 
 // relations lists the largest tables and materialized views of one

@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"testing/fstest"
 	"time"
@@ -183,7 +185,7 @@ func TestPostgresPasswordFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = p.Collect(ctx, Env{Root: fstest.MapFS{}, Now: time.Now})
-	if err == nil || !strings.Contains(err.Error(), "postgres connect") || strings.Contains(err.Error(), pw) {
+	if !errors.Is(err, ErrNoAccess) || !strings.Contains(err.Error(), "password authentication failed") || strings.Contains(err.Error(), pw) {
 		t.Errorf("wrong password: %v", err)
 	}
 }
@@ -222,6 +224,103 @@ func TestJudgePostgres(t *testing.T) {
 	}{{1000, "ok"}, {999_999_999, "ok"}, {1_000_000_000, "warning"}, {1_600_000_000, "failing"}} {
 		if v, _ := JudgePostgres(events.Postgres{XIDAge: tt.age}); v != tt.want {
 			t.Errorf("age %d: %s, want %s", tt.age, v, tt.want)
+		}
+	}
+}
+
+// countingCollector tells collected after each Collect.
+type countingCollector struct {
+	Collector
+	collected chan error
+}
+
+func (c countingCollector) Collect(ctx context.Context, env Env) ([]Observation, error) {
+	obs, err := c.Collector.Collect(ctx, env)
+	c.collected <- err
+	return obs, err
+}
+
+// logRecords keeps every record logged.
+type logRecords struct {
+	mu   sync.Mutex
+	recs []slog.Record
+}
+
+func (l *logRecords) Enabled(context.Context, slog.Level) bool { return true }
+func (l *logRecords) Handle(_ context.Context, r slog.Record) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.recs = append(l.recs, r.Clone())
+	return nil
+}
+func (l *logRecords) WithAttrs([]slog.Attr) slog.Handler { return l }
+func (l *logRecords) WithGroup(string) slog.Handler      { return l }
+
+// TestPostgresPeerRefusedWarnsOnce: the default connection (the local
+// socket as postgres) from an agent that is not postgres is refused by
+// the real server's peer authentication, as on a fresh Debian or NixOS
+// host; the producer says so once, at warning, with how to grant access,
+// and logs nothing at error however many cycles run.
+func TestPostgresPeerRefusedWarnsOnce(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: skipping the PostgreSQL test")
+	}
+	p, err := NewPostgres(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, _ := p.config("")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	cancel()
+	if err == nil {
+		conn.Close(context.Background())
+		t.Skip("this PostgreSQL lets the test's user in as postgres: nothing is refused")
+	}
+	if postgresDenied(err, cfg.User) == nil {
+		t.Skipf("no PostgreSQL refusing the login here (%v)", err)
+	}
+	logs := &logRecords{}
+	c := countingCollector{Collector: p, collected: make(chan error, 10)}
+	built := []Built{{Name: "postgres", Collector: c, Interval: 10 * time.Millisecond}}
+	rctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		Run(rctx, Env{Host: "goliath", Root: os.DirFS("/"), Now: time.Now, Log: slog.New(logs)}, built, nil)
+		close(done)
+	}()
+	for i := 0; i < 3; i++ {
+		select {
+		case err := <-c.collected:
+			if !errors.Is(err, ErrNoAccess) {
+				t.Errorf("cycle %d: err = %v, want ErrNoAccess", i, err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("cycle %d did not run within 30s", i)
+		}
+	}
+	stop()
+	<-done
+	logs.mu.Lock()
+	defer logs.mu.Unlock()
+	var warns []string
+	for _, r := range logs.recs {
+		var msg strings.Builder
+		msg.WriteString(r.Message)
+		r.Attrs(func(a slog.Attr) bool { msg.WriteString(" " + a.Value.String()); return true })
+		switch {
+		case r.Level >= slog.LevelError:
+			t.Errorf("logged at error: %s", msg.String())
+		case r.Level == slog.LevelWarn:
+			warns = append(warns, msg.String())
+		}
+	}
+	if len(warns) != 1 {
+		t.Fatalf("%d warnings over 3 cycles, want 1: %q", len(warns), warns)
+	}
+	for _, want := range []string{"Peer authentication failed", "services.pinkie.agent.postgres.access", "CREATE ROLE", "pg_monitor", `"enabled": false`} {
+		if !strings.Contains(warns[0], want) {
+			t.Errorf("the warning does not say %q: %s", want, warns[0])
 		}
 	}
 }

@@ -18,6 +18,11 @@ import (
 // this host (no ZFS, no md arrays). It is logged at debug, not as an error.
 var ErrNotApplicable = errors.New("not applicable on this host")
 
+// ErrNoAccess is returned (wrapped, with how to grant it) by a producer
+// that finds what it reads but may not read it: a setup step the operator
+// must take, not a failure of the host. It is logged once, at warning.
+var ErrNoAccess = errors.New("no access")
+
 // Observation is one thing a producer saw: the data of an event of Kind
 // about Object ("" for the host itself). ID, when set, is a deterministic
 // event id so the same observation sent twice is deduplicated.

@@ -64,6 +64,8 @@ func (r *runner) report(err error) {
 		r.env.Log.Info("producer recovered")
 	case errors.Is(err, ErrNotApplicable):
 		r.env.Log.Debug("producer has nothing to report on this host", "err", err)
+	case errors.Is(err, ErrNoAccess):
+		r.env.Log.Warn("producer may not read what it reports; until access is set up it reports nothing", "err", err)
 	default:
 		r.env.Log.Error("producer failed", "err", err)
 	}
@@ -83,6 +85,9 @@ func (r *runner) collect(ctx context.Context) {
 			return
 		}
 		obs, err := r.b.Collector.Collect(ctx, r.env)
+		if ctx.Err() != nil {
+			return // stopped mid-collection: not the producer's failure
+		}
 		// A producer may report what it could and an error for the rest:
 		// publish what it saw either way.
 		perr := r.publish(ctx, obs)

@@ -10,7 +10,8 @@ import (
 )
 
 // Drive is the latest state of one storage object of a host: a drive
-// (smart), pool (zfs), btrfs filesystem, md array or mounted filesystem.
+// (smart), pool (zfs), btrfs filesystem, md array, mounted filesystem,
+// watched path (path) or PostgreSQL database (postgres).
 // KV pinkie-drives, key <host>.<kind>.<object token>.
 type Drive struct {
 	Host   string `json:"host"`
@@ -28,7 +29,7 @@ type Drive struct {
 }
 
 // driveKinds are the kinds the drives projection keeps.
-var driveKinds = map[string]bool{"smart": true, "zfs": true, "btrfs": true, "mdraid": true, "fs": true}
+var driveKinds = map[string]bool{"smart": true, "zfs": true, "btrfs": true, "mdraid": true, "fs": true, "path": true, "postgres": true}
 
 // Drives is the drives projection.
 type Drives struct {
@@ -43,7 +44,7 @@ func (*Drives) Name() string   { return "drives" }
 func (*Drives) Bucket() string { return "pinkie-drives" }
 func (*Drives) Sources() []Source {
 	var s []Source
-	for _, k := range []string{"btrfs", "fs", "mdraid", "smart", "zfs"} {
+	for _, k := range []string{"btrfs", "fs", "mdraid", "path", "postgres", "smart", "zfs"} {
 		s = append(s, Source{StreamHosts, "pinkie.host.*." + k + ".>"})
 	}
 	return s
@@ -116,6 +117,10 @@ func describe(v any) (string, []string, string) {
 		return x.Verdict, x.Reasons, fmt.Sprintf("%s %s %d/%d", x.Level, x.State, x.ActiveDisks, x.RequiredDisks)
 	case *events.Filesystem:
 		return x.Verdict, x.Reasons, fmt.Sprintf("%s, %.0f%% used", x.FSType, x.UsedPercent)
+	case *events.PathUsage:
+		return x.Verdict, x.Reasons, fmt.Sprintf("%d bytes on disk, %d files", x.DiskBytes, x.Files)
+	case *events.Postgres:
+		return x.Verdict, x.Reasons, fmt.Sprintf("%d bytes", x.SizeBytes)
 	}
 	return "", nil, ""
 }

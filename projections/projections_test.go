@@ -168,3 +168,29 @@ func keys(m map[string][]byte) []string {
 	}
 	return k
 }
+
+// TestDrivesKeepDatabasesAndPaths: the latest PostgreSQL database and
+// watched path reports are drive records (the host page and
+// /metrics/fleet read them from pinkie-drives), the newest winning.
+func TestDrivesKeepDatabasesAndPaths(t *testing.T) {
+	f := &feed{t: t, seq: map[string]uint64{}}
+	f.host("koishi", "postgres", "app", t0.Add(time.Hour), events.Postgres{Database: "app", SizeBytes: 2000, Verdict: "warning", Reasons: []string{"over 1 kB"}})
+	f.host("koishi", "postgres", "app", t0, events.Postgres{Database: "app", SizeBytes: 1000, Verdict: "ok"})
+	f.host("koishi", "path", "/srv", t0, events.PathUsage{Path: "/srv", DiskBytes: 4096, Files: 3, Verdict: "ok"})
+	got := fold(t, f.ins, nil)["drives"]
+	tests := []struct{ name, key, verdict, state string }{
+		{"database, newest report", "koishi.postgres.app", "warning", "2000 bytes"},
+		{"watched path", "koishi.path._2Fsrv", "ok", "4096 bytes on disk, 3 files"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var d Drive
+			if err := json.Unmarshal(got[tc.key], &d); err != nil {
+				t.Fatalf("record %s: %v (have %v)", tc.key, err, keys(got))
+			}
+			if d.Verdict != tc.verdict || d.State != tc.state {
+				t.Errorf("record %s: verdict %q state %q, want %q %q", tc.key, d.Verdict, d.State, tc.verdict, tc.state)
+			}
+		})
+	}
+}

@@ -64,6 +64,11 @@ type HubOptions struct {
 	// MetricsTokenFile holds a bearer token that lets a client beyond
 	// loopback see per-host detail on /metrics and /healthz.
 	MetricsTokenFile string
+	// FleetMetrics serves /metrics/fleet (the fleet's state for
+	// Prometheus, package fleetmetrics) to loopback clients and to the
+	// bearer token in FleetMetricsTokenFile; nil answers 404.
+	FleetMetrics          http.Handler
+	FleetMetricsTokenFile string
 	// NixCacheBudget bounds the Nix cache (default DefaultNixCacheShare
 	// of MaxStore); NixCacheGrace keeps fresh uploads (default
 	// DefaultNixCacheGrace). See nixcache_retention.go.
@@ -134,6 +139,7 @@ type Hub struct {
 	watch         consumerWatch
 	health        healthState
 	metricsToken  []byte
+	fleetToken    []byte // --fleet-metrics-token-file
 	nixCache      *NixCache
 	nixRetention  *nixRetention
 	orders        *buildOrderIndex // the planner's build orders, read from DEPLOY
@@ -186,6 +192,11 @@ func StartHub(ctx context.Context, o HubOptions) (*Hub, error) {
 	h.opts.Health = o.Health.withDefaults()
 	if o.MetricsTokenFile != "" {
 		if h.metricsToken, err = readMetricsToken(o.MetricsTokenFile); err != nil {
+			return nil, err
+		}
+	}
+	if o.FleetMetricsTokenFile != "" {
+		if h.fleetToken, err = readToken("--fleet-metrics-token-file", o.FleetMetricsTokenFile); err != nil {
 			return nil, err
 		}
 	}

@@ -139,6 +139,7 @@ func (h *Hub) startHTTP(host, addr string) error {
 	h.httpLn = ln
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", h.metricsHandler())
+	mux.Handle("GET /metrics/fleet", h.fleetMetricsHandler())
 	mux.HandleFunc("GET /healthz", h.healthz)
 	mux.Handle("GET "+nixCachePrefix+"/", h.nixCacheHandler())
 	if h.opts.HTTPHandler != nil {

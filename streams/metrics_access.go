@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os"
 	"sort"
 	"strings"
 
@@ -14,6 +13,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	dto "github.com/prometheus/client_model/go"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/pinkiefleet/pinkie/bounded"
 )
 
 // Who sees per-host detail on /metrics and /healthz: a client on loopback
@@ -28,33 +29,74 @@ const minTokenLen = 16
 
 // readMetricsToken reads the bearer token from file (surrounding
 // whitespace, such as a final newline, is not part of it).
-func readMetricsToken(file string) ([]byte, error) {
-	b, err := os.ReadFile(file)
+func readMetricsToken(file string) ([]byte, error) { return readToken("--metrics-token-file", file) }
+
+// readToken reads a bearer token from the file given by flag.
+func readToken(flag, file string) ([]byte, error) {
+	b, err := bounded.ReadPath(file, maxTokenFile)
 	if err != nil {
-		return nil, fmt.Errorf("--metrics-token-file: %w", err)
+		return nil, fmt.Errorf("%s: %w", flag, err)
 	}
 	tok := bytes.TrimSpace(b)
 	if len(tok) < minTokenLen {
-		return nil, fmt.Errorf("--metrics-token-file %s: the token is %d bytes long, want at least %d (e.g. openssl rand -hex 32 > %s)", file, len(tok), minTokenLen, file)
+		return nil, fmt.Errorf("%s %s: the token is %d bytes long, want at least %d (e.g. openssl rand -hex 32 > %s)", flag, file, len(tok), minTokenLen, file)
 	}
 	if bytes.ContainsAny(tok, " \t\r\n") {
-		return nil, fmt.Errorf("--metrics-token-file %s: the token holds whitespace; want one word", file)
+		return nil, fmt.Errorf("%s %s: the token holds whitespace; want one word", flag, file)
 	}
 	return tok, nil
 }
 
-// trusted reports whether r may see per-host detail.
-func (h *Hub) trusted(r *http.Request) bool {
-	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
-		if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
-			return true
-		}
+// maxTokenFile bounds a token file (a token is a word, not a file's worth).
+const maxTokenFile = 4 << 10
+
+// isLoopbackClient reports whether r comes from a loopback address.
+func isLoopbackClient(r *http.Request) bool {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return false
 	}
-	if len(h.metricsToken) == 0 {
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// bearer reports whether r presents token as its bearer token.
+func bearer(r *http.Request, token []byte) bool {
+	if len(token) == 0 {
 		return false
 	}
 	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	return ok && subtle.ConstantTimeCompare([]byte(tok), h.metricsToken) == 1
+	return ok && subtle.ConstantTimeCompare([]byte(tok), token) == 1
+}
+
+// fleetMetricsHandler guards /metrics/fleet: every host's state is there,
+// so it goes to loopback clients and to the bearer token of
+// --fleet-metrics-token-file only; anyone else gets 401 saying so.
+func (h *Hub) fleetMetricsHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-store")
+		if !isLoopbackClient(r) && !bearer(r, h.fleetToken) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="pinkie fleet metrics"`)
+			msg := "/metrics/fleet is served to loopback clients and to the bearer token of the hub's --fleet-metrics-token-file"
+			if len(h.fleetToken) == 0 {
+				msg += " (this hub has none set)"
+			} else if r.Header.Get("Authorization") != "" {
+				msg += " (the token presented is not it)"
+			}
+			http.Error(w, msg, http.StatusUnauthorized)
+			return
+		}
+		if h.opts.FleetMetrics == nil {
+			http.Error(w, "/metrics/fleet: this hub serves no fleet metrics (its projections are not read here)", http.StatusNotFound)
+			return
+		}
+		h.opts.FleetMetrics.ServeHTTP(w, r)
+	})
+}
+
+// trusted reports whether r may see per-host detail.
+func (h *Hub) trusted(r *http.Request) bool {
+	return isLoopbackClient(r) || bearer(r, h.metricsToken)
 }
 
 func (h *Hub) metricsHandler() http.Handler {

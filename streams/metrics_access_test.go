@@ -2,6 +2,8 @@ package streams
 
 import (
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -76,5 +78,46 @@ func TestWithoutHosts(t *testing.T) {
 	want := []string{"x_active_age_seconds{} 9", "x_ingested_total{kind=heartbeat} 7", "x_ingested_total{kind=smart} 1", "x_stream_bytes{stream=HOSTS} 100"}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("aggregated metrics (-want +got):\n%s", diff)
+	}
+}
+
+// TestFleetMetricsAccess: /metrics/fleet goes to loopback clients and to
+// the bearer token of --fleet-metrics-token-file; anyone else gets 401
+// saying which flag's token is wanted (the /metrics token is not it).
+func TestFleetMetricsAccess(t *testing.T) {
+	fleetTok, metricsTok := "fleet-0123456789abcdef", "metrics-0123456789abcdef"
+	inner := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "node_load1{host=\"goliath\"} 1\n") })
+	tests := []struct {
+		name, remote, auth string
+		fleetToken         string
+		code               int
+		body               string
+	}{
+		{name: "loopback", remote: "127.0.0.1:5000", fleetToken: fleetTok, code: 200, body: "node_load1"},
+		{name: "loopback v6, no token set", remote: "[::1]:5000", code: 200, body: "node_load1"},
+		{name: "beyond loopback, token", remote: "192.0.2.1:5000", auth: "Bearer " + fleetTok, fleetToken: fleetTok, code: 200, body: "node_load1"},
+		{name: "beyond loopback, no token", remote: "192.0.2.1:5000", fleetToken: fleetTok, code: 401, body: "--fleet-metrics-token-file"},
+		{name: "beyond loopback, wrong token", remote: "192.0.2.1:5000", auth: "Bearer " + strings.Repeat("x", len(fleetTok)), fleetToken: fleetTok, code: 401, body: "not it"},
+		{name: "beyond loopback, the /metrics token", remote: "192.0.2.1:5000", auth: "Bearer " + metricsTok, fleetToken: fleetTok, code: 401, body: "not it"},
+		{name: "beyond loopback, none set", remote: "192.0.2.1:5000", auth: "Bearer " + fleetTok, code: 401, body: "has none set"},
+		{name: "beyond loopback, basic auth", remote: "192.0.2.1:5000", auth: "Basic " + fleetTok, fleetToken: fleetTok, code: 401, body: "--fleet-metrics-token-file"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h := &Hub{opts: HubOptions{FleetMetrics: inner}, metricsToken: []byte(metricsTok), fleetToken: []byte(tc.fleetToken)}
+			r := httptest.NewRequest("GET", "/metrics/fleet", nil)
+			r.RemoteAddr = tc.remote
+			if tc.auth != "" {
+				r.Header.Set("Authorization", tc.auth)
+			}
+			rec := httptest.NewRecorder()
+			h.fleetMetricsHandler().ServeHTTP(rec, r)
+			if rec.Code != tc.code || !strings.Contains(rec.Body.String(), tc.body) {
+				t.Errorf("status %d body %q, want %d containing %q", rec.Code, rec.Body, tc.code, tc.body)
+			}
+			if tc.code == 401 && (strings.Contains(rec.Body.String(), "goliath") || rec.Header().Get("WWW-Authenticate") == "") {
+				t.Errorf("a 401 must name no host and carry WWW-Authenticate: %q %v", rec.Body, rec.Header())
+			}
+		})
 	}
 }

@@ -268,31 +268,14 @@ func TestHubSIGTERMWithFullStore(t *testing.T) {
 // unless it presents the bearer token of --metrics-token-file; a client on
 // 127.0.0.1 sees everything.
 func TestMetricsNameNoHostsBeyondLoopback(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("a network namespace with a second address needs root")
-	}
-	curl, err := exec.LookPath("curl")
-	if err != nil {
-		t.Skip("needs curl")
-	}
-	if out, err := exec.Command("unshare", "-n", "ip", "link", "set", "lo", "up").CombinedOutput(); err != nil {
-		t.Skipf("cannot make a network namespace here: %v: %s", err, out)
-	}
+	curl := netnsCurl(t)
 	f := newFleet(t, "goliath")
 	token := "0123456789abcdef0123456789abcdef"
 	tokenFile := filepath.Join(t.TempDir(), "metrics-token")
 	if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	// The namespace is new and empty: fixed ports are free in it.
-	netns := `ip link set lo up && ip addr add 192.0.2.1/32 dev lo && exec "$@"`
-	hub := startCommand(t, "hub", exec.Command("unshare", "-n", "sh", "-c", netns, "sh", pinkieBin, "hub",
-		"--data", f.hubData, "--auth", f.auth, "--nats", "127.0.0.1:4222", "--leaf", "127.0.0.1:7422", "--http", "0.0.0.0:8080",
-		"--metrics-token-file", tokenFile))
-	hub.waitFor("hub started", 30*time.Second)
-	inNetns := func(name string, args ...string) *exec.Cmd {
-		return exec.Command("nsenter", append([]string{fmt.Sprintf("--net=/proc/%d/ns/net", hub.cmd.Process.Pid), name}, args...)...)
-	}
+	_, inNetns := startHubInNetns(t, f, "--metrics-token-file", tokenFile)
 	agent := startCommand(t, "agent-goliath", inNetns(pinkieBin, "agent", "--name", "goliath", "--hub", "nats-leaf://127.0.0.1:7422",
 		"--data", t.TempDir(), "--nkey", streams.HostSeedFile(f.auth, "goliath"), "--producers", "heartbeat", "--heartbeat", "20ms", "--heartbeat-limit", "5"))
 	agent.waitFor("producer finished", 30*time.Second)
@@ -357,24 +340,59 @@ func TestMetricsNameNoHostsBeyondLoopback(t *testing.T) {
 	}
 }
 
-// TestHubBadMetricsToken: a token file that cannot serve is a usage error
-// naming the flag, before anything starts.
+// netnsCurl skips unless this machine lets the test make a network
+// namespace (root, unshare) and has curl, which it returns.
+func netnsCurl(t *testing.T) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("a network namespace with a second address needs root")
+	}
+	curl, err := exec.LookPath("curl")
+	if err != nil {
+		t.Skip("needs curl")
+	}
+	if out, err := exec.Command("unshare", "-n", "ip", "link", "set", "lo", "up").CombinedOutput(); err != nil {
+		t.Skipf("cannot make a network namespace here: %v: %s", err, out)
+	}
+	return curl
+}
+
+// startHubInNetns starts f's hub in a new network namespace whose
+// loopback also carries 192.0.2.1, an address beyond 127.0.0.0/8, with
+// HTTP on 0.0.0.0:8080 (the namespace is new and empty: fixed ports are
+// free in it), and returns a maker of commands run in that namespace.
+func startHubInNetns(t *testing.T, f *fleet, extra ...string) (*proc, func(name string, args ...string) *exec.Cmd) {
+	t.Helper()
+	netns := `ip link set lo up && ip addr add 192.0.2.1/32 dev lo && exec "$@"`
+	hub := startCommand(t, "hub", exec.Command("unshare", append([]string{"-n", "sh", "-c", netns, "sh", pinkieBin, "hub",
+		"--data", f.hubData, "--auth", f.auth, "--nats", "127.0.0.1:4222", "--leaf", "127.0.0.1:7422", "--http", "0.0.0.0:8080"}, extra...)...))
+	hub.waitFor("hub started", 30*time.Second)
+	return hub, func(name string, args ...string) *exec.Cmd {
+		return exec.Command("nsenter", append([]string{fmt.Sprintf("--net=/proc/%d/ns/net", hub.cmd.Process.Pid), name}, args...)...)
+	}
+}
+
+// TestHubBadMetricsToken: a token file (--metrics-token-file,
+// --fleet-metrics-token-file) that cannot serve is a usage error naming
+// the flag, before anything starts.
 func TestHubBadMetricsToken(t *testing.T) {
 	short := filepath.Join(t.TempDir(), "token")
 	if err := os.WriteFile(short, []byte("secret\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	for _, tc := range []struct{ name, file, want string }{
-		{"too short", short, "the token is 6 bytes long, want at least 16"},
-		{"missing", filepath.Join(t.TempDir(), "nope"), "no such file"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			out, code := runPinkie(t, "hub", "--data", t.TempDir(), "--nats", "127.0.0.1:0", "--leaf", "127.0.0.1:0", "--http", "127.0.0.1:0",
-				"--metrics-token-file", tc.file)
-			if code != 2 || !strings.Contains(out, "--metrics-token-file") || !strings.Contains(out, tc.want) {
-				t.Errorf("exit %d, output:\n%s\nwant exit 2 naming --metrics-token-file and %q", code, out, tc.want)
-			}
-		})
+	for _, flag := range []string{"--metrics-token-file", "--fleet-metrics-token-file"} {
+		for _, tc := range []struct{ name, file, want string }{
+			{"too short", short, "the token is 6 bytes long, want at least 16"},
+			{"missing", filepath.Join(t.TempDir(), "nope"), "no such file"},
+		} {
+			t.Run(flag+" "+tc.name, func(t *testing.T) {
+				out, code := runPinkie(t, "hub", "--data", t.TempDir(), "--nats", "127.0.0.1:0", "--leaf", "127.0.0.1:0", "--http", "127.0.0.1:0",
+					flag, tc.file)
+				if code != 2 || !strings.Contains(out, flag) || !strings.Contains(out, tc.want) {
+					t.Errorf("exit %d, output:\n%s\nwant exit 2 naming %s and %q", code, out, flag, tc.want)
+				}
+			})
+		}
 	}
 }
 

@@ -139,6 +139,10 @@ func TestNixHubClusterModule(t *testing.T) {
 			[]string{"cluster.secretFile is not set", "tlsCert and services.pinkie.hub.tlsKey go together"}, nil, nil, nil},
 		{"secret file in the store", `{ services.pinkie.hub = { enable = true; ` + keys + ` tlsCert = "/etc/c.pem"; tlsKey = "/nix/store/abc-key.pem"; cluster = { enable = true; peers = [ "a:1" "b:1" ]; secretFile = "/nix/store/abc-cluster.secret"; }; }; }`,
 			[]string{"tlsKey = \\\"/nix/store/abc-key.pem\\\" is in the Nix store", "cluster.secretFile = \\\"/nix/store/abc-cluster.secret\\\" is in the Nix store"}, nil, nil, nil},
+		{"fleet metrics token", `{ services.pinkie.hub = { enable = true; ` + keys + ` fleetMetricsTokenFile = "/run/agenix/fleet-metrics"; }; }`,
+			nil, []string{"'--fleet-metrics-token-file' '%d/fleet-metrics-token'"}, []string{"fleet-metrics-token:/run/agenix/fleet-metrics"}, nil},
+		{"fleet metrics token in the store", `{ services.pinkie.hub = { enable = true; ` + keys + ` fleetMetricsTokenFile = "/nix/store/abc-token"; }; }`,
+			[]string{"fleetMetricsTokenFile = \\\"/nix/store/abc-token\\\" is in the Nix store"}, nil, nil, nil},
 		{"no cluster: no cluster flags or port", `{ services.pinkie.hub = { enable = true; ` + keys + ` cluster.peers = [ "hub2.lan:6222" ]; cluster.openFirewall = true; }; }`,
 			nil, nil, nil, nil},
 	}

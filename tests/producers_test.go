@@ -17,14 +17,22 @@ import (
 	"github.com/pinkiefleet/pinkie/streams"
 )
 
-// sharedFixture returns a file under ../shared/fixtures, or skips.
+// sharedFixture returns a file under ../shared/fixtures (beside the main
+// checkout, one level further up from a worktree), or skips.
 func sharedFixture(t *testing.T, rel string) string {
 	t.Helper()
-	p := filepath.Join("..", "..", "shared", "fixtures", rel)
-	if _, err := os.Stat(p); err != nil {
-		t.Skipf("shared fixture %s not available (../shared is provided beside the repo on pinkie's machines): %v", rel, err)
+	here, err := filepath.Abs("..")
+	if err != nil {
+		t.Fatal(err)
 	}
-	return p
+	for dir := here; dir != "/"; dir = filepath.Dir(dir) {
+		p := filepath.Join(dir, "shared", "fixtures", rel)
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	t.Skipf("shared fixture %s not available (../shared is provided beside the repo on pinkie's machines)", rel)
+	return ""
 }
 
 func copyTree(t *testing.T, src, dst string) {

@@ -271,14 +271,21 @@ func runPinkie(t *testing.T, args ...string) (string, int) {
 // natsCLI finds the real nats CLI, or skips the test saying why.
 func natsCLI(t *testing.T) string {
 	t.Helper()
-	if p, err := exec.LookPath("nats"); err == nil {
+	return goInstalled(t, "nats", "github.com/nats-io/natscli/nats@v0.5.0")
+}
+
+// goInstalled finds a tool scripts/test installs with go install (on PATH
+// or in GOPATH/bin), or skips the test saying how to install it.
+func goInstalled(t *testing.T, name, pkg string) string {
+	t.Helper()
+	if p, err := exec.LookPath(name); err == nil {
 		return p
 	}
 	gopath, _ := exec.Command("go", "env", "GOPATH").Output()
-	p := filepath.Join(strings.TrimSpace(string(gopath)), "bin", "nats")
+	p := filepath.Join(strings.TrimSpace(string(gopath)), "bin", name)
 	if _, err := os.Stat(p); err == nil {
 		return p
 	}
-	t.Skip("the nats CLI is not installed (scripts/test installs it: go install github.com/nats-io/natscli/nats@v0.5.0)")
+	t.Skipf("%s is not installed (scripts/test installs it: go install %s)", name, pkg)
 	return ""
 }

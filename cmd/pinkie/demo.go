@@ -48,13 +48,13 @@ temporary directory.`)
 	}
 	// The same hub as `pinkie hub`: projections, alerter, notifier (no
 	// channels configured), deploy planner and the dashboard.
-	services, httpHandler, err := hubParts(hubConfig{}, "127.0.0.1:8080", log, a.stdout)
+	services, httpHandler, fleetMetrics, err := hubParts(hubConfig{}, "127.0.0.1:8080", log, a.stdout)
 	if err != nil {
 		return err
 	}
 	hopts := streams.HubOptions{
 		DataDir: filepath.Join(dir, "hub"), NATSAddr: "127.0.0.1:4222", LeafAddr: "127.0.0.1:7422", HTTPAddr: "127.0.0.1:8080",
-		AuthDir: authDir, Log: log, Version: version, Services: services, HTTPHandler: httpHandler,
+		AuthDir: authDir, Log: log, Version: version, Services: services, HTTPHandler: httpHandler, FleetMetrics: fleetMetrics,
 	}
 	hub, err := streams.StartHub(ctx, hopts)
 	if err != nil {
@@ -85,6 +85,7 @@ pinkie demo is running: a hub and an agent for %[1]q.
   hub       %[3]s   (agents: %[4]s)
   dashboard http://%[5]s/ (sign in with the one-time link printed above)
   metrics   http://%[5]s/metrics    health: http://%[5]s/healthz
+  fleet     http://%[5]s/metrics/fleet (every host's state for Prometheus)
 
 Try, in another terminal:
   export PINKIE_SERVER=%[3]s PINKIE_NKEY=%[6]s

@@ -52,7 +52,11 @@ its service manager restarts it once there is room again.
 
 /metrics and /healthz name hosts only to clients on loopback or presenting
 the bearer token of --metrics-token-file; everyone else gets status and
-numbers summed over hosts.
+numbers summed over hosts. /metrics/fleet is the fleet's state for
+Prometheus (filesystems, memory, load, drives, pools, arrays, databases,
+guests, deploys, alerts; node_exporter's names where it has them, with a
+host label): loopback clients, or the bearer token of
+--fleet-metrics-token-file, else 401.
 
 Clustered hub: run three (or five) hubs, each with its own --server-name,
 --data and a route listener --cluster HOST:PORT, all given every node's
@@ -84,6 +88,7 @@ cluster (see the README, "Clustered hub").`)
 	hostCooldown := fs.Duration("host-cooldown", streams.DefaultHostCooldown, "least pause of a host over its budget; it doubles with each pause in a row, up to twice the time --host-rate takes to refill a tenth of --host-burst (100s with the defaults)")
 	syncAlways := fs.Bool("sync-always", false, "fsync every write (survives power loss, slower)")
 	metricsToken := fs.String("metrics-token-file", "", "`FILE` holding a bearer token that shows per-host detail on /metrics and /healthz to clients beyond loopback")
+	fleetToken := fs.String("fleet-metrics-token-file", "", "`FILE` holding a bearer token that lets clients beyond loopback scrape /metrics/fleet (every host's state for Prometheus; loopback needs none)")
 	lagMax := fs.Uint64("ingest-lag-max", 10000, "/healthz is not ok with more INGEST messages than this not yet checked")
 	lagAge := fs.Duration("ingest-lag-max-age", time.Minute, "/healthz is not ok when the oldest unchecked INGEST message is older than this")
 	configFile := fs.String("config", "", "hub configuration `FILE` (JSON: alert rules, notification channels, deploy and dashboard settings)")
@@ -134,7 +139,7 @@ cluster (see the README, "Clustered hub").`)
 		return err
 	}
 	cfg.rebuildProjections = *rebuildProjections
-	services, httpHandler, err := hubParts(cfg, *httpAddr, log, a.stderr)
+	services, httpHandler, fleetMetrics, err := hubParts(cfg, *httpAddr, log, a.stderr)
 	if err != nil {
 		return err
 	}
@@ -142,7 +147,7 @@ cluster (see the README, "Clustered hub").`)
 		DataDir: *data, NATSAddr: *natsAddr, LeafAddr: *leafAddr, HTTPAddr: *httpAddr,
 		AuthDir: *auth, TLSCert: *tlsCert, TLSKey: *tlsKey, MaxEventBytes: *maxEvent, MaxStore: *maxStore, SyncAlways: *syncAlways, Budget: budget,
 		Log: log, Version: version, Services: services, HTTPHandler: httpHandler,
-		MetricsTokenFile: *metricsToken, NixCacheBudget: cacheBytes, NixCacheGrace: *cacheGrace, NixSigningKeyFile: *nixKey, ServerName: *serverName, LeafCompression: *leafCompression,
+		MetricsTokenFile: *metricsToken, FleetMetrics: fleetMetrics, FleetMetricsTokenFile: *fleetToken, NixCacheBudget: cacheBytes, NixCacheGrace: *cacheGrace, NixSigningKeyFile: *nixKey, ServerName: *serverName, LeafCompression: *leafCompression,
 		Cluster: streams.ClusterOptions{Addr: *clusterAddr, Routes: routes, Replicas: *replicas, Wait: *clusterWait, CA: *clusterCA},
 		Health:  streams.HealthOptions{IngestLagMessages: *lagMax, IngestLagAge: *lagAge},
 	})
@@ -204,17 +209,20 @@ func eventsAndBytes(flag, s string) (float64, float64, error) {
 // hubParts builds what runs inside a hub besides its streams: the services
 // (projections, alerter, notifier, deploy planner, dashboard) and the
 // dashboard's HTTP handler. `pinkie hub` and `pinkie demo` share it.
-func hubParts(cfg hubConfig, httpAddr string, log *slog.Logger, stderr io.Writer) ([]streams.HubService, http.Handler, error) {
+// The third value serves /metrics/fleet.
+func hubParts(cfg hubConfig, httpAddr string, log *slog.Logger, stderr io.Writer) ([]streams.HubService, http.Handler, http.Handler, error) {
 	services, err := hubServices(cfg, log)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
+	fleet, fleetSvc := fleetMetricsSetup(log)
+	services = append(services, fleetSvc)
 	dash, dashSvc, err := dashboardSetup(cfg.Dashboard, httpAddr, log, stderr)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	if dash == nil {
-		return services, nil, nil
+		return services, nil, fleet, nil
 	}
-	return append(services, dashSvc), dash, nil
+	return append(services, dashSvc), dash, fleet, nil
 }

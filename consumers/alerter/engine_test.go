@@ -330,6 +330,23 @@ func TestRules(t *testing.T) {
 			{at: 0, send: send("postgres", "app", events.Postgres{Database: "app", ServerVersion: "16", SizeBytes: 2 * gib, Relations: []events.PostgresRelation{}, Verdict: "ok"}),
 				want: []string{"firing started critical goliath postgres.size app"}},
 		}},
+		{"postgres size on by default", Config{}, []step{
+			{at: 0, send: send("postgres", "app", events.Postgres{Database: "app", ServerVersion: "16", SizeBytes: 49 * gib, Relations: []events.PostgresRelation{}, Verdict: "ok"})},
+			{at: time.Minute, send: send("postgres", "app", events.Postgres{Database: "app", ServerVersion: "16", SizeBytes: 51 * gib, Relations: []events.PostgresRelation{}, Verdict: "ok"}),
+				want: []string{"firing started warning goliath postgres.size app"}},
+			{at: 2 * time.Minute, send: send("postgres", "app", events.Postgres{Database: "app", ServerVersion: "16", SizeBytes: 40 * gib, Relations: []events.PostgresRelation{}, Verdict: "ok"}),
+				want: []string{"resolved resolved warning goliath postgres.size app"}},
+		}},
+		{"postgres size per database", Config{Postgres: &GrowthLimits{MaxBytes: 10 * gib, Databases: map[string]float64{"app": 1 * gib, "archive": 0, `we"ird`: 2 * gib}}}, []step{
+			{at: 0, send: send("postgres", "app", events.Postgres{Database: "app", ServerVersion: "16", SizeBytes: 2 * gib, Relations: []events.PostgresRelation{}, Verdict: "ok"}),
+				want: []string{"firing started warning goliath postgres.size app"}},
+			{at: 0, send: send("postgres", "archive", events.Postgres{Database: "archive", ServerVersion: "16", SizeBytes: 500 * gib, Relations: []events.PostgresRelation{}, Verdict: "ok"})},
+			{at: 0, send: send("postgres", "web", events.Postgres{Database: "web", ServerVersion: "16", SizeBytes: 5 * gib, Relations: []events.PostgresRelation{}, Verdict: "ok"})},
+			{at: 0, send: send("postgres", `we"ird`, events.Postgres{Database: `we"ird`, ServerVersion: "16", SizeBytes: 3 * gib, Relations: []events.PostgresRelation{}, Verdict: "ok"}),
+				want: []string{`firing started warning goliath postgres.size we"ird`}},
+			{at: time.Minute, send: send("postgres", "web", events.Postgres{Database: "web", ServerVersion: "16", SizeBytes: 11 * gib, Relations: []events.PostgresRelation{}, Verdict: "ok"}),
+				want: []string{"firing started warning goliath postgres.size web"}},
+		}},
 		{"user rule on a kind, with a disabled built-in", Config{Disable: []string{"fs.usage", "fs.fill"}, Rules: []Rule{{Name: "pg.xid", Kind: "postgres",
 			Levels: []Level{{Severity: "warning", When: "xid_age > 1e9", Resolve: "xid_age < 9e8"}}, Summary: "{{.host}}: {{.database}} xid age {{.xid_age}}"}}}, []step{
 			{at: 0, send: fs(99)},
@@ -488,6 +505,8 @@ func TestConfigErrors(t *testing.T) {
 		{"bad severity", `{"rules": [{"name": "x", "kind": "fs", "summary": "x", "levels": [{"severity": "bad", "when": "true"}]}]}`, `severity "bad"`},
 		{"disable unknown", `{"disable": ["fs.nope"]}`, `no rule named "fs.nope"`},
 		{"unknown rule key", `{"rules": [{"name": "x", "kind": "fs", "summery": "x"}]}`, `unknown field "summery"`},
+		{"negative database limit", `{"postgres": {"databases": {"app": -1}}}`, `postgres: databases: "app": want a size in bytes`},
+		{"databases for paths", `{"path": {"max_bytes": 1, "databases": {"app": 1}}}`, `databases is for postgres only`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

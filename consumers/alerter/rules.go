@@ -8,10 +8,12 @@ package alerter
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"text/template"
 	"time"
@@ -357,6 +359,8 @@ type Config struct {
 	DeployStaleAfter Duration `json:"deploy_stale_after,omitempty"`
 	HostSilentAfter  Duration `json:"host_silent_after,omitempty"`
 	// Path and Postgres thresholds enable the growth and size rules.
+	// postgres.size is on without them: DefaultPostgresMaxBytes for every
+	// database ("disable": ["postgres.size"] turns it off).
 	Path     *GrowthLimits `json:"path,omitempty"`
 	Postgres *GrowthLimits `json:"postgres,omitempty"`
 	// BanBurst is the fail2ban burst window (default 10m).
@@ -372,15 +376,49 @@ type Config struct {
 // GrowthLimits are the size and growth thresholds of watched paths or
 // databases; zero disables a check.
 type GrowthLimits struct {
-	MaxBytes          float64 `json:"max_bytes,omitempty"`
-	MaxGrowthPerHour  float64 `json:"max_growth_bytes_per_hour,omitempty"`
-	MaxGrowthPerDay   float64 `json:"max_growth_bytes_per_day,omitempty"`
-	SeverityOverLimit string  `json:"severity,omitempty"`
+	MaxBytes float64 `json:"max_bytes,omitempty"`
+	// Databases are per-database size limits (postgres only), overriding
+	// MaxBytes for the databases named; 0 exempts a database.
+	Databases         map[string]float64 `json:"databases,omitempty"`
+	MaxGrowthPerHour  float64            `json:"max_growth_bytes_per_hour,omitempty"`
+	MaxGrowthPerDay   float64            `json:"max_growth_bytes_per_day,omitempty"`
+	SeverityOverLimit string             `json:"severity,omitempty"`
 }
 
 // Options are the engine options the configuration sets.
 func (c Config) Options() Options {
 	return Options{RepeatInterval: c.RepeatInterval.D(), BanWindow: c.BanBurstWindow.D()}
+}
+
+// DefaultPostgresMaxBytes is postgres.size's limit for a database when the
+// configuration names none: 50 GiB.
+const DefaultPostgresMaxBytes = 50 << 30
+
+// postgresSizeRule is postgres.size: each database against its own limit
+// (g.Databases) or the default one.
+func postgresSizeRule(g GrowthLimits, sev string) Rule {
+	def := g.MaxBytes
+	if def <= 0 {
+		def = DefaultPostgresMaxBytes
+	}
+	names := make([]string, 0, len(g.Databases))
+	for n := range g.Databases {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	// limit is a nested conditional over the named databases, in the
+	// rule language and in the summary's template.
+	limit, text := fmt.Sprintf("%g", def), humanBytes(def)
+	for i := len(names) - 1; i >= 0; i-- {
+		n, l := names[i], g.Databases[names[i]]
+		limit = fmt.Sprintf("(database == %s ? %g : %s)", strconv.Quote(n), l, limit)
+		text = fmt.Sprintf("{{if eq .database %s}}%s{{else}}%s{{end}}", strconv.Quote(n), humanBytes(l), text)
+	}
+	return Rule{Name: "postgres.size", Kind: "postgres",
+		Doc: fmt.Sprintf("a PostgreSQL database is above its size limit (alerts.postgres.databases per database, else max_bytes, default %s)", humanBytes(DefaultPostgresMaxBytes)),
+		Levels: []Level{{Severity: sev, When: fmt.Sprintf("%s > 0 && size_bytes > %s", limit, limit),
+			Resolve: fmt.Sprintf("%s <= 0 || size_bytes < %s * 0.95", limit, limit)}},
+		Summary: `{{.host}}: PostgreSQL database {{.database}} is {{bytes .size_bytes}} (limit ` + text + `)`}
 }
 
 // ParseConfig decodes the "alerts" section strictly: an unknown key is an
@@ -411,7 +449,11 @@ func (c Config) Compile() ([]Rule, error) {
 		}
 		byName[r.Name] = r
 	}
-	for kind, g := range map[string]*GrowthLimits{"path": c.Path, "postgres": c.Postgres} {
+	pg := c.Postgres
+	if pg == nil {
+		pg = &GrowthLimits{}
+	}
+	for kind, g := range map[string]*GrowthLimits{"path": c.Path, "postgres": pg} {
 		if g == nil {
 			continue
 		}
@@ -423,7 +465,18 @@ func (c Config) Compile() ([]Rule, error) {
 		if kind == "postgres" {
 			field = "database"
 		}
-		if g.MaxBytes > 0 {
+		for n, l := range g.Databases {
+			if kind != "postgres" {
+				return nil, errors.New("alerts: path: databases is for postgres only")
+			}
+			if l < 0 || math.IsNaN(l) || math.IsInf(l, 0) {
+				return nil, fmt.Errorf("alerts: postgres: databases: %q: want a size in bytes (0: no limit), got %g", n, l)
+			}
+		}
+		switch {
+		case kind == "postgres":
+			byName["postgres.size"] = postgresSizeRule(*g, sev)
+		case g.MaxBytes > 0:
 			byName[kind+".size"] = Rule{Name: kind + ".size", Kind: kind, Doc: "a watched " + kind + " is above its size limit",
 				Levels:  []Level{{Severity: sev, When: fmt.Sprintf("size_bytes > %g", g.MaxBytes), Resolve: fmt.Sprintf("size_bytes < %g", g.MaxBytes*0.95)}},
 				Summary: fmt.Sprintf(`{{.host}}: %s {{.%s}} is {{bytes .size_bytes}} (limit %s)`, kind, field, humanBytes(g.MaxBytes))}

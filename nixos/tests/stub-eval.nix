@@ -17,12 +17,20 @@ let
     then a // mapAttrs (n: v: if a ? ${n} then recursiveUpdate a.${n} v else v) b
     else b;
 
+  mergeConfig = a: b:
+    if isAttrs a && isAttrs b && !(b ? _isOption) then a // mapAttrs (n: v: if a ? ${n} then mergeConfig a.${n} v else v) b
+    else if isList a && isList b then a ++ b
+    else b;
+
   lib = rec {
     mkOption = o: o // { _isOption = true; };
     mkEnableOption = what: mkOption { default = false; description = "Whether to enable ${what}."; };
     mkIf = cond: v: if cond then v else { };
     mkDefault = v: v;
     mkAfter = v: v;
+    mkBefore = v: v;
+    # Lists concatenate, attribute sets merge; no priorities.
+    mkMerge = foldl' mergeConfig { };
     literalExpression = x: x;
     types = rec {
       str = "str"; bool = "bool"; package = "package"; path = "path";

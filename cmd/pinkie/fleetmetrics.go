@@ -1,0 +1,53 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/pinkiefleet/pinkie/fleetmetrics"
+	"github.com/pinkiefleet/pinkie/streams"
+)
+
+// maxFleetGuestEvents bounds one scrape's read of guest events (an hour of
+// 5-minute reports of 800 guests).
+const maxFleetGuestEvents = 10000
+
+// fleetMetricsSetup builds /metrics/fleet: the handler, and the hub service
+// that binds its store to the hub's JetStream on every node.
+func fleetMetricsSetup(log *slog.Logger) (http.Handler, streams.HubService) {
+	svc := &fleetMetricsService{store: &hubStore{ready: make(chan struct{})}}
+	return fleetmetrics.Handler(fleetStore{svc.store}, time.Now, log), svc
+}
+
+// fleetStore is fleetmetrics.Store over the dashboard's hubStore.
+type fleetStore struct{ *hubStore }
+
+func (s fleetStore) Recent(ctx context.Context, filter string, since time.Time) ([]fleetmetrics.Message, error) {
+	ms, err := s.History(ctx, streams.HostsStream, []string{filter}, since, maxFleetGuestEvents)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]fleetmetrics.Message, 0, len(ms))
+	for _, m := range ms {
+		out = append(out, fleetmetrics.Message{Subject: m.Subject, Event: m.Event})
+	}
+	return out, nil
+}
+
+// fleetMetricsService binds the store once the hub runs.
+type fleetMetricsService struct {
+	store *hubStore
+	once  sync.Once
+}
+
+func (*fleetMetricsService) Name() string    { return "fleet-metrics" }
+func (*fleetMetricsService) EveryNode() bool { return true }
+
+func (f *fleetMetricsService) Run(ctx context.Context, h *streams.Hub) error {
+	f.once.Do(func() { f.store.bind(h) })
+	<-ctx.Done()
+	return nil
+}
