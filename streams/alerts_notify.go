@@ -131,14 +131,10 @@ func kvConflict(err error) bool {
 type jsPublisher struct{ js jetstream.JetStream }
 
 func (p jsPublisher) Publish(ctx context.Context, subject string, e events.Event) error {
-	b, err := events.Encode(e)
+	m, err := EventMsg(subject, e)
 	if err != nil {
 		return err
 	}
-	m := nats.NewMsg(subject)
-	m.Data = b
-	m.Header.Set(events.HeaderContentType, events.ContentType)
-	m.Header.Set(events.HeaderMsgID, e.ID())
 	_, err = p.js.PublishMsg(ctx, m)
 	return err
 }
@@ -150,7 +146,7 @@ func (s *notifierService) Run(ctx context.Context, h *Hub) error {
 	if err != nil {
 		return fmt.Errorf("notifier: open bucket %s: %w", NotifierBucket, err)
 	}
-	n := notifier.New(notifier.Options{Config: s.o.Config, Channels: s.o.Channels, Store: kvStore{kv}, Pub: jsPublisher{js}, Log: s.o.Log})
+	n := notifier.New(notifier.Options{Config: s.o.Config, Channels: s.o.Channels, Store: kvStore{kv}, Pub: jsPublisher{js}, Log: s.o.Log, Node: h.srv.Name()})
 	if err := n.Load(ctx); err != nil {
 		return err
 	}

@@ -329,11 +329,10 @@ func (b *budgets) tick() time.Duration {
 func (h *Hub) runBudget(ctx context.Context) {
 	defer h.wg.Done()
 	var (
-		tick      = time.Second
-		wake      chan struct{}
-		stale     bool // the sources in INGEST differ from what the budgets want
-		unsent    []budgetChange
-		publisher = jsPublisher{h.js}
+		tick   = time.Second
+		wake   chan struct{}
+		stale  bool // the sources in INGEST differ from what the budgets want
+		unsent []budgetChange
 	)
 	if h.budget != nil {
 		tick, wake = h.budget.tick(), h.budget.wake
@@ -369,9 +368,14 @@ func (h *Hub) runBudget(ctx context.Context) {
 		}
 		for len(unsent) > 0 && ctx.Err() == nil {
 			e, subj, err := h.budget.event(unsent[0])
+			var m *nats.Msg
 			if err == nil {
+				m, err = EventMsg(subj, e)
+			}
+			if err == nil {
+				// In line with the ingest check's forwards to HOSTS.
 				pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-				err = publisher.Publish(pctx, subj, e)
+				err = h.storeHubEvent(pctx, m)
 				cancel()
 			}
 			if err != nil {

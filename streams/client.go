@@ -121,14 +121,10 @@ func (c *Client) Close() {
 // Publish publishes an event on subject at the hub and returns the stream's
 // acknowledgement.
 func (c *Client) Publish(ctx context.Context, subject string, e events.Event) (*jetstream.PubAck, error) {
-	b, err := events.Encode(e)
+	m, err := EventMsg(subject, e)
 	if err != nil {
 		return nil, err
 	}
-	m := nats.NewMsg(subject)
-	m.Data = b
-	m.Header.Set(events.HeaderContentType, events.ContentType)
-	m.Header.Set(events.HeaderMsgID, e.ID())
 	var ack *jetstream.PubAck
 	err = c.untilRefused(ctx, "publish "+subject, subject, func(ctx context.Context) error {
 		var err error

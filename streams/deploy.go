@@ -327,14 +327,10 @@ func deployRunFold(ctx context.Context, h *Hub, f DeployFold, tick time.Duration
 			if err := h.schemas.ValidateData(e.Type(), e.Data()); err != nil {
 				return fmt.Errorf("%s: %w", f.Name(), err)
 			}
-			b, err := events.Encode(e)
+			m, err := EventMsg(k.HubSubject(data), e)
 			if err != nil {
 				return err
 			}
-			m := nats.NewMsg(k.HubSubject(data))
-			m.Data = b
-			m.Header.Set(events.HeaderContentType, events.ContentType)
-			m.Header.Set(events.HeaderMsgID, e.ID())
 			if _, err := h.js.PublishMsg(ctx, m); err != nil {
 				return fmt.Errorf("%s: publish %s: %w", f.Name(), m.Subject, err)
 			}

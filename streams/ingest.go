@@ -24,12 +24,17 @@ const ingestSourceHeader = "Pinkie-Stream-Source"
 // pendingPub is one INGEST message whose forward (to HOSTS or DEADLETTER)
 // was published asynchronously and awaits its ack.
 type pendingPub struct {
-	src    *nats.Msg
+	src    *nats.Msg // the INGEST message; nil for a hub event
 	out    *nats.Msg
 	future jetstream.PubAckFuture
 	host   string
 	kind   string
 	dead   bool
+	// stop marks stopIngest's marker: everything before it is settled.
+	stop bool
+	// hubDone, for an event the hub itself writes into HOSTS (ingest.budget),
+	// gets the outcome of its forward.
+	hubDone chan error
 }
 
 // startIngest runs the ingest check: a durable consumer on INGEST whose
@@ -356,7 +361,7 @@ func (h *Hub) publishForwards(ctx context.Context, chain *forwardChain) {
 			return
 		case p = <-h.checked:
 		}
-		if p.src != nil {
+		if !p.stop {
 			if !chain.link(ctx, p) {
 				return
 			}
@@ -373,7 +378,7 @@ func (h *Hub) publishForwards(ctx context.Context, chain *forwardChain) {
 		case <-ctx.Done():
 			return
 		}
-		if p.src == nil { // stopIngest's marker
+		if p.stop {
 			return
 		}
 	}
@@ -384,15 +389,7 @@ func deadLetterMsg(m ingest.Message, d ingest.Decision) (*nats.Msg, error) {
 	if err != nil {
 		return nil, err
 	}
-	b, err := events.Encode(e)
-	if err != nil {
-		return nil, err
-	}
-	out := nats.NewMsg(subj)
-	out.Data = b
-	out.Header.Set(events.HeaderContentType, events.ContentType)
-	out.Header.Set(events.HeaderMsgID, e.ID())
-	return out, nil
+	return EventMsg(subj, e)
 }
 
 // deadLetterFor turns an accepted message that its stream refused into a
@@ -426,15 +423,22 @@ func (h *Hub) ackForwards(ctx context.Context, chain *forwardChain) {
 		case <-ctx.Done():
 			return
 		case p := <-h.pending:
-			if p.src == nil { // stopIngest's marker: everything before it is settled
+			if p.stop { // everything before it is settled
 				return
 			}
 			// Acks are cumulative: once one message is given up (the run
 			// is stopping), none after it may be acknowledged.
 			if ctx.Err() != nil || !h.settle(ctx, chain, p) {
+				if p.hubDone != nil {
+					p.hubDone <- errors.New("the ingest check stopped before the event was stored")
+				}
 				return
 			}
 			chain.settled()
+			if p.hubDone != nil {
+				p.hubDone <- nil
+				continue
+			}
 			last = p.src
 			unacked++
 			if unacked >= ackEvery || len(h.pending) == 0 {
@@ -460,6 +464,10 @@ func (h *Hub) settle(ctx context.Context, chain *forwardChain, p pendingPub) boo
 		chain.broken.Store(true)
 		p.out.Header.Del(expectedLastSeqHeader)
 	}
+	if p.src == nil && errors.As(err, &apiErr) && apiErr.Code == 400 && !wrongLastSequence(err) {
+		h.log.Error("HOSTS refused an event of the hub's own; dropping it", "subject", p.out.Subject, "err", err)
+		return true
+	}
 	if errors.As(err, &apiErr) && apiErr.Code == 400 && !p.dead && !wrongLastSequence(err) {
 		// The stream refused this message for good (too large, a bad
 		// header): retrying cannot help, so it becomes a dead letter.
@@ -476,7 +484,7 @@ func (h *Hub) settle(ctx context.Context, chain *forwardChain, p pendingPub) boo
 	if ack, err = h.retryForward(ctx, p, ack, err); err != nil {
 		return false
 	}
-	if ack != nil && ack.Duplicate && !p.dead {
+	if ack != nil && ack.Duplicate && !p.dead && p.src != nil {
 		// Same host, same id: a redelivery is the same event again; the
 		// same id with other content is refused, not silently dropped.
 		if reason := h.duplicateConflict(ctx, p, ack); reason != "" {
@@ -496,12 +504,55 @@ func (h *Hub) settle(ctx context.Context, chain *forwardChain, p pendingPub) boo
 	}
 	h.health.stored()
 	h.noteSettled(p)
-	if p.dead {
+	switch {
+	case p.src == nil: // the hub's own event: not ingested from the host
+	case p.dead:
 		h.metrics.deadLetters.WithLabelValues(p.host).Inc()
-	} else {
+	default:
 		h.metrics.ingested.WithLabelValues(p.host, p.kind).Inc()
 	}
 	return true
+}
+
+// storeHubEvent writes an event of the hub's own into HOSTS (ingest.budget)
+// in line with the ingest check's forwards, so it takes its place in the
+// forward chain instead of a sequence a pipelined forward expects. With no
+// run of the check going, it publishes directly while holding ingestMu, so
+// no run starts (and reads HOSTS's last sequence) meanwhile.
+func (h *Hub) storeHubEvent(ctx context.Context, m *nats.Msg) error {
+	h.ingestMu.Lock()
+	run := h.ingest
+	if run == nil {
+		defer h.ingestMu.Unlock()
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		_, err := h.js.PublishMsg(pctx, m)
+		return err
+	}
+	checked := h.checked
+	h.ingestMu.Unlock()
+	done := make(chan error, 1)
+	select {
+	case checked <- pendingPub{out: m, hubDone: done, host: subjectHost(m.Subject)}:
+	case <-run.pubDone:
+		return errors.New("the ingest check stopped; retrying")
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-done:
+		return err
+	case <-run.ackerDone:
+		return errors.New("the ingest check stopped before the event was stored; retrying")
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// subjectHost is the host of a pinkie.host.<host>.… subject.
+func subjectHost(subject string) string {
+	host, _, _ := strings.Cut(strings.TrimPrefix(subject, events.HostSubjectPrefix), ".")
+	return host
 }
 
 // retryForward retries p's forward until it is stored; it gives up (with
@@ -549,7 +600,9 @@ func (h *Hub) retryForward(ctx context.Context, p pendingPub, ack *jetstream.Pub
 
 // publishForward sends p's forward again and waits for its ack.
 func (h *Hub) publishForward(ctx context.Context, p pendingPub) (*jetstream.PubAck, error) {
-	_ = p.src.InProgress() // keep it ours while we retry, so it is not redelivered behind newer events
+	if p.src != nil {
+		_ = p.src.InProgress() // keep it ours while we retry, so it is not redelivered behind newer events
+	}
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	return h.js.PublishMsg(pctx, p.out)
@@ -633,6 +686,9 @@ const closingGrace = 2 * time.Second
 // noteSettled records how far the run's forwards are stored, for a
 // recreation of the consumer.
 func (h *Hub) noteSettled(p pendingPub) {
+	if p.src == nil {
+		return
+	}
 	md, err := p.src.Metadata()
 	if err != nil {
 		return
@@ -662,7 +718,7 @@ func (h *Hub) stopIngest(deadline time.Time) {
 		h.log.Warn("ingest consumer did not drain in time")
 	}
 	select {
-	case h.checked <- pendingPub{}:
+	case h.checked <- pendingPub{stop: true}:
 	case <-run.ackerDone:
 	case <-timeout.C:
 	}

@@ -346,28 +346,16 @@ func (s *hubStore) Publish(ctx context.Context, subject string, e events.Event) 
 	if err := s.wait(ctx); err != nil {
 		return err
 	}
-	b, err := events.Encode(e)
-	if err != nil {
-		return err
-	}
-	m := nats.NewMsg(subject)
-	m.Data = b
-	m.Header.Set(events.HeaderContentType, events.ContentType)
-	m.Header.Set(events.HeaderMsgID, e.ID())
-	_, err = s.js.PublishMsg(ctx, m)
+	_, err := s.PublishAck(ctx, subject, e)
 	return err
 }
 
 // publishAck is Publish returning the ack, for deploySend.
 func (s *hubStore) PublishAck(ctx context.Context, subject string, e events.Event) (*jetstream.PubAck, error) {
-	b, err := events.Encode(e)
+	m, err := streams.EventMsg(subject, e)
 	if err != nil {
 		return nil, err
 	}
-	m := nats.NewMsg(subject)
-	m.Data = b
-	m.Header.Set(events.HeaderContentType, events.ContentType)
-	m.Header.Set(events.HeaderMsgID, e.ID())
 	return s.js.PublishMsg(ctx, m)
 }
 

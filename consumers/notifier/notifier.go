@@ -67,6 +67,8 @@ type Job struct {
 	// notifier attempts the job before then (a sender that died leaves
 	// it to the next after that).
 	SendingUntil *time.Time `json:"sending_until,omitempty"`
+	// SendingBy is the node/instance that took the lease.
+	SendingBy string `json:"sending_by,omitempty"`
 
 	rev uint64 // the store revision last read or written
 }
@@ -126,6 +128,8 @@ type Notifier struct {
 	fleet    Fleet
 	decision routeDecision
 	wake     map[string]chan struct{}
+
+	node, self string // the node this notifier runs on, and node/instance
 }
 
 // Options configure a Notifier.
@@ -136,6 +140,10 @@ type Options struct {
 	Pub      Publisher
 	Clock    func() time.Time
 	Log      *slog.Logger
+	// Node names the hub node this notifier runs on. A lease on a job
+	// (SendingUntil) taken by an earlier run on the same node is void:
+	// that run is gone, so a restarted hub retries at once.
+	Node string
 }
 
 // New builds a notifier.
@@ -151,6 +159,7 @@ func New(o Options) *Notifier {
 		maxRetry:  o.Config.MaxRetry.D(),
 		channels:  o.Channels, store: o.Store, pub: o.Pub, clock: o.Clock, log: o.Log,
 		jobs: map[string]*Job{}, wake: map[string]chan struct{}{},
+		node: o.Node, self: o.Node + "/" + strings.ReplaceAll(events.NewID(o.Clock()), "-", ""),
 	}
 	if n.maxRetry <= 0 {
 		n.maxRetry = 24 * time.Hour
@@ -224,6 +233,7 @@ func (n *Notifier) Load(ctx context.Context) error {
 			continue
 		}
 		j.rev = e.Rev
+		n.voidOwnLease(&j)
 		n.jobs[k] = &j
 	}
 	return nil
@@ -400,7 +410,16 @@ func (n *Notifier) adopt(ctx context.Context, j *Job) {
 	}
 	n.log.Info("another notifier has this notification; following its state", "channel", j.Channel, "message_id", j.ID, "attempt", stored.Attempt)
 	stored.rev = e.Rev
+	n.voidOwnLease(&stored)
 	*j = stored
+}
+
+// voidOwnLease drops a lease an earlier run on this node took: that run
+// ended (crashed or stopped) before it could clear it.
+func (n *Notifier) voidOwnLease(j *Job) {
+	if n.node != "" && j.SendingUntil != nil && j.SendingBy != n.self && strings.HasPrefix(j.SendingBy, n.node+"/") {
+		j.SendingUntil, j.SendingBy = nil, ""
+	}
 }
 
 func (n *Notifier) poke(channel string) {
@@ -487,7 +506,7 @@ func (n *Notifier) attempt(ctx context.Context, c Channel, j *Job) {
 		j.FirstAttempt = &now
 	}
 	lease := now.Add(sendLease)
-	j.SendingUntil = &lease
+	j.SendingUntil, j.SendingBy = &lease, n.self
 	// Persist the attempt before sending: the group is closed from now
 	// on, and no other notifier sends it while the lease holds.
 	if err := n.putJob(ctx, j); err != nil {
@@ -527,7 +546,7 @@ func (n *Notifier) attempt(ctx context.Context, c Channel, j *Job) {
 		outcome = events.OutcomeRetrying
 	}
 	if outcome == events.OutcomeRetrying {
-		j.NextAttempt, j.LastError, j.SendingUntil = now.Add(backoffFor(j.Attempt)), err.Error(), nil
+		j.NextAttempt, j.LastError, j.SendingUntil, j.SendingBy = now.Add(backoffFor(j.Attempt)), err.Error(), nil, ""
 		if perr := n.putJob(ctx, j); errors.Is(perr, ErrConflict) {
 			n.adopt(ctx, j)
 		} else if perr != nil {

@@ -356,3 +356,49 @@ func TestNtfyPriorityAndTags(t *testing.T) {
 		t.Errorf("matrix path %s", b)
 	}
 }
+
+// TestLeaseOfAnEarlierRunIsVoid: a job whose send lease an earlier run
+// on the same node took (a hub killed mid-delivery) is due at once for the
+// restarted notifier; another node waits until the lease ends.
+func TestLeaseOfAnEarlierRunIsVoid(t *testing.T) {
+	ctx := context.Background()
+	st := &memStore{m: map[string][]byte{}}
+	held := make(chan struct{})
+	rec := &recorder{name: "ops", fail: func(int) error { <-held; return errors.New("killed") }}
+	n := New(Options{Config: Config{GroupWait: dur(0)}, Channels: []Channel{rec}, Store: st, Pub: &auditLog{}, Node: "hub1"})
+	if err := n.HandleAlert(ctx, 1, alertEvent(t, "goliath", "login", "info", "firing", 1)); err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	defer close(held)
+	defer cancel()
+	go func() { _ = n.Run(rctx) }()
+	// The attempt is stored, with its lease, before the send.
+	waitFor(t, "the attempt's lease stored", func() bool {
+		all, _ := st.List(ctx)
+		for k, e := range all {
+			var j Job
+			if strings.HasPrefix(k, "job.") && json.Unmarshal(e.Value, &j) == nil && j.SendingUntil != nil {
+				return true
+			}
+		}
+		return false
+	})
+	for _, tt := range []struct {
+		node   string
+		atOnce bool
+	}{{"hub1", true}, {"hub2", false}} {
+		other := New(Options{Config: Config{GroupWait: dur(0)}, Channels: []Channel{&recorder{name: "ops"}}, Store: st, Pub: &auditLog{}, Node: tt.node})
+		if err := other.Load(ctx); err != nil {
+			t.Fatal(err)
+		}
+		p := other.Pending()
+		if len(p) != 1 {
+			t.Fatalf("%s: pending %+v, want the one job", tt.node, p)
+		}
+		due := p[0].due()
+		if atOnce := !due.After(time.Now()); atOnce != tt.atOnce {
+			t.Errorf("%s after hub1's run: job due %s (in %s); want at once: %t", tt.node, due.Format(time.RFC3339), time.Until(due).Round(time.Second), tt.atOnce)
+		}
+	}
+}
