@@ -61,6 +61,10 @@ jitter), logging the link state once per change.`)
 	syncAlways := fs.Bool("sync-always", false, "fsync every event (survives power loss, slower)")
 	memLimit := fs.Int64("memory-limit", 16<<20, "soft limit in bytes for the Go heap and runtime (GC works harder near it; 0: none; env GOMEMLIMIT wins)")
 	deployFlags := addDeployAgentFlags(fs)
+	shellOn := fs.Bool("shell", false, "serve pinkie shell sessions for this host (operators only; off: open requests are refused and nothing runs)")
+	shellUser := fs.String("shell-user", "", "local `USER` sessions run as (default: the agent's own user; an agent running as root refuses sessions unless this is set, and runs them as root only when it says root)")
+	shellMax := fs.Int("shell-max-sessions", 4, "most shell sessions open at once; more are refused")
+	shellIdle := fs.Duration("shell-idle-timeout", 15*time.Minute, "end a shell session with no input and no output for this long")
 	mkLog := logFlags(fs, a.stderr)
 	if err := fs.parse(args); err != nil {
 		return err
@@ -95,10 +99,14 @@ jitter), logging the link state once per change.`)
 	if err != nil {
 		return err
 	}
+	if *shellMax <= 0 || *shellIdle <= 0 {
+		return usagef("--shell-max-sessions and --shell-idle-timeout must be positive")
+	}
+	shellService := streams.NewShellService(streams.ShellOptions{Enabled: *shellOn, User: *shellUser, MaxSessions: *shellMax, IdleTimeout: *shellIdle, Log: log})
 	ag, err := streams.StartAgent(ctx, streams.AgentOptions{
 		Host: *name, HubURLs: hubs, NkeyFile: *nkey, TLSCA: *tlsCA, DataDir: *data,
 		OutboxMaxBytes: *outboxMax, ReconnectInterval: *reconnect, SyncAlways: *syncAlways, Log: log,
-		Services: deployServices,
+		Services: append(deployServices, shellService),
 	})
 	if err != nil {
 		return exitError{code: exitUsage, err: err}

@@ -1,0 +1,548 @@
+package streams
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+
+	"github.com/pinkiefleet/pinkie/events"
+	"github.com/pinkiefleet/pinkie/shell"
+)
+
+// ShellOptions configure the agent's shell service (pinkie agent --shell).
+type ShellOptions struct {
+	// Enabled serves sessions; off, the agent still answers open requests
+	// for its host, with a refusal that says why, and runs nothing.
+	Enabled bool
+	// User is --shell-user: whom sessions run as. Empty is the agent's own
+	// user, except root: an agent running as root refuses sessions unless
+	// User names root explicitly.
+	User string
+	// MaxSessions bounds the sessions open at once (default 4).
+	MaxSessions int
+	// IdleTimeout ends a session with no input and no output for this
+	// long (default 15m).
+	IdleTimeout time.Duration
+	// Passwd is where login shells are read (default /etc/passwd).
+	Passwd string
+	Log    *slog.Logger
+}
+
+// ShellService runs pinkie shell sessions on the agent's own host.
+type ShellService struct {
+	o      ShellOptions
+	mu     sync.Mutex
+	active map[string]bool
+	// seen are the latest sessions opened: the operator repeats its open
+	// request until it hears back, and a repeat must not run a command
+	// twice.
+	seen     map[string]bool
+	seenRing []string
+	wg       sync.WaitGroup
+}
+
+// seenSessions is how many opened session ids the agent remembers.
+const seenSessions = 1024
+
+// NewShellService makes the shell service with o's defaults filled in.
+func NewShellService(o ShellOptions) *ShellService {
+	if o.MaxSessions <= 0 {
+		o.MaxSessions = 4
+	}
+	if o.IdleTimeout <= 0 {
+		o.IdleTimeout = 15 * time.Minute
+	}
+	if o.Passwd == "" {
+		o.Passwd = "/etc/passwd"
+	}
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	return &ShellService{o: o, active: map[string]bool{}, seen: map[string]bool{}}
+}
+
+// Name implements AgentService.
+func (s *ShellService) Name() string { return "shell" }
+
+// Run implements AgentService: it answers open requests for this host
+// until ctx ends, then ends the sessions still open.
+func (s *ShellService) Run(ctx context.Context, a *Agent) error {
+	sub, err := a.nc.Subscribe(events.ShellOpenSubject(a.Host()), func(m *nats.Msg) { s.open(ctx, a, m) })
+	if err != nil {
+		return fmt.Errorf("subscribe %s: %w", events.ShellOpenSubject(a.Host()), err)
+	}
+	if s.o.Enabled {
+		s.o.Log.Info("shell sessions enabled", "host", a.Host(), "user", s.o.User, "max_sessions", s.o.MaxSessions, "idle_timeout", s.o.IdleTimeout)
+	}
+	<-ctx.Done()
+	_ = sub.Unsubscribe()
+	s.wg.Wait()
+	return nil
+}
+
+// operator is who opened a session, as the hub vouched for it.
+type operator struct{ key, name, ip string }
+
+// maxOpen bounds an open request: a command line and a few fields.
+const maxOpen = 16 << 10
+
+func (s *ShellService) open(ctx context.Context, a *Agent, m *nats.Msg) {
+	host := a.Host()
+	var req shell.Open
+	if len(m.Data) > maxOpen || json.Unmarshal(m.Data, &req) != nil || !shell.SessionRE.MatchString(req.Session) {
+		s.o.Log.Warn("shell: malformed open request ignored", "host", host, "bytes", len(m.Data))
+		return
+	}
+	s.mu.Lock()
+	repeat := s.seen[req.Session]
+	s.mu.Unlock()
+	if repeat {
+		return
+	}
+	refuse := func(format string, args ...any) {
+		msg := fmt.Sprintf(format, args...)
+		s.o.Log.Warn("shell session refused", "host", host, "session", req.Session, "err", msg)
+		publishControl(a.nc, events.ShellSubject(host, req.Session, events.ShellStatus), shell.Control{Type: shell.Refused, Error: msg})
+	}
+	if !s.o.Enabled {
+		refuse("the agent on %s was not started with --shell (NixOS: services.pinkie.agent.shell.enable); nothing runs", host)
+		return
+	}
+	who, err := operatorOf(m, a.opts.NkeyFile != "")
+	if err != nil {
+		refuse("%v", err)
+		return
+	}
+	u, err := shell.ResolveUser(s.o.User, os.Geteuid(), s.o.Passwd)
+	if err != nil {
+		refuse("%s: %v", host, err)
+		return
+	}
+	if req.Window <= 0 || req.Window > shell.MaxWindow {
+		refuse("window %d: want 1 to %d bytes", req.Window, shell.MaxWindow)
+		return
+	}
+	s.mu.Lock()
+	switch {
+	case s.seen[req.Session]:
+		s.mu.Unlock()
+		return
+	case len(s.active) >= s.o.MaxSessions:
+		n := len(s.active)
+		s.mu.Unlock()
+		refuse("%s already has %d of %d shell sessions open (--shell-max-sessions); try again when one ends", host, n, s.o.MaxSessions)
+		return
+	}
+	s.active[req.Session] = true
+	s.seen[req.Session] = true
+	s.seenRing = append(s.seenRing, req.Session)
+	if len(s.seenRing) > seenSessions {
+		delete(s.seen, s.seenRing[0])
+		s.seenRing = s.seenRing[1:]
+	}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	go func() {
+		defer s.wg.Done()
+		defer func() {
+			s.mu.Lock()
+			delete(s.active, req.Session)
+			s.mu.Unlock()
+		}()
+		ss := &shellSession{s: s, a: a, req: req, who: who, user: u}
+		ss.run(ctx)
+	}()
+}
+
+// operatorOf reads who sent m from the header the hub's server stamps on
+// a message crossing from the clients' account (Nats-Request-Info: it
+// replaces whatever the client put there). A hub with --auth always
+// stamps it; an agent with a host key accepts nothing without it.
+func operatorOf(m *nats.Msg, auth bool) (operator, error) {
+	h := m.Header.Get(server.ClientInfoHdr)
+	if h == "" {
+		if auth {
+			return operator{}, fmt.Errorf("the request carries no operator identity from the hub; nothing runs")
+		}
+		return operator{key: "unauthenticated"}, nil
+	}
+	var ci server.ClientInfo
+	if err := json.Unmarshal([]byte(h), &ci); err != nil {
+		return operator{}, fmt.Errorf("the hub's identity header is unreadable: %v", err)
+	}
+	if auth && ci.Account != clientsAccount {
+		return operator{}, fmt.Errorf("the request came from account %q, not an operator's; nothing runs", ci.Account)
+	}
+	key := ci.User
+	if key == "" {
+		key = "unknown"
+	}
+	return operator{key: key, name: ci.Name, ip: ci.Host}, nil
+}
+
+func publishControl(nc *nats.Conn, subject string, c shell.Control) {
+	b, _ := json.Marshal(c)
+	_ = nc.Publish(subject, b)
+}
+
+// shellSession is one session on the agent.
+type shellSession struct {
+	s    *ShellService
+	a    *Agent
+	req  shell.Open
+	who  operator
+	user shell.User
+	proc *shell.Process
+
+	outWin    *shell.Window
+	inGrant   *shell.Granter
+	inQ       byteQueue
+	inOff     int64
+	heard     atomic.Int64 // unix nanos of the operator's last message
+	active    atomic.Int64 // unix nanos of the last input or output
+	bytesIn   atomic.Int64
+	bytesOut  atomic.Int64
+	endOnce   sync.Once
+	endReason chan string
+}
+
+// inWindow is the stdin credit the agent grants: input is keystrokes or a
+// pipe, and a process that stops reading holds at most this much here.
+const inWindow = 256 << 10
+
+func (ss *shellSession) subject(ch string) string {
+	return events.ShellSubject(ss.a.Host(), ss.req.Session, ch)
+}
+
+func (ss *shellSession) end(reason string) {
+	ss.endOnce.Do(func() { ss.endReason <- reason })
+}
+
+func (ss *shellSession) run(ctx context.Context) {
+	log := ss.s.o.Log.With("host", ss.a.Host(), "session", ss.req.Session, "operator", ss.who.key, "user", ss.user.Name)
+	nc := ss.a.nc
+	ss.endReason = make(chan string, 1)
+	ss.outWin = shell.NewWindow(ss.req.Window)
+	ss.inGrant = shell.NewGranter(inWindow)
+	ss.inQ.init(inWindow)
+	now := time.Now()
+	ss.heard.Store(now.UnixNano())
+	ss.active.Store(now.UnixNano())
+	// Listen before starting: the operator sends input as soon as it is told.
+	inSub, err := nc.Subscribe(ss.subject(events.ShellIn), ss.onInput)
+	if err != nil {
+		publishControl(nc, ss.subject(events.ShellStatus), shell.Control{Type: shell.Refused, Error: "subscribe: " + err.Error()})
+		return
+	}
+	defer inSub.Unsubscribe()
+	ctlSub, err := nc.Subscribe(ss.subject(events.ShellCtl), ss.onControl)
+	if err != nil {
+		publishControl(nc, ss.subject(events.ShellStatus), shell.Control{Type: shell.Refused, Error: "subscribe: " + err.Error()})
+		return
+	}
+	defer ctlSub.Unsubscribe()
+	_ = inSub.SetPendingLimits(-1, 2*inWindow)
+	spec := shell.Spec{
+		User: ss.user, Command: ss.req.Command, TTY: ss.req.TTY || ss.req.Command == "", Term: ss.req.Term,
+		Rows: ss.req.Rows, Cols: ss.req.Cols, SwitchUser: os.Geteuid() == 0, Path: sessionPath(),
+	}
+	proc, err := shell.Start(spec)
+	if err != nil {
+		log.Warn("shell session failed to start", "err", err)
+		publishControl(nc, ss.subject(events.ShellStatus), shell.Control{Type: shell.Refused, Error: fmt.Sprintf("%s: %v", ss.a.Host(), err)})
+		return
+	}
+	ss.proc = proc
+	defer proc.Close()
+	started := time.Now()
+	log.Info("shell session started", "command", ss.req.Command, "tty", spec.TTY, "from", ss.who.ip)
+	ss.audit(log, "started", started, nil, "")
+	publishControl(nc, ss.subject(events.ShellStatus), shell.Control{Type: shell.Started, N: inWindow})
+
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var outOff, errOff atomic.Int64
+	var readers sync.WaitGroup
+	readers.Add(1)
+	go ss.pump(sctx, &readers, proc.Stdout, events.ShellOut, &outOff)
+	if proc.Stderr != nil {
+		readers.Add(1)
+		go ss.pump(sctx, &readers, proc.Stderr, events.ShellErr, &errOff)
+	}
+	go ss.writeInput(sctx)
+	done := make(chan struct{})
+	go func() {
+		readers.Wait()
+		<-proc.Done()
+		close(done)
+	}()
+	tick := time.NewTicker(shell.PingEvery)
+	defer tick.Stop()
+	reason := ""
+	cut := func(r string) {
+		if reason != "" {
+			return
+		}
+		reason = r
+		log.Info("shell session cut", "reason", r)
+		ss.outWin.Close()
+		ss.inQ.close()
+		go func() {
+			proc.Kill(2 * time.Second)
+			proc.Close() // a reader blocked on a pipe an escaped child holds
+		}()
+	}
+loop:
+	for {
+		select {
+		case <-done:
+			break loop
+		case r := <-ss.endReason:
+			cut(r)
+		case <-ctx.Done():
+			cut("agent stopped")
+		case <-tick.C:
+			publishControl(nc, ss.subject(events.ShellStatus), shell.Control{Type: shell.Ping})
+			n := time.Now()
+			if n.Sub(time.Unix(0, ss.heard.Load())) > shell.DeadAfter {
+				cut(fmt.Sprintf("link lost: no word from the operator for %s", shell.DeadAfter))
+			}
+			if idle := n.Sub(time.Unix(0, ss.active.Load())); idle > ss.s.o.IdleTimeout {
+				cut(fmt.Sprintf("idle for %s (--shell-idle-timeout)", ss.s.o.IdleTimeout))
+			}
+		}
+	}
+	code, _ := proc.ExitCode()
+	ex := shell.Control{Type: shell.Exit, Out: outOff.Load(), Err: errOff.Load()}
+	var codep *int
+	if reason == "" {
+		codep = &code
+		ex.Code = codep
+	} else {
+		ex.Error = reason
+	}
+	publishControl(nc, ss.subject(events.ShellStatus), ex)
+	_ = nc.Flush()
+	log.Info("shell session ended", "exit_code", code, "reason", reason, "bytes_in", ss.bytesIn.Load(), "bytes_out", ss.bytesOut.Load(), "after", time.Since(started).Round(time.Millisecond))
+	ss.audit(log, "ended", started, codep, reason)
+}
+
+// sessionPath is the PATH sessions start with: the system's profile on
+// NixOS, then the agent's own.
+func sessionPath() string {
+	p := "/run/wrappers/bin:/run/current-system/sw/bin"
+	if own := os.Getenv("PATH"); own != "" {
+		return p + ":" + own
+	}
+	return p + ":/usr/local/bin:/usr/bin:/bin"
+}
+
+// pump sends what r gives on channel ch, never more than the operator's
+// credit.
+func (ss *shellSession) pump(ctx context.Context, wg *sync.WaitGroup, r io.Reader, ch string, off *atomic.Int64) {
+	defer wg.Done()
+	buf := make([]byte, shell.Chunk)
+	subject := ss.subject(ch)
+	for {
+		n, err := ss.outWin.Take(ctx, shell.Chunk)
+		if err != nil {
+			return
+		}
+		got, rerr := r.Read(buf[:n])
+		ss.outWin.Give(n - int64(got))
+		if got > 0 {
+			m := nats.NewMsg(subject)
+			m.Header.Set(shell.HeaderOffset, strconv.FormatInt(off.Load(), 10))
+			m.Data = append([]byte(nil), buf[:got]...)
+			if err := ss.a.nc.PublishMsg(m); err != nil {
+				ss.end("publish output: " + err.Error())
+				return
+			}
+			off.Add(int64(got))
+			ss.bytesOut.Add(int64(got))
+			ss.active.Store(time.Now().UnixNano())
+		}
+		if rerr != nil {
+			return
+		}
+	}
+}
+
+func (ss *shellSession) onInput(m *nats.Msg) {
+	ss.heard.Store(time.Now().UnixNano())
+	off, err := strconv.ParseInt(m.Header.Get(shell.HeaderOffset), 10, 64)
+	if err != nil || off != ss.inOff {
+		ss.end(fmt.Sprintf("input out of order: offset %q, expected %d", m.Header.Get(shell.HeaderOffset), ss.inOff))
+		return
+	}
+	ss.inOff += int64(len(m.Data))
+	if !ss.inQ.push(m.Data) {
+		ss.end("the operator sent more input than its window")
+		return
+	}
+	ss.bytesIn.Add(int64(len(m.Data)))
+	ss.active.Store(time.Now().UnixNano())
+}
+
+func (ss *shellSession) onControl(m *nats.Msg) {
+	ss.heard.Store(time.Now().UnixNano())
+	var c shell.Control
+	if json.Unmarshal(m.Data, &c) != nil {
+		return
+	}
+	switch c.Type {
+	case shell.Grant:
+		ss.outWin.Give(c.N)
+	case shell.EOF:
+		ss.inQ.endAt(c.N)
+	case shell.Resize:
+		if ss.proc != nil {
+			_ = ss.proc.Resize(c.Rows, c.Cols)
+		}
+	case shell.Close:
+		ss.end("closed by the operator")
+	}
+}
+
+// writeInput writes the queued input to the process and grants the
+// operator credit for what it wrote; a nil chunk is the end of input.
+func (ss *shellSession) writeInput(ctx context.Context) {
+	for {
+		b, ok := ss.inQ.pop(ctx)
+		if !ok {
+			return
+		}
+		if b == nil {
+			if ss.proc.Stderr != nil { // on a pty, end of input is the terminal's business
+				ss.proc.Stdin.Close()
+			}
+			return
+		}
+		if _, err := ss.proc.Stdin.Write(b); err != nil {
+			return // the process closed its input; its exit ends the session
+		}
+		if n := ss.inGrant.Consumed(int64(len(b))); n > 0 {
+			publishControl(ss.a.nc, ss.subject(events.ShellStatus), shell.Control{Type: shell.Grant, N: n})
+		}
+	}
+}
+
+// audit publishes the session's audit event through the OUTBOX: the hub
+// checks it on ingest and stores it in HOSTS as
+// pinkie.host.<host>.shell.session, even when the link is down now.
+func (ss *shellSession) audit(log *slog.Logger, phase string, started time.Time, code *int, reason string) {
+	k, _ := events.Lookup("shell.session")
+	now := time.Now()
+	d := events.ShellSession{
+		Session: ss.req.Session, Phase: phase, Operator: ss.who.key, ClientName: ss.who.name, RemoteIP: ss.who.ip,
+		User: ss.user.Name, Command: ss.req.Command, TTY: ss.req.TTY || ss.req.Command == "", StartedAt: started.UTC(),
+	}
+	if phase == "ended" {
+		t := now.UTC()
+		d.EndedAt, d.ExitCode, d.Reason = &t, code, reason
+		d.BytesIn, d.BytesOut = ss.bytesIn.Load(), ss.bytesOut.Load()
+		if code != nil && (*code < 0 || *code > 255) {
+			d.ExitCode = nil
+		}
+	}
+	if len(d.Command) > 4096 {
+		d.Command = d.Command[:4096]
+	}
+	e, err := events.New(k, ss.a.Host(), "shell", now, d, events.WithSubject(ss.req.Session))
+	if err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		err = ss.a.Publish(ctx, e, "")
+	}
+	if err != nil {
+		log.Error("shell: audit event not stored", "phase", phase, "err", err)
+	}
+}
+
+// byteQueue is the input waiting for the process, bounded by the window
+// the agent granted. Its end is an offset: the end of input travels on
+// ctl, which may overtake the last bytes on in.
+type byteQueue struct {
+	mu     sync.Mutex
+	q      [][]byte
+	n, max int
+	pushed int64
+	end    int64 // -1 until the operator's input ends
+	wake   chan struct{}
+	closed bool
+}
+
+func (q *byteQueue) endAt(n int64) {
+	q.mu.Lock()
+	q.end = n
+	q.mu.Unlock()
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (q *byteQueue) init(max int) { q.max, q.end, q.wake = max, -1, make(chan struct{}, 1) }
+
+func (q *byteQueue) push(b []byte) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.n+len(b) > q.max {
+		return false
+	}
+	q.q = append(q.q, b)
+	q.n += len(b)
+	q.pushed += int64(len(b))
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+func (q *byteQueue) pop(ctx context.Context) ([]byte, bool) {
+	for {
+		q.mu.Lock()
+		if q.closed {
+			q.mu.Unlock()
+			return nil, false
+		}
+		if len(q.q) > 0 {
+			b := q.q[0]
+			q.q = q.q[1:]
+			q.n -= len(b)
+			q.mu.Unlock()
+			return b, true
+		}
+		if q.end >= 0 && q.pushed >= q.end {
+			q.mu.Unlock()
+			return nil, true
+		}
+		q.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return nil, false
+		case <-q.wake:
+		}
+	}
+}
+
+func (q *byteQueue) close() {
+	q.mu.Lock()
+	q.closed = true
+	q.mu.Unlock()
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+}

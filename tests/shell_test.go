@@ -1,0 +1,116 @@
+package tests
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+)
+
+// shellResult is one pinkie shell run: stdout and stderr apart, and the
+// exit code.
+type shellResult struct {
+	stdout, stderr []byte
+	code           int
+}
+
+// runShellCmd runs pinkie shell with stdin (nil: none) against f's hub as
+// the operator, unless args name another --nkey.
+func runShellCmd(t *testing.T, f *fleet, stdin []byte, args ...string) shellResult {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	full := append([]string{"shell", "--server", f.natsURL()}, args...)
+	if !strings.Contains(strings.Join(args, " "), "--nkey") {
+		full = append([]string{"shell", "--server", f.natsURL(), "--nkey", f.operator()}, args...)
+	}
+	cmd := exec.CommandContext(ctx, pinkieBin, full...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if stdin != nil {
+		cmd.Stdin = bytes.NewReader(stdin)
+	}
+	err := cmd.Run()
+	code := 0
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("run pinkie %v: %v", full, err)
+	}
+	return shellResult{stdout: out.Bytes(), stderr: errb.Bytes(), code: code}
+}
+
+// startShellFleet is a hub with auth and an agent for each host, alpha
+// with --shell as root (explicitly), the others as extra says.
+func startShellFleet(t *testing.T, hosts ...string) (*fleet, *proc, map[string]*proc) {
+	t.Helper()
+	f := newFleet(t, hosts...)
+	hub := f.startHub()
+	agents := map[string]*proc{}
+	for _, h := range hosts {
+		var extra []string
+		if h == "alpha" {
+			extra = []string{"--shell", "--shell-user", "root"}
+		}
+		agents[h] = f.startAgent(h, t.TempDir(), "", extra...)
+		agents[h].waitFor("hub connected", 30*time.Second)
+	}
+	return f, hub, agents
+}
+
+// TestShellCommand: a command's stdout and stderr arrive apart, its exit
+// code is pinkie shell's, stdin is piped, and 10 MB of random bytes pass
+// through cat unchanged.
+func TestShellCommand(t *testing.T) {
+	f, _, _ := startShellFleet(t, "alpha")
+	cases := []struct {
+		name       string
+		stdin      []byte
+		args       []string
+		wantOut    string
+		wantErr    string
+		wantCode   int
+		errContain string
+	}{
+		{name: "stdout and stderr apart", args: []string{"alpha", "--", "echo out; echo err >&2"}, wantOut: "out\n", wantErr: "err\n"},
+		{name: "exit 3", args: []string{"alpha", "--", "sh", "-c", "echo three; exit 3"}, wantOut: "three\n", wantCode: 3},
+		{name: "not found is 127", args: []string{"alpha", "--", "no-such-command-xyz"}, wantCode: 127, errContain: "not found"},
+		{name: "stdin piped", stdin: []byte("one\ntwo\nthree\n"), args: []string{"alpha", "--", "wc", "-l"}, wantOut: "3\n"},
+		{name: "arguments quoted each", args: []string{"alpha", "--", "printf", "%s|", "a b", "c'd"}, wantOut: "a b|c'd|"},
+		{name: "no stdin with -n", stdin: []byte("ignored"), args: []string{"-n", "alpha", "--", "cat"}, wantOut: ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := runShellCmd(t, f, tc.stdin, tc.args...)
+			if r.code != tc.wantCode {
+				t.Fatalf("exit %d, want %d\nstdout %q\nstderr %q", r.code, tc.wantCode, r.stdout, r.stderr)
+			}
+			if string(r.stdout) != tc.wantOut {
+				t.Errorf("stdout %q, want %q", r.stdout, tc.wantOut)
+			}
+			if tc.errContain != "" {
+				if !strings.Contains(string(r.stderr), tc.errContain) {
+					t.Errorf("stderr %q does not say %q", r.stderr, tc.errContain)
+				}
+			} else if string(r.stderr) != tc.wantErr {
+				t.Errorf("stderr %q, want %q", r.stderr, tc.wantErr)
+			}
+		})
+	}
+	t.Run("10 MB binary through cat", func(t *testing.T) {
+		data := make([]byte, 10<<20)
+		_, _ = rand.Read(data)
+		r := runShellCmd(t, f, data, "alpha", "--", "cat")
+		if r.code != 0 {
+			t.Fatalf("exit %d: %s", r.code, r.stderr)
+		}
+		if !bytes.Equal(r.stdout, data) {
+			t.Fatalf("got %d bytes back, want the %d sent, identical", len(r.stdout), len(data))
+		}
+	})
+}
