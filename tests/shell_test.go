@@ -6,6 +6,8 @@ import (
 	"crypto/rand"
 	"errors"
 	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -113,4 +115,83 @@ func TestShellCommand(t *testing.T) {
 			t.Fatalf("got %d bytes back, want the %d sent, identical", len(r.stdout), len(data))
 		}
 	})
+}
+
+// tmuxPane drives a shell in a detached tmux session on its own server.
+type tmuxPane struct {
+	t      *testing.T
+	socket string
+}
+
+func newTmux(t *testing.T, cols, rows int) *tmuxPane {
+	t.Helper()
+	if _, err := exec.LookPath("tmux"); err != nil {
+		t.Skip("tmux is not installed")
+	}
+	p := &tmuxPane{t: t, socket: "pinkie-shell-" + filepath.Base(t.TempDir())}
+	p.run("-f", "/dev/null", "new-session", "-d", "-s", "s", "-x", strconv.Itoa(cols), "-y", strconv.Itoa(rows),
+		"env", "-i", "PATH=/usr/local/bin:/usr/bin:/bin", "HOME="+t.TempDir(), "PS1=local$ ", "bash", "--norc", "--noprofile")
+	p.run("set-option", "-g", "status", "off")
+	t.Cleanup(func() { _ = exec.Command("tmux", "-L", p.socket, "kill-server").Run() })
+	p.waitFor("local$", 10*time.Second)
+	return p
+}
+
+func (p *tmuxPane) run(args ...string) string {
+	p.t.Helper()
+	out, err := exec.Command("tmux", append([]string{"-L", p.socket}, args...)...).CombinedOutput()
+	if err != nil {
+		p.t.Fatalf("tmux %v: %v\n%s", args, err, out)
+	}
+	return string(out)
+}
+
+// line types a line and Enter.
+func (p *tmuxPane) line(s string) { p.run("send-keys", "-t", "s", "-l", s); p.run("send-keys", "-t", "s", "Enter") }
+
+func (p *tmuxPane) screen() string { return p.run("capture-pane", "-p", "-t", "s", "-S", "-200") }
+
+// waitFor polls the pane (tmux tells nobody when it draws) until it shows s.
+func (p *tmuxPane) waitFor(s string, within time.Duration) string {
+	p.t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		sc := p.screen()
+		if strings.Contains(sc, s) {
+			return sc
+		}
+		if time.Now().After(deadline) {
+			p.t.Fatalf("the pane did not show %q within %s:\n%s", s, within, sc)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestShellInteractive drives an interactive session through tmux: a
+// command typed at the remote shell prints its output, TERM and the window
+// size arrive, a resize of the local window reaches the remote pty, exit
+// ends pinkie shell with the shell's code, and the local terminal is as
+// before.
+func TestShellInteractive(t *testing.T) {
+	f, _, _ := startShellFleet(t, "alpha")
+	tm := newTmux(t, 120, 30)
+	dir := t.TempDir()
+	before, after := filepath.Join(dir, "before"), filepath.Join(dir, "after")
+	tm.line("stty -g > " + before + "; echo term=$TERM")
+	localTerm := strings.TrimSpace(strings.SplitN(strings.SplitN(tm.waitFor("term=", 5*time.Second), "term=", 3)[2], "\n", 2)[0])
+	tm.line(strings.Join([]string{pinkieBin, "shell", "--server", f.natsURL(), "--nkey", f.operator(), "alpha"}, " ") + "; echo pinkie-exit=$?")
+	tm.line("export PS1='remote# '; echo remote-$((6*7)) term=$TERM")
+	sc := tm.waitFor("remote-42 term=", 20*time.Second)
+	if !strings.Contains(sc, "remote-42 term="+localTerm) {
+		t.Errorf("TERM did not arrive as %q:\n%s", localTerm, sc)
+	}
+	tm.line("echo size=$(stty size)")
+	tm.waitFor("size=30 120", 10*time.Second)
+	tm.run("resize-window", "-t", "s", "-x", "100", "-y", "25")
+	tm.line("echo resized=$(stty size)")
+	tm.waitFor("resized=25 100", 10*time.Second)
+	tm.line("exit 7")
+	tm.waitFor("pinkie-exit=7", 10*time.Second)
+	tm.line("stty -g > " + after + "; cmp " + before + " " + after + " && echo terminal-restored")
+	tm.waitFor("terminal-restored", 5*time.Second)
 }
