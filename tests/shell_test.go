@@ -4,13 +4,21 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/pinkiefleet/pinkie/events"
+	"github.com/pinkiefleet/pinkie/shell"
+	"github.com/pinkiefleet/pinkie/streams"
 )
 
 // shellResult is one pinkie shell run: stdout and stderr apart, and the
@@ -194,4 +202,158 @@ func TestShellInteractive(t *testing.T) {
 	tm.waitFor("pinkie-exit=7", 10*time.Second)
 	tm.line("stty -g > " + after + "; cmp " + before + " " + after + " && echo terminal-restored")
 	tm.waitFor("terminal-restored", 5*time.Second)
+}
+
+// openBody is an open request as an attacker would write it.
+func openBody(session, command string) []byte {
+	b, _ := json.Marshal(shell.Open{Session: session, Command: command, Window: 1 << 20})
+	return b
+}
+
+// remoteExists asks alpha, as the operator, whether path exists there.
+func remoteExists(t *testing.T, f *fleet, path string) bool {
+	t.Helper()
+	r := runShellCmd(t, f, nil, "-n", "alpha", "--", "test -e "+path+" && echo present || echo absent")
+	if r.code != 0 {
+		t.Fatalf("check %s on alpha: exit %d: %s", path, r.code, r.stderr)
+	}
+	return strings.TrimSpace(string(r.stdout)) == "present"
+}
+
+// TestShellRefusals: a reader key (pinkie shell and the real nats CLI), a
+// compromised leaf holding beta's key, an agent without --shell and a root
+// agent without --shell-user are all refused, and nothing runs.
+func TestShellRefusals(t *testing.T) {
+	f, _, agents := startShellFleet(t, "alpha", "beta", "gamma", "delta")
+	// gamma runs without --shell (startShellFleet); delta with --shell as
+	// root but no --shell-user.
+	agents["delta"].kill()
+	f.startAgent("delta", t.TempDir(), "", "--shell").waitFor("hub connected", 30*time.Second)
+	marker := filepath.Join(t.TempDir(), "marker")
+	reader := streams.ReaderSeedFile(f.auth)
+	natsBin := natsCLI(t)
+
+	t.Run("reader key with pinkie shell", func(t *testing.T) {
+		r := runShellCmd(t, f, nil, "--nkey", reader, "alpha", "--", "touch "+marker+".reader")
+		if r.code != 255 || !strings.Contains(string(r.stderr), "not permitted") {
+			t.Fatalf("exit %d, want 255 and a refusal:\n%s", r.code, r.stderr)
+		}
+	})
+	t.Run("reader key with the nats CLI", func(t *testing.T) {
+		sid := streams.NewShellSession()
+		out, _ := exec.Command(natsBin, "--server", f.natsURL(), "--nkey", reader, "pub", events.ShellOpenSubject("alpha"), string(openBody(sid, "touch "+marker+".natscli"))).CombinedOutput()
+		if !strings.Contains(strings.ToLower(string(out)), "permission") {
+			t.Errorf("nats pub with the reader key was not refused:\n%s", out)
+		}
+		out, _ = exec.Command(natsBin, "--server", f.natsURL(), "--nkey", reader, "sub", events.ShellSubject("alpha", "*", events.ShellOut), "--count", "1", "--timeout", "2s").CombinedOutput()
+		if !strings.Contains(strings.ToLower(string(out)), "permission") {
+			t.Errorf("nats sub to alpha's output with the reader key was not refused:\n%s", out)
+		}
+	})
+	t.Run("agent without --shell", func(t *testing.T) {
+		r := runShellCmd(t, f, nil, "gamma", "--", "touch "+marker+".gamma")
+		if r.code != 255 || !strings.Contains(string(r.stderr), "not started with --shell") {
+			t.Fatalf("exit %d, want 255 and 'not started with --shell':\n%s", r.code, r.stderr)
+		}
+	})
+	t.Run("root agent without --shell-user", func(t *testing.T) {
+		if os.Geteuid() != 0 {
+			t.Skip("needs an agent running as root")
+		}
+		r := runShellCmd(t, f, nil, "delta", "--", "touch "+marker+".delta")
+		if r.code != 255 || !strings.Contains(string(r.stderr), "--shell-user is not set") {
+			t.Fatalf("exit %d, want 255 and a refusal naming --shell-user:\n%s", r.code, r.stderr)
+		}
+	})
+	t.Run("unknown host", func(t *testing.T) {
+		r := runShellCmd(t, f, nil, "--open-timeout", "2s", "nosuchhost", "--", "true")
+		if r.code != 255 || !strings.Contains(string(r.stderr), "no agent answered for host nosuchhost within 2s") {
+			t.Fatalf("exit %d, want 255 and 'no agent answered':\n%s", r.code, r.stderr)
+		}
+	})
+	t.Run("compromised beta leaf", func(t *testing.T) {
+		agents["beta"].kill()
+		rogue := startRogueLeaf(t, f, "beta")
+		spy := make(chan *nats.Msg, 1024)
+		if _, err := rogue.nc.ChanSubscribe(events.ShellPrefix+".>", spy); err != nil {
+			t.Fatal(err)
+		}
+		if err := rogue.nc.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		// Open a session on alpha from beta's leaf.
+		sid := streams.NewShellSession()
+		rogue.natsPub(t, events.ShellOpenSubject("alpha"), openBody(sid, "touch "+marker+".rogue"))
+		// Inject into, and read, an operator's live session on alpha.
+		cmd := exec.Command(pinkieBin, "shell", "--server", f.natsURL(), "--nkey", f.operator(), "alpha", "--", `read line; echo "got=$line secret"`)
+		stdin, _ := cmd.StdinPipe()
+		var out, errb bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		live := waitShellEvent(t, f, "alpha", "started", 30*time.Second)
+		rogue.natsPub(t, events.ShellSubject("alpha", live.Session, events.ShellIn), []byte("INJECTED\n"), shell.HeaderOffset+":0")
+		rogue.natsPub(t, events.ShellSubject("alpha", live.Session, events.ShellOut), []byte("FORGED\n"), shell.HeaderOffset+":0")
+		rogue.natsPub(t, events.ShellSubject("alpha", live.Session, events.ShellCtl), []byte(`{"t":"close"}`))
+		_, _ = stdin.Write([]byte("legit\n"))
+		_ = stdin.Close()
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("the operator's session failed: %v\n%s", err, errb.String())
+		}
+		if out.String() != "got=legit secret\n" {
+			t.Errorf("the operator's session printed %q, want only its own input echoed", out.String())
+		}
+		if remoteExists(t, f, marker+".rogue") {
+			t.Error("beta's leaf opened a session on alpha")
+		}
+		// The rogue's server shows the rogue its own publishes; anything
+		// else of alpha's is a leak.
+		own := map[string]bool{"INJECTED\n": true, "FORGED\n": true, `{"t":"close"}`: true, string(openBody(sid, "touch "+marker+".rogue")): true}
+		for len(spy) > 0 {
+			m := <-spy
+			if strings.HasPrefix(m.Subject, events.ShellPrefix+".alpha.") && !own[string(m.Data)] {
+				t.Errorf("beta's leaf received alpha's %s: %q", m.Subject, m.Data)
+			}
+		}
+	})
+	for _, suffix := range []string{".reader", ".natscli", ".gamma", ".delta"} {
+		if remoteExists(t, f, marker+suffix) {
+			t.Errorf("a refused session ran: %s exists", marker+suffix)
+		}
+	}
+	if _, err := os.Stat(marker + ".gamma"); err == nil {
+		t.Error("gamma ran a command without --shell")
+	}
+}
+
+// waitShellEvent waits for host's next shell.session event of phase at the
+// hub, returning its data.
+func waitShellEvent(t *testing.T, f *fleet, host, phase string, within time.Duration) events.ShellSession {
+	t.Helper()
+	c := f.client()
+	deadline := time.Now().Add(within)
+	for {
+		for _, e := range readStreamQuiet(t, c, host) {
+			var d events.ShellSession
+			if json.Unmarshal(e.event.Data(), &d) == nil && d.Phase == phase && !seenShellEvent[d.Session+phase] {
+				seenShellEvent[d.Session+phase] = true
+				return d
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s shell.session event from %s within %s", phase, host, within)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+var seenShellEvent = map[string]bool{}
+
+func readStreamQuiet(t *testing.T, c *streams.Client, host string) []storedEvent {
+	t.Helper()
+	if countSubjects(t, c.JS, streams.HostsStream, events.HostSubject(host, "shell.session", "")) == 0 {
+		return nil
+	}
+	return readStream(t, c.JS, streams.HostsStream, events.HostSubject(host, "shell.session", ""))
 }
