@@ -155,7 +155,10 @@ func (p *tmuxPane) run(args ...string) string {
 }
 
 // line types a line and Enter.
-func (p *tmuxPane) line(s string) { p.run("send-keys", "-t", "s", "-l", s); p.run("send-keys", "-t", "s", "Enter") }
+func (p *tmuxPane) line(s string) {
+	p.run("send-keys", "-t", "s", "-l", s)
+	p.run("send-keys", "-t", "s", "Enter")
+}
 
 func (p *tmuxPane) screen() string { return p.run("capture-pane", "-p", "-t", "s", "-S", "-200") }
 
