@@ -120,6 +120,10 @@ func (w *Window) Give(n int64) {
 		return
 	}
 	w.mu.Lock()
+	if w.closed {
+		w.mu.Unlock()
+		return
+	}
 	w.credit += n
 	close(w.wake)
 	w.wake = make(chan struct{})

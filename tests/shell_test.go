@@ -6,14 +6,17 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/nats-io/nats.go"
 
 	"github.com/pinkiefleet/pinkie/events"
@@ -359,4 +362,146 @@ func readStreamQuiet(t *testing.T, c *streams.Client, host string) []storedEvent
 		return nil
 	}
 	return readStream(t, c.JS, streams.HostsStream, events.HostSubject(host, "shell.session", ""))
+}
+
+// TestShellLimitAndAudit: the agent refuses a session over
+// --shell-max-sessions with a clear error, and every session is a
+// started and an ended event that operators can nats sub, naming the
+// operator's key, its address, the user, the command and the exit code.
+func TestShellLimitAndAudit(t *testing.T) {
+	f := newFleet(t, "alpha")
+	f.startHub()
+	f.startAgent("alpha", t.TempDir(), "", "--shell", "--shell-user", "root", "--shell-max-sessions", "1").waitFor("hub connected", 30*time.Second)
+	auth, err := streams.LoadAuth(f.auth)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub := natsSub(t, f, events.HostSubject("alpha", "shell.session", ""), 4)
+
+	first := exec.Command(pinkieBin, "shell", "--server", f.natsURL(), "--nkey", f.operator(), "alpha", "--", "cat")
+	stdin, _ := first.StdinPipe()
+	var out bytes.Buffer
+	first.Stdout = &out
+	if err := first.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitShellEvent(t, f, "alpha", "started", 30*time.Second)
+	r := runShellCmd(t, f, nil, "alpha", "--", "true")
+	if r.code != 255 || !strings.Contains(string(r.stderr), "alpha already has 1 of 1 shell sessions open (--shell-max-sessions)") {
+		t.Fatalf("a session over the limit: exit %d, want 255 and the limit named:\n%s", r.code, r.stderr)
+	}
+	_, _ = stdin.Write([]byte("first\n"))
+	_ = stdin.Close()
+	if err := first.Wait(); err != nil || out.String() != "first\n" {
+		t.Fatalf("the first session: %v, printed %q", err, out.String())
+	}
+	waitShellEvent(t, f, "alpha", "ended", 30*time.Second)
+	if r := runShellCmd(t, f, nil, "-n", "alpha", "--", "exit 5"); r.code != 5 {
+		t.Fatalf("after the first ended, a new session: exit %d, want 5: %s", r.code, r.stderr)
+	}
+	ended := waitShellEvent(t, f, "alpha", "ended", 30*time.Second)
+	want := events.ShellSession{Session: ended.Session, Phase: "ended", Operator: auth.Operators[0], ClientName: "pinkie shell",
+		RemoteIP: "127.0.0.1", User: "root", Command: "exit 5", StartedAt: ended.StartedAt, EndedAt: ended.EndedAt, ExitCode: ptr(5)}
+	if diff := cmp.Diff(want, ended); diff != "" {
+		t.Errorf("ended event (-want +got):\n%s", diff)
+	}
+	if ended.EndedAt == nil || ended.EndedAt.Before(ended.StartedAt) {
+		t.Errorf("ended_at %v before started_at %v", ended.EndedAt, ended.StartedAt)
+	}
+	got := sub(30 * time.Second)
+	for _, s := range []string{`"phase":"started"`, `"phase":"ended"`, `"exit_code":5`, auth.Operators[0]} {
+		if !strings.Contains(got, s) {
+			t.Errorf("nats sub of the audit subject lacks %s:\n%s", s, got)
+		}
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// TestShellLinkCut: a session whose link breaks ends on both sides: the
+// client exits 255 saying so, the agent kills the process and records the
+// end, which reaches the hub once the link is back.
+func TestShellLinkCut(t *testing.T) {
+	f := newFleet(t, "alpha")
+	hub := f.startHub()
+	proxy := newLinkProxy(t, fmt.Sprintf("127.0.0.1:%d", f.leafPort))
+	agent := f.startAgent("alpha", t.TempDir(), proxy.url(), "--shell", "--shell-user", "root")
+	agent.waitFor("hub connected", 30*time.Second)
+
+	// session starts one that runs until it is killed, and returns the
+	// running pinkie shell and the remote process's pid.
+	session := func(t *testing.T) (*exec.Cmd, *bytes.Buffer, int) {
+		t.Helper()
+		pidFile := filepath.Join(t.TempDir(), "pid")
+		cmd := exec.Command(pinkieBin, "shell", "--server", f.natsURL(), "--nkey", f.operator(), "alpha", "--", "echo $$ > "+pidFile+"; echo ready; exec sleep 1000")
+		var errb bytes.Buffer
+		out := &syncBuffer{}
+		cmd.Stdout, cmd.Stderr = out, &errb
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cmd.Process.Kill() })
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			// "ready" arrived: the client knows the session started.
+			if b, err := os.ReadFile(pidFile); err == nil && out.String() == "ready\n" {
+				pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+				return cmd, &errb, pid
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the session did not start: %s", errb.String())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	// ends waits for both ends: pinkie shell exits 255 saying why, and
+	// the remote process is gone.
+	ends := func(t *testing.T, cmd *exec.Cmd, errb *bytes.Buffer, pid int, want string) {
+		t.Helper()
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case err := <-done:
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.ExitCode() != 255 || !strings.Contains(errb.String(), want) {
+				t.Errorf("pinkie shell: %v, want exit 255 saying %q:\n%q", err, want, errb.String())
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("pinkie shell did not end after the link was cut:\n%s", errb.String())
+		}
+		deadline := time.Now().Add(30 * time.Second)
+		for syscall.Kill(pid, 0) == nil {
+			if time.Now().After(deadline) {
+				t.Fatalf("the remote process %d still runs after the link was cut", pid)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+
+	t.Run("leaf cut", func(t *testing.T) {
+		cmd, errb, pid := session(t)
+		connects := agent.count("hub connected")
+		proxy.cut()
+		ends(t, cmd, errb, pid, "lost the link to the host: no word from alpha")
+		agent.waitFor("link lost: no word from the operator", 30*time.Second)
+		proxy.restore()
+		deadline := time.Now().Add(30 * time.Second)
+		for agent.count("hub connected") == connects {
+			if time.Now().After(deadline) {
+				t.Fatalf("the agent did not reconnect:\n%s", agent.out.String())
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	})
+	t.Run("hub stopped", func(t *testing.T) {
+		cmd, errb, pid := session(t)
+		hub.stop(syscall.SIGTERM)
+		ends(t, cmd, errb, pid, "the connection to the hub")
+		hub = f.startHub()
+		for {
+			if ev := waitShellEvent(t, f, "alpha", "ended", 60*time.Second); strings.HasPrefix(ev.Reason, "link lost") && ev.ExitCode == nil {
+				break
+			}
+		}
+	})
 }
