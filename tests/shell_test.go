@@ -95,6 +95,8 @@ func TestShellCommand(t *testing.T) {
 		{name: "not found is 127", args: []string{"alpha", "--", "no-such-command-xyz"}, wantCode: 127, errContain: "not found"},
 		{name: "stdin piped", stdin: []byte("one\ntwo\nthree\n"), args: []string{"alpha", "--", "wc", "-l"}, wantOut: "3\n"},
 		{name: "arguments quoted each", args: []string{"alpha", "--", "printf", "%s|", "a b", "c'd"}, wantOut: "a b|c'd|"},
+		{name: "a pty with -t", args: []string{"-t", "alpha", "--", "test -t 0 && test -t 1 && echo on a tty"}, wantOut: "on a tty\r\n"},
+		{name: "no pty without -t", args: []string{"alpha", "--", "test -t 1 || echo no tty"}, wantOut: "no tty\n"},
 		{name: "no stdin with -n", stdin: []byte("ignored"), args: []string{"-n", "alpha", "--", "cat"}, wantOut: ""},
 	}
 	for _, tc := range cases {
@@ -504,4 +506,20 @@ func TestShellLinkCut(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestShellIdleTimeout: a session with no input and no output for
+// --shell-idle-timeout ends, pinkie shell saying so with 255, and the
+// remote process is gone.
+func TestShellIdleTimeout(t *testing.T) {
+	f := newFleet(t, "alpha")
+	f.startHub()
+	f.startAgent("alpha", t.TempDir(), "", "--shell", "--shell-user", "root", "--shell-idle-timeout", "2s").waitFor("hub connected", 30*time.Second)
+	r := runShellCmd(t, f, nil, "-n", "alpha", "--", "sleep 600")
+	if r.code != 255 || !strings.Contains(string(r.stderr), "idle for 2s (--shell-idle-timeout)") {
+		t.Fatalf("exit %d, want 255 and the idle timeout named:\n%s", r.code, r.stderr)
+	}
+	if ev := waitShellEvent(t, f, "alpha", "ended", 30*time.Second); ev.ExitCode != nil || !strings.HasPrefix(ev.Reason, "idle") {
+		t.Errorf("ended event: exit code %v, reason %q; want no code and the idle reason", ev.ExitCode, ev.Reason)
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 	"github.com/pinkiefleet/pinkie/bounded"
 	"github.com/pinkiefleet/pinkie/events"
 	"github.com/pinkiefleet/pinkie/producers"
+	"github.com/pinkiefleet/pinkie/shell"
 	"github.com/pinkiefleet/pinkie/streams"
 )
 
@@ -101,6 +103,14 @@ jitter), logging the link state once per change.`)
 	}
 	if *shellMax <= 0 || *shellIdle <= 0 {
 		return usagef("--shell-max-sessions and --shell-idle-timeout must be positive")
+	}
+	if *shellOn {
+		switch _, err := shell.ResolveUser(*shellUser, os.Geteuid(), "/etc/passwd"); {
+		case errors.Is(err, shell.ErrRootNotExplicit):
+			log.Warn("shell sessions will be refused", "err", err)
+		case err != nil:
+			return usagef("%v", err)
+		}
 	}
 	shellService := streams.NewShellService(streams.ShellOptions{Enabled: *shellOn, User: *shellUser, MaxSessions: *shellMax, IdleTimeout: *shellIdle, Log: log})
 	ag, err := streams.StartAgent(ctx, streams.AgentOptions{
