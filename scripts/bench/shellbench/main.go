@@ -169,4 +169,3 @@ func run(keys, mib int, asJSON bool) error {
 type countWriter struct{ n int64 }
 
 func (w *countWriter) Write(p []byte) (int, error) { w.n += int64(len(p)); return len(p), nil }
-
