@@ -348,28 +348,29 @@ func sessionPath() string {
 }
 
 // pump sends what r gives on channel ch, never more than the operator's
-// credit.
+// credit. It reads before it takes credit: a reader waiting for output
+// (stderr, mostly) must not hold credit the other one needs.
 func (ss *shellSession) pump(ctx context.Context, wg *sync.WaitGroup, r io.Reader, ch string, off *atomic.Int64) {
 	defer wg.Done()
 	buf := make([]byte, shell.Chunk)
 	subject := ss.subject(ch)
 	for {
-		n, err := ss.outWin.Take(ctx, shell.Chunk)
-		if err != nil {
-			return
-		}
-		got, rerr := r.Read(buf[:n])
-		ss.outWin.Give(n - int64(got))
-		if got > 0 {
+		got, rerr := r.Read(buf)
+		for sent := 0; sent < got; {
+			n, err := ss.outWin.Take(ctx, int64(got-sent))
+			if err != nil {
+				return
+			}
 			m := nats.NewMsg(subject)
 			m.Header.Set(shell.HeaderOffset, strconv.FormatInt(off.Load(), 10))
-			m.Data = append([]byte(nil), buf[:got]...)
+			m.Data = append([]byte(nil), buf[sent:sent+int(n)]...)
 			if err := ss.a.nc.PublishMsg(m); err != nil {
 				ss.end("publish output: " + err.Error())
 				return
 			}
-			off.Add(int64(got))
-			ss.bytesOut.Add(int64(got))
+			sent += int(n)
+			off.Add(n)
+			ss.bytesOut.Add(n)
 			ss.active.Store(time.Now().UnixNano())
 		}
 		if rerr != nil {

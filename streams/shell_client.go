@@ -311,24 +311,24 @@ func (sc *shellClient) pumpInput(ctx context.Context, win *shell.Window) {
 	buf := make([]byte, shell.Chunk)
 	var off int64
 	for {
-		n, err := win.Take(ctx, shell.Chunk)
-		if err != nil {
-			return
-		}
-		got, rerr := sc.req.Stdin.Read(buf[:n])
-		win.Give(n - int64(got))
-		if ctx.Err() != nil {
-			return
-		}
-		if got > 0 {
+		got, rerr := sc.req.Stdin.Read(buf)
+		for sent := 0; sent < got; {
+			n, err := win.Take(ctx, int64(got-sent))
+			if err != nil {
+				return
+			}
 			m := nats.NewMsg(sc.subject(events.ShellIn))
 			m.Header.Set(shell.HeaderOffset, strconv.FormatInt(off, 10))
-			m.Data = append([]byte(nil), buf[:got]...)
+			m.Data = append([]byte(nil), buf[sent:sent+int(n)]...)
 			if err := sc.c.Conn.PublishMsg(m); err != nil {
 				sc.failWith(fmt.Errorf("send input: %w", err))
 				return
 			}
-			off += int64(got)
+			sent += int(n)
+			off += n
+		}
+		if ctx.Err() != nil {
+			return
 		}
 		if rerr != nil {
 			sc.control(shell.Control{Type: shell.EOF, N: off})

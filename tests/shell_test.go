@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -193,14 +194,15 @@ func TestShellInteractive(t *testing.T) {
 	tm := newTmux(t, 120, 30)
 	dir := t.TempDir()
 	before, after := filepath.Join(dir, "before"), filepath.Join(dir, "after")
-	tm.line("stty -g > " + before + "; echo term=$TERM")
-	localTerm := strings.TrimSpace(strings.SplitN(strings.SplitN(tm.waitFor("term=", 5*time.Second), "term=", 3)[2], "\n", 2)[0])
+	tm.line("stty -g > " + before + `; echo "local""-term=$TERM."`) // the typed line does not say local-term=
+	m := regexp.MustCompile(`local-term=(\S+)\.`).FindStringSubmatch(tm.waitFor("local-term=", 5*time.Second))
+	if m == nil {
+		t.Fatalf("no local TERM on the pane:\n%s", tm.screen())
+	}
+	localTerm := m[1]
 	tm.line(strings.Join([]string{pinkieBin, "shell", "--server", f.natsURL(), "--nkey", f.operator(), "alpha"}, " ") + "; echo pinkie-exit=$?")
 	tm.line("export PS1='remote# '; echo remote-$((6*7)) term=$TERM")
-	sc := tm.waitFor("remote-42 term=", 20*time.Second)
-	if !strings.Contains(sc, "remote-42 term="+localTerm) {
-		t.Errorf("TERM did not arrive as %q:\n%s", localTerm, sc)
-	}
+	tm.waitFor("remote-42 term="+localTerm+"\n", 20*time.Second) // TERM arrived as the local one
 	tm.line("echo size=$(stty size)")
 	tm.waitFor("size=30 120", 10*time.Second)
 	tm.run("resize-window", "-t", "s", "-x", "100", "-y", "25")
