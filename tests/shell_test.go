@@ -422,9 +422,10 @@ func TestShellLimitAndAudit(t *testing.T) {
 
 func ptr[T any](v T) *T { return &v }
 
-// TestShellLinkCut: a session whose link breaks ends on both sides: the
-// client exits 255 saying so, the agent kills the process and records the
-// end, which reaches the hub once the link is back.
+// TestShellLinkCut: a session whose client is interrupted, or whose link
+// breaks, ends on both sides: the client exits 255 saying so, the agent
+// kills the process and records the end, which reaches the hub once the
+// link is back.
 func TestShellLinkCut(t *testing.T) {
 	f := newFleet(t, "alpha")
 	hub := f.startHub()
@@ -482,6 +483,12 @@ func TestShellLinkCut(t *testing.T) {
 		}
 	}
 
+	t.Run("client interrupted", func(t *testing.T) {
+		cmd, errb, pid := session(t)
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		ends(t, cmd, errb, pid, "interrupted; the session was closed")
+		agent.waitFor(`reason="closed by the operator"`, 30*time.Second)
+	})
 	t.Run("leaf cut", func(t *testing.T) {
 		cmd, errb, pid := session(t)
 		connects := agent.count("hub connected")
