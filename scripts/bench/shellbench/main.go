@@ -7,12 +7,16 @@
 //     until its echo is written out at the client; p50, p99 and max over
 //     -keys keystrokes, one after the other;
 //   - throughput: -mb MiB of random bytes from the host's `head -c` to the
-//     client (stdout, no pty), with the credit window in force.
+//     client (stdout, no pty), with the credit window in force;
+//   - the same two, in the same run, through OpenSSH on loopback (an sshd
+//     of its own on a free port, key auth; -ssh=false skips it), for a
+//     baseline: `ssh -tt host 'cat > /dev/null'` and `ssh host head -c`.
 //
 // Run it through scripts/bench/shell.
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"flag"
@@ -21,6 +25,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/exec"
 	"os/user"
 	"path/filepath"
 	"sort"
@@ -36,14 +41,40 @@ type result struct {
 	RoundTripMax float64 `json:"keystroke_round_trip_max_ms"`
 	MiB          int     `json:"throughput_mib"`
 	MiBPerSec    float64 `json:"throughput_mib_per_sec"`
+	SSH          *result `json:"ssh,omitempty"`
+}
+
+// keystrokes types keys+20 bytes into w one at a time and times each
+// until echo reports it (the first 20 warm up).
+func keystrokes(keys int, w io.Writer, echo <-chan byte) (p50, p99, max float64, err error) {
+	var rtt []time.Duration
+	for i := 0; i < keys+20; i++ {
+		k := byte('a' + i%26)
+		t0 := time.Now()
+		if _, err := w.Write([]byte{k}); err != nil {
+			return 0, 0, 0, err
+		}
+		for b := range echo {
+			if b == k {
+				break
+			}
+		}
+		if i >= 20 {
+			rtt = append(rtt, time.Since(t0))
+		}
+	}
+	sort.Slice(rtt, func(i, j int) bool { return rtt[i] < rtt[j] })
+	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+	return ms(rtt[len(rtt)/2]), ms(rtt[len(rtt)*99/100]), ms(rtt[len(rtt)-1]), nil
 }
 
 func main() {
 	keys := flag.Int("keys", 500, "keystrokes to time")
 	mib := flag.Int("mb", 100, "MiB for the throughput run (0: skip)")
 	asJSON := flag.Bool("json", false, "print JSON")
+	withSSH := flag.Bool("ssh", true, "measure OpenSSH on loopback too (needs /usr/sbin/sshd and ssh-keygen)")
 	flag.Parse()
-	if err := run(*keys, *mib, *asJSON); err != nil {
+	if err := run(*keys, *mib, *withSSH, *asJSON); err != nil {
 		fmt.Fprintln(os.Stderr, "shellbench:", err)
 		os.Exit(1)
 	}
@@ -68,7 +99,7 @@ func (e echoWatch) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func run(keys, mib int, asJSON bool) error {
+func run(keys, mib int, withSSH, asJSON bool) error {
 	ctx := context.Background()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	dir, err := os.MkdirTemp("", "shellbench-")
@@ -118,32 +149,15 @@ func run(keys, mib int, asJSON bool) error {
 	case err := <-done:
 		return fmt.Errorf("open the keystroke session: %v", err)
 	}
-	var rtt []time.Duration
-	for i := 0; i < keys+20; i++ {
-		k := byte('a' + i%26)
-		t0 := time.Now()
-		if _, err := inW.Write([]byte{k}); err != nil {
-			return err
-		}
-		for b := range echo.got {
-			if b == k {
-				break
-			}
-		}
-		if i >= 20 { // warm-up
-			rtt = append(rtt, time.Since(t0))
-		}
+	if r.RoundTripP50, r.RoundTripP99, r.RoundTripMax, err = keystrokes(keys, inW, echo.got); err != nil {
+		return err
 	}
+	r.Keys = keys
 	_, _ = inW.Write([]byte{4, 4}) // ^D ends cat
 	_ = inW.Close()
 	if err := <-done; err != nil {
 		return fmt.Errorf("keystroke session: %v", err)
 	}
-	sort.Slice(rtt, func(i, j int) bool { return rtt[i] < rtt[j] })
-	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-	r.Keys = len(rtt)
-	r.RoundTripP50, r.RoundTripP99, r.RoundTripMax = ms(rtt[len(rtt)/2]), ms(rtt[len(rtt)*99/100]), ms(rtt[len(rtt)-1])
-
 	if mib > 0 {
 		var out countWriter
 		t0 := time.Now()
@@ -156,6 +170,11 @@ func run(keys, mib int, asJSON bool) error {
 		}
 		r.MiB, r.MiBPerSec = mib, float64(mib)/time.Since(t0).Seconds()
 	}
+	if withSSH {
+		if r.SSH, err = measureSSH(dir, keys, mib); err != nil {
+			return fmt.Errorf("ssh baseline: %w", err)
+		}
+	}
 	if asJSON {
 		return json.NewEncoder(os.Stdout).Encode(r)
 	}
@@ -163,9 +182,98 @@ func run(keys, mib int, asJSON bool) error {
 	if r.MiB > 0 {
 		fmt.Printf("throughput, %d MiB from head -c to the client: %.1f MiB/s\n", r.MiB, r.MiBPerSec)
 	}
+	if s := r.SSH; s != nil {
+		fmt.Printf("ssh on loopback, same run: keystroke round trip p50 %.2f ms, p99 %.2f ms, max %.2f ms; throughput %.1f MiB/s\n", s.RoundTripP50, s.RoundTripP99, s.RoundTripMax, s.MiBPerSec)
+		fmt.Printf("pinkie/ssh: round trip p50 %.2fx, p99 %.2fx; throughput %.2fx\n", r.RoundTripP50/s.RoundTripP50, r.RoundTripP99/s.RoundTripP99, r.MiBPerSec/s.MiBPerSec)
+	}
 	return nil
 }
 
 type countWriter struct{ n int64 }
 
 func (w *countWriter) Write(p []byte) (int, error) { w.n += int64(len(p)); return len(p), nil }
+
+// measureSSH runs an sshd of its own on loopback and measures the same
+// through it.
+func measureSSH(dir string, keys, mib int) (*result, error) {
+	d := filepath.Join(dir, "ssh")
+	if err := os.MkdirAll(d, 0o700); err != nil {
+		return nil, err
+	}
+	for _, k := range []string{"host", "client"} {
+		if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", filepath.Join(d, k)).CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("ssh-keygen: %v: %s", err, out)
+		}
+	}
+	pub, err := os.ReadFile(filepath.Join(d, "client.pub"))
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(d, "authorized_keys"), pub, 0o600); err != nil {
+		return nil, err
+	}
+	addr := freeAddr()
+	host, port, _ := net.SplitHostPort(addr)
+	cfg := fmt.Sprintf("ListenAddress %s\nPort %s\nHostKey %s\nAuthorizedKeysFile %s\nPidFile %s\nUsePAM no\nStrictModes no\nPasswordAuthentication no\nPermitRootLogin prohibit-password\nSubsystem sftp internal-sftp\n",
+		host, port, filepath.Join(d, "host"), filepath.Join(d, "authorized_keys"), filepath.Join(d, "sshd.pid"))
+	if err := os.WriteFile(filepath.Join(d, "sshd_config"), []byte(cfg), 0o600); err != nil {
+		return nil, err
+	}
+	_ = os.MkdirAll("/run/sshd", 0o755) // privilege separation directory
+	sshd := exec.Command("/usr/sbin/sshd", "-D", "-e", "-f", filepath.Join(d, "sshd_config"))
+	var sshdLog bytes.Buffer
+	sshd.Stderr = &sshdLog
+	if err := sshd.Start(); err != nil {
+		return nil, fmt.Errorf("start sshd: %w", err)
+	}
+	defer func() { _ = sshd.Process.Kill(); _ = sshd.Wait() }()
+	me, _ := user.Current()
+	ssh := func(args ...string) *exec.Cmd {
+		return exec.Command("ssh", append([]string{"-F", "/dev/null", "-p", port, "-i", filepath.Join(d, "client"), "-o", "StrictHostKeyChecking=no",
+			"-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o", "BatchMode=yes", me.Username + "@" + host}, args...)...)
+	}
+	// sshd listens a moment after it starts.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if err := ssh("true").Run(); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("sshd did not answer: %s", sshdLog.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	var r result
+	cmd := ssh("-tt", "cat > /dev/null")
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	echo := echoWatch{got: make(chan byte, 1024)}
+	cmd.Stdout = echo
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	if r.RoundTripP50, r.RoundTripP99, r.RoundTripMax, err = keystrokes(keys, in, echo.got); err != nil {
+		return nil, err
+	}
+	r.Keys = keys
+	_, _ = in.Write([]byte{4, 4})
+	_ = in.Close()
+	go func() {
+		for range echo.got {
+		}
+	}()
+	_ = cmd.Wait()
+	if mib > 0 {
+		var out countWriter
+		cmd := ssh(fmt.Sprintf("head -c %d /dev/urandom", mib<<20))
+		cmd.Stdout = &out
+		t0 := time.Now()
+		if err := cmd.Run(); err != nil || out.n != int64(mib)<<20 {
+			return nil, fmt.Errorf("ssh head -c: %v, %d bytes", err, out.n)
+		}
+		r.MiB, r.MiBPerSec = mib, float64(mib)/time.Since(t0).Seconds()
+	}
+	return &r, nil
+}
