@@ -21,6 +21,9 @@ type Open struct {
 	// Window is how many bytes of output the agent may send before the
 	// operator grants more.
 	Window int64 `json:"window"`
+	// Replay asks for the recording of this earlier session (asciicast v2)
+	// as the output, instead of running anything.
+	Replay string `json:"replay,omitempty"`
 }
 
 // SessionRE is what a session id looks like: 128 random bits in hex, one

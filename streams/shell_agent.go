@@ -35,7 +35,12 @@ type ShellOptions struct {
 	IdleTimeout time.Duration
 	// Passwd is where login shells are read (default /etc/passwd).
 	Passwd string
-	Log    *slog.Logger
+	// Record keeps each session's output as an asciicast v2 recording in
+	// the agent's SHELLREC stream (shell_record.go), RecordBytes at most
+	// (default 256 MiB), oldest dropped first.
+	Record      bool
+	RecordBytes int64
+	Log         *slog.Logger
 }
 
 // ShellService runs pinkie shell sessions on the agent's own host.
@@ -65,6 +70,9 @@ func NewShellService(o ShellOptions) *ShellService {
 	if o.Passwd == "" {
 		o.Passwd = "/etc/passwd"
 	}
+	if o.RecordBytes <= 0 {
+		o.RecordBytes = 256 << 20
+	}
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
@@ -81,8 +89,13 @@ func (s *ShellService) Run(ctx context.Context, a *Agent) error {
 	if err != nil {
 		return fmt.Errorf("subscribe %s: %w", events.ShellOpenSubject(a.Host()), err)
 	}
+	if s.o.Enabled && s.o.Record {
+		if _, err := a.js.CreateOrUpdateStream(ctx, shellRecConfig(s.o.RecordBytes)); err != nil {
+			return fmt.Errorf("create the %s stream: %w", ShellRecStream, err)
+		}
+	}
 	if s.o.Enabled {
-		s.o.Log.Info("shell sessions enabled", "host", a.Host(), "user", s.o.User, "max_sessions", s.o.MaxSessions, "idle_timeout", s.o.IdleTimeout)
+		s.o.Log.Info("shell sessions enabled", "host", a.Host(), "user", s.o.User, "max_sessions", s.o.MaxSessions, "idle_timeout", s.o.IdleTimeout, "record", s.o.Record)
 	}
 	<-ctx.Done()
 	_ = sub.Unsubscribe()
@@ -203,6 +216,7 @@ type shellSession struct {
 	who  operator
 	user shell.User
 	proc *shell.Process
+	rec  *recorder
 
 	outWin    *shell.Window
 	inGrant   *shell.Granter
@@ -252,6 +266,10 @@ func (ss *shellSession) run(ctx context.Context) {
 	}
 	defer ctlSub.Unsubscribe()
 	_ = inSub.SetPendingLimits(-1, 2*inWindow)
+	if ss.req.Replay != "" {
+		ss.runReplay(ctx, log)
+		return
+	}
 	spec := shell.Spec{
 		User: ss.user, Command: ss.req.Command, TTY: ss.req.TTY || ss.req.Command == "", Term: ss.req.Term,
 		Rows: ss.req.Rows, Cols: ss.req.Cols, SwitchUser: os.Geteuid() == 0, Path: sessionPath(),
@@ -265,6 +283,16 @@ func (ss *shellSession) run(ctx context.Context) {
 	ss.proc = proc
 	defer proc.Close()
 	started := time.Now()
+	if ss.s.o.Record {
+		ss.rec = newRecorder(ss.a.js, ss.req.Session, ss.req, ss.user.Shell, started)
+		defer func() {
+			wctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := ss.rec.wait(wctx); err != nil {
+				log.Error("shell: recording not stored", "err", err)
+			}
+		}()
+	}
 	log.Info("shell session started", "command", ss.req.Command, "tty", spec.TTY, "from", ss.who.ip)
 	ss.audit(log, "started", started, nil, "")
 	publishControl(nc, ss.subject(events.ShellStatus), shell.Control{Type: shell.Started, N: inWindow})
@@ -337,6 +365,48 @@ loop:
 	ss.audit(log, "ended", started, codep, reason)
 }
 
+// runReplay answers a replay request: the recording as the output, then
+// exit 0, or the reason there is none.
+func (ss *shellSession) runReplay(ctx context.Context, log *slog.Logger) {
+	nc := ss.a.nc
+	if !shell.SessionRE.MatchString(ss.req.Replay) {
+		publishControl(nc, ss.subject(events.ShellStatus), shell.Control{Type: shell.Refused, Error: fmt.Sprintf("replay %q: not a session id", ss.req.Replay)})
+		return
+	}
+	publishControl(nc, ss.subject(events.ShellStatus), shell.Control{Type: shell.Started, N: inWindow})
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		tick := time.NewTicker(shell.PingEvery)
+		defer tick.Stop()
+		for {
+			select {
+			case r := <-ss.endReason:
+				log.Info("shell replay cut", "reason", r)
+				ss.outWin.Close()
+				return
+			case <-tick.C:
+				publishControl(nc, ss.subject(events.ShellStatus), shell.Control{Type: shell.Ping})
+				if time.Since(time.Unix(0, ss.heard.Load())) > shell.DeadAfter {
+					ss.end("link lost")
+				}
+			case <-sctx.Done():
+				return
+			}
+		}
+	}()
+	n, err := ss.replay(sctx, ss.req.Replay)
+	ex := shell.Control{Type: shell.Exit, Out: n}
+	if err != nil {
+		ex.Error = err.Error()
+	} else {
+		zero := 0
+		ex.Code = &zero
+	}
+	publishControl(nc, ss.subject(events.ShellStatus), ex)
+	log.Info("shell session replayed", "replay", ss.req.Replay, "bytes", n, "err", err)
+}
+
 // sessionPath is the PATH sessions start with: the system's profile on
 // NixOS, then the agent's own.
 func sessionPath() string {
@@ -367,6 +437,9 @@ func (ss *shellSession) pump(ctx context.Context, wg *sync.WaitGroup, r io.Reade
 			if err := ss.a.nc.PublishMsg(m); err != nil {
 				ss.end("publish output: " + err.Error())
 				return
+			}
+			if ss.rec != nil {
+				ss.rec.event("o", string(m.Data))
 			}
 			sent += int(n)
 			off.Add(n)
@@ -409,6 +482,9 @@ func (ss *shellSession) onControl(m *nats.Msg) {
 	case shell.Resize:
 		if ss.proc != nil {
 			_ = ss.proc.Resize(c.Rows, c.Cols)
+		}
+		if ss.rec != nil {
+			ss.rec.event("r", fmt.Sprintf("%dx%d", c.Cols, c.Rows))
 		}
 	case shell.Close:
 		ss.end("closed by the operator")

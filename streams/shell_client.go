@@ -38,6 +38,9 @@ type ShellRequest struct {
 	OpenTimeout time.Duration
 	// Started is called once the session runs (optional).
 	Started func()
+	// Replay asks for the recording of an earlier session (asciicast v2
+	// on Stdout) instead of running anything.
+	Replay string
 }
 
 // ErrShellNoAgent: no agent answered an open request in time.
@@ -147,7 +150,7 @@ func (c *Client) Shell(ctx context.Context, req ShellRequest) (int, error) {
 		return -1, fmt.Errorf("subscribe %s: %w", sc.subject(events.ShellStatus), err)
 	}
 	subs = append(subs, sub)
-	open, _ := json.Marshal(shell.Open{Session: sc.sid, Command: req.Command, TTY: req.TTY, Term: req.Term, Rows: req.Rows, Cols: req.Cols, Window: shell.DefaultWindow})
+	open, _ := json.Marshal(shell.Open{Session: sc.sid, Command: req.Command, TTY: req.TTY, Term: req.Term, Rows: req.Rows, Cols: req.Cols, Window: shell.DefaultWindow, Replay: req.Replay})
 	inCredit, err := sc.waitStarted(ctx, open)
 	if err != nil {
 		return -1, err

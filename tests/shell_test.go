@@ -532,3 +532,51 @@ func TestShellIdleTimeout(t *testing.T) {
 		t.Errorf("ended event: exit code %v, reason %q; want no code and the idle reason", ev.ExitCode, ev.Reason)
 	}
 }
+
+// TestShellRecordReplay: with --shell-record, a session's output is kept
+// on the host as asciicast v2; an operator replays it (played, or as the
+// file), a reader key may not, and an unknown session is a clear error.
+func TestShellRecordReplay(t *testing.T) {
+	f := newFleet(t, "alpha")
+	f.startHub()
+	f.startAgent("alpha", t.TempDir(), "", "--shell", "--shell-user", "root", "--shell-record").waitFor("hub connected", 30*time.Second)
+	if r := runShellCmd(t, f, nil, "-n", "alpha", "--", "echo recorded-$((6*7)); echo to-stderr >&2"); r.code != 0 {
+		t.Fatalf("recorded session: exit %d: %s", r.code, r.stderr)
+	}
+	id := waitShellEvent(t, f, "alpha", "ended", 30*time.Second).Session
+
+	r := runShellCmd(t, f, nil, "alpha", "--replay", id, "--cast")
+	if r.code != 0 {
+		t.Fatalf("--replay --cast: exit %d: %s", r.code, r.stderr)
+	}
+	lines := strings.Split(strings.TrimSpace(string(r.stdout)), "\n")
+	var header struct {
+		Version int    `json:"version"`
+		Width   int    `json:"width"`
+		Command string `json:"command"`
+	}
+	if err := json.Unmarshal([]byte(lines[0]), &header); err != nil || header.Version != 2 || header.Width == 0 || !strings.Contains(header.Command, "recorded-") {
+		t.Fatalf("not an asciicast v2 header (%v): %s", err, lines[0])
+	}
+	var text strings.Builder
+	for _, l := range lines[1:] {
+		var ev []any
+		if err := json.Unmarshal([]byte(l), &ev); err != nil || len(ev) != 3 || ev[1] != "o" {
+			t.Fatalf("not an asciicast output event (%v): %s", err, l)
+		}
+		text.WriteString(ev[2].(string))
+	}
+	if !strings.Contains(text.String(), "recorded-42\n") || !strings.Contains(text.String(), "to-stderr\n") {
+		t.Errorf("the recording's output is %q, want the session's stdout and stderr", text.String())
+	}
+	if r := runShellCmd(t, f, nil, "alpha", "--replay", id); r.code != 0 || !strings.Contains(string(r.stdout), "recorded-42\n") || strings.Contains(string(r.stdout), `"version"`) {
+		t.Errorf("--replay: exit %d, printed %q; want the session's output played", r.code, r.stdout)
+	}
+	if r := runShellCmd(t, f, nil, "--nkey", streams.ReaderSeedFile(f.auth), "alpha", "--replay", id); r.code != 255 || bytes.Contains(r.stdout, []byte("recorded-42")) {
+		t.Errorf("a reader key replayed a recording: exit %d, %q", r.code, r.stdout)
+	}
+	unknown := streams.NewShellSession()
+	if r := runShellCmd(t, f, nil, "alpha", "--replay", unknown); r.code != 255 || !strings.Contains(string(r.stderr), "alpha holds no recording of session "+unknown) {
+		t.Errorf("replay of an unknown session: exit %d: %s", r.code, r.stderr)
+	}
+}

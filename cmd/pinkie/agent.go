@@ -67,6 +67,8 @@ jitter), logging the link state once per change.`)
 	shellUser := fs.String("shell-user", "", "local `USER` sessions run as (default: the agent's own user; an agent running as root refuses sessions unless this is set, and runs them as root only when it says root)")
 	shellMax := fs.Int("shell-max-sessions", 4, "most shell sessions open at once; more are refused")
 	shellIdle := fs.Duration("shell-idle-timeout", 15*time.Minute, "end a shell session with no input and no output for this long")
+	shellRecord := fs.Bool("shell-record", false, "keep each shell session's output as an asciicast v2 recording on this host (the agent's SHELLREC stream; pinkie shell HOST --replay ID)")
+	shellRecordBytes := fs.Int64("shell-record-max-bytes", 256<<20, "size limit of the recordings kept; the oldest go first")
 	mkLog := logFlags(fs, a.stderr)
 	if err := fs.parse(args); err != nil {
 		return err
@@ -112,11 +114,16 @@ jitter), logging the link state once per change.`)
 			return usagef("%v", err)
 		}
 	}
-	shellService := streams.NewShellService(streams.ShellOptions{Enabled: *shellOn, User: *shellUser, MaxSessions: *shellMax, IdleTimeout: *shellIdle, Log: log})
+	var recordStore int64
+	if *shellOn && *shellRecord {
+		recordStore = *shellRecordBytes
+	}
+	shellService := streams.NewShellService(streams.ShellOptions{Enabled: *shellOn, User: *shellUser, MaxSessions: *shellMax, IdleTimeout: *shellIdle,
+		Record: *shellRecord, RecordBytes: *shellRecordBytes, Log: log})
 	ag, err := streams.StartAgent(ctx, streams.AgentOptions{
 		Host: *name, HubURLs: hubs, NkeyFile: *nkey, TLSCA: *tlsCA, DataDir: *data,
 		OutboxMaxBytes: *outboxMax, ReconnectInterval: *reconnect, SyncAlways: *syncAlways, Log: log,
-		Services: append(deployServices, shellService),
+		Services: append(deployServices, shellService), ExtraStoreBytes: recordStore,
 	})
 	if err != nil {
 		return exitError{code: exitUsage, err: err}

@@ -1,8 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"io"
 	"os"
 	"os/signal"
 	"strings"
@@ -43,6 +46,11 @@ flooding the hub and loses no byte.
   pinkie shell goliath -- systemctl status nginx
   pinkie shell goliath -- 'journalctl -u nginx | tail' > nginx.log
   tar c dir | pinkie shell goliath -- tar x -C /tmp
+  pinkie shell goliath --replay 4f1c2a9e8b7d6c5e4f3a2b1c0d9e8f7a
+
+With --shell-record, the agent keeps each session's output (not its input:
+passwords typed without echo) as an asciicast v2 recording on the host, in
+its own SHELLREC stream; --replay ID plays one back, --cast writes the file.
 
 Exit codes (as ssh): the remote command's exit code (127: command not found,
 128+N: killed by signal N); 255 for pinkie's own failures: cannot reach the
@@ -54,6 +62,8 @@ the agent ended it (idle timeout); 2 for bad usage.`)
 	tty := fs.Bool("t", false, "run COMMAND on a pty (output then is one stream; for programs that want a terminal)")
 	noStdin := fs.Bool("n", false, "send no input: COMMAND reads end of input at once (as ssh -n)")
 	openTimeout := fs.Duration("open-timeout", 5*time.Second, "give up when no agent answers for HOST within this long")
+	replay := fs.String("replay", "", "play back the recording of session `ID` (from its shell.session event) kept by HOST's agent (--shell-record), at its own pace with pauses capped at 2s")
+	cast := fs.Bool("cast", false, "with --replay: write the recording as an asciicast v2 file instead of playing it (asciinema play FILE)")
 	if err := fs.parse(args); err != nil {
 		return err
 	}
@@ -69,6 +79,18 @@ the agent ended it (idle timeout); 2 for bad usage.`)
 		Stdout: os.Stdout, Stderr: os.Stderr}
 	if !*noStdin {
 		req.Stdin = os.Stdin
+	}
+	if *cast && *replay == "" {
+		return usagef("--cast needs --replay ID")
+	}
+	if *replay != "" {
+		if len(pos) > 1 || *tty {
+			return usagef("--replay plays a recording: no COMMAND, no -t")
+		}
+		req.Replay, req.TTY, req.Command, req.Stdin = *replay, false, "", nil
+		if !*cast {
+			req.Stdout = &castPlayer{w: os.Stdout, maxGap: 2 * time.Second}
+		}
 	}
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGHUP)
 	defer stop()
@@ -102,6 +124,50 @@ the agent ended it (idle timeout); 2 for bad usage.`)
 		return exitError{code: code, err: errors.New("")}
 	}
 	return nil
+}
+
+// castPlayer plays an asciicast v2 file written to it: each output
+// event's text at its time, pauses capped at maxGap; the header and other
+// events are skipped.
+type castPlayer struct {
+	w      io.Writer
+	maxGap time.Duration
+	buf    []byte
+	header bool
+	at     float64
+}
+
+func (p *castPlayer) Write(b []byte) (int, error) {
+	p.buf = append(p.buf, b...)
+	for {
+		i := bytes.IndexByte(p.buf, '\n')
+		if i < 0 {
+			return len(b), nil
+		}
+		line := p.buf[:i]
+		p.buf = p.buf[i+1:]
+		if !p.header {
+			p.header = true
+			continue
+		}
+		var ev []any
+		if json.Unmarshal(line, &ev) != nil || len(ev) != 3 {
+			continue
+		}
+		t, _ := ev[0].(float64)
+		kind, _ := ev[1].(string)
+		text, _ := ev[2].(string)
+		if kind != "o" {
+			continue
+		}
+		if gap := time.Duration((t - p.at) * float64(time.Second)); gap > 0 {
+			time.Sleep(min(gap, p.maxGap))
+		}
+		p.at = t
+		if _, err := io.WriteString(p.w, text); err != nil {
+			return 0, err
+		}
+	}
 }
 
 // shellFailure is pinkie's own failure: exit 255 with its message.
