@@ -265,6 +265,15 @@ in
       };
       maxSessions = mkOption { type = types.ints.positive; default = 4; description = "Most sessions open at once; more are refused."; };
       idleTimeout = mkOption { type = types.str; default = "15m"; description = "End a session with no input and no output for this long (a Go duration)."; };
+      record = mkOption {
+        type = types.bool;
+        default = false;
+        description = ''
+          Keep each session's output (not its input) as an asciicast v2
+          recording on this host, in the agent's own store (never at the
+          hub); `pinkie shell HOST --replay ID` plays one back.
+        '';
+      };
     };
 
     extraArgs = mkOption { type = types.listOf types.str; default = [ ]; description = "Extra arguments for `pinkie agent`."; };

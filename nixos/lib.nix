@@ -315,7 +315,8 @@ let
   # builder; pushTo; substituter; checkSigs; deployFlake; cacheListen;
   # nixTrustedKey; rollbackTimeout; shell; extraArgs; } (cacheListen,
   # nixTrustedKey, rollbackTimeout and shell { user; maxSessions;
-  # idleTimeout; } may be absent or null: the agent's defaults, no shell).
+  # idleTimeout; record; } may be absent or null: the agent's defaults, no
+  # shell).
   agentArgs = o:
     [ "--name" o.name "--data" o.dataDir "--heartbeat" o.heartbeat
       "--outbox-max-bytes" (toString o.outboxMaxBytes)
@@ -335,6 +336,7 @@ let
     ++ optionals ((o.rollbackTimeout or null) != null) [ "--rollback-timeout" "${toString o.rollbackTimeout}s" ]
     ++ optionals ((o.shell or null) != null) [ "--shell" "--shell-user" o.shell.user
       "--shell-max-sessions" (toString o.shell.maxSessions) "--shell-idle-timeout" o.shell.idleTimeout ]
+    ++ optional ((o.shell or null) != null && (o.shell.record or false)) "--shell-record"
     ++ o.extraArgs;
 
   # fileStoreDir "file:///var/cache/pinkie?compression=zstd" is
