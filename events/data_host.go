@@ -148,13 +148,16 @@ type Guest struct {
 
 // ShellSession is a pinkie shell session on the host: one event when it
 // starts (Phase "started") and one when it ends ("ended", with the exit
-// code or the reason it was cut). The agent publishes both through its
+// code or the reason it was cut); a replay of a recording is one event
+// ("replayed"). The agent publishes both through its
 // OUTBOX, so a session the hub could not see end is still recorded.
 type ShellSession struct {
 	// Session is the session's id (the token in its subjects).
 	Session string `json:"session"`
-	// Phase is "started" or "ended".
-	Phase string `json:"phase"`
+	// Phase is "started" or "ended", or "replayed" for a replay of the
+	// recording of session ReplayOf (which then is the whole session).
+	Phase    string `json:"phase"`
+	ReplayOf string `json:"replay_of,omitempty"`
 	// Operator is who opened it: the operator's public nkey as the hub
 	// vouched for it, or "unauthenticated" on a hub without --auth.
 	Operator string `json:"operator"`

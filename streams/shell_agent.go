@@ -395,7 +395,9 @@ func (ss *shellSession) runReplay(ctx context.Context, log *slog.Logger) {
 			}
 		}
 	}()
+	started := time.Now()
 	n, err := ss.replay(sctx, ss.req.Replay)
+	ss.bytesOut.Store(n)
 	ex := shell.Control{Type: shell.Exit, Out: n}
 	if err != nil {
 		ex.Error = err.Error()
@@ -403,6 +405,7 @@ func (ss *shellSession) runReplay(ctx context.Context, log *slog.Logger) {
 		zero := 0
 		ex.Code = &zero
 	}
+	defer ss.audit(log, "replayed", started, ex.Code, ex.Error)
 	publishControl(nc, ss.subject(events.ShellStatus), ex)
 	log.Info("shell session replayed", "replay", ss.req.Replay, "bytes", n, "err", err)
 }
@@ -524,7 +527,10 @@ func (ss *shellSession) audit(log *slog.Logger, phase string, started time.Time,
 		Session: ss.req.Session, Phase: phase, Operator: ss.who.key, ClientName: ss.who.name, RemoteIP: ss.who.ip,
 		User: ss.user.Name, Command: ss.req.Command, TTY: ss.req.TTY || ss.req.Command == "", StartedAt: started.UTC(),
 	}
-	if phase == "ended" {
+	if phase == "replayed" {
+		d.ReplayOf, d.TTY = ss.req.Replay, false
+	}
+	if phase != "started" {
 		t := now.UTC()
 		d.EndedAt, d.ExitCode, d.Reason = &t, code, reason
 		d.BytesIn, d.BytesOut = ss.bytesIn.Load(), ss.bytesOut.Load()
@@ -534,6 +540,9 @@ func (ss *shellSession) audit(log *slog.Logger, phase string, started time.Time,
 	}
 	if len(d.Command) > 4096 {
 		d.Command = d.Command[:4096]
+	}
+	if len(d.Reason) > 256 {
+		d.Reason = d.Reason[:256]
 	}
 	e, err := events.New(k, ss.a.Host(), "shell", now, d, events.WithSubject(ss.req.Session))
 	if err == nil {

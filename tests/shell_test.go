@@ -572,6 +572,9 @@ func TestShellRecordReplay(t *testing.T) {
 	if r := runShellCmd(t, f, nil, "alpha", "--replay", id); r.code != 0 || !strings.Contains(string(r.stdout), "recorded-42\n") || strings.Contains(string(r.stdout), `"version"`) {
 		t.Errorf("--replay: exit %d, printed %q; want the session's output played", r.code, r.stdout)
 	}
+	if ev := waitShellEvent(t, f, "alpha", "replayed", 30*time.Second); ev.ReplayOf != id || ev.ExitCode == nil || *ev.ExitCode != 0 || ev.Operator == "" || ev.BytesOut == 0 {
+		t.Errorf("the replay's audit event: %+v", ev)
+	}
 	if r := runShellCmd(t, f, nil, "--nkey", streams.ReaderSeedFile(f.auth), "alpha", "--replay", id); r.code != 255 || bytes.Contains(r.stdout, []byte("recorded-42")) {
 		t.Errorf("a reader key replayed a recording: exit %d, %q", r.code, r.stdout)
 	}
