@@ -271,7 +271,7 @@ func (ss *shellSession) run(ctx context.Context) {
 		return
 	}
 	spec := shell.Spec{
-		User: ss.user, Command: ss.req.Command, TTY: ss.req.TTY || ss.req.Command == "", Term: ss.req.Term,
+		User: ss.user, Command: ss.req.Command, TTY: ss.req.TTY, Term: ss.req.Term,
 		Rows: ss.req.Rows, Cols: ss.req.Cols, SwitchUser: os.Geteuid() == 0, Path: sessionPath(),
 	}
 	proc, err := shell.Start(spec)
@@ -525,7 +525,7 @@ func (ss *shellSession) audit(log *slog.Logger, phase string, started time.Time,
 	now := time.Now()
 	d := events.ShellSession{
 		Session: ss.req.Session, Phase: phase, Operator: ss.who.key, ClientName: ss.who.name, RemoteIP: ss.who.ip,
-		User: ss.user.Name, Command: ss.req.Command, TTY: ss.req.TTY || ss.req.Command == "", StartedAt: started.UTC(),
+		User: ss.user.Name, Command: ss.req.Command, TTY: ss.req.TTY, StartedAt: started.UTC(),
 	}
 	if phase == "replayed" {
 		d.ReplayOf, d.TTY = ss.req.Replay, false

@@ -98,6 +98,9 @@ func TestShellCommand(t *testing.T) {
 		{name: "arguments quoted each", args: []string{"alpha", "--", "printf", "%s|", "a b", "c'd"}, wantOut: "a b|c'd|"},
 		{name: "a pty with -t", args: []string{"-t", "alpha", "--", "test -t 0 && test -t 1 && echo on a tty"}, wantOut: "on a tty\r\n"},
 		{name: "no pty without -t", args: []string{"alpha", "--", "test -t 1 || echo no tty"}, wantOut: "no tty\n"},
+		{name: "no command, stdin piped: the login shell reads it", stdin: []byte("echo from-stdin-$((1+1))\n"), args: []string{"alpha"}, wantOut: "from-stdin-2\n"},
+		{name: "usage: no host", wantCode: 2, errContain: "missing HOST"},
+		{name: "usage: bad host", args: []string{"bad.host"}, wantCode: 2, errContain: "invalid host name"},
 		{name: "no stdin with -n", stdin: []byte("ignored"), args: []string{"-n", "alpha", "--", "cat"}, wantOut: ""},
 	}
 	for _, tc := range cases {

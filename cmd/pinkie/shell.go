@@ -31,8 +31,9 @@ sessions, and only on agents started with --shell; every session is an audit
 event (pinkie.host.<host>.shell.session: who, from where, as which user, the
 command, start, end, exit code), e.g. nats sub 'pinkie.host.*.shell.session'.
 
-Without COMMAND: an interactive login shell on a pty. The local terminal is put
-in raw mode (Ctrl-C, Ctrl-D and Ctrl-Z go to the remote shell, as with ssh),
+Without COMMAND: an interactive login shell on a pty (when stdin is a terminal;
+else the login shell reads its commands from stdin, without a pty, as with
+ssh). The local terminal is put in raw mode (Ctrl-C, Ctrl-D and Ctrl-Z go to the remote shell, as with ssh),
 TERM and the window size are passed, resizes follow, and the terminal is
 restored however the session ends.
 
@@ -75,7 +76,10 @@ the agent ended it (idle timeout); 2 for bad usage.`)
 	if err := events.ValidHost(host); err != nil {
 		return usagef("HOST: %v", err)
 	}
-	req := streams.ShellRequest{Host: host, Command: shellCommandLine(pos[1:]), TTY: *tty || len(pos) == 1, OpenTimeout: *openTimeout,
+	// Without a command, a pty when stdin is a terminal; else (input
+	// piped in) the login shell reads it without one, as with ssh.
+	interactive := len(pos) == 1 && term.IsTerminal(int(os.Stdin.Fd())) && !*noStdin
+	req := streams.ShellRequest{Host: host, Command: shellCommandLine(pos[1:]), TTY: *tty || interactive, OpenTimeout: *openTimeout,
 		Stdout: os.Stdout, Stderr: os.Stderr}
 	if !*noStdin {
 		req.Stdin = os.Stdin
