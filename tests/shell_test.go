@@ -174,14 +174,24 @@ func (p *tmuxPane) screen() string { return p.run("capture-pane", "-p", "-t", "s
 // waitFor polls the pane (tmux tells nobody when it draws) until it shows s.
 func (p *tmuxPane) waitFor(s string, within time.Duration) string {
 	p.t.Helper()
+	sc, ok := p.shows(s, within)
+	if !ok {
+		p.t.Fatalf("the pane did not show %q within %s:\n%s", s, within, sc)
+	}
+	return sc
+}
+
+// shows polls the pane until it shows s or within passed.
+func (p *tmuxPane) shows(s string, within time.Duration) (string, bool) {
+	p.t.Helper()
 	deadline := time.Now().Add(within)
 	for {
 		sc := p.screen()
 		if strings.Contains(sc, s) {
-			return sc
+			return sc, true
 		}
 		if time.Now().After(deadline) {
-			p.t.Fatalf("the pane did not show %q within %s:\n%s", s, within, sc)
+			return sc, false
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -189,9 +199,9 @@ func (p *tmuxPane) waitFor(s string, within time.Duration) string {
 
 // TestShellInteractive drives an interactive session through tmux: a
 // command typed at the remote shell prints its output, TERM and the window
-// size arrive, a resize of the local window reaches the remote pty, exit
-// ends pinkie shell with the shell's code, and the local terminal is as
-// before.
+// size arrive, a resize of the local window reaches the remote pty, Ctrl-C
+// interrupts the remote job (not pinkie shell), exit ends pinkie shell
+// with the shell's code, and the local terminal is as before.
 func TestShellInteractive(t *testing.T) {
 	f, _, _ := startShellFleet(t, "alpha")
 	tm := newTmux(t, 120, 30)
@@ -208,9 +218,27 @@ func TestShellInteractive(t *testing.T) {
 	tm.waitFor("remote-42 term="+localTerm+"\n", 20*time.Second) // TERM arrived as the local one
 	tm.line("echo size=$(stty size)")
 	tm.waitFor("size=30 120", 10*time.Second)
+	// The resize travels as SIGWINCH to pinkie shell, then on ctl, apart
+	// from the typed input: ask until the remote pty has it.
 	tm.run("resize-window", "-t", "s", "-x", "100", "-y", "25")
-	tm.line("echo resized=$(stty size)")
-	tm.waitFor("resized=25 100", 10*time.Second)
+	for try := 0; ; try++ {
+		tm.line("echo resized=$(stty size)")
+		if _, ok := tm.shows("resized=25 100", time.Second); ok {
+			break
+		}
+		if try == 10 {
+			t.Fatalf("the remote pty did not take the new size:\n%s", tm.screen())
+		}
+	}
+	// Ctrl-C goes to the remote foreground job, not to pinkie shell.
+	tm.line("echo sleeping-$((1+1)); sleep 300; echo after-$((2*21))")
+	tm.waitFor("sleeping-2", 10*time.Second) // the line was read: Ctrl-C now hits the job, not typeahead
+	tm.run("send-keys", "-t", "s", "C-c")
+	tm.line("echo interrupted-$((40+2))")
+	tm.waitFor("interrupted-42", 10*time.Second)
+	if sc := tm.screen(); strings.Contains(sc, "after-42") || regexp.MustCompile(`pinkie-exit=\d`).MatchString(sc) {
+		t.Fatalf("Ctrl-C did not interrupt only the remote job:\n%s", tm.screen())
+	}
 	tm.line("exit 7")
 	tm.waitFor("pinkie-exit=7", 10*time.Second)
 	tm.line("stty -g > " + after + "; cmp " + before + " " + after + " && echo terminal-restored")
