@@ -33,9 +33,9 @@ command, start, end, exit code), e.g. nats sub 'pinkie.host.*.shell.session'.
 
 Without COMMAND: an interactive login shell on a pty (when stdin is a terminal;
 else the login shell reads its commands from stdin, without a pty, as with
-ssh). The local terminal is put in raw mode (Ctrl-C, Ctrl-D and Ctrl-Z go to the remote shell, as with ssh),
-TERM and the window size are passed, resizes follow, and the terminal is
-restored however the session ends.
+ssh). The local terminal is put in raw mode (Ctrl-C, Ctrl-D and Ctrl-Z go to
+the remote shell, as with ssh), TERM and the window size are passed, resizes
+follow, and the terminal is restored however the session ends.
 
 With COMMAND (after --): it runs with the remote user's shell -c. One argument
 is passed as a command line ('ls /tmp | wc -l'); several are quoted each, so
