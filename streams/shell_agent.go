@@ -442,7 +442,7 @@ func (ss *shellSession) pump(ctx context.Context, wg *sync.WaitGroup, r io.Reade
 				return
 			}
 			if ss.rec != nil {
-				ss.rec.event("o", string(m.Data))
+				ss.rec.output(m.Data)
 			}
 			sent += int(n)
 			off.Add(n)

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -51,6 +52,10 @@ type recorder struct {
 	n       int64
 	full    bool
 	err     error
+	// partial is the start of a UTF-8 character the last output chunk
+	// ended in: asciicast text is UTF-8, and a character cut in two by
+	// the chunking must not become two replacement characters.
+	partial []byte
 }
 
 func newRecorder(js jetstream.JetStream, session string, req shell.Open, shellPath string, start time.Time) *recorder {
@@ -67,6 +72,26 @@ func newRecorder(js jetstream.JetStream, session string, req shell.Open, shellPa
 	b, _ := json.Marshal(h)
 	r.line(b)
 	return r
+}
+
+// output records a chunk of output.
+func (r *recorder) output(p []byte) {
+	r.mu.Lock()
+	p = append(r.partial, p...)
+	cut := len(p)
+	for i := len(p) - 1; i >= 0 && i >= len(p)-utf8.UTFMax; i-- {
+		if utf8.RuneStart(p[i]) {
+			if !utf8.FullRune(p[i:]) {
+				cut = i
+			}
+			break
+		}
+	}
+	r.partial = append([]byte(nil), p[cut:]...)
+	r.mu.Unlock()
+	if cut > 0 {
+		r.event("o", string(p[:cut]))
+	}
 }
 
 func (r *recorder) event(kind, data string) {
@@ -90,8 +115,15 @@ func (r *recorder) line(b []byte) {
 	}
 }
 
-// wait waits until the recording is stored.
+// wait writes what is left and waits until the recording is stored.
 func (r *recorder) wait(ctx context.Context) error {
+	r.mu.Lock()
+	rest := r.partial
+	r.partial = nil
+	r.mu.Unlock()
+	if len(rest) > 0 {
+		r.event("o", string(rest))
+	}
 	select {
 	case <-r.js.PublishAsyncComplete():
 	case <-ctx.Done():

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/pinkiefleet/pinkie/events"
 	"github.com/pinkiefleet/pinkie/shell"
@@ -126,5 +127,50 @@ func TestShellWindow(t *testing.T) {
 	}
 	if exit.Code == nil || *exit.Code != 0 || exit.Out != total || got != total {
 		t.Fatalf("exit %+v after %d bytes; want code 0 and %d bytes", exit, got, total)
+	}
+}
+
+// TestRecorderKeepsCharactersWhole: output cut inside a UTF-8 character
+// is recorded whole, in the next event.
+func TestRecorderKeepsCharactersWhole(t *testing.T) {
+	h := startTestHub(t, "", t.TempDir())
+	defer h.Close()
+	ctx := context.Background()
+	js := h.JetStream()
+	if _, err := js.CreateOrUpdateStream(ctx, shellRecConfig(1<<20)); err != nil {
+		t.Fatal(err)
+	}
+	sid := NewShellSession()
+	r := newRecorder(js, sid, shell.Open{Session: sid}, "/bin/sh", time.Now())
+	euro := []byte("€") // 3 bytes
+	r.output(append([]byte("a"), euro[:1]...))
+	r.output(euro[1:2])
+	r.output(append(euro[2:], 'b'))
+	r.output(euro[:2]) // left open at the end: written as it is
+	if err := r.wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	cons, err := js.OrderedConsumer(ctx, ShellRecStream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{shellRecSubject(sid)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for i := 0; i < 4; i++ {
+		m, err := cons.Next(jetstream.FetchMaxWait(5 * time.Second))
+		if err != nil {
+			t.Fatalf("line %d: %v", i, err)
+		}
+		if i == 0 {
+			continue // the header
+		}
+		var ev []any
+		if err := json.Unmarshal(m.Data(), &ev); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, ev[2].(string))
+	}
+	want := []string{"a", "€b", "\uFFFD"}
+	if len(got) != 3 || got[0] != want[0] || got[1] != want[1] {
+		t.Errorf("events %q, want %q", got, want)
 	}
 }
