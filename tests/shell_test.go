@@ -614,3 +614,39 @@ func TestShellRecordReplay(t *testing.T) {
 		t.Errorf("replay of an unknown session: exit %d: %s", r.code, r.stderr)
 	}
 }
+
+// TestShellAsUser: a root agent with --shell-user runs sessions as that
+// user, groups and pty included, never as root.
+func TestShellAsUser(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("switching users needs an agent running as root")
+	}
+	name := ""
+	b, _ := os.ReadFile("/etc/passwd")
+	for _, l := range strings.Split(string(b), "\n") {
+		f := strings.Split(l, ":")
+		if len(f) == 7 && f[2] != "0" && (strings.HasSuffix(f[6], "/bash") || strings.HasSuffix(f[6], "/sh")) {
+			name = f[0]
+			break
+		}
+	}
+	if name == "" {
+		t.Skip("no non-root user with a login shell in /etc/passwd")
+	}
+	f := newFleet(t, "alpha")
+	f.startHub()
+	f.startAgent("alpha", t.TempDir(), "", "--shell", "--shell-user", name).waitFor("hub connected", 30*time.Second)
+	r := runShellCmd(t, f, nil, "-n", "alpha", "--", "id -un; id -u; echo $USER $HOME")
+	want, _ := exec.Command("sh", "-c", "id -u "+name+"; getent passwd "+name+" | cut -d: -f6").Output()
+	fields := strings.Fields(string(want))
+	if r.code != 0 || string(r.stdout) != fmt.Sprintf("%s\n%s\n%s %s\n", name, fields[0], name, fields[1]) {
+		t.Fatalf("exit %d, printed %q; want to run as %s (uid %s)\n%s", r.code, r.stdout, name, fields[0], r.stderr)
+	}
+	r = runShellCmd(t, f, nil, "-n", "-t", "alpha", "--", "stat -c %U $(tty)")
+	if r.code != 0 || strings.TrimSpace(string(r.stdout)) != name {
+		t.Fatalf("the session's pty belongs to %q, want %s (exit %d: %s)", r.stdout, name, r.code, r.stderr)
+	}
+	if ev := waitShellEvent(t, f, "alpha", "ended", 30*time.Second); ev.User != name {
+		t.Errorf("the audit event says user %q, want %s", ev.User, name)
+	}
+}
