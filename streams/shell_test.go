@@ -68,6 +68,7 @@ func TestShellWindow(t *testing.T) {
 				_ = json.Unmarshal(m.Data, &c)
 				if c.Type == shell.Exit {
 					exit = &c
+					return nil, false
 				}
 			case <-timer.C:
 				return nil, false
@@ -120,9 +121,9 @@ func TestShellWindow(t *testing.T) {
 		}
 		got += int64(len(m.Data))
 	}
-	for exit == nil {
-		if _, ok := next(10 * time.Second); !ok && exit == nil {
-			t.Fatal("no exit status")
+	if exit == nil {
+		if _, ok := next(10 * time.Second); ok || exit == nil {
+			t.Fatal("no exit status after the output")
 		}
 	}
 	if exit.Code == nil || *exit.Code != 0 || exit.Out != total || got != total {
