@@ -36,9 +36,10 @@ type NixCache struct {
 	// agents pull NARs (nixcache_serve.go).
 	narStream jetstream.Stream
 	// namingMu keeps a narinfo from naming a NAR that retention is
-	// deleting: held by uploads from their NAR check to the narinfo's
-	// store, and by retention from its last listing to its NAR deletes.
-	namingMu sync.Mutex
+	// deleting: read-held by uploads from their NAR check to the
+	// narinfo's store (several at once), held by retention from its last
+	// listing to its NAR deletes.
+	namingMu sync.RWMutex
 }
 
 // OpenNixCache opens (creating if needed) the cache's bucket and object
@@ -50,7 +51,7 @@ func OpenNixCache(ctx context.Context, js jetstream.JetStream, replicas int) (*N
 		return nil, fmt.Errorf("create KV bucket %s: %w", NixNarinfoBucket, err)
 	}
 	obj, err := js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: NixNarBucket,
-		Description: "the fleet's Nix binary cache: NAR files", Storage: jetstream.FileStorage, Compression: true, Replicas: replicas})
+		Description: "the fleet's Nix binary cache: NAR files", Storage: jetstream.FileStorage, Compression: false, Replicas: replicas})
 	if err != nil {
 		return nil, fmt.Errorf("create object store %s: %w", NixNarBucket, err)
 	}
