@@ -62,6 +62,34 @@ func OpenNixCache(ctx context.Context, js jetstream.JetStream, replicas int) (*N
 	return &NixCache{narinfo: kv, nar: obj, narStream: stream}, nil
 }
 
+// lookupParallel is how many narinfo lookups one call (an upload's has,
+// a closure's walk) makes at once.
+const lookupParallel = 8
+
+// narinfos looks up the narinfos of hashes, lookupParallel at once: each
+// one's value, nil where the cache lacks it.
+func (c *NixCache) narinfos(ctx context.Context, hashes []string) ([][]byte, error) {
+	infos := make([][]byte, len(hashes))
+	errs := make([]error, lookupParallel)
+	var wg sync.WaitGroup
+	for w := range min(lookupParallel, len(hashes)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < len(hashes) && errs[w] == nil; i += lookupParallel {
+				e, err := c.narinfo.Get(ctx, hashes[i])
+				if err == nil {
+					infos[i] = e.Value()
+				} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
+					errs[w] = fmt.Errorf("look up the narinfo of %s: %w", hashes[i], err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return infos, errors.Join(errs...)
+}
+
 // storeHashRE is the hash part of a store path: 32 characters of Nix's
 // base32 alphabet.
 var storeHashRE = regexp.MustCompile(`^[0-9a-df-np-sv-z]{32}$`)

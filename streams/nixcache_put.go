@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -240,35 +239,15 @@ func (s *nixPutService) handle(ctx context.Context, m *nats.Msg) nixPutReply {
 	}
 }
 
-// lookupParallel is how many narinfo lookups one has call makes at once.
-const lookupParallel = 8
-
-// lacking are the hashes (in their order) whose narinfo the cache lacks,
-// looked up lookupParallel at once.
+// lacking are the hashes (in their order) whose narinfo the cache lacks.
 func (c *NixCache) lacking(ctx context.Context, hashes []string) ([]string, error) {
-	lack := make([]bool, len(hashes))
-	errs := make([]error, lookupParallel)
-	var wg sync.WaitGroup
-	for w := range lookupParallel {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := w; i < len(hashes) && errs[w] == nil; i += lookupParallel {
-				if _, err := c.narinfo.Get(ctx, hashes[i]); errors.Is(err, jetstream.ErrKeyNotFound) {
-					lack[i] = true
-				} else if err != nil {
-					errs[w] = err
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	infos, err := c.narinfos(ctx, hashes)
+	if err != nil {
 		return nil, err
 	}
 	var missing []string
 	for i, h := range hashes {
-		if lack[i] {
+		if infos[i] == nil {
 			missing = append(missing, h)
 		}
 	}
