@@ -313,7 +313,8 @@ func TestPagesRender(t *testing.T) {
 	}{
 		{"/", []string{`data-host="host0039"`, "40 of 40 hosts", "10 critical"[:0] + "critical", `data-topics="host:* alerts deploys fleet"`}},
 		{"/?tag=eu", []string{"20 of 40 hosts"}},
-		{"/hosts/host0000", []string{"<polyline", "predicted full", "Filesystem /srv", "PostgreSQL database sizes", "Drive temperatures", "Reallocated_Sector_Ct"}},
+		{"/hosts/host0000", []string{"<polyline", "predicted full", "Filesystem /srv", "PostgreSQL database sizes", "Drive temperatures", "Reallocated_Sector_Ct",
+			"pinkie shell sessions", "systemctl status nginx", "exit 3", "UOPERATORKEY"}},
 		{"/alerts", []string{"host0000: drive /dev/sdb is failing", `name="csrf"`}},
 		{"/deploys", []string{"No deploys yet"}},
 	} {

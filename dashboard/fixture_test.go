@@ -96,6 +96,13 @@ func synthFleet(t testing.TB, m *memStore, n, historyHosts, days int, now time.T
 			seq++
 			m.add(streamHosts, Stored{Subject: events.HostSubject(host, "smart", events.ObjectToken("/dev/sda")), Seq: seq, Time: at, Event: mk("smart", host, at, &sm)})
 		}
+		if i == 0 {
+			code, ended := 3, now.Add(-time.Minute)
+			sh := events.ShellSession{Session: "4f1c2a9e8b7d6c5e4f3a2b1c0d9e8f7a", Phase: "ended", Operator: "UOPERATORKEY", RemoteIP: "192.0.2.44",
+				User: "alice", Command: "systemctl status nginx", StartedAt: now.Add(-2 * time.Minute), EndedAt: &ended, ExitCode: &code}
+			seq++
+			m.add(streamHosts, Stored{Subject: events.HostSubject(host, "shell.session", ""), Seq: seq, Time: ended, Event: mk("shell.session", host, ended, &sh)})
+		}
 	}
 	m.add(streamFleet, Stored{Subject: "pinkie.fleet.declared", Seq: 1, Time: now, Event: mk("fleet.declared", "cli", now, &decl)})
 }

@@ -254,6 +254,7 @@ type hostDetail struct {
 	Systemd  *events.Systemd
 	Guests   []events.Guest
 	Logins   []timed[events.Login]
+	Shells   []timed[events.ShellSession]
 	Bans     []timed[events.Fail2ban]
 	Deploys  []timed[events.DeployPhase]
 	Alerts   []projections.ActiveAlert
@@ -405,6 +406,12 @@ func (s *Server) hostDetail(ctx context.Context, name string) (*hostDetail, erro
 		var l events.Login
 		if m.Event.DataAs(&l) == nil {
 			hd.Logins = append([]timed[events.Login]{{Time: m.Time, D: l}}, hd.Logins...)
+		}
+	}
+	for _, m := range hist(week, 20, events.HostSubject(name, "shell.session", "")) {
+		var sh events.ShellSession
+		if m.Event.DataAs(&sh) == nil {
+			hd.Shells = append([]timed[events.ShellSession]{{Time: m.Time, D: sh}}, hd.Shells...)
 		}
 	}
 	for _, m := range hist(week, 20, events.HostSubject(name, "fail2ban", "")) {

@@ -145,3 +145,40 @@ type Guest struct {
 	Hypervisor      string   `json:"hypervisor,omitempty"`
 	SharedPaths     []string `json:"shared_paths,omitempty"`
 }
+
+// ShellSession is a pinkie shell session on the host: one event when it
+// starts (Phase "started") and one when it ends ("ended", with the exit
+// code or the reason it was cut); a replay of a recording is one event
+// ("replayed"). The agent publishes both through its
+// OUTBOX, so a session the hub could not see end is still recorded.
+type ShellSession struct {
+	// Session is the session's id (the token in its subjects).
+	Session string `json:"session"`
+	// Phase is "started" or "ended", or "replayed" for a replay of the
+	// recording of session ReplayOf (which then is the whole session).
+	Phase    string `json:"phase"`
+	ReplayOf string `json:"replay_of,omitempty"`
+	// Operator is who opened it: the operator's public nkey as the hub
+	// vouched for it, or "unauthenticated" on a hub without --auth.
+	Operator string `json:"operator"`
+	// ClientName is the name the operator's client gave its connection.
+	ClientName string `json:"client_name,omitempty"`
+	// RemoteIP is the operator's address as the hub saw it.
+	RemoteIP string `json:"remote_ip,omitempty"`
+	// User is the local user the session runs as.
+	User string `json:"user"`
+	// Command is the command run; empty for an interactive login shell.
+	Command string `json:"command,omitempty"`
+	TTY     bool   `json:"tty"`
+	// StartedAt is when the session started; EndedAt when it ended.
+	StartedAt time.Time  `json:"started_at"`
+	EndedAt   *time.Time `json:"ended_at,omitempty"`
+	// ExitCode is the command's exit code (128+N for a signal N), when it
+	// exited.
+	ExitCode *int `json:"exit_code,omitempty"`
+	// Reason says why a session ended other than by its command's exit:
+	// "closed by the operator", "idle timeout", "link lost", "agent stopped".
+	Reason   string `json:"reason,omitempty"`
+	BytesIn  int64  `json:"bytes_in,omitempty"`
+	BytesOut int64  `json:"bytes_out,omitempty"`
+}

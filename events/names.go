@@ -97,3 +97,34 @@ func HostFromSubject(subject string) (host, rest string, ok bool) {
 // deduplication is per host, so one host's event can never make another
 // host's event with the same id a "duplicate".
 func HostMsgID(host, id string) string { return host + "/" + id }
+
+// ShellPrefix starts every subject of pinkie shell sessions. They are not
+// events (nothing stores them): the bytes of a session between an operator
+// and the agent on the host, scoped by the host so the hub's permissions
+// can give a host's leaf key its own sessions and nothing of any other's.
+//
+//	_pinkie.shell.<host>.open             operator → agent: open a session
+//	_pinkie.shell.<host>.<session>.in     operator → agent: stdin bytes
+//	_pinkie.shell.<host>.<session>.ctl    operator → agent: credit, resize, eof, ping, close
+//	_pinkie.shell.<host>.<session>.out    agent → operator: stdout bytes (the pty's output)
+//	_pinkie.shell.<host>.<session>.err    agent → operator: stderr bytes
+//	_pinkie.shell.<host>.<session>.status agent → operator: started, refused, credit, ping, exit
+const ShellPrefix = "_pinkie.shell"
+
+// Shell session channels: the last token of a session's subjects.
+const (
+	ShellIn     = "in"
+	ShellCtl    = "ctl"
+	ShellOut    = "out"
+	ShellErr    = "err"
+	ShellStatus = "status"
+)
+
+// ShellOpenSubject is where operators open sessions on host.
+func ShellOpenSubject(host string) string { return ShellPrefix + "." + host + ".open" }
+
+// ShellSubject is one channel of a session on host; host or session may be
+// "*" for a permission pattern.
+func ShellSubject(host, session, channel string) string {
+	return ShellPrefix + "." + host + "." + session + "." + channel
+}

@@ -58,6 +58,8 @@ let
     lib.optionals smartOn [ "CAP_SYS_RAWIO" "CAP_SYS_ADMIN" ]
     ++ [ "CAP_DAC_READ_SEARCH" ]
     ++ lib.optional wireguardOn "CAP_NET_ADMIN"
+    # Shell sessions: become shell.user, give it its pty, end its processes.
+    ++ lib.optionals cfg.shell.enable [ "CAP_SETUID" "CAP_SETGID" "CAP_CHOWN" "CAP_KILL" ]
     ++ cfg.extraCapabilities);
 
   pushDir = if cfg.deploy.pushTo == null then null else pinkieLib.fileStoreDir cfg.deploy.pushTo;
@@ -72,6 +74,7 @@ let
     inherit (cfg.deploy) pushTo substituter checkSigs rollbackTimeout;
     inherit (cfg) cacheListen nixTrustedKey;
     deployFlake = cfg.deploy.flake;
+    shell = if cfg.shell.enable then cfg.shell else null;
   };
 
   # PostgreSQL: the agent's system user (root, or the DynamicUser named
@@ -263,6 +266,43 @@ in
       description = "Paths the agent (and its health checks) may write besides its state and the system profiles.";
     };
 
+    shell = {
+      enable = mkOption {
+        type = types.bool;
+        default = false;
+        description = ''
+          Serve `pinkie shell` sessions on this host: a terminal or a command
+          over the agent's link to the hub, for operator keys only; every
+          session is an audit event (`pinkie.host.<name>.shell.session`).
+          Off, open requests are refused and nothing runs. Needs
+          `deploy.enable` (the agent switches to `shell.user`). Sessions run
+          inside the agent's unit and sandbox (read-only system, no new
+          privileges, so no sudo).
+        '';
+      };
+      user = mkOption {
+        type = types.str;
+        default = "pinkie-shell";
+        example = "alice";
+        description = ''
+          The local user sessions run as. The default, `pinkie-shell`, is a
+          normal user the module creates. Sessions run as root only when
+          this says `root`.
+        '';
+      };
+      maxSessions = mkOption { type = types.ints.positive; default = 4; description = "Most sessions open at once; more are refused."; };
+      idleTimeout = mkOption { type = types.str; default = "15m"; description = "End a session with no input and no output for this long (a Go duration)."; };
+      record = mkOption {
+        type = types.bool;
+        default = false;
+        description = ''
+          Keep each session's output (not its input) as an asciicast v2
+          recording on this host, in the agent's own store (never at the
+          hub); `pinkie shell HOST --replay ID` plays one back.
+        '';
+      };
+    };
+
     extraArgs = mkOption { type = types.listOf types.str; default = [ ]; description = "Extra arguments for `pinkie agent`."; };
   };
 
@@ -270,7 +310,13 @@ in
     assertions = map (message: { assertion = false; inherit message; })
       (pinkieLib.agentProblems cfg
         ++ lib.optional localHubNeedsKey
-          "services.pinkie.agent.nkeyFile is not set, but this host's hub requires authentication: give the agent its host key (pinkie keys init DIR --hosts ${cfg.name}; DIR/hosts/${cfg.name}.nk).");
+          "services.pinkie.agent.nkeyFile is not set, but this host's hub requires authentication: give the agent its host key (pinkie keys init DIR --hosts ${cfg.name}; DIR/hosts/${cfg.name}.nk)."
+        ++ lib.optional (cfg.shell.enable && !cfg.deploy.enable)
+          "services.pinkie.agent.shell.enable needs deploy.enable: without it the agent runs as an unprivileged dynamic user and cannot run sessions as services.pinkie.agent.shell.user.");
+
+    users.users = lib.optionalAttrs (cfg.shell.enable && cfg.shell.user == "pinkie-shell") {
+      pinkie-shell = { isNormalUser = true; description = "pinkie shell sessions"; };
+    };
 
     pinkie.deployment.healthChecks = cfg.extraHealthChecks;
 
@@ -328,7 +374,8 @@ in
         ReadWritePaths = lib.optionals cfg.deploy.enable [ "/nix/var/nix/profiles" ]
           ++ lib.optional (pushDir != null) pushDir
           ++ cfg.extraReadWritePaths;
-        ProtectHome = "read-only";
+        # Shell sessions run in this unit: their user's home must be writable.
+        ProtectHome = if cfg.shell.enable then false else "read-only";
         PrivateTmp = true;
         # SMART reads the drives.
         PrivateDevices = false;

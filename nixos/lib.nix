@@ -331,8 +331,10 @@ let
   # hubs; dataDir; nkeyFile; configFile; heartbeat; outboxMaxBytes;
   # syncAlways; logLevel; logFormat; activation (null: the agent's choice);
   # builder; pushTo; substituter; checkSigs; deployFlake; cacheListen;
-  # nixTrustedKey; rollbackTimeout; extraArgs; } (the last three may be
-  # absent or null: the agent's defaults).
+  # nixTrustedKey; rollbackTimeout; shell; extraArgs; } (cacheListen,
+  # nixTrustedKey, rollbackTimeout and shell { user; maxSessions;
+  # idleTimeout; record; } may be absent or null: the agent's defaults, no
+  # shell).
   agentArgs = o:
     [ "--name" o.name "--data" o.dataDir "--heartbeat" o.heartbeat
       "--outbox-max-bytes" (toString o.outboxMaxBytes)
@@ -350,6 +352,9 @@ let
     ++ optionals ((o.cacheListen or null) != null) [ "--cache-listen" o.cacheListen ]
     ++ optionals ((o.nixTrustedKey or null) != null) [ "--nix-trusted-key" o.nixTrustedKey ]
     ++ optionals ((o.rollbackTimeout or null) != null) [ "--rollback-timeout" "${toString o.rollbackTimeout}s" ]
+    ++ optionals ((o.shell or null) != null) [ "--shell" "--shell-user" o.shell.user
+      "--shell-max-sessions" (toString o.shell.maxSessions) "--shell-idle-timeout" o.shell.idleTimeout ]
+    ++ optional ((o.shell or null) != null && (o.shell.record or false)) "--shell-record"
     ++ o.extraArgs;
 
   # fileStoreDir "file:///var/cache/pinkie?compression=zstd" is

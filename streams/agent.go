@@ -52,6 +52,9 @@ type AgentOptions struct {
 	Log   *slog.Logger
 	// Services run inside the agent next to its producers.
 	Services []AgentService
+	// ExtraStoreBytes is JetStream room for streams besides the OUTBOX
+	// (the shell's session recordings).
+	ExtraStoreBytes int64
 }
 
 // Agent is a running agent's NATS side: its leaf server, OUTBOX and the
@@ -139,7 +142,7 @@ func StartAgent(ctx context.Context, o AgentOptions) (*Agent, error) {
 		JetStream:          true,
 		JetStreamDomain:    events.Domain(o.Host),
 		StoreDir:           filepath.Join(o.DataDir, "jetstream"),
-		JetStreamMaxStore:  o.OutboxMaxBytes + 64<<20,
+		JetStreamMaxStore:  o.OutboxMaxBytes + o.ExtraStoreBytes + 64<<20,
 		JetStreamMaxMemory: 16 << 20,
 		SyncAlways:         o.SyncAlways,
 		FeatureFlags:       map[string]bool{"js_ack_fc_v2": true, "js_api_reply_v2": true}, // reply v2: host-scoped replies to the deploy inbox's source (deploy.go)

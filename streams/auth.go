@@ -264,19 +264,19 @@ var ErrNotLoopback = errors.New("refusing to listen beyond loopback without --au
 // it may send only its own deliveries and replies to the hub's calls into
 // its own domain, and receive only those calls and its own commands; call
 // its own subjects of the hub's nix cache and receive their replies
-// (nixcache_serve.go).
+// (nixcache_serve.go); serve its own shell sessions (shell_auth.go).
 func leafPermissions(host string) *server.Permissions {
 	d := events.Domain(host)
 	return &server.Permissions{
 		Publish: &server.SubjectPermission{Allow: append([]string{
 			"_pinkie.deliver." + host + ".>",
 			"$JSC.R." + d + ".>",
-		}, append(deployLeafPublish(host), nixCacheLeafPublish(host)...)...)},
+		}, append(append(deployLeafPublish(host), nixCacheLeafPublish(host)...), shellLeafPublish(host)...)...)},
 		Subscribe: &server.SubjectPermission{Allow: append([]string{
 			"$JS." + d + ".API.CONSUMER.>",
 			"$JS.FC." + d + ".>",
 			"pinkie.cmd." + host + ".>",
-		}, append(deployLeafSubscribe(host), nixCacheLeafSubscribe(host)...)...)},
+		}, append(append(deployLeafSubscribe(host), nixCacheLeafSubscribe(host)...), shellLeafSubscribe(host)...)...)},
 	}
 }
 

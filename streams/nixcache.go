@@ -36,9 +36,10 @@ type NixCache struct {
 	// agents pull NARs (nixcache_serve.go).
 	narStream jetstream.Stream
 	// namingMu keeps a narinfo from naming a NAR that retention is
-	// deleting: held by uploads from their NAR check to the narinfo's
-	// store, and by retention from its last listing to its NAR deletes.
-	namingMu sync.Mutex
+	// deleting: read-held by uploads from their NAR check to the
+	// narinfo's store (several at once), held by retention from its last
+	// listing to its NAR deletes.
+	namingMu sync.RWMutex
 }
 
 // OpenNixCache opens (creating if needed) the cache's bucket and object
@@ -50,7 +51,7 @@ func OpenNixCache(ctx context.Context, js jetstream.JetStream, replicas int) (*N
 		return nil, fmt.Errorf("create KV bucket %s: %w", NixNarinfoBucket, err)
 	}
 	obj, err := js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: NixNarBucket,
-		Description: "the fleet's Nix binary cache: NAR files", Storage: jetstream.FileStorage, Compression: true, Replicas: replicas})
+		Description: "the fleet's Nix binary cache: NAR files", Storage: jetstream.FileStorage, Compression: false, Replicas: replicas})
 	if err != nil {
 		return nil, fmt.Errorf("create object store %s: %w", NixNarBucket, err)
 	}
@@ -59,6 +60,34 @@ func OpenNixCache(ctx context.Context, js jetstream.JetStream, replicas int) (*N
 		return nil, fmt.Errorf("open the stream of object store %s: %w", NixNarBucket, err)
 	}
 	return &NixCache{narinfo: kv, nar: obj, narStream: stream}, nil
+}
+
+// lookupParallel is how many narinfo lookups one call (an upload's has,
+// a closure's walk) makes at once.
+const lookupParallel = 8
+
+// narinfos looks up the narinfos of hashes, lookupParallel at once: each
+// one's value, nil where the cache lacks it.
+func (c *NixCache) narinfos(ctx context.Context, hashes []string) ([][]byte, error) {
+	infos := make([][]byte, len(hashes))
+	errs := make([]error, lookupParallel)
+	var wg sync.WaitGroup
+	for w := range min(lookupParallel, len(hashes)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < len(hashes) && errs[w] == nil; i += lookupParallel {
+				e, err := c.narinfo.Get(ctx, hashes[i])
+				if err == nil {
+					infos[i] = e.Value()
+				} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
+					errs[w] = fmt.Errorf("look up the narinfo of %s: %w", hashes[i], err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return infos, errors.Join(errs...)
 }
 
 // storeHashRE is the hash part of a store path: 32 characters of Nix's

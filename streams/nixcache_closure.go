@@ -97,35 +97,50 @@ func (c *NixCache) closure(ctx context.Context, root string) (infos [][]byte, mi
 	}
 	nodes := map[string]*node{}
 	absent := map[string]bool{}
-	queue := []string{root}
-	for len(queue) > 0 {
-		h := queue[0]
-		queue = queue[1:]
-		if nodes[h] != nil || absent[h] {
-			continue
-		}
-		if len(nodes) >= closureMaxPaths {
+	// Breadth first, each level's narinfos looked up several at once.
+	level := []string{root}
+	for len(level) > 0 {
+		if len(nodes)+len(level) > closureMaxPaths {
 			return nil, nil, errors.New("the closure has more paths than the walk's bound")
 		}
-		e, err := c.narinfo.Get(ctx, h)
-		if errors.Is(err, jetstream.ErrKeyNotFound) && h != root {
-			absent[h] = true
-			missing = append(missing, h)
-			continue
-		} else if err != nil {
+		values, err := c.narinfos(ctx, level)
+		if err != nil {
 			return nil, nil, err
 		}
-		n := &node{info: e.Value()}
-		if ni, err := nixcache.ParseNarInfo(n.info); err == nil {
-			for _, ref := range ni.References {
-				if len(ref) >= 32 && storeHashRE.MatchString(ref[:32]) && ref[:32] != h {
-					n.refs = append(n.refs, ref[:32])
+		var next []string
+		for i, h := range level {
+			if values[i] == nil {
+				if h == root {
+					return nil, nil, jetstream.ErrKeyNotFound
+				}
+				absent[h] = true
+				missing = append(missing, h)
+				continue
+			}
+			n := &node{info: values[i]}
+			if ni, err := nixcache.ParseNarInfo(n.info); err == nil {
+				for _, ref := range ni.References {
+					if len(ref) >= 32 && storeHashRE.MatchString(ref[:32]) && ref[:32] != h {
+						n.refs = append(n.refs, ref[:32])
+					}
+				}
+			}
+			sort.Strings(n.refs)
+			nodes[h] = n
+		}
+		// The next level: references not seen yet, each once.
+		seen := map[string]bool{}
+		for _, h := range level {
+			if n := nodes[h]; n != nil {
+				for _, ref := range n.refs {
+					if nodes[ref] == nil && !absent[ref] && !seen[ref] {
+						seen[ref] = true
+						next = append(next, ref)
+					}
 				}
 			}
 		}
-		sort.Strings(n.refs)
-		nodes[h] = n
-		queue = append(queue, n.refs...)
+		level = next
 	}
 	// References first: a post-order walk (iterative, the closure can be deep).
 	done := map[string]bool{}

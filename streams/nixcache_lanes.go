@@ -7,9 +7,10 @@ import (
 )
 
 // lanes runs a subscription's messages in parallel across keys and in
-// order within one: the hub takes the chunks of several NAR uploads at
-// once (each may wait on the object store), while the chunks of one NAR
-// stay in the order they came, which its offsets need. A lane's goroutine
+// order within one: the hub takes the chunks of several NAR uploads, and
+// serves the chunks of several NARs to agents, at once (each may wait on
+// the object store), while the chunks of one NAR stay in the order they
+// came, which its offsets need (and its reader, nixcache_serve.go). A lane's goroutine
 // lives while the lane has messages; at most busy lanes run handle at
 // once, and at most queued messages wait (the subscription holds the rest).
 type lanes struct {

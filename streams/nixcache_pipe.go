@@ -15,8 +15,9 @@ import (
 // Several requests to the hub's cache in flight on one connection: a
 // nixMux takes every reply on one inbox subscription and hands each to the
 // request that waits for it; a nixPipe is one transfer's requests, published
-// in order. The hub answers NAR chunks from a single subscription, so
-// requests sent in order on one connection are handled in that order (an
+// in order. The hub answers one NAR's chunks in the order they came (one
+// lane per NAR: nixcache_lanes.go), so requests sent in order on one
+// connection are handled in that order (an
 // upload's chunks land at the offset the hub expects; a download's chunks
 // are read on from where the previous one stopped). Used by uploads
 // (nixcache_upload.go) and by the agent's substituter (nixcache_agent.go).

@@ -35,7 +35,7 @@ import (
 // prefetchParallel is how many NARs a prefetch pulls at once; each keeps
 // narFetchWindow chunk requests on their way, within the substituter's
 // shared narFetchBudget, so memory stays bounded whatever the closure.
-const prefetchParallel = 4
+const prefetchParallel = 16
 
 // prefetched is one path of a prefetched closure.
 type prefetched struct {
@@ -128,10 +128,14 @@ func (s *NixSubstituter) Prefetch(ctx context.Context, storePath string, invalid
 	if err != nil {
 		return "", release, fmt.Errorf("prefetch %s: %w", storePath, err)
 	}
-	if err := writeCacheDir(tmp, parsed, infos); err != nil {
+	if err := startCacheDir(tmp); err != nil {
 		_ = os.RemoveAll(tmp)
 		return "", release, fmt.Errorf("prefetch %s: %w", storePath, err)
 	}
+	// The narinfo files are written while the NARs come (a file created
+	// costs the agent as much as a small NAR's round trip to the hub).
+	infosWritten := make(chan error, 1)
+	go func() { infosWritten <- writeNarinfos(tmp, parsed, infos) }()
 
 	// Register what this prefetch holds: what another prefetch holds
 	// already stays its own.
@@ -196,10 +200,16 @@ func (s *NixSubstituter) Prefetch(ctx context.Context, storePath string, invalid
 		for _, e := range queue {
 			complete = complete && e.file != ""
 		}
-		if complete {
-			local = "file://" + tmp
-		}
 	case <-ctx.Done():
+	}
+	// Without every narinfo file the directory is no cache for nix; the
+	// substituter still answers from memory and the NAR files.
+	if err := <-infosWritten; err != nil {
+		s.log.Warn("prefetch: writing the narinfo files failed; nix copies through the substituter", "path", storePath, "err", err)
+		complete = false
+	}
+	if complete && ctx.Err() == nil {
+		local = "file://" + tmp
 	}
 	s.log.Info("prefetched a closure from the hub's cache", "path", storePath, "fetched", len(queue), "bytes", need,
 		"seconds", time.Since(start).Seconds(), "complete", local != "")
@@ -418,15 +428,17 @@ func (s *NixSubstituter) servePrefetch(w http.ResponseWriter, r *http.Request) {
 	<-r.Context().Done()
 }
 
-// writeCacheDir makes dir a binary cache directory for nix holding the
-// narinfos (nix-cache-info, HASH.narinfo, and nar/ for the NARs to come).
-func writeCacheDir(dir string, parsed []*nixcache.NarInfo, infos [][]byte) error {
+// startCacheDir makes dir a binary cache directory for nix
+// (nix-cache-info, and nar/ for the NARs to come); writeNarinfos fills in
+// the narinfos (HASH.narinfo).
+func startCacheDir(dir string) error {
 	if err := os.WriteFile(filepath.Join(dir, "nix-cache-info"), []byte(nixCacheInfo), 0o644); err != nil {
 		return err
 	}
-	if err := os.Mkdir(filepath.Join(dir, "nar"), 0o755); err != nil {
-		return err
-	}
+	return os.Mkdir(filepath.Join(dir, "nar"), 0o755)
+}
+
+func writeNarinfos(dir string, parsed []*nixcache.NarInfo, infos [][]byte) error {
 	for i, ni := range parsed {
 		if err := os.WriteFile(filepath.Join(dir, ni.HashPart()+".narinfo"), infos[i], 0o644); err != nil {
 			return err

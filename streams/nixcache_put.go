@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -36,6 +37,10 @@ import (
 //     upload cut short (or a hub restarted) resumes where it stopped.
 //     The whole file is checked against the hash its URL names before it
 //     enters the cache.
+//     A NAR of one chunk may carry its narinfo (HeaderNarinfo, base64):
+//     once the NAR is in, the narinfo is taken as by the narinfo call
+//     and the reply says {"stored": true, "narinfo": true}, one round
+//     trip for a small path instead of two.
 //   - narinfo: the narinfo; taken only when its NAR is in the cache (whose
 //     file hash was checked on upload) and its FileHash, when given, is
 //     the one the NAR's name says. From an operator it must be signed by
@@ -50,8 +55,12 @@ const (
 	nixCachePutPrefix = "_pinkie.nixcache.put"
 	// NixCachePutOperator is what operators' uploads are sent on.
 	NixCachePutOperator = nixCachePutPrefix + ".operator"
-	nixPutChunk         = 256 << 10
+	nixPutChunk         = 512 << 10
 	maxNarFile          = 8 << 30
+	// narStoreChunk is the size of the object store's chunks of a NAR
+	// (its default is 128 KiB): fewer messages to store, and to read
+	// back for agents (nixcache_serve.go reads whatever size they are).
+	narStoreChunk = 512 << 10
 )
 
 // NixCachePutHost is what host's agent sends its uploads on.
@@ -73,12 +82,17 @@ func nixCachePutLeafPublish(host string) []string {
 	return subjects
 }
 
+// HeaderNarinfo carries, base64, the narinfo of a NAR sent in one chunk.
+const HeaderNarinfo = "Pinkie-Narinfo"
+
 // nixPutReply is the service's answer.
 type nixPutReply struct {
 	Missing []string `json:"missing,omitempty"`
 	Offset  int64    `json:"offset,omitempty"`
 	Stored  bool     `json:"stored,omitempty"`
-	Error   string   `json:"error,omitempty"`
+	// Narinfo: the narinfo the NAR came with is in the cache too.
+	Narinfo bool   `json:"narinfo,omitempty"`
+	Error   string `json:"error,omitempty"`
 }
 
 // nixPutService stages NAR uploads in a directory until they are whole.
@@ -137,12 +151,17 @@ func (h *Hub) startNixPut() error {
 		b, _ := json.Marshal(r)
 		_ = m.Respond(b)
 	}
-	// NAR chunks of several files at once, each file's in order.
+	// NAR chunks of several files at once, each file's in order; the
+	// narinfos of several paths at once (each stands alone).
 	nars := newLanes(nixPutParallel, 128, handle)
+	infos := newLanes(nixPutParallel, 128, handle)
 	for _, op := range nixCachePutOps {
 		cb := handle
-		if op == "nar" {
+		switch op {
+		case "nar":
 			cb = func(m *nats.Msg) { nars.add(m.Header.Get("Pinkie-Url"), m) }
+		case "narinfo":
+			cb = func(m *nats.Msg) { infos.add(m.Reply, m) }
 		}
 		if _, err := h.nc.Subscribe(nixCachePutPrefix+".*."+op, leaderOnly(h, cb)); err != nil {
 			return fmt.Errorf("nix cache uploads: %w", err)
@@ -190,25 +209,49 @@ func (s *nixPutService) handle(ctx context.Context, m *nats.Msg) nixPutReply {
 		if err := json.Unmarshal(m.Data, &hashes); err != nil {
 			return nixPutReply{Error: "has: want a JSON list of store hashes: " + err.Error()}
 		}
-		var missing []string
 		for _, h := range hashes {
 			if !storeHashRE.MatchString(h) {
 				return nixPutReply{Error: fmt.Sprintf("has: %q is not a store hash", h)}
 			}
-			if _, err := s.cache.narinfo.Get(ctx, h); errors.Is(err, jetstream.ErrKeyNotFound) {
-				missing = append(missing, h)
-			} else if err != nil {
-				return nixPutReply{Error: "has: " + err.Error()}
-			}
+		}
+		missing, err := s.cache.lacking(ctx, hashes)
+		if err != nil {
+			return nixPutReply{Error: "has: " + err.Error()}
 		}
 		return nixPutReply{Missing: missing}
 	case "nar":
-		return s.putNar(ctx, m)
+		r := s.putNar(ctx, m)
+		if enc := m.Header.Get(HeaderNarinfo); enc != "" && r.Stored && r.Error == "" {
+			info, err := base64.StdEncoding.DecodeString(enc)
+			if err != nil || len(info) > maxNarinfo {
+				return nixPutReply{Error: fmt.Sprintf("nar: the narinfo sent with %s is not base64 of at most %d bytes", m.Header.Get("Pinkie-Url"), maxNarinfo)}
+			}
+			if ri := s.putNarinfo(ctx, info, nixPutWho(m.Subject)); ri.Error != "" {
+				return ri
+			}
+			r.Narinfo = true
+		}
+		return r
 	case "narinfo":
 		return s.putNarinfo(ctx, m.Data, nixPutWho(m.Subject))
 	default:
 		return nixPutReply{Error: fmt.Sprintf("unknown upload call %q", op)}
 	}
+}
+
+// lacking are the hashes (in their order) whose narinfo the cache lacks.
+func (c *NixCache) lacking(ctx context.Context, hashes []string) ([]string, error) {
+	infos, err := c.narinfos(ctx, hashes)
+	if err != nil {
+		return nil, err
+	}
+	var missing []string
+	for i, h := range hashes {
+		if infos[i] == nil {
+			missing = append(missing, h)
+		}
+	}
+	return missing, nil
 }
 
 func (s *nixPutService) putNar(ctx context.Context, m *nats.Msg) nixPutReply {
@@ -283,7 +326,7 @@ func (s *nixPutService) storeNar(ctx context.Context, url string, r io.ReadSeeke
 	if _, err := r.Seek(0, io.SeekStart); err != nil {
 		return nixPutReply{Error: "nar: staging: " + err.Error()}, false
 	}
-	if _, err := s.cache.nar.Put(ctx, jetstream.ObjectMeta{Name: url}, r); err != nil {
+	if _, err := s.cache.nar.Put(ctx, jetstream.ObjectMeta{Name: url, Opts: &jetstream.ObjectMetaOptions{ChunkSize: narStoreChunk}}, r); err != nil {
 		return nixPutReply{Error: "nar: store: " + err.Error()}, false
 	}
 	s.recent.add(url)
@@ -324,8 +367,8 @@ func (s *nixPutService) putNarinfo(ctx context.Context, info []byte, who string)
 			return nixPutReply{Error: fmt.Sprintf("narinfo of %s: FileHash %s is not the hash its URL %s names", ni.StorePath, ni.FileHash, ni.URL)}
 		}
 	}
-	s.cache.namingMu.Lock()
-	defer s.cache.namingMu.Unlock()
+	s.cache.namingMu.RLock()
+	defer s.cache.namingMu.RUnlock()
 	if s.recent.has(ni.URL) {
 		// Stored just now by this hub: no lookup, which would load (and
 		// keep cached for seconds) the store's block that holds it.

@@ -2,6 +2,7 @@ package streams
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"path"
@@ -81,17 +82,39 @@ type nixCacheService struct {
 func (h *Hub) startNixCacheService(ctx context.Context) error {
 	s := &nixCacheService{h: h, readers: narReaders{open: map[string]*narReader{}}}
 	// NAR chunks on their own subscription, so a large NAR in flight does
-	// not hold up narinfo lookups.
+	// not hold up narinfo lookups; several NARs (of one host or several)
+	// served at once, each NAR's chunks in the order they were asked for,
+	// so its reader goes on where the previous chunk stopped.
+	nars := newLanes(nixServeParallel, 256, func(m *nats.Msg) { s.serve(ctx, m, s.nar) })
 	for op, handle := range map[string]func(context.Context, string, *nats.Msg) *nats.Msg{
 		"narinfo": s.narinfo, "key": s.key, "nar": s.nar, "closure": s.closure,
 	} {
-		sub, err := h.nc.Subscribe(nixCacheSubjectPrefix+".*."+op, leaderOnly(h, func(m *nats.Msg) { s.serve(ctx, m, handle) }))
+		cb := func(m *nats.Msg) { s.serve(ctx, m, handle) }
+		if op == "nar" {
+			cb = func(m *nats.Msg) { nars.add(narLaneKey(m), m) }
+		}
+		sub, err := h.nc.Subscribe(nixCacheSubjectPrefix+".*."+op, leaderOnly(h, cb))
 		if err != nil {
 			return fmt.Errorf("subscribe to the nix cache's %s requests: %w", op, err)
 		}
 		_ = sub.SetPendingLimits(1024, 64<<20)
 	}
 	return nil
+}
+
+// nixServeParallel is how many NAR transfers the hub reads chunks for at
+// once (agents' prefetches pull a few NARs each).
+const nixServeParallel = 16
+
+// narLaneKey is the lane of a NAR chunk request: the caller's subject (its
+// host) and the NAR it asks for. A request that is not a chunk request has
+// a lane of its own and is refused by nar.
+func narLaneKey(m *nats.Msg) string {
+	var req narChunkRequest
+	if len(m.Data) > maxNixCacheRequest || json.Unmarshal(m.Data, &req) != nil {
+		return m.Subject + " ?" + m.Reply
+	}
+	return m.Subject + " " + req.URL
 }
 
 // leaderOnly runs handle on the hub leader only: on a clustered hub every
@@ -198,8 +221,8 @@ var errBeyondNar = errors.New("offset beyond the NAR")
 // narReaders keeps the readers of NARs being pulled, keyed by the host
 // and the offset their next chunk starts at, so pulling a NAR in order
 // reads it once: the agent keeps several requests on their way, in order
-// on one connection, and the hub answers them one after the other from
-// one subscription. A request at any other offset (a resumed transfer)
+// on one connection, and the hub answers them one after the other on the
+// NAR's lane (several NARs at once, each in order). A request at any other offset (a resumed transfer)
 // opens a new reader and skips to it.
 type narReaders struct {
 	mu   sync.Mutex

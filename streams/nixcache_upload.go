@@ -286,15 +286,18 @@ func (u *uploader) uploadPath(ctx context.Context, item func() (uploadItem, erro
 	if err != nil {
 		return err
 	}
-	if err := u.uploadNar(ctx, it); err != nil {
-		return err
-	}
-	err = u.retry(ctx, "narinfo of "+it.url, func() error {
-		_, err := u.call(ctx, "narinfo", &nats.Msg{Data: it.info}, nixCallTimeout)
-		return err
-	})
+	infoStored, err := u.uploadNar(ctx, it)
 	if err != nil {
 		return err
+	}
+	if !infoStored {
+		err = u.retry(ctx, "narinfo of "+it.url, func() error {
+			_, err := u.call(ctx, "narinfo", &nats.Msg{Data: it.info}, nixCallTimeout)
+			return err
+		})
+		if err != nil {
+			return err
+		}
 	}
 	u.count(func(st *NixUploadStats) { st.BytesSent += int64(len(it.info)) })
 	return nil

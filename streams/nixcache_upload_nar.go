@@ -2,6 +2,7 @@ package streams
 
 import (
 	"context"
+	"encoding/base64"
 	"fmt"
 	"io"
 	"strconv"
@@ -24,8 +25,9 @@ func narChunkMsg(url string, off, size int64, data []byte) *nats.Msg {
 }
 
 // uploadNar sends the NAR file from where the hub has it; after a cut it
-// asks again where the hub stands and goes on from there.
-func (u *uploader) uploadNar(ctx context.Context, it uploadItem) error {
+// asks again where the hub stands and goes on from there. infoStored: the
+// hub took the narinfo with the NAR.
+func (u *uploader) uploadNar(ctx context.Context, it uploadItem) (infoStored bool, err error) {
 	url := it.url
 	n := &narUpload{u: u, it: it}
 	for attempt := 0; attempt < nixNarAttempts; attempt++ {
@@ -33,9 +35,13 @@ func (u *uploader) uploadNar(ctx context.Context, it uploadItem) error {
 		// says where it stands anyway, and a question first would cost a
 		// round trip per path. A larger one asks first, so a resumed
 		// upload sends nothing the hub has.
+		// Its narinfo goes with it (the hub takes it once the NAR is in).
 		if attempt == 0 && it.size <= nixPutChunk {
-			if done, err := n.sendFrom(ctx, 0); done || err != nil && !retryable(ctx, err) {
-				return err
+			n.inline = true
+			done, err := n.sendFrom(ctx, 0)
+			n.inline = false
+			if done || err != nil && !retryable(ctx, err) {
+				return n.infoStored, err
 			}
 			continue
 		}
@@ -45,26 +51,26 @@ func (u *uploader) uploadNar(ctx context.Context, it uploadItem) error {
 			return err
 		})
 		if err != nil {
-			return err
+			return false, err
 		}
 		if r.Stored {
-			return nil
+			return false, nil
 		}
 		if r.Offset < 0 || r.Offset > it.size {
-			return fmt.Errorf("NAR %s: the hub asked for offset %d of %d", url, r.Offset, it.size)
+			return false, fmt.Errorf("NAR %s: the hub asked for offset %d of %d", url, r.Offset, it.size)
 		}
 		done, err := n.sendFrom(ctx, r.Offset)
 		if done {
-			return nil
+			return false, nil
 		}
 		if err != nil {
 			if !retryable(ctx, err) {
-				return err
+				return false, err
 			}
 			u.count(func(st *NixUploadStats) { st.Retries++ })
 		}
 	}
-	return fmt.Errorf("NAR %s: gave up after %d attempts to send it", url, nixNarAttempts)
+	return false, fmt.Errorf("NAR %s: gave up after %d attempts to send it", url, nixNarAttempts)
 }
 
 // narUpload is one NAR on its way.
@@ -73,6 +79,9 @@ type narUpload struct {
 	it uploadItem
 	// high is how far the file was ever sent, to count what is sent again.
 	high int64
+	// inline sends the narinfo with a NAR of one chunk; infoStored: the
+	// hub took it.
+	inline, infoStored bool
 }
 
 // openAt opens the NAR at off: its source from the start, skipped to off.
@@ -164,6 +173,9 @@ func (n *narUpload) sendFrom(ctx context.Context, off int64) (done bool, err err
 			}
 			m := narChunkMsg(n.it.url, next, size, buf[:k])
 			m.Subject = u.prefix + ".nar"
+			if n.inline && next == 0 && int64(k) == size {
+				m.Header.Set(HeaderNarinfo, base64.StdEncoding.EncodeToString(n.it.info))
+			}
 			seq, err := link.send(m)
 			if err != nil {
 				return false, err
@@ -194,6 +206,7 @@ func (n *narUpload) sendFrom(ctx context.Context, off int64) (done bool, err err
 			return false, err
 		}
 		if r.Stored {
+			n.infoStored = r.Narinfo
 			return true, nil
 		}
 		if r.Offset != end {

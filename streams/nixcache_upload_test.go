@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/base64"
 	"io"
 	"log/slog"
 	"os"
@@ -192,5 +193,83 @@ func TestNixCacheUploadPaths(t *testing.T) {
 		if err != nil || !bytes.Equal(res, nar) {
 			t.Errorf("NAR %s in the hub's cache: %d bytes, equal %t, %v", url, len(res), bytes.Equal(res, nar), err)
 		}
+	}
+}
+
+// TestNixCacheUploadInlineNarinfo: a NAR of one chunk may carry its
+// narinfo; the hub takes it once the NAR is in, with every check the
+// narinfo call makes (the fleet's signature, FileHash against the URL),
+// and says so in its reply, or refuses it with the reason and keeps no
+// narinfo.
+func TestNixCacheUploadInlineNarinfo(t *testing.T) {
+	auth := t.TempDir()
+	if _, err := KeysInit(auth, []string{"goliath"}); err != nil {
+		t.Fatal(err)
+	}
+	fleet := must(LoadNixSecretKey(auth))
+	other := must(nixcache.GenerateKey("other-1", rand.Reader))
+	hub := startTestHub(t, auth, t.TempDir())
+	defer hub.Close()
+	ctx := context.Background()
+	op := must(Connect(ctx, hub.ClientURL(), OperatorSeedFile(auth), "upload test"))
+	defer op.Close()
+
+	tests := []struct {
+		name string
+		// edit changes the narinfo before it is signed (sign) and sent.
+		edit    func(ni *nixcache.NarInfo)
+		sign    *nixcache.SecretKey
+		encode  func([]byte) string
+		wantErr string // "": stored with its narinfo
+	}{
+		{name: "signed by the fleet", sign: &fleet},
+		{name: "signed by another key", sign: &other, wantErr: "no signature by a trusted key"},
+		{name: "unsigned", wantErr: "unsigned"},
+		{name: "FileHash not the URL's", sign: &fleet, wantErr: "is not the hash its URL",
+			edit: func(ni *nixcache.NarInfo) { h := *ni.FileHash; h[0] ^= 1; ni.FileHash = &h }},
+		{name: "not base64", sign: &fleet, wantErr: "not base64", encode: func([]byte) string { return "%%%" }},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			nar := make([]byte, 1000)
+			_, _ = rand.Read(nar)
+			sum := nixcache.SHA256(sha256.Sum256(nar))
+			hash := nixcache.NixBase32(sum[:20])
+			ni := &nixcache.NarInfo{StorePath: "/nix/store/" + hash + "-inline", URL: "nar/" + nixcache.NixBase32(sum[:]) + ".nar",
+				Compression: "none", FileHash: &sum, FileSize: uint64(len(nar)), NarHash: sum, NarSize: uint64(len(nar))}
+			if tc.edit != nil {
+				tc.edit(ni)
+			}
+			if tc.sign != nil {
+				if err := ni.Sign(*tc.sign); err != nil {
+					t.Fatal(err)
+				}
+			}
+			encode := base64.StdEncoding.EncodeToString
+			if tc.encode != nil {
+				encode = tc.encode
+			}
+			m := narChunkMsg(ni.URL, 0, int64(len(nar)), nar)
+			m.Subject = NixCachePutOperator + ".nar"
+			m.Header.Set(HeaderNarinfo, encode(ni.Format()))
+			resp, err := op.Conn.RequestMsg(m, 10*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r, err := decodePutReply("nar", resp)
+			_, kvErr := hub.NixCache().narinfo.Get(ctx, hash)
+			if tc.wantErr == "" {
+				if err != nil || !r.Stored || !r.Narinfo || kvErr != nil {
+					t.Errorf("reply %+v %v, narinfo in the cache: %v; want the NAR and its narinfo stored", r, err, kvErr)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("reply %+v %v, want a refusal saying %q", r, err, tc.wantErr)
+			}
+			if kvErr == nil {
+				t.Errorf("the refused narinfo of %s is in the cache", hash)
+			}
+		})
 	}
 }

@@ -152,6 +152,9 @@ func hubAccounts() (global, clients *server.Account, err error) {
 			return nil, nil, fmt.Errorf("import %s: %w", s, err)
 		}
 	}
+	if err := shellAccounts(global, clients); err != nil {
+		return nil, nil, err
+	}
 	return global, clients, nil
 }
 
@@ -177,10 +180,11 @@ func readerPermissions() *server.Permissions {
 }
 
 // operatorPermissions: a reader's, plus deploy requests, silences, the
-// declared fleet and the notifier test.
+// declared fleet, the notifier test and shell sessions (shell_auth.go).
 func operatorPermissions() *server.Permissions {
 	p := readerPermissions()
-	p.Publish.Allow = append(p.Publish.Allow, operatorPublish...)
+	p.Publish.Allow = append(append(p.Publish.Allow, operatorPublish...), shellOperatorPublish()...)
+	p.Subscribe.Allow = append(p.Subscribe.Allow, shellOperatorSubscribe()...)
 	return p
 }
 

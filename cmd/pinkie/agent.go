@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 	"github.com/pinkiefleet/pinkie/bounded"
 	"github.com/pinkiefleet/pinkie/events"
 	"github.com/pinkiefleet/pinkie/producers"
+	"github.com/pinkiefleet/pinkie/shell"
 	"github.com/pinkiefleet/pinkie/streams"
 )
 
@@ -61,6 +63,12 @@ jitter), logging the link state once per change.`)
 	syncAlways := fs.Bool("sync-always", false, "fsync every event (survives power loss, slower)")
 	memLimit := fs.Int64("memory-limit", 16<<20, "soft limit in bytes for the Go heap and runtime (GC works harder near it; 0: none; env GOMEMLIMIT wins)")
 	deployFlags := addDeployAgentFlags(fs)
+	shellOn := fs.Bool("shell", false, "serve pinkie shell sessions for this host (operators only; off: open requests are refused and nothing runs)")
+	shellUser := fs.String("shell-user", "", "local `USER` sessions run as (default: the agent's own user; an agent running as root refuses sessions unless this is set, and runs them as root only when it says root)")
+	shellMax := fs.Int("shell-max-sessions", 4, "most shell sessions open at once; more are refused")
+	shellIdle := fs.Duration("shell-idle-timeout", 15*time.Minute, "end a shell session with no input and no output for this long")
+	shellRecord := fs.Bool("shell-record", false, "keep each shell session's output as an asciicast v2 recording on this host (the agent's SHELLREC stream; pinkie shell HOST --replay ID)")
+	shellRecordBytes := fs.Int64("shell-record-max-bytes", 256<<20, "size limit of the recordings kept; the oldest go first")
 	mkLog := logFlags(fs, a.stderr)
 	if err := fs.parse(args); err != nil {
 		return err
@@ -95,10 +103,27 @@ jitter), logging the link state once per change.`)
 	if err != nil {
 		return err
 	}
+	if *shellMax <= 0 || *shellIdle <= 0 {
+		return usagef("--shell-max-sessions and --shell-idle-timeout must be positive")
+	}
+	if *shellOn {
+		switch _, err := shell.ResolveUser(*shellUser, os.Geteuid(), "/etc/passwd"); {
+		case errors.Is(err, shell.ErrRootNotExplicit):
+			log.Warn("shell sessions will be refused", "err", err)
+		case err != nil:
+			return usagef("%v", err)
+		}
+	}
+	var recordStore int64
+	if *shellOn && *shellRecord {
+		recordStore = *shellRecordBytes
+	}
+	shellService := streams.NewShellService(streams.ShellOptions{Enabled: *shellOn, User: *shellUser, MaxSessions: *shellMax, IdleTimeout: *shellIdle,
+		Record: *shellRecord, RecordBytes: *shellRecordBytes, Log: log})
 	ag, err := streams.StartAgent(ctx, streams.AgentOptions{
 		Host: *name, HubURLs: hubs, NkeyFile: *nkey, TLSCA: *tlsCA, DataDir: *data,
 		OutboxMaxBytes: *outboxMax, ReconnectInterval: *reconnect, SyncAlways: *syncAlways, Log: log,
-		Services: deployServices,
+		Services: append(deployServices, shellService), ExtraStoreBytes: recordStore,
 	})
 	if err != nil {
 		return exitError{code: exitUsage, err: err}

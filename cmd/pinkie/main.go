@@ -49,6 +49,7 @@ func commands() []command {
 		{"silence", "silence alerts: silence add host=goliath rule=fs.usage --for 2h; silence ls; silence rm ID", runSilence},
 		{"notify", "send a test notification: notify test CHANNEL", runNotify},
 		{"cache", "the hub's Nix cache: cache ls; cache stats; cache gc [--dry-run]", runCache},
+		{"shell", "a terminal or a command on a host over the fleet's link: shell HOST [-- COMMAND]", runShell},
 		{"version", "print pinkie's version", runVersion},
 	}
 }
@@ -145,7 +146,7 @@ func printUsage(w io.Writer) {
 	}
 	fmt.Fprintf(w, "\n%s\nExit codes: 0 ok, 1 finding or failure, 2 usage, configuration or connection error\n(including a key whose role does not allow the action).\nRun 'pinkie COMMAND --help' for a command's flags.\n", strings.TrimSpace(`
 Client commands (pub, tail, deploy, last-deploy, hosts, alerts, silence, notify,
-fleet, cache) connect to the hub with --server URL and --nkey FILE,
+fleet, cache, shell) connect to the hub with --server URL and --nkey FILE,
 or the environment variables PINKIE_SERVER and PINKIE_NKEY.`))
 }
 

@@ -81,9 +81,18 @@ type result struct {
 // streamed is the upload that reads NARs from the store (nix store
 // dump-path) instead of a binary cache directory.
 type streamed struct {
-	UploadSeconds  float64                `json:"upload_seconds"`
-	FetchSeconds   float64                `json:"target_fetch_seconds"`
-	PinkieSeconds  float64                `json:"pinkie_seconds"`
+	UploadSeconds float64 `json:"upload_seconds"`
+	FetchSeconds  float64 `json:"target_fetch_seconds"`
+	PinkieSeconds float64 `json:"pinkie_seconds"`
+	// The fetch in parts: the agent's prefetch from the hub (asking the
+	// target's store what it lacks included), then nix copying from it.
+	PrefetchSeconds float64 `json:"target_prefetch_seconds"`
+	CopySeconds     float64 `json:"target_nix_copy_seconds"`
+	// CPU seconds (user and system) the hub and the agent spent on the
+	// upload and the fetch: on a shared machine, steadier than the times.
+	HubUploadCPU   float64                `json:"hub_upload_cpu_seconds"`
+	HubFetchCPU    float64                `json:"hub_fetch_cpu_seconds"`
+	AgentFetchCPU  float64                `json:"agent_fetch_cpu_seconds"`
 	Rounds         []float64              `json:"round_seconds"`
 	Ratio          float64                `json:"ratio"`
 	Upload         streams.NixUploadStats `json:"upload"`
@@ -142,6 +151,8 @@ type bench struct {
 	parallel, window, rounds    int
 	dir, auth, pubKey, agentMem string
 	procs                       []*proc
+	// lastPrefetch is how long the last fetch's prefetch took.
+	lastPrefetch time.Duration
 }
 
 func (b *bench) run(keep bool) (res result, err error) {
@@ -284,12 +295,17 @@ func (b *bench) streamedRound(round int, root string, change bool, st *streamed)
 		})
 		return stats, t, err
 	}
+	hub0, agent0 := cpuSeconds(hub), cpuSeconds(agent)
 	if st.Upload, st.UploadSeconds, err = upload(root); err != nil {
 		return err
 	}
+	hub1 := cpuSeconds(hub)
+	st.HubUploadCPU = hub1 - hub0
 	if st.FetchSeconds, err = b.timed(b.fetch(subURL, filepath.Join(b.dir, fmt.Sprintf("target-store-streamed-%d", round)), root)); err != nil {
 		return err
 	}
+	st.HubFetchCPU, st.AgentFetchCPU = cpuSeconds(hub)-hub1, cpuSeconds(agent)-agent0
+	st.PrefetchSeconds, st.CopySeconds = b.lastPrefetch.Seconds(), st.FetchSeconds-b.lastPrefetch.Seconds()
 	st.PinkieSeconds = st.UploadSeconds + st.FetchSeconds
 	if change {
 		root2, err := b.build(b.seed + "-leaf1-changed")
@@ -457,6 +473,8 @@ func printResult(r result) {
 	fmt.Printf("          target fetch %.2f s; the agent read %d bytes meanwhile\n", c.FetchSeconds, c.AgentReadBytes)
 	sr := r.Streamed
 	fmt.Printf("streamed  (what pinkie deploy and builders do) upload straight from the store %.1f s + target fetch %.1f s = %.1f s (rounds %s s): RATIO %.2f (target ≥ 0.5)\n", sr.UploadSeconds, sr.FetchSeconds, sr.PinkieSeconds, seconds(sr.Rounds), sr.Ratio)
+	fmt.Printf("          the fetch: the agent's prefetch from the hub %.1f s, then nix copy from it %.1f s; CPU: hub %.1f s (upload) + %.1f s (fetch), agent %.1f s\n",
+		sr.PrefetchSeconds, sr.CopySeconds, sr.HubUploadCPU, sr.HubFetchCPU, sr.AgentFetchCPU)
 	fmt.Printf("          one-path change: %d missing, %d bytes sent, %.2f s with nothing signed or copied first; peak RSS hub %.1f MiB, agent %.1f MiB\n",
 		sr.ChangeUpload.Missing, sr.ChangeUpload.BytesSent, sr.ChangeSeconds, sr.HubPeakRSSMiB, sr.AgentPeakRSSMB)
 	fmt.Printf("peak RSS  hub %.1f MiB (idle %.1f; upload %.1f, fetch %.1f), agent %.1f MiB (idle %.1f) during the transfers\n",
@@ -574,7 +592,9 @@ func (b *bench) signTo(dir, root string) func() error {
 func (b *bench) fetch(from, store, root string) func() error {
 	return func() error {
 		if strings.HasPrefix(from, "http://") {
+			start := time.Now()
 			local, release, err := b.prefetch(from, store, root)
+			b.lastPrefetch = time.Since(start)
 			if err != nil {
 				return err
 			}
@@ -775,6 +795,24 @@ func rssMiB(pid int, field string) (float64, error) {
 		}
 	}
 	return 0, fmt.Errorf("no %s for pid %d", field, pid)
+}
+
+// cpuSeconds is the user and system time p has used (/proc/PID/stat,
+// in clock ticks of 1/100 s); 0 if unreadable.
+func cpuSeconds(p *proc) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	// The fields after the command name (in parentheses, which may hold
+	// spaces): utime and stime are the 12th and 13th.
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseFloat(f[11], 64)
+	stime, _ := strconv.ParseFloat(f[12], 64)
+	return (utime + stime) / 100
 }
 
 // readBytes is what a process has read through system calls (sockets
