@@ -252,7 +252,7 @@ type hostDetail struct {
 	Postgres []driveOf[events.Postgres]
 	Network  *events.Network
 	Systemd  *events.Systemd
-	Guests   []events.Guest
+	Guests   []fleetview.GuestView
 	Logins   []timed[events.Login]
 	Bans     []timed[events.Fail2ban]
 	Deploys  []timed[events.DeployPhase]
@@ -391,15 +391,8 @@ func (s *Server) hostDetail(ctx context.Context, name string) (*hostDetail, erro
 		}
 		return ms
 	}
-	guests := map[string]events.Guest{}
-	for _, m := range hist(now.Add(-time.Hour), 200, events.HostSubject(name, "guest", "")+".>") {
-		var g events.Guest
-		if m.Event.DataAs(&g) == nil {
-			guests[g.Name] = g
-		}
-	}
-	for _, n := range sortedKeys(guests) {
-		hd.Guests = append(hd.Guests, guests[n])
+	if hd.Guests, err = s.guests(ctx, name); err != nil {
+		return nil, err
 	}
 	for _, m := range hist(week, 20, events.HostSubject(name, "login", "")) {
 		var l events.Login

@@ -144,4 +144,31 @@ type Guest struct {
 	DiskBytes       uint64   `json:"disk_bytes,omitempty"`
 	Hypervisor      string   `json:"hypervisor,omitempty"`
 	SharedPaths     []string `json:"shared_paths,omitempty"`
+	// MemoryMaxBytes is the cgroup's memory.max, when it is not "max".
+	MemoryMaxBytes uint64 `json:"memory_max_bytes,omitempty"`
+	// MemoryPercent is MemoryBytes of MemoryMaxBytes, when there is a limit.
+	MemoryPercent float64 `json:"memory_percent,omitempty"`
+	// UptimeSeconds is how long the unit has been active.
+	UptimeSeconds float64 `json:"uptime_seconds,omitempty"`
+	// Interfaces are the host side of the guest's links (a container's
+	// ve-<name>, a MicroVM's taps); RX and TX are counted from the guest's
+	// side: what it received is what the host's end sent.
+	NetRXBytes uint64   `json:"net_rx_bytes,omitempty"`
+	NetTXBytes uint64   `json:"net_tx_bytes,omitempty"`
+	Interfaces []string `json:"interfaces,omitempty"`
+	// DiskFSBytes and DiskFreeBytes are the size and the space available of
+	// the filesystem holding the state directory (with a per-guest ZFS
+	// dataset or btrfs quota: the guest's limit); DiskPercent is its use.
+	DiskFSBytes   uint64  `json:"disk_fs_bytes,omitempty"`
+	DiskFreeBytes uint64  `json:"disk_free_bytes,omitempty"`
+	DiskPercent   float64 `json:"disk_percent,omitempty"`
+	// SharedSizes are the bound host paths with their apparent size
+	// (the Nix store is left out).
+	SharedSizes []GuestPath `json:"shared_sizes,omitempty"`
+}
+
+// GuestPath is a host path shared into a guest, with its size.
+type GuestPath struct {
+	Path  string `json:"path"`
+	Bytes uint64 `json:"bytes"`
 }

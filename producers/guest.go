@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"path"
 	"sort"
 	"strconv"
@@ -25,6 +26,14 @@ import (
 // cgroup, the size of the state directory, and the host paths shared in.
 type Guest struct {
 	every time.Duration
+	// statfs reads the filesystem holding a state directory; tests inject
+	// a fake.
+	statfs func(path string) (FSUsage, error)
+}
+
+// NewGuest returns the guest producer reading filesystems with statfs.
+func NewGuest(statfs func(path string) (FSUsage, error)) *Guest {
+	return &Guest{every: 5 * time.Minute, statfs: statfs}
 }
 
 func guestSpec() Spec {
@@ -33,7 +42,7 @@ func guestSpec() Spec {
 			if err := DecodeOptions(raw, &struct{}{}); err != nil {
 				return nil, err
 			}
-			return &Guest{every: 5 * time.Minute}, nil
+			return NewGuest(FSStatfs), nil
 		}}
 }
 
@@ -48,6 +57,7 @@ const guestMaxWalk = 200_000
 type guestFound struct {
 	d      events.Guest
 	taps   []string
+	links  []string
 	errors []error
 }
 
@@ -67,9 +77,9 @@ func (g *Guest) Collect(ctx context.Context, env Env) ([]Observation, error) {
 	for i, f := range found {
 		units[i] = f.d.Unit
 	}
-	var shown map[string]events.UnitState
+	var shown map[string]guestUnit
 	if env.Run != nil {
-		shown, err = systemdShow(ctx, env.Run, units)
+		shown, err = guestShow(ctx, env.Run, units)
 	} else {
 		err = fmt.Errorf("systemctl show: no command runner")
 	}
@@ -86,12 +96,18 @@ func (g *Guest) Collect(ctx context.Context, env Env) ([]Observation, error) {
 			break
 		}
 	}
+	uptime, uptimeErr := guestHostUptime(env.Root)
 	var obs []Observation
 	for _, f := range found {
 		d := f.d
 		errs = append(errs, f.errors...)
 		if st, ok := shown[d.Unit]; ok {
 			d.ActiveState, d.SubState, d.Restarts = st.ActiveState, st.SubState, st.Restarts
+			if st.activeSinceUsec > 0 && d.ActiveState == "active" && uptimeErr == nil {
+				if up := uptime - float64(st.activeSinceUsec)/1e6; up > 0 {
+					d.UptimeSeconds = up
+				}
+			}
 		} else {
 			d.ActiveState = "unknown"
 		}
@@ -100,11 +116,26 @@ func (g *Guest) Collect(ctx context.Context, env Env) ([]Observation, error) {
 			d.Addresses = append(d.Addresses, neigh[tap]...)
 		}
 		if d.ActiveState == "active" {
-			mem, cpu, err := guestReadCgroup(env.Root, d.Unit)
+			cg, err := guestReadCgroup(env.Root, d.Unit)
 			if err != nil {
 				errs = append(errs, fmt.Errorf("guest %s: %w", d.Name, err))
 			}
-			d.MemoryBytes, d.CPUUsageSeconds = mem, cpu
+			d.MemoryBytes, d.CPUUsageSeconds, d.MemoryMaxBytes = cg.memory, cg.cpuSeconds, cg.memoryMax
+			if cg.memoryMax > 0 {
+				d.MemoryPercent = roundPercent(float64(cg.memory) / float64(cg.memoryMax) * 100)
+			}
+		}
+		d.Interfaces = f.links
+		for _, link := range f.links {
+			// The host's end of the link: what it transmits, the guest
+			// receives.
+			rx, errRX := readUint(env.Root, "sys/class/net/"+link+"/statistics/tx_bytes")
+			tx, errTX := readUint(env.Root, "sys/class/net/"+link+"/statistics/rx_bytes")
+			if errRX != nil || errTX != nil {
+				continue // the link is down while the guest is stopped
+			}
+			d.NetRXBytes += rx
+			d.NetTXBytes += tx
 		}
 		if d.StateDir != "" {
 			size, err := guestDiskUsage(env.Root, strings.TrimPrefix(d.StateDir, "/"))
@@ -112,6 +143,27 @@ func (g *Guest) Collect(ctx context.Context, env Env) ([]Observation, error) {
 				errs = append(errs, fmt.Errorf("guest %s: %w", d.Name, err))
 			}
 			d.DiskBytes = size
+			if g.statfs != nil {
+				if u, err := g.statfs(d.StateDir); err == nil && u.TotalBytes > 0 {
+					d.DiskFSBytes, d.DiskFreeBytes = u.TotalBytes, u.AvailableBytes
+					d.DiskPercent = roundPercent(float64(u.TotalBytes-u.FreeBytes) / float64(u.TotalBytes) * 100)
+				} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
+					// (Not there: the agent reads a fixture root, whose
+					// paths statfs cannot see.)
+					errs = append(errs, fmt.Errorf("guest %s: %w", d.Name, err))
+				}
+			}
+		}
+		for _, p := range d.SharedPaths {
+			if p == "/nix/store" || strings.HasPrefix(p, "/nix/store/") || (d.StateDir != "" && strings.HasPrefix(p, d.StateDir+"/")) {
+				continue // the store is everybody's; the state dir is counted above
+			}
+			size, err := guestDiskUsage(env.Root, strings.TrimPrefix(p, "/"))
+			if err != nil {
+				errs = append(errs, fmt.Errorf("guest %s: %w", d.Name, err))
+				continue
+			}
+			d.SharedSizes = append(d.SharedSizes, events.GuestPath{Path: p, Bytes: size})
 		}
 		obs = append(obs, Observation{Kind: "guest", Object: d.Name, Data: d})
 	}
@@ -141,6 +193,11 @@ func guestDiscover(root fs.FS) ([]guestFound, error) {
 			if _, err := fs.Stat(root, strings.TrimPrefix(f.d.StateDir, "/")); err != nil {
 				f.d.StateDir = ""
 			}
+			// systemd-nspawn's --network-veth names the host's end
+			// ve-<machine>, cut to the 15 bytes of an interface name.
+			if veth := guestVethName(name); fileExists(root, "sys/class/net/"+veth) {
+				f.links = []string{veth}
+			}
 			out = append(out, f)
 		}
 	} else if !errors.Is(err, fs.ErrNotExist) {
@@ -164,6 +221,7 @@ func guestDiscover(root fs.FS) ([]guestFound, error) {
 				f.d.Hypervisor = guestHypervisor(path.Base(runner), name)
 				if b, err := bounded.ReadFile(root, runner+"/share/microvm/tap-interfaces", maxSmallFile); err == nil {
 					f.taps = strings.Fields(string(b))
+					f.links = f.taps
 				}
 				if shares, err := fs.ReadDir(root, runner+"/share/microvm/virtiofs"); err == nil {
 					for _, s := range shares {
@@ -266,28 +324,130 @@ func guestCgroupDirs(unit string) []string {
 	}
 }
 
-// guestReadCgroup reads memory.current and cpu.stat's usage_usec.
-func guestReadCgroup(root fs.FS, unit string) (uint64, float64, error) {
+// guestCgroup is what a guest's cgroup says.
+type guestCgroup struct {
+	memory, memoryMax uint64
+	cpuSeconds        float64
+}
+
+// guestReadCgroup reads memory.current, memory.max (cgroup v2; "max" is
+// no limit) and cpu.stat's usage_usec
+// (Documentation/admin-guide/cgroup-v2.rst).
+func guestReadCgroup(root fs.FS, unit string) (guestCgroup, error) {
 	for _, dir := range guestCgroupDirs(unit) {
 		mem, err := readFirstLine(root, dir+"/memory.current")
 		if err != nil {
 			continue
 		}
-		m, _ := strconv.ParseUint(mem, 10, 64)
-		var cpu float64
+		var cg guestCgroup
+		cg.memory, _ = strconv.ParseUint(mem, 10, 64)
+		if max, err := readFirstLine(root, dir+"/memory.max"); err == nil && max != "max" {
+			cg.memoryMax, _ = strconv.ParseUint(max, 10, 64)
+		}
 		if b, err := bounded.ReadFile(root, dir+"/cpu.stat", maxSmallFile); err == nil {
-			sc := bufio.NewScanner(bytes.NewReader(b))
-			for sc.Scan() {
-				if v, ok := strings.CutPrefix(sc.Text(), "usage_usec "); ok {
-					us, _ := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
-					cpu = float64(us) / 1e6
-				}
+			cg.cpuSeconds, _ = guestParseCPUStat(b)
+		}
+		return cg, nil
+	}
+	return guestCgroup{}, fmt.Errorf("no cgroup for %s under /sys/fs/cgroup", unit)
+}
+
+// guestParseCPUStat reads usage_usec of a cgroup v2 cpu.stat in seconds.
+func guestParseCPUStat(b []byte) (float64, bool) {
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "usage_usec "); ok {
+			us, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+			return float64(us) / 1e6, err == nil
+		}
+	}
+	return 0, false
+}
+
+// guestUnit is a guest's unit as systemctl shows it, with when it became
+// active (CLOCK_MONOTONIC, microseconds since boot).
+type guestUnit struct {
+	events.UnitState
+	activeSinceUsec uint64
+}
+
+// guestShowProperties are the unit properties the guest producer reads.
+const guestShowProperties = "--property=Id,Description,LoadState,ActiveState,SubState,NRestarts,ActiveEnterTimestampMonotonic"
+
+// guestShow runs `systemctl show` for the guests' units.
+func guestShow(ctx context.Context, run Runner, units []string) (map[string]guestUnit, error) {
+	args := append([]string{"show", guestShowProperties, "--"}, units...)
+	out, code, err := run.Run(ctx, "systemctl", args...)
+	if err != nil {
+		return nil, fmt.Errorf("systemctl show: %w", err)
+	}
+	if code != 0 && len(out) == 0 {
+		return nil, fmt.Errorf("systemctl show: exit status %d", code)
+	}
+	return guestParseShow(out), nil
+}
+
+// guestParseShow reads systemctl show's blocks (see systemdParseShow) plus
+// ActiveEnterTimestampMonotonic.
+func guestParseShow(b []byte) map[string]guestUnit {
+	out := map[string]guestUnit{}
+	for name, st := range systemdParseShow(b) {
+		out[name] = guestUnit{UnitState: st}
+	}
+	var id string
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		k, v, _ := strings.Cut(sc.Text(), "=")
+		switch k {
+		case "":
+			id = ""
+		case "Id":
+			id = v
+		case "ActiveEnterTimestampMonotonic":
+			if u, ok := out[id]; ok {
+				u.activeSinceUsec, _ = strconv.ParseUint(v, 10, 64)
+				out[id] = u
 			}
 		}
-		return m, cpu, nil
 	}
-	return 0, 0, fmt.Errorf("no cgroup for %s under /sys/fs/cgroup", unit)
+	return out
 }
+
+// guestHostUptime reads the host's uptime in seconds (/proc/uptime).
+func guestHostUptime(root fs.FS) (float64, error) {
+	line, err := readFirstLine(root, "proc/uptime")
+	if err != nil {
+		return 0, err
+	}
+	f, _, _ := strings.Cut(line, " ")
+	return strconv.ParseFloat(f, 64)
+}
+
+// guestVethName is the host end of a container's veth pair: "ve-" and the
+// machine name, cut to IFNAMSIZ-1 = 15 bytes (systemd-nspawn's
+// nspawn-network.c).
+func guestVethName(machine string) string {
+	n := "ve-" + machine
+	if len(n) > 15 {
+		n = n[:15]
+	}
+	return n
+}
+
+func readUint(root fs.FS, name string) (uint64, error) {
+	line, err := readFirstLine(root, name)
+	if err != nil {
+		return 0, err
+	}
+	return strconv.ParseUint(line, 10, 64)
+}
+
+func fileExists(root fs.FS, name string) bool {
+	_, err := fs.Stat(root, name)
+	return err == nil
+}
+
+func roundPercent(p float64) float64 { return math.Round(p*10) / 10 }
 
 // guestDiskUsage adds up the apparent size of the files under dir
 // (sparse disk images count at their full size), following no links.
