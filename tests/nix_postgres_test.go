@@ -192,3 +192,31 @@ func TestNixAgentPostgresAccess(t *testing.T) {
 		})
 	}
 }
+
+// TestNixAgentWatchesDeclaredServices: under the real module system the
+// agent's systemd producer watches the services the host declares (the
+// well-known ones it enables and pinkie.fleet.services); a host's own list
+// wins.
+func TestNixAgentWatchesDeclaredServices(t *testing.T) {
+	const agent = `services.pinkie.agent = { enable = true; hubs = [ "nats-leaf://hub.lan:7422" ]; nkeyFile = "/run/agenix/goliath.nk";`
+	tests := []struct {
+		name, set string
+		units     []any
+	}{
+		{"declared services", `{ ` + agent + ` }; services.postgresql.enable = true; pinkie.fleet.services = [ "shop" "backup.timer" ]; }`,
+			[]any{"backup.timer", "pinkie-agent.service", "postgresql.service", "shop.service"}},
+		{"the host's own list wins", `{ ` + agent + ` producers.systemd.units = [ "mine.service" ]; }; pinkie.fleet.services = [ "shop" ]; }`,
+			[]any{"mine.service"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got := nixEvalAgentModule(t, tc.set)
+			if len(got.Failed) > 0 {
+				t.Fatalf("failed assertions:\n  %s", strings.Join(got.Failed, "\n  "))
+			}
+			if fmt.Sprint(got.Producers["systemd"]["units"]) != fmt.Sprint(tc.units) {
+				t.Errorf("systemd units = %v, want %v", got.Producers["systemd"]["units"], tc.units)
+			}
+		})
+	}
+}
