@@ -139,3 +139,68 @@ func TestGuestsFromRealAgent(t *testing.T) {
 		screenshot(t, ctx, screenshotDir(t), "guests")
 	})
 }
+
+// TestServiceDownFromRealAgent: the agent on the fixture host watches the
+// units the NixOS module would give it (nginx.service, and nope.service,
+// which systemd does not know); once the fleet declares them, the hub's
+// alerter fires service.down for the missing one, naming it, and nothing
+// for the running one; when the declaration drops it, the alert resolves.
+func TestServiceDownFromRealAgent(t *testing.T) {
+	root, _ := fixtureHost(t)
+	config := filepath.Join(t.TempDir(), "agent.json")
+	writeFile(t, config, `{"producers": {"systemd": {"units": ["nginx.service", "nope.service"], "dbus": false}}}`)
+	f := newFleet(t, "goliath")
+	f.startHub()
+	f.startAgent("goliath", t.TempDir(), "", "--root", root, "--replay-commands", filepath.Join(root, "_commands"), "--config", config,
+		"--producers", "heartbeat,systemd")
+	rd := []string{"--server", f.natsURL(), "--nkey", streams.ReaderSeedFile(f.auth)}
+	declare := func(services ...string) {
+		publishDeclared(t, f, events.FleetDeclared{Flake: "path:/test-fleet", Hosts: []events.DeclaredHost{{Name: "goliath",
+			Deployment: events.DeclaredDeployment{Tags: []string{}, Goal: "switch", HealthChecks: []string{}}, Roles: []string{"agent"},
+			Services: services, Domains: []events.DeclaredDomain{}}}})
+	}
+	type alert struct {
+		events.Alert
+	}
+	alerts := func() ([]alert, string) {
+		out, _ := runPinkie(t, append([]string{"alerts", "--json"}, rd...)...)
+		var as []alert
+		_ = json.NewDecoder(strings.NewReader(out)).Decode(&as)
+		return as, out
+	}
+	waitAlerts := func(what string, ok func([]alert) bool) []alert {
+		t.Helper()
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			as, out := alerts()
+			if ok(as) {
+				return as
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not within 60s:\n%s", what, out)
+			}
+			time.Sleep(300 * time.Millisecond)
+		}
+	}
+	down := func(as []alert) []string {
+		var objs []string
+		for _, a := range as {
+			if a.Rule == "service.down" {
+				objs = append(objs, a.Object)
+			}
+		}
+		return objs
+	}
+	declare("nginx.service", "nope.service")
+	as := waitAlerts("service.down for nope.service", func(as []alert) bool { return len(down(as)) > 0 })
+	if got := down(as); len(got) != 1 || got[0] != "nope.service" {
+		t.Errorf("service.down fires for %v, want nope.service only", got)
+	}
+	for _, a := range as {
+		if a.Rule == "service.down" && (!strings.Contains(a.Summary, "nope.service is missing") || a.Severity != events.SeverityWarning) {
+			t.Errorf("service.down: %+v", a.Alert)
+		}
+	}
+	declare("nginx.service")
+	waitAlerts("service.down resolved once nope.service is no longer declared", func(as []alert) bool { return as != nil && len(down(as)) == 0 })
+}

@@ -20,6 +20,7 @@ const neverHours = 1e9
 //	btrfs:     errors_above_baseline
 //	fail2ban:  bans_in_window
 //	guest:     restarts_in_hour (increase of restarts over the last hour)
+//	systemd:   declared (the host's declared units with their state)
 //
 // It also updates the host's series, bans and tick records.
 func (e *Engine) derive(p parsed, hs *hostState, now time.Time) map[string]any {
@@ -80,6 +81,9 @@ func (e *Engine) derive(p parsed, hs *hostState, now time.Time) map[string]any {
 			}
 		}
 		env["errors_above_baseline"] = above
+	case "systemd":
+		keepSystemd(hs, t, p.data)
+		env["declared"] = declaredUnits(hs.Declared, env)
 	case "guest":
 		key := "guest|" + p.object
 		restarts := num(p.data["restarts"])

@@ -16,9 +16,10 @@ var t0 = time.Date(2026, 11, 27, 2, 0, 0, 0, time.UTC)
 
 // harness feeds events to an engine with increasing sequence numbers.
 type harness struct {
-	t   *testing.T
-	e   *Engine
-	seq uint64
+	t        *testing.T
+	e        *Engine
+	seq      uint64
+	fleetSeq uint64
 }
 
 func newHarness(t *testing.T, cfg Config) *harness {

@@ -329,6 +329,12 @@ func BuiltinRules() []Rule {
 		{Name: "systemd.failed", Kind: "systemd", Each: "failed", ObjectField: "name", Doc: "a systemd unit failed",
 			Levels:  []Level{{Severity: warn, When: `true`}},
 			Summary: `{{.host}}: unit {{.name}} failed{{with .description}} ({{.}}){{end}}: {{.active_state}}{{with .sub_state}}/{{.}}{{end}}`},
+		{Name: "service.down", Kind: "systemd", Each: "declared", ObjectField: "name",
+			Doc: "a service the fleet declares for the host (pinkie fleet sync) is failed (critical), inactive or missing (warning); resolves when it is active",
+			Levels: []Level{
+				{Severity: crit, When: `state == "failed"`},
+				{Severity: warn, When: `state in ["inactive", "missing", "deactivating"]`, Resolve: `state in ["active", "reloading", "unwatched"]`}},
+			Summary: `{{.host}}: declared service {{.name}} is {{.state}}{{with .sub_state}} ({{.}}){{end}}`},
 		{Name: "guest.down", Kind: "guest", Doc: "a container or MicroVM is not running",
 			Levels:  []Level{{Severity: warn, When: `!healthy`}},
 			Summary: `{{.host}}: {{.type}} {{.name}} is down ({{.active_state}}{{with .sub_state}}/{{.}}{{end}})`},
