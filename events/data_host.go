@@ -172,3 +172,19 @@ type GuestPath struct {
 	Path  string `json:"path"`
 	Bytes uint64 `json:"bytes"`
 }
+
+// HTTPCheck is one HTTP(S) request the agent made to a declared domain:
+// the status it got, how long it took and, over TLS, when the server's
+// certificate expires.
+type HTTPCheck struct {
+	URL string `json:"url"`
+	// OK is true for a response below 400 (redirects are not followed).
+	OK         bool    `json:"ok"`
+	StatusCode int     `json:"status_code,omitempty"`
+	DurationMS float64 `json:"duration_ms"`
+	// Error says why there was no response (refused, timeout, TLS).
+	Error string `json:"error,omitempty"`
+	// TLSNotAfter and TLSDaysLeft are the leaf certificate's expiry.
+	TLSNotAfter *time.Time `json:"tls_not_after,omitempty"`
+	TLSDaysLeft *float64   `json:"tls_days_left,omitempty"`
+}

@@ -404,6 +404,9 @@ in
     # here: reading systemd.services while defining the agent's own unit
     # would be an infinite recursion; the fleet export carries them.)
     services.pinkie.agent.producers.systemd.units = lib.mkDefault declared;
+    # And it checks the domains this host serves (nginx and caddy virtual
+    # hosts): status and TLS certificate expiry (http.down, tls.expiry).
+    services.pinkie.agent.producers.httpcheck.urls = lib.mkDefault (map (d: d.url) (pinkieLib.domainsOf config));
   }
   ]);
 }

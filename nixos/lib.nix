@@ -68,7 +68,7 @@ let
   # Producer names, as producers/all.go lists them (a test keeps the two in
   # step).
   producerNames = [
-    "btrfs" "fail2ban" "fs" "guest" "heartbeat" "login" "mdraid" "network"
+    "btrfs" "fail2ban" "fs" "guest" "heartbeat" "httpcheck" "login" "mdraid" "network"
     "path" "postgres" "profile" "smart" "systemd" "zfs"
   ];
 
@@ -556,5 +556,5 @@ in
     deploymentDefaults secretLiterals hubProblems hubArgs hubConfig hubFirewallPorts
     hubClusterProblems hubClusterArgs hubClusterFirewallPorts
     agentProblems agentConfig agentArgs fileStoreDir deploymentProblems postgresAccessProblems
-    declaredServices stateDirsOf fleet;
+    declaredServices stateDirsOf domainsOf fleet;
 }

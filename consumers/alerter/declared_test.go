@@ -60,3 +60,23 @@ func TestServiceDown(t *testing.T) {
 			want: []string{"resolved resolved warning goliath service.down nginx.service"}},
 	})
 }
+
+// TestHTTPCheckRules: a domain down for 5 minutes is critical; a
+// certificate near its expiry warns, then is critical, and resolves with
+// hysteresis once renewed.
+func TestHTTPCheckRules(t *testing.T) {
+	days := func(d float64) *float64 { return &d }
+	check := func(ok bool, status int, left *float64) func(h *harness, at time.Time) []Output {
+		return send("httpcheck", "https://shop.example.org", events.HTTPCheck{URL: "https://shop.example.org", OK: ok, StatusCode: status, DurationMS: 12, TLSDaysLeft: left})
+	}
+	runSteps(t, Config{}, []step{
+		{at: 0, send: check(true, 200, days(30))},
+		{at: time.Minute, send: check(false, 502, days(30))},
+		{at: 7 * time.Minute, send: check(false, 502, days(30)), want: []string{"firing started critical goliath http.down https://shop.example.org"}},
+		{at: 8 * time.Minute, send: check(true, 200, days(10)),
+			want: []string{"resolved resolved critical goliath http.down https://shop.example.org", "firing started warning goliath tls.expiry https://shop.example.org"}},
+		{at: 9 * time.Minute, send: check(true, 200, days(2)), want: []string{"firing escalated critical goliath tls.expiry https://shop.example.org"}},
+		{at: 10 * time.Minute, send: check(true, 200, days(89)), want: []string{"resolved resolved critical goliath tls.expiry https://shop.example.org"}},
+		{at: 11 * time.Minute, send: check(true, 200, nil)},
+	})
+}
