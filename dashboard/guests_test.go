@@ -27,7 +27,8 @@ func addGuests(t *testing.T, ts *testServer) {
 				Addresses: []string{"10.233.1.2"}, MemoryBytes: uint64(100+i) << 20, MemoryMaxBytes: 1 << 30, MemoryPercent: 10,
 				CPUUsageSeconds: float64(1000 - 30*i), Interfaces: []string{"ve-web"}, NetRXBytes: uint64(1e6 - 3e4*i), NetTXBytes: uint64(2e6 - 6e4*i),
 				StateDir: "/var/lib/nixos-containers/web", DiskBytes: 4 << 30, UptimeSeconds: 86400,
-				SharedSizes: []events.GuestPath{{Path: "/var/lib/web-data", Bytes: 2 << 30}}},
+				SharedSizes:   []events.GuestPath{{Path: "/var/lib/web-data", Bytes: 2 << 30}},
+				StateDirBytes: map[string]uint64{"/var/lib/postgresql": 3 << 20, "/var/lib/nginx": 1 << 10}},
 			{Name: "db", Type: "microvm", Unit: "microvm@db.service", ActiveState: "failed", SubState: "failed", Restarts: 7, Hypervisor: "cloud-hypervisor"},
 		} {
 			e, err := events.New(k, "host0000", "guest", at, g, events.WithSubject(g.Name))
@@ -49,8 +50,15 @@ func addGuests(t *testing.T, ts *testServer) {
 		ts.store.put(BucketGuests, key, v)
 	}
 	decl := events.FleetDeclared{Flake: "path:/infra", Hosts: []events.DeclaredHost{{Name: "host0000",
-		Domains: []events.DeclaredDomain{{Name: "shop.example.org", URL: "https://shop.example.org", Server: "nginx", Upstreams: []string{"http://10.233.1.2:8080"}}},
-		Guests:  []events.DeclaredGuest{{Name: "mail", Type: "microvm", Services: []string{"postfix.service"}, Domains: []events.DeclaredDomain{}}}}}}
+		StateDirs: map[string][]string{"shop.service": {"/srv/shop"}, "backup.service": {"/var/lib/backup"}},
+		Domains:   []events.DeclaredDomain{{Name: "shop.example.org", URL: "https://shop.example.org", Server: "nginx", Upstreams: []string{"http://10.233.1.2:8080"}}},
+		Guests: []events.DeclaredGuest{{Name: "mail", Type: "microvm", Services: []string{"postfix.service"}, Domains: []events.DeclaredDomain{}},
+			{Name: "web", Type: "container", Services: []string{"postgresql.service"}, Domains: []events.DeclaredDomain{},
+				StateDirs: map[string][]string{"postgresql.service": {"/var/lib/postgresql"}}}}}}}
+	// A watched path that is a declared service's state directory.
+	pu, _ := json.Marshal(events.PathUsage{Path: "/srv/shop", DiskBytes: 5 << 20, Files: 3, Complete: true, Verdict: "ok"})
+	dr, _ := json.Marshal(projections.Drive{Host: "host0000", Kind: "path", Object: "/srv/shop", Verdict: "ok", Time: testNow, Data: pu})
+	ts.store.put(BucketDrives, projections.DriveKey("host0000", "path", "/srv/shop"), dr)
 	fk, _ := events.Lookup("fleet.declared")
 	e, err := events.New(fk, "cli", "fleet.declared", testNow, &decl)
 	if err != nil {
@@ -73,7 +81,10 @@ func TestGuestPages(t *testing.T) {
 			"10.0%" /* CPU: 30 s per 5 min */, "100 B/s" /* 30 kB per 5 min */}},
 		{"/guests/host0000/web", 200, []string{"Memory", "CPU (% of one core)", "Network", "Disk (state directory)", "<polyline", "shop.example.org", "ve-web", "24h00m"}},
 		{"/guests/host0000/mail", 200, []string{"missing", "postfix.service"}},
-		{"/hosts/host0000", 200, []string{`href="/guests/host0000/web"`, `<span class="badge failing">failed</span>`}},
+		{"/guests/host0000/web", 200, []string{`<tr data-service="postgresql.service"><td><code>postgresql.service</code></td><td><code>/var/lib/postgresql</code> </td><td>3.0 MiB</td>`}},
+		{"/hosts/host0000", 200, []string{`href="/guests/host0000/web"`, `<span class="badge failing">failed</span>`,
+			`<tr data-service="shop.service"><td><code>shop.service</code></td><td><code>/srv/shop</code> </td><td>5.0 MiB</td>`,
+			`<tr data-service="backup.service"><td><code>backup.service</code></td><td><code>/var/lib/backup</code> </td><td><span class="muted">not measured`}},
 		{"/guests/host0000/nope", 404, []string{"no guest"}},
 		{"/guests/bad.host/web", 400, []string{"invalid host name"}},
 	} {

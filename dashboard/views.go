@@ -243,22 +243,25 @@ type hostDetail struct {
 	Name     string
 	View     *fleetview.HostView
 	Declared *events.DeclaredHost
-	SMART    []driveOf[events.SMART]
-	ZFS      []driveOf[events.ZFSPool]
-	Btrfs    []driveOf[events.Btrfs]
-	MD       []driveOf[events.MDRaid]
-	FS       []driveOf[events.Filesystem]
-	Paths    []driveOf[events.PathUsage]
-	Postgres []driveOf[events.Postgres]
-	Network  *events.Network
-	Systemd  *events.Systemd
-	Guests   []fleetview.GuestView
-	Logins   []timed[events.Login]
-	Bans     []timed[events.Fail2ban]
-	Deploys  []timed[events.DeployPhase]
-	Alerts   []projections.ActiveAlert
-	Plots    []plot
-	Newest   time.Time
+	// ServiceDisk is the disk of the declared services' state directories,
+	// from the watched paths.
+	ServiceDisk []fleetview.ServiceDisk
+	SMART       []driveOf[events.SMART]
+	ZFS         []driveOf[events.ZFSPool]
+	Btrfs       []driveOf[events.Btrfs]
+	MD          []driveOf[events.MDRaid]
+	FS          []driveOf[events.Filesystem]
+	Paths       []driveOf[events.PathUsage]
+	Postgres    []driveOf[events.Postgres]
+	Network     *events.Network
+	Systemd     *events.Systemd
+	Guests      []fleetview.GuestView
+	Logins      []timed[events.Login]
+	Bans        []timed[events.Fail2ban]
+	Deploys     []timed[events.DeployPhase]
+	Alerts      []projections.ActiveAlert
+	Plots       []plot
+	Newest      time.Time
 	// Problems says what could not be read: the page is then incomplete.
 	Problems []string
 }
@@ -439,6 +442,13 @@ func (s *Server) hostDetail(ctx context.Context, name string) (*hostDetail, erro
 		return nil, err
 	}
 	hd.Plots = s.hostPlots(hist, name, since, now)
+	if hd.Declared != nil && len(hd.Declared.StateDirs) > 0 {
+		sizes := map[string]uint64{}
+		for _, p := range hd.Paths {
+			sizes[p.D.Path] = p.D.DiskBytes
+		}
+		hd.ServiceDisk = fleetview.ServiceDisks(hd.Declared.StateDirs, sizes)
+	}
 	return hd, nil
 }
 

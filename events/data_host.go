@@ -165,6 +165,10 @@ type Guest struct {
 	// SharedSizes are the bound host paths with their apparent size
 	// (the Nix store is left out).
 	SharedSizes []GuestPath `json:"shared_sizes,omitempty"`
+	// StateDirBytes are, for a container, the apparent size of each
+	// directory in its /var/lib (its services' state directories), by the
+	// path inside the guest ("/var/lib/postgresql").
+	StateDirBytes map[string]uint64 `json:"state_dir_bytes,omitempty"`
 }
 
 // GuestPath is a host path shared into a guest, with its size.

@@ -32,6 +32,9 @@ type GuestView struct {
 	// DeclaredServices are the units its configuration runs.
 	Declared         bool     `json:"declared"`
 	DeclaredServices []string `json:"declared_services,omitempty"`
+	// ServiceDisk is the disk its declared services' state directories
+	// use (a container's, from its /var/lib as the agent measured it).
+	ServiceDisk []ServiceDisk `json:"service_disk,omitempty"`
 	// AgeSeconds is the age of the latest report; Stale past GuestStale.
 	AgeSeconds float64 `json:"age_seconds"`
 	Stale      bool    `json:"stale"`
@@ -104,6 +107,7 @@ func guestDeclared(g *GuestView, d *events.DeclaredGuest, h *events.DeclaredHost
 	if d != nil {
 		g.Declared = true
 		g.DeclaredServices = d.Services
+		g.ServiceDisk = ServiceDisks(d.StateDirs, g.Guest.StateDirBytes)
 		for _, dom := range d.Domains {
 			domains[dom.Name] = true
 		}
@@ -150,5 +154,39 @@ func sortedSet(m map[string]bool) []string {
 		out = append(out, k)
 	}
 	sort.Strings(out)
+	return out
+}
+
+// ServiceDisk is a service and the disk its state directories use.
+type ServiceDisk struct {
+	Service string   `json:"service"`
+	Dirs    []string `json:"dirs"`
+	// Bytes adds up the directories measured; Measured says whether any
+	// was (a directory nobody measures has no size).
+	Bytes    uint64 `json:"bytes"`
+	Measured bool   `json:"measured"`
+}
+
+// ServiceDisks joins services' state directories (the fleet
+// declaration's state_dirs) with measured sizes by directory, largest
+// first, then by name.
+func ServiceDisks(stateDirs map[string][]string, sizes map[string]uint64) []ServiceDisk {
+	out := []ServiceDisk{}
+	for svc, dirs := range stateDirs {
+		sd := ServiceDisk{Service: svc, Dirs: dirs}
+		for _, d := range dirs {
+			if n, ok := sizes[d]; ok {
+				sd.Bytes += n
+				sd.Measured = true
+			}
+		}
+		out = append(out, sd)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Bytes != out[j].Bytes {
+			return out[i].Bytes > out[j].Bytes
+		}
+		return out[i].Service < out[j].Service
+	})
 	return out
 }

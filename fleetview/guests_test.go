@@ -89,3 +89,19 @@ func TestUpstreamHost(t *testing.T) {
 }
 
 func secs(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
+
+func TestServiceDisks(t *testing.T) {
+	got := ServiceDisks(map[string][]string{
+		"postgresql.service": {"/var/lib/postgresql"},
+		"shop.service":       {"/var/lib/shop", "/var/lib/shop-cache"},
+		"idle.service":       {"/var/lib/idle"},
+	}, map[string]uint64{"/var/lib/postgresql": 500, "/var/lib/shop": 100, "/var/lib/shop-cache": 1000, "/var/lib/other": 7})
+	want := []ServiceDisk{
+		{Service: "shop.service", Dirs: []string{"/var/lib/shop", "/var/lib/shop-cache"}, Bytes: 1100, Measured: true},
+		{Service: "postgresql.service", Dirs: []string{"/var/lib/postgresql"}, Bytes: 500, Measured: true},
+		{Service: "idle.service", Dirs: []string{"/var/lib/idle"}},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+}

@@ -138,11 +138,18 @@ func (g *Guest) Collect(ctx context.Context, env Env) ([]Observation, error) {
 			d.NetTXBytes += tx
 		}
 		if d.StateDir != "" {
-			size, err := guestDiskUsage(env.Root, strings.TrimPrefix(d.StateDir, "/"))
+			sub := ""
+			if d.Type == "container" {
+				sub = "var/lib" // the container's root: its services' state directories
+			}
+			size, by, err := guestDiskUsageBy(env.Root, strings.TrimPrefix(d.StateDir, "/"), sub)
 			if err != nil {
 				errs = append(errs, fmt.Errorf("guest %s: %w", d.Name, err))
 			}
 			d.DiskBytes = size
+			if len(by) > 0 {
+				d.StateDirBytes = by
+			}
 			if g.statfs != nil {
 				if u, err := g.statfs(d.StateDir); err == nil && u.TotalBytes > 0 {
 					d.DiskFSBytes, d.DiskFreeBytes = u.TotalBytes, u.AvailableBytes
@@ -452,7 +459,21 @@ func roundPercent(p float64) float64 { return math.Round(p*10) / 10 }
 // guestDiskUsage adds up the apparent size of the files under dir
 // (sparse disk images count at their full size), following no links.
 func guestDiskUsage(root fs.FS, dir string) (uint64, error) {
+	total, _, err := guestDiskUsageBy(root, dir, "")
+	return total, err
+}
+
+// guestDiskUsageBy is guestDiskUsage that also adds up, per directory
+// right below dir/sub, what it holds: a container's /var/lib/<service>
+// (the StateDirectory of its services) is counted in the same walk.
+func guestDiskUsageBy(root fs.FS, dir, sub string) (uint64, map[string]uint64, error) {
 	var total uint64
+	var by map[string]uint64
+	under := ""
+	if sub != "" {
+		under = dir + "/" + sub + "/"
+		by = map[string]uint64{}
+	}
 	n := 0
 	err := fs.WalkDir(root, dir, func(p string, e fs.DirEntry, err error) error {
 		if err != nil {
@@ -461,15 +482,25 @@ func guestDiskUsage(root fs.FS, dir string) (uint64, error) {
 		if n++; n > guestMaxWalk {
 			return fs.SkipAll
 		}
+		rest, below := strings.CutPrefix(p, under)
+		if below && under != "" && e.IsDir() && !strings.Contains(rest, "/") {
+			by["/"+sub+"/"+rest] += 0 // an empty directory is listed too
+		}
 		if e.Type().IsRegular() {
 			if info, err := e.Info(); err == nil {
 				total += uint64(info.Size())
+				if below && under != "" {
+					top, _, _ := strings.Cut(rest, "/")
+					if top != rest {
+						by["/"+sub+"/"+top] += uint64(info.Size())
+					}
+				}
 			}
 		}
 		return nil
 	})
 	if err != nil {
-		return total, fmt.Errorf("disk usage of /%s: %w", dir, err)
+		return total, by, fmt.Errorf("disk usage of /%s: %w", dir, err)
 	}
-	return total, nil
+	return total, by, nil
 }

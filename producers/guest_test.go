@@ -42,7 +42,10 @@ func TestGuestNixOSRoot(t *testing.T) {
 			DiskFSBytes: 100 << 30, DiskFreeBytes: 7 << 30, DiskPercent: 92}},
 		{Kind: "guest", Object: "web", Data: events.Guest{Name: "web", Type: "container", Unit: "container@web.service", ActiveState: "active", SubState: "running",
 			Healthy: true, Addresses: []string{"10.233.1.2", "fc00::2"}, MemoryBytes: 104857600, CPUUsageSeconds: 5,
-			StateDir: "/var/lib/nixos-containers/web", DiskBytes: 4100, SharedPaths: []string{"/var/lib/web-data", "/etc/ssl/certs"},
+			StateDir: "/var/lib/nixos-containers/web", DiskBytes: 4600, SharedPaths: []string{"/var/lib/web-data", "/etc/ssl/certs"},
+			// Its /var/lib per directory: the state of its services (a
+			// file right in /var/lib belongs to none).
+			StateDirBytes: map[string]uint64{"/var/lib/postgresql": 500, "/var/lib/shop-worker": 0},
 			// memory.max "max": no limit; ve-web is the host's end.
 			UptimeSeconds: 3600, Interfaces: []string{"ve-web"}, NetRXBytes: 900, NetTXBytes: 300,
 			DiskFSBytes: 1000, DiskFreeBytes: 500, DiskPercent: 40,
