@@ -80,13 +80,9 @@ const guestShowProperties = "--property=Id,Description,LoadState,ActiveState,Sub
 
 // guestShow runs `systemctl show` for the guests' units.
 func guestShow(ctx context.Context, run Runner, units []string) (map[string]guestUnit, error) {
-	args := append([]string{"show", guestShowProperties, "--"}, units...)
-	out, code, err := run.Run(ctx, "systemctl", args...)
+	out, err := systemctlShow(ctx, run, guestShowProperties, units)
 	if err != nil {
-		return nil, fmt.Errorf("systemctl show: %w", err)
-	}
-	if code != 0 && len(out) == 0 {
-		return nil, fmt.Errorf("systemctl show: exit status %d", code)
+		return nil, err
 	}
 	return guestParseShow(out), nil
 }
