@@ -167,6 +167,8 @@ func (s *Server) routes() {
 
 	read("GET /{$}", s.overviewPage)
 	read("GET /hosts/{host}", s.hostPage)
+	read("GET /guests", s.guestsPage)
+	read("GET /guests/{host}/{guest}", s.guestPage)
 	read("GET /alerts", s.alertsPage)
 	read("GET /deploys", s.deploysPage)
 	read("GET /events", s.events)
@@ -180,6 +182,8 @@ func (s *Server) routes() {
 	read("GET /api/hosts", s.apiHosts)
 	read("GET /api/hosts/{host}", s.apiHost)
 	read("GET /api/hosts/{host}/series", s.apiSeries)
+	read("GET /api/guests", s.apiGuests)
+	read("GET /api/guests/{host}/{guest}", s.apiGuest)
 	read("GET /api/alerts", s.apiAlerts)
 	read("GET /api/silences", s.apiSilences)
 	read("GET /api/last-deploy", s.apiLastDeploy)

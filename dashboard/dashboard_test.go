@@ -344,6 +344,8 @@ func TestTopicOf(t *testing.T) {
 		"pinkie.deploy.goliath.activated":         "deploys",
 		"pinkie.fleet.declared":                   "fleet",
 		"pinkie.host.goliath.heartbeat":           "",
+		"$KV.pinkie-guests.goliath.web":           "guests",
+		"$KV.pinkie-guests._checkpoint":           "",
 	} {
 		if got := topicOf(subject); got != want {
 			t.Errorf("topicOf(%q) = %q, want %q", subject, got, want)

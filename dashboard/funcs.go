@@ -111,5 +111,25 @@ func funcs(now func() time.Time) template.FuncMap {
 			return "running"
 		},
 		"now": func() time.Time { return now() },
+		// guestClass colours a guest's status.
+		"guestClass": func(status string) string {
+			switch status {
+			case "running":
+				return "ok"
+			case "failed", "missing":
+				return "failing"
+			}
+			return "warning"
+		},
+		// rate shows a per-second rate, or — when there is none yet.
+		"rate": func(v *float64, unit string) string {
+			if v == nil {
+				return "—"
+			}
+			if unit == "%" {
+				return fmt.Sprintf("%.1f%%", *v)
+			}
+			return formatBytes(*v) + "/s"
+		},
 	}
 }

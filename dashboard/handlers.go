@@ -128,7 +128,7 @@ func (s *Server) hostPage(w http.ResponseWriter, r *http.Request, sess *Session)
 	if err != nil {
 		return err
 	}
-	s.render(w, r, http.StatusOK, "host.html", page{Title: name, Nav: "fleet", Session: sess, Topics: "host:" + name + " alerts deploys",
+	s.render(w, r, http.StatusOK, "host.html", page{Title: name, Nav: "fleet", Session: sess, Topics: "host:" + name + " alerts deploys guests",
 		Newest: hd.Newest, Data: hd})
 	return nil
 }

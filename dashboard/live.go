@@ -78,6 +78,11 @@ func topicOf(subject string) string {
 			return ""
 		}
 		return "host:" + host
+	case strings.HasPrefix(subject, "$KV.pinkie-guests."):
+		if strings.HasPrefix(subject, "$KV.pinkie-guests._") { // the checkpoint
+			return ""
+		}
+		return "guests"
 	case strings.HasPrefix(subject, "$KV.pinkie-alerts."):
 		return "alerts"
 	case strings.HasPrefix(subject, "$KV.pinkie-last-deploy."), strings.HasPrefix(subject, "pinkie.deploy."):

@@ -224,6 +224,9 @@ func formatUnit(v float64, unit string) string {
 	if unit == "bytes" {
 		return formatBytes(v)
 	}
+	if unit == "B/s" {
+		return formatBytes(v) + "/s"
+	}
 	return fmt.Sprintf("%.0f%s", v, unit)
 }
 

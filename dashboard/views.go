@@ -243,23 +243,26 @@ type hostDetail struct {
 	Name     string
 	View     *fleetview.HostView
 	Declared *events.DeclaredHost
-	SMART    []driveOf[events.SMART]
-	ZFS      []driveOf[events.ZFSPool]
-	Btrfs    []driveOf[events.Btrfs]
-	MD       []driveOf[events.MDRaid]
-	FS       []driveOf[events.Filesystem]
-	Paths    []driveOf[events.PathUsage]
-	Postgres []driveOf[events.Postgres]
-	Network  *events.Network
-	Systemd  *events.Systemd
-	Guests   []events.Guest
-	Logins   []timed[events.Login]
-	Shells   []timed[events.ShellSession]
-	Bans     []timed[events.Fail2ban]
-	Deploys  []timed[events.DeployPhase]
-	Alerts   []projections.ActiveAlert
-	Plots    []plot
-	Newest   time.Time
+	// ServiceDisk is the disk of the declared services' state directories,
+	// from the watched paths.
+	ServiceDisk []fleetview.ServiceDisk
+	SMART       []driveOf[events.SMART]
+	ZFS         []driveOf[events.ZFSPool]
+	Btrfs       []driveOf[events.Btrfs]
+	MD          []driveOf[events.MDRaid]
+	FS          []driveOf[events.Filesystem]
+	Paths       []driveOf[events.PathUsage]
+	Postgres    []driveOf[events.Postgres]
+	Network     *events.Network
+	Systemd     *events.Systemd
+	Guests      []fleetview.GuestView
+	Logins      []timed[events.Login]
+	Shells      []timed[events.ShellSession]
+	Bans        []timed[events.Fail2ban]
+	Deploys     []timed[events.DeployPhase]
+	Alerts      []projections.ActiveAlert
+	Plots       []plot
+	Newest      time.Time
 	// Problems says what could not be read: the page is then incomplete.
 	Problems []string
 }
@@ -392,15 +395,8 @@ func (s *Server) hostDetail(ctx context.Context, name string) (*hostDetail, erro
 		}
 		return ms
 	}
-	guests := map[string]events.Guest{}
-	for _, m := range hist(now.Add(-time.Hour), 200, events.HostSubject(name, "guest", "")+".>") {
-		var g events.Guest
-		if m.Event.DataAs(&g) == nil {
-			guests[g.Name] = g
-		}
-	}
-	for _, n := range sortedKeys(guests) {
-		hd.Guests = append(hd.Guests, guests[n])
+	if hd.Guests, err = s.guests(ctx, name); err != nil {
+		return nil, err
 	}
 	for _, m := range hist(week, 20, events.HostSubject(name, "login", "")) {
 		var l events.Login
@@ -453,6 +449,13 @@ func (s *Server) hostDetail(ctx context.Context, name string) (*hostDetail, erro
 		return nil, err
 	}
 	hd.Plots = s.hostPlots(hist, name, since, now)
+	if hd.Declared != nil && len(hd.Declared.StateDirs) > 0 {
+		sizes := map[string]uint64{}
+		for _, p := range hd.Paths {
+			sizes[p.D.Path] = p.D.DiskBytes
+		}
+		hd.ServiceDisk = fleetview.ServiceDisks(hd.Declared.StateDirs, sizes)
+	}
 	return hd, nil
 }
 

@@ -25,6 +25,23 @@ type DeclaredHost struct {
 	Services []string `json:"services"`
 	// Domains are the web server virtual hosts it serves.
 	Domains []DeclaredDomain `json:"domains"`
+	// StateDirs are, per declared service, the directories it owns (its
+	// systemd StateDirectory, under /var/lib).
+	StateDirs map[string][]string `json:"state_dirs,omitempty"`
+	// Guests are its NixOS containers and microvm.nix MicroVMs.
+	Guests []DeclaredGuest `json:"guests,omitempty"`
+}
+
+// DeclaredGuest is a NixOS container (containers.<name>) or a MicroVM
+// (microvm.vms.<name>) of a host, with what its own configuration declares.
+type DeclaredGuest struct {
+	Name string `json:"name"`
+	// Type is "container" or "microvm".
+	Type      string              `json:"type"`
+	Addresses []string            `json:"addresses,omitempty"`
+	Services  []string            `json:"services"`
+	Domains   []DeclaredDomain    `json:"domains"`
+	StateDirs map[string][]string `json:"state_dirs,omitempty"`
 }
 
 // DeclaredDeployment is a host's pinkie.deployment options.
@@ -46,4 +63,7 @@ type DeclaredDomain struct {
 	URL     string   `json:"url"`
 	Server  string   `json:"server"`
 	Aliases []string `json:"aliases,omitempty"`
+	// Upstreams are where the virtual host proxies to (nginx proxyPass,
+	// caddy reverse_proxy): "http://10.233.1.2:8080".
+	Upstreams []string `json:"upstreams,omitempty"`
 }

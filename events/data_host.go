@@ -144,6 +144,53 @@ type Guest struct {
 	DiskBytes       uint64   `json:"disk_bytes,omitempty"`
 	Hypervisor      string   `json:"hypervisor,omitempty"`
 	SharedPaths     []string `json:"shared_paths,omitempty"`
+	// MemoryMaxBytes is the cgroup's memory.max, when it is not "max".
+	MemoryMaxBytes uint64 `json:"memory_max_bytes,omitempty"`
+	// MemoryPercent is MemoryBytes of MemoryMaxBytes, when there is a limit.
+	MemoryPercent float64 `json:"memory_percent,omitempty"`
+	// UptimeSeconds is how long the unit has been active.
+	UptimeSeconds float64 `json:"uptime_seconds,omitempty"`
+	// Interfaces are the host side of the guest's links (a container's
+	// ve-<name>, a MicroVM's taps); RX and TX are counted from the guest's
+	// side: what it received is what the host's end sent.
+	NetRXBytes uint64   `json:"net_rx_bytes,omitempty"`
+	NetTXBytes uint64   `json:"net_tx_bytes,omitempty"`
+	Interfaces []string `json:"interfaces,omitempty"`
+	// DiskFSBytes and DiskFreeBytes are the size and the space available of
+	// the filesystem holding the state directory (with a per-guest ZFS
+	// dataset or btrfs quota: the guest's limit); DiskPercent is its use.
+	DiskFSBytes   uint64  `json:"disk_fs_bytes,omitempty"`
+	DiskFreeBytes uint64  `json:"disk_free_bytes,omitempty"`
+	DiskPercent   float64 `json:"disk_percent,omitempty"`
+	// SharedSizes are the bound host paths with their apparent size
+	// (the Nix store is left out).
+	SharedSizes []GuestPath `json:"shared_sizes,omitempty"`
+	// StateDirBytes are, for a container, the apparent size of each
+	// directory in its /var/lib (its services' state directories), by the
+	// path inside the guest ("/var/lib/postgresql").
+	StateDirBytes map[string]uint64 `json:"state_dir_bytes,omitempty"`
+}
+
+// GuestPath is a host path shared into a guest, with its size.
+type GuestPath struct {
+	Path  string `json:"path"`
+	Bytes uint64 `json:"bytes"`
+}
+
+// HTTPCheck is one HTTP(S) request the agent made to a declared domain:
+// the status it got, how long it took and, over TLS, when the server's
+// certificate expires.
+type HTTPCheck struct {
+	URL string `json:"url"`
+	// OK is true for a response below 400 (redirects are not followed).
+	OK         bool    `json:"ok"`
+	StatusCode int     `json:"status_code,omitempty"`
+	DurationMS float64 `json:"duration_ms"`
+	// Error says why there was no response (refused, timeout, TLS).
+	Error string `json:"error,omitempty"`
+	// TLSNotAfter and TLSDaysLeft are the leaf certificate's expiry.
+	TLSNotAfter *time.Time `json:"tls_not_after,omitempty"`
+	TLSDaysLeft *float64   `json:"tls_days_left,omitempty"`
 }
 
 // ShellSession is a pinkie shell session on the host: one event when it

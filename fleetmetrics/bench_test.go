@@ -18,7 +18,7 @@ import (
 // 80,000 series), records read from memory as the hub's buckets hold them.
 func BenchmarkScrape500Hosts(b *testing.B) {
 	now := time.Now()
-	st := &memStore{buckets: map[string]map[string][]byte{bucketInventory: {}, bucketDrives: {}, bucketAlerts: {}, bucketLastDeploy: {}}}
+	st := &memStore{buckets: map[string]map[string][]byte{bucketInventory: {}, bucketDrives: {}, bucketAlerts: {}, bucketLastDeploy: {}, bucketGuests: {}}}
 	t := &testing.T{}
 	for i := 0; i < 500; i++ {
 		host := fmt.Sprintf("host%03d", i)

@@ -8,7 +8,7 @@
 //
 // It reads nothing of its own: Read gathers the projection buckets the
 // dashboard reads (pinkie-inventory, pinkie-drives, pinkie-alerts,
-// pinkie-last-deploy) and the guests' latest events, as the host page does;
+// pinkie-last-deploy, pinkie-guests);
 // Write turns that Snapshot into metrics, a pure function of its input.
 package fleetmetrics
 
@@ -30,29 +30,21 @@ var (
 	bucketDrives     = projections.NewDrives().Bucket()
 	bucketAlerts     = projections.NewAlerts().Bucket()
 	bucketLastDeploy = lastdeploy.Bucket
+	bucketGuests     = projections.GuestsBucket
 )
 
-// GuestWindow is how far back guest events are read: the guest producer
-// reports every 5 minutes, and a guest not reported within the hour is no
-// longer shown (as on the host page).
+// GuestWindow is how old a guest's latest report may be: the guest
+// producer reports every 5 minutes, and a guest not reported within the
+// hour (removed from its host, or its host silent) is no longer exposed.
 const GuestWindow = time.Hour
-
-// Message is one stored host event.
-type Message struct {
-	Subject string
-	Event   events.Event
-}
 
 // Store is what Read needs of the hub (the dashboard's store provides it).
 type Store interface {
 	// Bucket returns a projection bucket's records without checkpoints.
 	Bucket(ctx context.Context, bucket, prefix string) (map[string][]byte, error)
-	// Recent returns the HOSTS messages on subjects matching filter stored
-	// since since, oldest first.
-	Recent(ctx context.Context, filter string, since time.Time) ([]Message, error)
 }
 
-// Guest is a guest's latest report.
+// Guest is a guest's latest report, as the guests projection keeps it.
 type Guest struct {
 	Host string
 	Time time.Time
@@ -104,28 +96,19 @@ func Read(ctx context.Context, st Store, now time.Time) (*Snapshot, error) {
 		}
 		s.LastDeploys[k] = &r
 	}
-	msgs, err := st.Recent(ctx, events.HostSubject("*", "guest", "")+".>", now.Add(-GuestWindow))
+	grec, err := st.Bucket(ctx, bucketGuests, "")
 	if err != nil {
 		return nil, err
 	}
-	latest := map[string]int{}
-	for _, m := range msgs {
-		host, _, ok := events.HostFromSubject(m.Subject)
-		var g events.Guest
-		if !ok || m.Event.DataAs(&g) != nil || g.Name == "" {
+	for k, v := range grec {
+		var r projections.GuestRecord
+		if err := json.Unmarshal(v, &r); err != nil {
+			return nil, fmt.Errorf("%s %s: %w", bucketGuests, k, err)
+		}
+		if r.Time.Before(now.Add(-GuestWindow)) {
 			continue
 		}
-		key := host + "\x00" + g.Name
-		t := m.Event.Time()
-		if i, seen := latest[key]; seen {
-			if t.Before(s.Guests[i].Time) {
-				continue
-			}
-			s.Guests[i] = Guest{Host: host, Time: t, Guest: g}
-			continue
-		}
-		latest[key] = len(s.Guests)
-		s.Guests = append(s.Guests, Guest{Host: host, Time: t, Guest: g})
+		s.Guests = append(s.Guests, Guest{Host: r.Host, Time: r.Time, Guest: r.Guest})
 	}
 	return s, nil
 }

@@ -19,28 +19,14 @@ import (
 	"github.com/pinkiefleet/pinkie/projections/lastdeploy"
 )
 
-// memStore is a Store of records and guest events in memory.
+// memStore is a Store of records in memory.
 type memStore struct {
 	buckets map[string]map[string][]byte
-	guests  []Message
 	err     error
 }
 
 func (m *memStore) Bucket(_ context.Context, bucket, _ string) (map[string][]byte, error) {
 	return m.buckets[bucket], m.err
-}
-
-func (m *memStore) Recent(_ context.Context, filter string, since time.Time) ([]Message, error) {
-	if filter != "pinkie.host.*.guest.>" {
-		return nil, fmt.Errorf("unexpected filter %q", filter)
-	}
-	var out []Message
-	for _, g := range m.guests {
-		if !g.Event.Time().Before(since) {
-			out = append(out, g)
-		}
-	}
-	return out, m.err
 }
 
 func record(t *testing.T, v any) []byte {
@@ -56,15 +42,34 @@ func driveRecord(t *testing.T, host, kind, object, verdict string, at time.Time,
 	return projections.DriveKey(host, kind, object), record(t, projections.Drive{Host: host, Kind: kind, Object: object, Verdict: verdict, Time: at, Data: record(t, data)})
 }
 
-func guestEvent(t *testing.T, host string, at time.Time, g events.Guest) Message {
+// guestRecords folds guest reports through the guests projection, as
+// the hub does, into the records of its bucket.
+func guestRecords(t *testing.T, reports ...guestReport) map[string][]byte {
 	t.Helper()
+	p := projections.NewGuests()
 	k, _ := events.Lookup("guest")
-	e, err := events.New(k, host, "guest", at, g)
+	for i, r := range reports {
+		e, err := events.New(k, r.host, "guest", r.at, r.g, events.WithSubject(r.g.Name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := events.Encode(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.Apply(projections.Input{Stream: projections.StreamHosts, Seq: uint64(i + 1), Subject: events.HostSubject(r.host, "guest", r.g.Name), Data: b})
+	}
+	recs, err := p.Flush()
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.SetSubject(g.Name)
-	return Message{Subject: events.HostSubject(host, "guest", g.Name), Event: e}
+	return recs
+}
+
+type guestReport struct {
+	host string
+	at   time.Time
+	g    events.Guest
 }
 
 // TestExposition: each kind of record becomes the series named after
@@ -102,11 +107,13 @@ func TestExposition(t *testing.T) {
 			"goliath": record(t, lastdeploy.Record{Host: "goliath", LastSuccess: &lastdeploy.Success{Time: lastOK},
 				LastAttempt: &lastdeploy.Attempt{Outcome: lastdeploy.Failed}}),
 		},
-	}, guests: []Message{
-		guestEvent(t, "goliath", now.Add(-2*time.Hour), events.Guest{Name: "web", Type: "container", MemoryBytes: 1}),
-		guestEvent(t, "goliath", now.Add(-10*time.Minute), events.Guest{Name: "web", Type: "container", Healthy: true, MemoryBytes: 5 << 20, CPUUsageSeconds: 12.5, StateDir: "/var/lib/nixos-containers/web", DiskBytes: 4096}),
-		guestEvent(t, "goliath", now.Add(-5*time.Minute), events.Guest{Name: "web", Type: "container", Healthy: true, MemoryBytes: 6 << 20, CPUUsageSeconds: 13.5, StateDir: "/var/lib/nixos-containers/web", DiskBytes: 4096}),
-		guestEvent(t, "goliath", now.Add(-6*time.Minute), events.Guest{Name: "web", Type: "container", Healthy: false, MemoryBytes: 1}),
+		bucketGuests: guestRecords(t,
+			guestReport{"goliath", now.Add(-10 * time.Minute), events.Guest{Name: "web", Type: "container", Healthy: true, MemoryBytes: 5 << 20, CPUUsageSeconds: 12.5, StateDir: "/var/lib/nixos-containers/web", DiskBytes: 4096}},
+			guestReport{"goliath", now.Add(-5 * time.Minute), events.Guest{Name: "web", Type: "container", Healthy: true, MemoryBytes: 6 << 20, CPUUsageSeconds: 13.5, StateDir: "/var/lib/nixos-containers/web", DiskBytes: 4096,
+				MemoryMaxBytes: 8 << 20, UptimeSeconds: 600, Interfaces: []string{"ve-web"}, NetRXBytes: 1000, NetTXBytes: 2000, DiskFSBytes: 1 << 30, DiskFreeBytes: 1 << 29}},
+			guestReport{"goliath", now.Add(-6 * time.Minute), events.Guest{Name: "web", Type: "container", Healthy: false, MemoryBytes: 1}},
+			// A guest last reported two hours ago is gone from the exposition.
+			guestReport{"goliath", now.Add(-2 * time.Hour), events.Guest{Name: "old", Type: "container", MemoryBytes: 1}}),
 	}}
 	text := scrape(t, Handler(st, func() time.Time { return now }, nil))
 	for _, want := range []string{
@@ -137,6 +144,11 @@ func TestExposition(t *testing.T) {
 		`pinkie_guest_up{guest="web",host="goliath",type="container"} 1`,
 		`pinkie_guest_memory_bytes{guest="web",host="goliath",type="container"} 6.291456e+06`,
 		`pinkie_guest_cpu_seconds_total{guest="web",host="goliath",type="container"} 13.5`,
+		`pinkie_guest_memory_max_bytes{guest="web",host="goliath",type="container"} 8.388608e+06`,
+		`pinkie_guest_uptime_seconds{guest="web",host="goliath",type="container"} 600`,
+		`pinkie_guest_network_receive_bytes_total{guest="web",host="goliath",type="container"} 1000`,
+		`pinkie_guest_network_transmit_bytes_total{guest="web",host="goliath",type="container"} 2000`,
+		`pinkie_guest_disk_free_bytes{guest="web",host="goliath",type="container"} 5.36870912e+08`,
 		`pinkie_alert_firing{host="goliath",object="/",rule="fs.usage",severity="warning",silenced="false"} 1`,
 		`pinkie_alerts_firing{host="goliath",severity="warning"} 1`,
 		`pinkie_alerts_firing{host="goliath",severity="critical"} 0`,
@@ -147,6 +159,9 @@ func TestExposition(t *testing.T) {
 		if !strings.Contains(text, want+"\n") {
 			t.Errorf("the exposition lacks %s", want)
 		}
+	}
+	if strings.Contains(text, `guest="old"`) {
+		t.Errorf("a guest last reported two hours ago is exposed")
 	}
 	if t.Failed() {
 		t.Logf("exposition:\n%s", text)

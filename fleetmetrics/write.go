@@ -157,6 +157,11 @@ var (
 	mGuestCPU      = counter("pinkie_guest_cpu_seconds_total", "CPU time the guest used (its cgroup's usage).")
 	mGuestDisk     = gauge("pinkie_guest_disk_bytes", "Disk space of the guest's state directory in bytes.")
 	mGuestReport   = gauge("pinkie_guest_report_timestamp_seconds", "Time of the guest's latest report (Unix seconds).")
+	mGuestMemMax   = gauge("pinkie_guest_memory_max_bytes", "The guest's memory limit (its cgroup's memory.max), when it has one.")
+	mGuestUptime   = gauge("pinkie_guest_uptime_seconds", "Seconds since the guest's unit became active.")
+	mGuestRX       = counter("pinkie_guest_network_receive_bytes_total", "Bytes the guest received over its links (the host ends' transmit counters).")
+	mGuestTX       = counter("pinkie_guest_network_transmit_bytes_total", "Bytes the guest sent over its links (the host ends' receive counters).")
+	mGuestDiskFree = gauge("pinkie_guest_disk_free_bytes", "Space available on the filesystem holding the guest's state directory.")
 
 	mAlertFiring = gauge("pinkie_alert_firing", "1 for each alert firing now, with its rule, object, severity and whether a silence covers it.")
 	mAlertsCount = gauge("pinkie_alerts_firing", "Alerts firing now and not silenced, by host and severity.")
@@ -436,6 +441,19 @@ func writeGuest(e *emitter, g Guest) {
 	e.emit(mGuestCPU, g.CPUUsageSeconds, l...)
 	if g.StateDir != "" {
 		e.emit(mGuestDisk, float64(g.DiskBytes), l...)
+	}
+	if g.MemoryMaxBytes > 0 {
+		e.emit(mGuestMemMax, float64(g.MemoryMaxBytes), l...)
+	}
+	if g.UptimeSeconds > 0 {
+		e.emit(mGuestUptime, g.UptimeSeconds, l...)
+	}
+	if len(g.Interfaces) > 0 {
+		e.emit(mGuestRX, float64(g.NetRXBytes), l...)
+		e.emit(mGuestTX, float64(g.NetTXBytes), l...)
+	}
+	if g.DiskFSBytes > 0 {
+		e.emit(mGuestDiskFree, float64(g.DiskFreeBytes), l...)
 	}
 	e.emit(mGuestReport, unix(g.Time), l...)
 }

@@ -62,6 +62,9 @@ let
     ++ lib.optionals cfg.shell.enable [ "CAP_SETUID" "CAP_SETGID" "CAP_CHOWN" "CAP_KILL" ]
     ++ cfg.extraCapabilities);
 
+  # The services this host declares (nixos/lib.nix declaredServices).
+  declared = pinkieLib.declaredServices config;
+
   pushDir = if cfg.deploy.pushTo == null then null else pinkieLib.fileStoreDir cfg.deploy.pushTo;
 
   args = pinkieLib.agentArgs {
@@ -440,5 +443,17 @@ in
     services.pinkie.agent.producers.postgres.dsn =
       lib.mkDefault "host=/run/postgresql user=${pgRole} dbname=postgres sslmode=disable";
   })
+  {
+    # Monitoring set up from the configuration: the systemd producer watches
+    # the services the fleet export declares for this host, so the hub can
+    # alert (service.down) when one is missing, failed or inactive. A host's
+    # own list replaces it. (Their state directories are not measured from
+    # here: reading systemd.services while defining the agent's own unit
+    # would be an infinite recursion; the fleet export carries them.)
+    services.pinkie.agent.producers.systemd.units = lib.mkDefault declared;
+    # And it checks the domains this host serves (nginx and caddy virtual
+    # hosts): status and TLS certificate expiry (http.down, tls.expiry).
+    services.pinkie.agent.producers.httpcheck.urls = lib.mkDefault (map (d: d.url) (pinkieLib.domainsOf config));
+  }
   ]);
 }

@@ -24,6 +24,7 @@ let
     let ls = stringLength s; lx = stringLength x;
     in ls >= lx && substring (ls - lx) lx s == x;
   removePrefix = p: s: if hasPrefix p s then substring (stringLength p) (stringLength s) s else s;
+  removeSuffix = x: s: if hasSuffix x s then substring 0 (stringLength s - stringLength x) s else s;
   trim = s: let m = match "[[:space:]]*(.*[^[:space:]])[[:space:]]*" s; in if m == null then "" else head m;
   splitComma = s: filter (x: x != "") (map trim (filter isString (builtins.split "," s)));
   toLower = replaceStrings
@@ -67,7 +68,7 @@ let
   # Producer names, as producers/all.go lists them (a test keeps the two in
   # step).
   producerNames = [
-    "btrfs" "fail2ban" "fs" "guest" "heartbeat" "login" "mdraid" "network"
+    "btrfs" "fail2ban" "fs" "guest" "heartbeat" "httpcheck" "login" "mdraid" "network"
     "path" "postgres" "profile" "smart" "systemd" "zfs"
   ];
 
@@ -395,7 +396,12 @@ let
           server = if (v.serverName or null) != null then v.serverName else name;
           https = (v.forceSSL or false) || (v.onlySSL or false) || (v.addSSL or false)
             || (v.enableACME or false) || (v.useACMEHost or null) != null;
-        in { name = server; url = "${if https then "https" else "http"}://${server}"; server = "nginx"; aliases = v.serverAliases or [ ]; };
+          locations = v.locations or { };
+          # Where it proxies to: each location's proxyPass.
+          upstreams = unique (filter (u: isString u && u != "")
+            (map (l: locations.${l}.proxyPass or null) (attrNames locations)));
+        in { name = server; url = "${if https then "https" else "http"}://${server}"; server = "nginx"; aliases = v.serverAliases or [ ]; }
+          // (if upstreams == [ ] then { } else { inherit upstreams; });
     in
     if !enabled then [ ] else filter (d: usefulDomain d.name) (map (n: one n vhosts.${n}) (attrNames vhosts));
 
@@ -417,8 +423,15 @@ let
         in
         if addrs == [ ] then null
         else
-          let first = parse (head addrs);
-          in { name = first.host; url = first.url; server = "caddy"; aliases = map (a: (parse a).host) (tail addrs) ++ (v.serverAliases or [ ]); };
+          let
+            first = parse (head addrs);
+            # reverse_proxy lines of its Caddyfile snippet.
+            upstreams = unique (concatLists (map
+              (line: let m = match "[[:space:]]*reverse_proxy[[:space:]]+([^{]*[^{[:space:]]).*" line; in
+                if m == null then [ ] else filter (x: isString x && x != "" && !hasPrefix "/" x) (builtins.split "[[:space:]]+" (head m)))
+              (filter isString (builtins.split "\n" (v.extraConfig or "")))));
+          in { name = first.host; url = first.url; server = "caddy"; aliases = map (a: (parse a).host) (tail addrs) ++ (v.serverAliases or [ ]); }
+            // (if upstreams == [ ] then { } else { inherit upstreams; });
     in
     if !enabled then [ ]
     else filter (d: d != null && usefulDomain d.name) (map (n: one n vhosts.${n}) (attrNames vhosts));
@@ -442,6 +455,60 @@ let
   ];
   unitName = u: if match ".*\\.(service|timer|socket|mount|target|path)" u != null then u else "${u}.service";
 
+  # declaredServices config: the units a NixOS configuration should run:
+  # the well-known services it enables and those it lists in
+  # pinkie.fleet.services, sorted. The agent module watches them (the
+  # systemd producer's units), the hub alerts when one is not running.
+  declaredServices = config:
+    let
+      enabledAt = p: tryOr false (attrByPath (p ++ [ "enable" ]) false config);
+      listed = tryOr [ ] (attrByPath [ "pinkie" "fleet" "services" ] [ ] config);
+      known = map (s: s.unit) (filter (s: enabledAt s.path) wellKnownServices);
+    in sort (a: b: a < b) (unique (known ++ map unitName listed));
+
+  # stateDirsOf config services: per service, the directories its systemd
+  # StateDirectory gives it (below /var/lib), for the services that have one.
+  stateDirsOf = config: services:
+    let
+      units = tryOr { } (attrByPath [ "systemd" "services" ] { } config);
+      dirsOf = u:
+        let
+          n = removeSuffix ".service" u;
+          sd = tryOr null ((units.${n} or { }).serviceConfig.StateDirectory or null);
+          list = if isString sd then filter (x: isString x && x != "") (builtins.split "[[:space:]]+" sd) else if isList sd then filter isString sd else [ ];
+        in map (d: "/var/lib/${d}") list;
+      withDirs = filter (u: dirsOf u != [ ]) services;
+    in listToAttrs (map (u: { name = u; value = dirsOf u; }) withDirs);
+
+  # domainsOf config: the web server virtual hosts of a configuration.
+  domainsOf = config: sort (a: b: a.name < b.name) (tryOr [ ] (nginxDomains config) ++ tryOr [ ] (caddyDomains config));
+
+  # guestsOf config: the NixOS containers (containers.<name>, whose config
+  # is the container's evaluated NixOS configuration) and microvm.nix
+  # MicroVMs (microvm.vms.<name>) of a host, with their own services and
+  # domains.
+  guestsOf = config:
+    let
+      containers = tryOr { } (attrByPath [ "containers" ] { } config);
+      vms = tryOr { } (attrByPath [ "microvm" "vms" ] { } config);
+      bare = a: if isString a then head (builtins.split "/" a) else null;
+      guest = type: name: gc: addrs:
+        let services = tryOr [ ] (declaredServices gc);
+        in {
+          inherit name type services;
+          addresses = filter isString addrs;
+          domains = tryOr [ ] (domainsOf gc);
+          state_dirs = tryOr { } (stateDirsOf gc services);
+        };
+      container = n: c: guest "container" n (c.config or { })
+        (tryOr [ ] [ (bare (c.localAddress or null)) (bare (c.localAddress6 or null)) ]);
+      # microvm.nix keeps the guest's evaluated system in evaluatedConfig
+      # (declarative MicroVMs), else the module given as config.
+      vm = n: v: guest "microvm" n (tryOr { } (v.evaluatedConfig.config or (v.config.config or { }))) [ ];
+    in
+    sort (a: b: a.name < b.name)
+      (map (n: container n containers.${n}) (attrNames containers) ++ map (n: vm n vms.${n}) (attrNames vms));
+
   hostOf = name: c:
     let
       config = c.config or { };
@@ -449,8 +516,7 @@ let
       enabledAt = p: tryOr false (attrByPath (p ++ [ "enable" ]) false config);
       agent = attrByPath [ "services" "pinkie" "agent" ] { } config;
       agentOn = tryOr false (agent.enable or false);
-      listed = tryOr [ ] (attrByPath [ "pinkie" "fleet" "services" ] [ ] config);
-      known = map (s: s.unit) (filter (s: enabledAt s.path) wellKnownServices);
+      services = declaredServices config;
     in
     {
       inherit deployment;
@@ -459,8 +525,10 @@ let
         ++ optional agentOn "agent"
         ++ optional (agentOn && tryOr false (agent.builder.enable or false)) "builder";
       agentName = if agentOn then tryOr null (agent.name or null) else null;
-      services = sort (a: b: a < b) (unique (known ++ map unitName listed));
-      domains = sort (a: b: a.name < b.name) (tryOr [ ] (nginxDomains config) ++ tryOr [ ] (caddyDomains config));
+      inherit services;
+      domains = domainsOf config;
+      state_dirs = tryOr { } (stateDirsOf config services);
+      guests = tryOr [ ] (guestsOf config);
     };
 
   # fleetProblems hosts: what no single host's assertions can see.
@@ -493,5 +561,5 @@ in
     deploymentDefaults secretLiterals hubProblems hubArgs hubConfig hubFirewallPorts
     hubClusterProblems hubClusterArgs hubClusterFirewallPorts
     agentProblems agentConfig agentArgs fileStoreDir deploymentProblems postgresAccessProblems
-    fleet;
+    declaredServices stateDirsOf domainsOf fleet;
 }

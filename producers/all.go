@@ -13,6 +13,7 @@ func All() []Spec {
 		networkSpec(),
 		systemdSpec(),
 		guestSpec(),
+		httpCheckSpec(),
 		smartSpec(),
 		zfsSpec(),
 		mdraidSpec(),

@@ -186,9 +186,9 @@ var execCapturedCommands = map[string]string{
 	"nixos-version --json":                                         "nixos-version",
 	"darwin-version --json":                                        "darwin-version",
 	"nix-store --query --requisites /run/current-system":           "nix-store-requisites",
-	"systemctl show --property=Id,Description,LoadState,ActiveState,SubState,NRestarts -- restic-backups-b2.service":                "systemctl-show-failed",
-	"systemctl show --property=Id,Description,LoadState,ActiveState,SubState,NRestarts -- nginx.service nope.service":               "systemctl-show-watched",
-	"systemctl show --property=Id,Description,LoadState,ActiveState,SubState,NRestarts -- microvm@db.service container@web.service": "systemctl-show-guests",
+	"systemctl show --property=Id,Description,LoadState,ActiveState,SubState,NRestarts -- restic-backups-b2.service":                                              "systemctl-show-failed",
+	"systemctl show --property=Id,Description,LoadState,ActiveState,SubState,NRestarts -- nginx.service nope.service":                                             "systemctl-show-watched",
+	"systemctl show --property=Id,Description,LoadState,ActiveState,SubState,NRestarts,ActiveEnterTimestampMonotonic -- microvm@db.service container@web.service": "systemctl-show-guests",
 }
 
 // execCapturedRunner answers the producers' commands from a fixture

@@ -25,6 +25,14 @@ import (
 // cgroup, the size of the state directory, and the host paths shared in.
 type Guest struct {
 	every time.Duration
+	// statfs reads the filesystem holding a state directory; tests inject
+	// a fake.
+	statfs func(path string) (FSUsage, error)
+}
+
+// NewGuest returns the guest producer reading filesystems with statfs.
+func NewGuest(statfs func(path string) (FSUsage, error)) *Guest {
+	return &Guest{every: 5 * time.Minute, statfs: statfs}
 }
 
 func guestSpec() Spec {
@@ -33,7 +41,7 @@ func guestSpec() Spec {
 			if err := DecodeOptions(raw, &struct{}{}); err != nil {
 				return nil, err
 			}
-			return &Guest{every: 5 * time.Minute}, nil
+			return NewGuest(FSStatfs), nil
 		}}
 }
 
@@ -48,6 +56,7 @@ const guestMaxWalk = 200_000
 type guestFound struct {
 	d      events.Guest
 	taps   []string
+	links  []string
 	errors []error
 }
 
@@ -67,9 +76,9 @@ func (g *Guest) Collect(ctx context.Context, env Env) ([]Observation, error) {
 	for i, f := range found {
 		units[i] = f.d.Unit
 	}
-	var shown map[string]events.UnitState
+	var shown map[string]guestUnit
 	if env.Run != nil {
-		shown, err = systemdShow(ctx, env.Run, units)
+		shown, err = guestShow(ctx, env.Run, units)
 	} else {
 		err = fmt.Errorf("systemctl show: no command runner")
 	}
@@ -86,12 +95,18 @@ func (g *Guest) Collect(ctx context.Context, env Env) ([]Observation, error) {
 			break
 		}
 	}
+	uptime, uptimeErr := guestHostUptime(env.Root)
 	var obs []Observation
 	for _, f := range found {
 		d := f.d
 		errs = append(errs, f.errors...)
 		if st, ok := shown[d.Unit]; ok {
 			d.ActiveState, d.SubState, d.Restarts = st.ActiveState, st.SubState, st.Restarts
+			if st.activeSinceUsec > 0 && d.ActiveState == "active" && uptimeErr == nil {
+				if up := uptime - float64(st.activeSinceUsec)/1e6; up > 0 {
+					d.UptimeSeconds = up
+				}
+			}
 		} else {
 			d.ActiveState = "unknown"
 		}
@@ -100,18 +115,61 @@ func (g *Guest) Collect(ctx context.Context, env Env) ([]Observation, error) {
 			d.Addresses = append(d.Addresses, neigh[tap]...)
 		}
 		if d.ActiveState == "active" {
-			mem, cpu, err := guestReadCgroup(env.Root, d.Unit)
+			cg, err := guestReadCgroup(env.Root, d.Unit)
 			if err != nil {
 				errs = append(errs, fmt.Errorf("guest %s: %w", d.Name, err))
 			}
-			d.MemoryBytes, d.CPUUsageSeconds = mem, cpu
+			d.MemoryBytes, d.CPUUsageSeconds, d.MemoryMaxBytes = cg.memory, cg.cpuSeconds, cg.memoryMax
+			if cg.memoryMax > 0 {
+				d.MemoryPercent = roundPercent(float64(cg.memory) / float64(cg.memoryMax) * 100)
+			}
+		}
+		d.Interfaces = f.links
+		for _, link := range f.links {
+			// The host's end of the link: what it transmits, the guest
+			// receives.
+			rx, errRX := readUint(env.Root, "sys/class/net/"+link+"/statistics/tx_bytes")
+			tx, errTX := readUint(env.Root, "sys/class/net/"+link+"/statistics/rx_bytes")
+			if errRX != nil || errTX != nil {
+				continue // the link is down while the guest is stopped
+			}
+			d.NetRXBytes += rx
+			d.NetTXBytes += tx
 		}
 		if d.StateDir != "" {
-			size, err := guestDiskUsage(env.Root, strings.TrimPrefix(d.StateDir, "/"))
+			sub := ""
+			if d.Type == "container" {
+				sub = "var/lib" // the container's root: its services' state directories
+			}
+			size, by, err := guestDiskUsageBy(env.Root, strings.TrimPrefix(d.StateDir, "/"), sub)
 			if err != nil {
 				errs = append(errs, fmt.Errorf("guest %s: %w", d.Name, err))
 			}
 			d.DiskBytes = size
+			if len(by) > 0 {
+				d.StateDirBytes = by
+			}
+			if g.statfs != nil {
+				if u, err := g.statfs(d.StateDir); err == nil && u.TotalBytes > 0 {
+					d.DiskFSBytes, d.DiskFreeBytes = u.TotalBytes, u.AvailableBytes
+					d.DiskPercent = roundPercent(float64(u.TotalBytes-u.FreeBytes) / float64(u.TotalBytes) * 100)
+				} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
+					// (Not there: the agent reads a fixture root, whose
+					// paths statfs cannot see.)
+					errs = append(errs, fmt.Errorf("guest %s: %w", d.Name, err))
+				}
+			}
+		}
+		for _, p := range d.SharedPaths {
+			if p == "/nix/store" || strings.HasPrefix(p, "/nix/store/") || (d.StateDir != "" && strings.HasPrefix(p, d.StateDir+"/")) {
+				continue // the store is everybody's; the state dir is counted above
+			}
+			size, err := guestDiskUsage(env.Root, strings.TrimPrefix(p, "/"))
+			if err != nil {
+				errs = append(errs, fmt.Errorf("guest %s: %w", d.Name, err))
+				continue
+			}
+			d.SharedSizes = append(d.SharedSizes, events.GuestPath{Path: p, Bytes: size})
 		}
 		obs = append(obs, Observation{Kind: "guest", Object: d.Name, Data: d})
 	}
@@ -141,6 +199,11 @@ func guestDiscover(root fs.FS) ([]guestFound, error) {
 			if _, err := fs.Stat(root, strings.TrimPrefix(f.d.StateDir, "/")); err != nil {
 				f.d.StateDir = ""
 			}
+			// systemd-nspawn's --network-veth names the host's end
+			// ve-<machine>, cut to the 15 bytes of an interface name.
+			if veth := guestVethName(name); fileExists(root, "sys/class/net/"+veth) {
+				f.links = []string{veth}
+			}
 			out = append(out, f)
 		}
 	} else if !errors.Is(err, fs.ErrNotExist) {
@@ -164,6 +227,7 @@ func guestDiscover(root fs.FS) ([]guestFound, error) {
 				f.d.Hypervisor = guestHypervisor(path.Base(runner), name)
 				if b, err := bounded.ReadFile(root, runner+"/share/microvm/tap-interfaces", maxSmallFile); err == nil {
 					f.taps = strings.Fields(string(b))
+					f.links = f.taps
 				}
 				if shares, err := fs.ReadDir(root, runner+"/share/microvm/virtiofs"); err == nil {
 					for _, s := range shares {
@@ -253,63 +317,4 @@ func guestParseNeigh(b []byte) (map[string][]string, error) {
 		}
 	}
 	return out, nil
-}
-
-// guestCgroupDirs are where systemd puts a template instance's cgroup
-// (cgroup v2): in the template's slice by default, or in machine.slice.
-func guestCgroupDirs(unit string) []string {
-	tmpl, _, _ := strings.Cut(unit, "@")
-	return []string{
-		"sys/fs/cgroup/system.slice/system-" + tmpl + ".slice/" + unit,
-		"sys/fs/cgroup/machine.slice/" + unit,
-		"sys/fs/cgroup/system.slice/" + unit,
-	}
-}
-
-// guestReadCgroup reads memory.current and cpu.stat's usage_usec.
-func guestReadCgroup(root fs.FS, unit string) (uint64, float64, error) {
-	for _, dir := range guestCgroupDirs(unit) {
-		mem, err := readFirstLine(root, dir+"/memory.current")
-		if err != nil {
-			continue
-		}
-		m, _ := strconv.ParseUint(mem, 10, 64)
-		var cpu float64
-		if b, err := bounded.ReadFile(root, dir+"/cpu.stat", maxSmallFile); err == nil {
-			sc := bufio.NewScanner(bytes.NewReader(b))
-			for sc.Scan() {
-				if v, ok := strings.CutPrefix(sc.Text(), "usage_usec "); ok {
-					us, _ := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
-					cpu = float64(us) / 1e6
-				}
-			}
-		}
-		return m, cpu, nil
-	}
-	return 0, 0, fmt.Errorf("no cgroup for %s under /sys/fs/cgroup", unit)
-}
-
-// guestDiskUsage adds up the apparent size of the files under dir
-// (sparse disk images count at their full size), following no links.
-func guestDiskUsage(root fs.FS, dir string) (uint64, error) {
-	var total uint64
-	n := 0
-	err := fs.WalkDir(root, dir, func(p string, e fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if n++; n > guestMaxWalk {
-			return fs.SkipAll
-		}
-		if e.Type().IsRegular() {
-			if info, err := e.Info(); err == nil {
-				total += uint64(info.Size())
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return total, fmt.Errorf("disk usage of /%s: %w", dir, err)
-	}
-	return total, nil
 }

@@ -51,6 +51,7 @@ func TestNetworkNixOSRoot(t *testing.T) {
 			{Name: "enp5s0", MAC: "a8:a1:59:12:34:56", MTU: 1500, State: "up", Kind: "ether", Addresses: []string{"192.0.2.10/24", "2001:db8::10/64", "fe80::aaa1:59ff:fe12:3456/64"}},
 			{Name: "lo", MAC: "00:00:00:00:00:00", MTU: 65536, State: "unknown", Kind: "loopback", Addresses: []string{"127.0.0.1/8", "::1/128"}},
 			{Name: "tailscale0", MTU: 1280, State: "unknown", Kind: "none", VPN: "tailscale", Addresses: []string{"100.64.0.7/32", "fd7a:115c:a1e0::7/128"}},
+			{Name: "ve-web", MAC: "02:00:00:00:00:02", MTU: 1500, State: "up", Kind: "ether", Addresses: []string{}},
 			{Name: "vm-db", MAC: "02:00:00:00:00:01", MTU: 1500, State: "up", Kind: "ether", Addresses: []string{}},
 			{Name: "wg0", MTU: 1420, State: "unknown", Kind: "none", VPN: "wireguard", Addresses: []string{"10.100.0.1/24"}},
 		},
@@ -100,7 +101,7 @@ func TestNetworkBadInput(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "ip -j addr show") || !strings.Contains(err.Error(), "wg show all dump") {
 			t.Errorf("err = %v, want it to name ip and wg", err)
 		}
-		if len(got.Interfaces) != 5 || len(got.DefaultRoutes) != 1 || got.DefaultRoutes[0].Gateway != "192.0.2.1" {
+		if len(got.Interfaces) != 6 || len(got.DefaultRoutes) != 1 || got.DefaultRoutes[0].Gateway != "192.0.2.1" {
 			t.Errorf("partial result %+v", got)
 		}
 	})
@@ -114,7 +115,7 @@ func TestNetworkBadInput(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "parse") {
 			t.Errorf("err = %v", err)
 		}
-		if len(got.Interfaces) != 5 {
+		if len(got.Interfaces) != 6 {
 			t.Errorf("interfaces %+v", got.Interfaces)
 		}
 	})

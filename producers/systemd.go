@@ -217,7 +217,16 @@ func systemdViaSystemctl(ctx context.Context, run Runner, units []string) (event
 }
 
 func systemdShow(ctx context.Context, run Runner, units []string) (map[string]events.UnitState, error) {
-	args := append([]string{"show", "--property=Id,Description,LoadState,ActiveState,SubState,NRestarts", "--"}, units...)
+	out, err := systemctlShow(ctx, run, "--property=Id,Description,LoadState,ActiveState,SubState,NRestarts", units)
+	if err != nil {
+		return nil, err
+	}
+	return systemdParseShow(out), nil
+}
+
+// systemctlShow runs `systemctl show PROPERTIES -- UNITS…`.
+func systemctlShow(ctx context.Context, run Runner, properties string, units []string) ([]byte, error) {
+	args := append([]string{"show", properties, "--"}, units...)
 	out, code, err := run.Run(ctx, "systemctl", args...)
 	if err != nil {
 		return nil, fmt.Errorf("systemctl show: %w", err)
@@ -225,7 +234,7 @@ func systemdShow(ctx context.Context, run Runner, units []string) (map[string]ev
 	if code != 0 && len(out) == 0 {
 		return nil, fmt.Errorf("systemctl show: exit status %d", code)
 	}
-	return systemdParseShow(out), nil
+	return out, nil
 }
 
 // systemdParseListUnits reads `systemctl list-units --output=json`:

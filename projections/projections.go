@@ -126,7 +126,7 @@ func (d dirtySet) flush() (map[string][]byte, error) {
 
 // All returns the projections the hub runs.
 func All() []Projection {
-	return []Projection{NewInventory(), NewDrives(), NewAlerts()}
+	return []Projection{NewInventory(), NewDrives(), NewAlerts(), NewGuests()}
 }
 
 func sortedKeys[V any](m map[string]V) []string {

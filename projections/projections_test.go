@@ -50,6 +50,8 @@ func sampleFeed(t *testing.T) *feed {
 	// An older observation arriving late does not replace the newer one.
 	f.host("goliath", "fs", "/", t0.Add(30*time.Second), events.Filesystem{MountPoint: "/", UsedPercent: 60, FSType: "ext4", Verdict: "ok"})
 	f.host("goliath", "heartbeat", "", t0.Add(time.Minute), events.Heartbeat{Counter: 2, Instance: "a"})
+	f.host("goliath", "guest", "web", t0, events.Guest{Name: "web", Type: "container", ActiveState: "active", Healthy: true, CPUUsageSeconds: 1, NetRXBytes: 10})
+	f.host("goliath", "guest", "web", t0.Add(30*time.Second), events.Guest{Name: "web", Type: "container", ActiveState: "active", Healthy: true, CPUUsageSeconds: 4, NetRXBytes: 40})
 	alert := events.Alert{Host: "goliath", Rule: "host.silent", Severity: "critical", Summary: "silent", Status: "firing", Reason: "started", StartsAt: t0.Add(7 * time.Minute), Fingerprint: "fp1"}
 	f.add(StreamAlerts, "pinkie.alert.goliath.host.silent", "alert.firing", "goliath", "", t0.Add(7*time.Minute), alert)
 	fs := events.Alert{Host: "goliath", Rule: "fs.usage", Object: "/", Severity: "critical", Summary: "/ 97%", Status: "firing", Reason: "started", StartsAt: t0.Add(time.Minute), Fingerprint: "fp2"}
@@ -192,5 +194,60 @@ func TestDrivesKeepDatabasesAndPaths(t *testing.T) {
 				t.Errorf("record %s: verdict %q state %q, want %q %q", tc.key, d.Verdict, d.State, tc.verdict, tc.state)
 			}
 		})
+	}
+}
+
+// TestGuestsProjection: the latest report of each guest wins, rates come
+// from the counters of the last two reports (none across a counter reset),
+// restarts between reports are counted, and the status reads the unit.
+func TestGuestsProjection(t *testing.T) {
+	f := &feed{t: t, seq: map[string]uint64{}}
+	web := events.Guest{Name: "web", Type: "container", Unit: "container@web.service", ActiveState: "active", SubState: "running", Healthy: true,
+		CPUUsageSeconds: 100, NetRXBytes: 1000, NetTXBytes: 5000}
+	f.host("goliath", "guest", "web", t0, web)
+	web2 := web
+	web2.CPUUsageSeconds, web2.NetRXBytes, web2.NetTXBytes = 130, 61000, 5000 // 30 s CPU and 60 kB in 5 min
+	f.host("goliath", "guest", "web", t0.Add(5*time.Minute), web2)
+	old := web
+	old.CPUUsageSeconds = 1 // an older report arriving late changes nothing
+	f.host("goliath", "guest", "web", t0.Add(time.Minute), old)
+	db := events.Guest{Name: "db", Type: "microvm", Unit: "microvm@db.service", ActiveState: "active", SubState: "running", Healthy: true, Restarts: 1, CPUUsageSeconds: 50}
+	f.host("goliath", "guest", "db", t0, db)
+	db2 := db
+	db2.ActiveState, db2.SubState, db2.Healthy, db2.Restarts, db2.CPUUsageSeconds = "activating", "auto-restart", false, 4, 2
+	f.host("goliath", "guest", "db", t0.Add(5*time.Minute), db2)
+	f.host("koishi", "guest", "db", t0, events.Guest{Name: "db", Type: "container", ActiveState: "failed", SubState: "failed"})
+	got := fold(t, f.ins, nil)["guests"]
+	read := func(key string) GuestRecord {
+		t.Helper()
+		var r GuestRecord
+		if err := json.Unmarshal(got[key], &r); err != nil {
+			t.Fatalf("record %s: %v (have %v)", key, err, keys(got))
+		}
+		return r
+	}
+	f64 := func(v float64) *float64 { return &v }
+	tests := []struct {
+		name, key string
+		want      GuestRecord
+	}{
+		{"rates from the last two reports", "goliath.web", GuestRecord{Host: "goliath", Name: "web", Status: "running", Guest: web2, Time: t0.Add(5 * time.Minute), FirstSeen: t0,
+			CPUPercent: f64(10), NetRXBytesPerSecond: f64(200), NetTXBytesPerSecond: f64(0)}},
+		{"restarting: no CPU rate across the reset", "goliath.db", GuestRecord{Host: "goliath", Name: "db", Status: "restarting", Guest: db2, Time: t0.Add(5 * time.Minute), FirstSeen: t0,
+			RestartsDelta: 3}},
+		{"same name on another host", "koishi.db", GuestRecord{Host: "koishi", Name: "db", Status: "failed", Guest: events.Guest{Name: "db", Type: "container", ActiveState: "failed", SubState: "failed"},
+			Time: t0, FirstSeen: t0}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := read(tc.key)
+			r.Seq = nil
+			if diff := cmp.Diff(tc.want, r); diff != "" {
+				t.Errorf("(-want +got):\n%s", diff)
+			}
+		})
+	}
+	if len(got) != 3 {
+		t.Errorf("records %v, want 3", keys(got))
 	}
 }

@@ -383,8 +383,9 @@ type AlerterOptions struct {
 	Log       *slog.Logger
 }
 
-// AlerterService returns the alerter hub service: it reads HOSTS, DEPLOY
-// and silences, and publishes alerts on pinkie.alert.<host>.<rule>.
+// AlerterService returns the alerter hub service: it reads HOSTS, DEPLOY,
+// silences and the fleet declaration (declared services), and publishes
+// alerts on pinkie.alert.<host>.<rule>.
 func AlerterService(o AlerterOptions) (HubService, error) {
 	rules, err := o.Config.Compile()
 	if err != nil {
@@ -407,7 +408,8 @@ func AlerterService(o AlerterOptions) (HubService, error) {
 	opts := o.Config.Options()
 	return &foldService{
 		name: "alerter", bucket: AlerterBucket, log: o.Log, clock: time.Now, tickEvery: o.TickEvery, tickGrace: o.TickGrace,
-		sources: []foldSource{{HostsStream, []string{"pinkie.host.>"}}, {DeployStream, []string{"pinkie.deploy.>"}}, {AlertLogStream, []string{"pinkie.silence.>"}}},
+		sources: []foldSource{{HostsStream, []string{"pinkie.host.>"}}, {DeployStream, []string{"pinkie.deploy.>"}}, {AlertLogStream, []string{"pinkie.silence.>"}},
+			{FleetStream, []string{events.FleetDeclaredSubject}}},
 		newFold: func() (folder, error) {
 			// Rules are compiled once; each run starts from a fresh engine
 			// restored from the bucket.

@@ -23,7 +23,7 @@ const (
 )
 
 // KV buckets the hub creates for projections.
-var Buckets = []string{"pinkie-last-deploy", "pinkie-inventory", "pinkie-drives", "pinkie-alerts"}
+var Buckets = []string{"pinkie-last-deploy", "pinkie-inventory", "pinkie-drives", "pinkie-alerts", "pinkie-guests"}
 
 // deliverSubject is where an agent's HUB consumer pushes events to the hub.
 func deliverSubject(host string) string { return "_pinkie.deliver." + host + ".d" }

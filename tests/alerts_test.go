@@ -268,6 +268,7 @@ var projectionSources = map[string][][2]string{
 	"pinkie-inventory": {{streams.HostsStream, "pinkie.host.>"}, {streams.AlertsStream, "pinkie.alert.*.host.silent"}},
 	"pinkie-drives":    {{streams.HostsStream, "pinkie.host.*.fs.>"}, {streams.HostsStream, "pinkie.host.*.smart.>"}, {streams.HostsStream, "pinkie.host.*.zfs.>"}},
 	"pinkie-alerts":    {{streams.AlertsStream, "pinkie.alert.>"}, {streams.AlertLogStream, "pinkie.silence.>"}},
+	"pinkie-guests":    {{streams.HostsStream, "pinkie.host.*.guest.>"}},
 }
 
 // waitProjections waits until every projection's checkpoint covers the
@@ -389,6 +390,11 @@ func TestRebuildProjections(t *testing.T) {
 	for _, key := range []string{"goliath", "koishi"} {
 		if _, ok := before["pinkie-inventory"][key]; !ok {
 			t.Fatalf("inventory lacks %s: %v", key, before["pinkie-inventory"])
+		}
+	}
+	for _, key := range []string{"goliath.web", "koishi.web"} {
+		if !strings.Contains(before["pinkie-guests"][key], `"status":"running"`) {
+			t.Fatalf("guests record %s: %s", key, before["pinkie-guests"][key])
 		}
 	}
 	if len(before["pinkie-drives"]) != 1+2*4 || len(before["pinkie-alerts"]) < 4 {

@@ -363,6 +363,12 @@ func declareFleet(t *testing.T, f *fleet, tags map[string][]string) {
 				Roles: []string{"agent"}, Services: []string{}, Domains: []events.DeclaredDomain{}})
 		}
 	}
+	publishDeclared(t, f, d)
+}
+
+// publishDeclared publishes a fleet declaration at the hub.
+func publishDeclared(t *testing.T, f *fleet, d events.FleetDeclared) {
+	t.Helper()
 	k, _ := events.Lookup("fleet.declared")
 	ev, err := events.New(k, "test", "fleet", time.Now(), &d)
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -155,6 +156,20 @@ func TestFleetSync(t *testing.T) {
 	}
 	if w := decl.Hosts[2]; w.Deployment.BuildOn != "builder" || len(w.Deployment.HealthChecks) != 1 || w.Deployment.Goal != "switch" {
 		t.Errorf("web1 deployment = %+v", w.Deployment)
+	}
+	// Guests, with their own services and domains, state directories and
+	// proxy upstreams come through the real nix eval and the event.
+	w := decl.Hosts[2]
+	if len(w.Guests) != 2 || w.Guests[1].Name != "shop" || w.Guests[1].Type != "container" || strings.Join(w.Guests[1].Addresses, ",") != "10.233.1.2" ||
+		!slices.Contains(w.Guests[1].Services, "shop-worker.service") || w.Guests[1].Domains[0].Name != "inner.example.org" ||
+		w.Guests[0].Name != "mail" || strings.Join(w.Guests[0].Services, ",") != "postfix.service" {
+		t.Errorf("web1 guests = %+v", w.Guests)
+	}
+	if got := w.StateDirs["php-fpm-shop.service"]; strings.Join(got, ",") != "/var/lib/shop,/var/lib/shop-cache" {
+		t.Errorf("web1 state dirs = %v", w.StateDirs)
+	}
+	if w.Domains[len(w.Domains)-1].Name != "shop.example.org" || !slices.Contains(w.Domains[len(w.Domains)-1].Upstreams, "http://10.233.1.2:8080") {
+		t.Errorf("web1 domains = %+v", w.Domains)
 	}
 
 	// A reader may read the declared fleet (a dashboard host needs no nix)

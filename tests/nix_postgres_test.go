@@ -36,6 +36,8 @@ let
           networking.wg-quick.interfaces = mkOption { type = types.attrsOf types.anything; default = { }; };
           boot.zfs.enabled = mkOption { type = types.bool; default = false; };
           services.fail2ban.enable = mkOption { type = types.bool; default = false; };
+          services.nginx.enable = mkOption { type = types.bool; default = false; };
+          services.nginx.virtualHosts = mkOption { type = types.attrsOf types.anything; default = { }; };
           nix.package = mkOption { type = types.unspecified; default = fake "nix"; };
           systemd.services = mkOption { type = types.attrsOf types.anything; default = { }; };
           systemd.paths = mkOption { type = types.attrsOf types.anything; default = { }; };
@@ -188,6 +190,41 @@ func TestNixAgentPostgresAccess(t *testing.T) {
 			}
 			if dsn, _ := got.Producers["postgres"]["dsn"].(string); dsn != tc.dsn {
 				t.Errorf("producer dsn = %q, want %q", dsn, tc.dsn)
+			}
+		})
+	}
+}
+
+// TestNixAgentWatchesDeclaredServices: under the real module system the
+// agent's systemd producer watches the services the host declares (the
+// well-known ones it enables and pinkie.fleet.services) and its httpcheck
+// producer checks the domains it serves; a host's own lists win.
+func TestNixAgentWatchesDeclaredServices(t *testing.T) {
+	const agent = `services.pinkie.agent = { enable = true; hubs = [ "nats-leaf://hub.lan:7422" ]; nkeyFile = "/run/agenix/goliath.nk";`
+	tests := []struct {
+		name, set string
+		units     []any
+		urls      []any
+	}{
+		{"declared services and domains", `{ ` + agent + ` }; services.postgresql.enable = true; pinkie.fleet.services = [ "shop" "backup.timer" ];
+			services.nginx = { enable = true; virtualHosts."shop.example.org" = { forceSSL = true; locations."/".proxyPass = "http://10.233.1.2:8080"; }; virtualHosts."_" = { }; }; }`,
+			[]any{"backup.timer", "nginx.service", "pinkie-agent.service", "postgresql.service", "shop.service"}, []any{"https://shop.example.org"}},
+		{"the host's own lists win", `{ ` + agent + ` producers.systemd.units = [ "mine.service" ]; producers.httpcheck.urls = [ "http://127.0.0.1:8080/health" ]; };
+			pinkie.fleet.services = [ "shop" ]; services.nginx = { enable = true; virtualHosts."a.example.org" = { }; }; }`,
+			[]any{"mine.service"}, []any{"http://127.0.0.1:8080/health"}},
+		{"nothing declared", `{ ` + agent + ` }; }`, []any{"pinkie-agent.service"}, []any{}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got := nixEvalAgentModule(t, tc.set)
+			if len(got.Failed) > 0 {
+				t.Fatalf("failed assertions:\n  %s", strings.Join(got.Failed, "\n  "))
+			}
+			if fmt.Sprint(got.Producers["systemd"]["units"]) != fmt.Sprint(tc.units) {
+				t.Errorf("systemd units = %v, want %v", got.Producers["systemd"]["units"], tc.units)
+			}
+			if fmt.Sprint(got.Producers["httpcheck"]["urls"]) != fmt.Sprint(tc.urls) {
+				t.Errorf("httpcheck urls = %v, want %v", got.Producers["httpcheck"]["urls"], tc.urls)
 			}
 		})
 	}

@@ -366,7 +366,7 @@ func (s *hubStore) Watch(ctx context.Context, fn func(string)) error {
 		return err
 	}
 	var subs []*nats.Subscription
-	for _, subj := range []string{"$KV.pinkie-inventory.>", "$KV.pinkie-drives.>", "$KV.pinkie-alerts.>", "$KV.pinkie-last-deploy.>",
+	for _, subj := range []string{"$KV.pinkie-inventory.>", "$KV.pinkie-drives.>", "$KV.pinkie-alerts.>", "$KV.pinkie-last-deploy.>", "$KV.pinkie-guests.>",
 		"pinkie.deploy.>", "pinkie.fleet.>"} {
 		sub, err := s.nc.Subscribe(subj, func(m *nats.Msg) { fn(m.Subject) })
 		if err != nil {

@@ -218,10 +218,12 @@ type fleetExportHost struct {
 		Goal            string          `json:"goal"`
 		HealthChecks    json.RawMessage `json:"healthChecks"`
 	} `json:"deployment"`
-	System   *string                 `json:"system"`
-	Roles    []string                `json:"roles"`
-	Services []string                `json:"services"`
-	Domains  []events.DeclaredDomain `json:"domains"`
+	System    *string                 `json:"system"`
+	Roles     []string                `json:"roles"`
+	Services  []string                `json:"services"`
+	Domains   []events.DeclaredDomain `json:"domains"`
+	StateDirs map[string][]string     `json:"state_dirs"`
+	Guests    []events.DeclaredGuest  `json:"guests"`
 }
 
 // fleetEvaluate reads the declared fleet from a flake with one nix eval
@@ -274,7 +276,14 @@ func fleetEvaluate(ctx context.Context, flake string) (events.FleetDeclared, err
 	sort.Strings(names)
 	for _, n := range names {
 		h := x.Hosts[n]
-		d := events.DeclaredHost{Name: n, Roles: h.Roles, Services: h.Services, Domains: h.Domains}
+		d := events.DeclaredHost{Name: n, Roles: h.Roles, Services: h.Services, Domains: h.Domains, StateDirs: h.StateDirs, Guests: h.Guests}
+		for i := range d.Guests {
+			g := &d.Guests[i]
+			fleetNonNil(&g.Services)
+			if g.Domains == nil {
+				g.Domains = []events.DeclaredDomain{}
+			}
+		}
 		if h.System != nil {
 			d.System = *h.System
 		}

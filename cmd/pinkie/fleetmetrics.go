@@ -11,10 +11,6 @@ import (
 	"github.com/pinkiefleet/pinkie/streams"
 )
 
-// maxFleetGuestEvents bounds one scrape's read of guest events (an hour of
-// 5-minute reports of 800 guests).
-const maxFleetGuestEvents = 10000
-
 // fleetMetricsSetup builds /metrics/fleet: the handler, and the hub service
 // that binds its store to the hub's JetStream on every node.
 func fleetMetricsSetup(log *slog.Logger) (http.Handler, streams.HubService) {
@@ -24,18 +20,6 @@ func fleetMetricsSetup(log *slog.Logger) (http.Handler, streams.HubService) {
 
 // fleetStore is fleetmetrics.Store over the dashboard's hubStore.
 type fleetStore struct{ *hubStore }
-
-func (s fleetStore) Recent(ctx context.Context, filter string, since time.Time) ([]fleetmetrics.Message, error) {
-	ms, err := s.History(ctx, streams.HostsStream, []string{filter}, since, maxFleetGuestEvents)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]fleetmetrics.Message, 0, len(ms))
-	for _, m := range ms {
-		out = append(out, fleetmetrics.Message{Subject: m.Subject, Event: m.Event})
-	}
-	return out, nil
-}
 
 // fleetMetricsService binds the store once the hub runs.
 type fleetMetricsService struct {

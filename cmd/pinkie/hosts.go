@@ -31,15 +31,9 @@ connection errors.`)
 	if err := fs.parse(args); err != nil {
 		return err
 	}
-	if len(fs.args()) > 1 {
-		return usagef("at most one HOST, got %q", fs.args())
-	}
-	var only string
-	if len(fs.args()) == 1 {
-		only = fs.args()[0]
-		if err := events.ValidHost(only); err != nil {
-			return usagef("%v", err)
-		}
+	only, err := optionalHost(fs)
+	if err != nil {
+		return err
 	}
 	c, err := cf.connect(ctx, "pinkie hosts")
 	if err != nil {
@@ -94,6 +88,20 @@ connection errors.`)
 	}
 	printHosts(a.stdout, now, hosts)
 	return nil
+}
+
+// optionalHost reads the optional HOST argument ("" without one).
+func optionalHost(fs *flagSet) (string, error) {
+	if len(fs.args()) > 1 {
+		return "", usagef("at most one HOST, got %q", fs.args())
+	}
+	if len(fs.args()) == 0 {
+		return "", nil
+	}
+	if err := events.ValidHost(fs.args()[0]); err != nil {
+		return "", usagef("%v", err)
+	}
+	return fs.args()[0], nil
 }
 
 // printHosts is the hosts table.

@@ -95,7 +95,7 @@ cluster (see the README, "Clustered hub").`)
 	cacheBudget := fs.String("cache-budget", "", "`SIZE` the hub's Nix cache is held to (e.g. 20GiB); retention keeps the closures of each host's current and previous deploy and of deploys under way, and drops the rest oldest first (pinkie cache --help). Default: a tenth of --max-store")
 	cacheGrace := fs.Duration("cache-grace", streams.DefaultNixCacheGrace, "fresh uploads to the Nix cache are kept this long whatever the deploy record says (a deploy names the paths it uploaded within seconds to minutes)")
 	nixKey := fs.String("nix-signing-key", "", "the fleet's Nix secret key `FILE`, when it is not --auth DIR's nix-signing.sec (e.g. a systemd credential)")
-	rebuildProjections := fs.Bool("rebuild-projections", false, "empty the projection buckets (pinkie-inventory, pinkie-drives, pinkie-alerts) and replay their streams from the start")
+	rebuildProjections := fs.Bool("rebuild-projections", false, "empty the projection buckets (pinkie-inventory, pinkie-drives, pinkie-alerts, pinkie-guests) and replay their streams from the start")
 	serverName := fs.String("server-name", "", "this node's `NAME`, unique in a cluster (default pinkie-hub)")
 	clusterAddr := fs.String("cluster", "", "route listener `ADDR` (host:port) of this node of a clustered hub")
 	var routes stringList

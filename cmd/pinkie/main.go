@@ -45,6 +45,7 @@ func commands() []command {
 		{"keys", "create nkeys and the fleet's Nix signing key: keys init DIR --hosts a,b; keys add-host DIR NAME; keys add-nix-key DIR; keys show-nix-key DIR", runKeys},
 		{"fleet", "the fleet as the flake declares it: fleet sync publishes it; fleet export --format dashy|json", runFleet},
 		{"hosts", "list the fleet's hosts, or one host with its drives: hosts [HOST]", runHosts},
+		{"guests", "list the fleet's containers and MicroVMs by host; exit 1 when one is down: guests [HOST]", runGuests},
 		{"alerts", "list the alerts firing now (silenced ones marked)", runAlerts},
 		{"silence", "silence alerts: silence add host=goliath rule=fs.usage --for 2h; silence ls; silence rm ID", runSilence},
 		{"notify", "send a test notification: notify test CHANNEL", runNotify},
@@ -145,7 +146,7 @@ func printUsage(w io.Writer) {
 		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintf(w, "\n%s\nExit codes: 0 ok, 1 finding or failure, 2 usage, configuration or connection error\n(including a key whose role does not allow the action).\nRun 'pinkie COMMAND --help' for a command's flags.\n", strings.TrimSpace(`
-Client commands (pub, tail, deploy, last-deploy, hosts, alerts, silence, notify,
+Client commands (pub, tail, deploy, last-deploy, hosts, guests, alerts, silence, notify,
 fleet, cache, shell) connect to the hub with --server URL and --nkey FILE,
 or the environment variables PINKIE_SERVER and PINKIE_NKEY.`))
 }

@@ -19,6 +19,8 @@ const neverHours = 1e9
 //	zfs:       vdev_errors, scrub_age_days, never_scrubbed
 //	btrfs:     errors_above_baseline
 //	fail2ban:  bans_in_window
+//	guest:     restarts_in_hour (increase of restarts over the last hour)
+//	systemd:   declared (the host's declared units with their state)
 //
 // It also updates the host's series, bans and tick records.
 func (e *Engine) derive(p parsed, hs *hostState, now time.Time) map[string]any {
@@ -79,6 +81,14 @@ func (e *Engine) derive(p parsed, hs *hostState, now time.Time) map[string]any {
 			}
 		}
 		env["errors_above_baseline"] = above
+	case "systemd":
+		keepSystemd(hs, t, p.data)
+		env["declared"] = declaredUnits(hs.Declared, env)
+	case "guest":
+		key := "guest|" + p.object
+		restarts := num(p.data["restarts"])
+		e.fit(hs, key, t, restarts)
+		env["restarts_in_hour"] = increaseSince(hs.Series[key], t.Add(-time.Hour), restarts)
 	case "fail2ban":
 		if p.data["action"] == "ban" {
 			hs.Bans = append(hs.Bans, t)
@@ -111,6 +121,18 @@ func (e *Engine) bansInWindow(hs *hostState, now time.Time) float64 {
 	}
 	hs.Bans = kept
 	return float64(len(kept))
+}
+
+// increaseSince is how much a counter rose from its lowest value stored
+// since from to now (0 after a reset below every stored value).
+func increaseSince(s []point, from time.Time, now float64) float64 {
+	low := now
+	for _, p := range s {
+		if !p.T.Before(from) && p.V < low {
+			low = p.V
+		}
+	}
+	return now - low
 }
 
 // seriesStep is the least spacing of stored points (at most 72 per 6 h).

@@ -79,6 +79,9 @@ type hostState struct {
 	Series  map[string][]point     `json:"series,omitempty"`
 	Bans    []time.Time            `json:"bans,omitempty"`
 	Alerts  map[string]*AlertState `json:"alerts"`
+	// Declared are the units the fleet declaration says the host runs
+	// (nil: not declared).
+	Declared []string `json:"declared,omitempty"`
 }
 
 type record struct {
@@ -202,7 +205,7 @@ func parseInput(in Input) (parsed, bool) {
 		return p, false
 	}
 	host, _, ok := events.HostFromSubject(in.Subject)
-	if !ok && !strings.HasPrefix(p.kind, "silence.") {
+	if !ok && !strings.HasPrefix(p.kind, "silence.") && p.kind != fleetKind {
 		return p, false
 	}
 	p.host = host
@@ -226,6 +229,8 @@ func (e *Engine) Apply(in Input) []Output {
 		return e.applySilence(p, now)
 	case "alert.firing", "alert.resolved", "notify.delivery":
 		return nil
+	case fleetKind:
+		return e.applyFleet(p, in)
 	}
 	if strings.HasPrefix(p.kind, "deploy.") {
 		// A builder reports phases of another host's deploy under its own

@@ -16,9 +16,10 @@ var t0 = time.Date(2026, 11, 27, 2, 0, 0, 0, time.UTC)
 
 // harness feeds events to an engine with increasing sequence numbers.
 type harness struct {
-	t   *testing.T
-	e   *Engine
-	seq uint64
+	t        *testing.T
+	e        *Engine
+	seq      uint64
+	fleetSeq uint64
 }
 
 func newHarness(t *testing.T, cfg Config) *harness {
@@ -293,6 +294,33 @@ func TestRules(t *testing.T) {
 			{at: time.Minute, send: send("guest", "web", events.Guest{Name: "web", Type: "microvm", Unit: "microvm@web.service", ActiveState: "active", Healthy: true}),
 				want: []string{"resolved resolved warning goliath guest.down web"}},
 		}},
+		{"guest restarting in a loop, resolved after a quiet hour", Config{}, func() []step {
+			g := func(restarts int, state string) events.Guest {
+				return events.Guest{Name: "db", Type: "microvm", Unit: "microvm@db.service", ActiveState: state, Healthy: state == "active", Restarts: restarts}
+			}
+			return []step{
+				{at: 0, send: send("guest", "db", g(1, "active"))},
+				{at: 5 * time.Minute, send: send("guest", "db", g(2, "active"))},
+				{at: 10 * time.Minute, send: send("guest", "db", g(3, "activating")), want: []string{"firing started warning goliath guest.down db"}},
+				{at: 15 * time.Minute, send: send("guest", "db", g(4, "active")),
+					want: []string{"resolved resolved warning goliath guest.down db", "firing started warning goliath guest.restarting db"}},
+				{at: 70 * time.Minute, send: send("guest", "db", g(4, "active"))},
+				{at: 80 * time.Minute, send: send("guest", "db", g(4, "active")), want: []string{"resolved resolved warning goliath guest.restarting db"}},
+			}
+		}()},
+		{"guest memory and disk near their limits", Config{}, func() []step {
+			g := func(memPct, diskPct float64) events.Guest {
+				return events.Guest{Name: "web", Type: "container", ActiveState: "active", Healthy: true, MemoryBytes: 950, MemoryMaxBytes: 1000, MemoryPercent: memPct,
+					StateDir: "/var/lib/nixos-containers/web", DiskPercent: diskPct, DiskFSBytes: 100, DiskFreeBytes: 100 - uint64(diskPct)}
+			}
+			return []step{
+				{at: 0, send: send("guest", "web", g(95, 96)), want: []string{"firing started critical goliath guest.disk web", "firing started warning goliath guest.memory web"}},
+				{at: time.Minute, send: send("guest", "web", g(88, 93))},
+				{at: 2 * time.Minute, send: send("guest", "web", g(80, 80)), want: []string{"resolved resolved critical goliath guest.disk web", "resolved resolved warning goliath guest.memory web"}},
+				// No limit: no memory_percent, no alert.
+				{at: 3 * time.Minute, send: send("guest", "web", events.Guest{Name: "web", Type: "container", ActiveState: "active", Healthy: true, MemoryBytes: 1 << 40})},
+			}
+		}()},
 		{"host silent: no heartbeat for 5 minutes, resolved by the next one", Config{}, []step{
 			{at: 0, send: send("heartbeat", "", events.Heartbeat{Counter: 1, Instance: "i"})},
 			{at: 4 * time.Minute, tick: true},

@@ -4,8 +4,9 @@
 # it with a real `nix eval` (no nixpkgs needed) and compares the result
 # with fake-fleet.json. It covers: nginx and caddy virtual hosts, TLS
 # detection, names a dashboard cannot link to, listed and well-known
-# services, roles, a host that does not import pinkie's module, and a host
-# whose web server configuration fails to evaluate.
+# services, roles, a host that does not import pinkie's module, a host
+# whose web server configuration fails to evaluate, proxy upstreams, state
+# directories, a NixOS container and a MicroVM with their own services.
 let
   linux = { stdenv.hostPlatform.system = "x86_64-linux"; };
   arm = { stdenv.hostPlatform.system = "aarch64-linux"; };
@@ -32,7 +33,8 @@ in
       services.nginx = {
         enable = true;
         virtualHosts = {
-          "shop.example.org" = { forceSSL = true; enableACME = true; serverAliases = [ "www.shop.example.org" ]; };
+          "shop.example.org" = { forceSSL = true; enableACME = true; serverAliases = [ "www.shop.example.org" ];
+            locations = { "/".proxyPass = "http://10.233.1.2:8080"; "/static".root = "/srv/static"; "/api".proxyPass = "http://unix:/run/shop.sock"; }; };
           "intranet.lan" = { };
           "_" = { default = true; };
           "localhost" = { };
@@ -40,6 +42,20 @@ in
         };
       };
       services.openssh.enable = true;
+      systemd.services.php-fpm-shop.serviceConfig.StateDirectory = "shop shop-cache";
+      systemd.services.nginx.serviceConfig.StateDirectory = [ "nginx" ];
+      # A NixOS container: its config is its evaluated NixOS configuration.
+      containers.shop = {
+        localAddress = "10.233.1.2/24";
+        config = {
+          services.postgresql.enable = true;
+          pinkie.fleet.services = [ "shop-worker" ];
+          systemd.services.shop-worker.serviceConfig.StateDirectory = "shop-worker";
+          services.nginx = { enable = true; virtualHosts."inner.example.org" = { }; };
+        };
+      };
+      # A microvm.nix MicroVM, its system evaluated.
+      microvm.vms.mail.evaluatedConfig.config = { pinkie.fleet.services = [ "postfix" ]; };
     };
   };
 
@@ -51,7 +67,7 @@ in
       services.caddy = {
         enable = true;
         virtualHosts = {
-          "blog.example.net" = { serverAliases = [ "www.blog.example.net" ]; };
+          "blog.example.net" = { serverAliases = [ "www.blog.example.net" ]; extraConfig = "encode gzip\nreverse_proxy 10.0.0.5:2368 10.0.0.6:2368\n"; };
           "status" = { hostName = "http://status.example.net, status.example.com"; };
           ":8080" = { };
         };

@@ -1,0 +1,146 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/pinkiefleet/pinkie/events"
+	"github.com/pinkiefleet/pinkie/fleetview"
+	"github.com/pinkiefleet/pinkie/projections"
+	"github.com/pinkiefleet/pinkie/streams"
+)
+
+func runGuests(ctx context.Context, a *app, args []string) error {
+	fs := newFlagSet("guests", "[HOST]", `
+List the fleet's NixOS containers and MicroVMs from the guests projection,
+grouped by host: status (running, restarting, failed, stopped, unknown, or
+missing: declared by the flake but never reported), addresses, the domains
+routed to them (from the declared fleet: pinkie fleet sync), memory (of its
+limit), CPU and network rates between the last two reports, disk of the state
+directory, uptime and when it last reported. With HOST, only that host's.
+
+  pinkie guests
+  pinkie guests goliath
+  pinkie guests --json         the dashboard's GET /api/guests shape
+
+Exit status: 0 when every guest runs; 1 when one is down (failed,
+restarting, stopped, unknown or missing); 2 on usage or connection errors.`)
+	cf := addClientFlags(fs, a)
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := fs.parse(args); err != nil {
+		return err
+	}
+	only, err := optionalHost(fs)
+	if err != nil {
+		return err
+	}
+	c, err := cf.connect(ctx, "pinkie guests")
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	prefix := ""
+	if only != "" {
+		prefix = only + "."
+	}
+	recs, err := alertsReadBucket(ctx, c.JS, projections.GuestsBucket, prefix)
+	if err != nil {
+		return exitError{code: exitUsage, err: err}
+	}
+	decl, err := guestsDeclared(ctx, c.JS)
+	if err != nil {
+		return exitError{code: exitUsage, err: err}
+	}
+	now := time.Now()
+	gs, err := fleetview.Guests(recs, decl, only, now)
+	if err != nil {
+		return exitError{code: exitUsage, err: err}
+	}
+	if *asJSON {
+		alertsPrintJSON(a.stdout, gs)
+	} else if len(gs) == 0 {
+		fmt.Fprintln(a.stdout, "no containers or MicroVMs reported or declared")
+	} else {
+		printGuests(a.stdout, now, gs)
+	}
+	var down []string
+	for _, g := range gs {
+		if g.Down() {
+			down = append(down, g.Host+"/"+g.Name+" "+g.Status)
+		}
+	}
+	if len(down) > 0 {
+		return exitError{code: exitFinding, err: fmt.Errorf("%d guest(s) not running: %s", len(down), strings.Join(down, ", "))}
+	}
+	return nil
+}
+
+// guestsDeclared reads the declared fleet, or nil when none was synced.
+func guestsDeclared(ctx context.Context, js jetstream.JetStream) (*events.FleetDeclared, error) {
+	st, err := js.Stream(ctx, streams.FleetStream)
+	if err != nil {
+		return nil, fmt.Errorf("stream %s: %w (is this a pinkie hub?)", streams.FleetStream, err)
+	}
+	m, err := st.GetLastMsgForSubject(ctx, events.FleetDeclaredSubject)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read the declared fleet: %w", err)
+	}
+	e, _, err := events.Decode(m.Data)
+	if err != nil {
+		return nil, fmt.Errorf("the hub's declared fleet (seq %d): %w", m.Sequence, err)
+	}
+	var d events.FleetDeclared
+	if err := e.DataAs(&d); err != nil {
+		return nil, fmt.Errorf("the hub's declared fleet (seq %d): %w", m.Sequence, err)
+	}
+	return &d, nil
+}
+
+// printGuests is the guests table, a block per host.
+func printGuests(w io.Writer, now time.Time, gs []fleetview.GuestView) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "HOST\tGUEST\tTYPE\tSTATUS\tADDRESSES\tDOMAINS\tMEMORY\tCPU\tNET IN/OUT\tDISK\tUPTIME\tREPORTED")
+	for _, g := range gs {
+		mem := byteSize(int64(g.Guest.MemoryBytes))
+		if g.Guest.MemoryMaxBytes > 0 {
+			mem += fmt.Sprintf(" (%.0f%%)", g.Guest.MemoryPercent)
+		}
+		cpu, net := "-", "-"
+		if g.CPUPercent != nil {
+			cpu = fmt.Sprintf("%.1f%%", *g.CPUPercent)
+		}
+		if g.NetRXBytesPerSecond != nil && g.NetTXBytesPerSecond != nil {
+			net = byteSize(int64(*g.NetRXBytesPerSecond)) + "/s " + byteSize(int64(*g.NetTXBytesPerSecond)) + "/s"
+		}
+		disk, uptime, reported := "-", "-", "never"
+		if g.Guest.StateDir != "" {
+			disk = byteSize(int64(g.Guest.DiskBytes))
+		}
+		if g.Guest.UptimeSeconds > 0 {
+			uptime = alertsShort(time.Duration(g.Guest.UptimeSeconds) * time.Second)
+		}
+		if !g.Time.IsZero() {
+			reported = alertsAgo(now, g.Time)
+			if g.Stale {
+				reported += " (stale)"
+			}
+		}
+		status := g.Status
+		if g.Guest.Restarts > 0 {
+			status += fmt.Sprintf(" (%d restarts)", g.Guest.Restarts)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", show(g.Host), show(g.Name), show(alertsDash(g.Guest.Type)), show(status),
+			show(alertsDash(strings.Join(g.Guest.Addresses, ","))), show(alertsDash(strings.Join(g.Domains, ","))), mem, cpu, net, disk, uptime, reported)
+	}
+	tw.Flush()
+}
