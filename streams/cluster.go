@@ -277,6 +277,8 @@ func (h *Hub) configureCluster(sopts *server.Options, tc *tls.Config) error {
 		// A single hub's streams: StartHub moves them into the new
 		// cluster (upgrade.go).
 		h.upgrade = true
+	} else if err := removeUpgradeLeftovers(h.opts.DataDir); err != nil {
+		return err
 	}
 	sopts.Cluster = server.ClusterOpts{
 		Name: ClusterName, Host: ch, Port: randomPort(cp),

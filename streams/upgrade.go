@@ -283,6 +283,19 @@ func snapshotStream(ctx context.Context, nc *nats.Conn, name, up string) (upgrad
 	return upgradeSnapshot{Stream: name, Msgs: resp.State.Msgs, LastSeq: resp.State.LastSeq, Bytes: n}, nil
 }
 
+// removeUpgradeLeftovers removes the snapshots of a finished upgrade
+// that a crash left behind (snapshots.json is removed first).
+func removeUpgradeLeftovers(dir string) error {
+	up := filepath.Join(dir, upgradeDirName)
+	if _, err := os.Stat(up); err != nil {
+		return nil
+	}
+	if err := os.RemoveAll(up); err != nil {
+		return fmt.Errorf("remove the snapshots of a finished upgrade: %w", err)
+	}
+	return nil
+}
+
 // readUpgradeManifest reads the snapshots an earlier start completed.
 func readUpgradeManifest(up string) ([]upgradeSnapshot, error) {
 	b, err := os.ReadFile(filepath.Join(up, upgradeManifest))
@@ -548,6 +561,7 @@ func (h *Hub) restoreStream(ctx context.Context, up string, s upgradeSnapshot) e
 	if err := apiError(resp.Error); err != nil {
 		return fmt.Errorf("request a restore: %w", err)
 	}
+	h.log.Info("restoring a stream", "stream", s.Stream, "msgs", s.Msgs)
 	f, err := os.Open(filepath.Join(up, s.Stream+".snap"))
 	if err != nil {
 		return err

@@ -219,7 +219,18 @@ func TestUpgradeSingleHubToCluster(t *testing.T) {
 // after the first stream is restored); the same command started again
 // finishes it and nothing is lost.
 func TestUpgradeKilled(t *testing.T) {
-	for _, at := range []string{"took a snapshot of a stream", "moved the single hub's store aside", "restored a stream"} {
+	for _, tc := range []struct {
+		at string
+		// then: what the restarted hub does (and not) for it
+		then, notThen string
+	}{
+		{at: "took a snapshot of a stream", then: "took a snapshot of a stream"},
+		{at: "moved the single hub's store aside", notThen: "took a snapshot of a stream"},
+		{at: "restored a stream", then: "stream restored already", notThen: "took a snapshot of a stream"},
+		// In the middle of HOSTS's restore, or just after.
+		{at: `restoring a stream" stream=HOSTS`, notThen: "took a snapshot of a stream"},
+	} {
+		at := tc.at
 		t.Run(strings.ReplaceAll(at, " ", "_"), func(t *testing.T) {
 			f := newFleet(t, "goliath", "tails")
 			c := newHubCluster(f, 2)
@@ -237,6 +248,9 @@ func TestUpgradeKilled(t *testing.T) {
 			p.waitFor("hub started", 2*time.Minute)
 			if !upgradeTook.MatchString(p.out.String()) {
 				t.Fatalf("the restarted hub did not finish the upgrade:\n%s", p.out.String())
+			}
+			if !strings.Contains(p.out.String(), tc.then) || (tc.notThen != "" && strings.Contains(p.out.String(), tc.notThen)) {
+				t.Errorf("the restarted hub's log, want %q and not %q:\n%s", tc.then, tc.notThen, p.out.String())
 			}
 			c.nodes[1].p.waitFor("hub started", 2*time.Minute)
 			cl := c.client()
