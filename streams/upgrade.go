@@ -482,6 +482,7 @@ func (h *Hub) awaitFormation(ctx context.Context) error {
 		return nil // formed before
 	}
 	if node := h.peerUpgrading(); node != "" {
+		h.log.Info("a node moves a single hub's streams into the new cluster; this one waits before it creates any", "node", node)
 		return fmt.Errorf("waiting for %s to move a single hub's streams into the cluster", node)
 	}
 	got, err := h.claimFormation(ctx, "new")
@@ -497,6 +498,7 @@ func (h *Hub) awaitFormation(ctx context.Context) error {
 		}
 		return fmt.Errorf("released the formation claim of this node's finished upgrade; claiming again")
 	default:
+		h.log.Info("a node moves a single hub's streams into the new cluster; this one waits before it creates any", FormationKey, got)
 		return fmt.Errorf("waiting for a single hub's streams to move into the cluster (%s=%s)", FormationKey, got)
 	}
 }
