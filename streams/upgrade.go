@@ -5,10 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -51,12 +49,6 @@ import (
 const (
 	upgradeDirName  = "upgrade"
 	upgradeManifest = "snapshots.json"
-	// FormationStream is made by the node that creates a new cluster's
-	// streams, before them, and deleted once LeaderStream exists: its
-	// metadata says whether the streams are new or a single hub's moved
-	// in (FormationKey).
-	FormationStream = "HUBFORMATION"
-	FormationKey    = "pinkie_formation"
 	// SingleHubBackupDir is where, inside a hub's data directory, the
 	// single hub's store is kept after its streams moved into a cluster.
 	SingleHubBackupDir = "jetstream.single-hub"
@@ -71,13 +63,6 @@ type upgradeSnapshot struct {
 	// be gone by the time the restore is checked).
 	Durables []string `json:"durables"`
 	Bytes    int64    `json:"bytes"`
-}
-
-// snapshotMeta is the config and state a snapshot was taken at, which its
-// restore gives back to the server.
-type snapshotMeta struct {
-	Config server.StreamConfig `json:"config"`
-	State  server.StreamState  `json:"state"`
 }
 
 // upgradePending reports whether an upgrade of the data directory dir was
@@ -195,94 +180,6 @@ func (h *Hub) snapshotStandalone(ctx context.Context, store, up string) ([]upgra
 	return snaps, syncDir(up)
 }
 
-// apiError is a JetStream API response's error, or nil.
-func apiError(e *server.ApiError) error {
-	if e != nil {
-		return fmt.Errorf("%d: %s", e.ErrCode, e.Description)
-	}
-	return nil
-}
-
-// snapshotStream asks the server for a snapshot of stream name, with its
-// consumers, and writes it to up/NAME.snap and its config and state to
-// up/NAME.json. The server sends the snapshot in chunks to a subject of
-// ours; a chunk with a reply subject asks for an answer before the server
-// sends more (flow control); an empty message ends it, its Status header
-// says whether it went well.
-func snapshotStream(ctx context.Context, nc *nats.Conn, name, up string) (upgradeSnapshot, error) {
-	inbox := nc.NewRespInbox()
-	sub, err := nc.SubscribeSync(inbox)
-	if err != nil {
-		return upgradeSnapshot{}, err
-	}
-	defer sub.Unsubscribe()
-	if err := sub.SetPendingLimits(-1, -1); err != nil {
-		return upgradeSnapshot{}, err
-	}
-	req, err := json.Marshal(server.JSApiStreamSnapshotRequest{DeliverSubject: inbox, ChunkSize: 256 << 10, WindowSize: 8 << 20})
-	if err != nil {
-		return upgradeSnapshot{}, err
-	}
-	msg, err := nc.RequestWithContext(ctx, fmt.Sprintf(server.JSApiStreamSnapshotT, name), req)
-	if err != nil {
-		return upgradeSnapshot{}, fmt.Errorf("request: %w", err)
-	}
-	var resp server.JSApiStreamSnapshotResponse
-	if err := json.Unmarshal(msg.Data, &resp); err != nil {
-		return upgradeSnapshot{}, fmt.Errorf("response %q: %w", msg.Data, err)
-	}
-	if err := apiError(resp.Error); err != nil {
-		return upgradeSnapshot{}, err
-	}
-	if resp.Config == nil || resp.State == nil {
-		return upgradeSnapshot{}, fmt.Errorf("response %q holds no config or state", msg.Data)
-	}
-	path := filepath.Join(up, name+".snap")
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return upgradeSnapshot{}, err
-	}
-	defer f.Close()
-	var n int64
-	for {
-		mctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		m, err := sub.NextMsgWithContext(mctx)
-		cancel()
-		if err != nil {
-			return upgradeSnapshot{}, fmt.Errorf("after %d bytes: %w", n, err)
-		}
-		if len(m.Data) == 0 {
-			if st := m.Header.Get("Status"); st != "" && st != "204" {
-				return upgradeSnapshot{}, fmt.Errorf("after %d bytes: the server says %s %s", n, st, m.Header.Get("Description"))
-			}
-			break
-		}
-		if _, err := f.Write(m.Data); err != nil {
-			return upgradeSnapshot{}, err
-		}
-		n += int64(len(m.Data))
-		if m.Reply != "" {
-			if err := m.Respond(nil); err != nil {
-				return upgradeSnapshot{}, err
-			}
-		}
-	}
-	if err := f.Sync(); err != nil {
-		return upgradeSnapshot{}, err
-	}
-	if err := f.Close(); err != nil {
-		return upgradeSnapshot{}, err
-	}
-	meta, err := json.MarshalIndent(snapshotMeta{Config: *resp.Config, State: *resp.State}, "", "  ")
-	if err != nil {
-		return upgradeSnapshot{}, err
-	}
-	if err := writeFileAtomic(filepath.Join(up, name+".json"), meta, 0o600); err != nil {
-		return upgradeSnapshot{}, err
-	}
-	return upgradeSnapshot{Stream: name, Msgs: resp.State.Msgs, LastSeq: resp.State.LastSeq, Bytes: n}, nil
-}
-
 // removeUpgradeLeftovers removes the snapshots of a finished upgrade
 // that a crash left behind (snapshots.json is removed first).
 func removeUpgradeLeftovers(dir string) error {
@@ -386,123 +283,6 @@ func (h *Hub) restoreClustered(ctx context.Context, sopts *server.Options, up st
 	return h.untilFormed(ctx, "release the cluster's formation", h.releaseFormation)
 }
 
-// formationClaim is FormationStream's config with claim as its
-// FormationKey.
-func (h *Hub) formationClaim(claim string) jetstream.StreamConfig {
-	return jetstream.StreamConfig{
-		Name: FormationStream, Description: "being made: the hub's streams are created (" + FormationKey + "=new) or moved in from a single hub (upgrade:NODE)",
-		Subjects: []string{"pinkie.hubformation"}, Storage: jetstream.FileStorage, MaxMsgs: 1, Discard: jetstream.DiscardNew,
-		Metadata: map[string]string{FormationKey: claim},
-	}
-}
-
-// claimFormation claims a new cluster's formation for claim, or finds
-// the claim already made, and returns it.
-func (h *Hub) claimFormation(ctx context.Context, claim string) (string, error) {
-	st, err := h.js.CreateStream(ctx, h.formationClaim(claim))
-	if err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
-		return "", fmt.Errorf("claim the cluster's formation: %w", err)
-	}
-	if err != nil {
-		if st, err = h.js.Stream(ctx, FormationStream); err != nil {
-			return "", fmt.Errorf("read the cluster's formation claim: %w", err)
-		}
-	}
-	return st.CachedInfo().Config.Metadata[FormationKey], nil
-}
-
-// claimUpgrade claims the formation of the cluster for moving this node's
-// single hub's streams in, unless the cluster has streams of its own.
-func (h *Hub) claimUpgrade(ctx context.Context) error {
-	mine := "upgrade:" + h.srv.Name()
-	if _, err := h.js.Stream(ctx, LeaderStream); err == nil {
-		return fmt.Errorf("%w: the cluster has its hub streams already, so this node's single hub streams cannot move in. %s", errUpgradeConflict, undoUpgrade(h.opts.DataDir))
-	}
-	got, err := h.claimFormation(ctx, mine)
-	if err != nil {
-		return err
-	}
-	if got != mine {
-		return fmt.Errorf("%w: another node claimed the cluster's formation (%s=%s): start the node with the single hub's data first, the others after it. %s", errUpgradeConflict, FormationKey, got, undoUpgrade(h.opts.DataDir))
-	}
-	return nil
-}
-
-// upgradingSubject.NODE has interest while NODE moves a single hub's
-// streams into a new cluster. No client or agent may subscribe to it
-// (roles.go: clients' and hosts' subscribe permissions).
-const upgradingSubject = "_pinkie.hubformation.upgrading"
-
-// peerUpgrading names a node this one has a route to that is moving a
-// single hub's streams into the cluster ("": none).
-func (h *Hub) peerUpgrading() string {
-	rz, err := h.srv.Routez(&server.RoutezOptions{SubscriptionsDetail: true})
-	if err != nil {
-		return ""
-	}
-	for _, r := range rz.Routes {
-		for _, sd := range r.SubsDetail {
-			// (A route's subscriptions do not say their account.)
-			if node, ok := strings.CutPrefix(sd.Subject, upgradingSubject+"."); ok {
-				return node
-			}
-		}
-	}
-	return ""
-}
-
-// errUpgradeConflict: the cluster formed without this node's streams.
-var errUpgradeConflict = errors.New("upgrade refused")
-
-// undoUpgrade says how to take a data directory whose upgrade cannot
-// finish back to a single hub's.
-func undoUpgrade(dir string) string {
-	if standaloneStore(filepath.Join(dir, "jetstream")) {
-		return fmt.Sprintf("To start it as a single hub again: rm -r %s", filepath.Join(dir, upgradeDirName))
-	}
-	return fmt.Sprintf("To start it as a single hub again: rm -r %s %s && mv %s %s (and to form the cluster with it: stop every node, rm -r DATA/jetstream on the others, start this one first)",
-		filepath.Join(dir, "jetstream"), filepath.Join(dir, upgradeDirName), filepath.Join(dir, SingleHubBackupDir), filepath.Join(dir, "jetstream"))
-}
-
-// releaseFormation deletes this node's claim on the cluster's formation.
-func (h *Hub) releaseFormation(ctx context.Context) error {
-	if err := h.js.DeleteStream(ctx, FormationStream); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
-		return fmt.Errorf("release the cluster's formation: %w", err)
-	}
-	return nil
-}
-
-// awaitFormation runs on the node of the meta leader before it creates
-// the hub's streams on a cluster that has none: it claims the formation
-// for new streams, and fails (to be retried) while a node moves a single
-// hub's streams in. A claim left by this node's own finished upgrade is
-// released.
-func (h *Hub) awaitFormation(ctx context.Context) error {
-	if _, err := h.js.Stream(ctx, LeaderStream); err == nil {
-		return nil // formed before
-	}
-	if node := h.peerUpgrading(); node != "" {
-		h.log.Info("a node moves a single hub's streams into the new cluster; this one waits before it creates any", "node", node)
-		return fmt.Errorf("waiting for %s to move a single hub's streams into the cluster", node)
-	}
-	got, err := h.claimFormation(ctx, "new")
-	if err != nil {
-		return err
-	}
-	switch {
-	case got == "new":
-		return nil
-	case got == "upgrade:"+h.srv.Name() && !h.upgrade:
-		if err := h.releaseFormation(ctx); err != nil {
-			return err
-		}
-		return fmt.Errorf("released the formation claim of this node's finished upgrade; claiming again")
-	default:
-		h.log.Info("a node moves a single hub's streams into the new cluster; this one waits before it creates any", FormationKey, got)
-		return fmt.Errorf("waiting for a single hub's streams to move into the cluster (%s=%s)", FormationKey, got)
-	}
-}
-
 // restoreStream restores the snapshot s unless the cluster holds the
 // stream as it was already (a restart after a crash); a stream it holds
 // otherwise (a restore cut short) is deleted and restored again.
@@ -546,62 +326,9 @@ func (h *Hub) restoreStream(ctx context.Context, up string, s upgradeSnapshot) e
 	if err := syncDir(up); err != nil {
 		return err
 	}
-	req, err := json.Marshal(server.JSApiStreamRestoreRequest{Config: meta.Config, State: meta.State})
-	if err != nil {
-		return err
-	}
-	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	msg, err := h.nc.RequestWithContext(rctx, fmt.Sprintf(server.JSApiStreamRestoreT, s.Stream), req)
-	cancel()
-	if err != nil {
-		return fmt.Errorf("request a restore: %w", err)
-	}
-	var resp server.JSApiStreamRestoreResponse
-	if err := json.Unmarshal(msg.Data, &resp); err != nil {
-		return fmt.Errorf("restore response %q: %w", msg.Data, err)
-	}
-	if err := apiError(resp.Error); err != nil {
-		return fmt.Errorf("request a restore: %w", err)
-	}
 	h.log.Info("restoring a stream", "stream", s.Stream, "msgs", s.Msgs)
-	f, err := os.Open(filepath.Join(up, s.Stream+".snap"))
-	if err != nil {
+	if err := restoreSnapshot(ctx, h.nc, meta, filepath.Join(up, s.Stream+".snap")); err != nil {
 		return err
-	}
-	defer f.Close()
-	buf := make([]byte, 128<<10)
-	for sent := 0; ; {
-		n, err := io.ReadFull(f, buf)
-		if n > 0 {
-			if err := requestChunk(ctx, h.nc, resp.DeliverSubject, buf[:n], 30*time.Second); err != nil {
-				return fmt.Errorf("send the snapshot after %d bytes: %w", sent, err)
-			}
-			sent += n
-		}
-		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			break
-		}
-		if err != nil {
-			return fmt.Errorf("read %s.snap: %w", s.Stream, err)
-		}
-	}
-	// The empty message ends the snapshot; its answer comes once the
-	// server has restored the stream.
-	dctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
-	msg, err = h.nc.RequestWithContext(dctx, resp.DeliverSubject, nil)
-	for errors.Is(err, nats.ErrNoResponders) && sleepCtx(dctx, 50*time.Millisecond) {
-		msg, err = h.nc.RequestWithContext(dctx, resp.DeliverSubject, nil) // an empty snapshot
-	}
-	cancel()
-	if err != nil {
-		return fmt.Errorf("finish the restore: %w", err)
-	}
-	var done server.JSApiStreamCreateResponse
-	if err := json.Unmarshal(msg.Data, &done); err != nil {
-		return fmt.Errorf("restore result %q: %w", msg.Data, err)
-	}
-	if err := apiError(done.Error); err != nil {
-		return fmt.Errorf("restore: %w", err)
 	}
 	// The restored consumers are assigned to the cluster after the
 	// stream: wait for them, or a stop now would lose them.
@@ -673,38 +400,15 @@ func (h *Hub) missingDurables(ctx context.Context, s upgradeSnapshot) error {
 	return nil
 }
 
-// requestChunk sends one chunk of a restore and checks the answer. The
-// stream's node may be another than ours: until its interest in the
-// subject reaches us, nobody answers, and nothing was sent.
-func requestChunk(ctx context.Context, nc *nats.Conn, subject string, data []byte, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	msg, err := nc.RequestWithContext(ctx, subject, data)
-	for errors.Is(err, nats.ErrNoResponders) && sleepCtx(ctx, 50*time.Millisecond) {
-		msg, err = nc.RequestWithContext(ctx, subject, data)
-	}
-	if err != nil {
-		return err
-	}
-	if len(msg.Data) == 0 {
-		return nil
-	}
-	var r server.ApiResponse
-	if err := json.Unmarshal(msg.Data, &r); err != nil {
-		return fmt.Errorf("answer %q: %w", msg.Data, err)
-	}
-	return apiError(r.Error)
-}
+// errUpgradeConflict: the cluster formed without this node's streams.
+var errUpgradeConflict = errors.New("upgrade refused")
 
-// syncDir makes the entries of dir (a rename, a new file) durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
+// undoUpgrade says how to take a data directory whose upgrade cannot
+// finish back to a single hub's.
+func undoUpgrade(dir string) string {
+	if standaloneStore(filepath.Join(dir, "jetstream")) {
+		return fmt.Sprintf("To start it as a single hub again: rm -r %s", filepath.Join(dir, upgradeDirName))
 	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	return nil
+	return fmt.Sprintf("To start it as a single hub again: rm -r %s %s && mv %s %s (and to form the cluster with it: stop every node, rm -r DATA/jetstream on the others, start this one first)",
+		filepath.Join(dir, "jetstream"), filepath.Join(dir, upgradeDirName), filepath.Join(dir, SingleHubBackupDir), filepath.Join(dir, "jetstream"))
 }
