@@ -129,7 +129,7 @@ type Hub struct {
 	nixRetention  *nixRetention
 	orders        *buildOrderIndex // the planner's build orders, read from DEPLOY
 	replicas      int              // of every stream and bucket (cluster.go)
-	upgrade       bool             // a single hub's store becomes a one-node cluster's (upgrade.go)
+	upgrade       bool             // a single hub's streams move into the new cluster at start (upgrade.go)
 	leading       atomic.Bool      // on a cluster: this node leads LeaderStream
 	ingestFenced  atomic.Bool      // the ingest check stopped: this node lost the lead (cluster.go)
 	routeQuorum   atomic.Bool      // on a cluster: routes to a majority at the last poll (cluster.go)
