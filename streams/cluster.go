@@ -233,6 +233,10 @@ func (h *Hub) configureCluster(sopts *server.Options, tc *tls.Config) error {
 		if c.Replicas > 1 {
 			return fmt.Errorf("hub: --replicas %d needs a cluster (--cluster, --routes)", c.Replicas)
 		}
+		if upgradePending(h.opts.DataDir) {
+			return fmt.Errorf("hub: --data %s is half way into a cluster (%s). Start it again with the same --cluster and --routes to finish, or undo it: %s",
+				h.opts.DataDir, filepath.Join(h.opts.DataDir, upgradeDirName), undoUpgrade(h.opts.DataDir))
+		}
 		h.replicas = 1
 		return nil
 	}
@@ -241,9 +245,6 @@ func (h *Hub) configureCluster(sopts *server.Options, tc *tls.Config) error {
 	}
 	if c.Replicas < 0 || c.Replicas > 5 {
 		return fmt.Errorf("hub: --replicas %d: want 1 to 5 (JetStream's limit)", c.Replicas)
-	}
-	if standaloneStore(filepath.Join(h.opts.DataDir, "jetstream")) {
-		return fmt.Errorf("hub: --data %s holds a single hub's streams: a cluster node drops the streams its cluster does not know, so it will not start on them. Start the cluster on new data directories (see the README, \"Clustered hub\")", h.opts.DataDir)
 	}
 	ch, cp, err := splitHostPort("--cluster", c.Addr)
 	if err != nil {
@@ -268,6 +269,16 @@ func (h *Hub) configureCluster(sopts *server.Options, tc *tls.Config) error {
 	}
 	if h.replicas > size {
 		return fmt.Errorf("hub: --replicas %d but --routes names a cluster of %d nodes", h.replicas, size)
+	}
+	if size < 2 {
+		return fmt.Errorf("hub: --routes names no node but this one: nats-server forms no JetStream cluster of one node (its meta group waits for a second); give every node's route, nats-route://HOST:PORT")
+	}
+	if standaloneStore(filepath.Join(h.opts.DataDir, "jetstream")) || upgradePending(h.opts.DataDir) {
+		// A single hub's streams: StartHub moves them into the new
+		// cluster (upgrade.go).
+		h.upgrade = true
+	} else if err := removeUpgradeLeftovers(h.opts.DataDir); err != nil {
+		return err
 	}
 	sopts.Cluster = server.ClusterOpts{
 		Name: ClusterName, Host: ch, Port: randomPort(cp),

@@ -144,6 +144,7 @@ type Hub struct {
 	nixRetention  *nixRetention
 	orders        *buildOrderIndex // the planner's build orders, read from DEPLOY
 	replicas      int              // of every stream and bucket (cluster.go)
+	upgrade       bool             // a single hub's streams move into the new cluster at start (upgrade.go)
 	leading       atomic.Bool      // on a cluster: this node leads LeaderStream
 	ingestFenced  atomic.Bool      // the ingest check stopped: this node lost the lead (cluster.go)
 	routeQuorum   atomic.Bool      // on a cluster: routes to a majority at the last poll (cluster.go)
@@ -264,6 +265,11 @@ func StartHub(ctx context.Context, o HubOptions) (*Hub, error) {
 	}
 	if err := h.configureCluster(sopts, tc); err != nil {
 		return nil, err
+	}
+	if h.upgrade {
+		if err := h.upgradeStandalone(ctx, sopts); err != nil {
+			return nil, err
+		}
 	}
 	if h.srv, err = startServer(sopts, o.Log, slices.Concat(hubServerQuiet, clusterQuiet)...); err != nil {
 		return nil, err
@@ -386,6 +392,11 @@ func (h *Hub) ensureStreams(ctx context.Context) error {
 		if _, err := h.js.Stream(ctx, LeaderStream); err != nil {
 			return fmt.Errorf("wait for the meta leader's node to create the streams: %w", err)
 		}
+	} else if h.clustered() {
+		// A node may be moving a single hub's streams in (upgrade.go).
+		if err := h.awaitFormation(ctx); err != nil {
+			return err
+		}
 	}
 	for _, cfg := range hubStreams(limitsFor(h.opts.MaxStore)) {
 		if _, err := h.js.CreateOrUpdateStream(ctx, h.replicated(cfg)); err != nil {
@@ -425,6 +436,9 @@ func (h *Hub) ensureStreams(ctx context.Context) error {
 	if h.clustered() {
 		if _, err := h.js.CreateOrUpdateStream(ctx, h.leaderStreamConfig()); err != nil {
 			return fmt.Errorf("create stream %s: %w", LeaderStream, err)
+		}
+		if err := h.releaseFormation(ctx); err != nil {
+			return err
 		}
 	}
 	return nil

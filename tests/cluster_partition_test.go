@@ -262,6 +262,7 @@ type requestCounter struct {
 	mu      sync.Mutex
 	handled map[string]int
 	got     chan struct{}
+	agent   *streams.Agent
 }
 
 func startRequestCounter(t *testing.T, f *fleet, host, leafURLs string) *requestCounter {
@@ -287,6 +288,7 @@ func startRequestCounter(t *testing.T, f *fleet, host, leafURLs string) *request
 		t.Fatal(err)
 	}
 	t.Cleanup(a.Close)
+	r.agent = a
 	return r
 }
 

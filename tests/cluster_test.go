@@ -86,11 +86,16 @@ func (c *hubCluster) start(i int, extra ...string) *proc { return c.startNode(c.
 // startNode starts n as a node of the cluster (n may be none of c.nodes:
 // a stranger trying to join).
 func (c *hubCluster) startNode(n *hubNode, extra ...string) *proc {
+	return c.startNodeRoutes(n, c.routes(), extra...)
+}
+
+// startNodeRoutes starts n with the route list routes.
+func (c *hubCluster) startNodeRoutes(n *hubNode, routes string, extra ...string) *proc {
 	args := append([]string{"hub", "--data", n.data, "--auth", c.f.auth, "--server-name", n.name,
 		"--nats", fmt.Sprintf("127.0.0.1:%d", n.natsPort),
 		"--leaf", fmt.Sprintf("127.0.0.1:%d", n.leafPort),
 		"--http", fmt.Sprintf("127.0.0.1:%d", n.httpPort),
-		"--cluster", fmt.Sprintf("127.0.0.1:%d", n.cluPort), "--routes", c.routes(),
+		"--cluster", fmt.Sprintf("127.0.0.1:%d", n.cluPort), "--routes", routes,
 		"--cluster-wait", "90s"}, extra...)
 	n.p = startProc(c.f.t, n.name, args...)
 	return n.p
@@ -566,16 +571,9 @@ func TestSingleHubStaysR1(t *testing.T) {
 			t.Errorf("stream %s has %d replicas on a single hub, want 1", name, r)
 		}
 	}
-	// Its data dir does not silently become a cluster node's: nats-server
-	// would drop the streams the cluster does not know.
+	// Its data dir moving into a cluster: upgrade_test.go.
 	hub.stop(syscall.SIGTERM)
-	out, code := runPinkie(t, "hub", "--data", f.hubData, "--auth", f.auth, "--server-name", "hub1",
-		"--nats", "127.0.0.1:0", "--leaf", "127.0.0.1:0", "--http", "127.0.0.1:0",
-		"--cluster", fmt.Sprintf("127.0.0.1:%d", freePort(t)), "--routes", fmt.Sprintf("nats-route://127.0.0.1:%d", freePort(t)))
-	if code != 2 || !strings.Contains(out, "holds a single hub's streams") {
-		t.Errorf("hub --cluster on a single hub's data dir: exit %d, want 2 and a reason:\n%s", code, out)
-	}
-	out, code = runPinkie(t, "hub", "--data", t.TempDir(), "--auth", f.auth, "--replicas", "3",
+	out, code := runPinkie(t, "hub", "--data", t.TempDir(), "--auth", f.auth, "--replicas", "3",
 		"--nats", "127.0.0.1:0", "--leaf", "127.0.0.1:0", "--http", "127.0.0.1:0")
 	if code != 2 || !strings.Contains(out, "--replicas 3 needs a cluster") {
 		t.Errorf("hub --replicas 3 without a cluster: exit %d, want 2 and a reason:\n%s", code, out)

@@ -106,6 +106,10 @@ func TestRoles(t *testing.T) {
 		{name: "stream edit", args: []string{"stream", "edit", "HOSTS", "--max-age", "1s", "-f"}, want: denied},
 		{name: "forged telemetry", args: []string{"pub", "pinkie.host.koishi.heartbeat", "{}"}, want: denied},
 		{name: "ack forgery on ingest", args: []string{"pub", "$JS.ACK.INGEST.ingest.1.100000.100000.0.0", ""}, want: denied},
+		// A new cluster's formation (streams/upgrade.go): the claim and
+		// the marker of a node moving a single hub's streams in.
+		{name: "formation claim", args: []string{"pub", "pinkie.hubformation", "new"}, want: denied},
+		{name: "formation marker", args: []string{"sub", "_pinkie.hubformation.upgrading.hub1", "--count", "1"}, want: denied},
 	}
 	for _, role := range []string{"reader", "operator"} {
 		for _, tc := range cases {

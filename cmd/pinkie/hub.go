@@ -72,8 +72,9 @@ node at a time, the one leading the HUBLEADER stream's Raft group, and move
 to another when it fails. A node waits --cluster-wait at start for the
 cluster to form, then exits with status 1 (its service manager restarts it).
 A fresh cluster needs all its nodes up once (to place the replicas); after
-that any majority runs it. A single hub's data directory cannot join a
-cluster (see the README, "Clustered hub").`)
+that any majority runs it. A single hub's data directory moves into a new
+cluster in place: start it with --cluster and every node's route first,
+then the new nodes (see the README, "From one hub to three").`)
 	data := fs.String("data", defaultDataDir(a, "/var/lib/pinkie-hub"), "data directory for the JetStream store (env STATE_DIRECTORY)")
 	natsAddr := fs.String("nats", "127.0.0.1:4222", "client listener `ADDR` (host:port; port 0 picks one)")
 	leafAddr := fs.String("leaf", "127.0.0.1:7422", "leaf-node listener `ADDR` for agents")
