@@ -43,6 +43,7 @@ let
           systemd.paths = mkOption { type = types.attrsOf types.anything; default = { }; };
           systemd.tmpfiles.rules = mkOption { type = types.listOf types.str; default = [ ]; };
           systemd.package = mkOption { type = types.unspecified; default = fake "systemd"; };
+          users.users = mkOption { type = types.attrsOf types.anything; default = { }; };
           services.postgresql = {
             enable = mkOption { type = types.bool; default = false; };
             package = mkOption { type = types.unspecified; default = fake "postgresql-17"; };
