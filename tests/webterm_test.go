@@ -5,11 +5,13 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/cdproto/input"
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
@@ -121,6 +123,22 @@ func TestWebTerminal(t *testing.T) {
 		t.Errorf("xterm.js has hi in its buffer but does not show it:\n%s\nbuffer:\n%s", rows, screen)
 	}
 	screenshot(t, ctx, screenshotDir(t), "webterm")
+
+	// The window's size reaches the remote pty, at the start and on resizes.
+	hasLine := func(want string) func(string) bool {
+		return func(s string) bool { return slices.Contains(strings.Split(s, "\n"), want) }
+	}
+	const size = `pinkieTerminal.rows + " " + pinkieTerminal.cols`
+	first := value(t, ctx, 5*time.Second, "the terminal's size", chromedp.Evaluate[string](size))
+	run(t, ctx, 10*time.Second, "type stty size", typeKeys("stty size"+kb.Enter))
+	pageWait(t, ctx, "stty size "+first, 20*time.Second, xtermText, hasLine(first))
+	narrow := emulation.SetDeviceMetricsOverrideParams{Width: 700, Height: 700, DeviceScaleFactor: 1}
+	if _, err := chromedp.Call(ctx, emulation.SetDeviceMetricsOverride, narrow); err != nil {
+		t.Fatal(err)
+	}
+	second := pageWait(t, ctx, "a resized terminal", 10*time.Second, size, func(s string) bool { return s != first })
+	run(t, ctx, 10*time.Second, "type stty size", typeKeys("stty size"+kb.Enter))
+	pageWait(t, ctx, "stty size "+second+" after the resize", 20*time.Second, xtermText, hasLine(second))
 	run(t, ctx, 10*time.Second, "type exit", chromedp.Focus(chromedp.CSS(`.xterm-helper-textarea`)), typeKeys("exit 3"+kb.Enter))
 	pageWait(t, ctx, "the session's end on the page", 20*time.Second, `document.getElementById("terminal-state").textContent`,
 		func(s string) bool { return s == "ended: exit code 3" })

@@ -12,6 +12,8 @@ import "@xterm/xterm/css/xterm.css";
   var state = document.getElementById("terminal-state");
   if (!box || !button) return;
   var enc = new TextEncoder();
+  var term = null, fit = null;
+  window.addEventListener("resize", function () { if (fit) fit.fit(); });
 
   function say(text, cls) {
     state.textContent = text;
@@ -21,15 +23,17 @@ import "@xterm/xterm/css/xterm.css";
   function open() {
     button.disabled = true;
     box.hidden = false;
+    if (term) term.dispose(); // the previous session's screen
     box.textContent = "";
-    var term = new Terminal({ cursorBlink: true, convertEol: false, scrollback: 5000, fontSize: 14 });
-    var fit = new FitAddon();
-    term.loadAddon(fit);
-    term.open(box);
-    fit.fit();
+    var t = new Terminal({ cursorBlink: true, convertEol: false, scrollback: 5000, fontSize: 14 });
+    var f = new FitAddon();
+    term = t; fit = f;
+    t.loadAddon(f);
+    t.open(box);
+    f.fit();
     var proto = location.protocol === "https:" ? "wss:" : "ws:";
     var url = proto + "//" + location.host + "/hosts/" + encodeURIComponent(box.dataset.host) + "/terminal" +
-      "?rows=" + term.rows + "&cols=" + term.cols;
+      "?rows=" + t.rows + "&cols=" + t.cols;
     var ws = new WebSocket(url);
     ws.binaryType = "arraybuffer";
     var ended = false;
@@ -38,36 +42,35 @@ import "@xterm/xterm/css/xterm.css";
       if (ended) return;
       ended = true;
       say(text, cls);
-      term.options.disableStdin = true;
+      t.options.disableStdin = true;
       button.disabled = false;
       button.textContent = "Open a new terminal";
     }
     ws.onmessage = function (e) {
       if (typeof e.data !== "string") {
-        term.write(new Uint8Array(e.data));
+        t.write(new Uint8Array(e.data));
         return;
       }
       var m;
       try { m = JSON.parse(e.data); } catch (err) { return; }
-      if (m.t === "started") { say("connected", "live"); term.focus(); }
+      if (m.t === "started") { say("connected", "live"); t.focus(); }
       else if (m.t === "exit") end("ended: exit code " + m.code, "");
-      else if (m.t === "error") { term.write("\r\n\x1b[31m" + m.error + "\x1b[0m\r\n"); end("ended: " + m.error, "down"); }
+      else if (m.t === "error") { t.write("\r\n\x1b[31m" + m.error + "\x1b[0m\r\n"); end("ended: " + m.error, "down"); }
     };
     ws.onclose = function (e) {
       end(e.code === 1000 ? "ended" : "disconnected (" + (e.reason || e.code) + ")", e.code === 1000 ? "" : "down");
     };
-    term.onData(function (d) { if (ws.readyState === 1) ws.send(enc.encode(d)); });
-    term.onBinary(function (d) {
+    t.onData(function (d) { if (ws.readyState === 1) ws.send(enc.encode(d)); });
+    t.onBinary(function (d) {
       if (ws.readyState !== 1) return;
       var b = new Uint8Array(d.length);
       for (var i = 0; i < d.length; i++) b[i] = d.charCodeAt(i) & 0xff;
       ws.send(b);
     });
-    term.onResize(function (sz) {
+    t.onResize(function (sz) {
       if (ws.readyState === 1) ws.send(JSON.stringify({ t: "resize", rows: sz.rows, cols: sz.cols }));
     });
-    window.addEventListener("resize", function () { if (!ended) fit.fit(); });
-    window.pinkieTerminal = term; // for debugging in the browser console
+    window.pinkieTerminal = t; // for debugging in the browser console
   }
   button.addEventListener("click", open);
 })();
