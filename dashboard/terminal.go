@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/coder/websocket"
 
@@ -71,6 +72,11 @@ type termMsg struct {
 	Error string `json:"error,omitempty"`
 }
 
+// termPingEvery is how often the hub pings the browser (within the 60s
+// idle timeout of common reverse proxies), and how long it waits for the
+// pong.
+const termPingEvery = 25 * time.Second
+
 // maxTermFrame bounds a frame from the browser (typed or pasted input).
 const maxTermFrame = 64 << 10
 
@@ -109,6 +115,26 @@ func (s *Server) terminalWS(w http.ResponseWriter, r *http.Request, sess *Sessio
 		case <-s.closed:
 			cancel()
 		case <-ctx.Done():
+		}
+	}()
+	go func() {
+		// A ping now and then keeps proxies in front of the hub from
+		// closing an idle terminal, and notices a browser that is gone.
+		tick := time.NewTicker(termPingEvery)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+				pctx, pcancel := context.WithTimeout(ctx, termPingEvery)
+				err := c.Ping(pctx)
+				pcancel()
+				if err != nil {
+					cancel()
+					return
+				}
+			}
 		}
 	}()
 	send := func(m termMsg) {

@@ -158,6 +158,18 @@ func TestWebTerminal(t *testing.T) {
 	if n := countSubjects(t, f.client().JS, streams.HostsStream, events.HostSubject("alpha", "shell.session", "")); n != 2 {
 		t.Errorf("%d shell.session events, want 2 (the operator's session started and ended; the refusals none)", n)
 	}
+
+	// Leaving the page ends its session cleanly: the agent hangs up the
+	// shell and records why.
+	run(t, ctx, 30*time.Second, "open another terminal",
+		chromedp.Click(chromedp.CSS(`#terminal-open`)),
+		chromedp.WaitVisible(chromedp.CSS(`#terminal-state.live`)))
+	again := waitShellEvent(t, f, "alpha", "started", 30*time.Second)
+	run(t, ctx, 30*time.Second, "leave the page", chromedp.Navigate(base+"/"))
+	left := waitShellEvent(t, f, "alpha", "ended", 30*time.Second)
+	if left.Session != again.Session || left.ExitCode != nil || left.Reason != "closed by the operator" {
+		t.Errorf("after leaving the page: session %s ended with exit %v, reason %q; want %s closed by the operator", left.Session, left.ExitCode, left.Reason, again.Session)
+	}
 }
 
 // pageWait evaluates expr in the page until ok says so.
