@@ -1,6 +1,7 @@
 package streams
 
 import (
+	"context"
 	"errors"
 	"fmt"
 
@@ -65,4 +66,15 @@ func (h *Hub) ShellClient(who string) (*Client, error) {
 		return nil, fmt.Errorf("connect the dashboard terminal to the hub: %w", err)
 	}
 	return &Client{Conn: nc, denied: denied, key: "the dashboard's terminal user"}, nil
+}
+
+// ShellAs runs one dashboard terminal session: req through the hub on its
+// own in-process connection (ShellClient(who)), closed when it ends.
+func (h *Hub) ShellAs(ctx context.Context, who string, req ShellRequest) (int, error) {
+	c, err := h.ShellClient(who)
+	if err != nil {
+		return -1, err
+	}
+	defer c.Conn.Close()
+	return c.Shell(ctx, req)
 }

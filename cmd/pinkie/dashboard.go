@@ -448,11 +448,6 @@ func (t hubTerminal) Shell(ctx context.Context, r dashboard.TerminalRequest) (in
 	if err := t.store.wait(ctx); err != nil {
 		return -1, err
 	}
-	c, err := t.store.hub.ShellClient(r.Who)
-	if err != nil {
-		return -1, err
-	}
-	defer c.Conn.Close()
-	return c.Shell(ctx, streams.ShellRequest{Host: r.Host, TTY: true, Term: r.Term, Rows: r.Rows, Cols: r.Cols,
+	return t.store.hub.ShellAs(ctx, r.Who, streams.ShellRequest{Host: r.Host, TTY: true, Term: r.Term, Rows: r.Rows, Cols: r.Cols,
 		Stdin: r.Stdin, Stdout: r.Stdout, Resize: r.Resize, Started: r.Started})
 }
