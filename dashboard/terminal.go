@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -110,6 +111,7 @@ func (s *Server) terminalWS(w http.ResponseWriter, r *http.Request, sess *Sessio
 	c.SetReadLimit(maxTermFrame)
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
+	var inputWaits atomic.Bool
 	go func() {
 		select {
 		case <-s.closed:
@@ -120,8 +122,12 @@ func (s *Server) terminalWS(w http.ResponseWriter, r *http.Request, sess *Sessio
 	go func() {
 		// A ping now and then keeps proxies in front of the hub from
 		// closing an idle terminal, and notices a browser that is gone.
+		// The pong is read with the browser's frames: while input waits
+		// for the agent's credit (a paste into a busy program) none is,
+		// and that is no reason to end the session.
 		tick := time.NewTicker(termPingEvery)
 		defer tick.Stop()
+		missed := 0
 		for {
 			select {
 			case <-ctx.Done():
@@ -130,7 +136,12 @@ func (s *Server) terminalWS(w http.ResponseWriter, r *http.Request, sess *Sessio
 				pctx, pcancel := context.WithTimeout(ctx, termPingEvery)
 				err := c.Ping(pctx)
 				pcancel()
-				if err != nil {
+				if err == nil || inputWaits.Load() {
+					missed = 0
+					continue
+				}
+				if missed++; missed >= 2 {
+					s.log.Warn("dashboard: terminal browser gone", "host", host, "user", sess.Name, "err", err)
 					cancel()
 					return
 				}
@@ -154,7 +165,10 @@ func (s *Server) terminalWS(w http.ResponseWriter, r *http.Request, sess *Sessio
 				return
 			}
 			if typ == websocket.MessageBinary {
-				if _, err := inW.Write(b); err != nil {
+				inputWaits.Store(true)
+				_, err := inW.Write(b)
+				inputWaits.Store(false)
+				if err != nil {
 					return
 				}
 				continue
