@@ -18,7 +18,7 @@
 
       # The NAR hash of `go mod vendor`. After changing go.mod or go.sum, run
       # scripts/vendorhash --write (a test fails while it is stale).
-      vendorHash = "sha256-cRTha7bfYxHTy+7jFSBxAby35ViWNim0gAWWJLsHJFc=";
+      vendorHash = "sha256-pOHg8sbP2c9EjNftftRIUGOboJujCfTuhThQ55Tgw9I=";
 
       # The Go module without what does not go into the binary, so editing
       # docs or modules does not rebuild pinkie. Every Go file stays: `go

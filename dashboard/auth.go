@@ -306,7 +306,7 @@ func isForm(r *http.Request) bool {
 }
 
 func wantsHTML(r *http.Request) bool {
-	return !strings.HasPrefix(r.URL.Path, "/api/") && r.URL.Path != "/events"
+	return !strings.HasPrefix(r.URL.Path, "/api/") && r.URL.Path != "/events" && r.Header.Get("Upgrade") == ""
 }
 
 // safeNext keeps a post-login redirect on this site: anything but a

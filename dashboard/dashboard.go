@@ -92,6 +92,7 @@ var ErrBadRequest = errors.New("bad request")
 type Options struct {
 	Store    Store
 	Deployer Deployer // nil: deploys cannot be started from the dashboard
+	Terminal Terminal // nil: no web terminal on the host pages
 	Auth     *Auth
 	Log      *slog.Logger
 	Title    string
@@ -177,6 +178,7 @@ func (s *Server) routes() {
 	act("POST /alerts/silences/{id}/expire", s.silenceExpireForm)
 	act("POST /deploys/plan", s.deployPlanForm)
 	act("POST /deploys", s.deployStartForm)
+	act("GET /hosts/{host}/terminal", s.terminalWS)
 
 	read("GET /api/overview", s.apiOverview)
 	read("GET /api/hosts", s.apiHosts)
@@ -211,6 +213,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if r.Body != nil {
 		r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+	}
+	if r.Header.Get("Upgrade") != "" {
+		s.mux.ServeHTTP(w, r) // the web terminal's WebSocket takes the connection over
+		return
 	}
 	withGzip(w, r, func(w http.ResponseWriter) { s.mux.ServeHTTP(w, r) })
 }

@@ -42,6 +42,8 @@ type page struct {
 	Data   any
 	Flash  string
 	Site   string
+	// Terminal is the host page's web terminal, for operators.
+	Terminal *terminalView
 }
 
 func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, name string, p page) {
@@ -128,8 +130,14 @@ func (s *Server) hostPage(w http.ResponseWriter, r *http.Request, sess *Session)
 	if err != nil {
 		return err
 	}
-	s.render(w, r, http.StatusOK, "host.html", page{Title: name, Nav: "fleet", Session: sess, Topics: "host:" + name + " alerts deploys guests",
-		Newest: hd.Newest, Data: hd})
+	p := page{Title: name, Nav: "fleet", Session: sess, Topics: "host:" + name + " alerts deploys guests", Newest: hd.Newest, Data: hd}
+	if s.o.Terminal != nil && sess.CanOperate() {
+		p.Terminal = &terminalView{Host: name, Built: terminalBuilt()}
+		if p.Terminal.Built {
+			w.Header().Set("Content-Security-Policy", terminalCSP)
+		}
+	}
+	s.render(w, r, http.StatusOK, "host.html", p)
 	return nil
 }
 

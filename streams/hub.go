@@ -107,6 +107,7 @@ type Hub struct {
 	svcKey  nkeys.KeyPair
 	gateKP  nkeys.KeyPair // the consumer gate's in-process user in CLIENTS
 	gateNC  *nats.Conn
+	webKP   nkeys.KeyPair // the dashboard terminal's in-process user in CLIENTS (shell_web.go)
 	sopts   *server.Options
 
 	budget *budgets
@@ -231,6 +232,9 @@ func StartHub(ctx context.Context, o HubOptions) (*Hub, error) {
 	if h.gateKP, err = nkeys.CreateUser(); err != nil {
 		return nil, err
 	}
+	if h.webKP, err = nkeys.CreateUser(); err != nil {
+		return nil, err
+	}
 	sopts := &server.Options{
 		ServerName:         cmp.Or(o.ServerName, "pinkie-hub"),
 		Host:               nh,
@@ -248,7 +252,8 @@ func StartHub(ctx context.Context, o HubOptions) (*Hub, error) {
 	if h.auth != nil {
 		pub, _ := h.svcKey.PublicKey()
 		gpub, _ := h.gateKP.PublicKey()
-		if sopts.Accounts, sopts.Nkeys, err = nkeyUsers(h.auth, pub, gpub); err != nil {
+		wpub, _ := h.webKP.PublicKey()
+		if sopts.Accounts, sopts.Nkeys, err = nkeyUsers(h.auth, pub, gpub, wpub); err != nil {
 			return nil, err
 		}
 	}
@@ -605,7 +610,8 @@ func (h *Hub) refreshHosts(ctx context.Context) error {
 		newOpts := h.sopts.Clone()
 		pub, _ := h.svcKey.PublicKey()
 		gpub, _ := h.gateKP.PublicKey()
-		if newOpts.Accounts, newOpts.Nkeys, err = nkeyUsers(a, pub, gpub); err != nil {
+		wpub, _ := h.webKP.PublicKey()
+		if newOpts.Accounts, newOpts.Nkeys, err = nkeyUsers(a, pub, gpub, wpub); err != nil {
 			return err
 		}
 		if err := h.srv.ReloadOptions(newOpts); err != nil {

@@ -207,9 +207,9 @@ func gatePermissions() *server.Permissions {
 
 // nkeyUsers turns the auth file into the hub server's accounts and users:
 // the hub's in-process service user and the hosts' leaf users in $G, as
-// before; operators, readers and the hub's in-process consumer gate in
-// CLIENTS.
-func nkeyUsers(a *Auth, servicePub, gatePub string) ([]*server.Account, []*server.NkeyUser, error) {
+// before; operators, readers, the hub's in-process consumer gate and the
+// dashboard terminal's in-process user (shell subjects only) in CLIENTS.
+func nkeyUsers(a *Auth, servicePub, gatePub, webPub string) ([]*server.Account, []*server.NkeyUser, error) {
 	global, clients, err := hubAccounts()
 	if err != nil {
 		return nil, nil, err
@@ -224,6 +224,7 @@ func nkeyUsers(a *Auth, servicePub, gatePub string) ([]*server.Account, []*serve
 	var users []*server.NkeyUser
 	users = append(users, &server.NkeyUser{Nkey: servicePub, AllowedConnectionTypes: ct("IN_PROCESS")})
 	users = append(users, &server.NkeyUser{Nkey: gatePub, Account: clients, Permissions: gatePermissions(), AllowedConnectionTypes: ct("IN_PROCESS")})
+	users = append(users, &server.NkeyUser{Nkey: webPub, Account: clients, Permissions: webShellPermissions(), AllowedConnectionTypes: ct("IN_PROCESS")})
 	for _, k := range a.Operators {
 		users = append(users, &server.NkeyUser{Nkey: k, Account: clients, Permissions: operatorPermissions(), AllowedConnectionTypes: ct("STANDARD", "WEBSOCKET")})
 	}

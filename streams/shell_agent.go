@@ -82,14 +82,16 @@ func (s *ShellService) Name() string { return "shell" }
 // Run implements AgentService: it answers open requests for this host
 // until ctx ends, then ends the sessions still open.
 func (s *ShellService) Run(ctx context.Context, a *Agent) error {
-	sub, err := a.nc.Subscribe(events.ShellOpenSubject(a.Host()), func(m *nats.Msg) { s.open(ctx, a, m) })
-	if err != nil {
-		return fmt.Errorf("subscribe %s: %w", events.ShellOpenSubject(a.Host()), err)
-	}
+	// The recordings' stream first: a session opened before it exists
+	// would lose the start of its recording.
 	if s.o.Enabled && s.o.Record {
 		if _, err := a.js.CreateOrUpdateStream(ctx, shellRecConfig(s.o.RecordBytes)); err != nil {
 			return fmt.Errorf("create the %s stream: %w", ShellRecStream, err)
 		}
+	}
+	sub, err := a.nc.Subscribe(events.ShellOpenSubject(a.Host()), func(m *nats.Msg) { s.open(ctx, a, m) })
+	if err != nil {
+		return fmt.Errorf("subscribe %s: %w", events.ShellOpenSubject(a.Host()), err)
 	}
 	if s.o.Enabled {
 		s.o.Log.Info("shell sessions enabled", "host", a.Host(), "user", s.o.User, "max_sessions", s.o.MaxSessions, "idle_timeout", s.o.IdleTimeout, "record", s.o.Record)

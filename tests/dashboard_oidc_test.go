@@ -76,6 +76,20 @@ func startProvider(t *testing.T, redirect string) (issuer string, st groupsStora
 	return issuer, st
 }
 
+// oidcHubConfig writes a hub config whose dashboard signs in at issuer
+// (startProvider's client), group pinkie-operators as operators and
+// pinkie-readers as readers; extra goes into the dashboard section.
+func oidcHubConfig(t *testing.T, base, issuer, extra string) string {
+	t.Helper()
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "secret"), "s3cret-client\n")
+	cfg := filepath.Join(dir, "hub.json")
+	writeFile(t, cfg, fmt.Sprintf(`{"dashboard": {"public_url": %q, %s"oidc": {
+		"issuer": %q, "client_id": "pinkie", "client_secret_file": %q,
+		"operator_groups": ["pinkie-operators"], "reader_groups": ["pinkie-readers"]}}}`, base, extra, issuer, filepath.Join(dir, "secret")))
+	return cfg
+}
+
 var providerFormID = regexp.MustCompile(`name="id" value="([^"]+)"`)
 
 // oidcLogin signs in at the dashboard through the provider's login form, as
@@ -113,12 +127,7 @@ func TestDashboardOIDC(t *testing.T) {
 	f := newFleet(t, "goliath")
 	base := f.httpURL()
 	issuer, provider := startProvider(t, base+"/auth/callback")
-	dir := t.TempDir()
-	writeFile(t, filepath.Join(dir, "secret"), "s3cret-client\n")
-	cfg := filepath.Join(dir, "hub.json")
-	writeFile(t, cfg, fmt.Sprintf(`{"dashboard": {"public_url": %q, "session_ttl": "3s", "oidc": {
-		"issuer": %q, "client_id": "pinkie", "client_secret_file": %q,
-		"operator_groups": ["pinkie-operators"], "reader_groups": ["pinkie-readers"]}}}`, base, issuer, filepath.Join(dir, "secret")))
+	cfg := oidcHubConfig(t, base, issuer, `"session_ttl": "3s", `)
 	hub := f.startHub("--config", cfg)
 	if strings.Contains(hub.out.String(), "sign in as the local admin") {
 		t.Error("with an identity provider the hub still prints a local login link")

@@ -149,6 +149,7 @@ func dashboardSetup(raw json.RawMessage, httpAddr string, log *slog.Logger, stde
 	if c.Flake != "" {
 		o.Deployer = &hubDeployer{store: store, flake: c.Flake, pushTo: c.PushTo, expires: expires, n: nix.Nix{Run: nix.ExecRunner{}}}
 	}
+	o.Terminal = hubTerminal{store: store}
 	srv, err := dashboard.New(o)
 	if err != nil {
 		return nil, nil, err
@@ -196,11 +197,12 @@ type hubStore struct {
 	ready chan struct{}
 	js    jetstream.JetStream
 	nc    *nats.Conn
+	hub   *streams.Hub
 }
 
 func (s *hubStore) bind(h *streams.Hub) {
 	s.once.Do(func() {
-		s.js, s.nc = h.JetStream(), h.Conn()
+		s.js, s.nc, s.hub = h.JetStream(), h.Conn(), h
 		close(s.ready)
 	})
 }
@@ -422,4 +424,18 @@ type publisherFunc func(ctx context.Context, subject string, e events.Event) (*j
 
 func (f publisherFunc) Publish(ctx context.Context, subject string, e events.Event) (*jetstream.PubAck, error) {
 	return f(ctx, subject, e)
+}
+
+// hubTerminal runs the dashboard's web terminal sessions with pinkie
+// shell's own client (streams.Client.Shell), each on its own in-process
+// connection named for the signed-in user (the agent's audit event shows
+// it).
+type hubTerminal struct{ store *hubStore }
+
+func (t hubTerminal) Shell(ctx context.Context, r dashboard.TerminalRequest) (int, error) {
+	if err := t.store.wait(ctx); err != nil {
+		return -1, err
+	}
+	return t.store.hub.ShellAs(ctx, r.Who, streams.ShellRequest{Host: r.Host, TTY: true, Term: r.Term, Rows: r.Rows, Cols: r.Cols,
+		Stdin: r.Stdin, Stdout: r.Stdout, Resize: r.Resize, Started: r.Started})
 }

@@ -20,6 +20,7 @@ code as 'pinkie hub' and 'pinkie agent'; Ctrl-C stops both and removes the
 temporary directory.`)
 	heartbeat := fs.Duration("heartbeat", 5*time.Second, "the agent's heartbeat interval")
 	keep := fs.Bool("keep", false, "keep the temporary directory on exit")
+	shellOn := fs.Bool("shell", false, "let the demo's agent serve shell sessions as your own user (pinkie shell HOST, and the terminal on the dashboard's host page once you signed in with the one-time link)")
 	mkLog := logFlags(fs, a.stderr)
 	if err := fs.parse(args); err != nil {
 		return err
@@ -73,6 +74,7 @@ temporary directory.`)
 	ag, err := streams.StartAgent(ctx, streams.AgentOptions{
 		Host: host, HubURLs: []string{hub.LeafURL()}, NkeyFile: streams.HostSeedFile(authDir, host),
 		DataDir: filepath.Join(dir, "agent"), ReconnectInterval: time.Second, Log: log,
+		Services: []streams.AgentService{streams.NewShellService(streams.ShellOptions{Enabled: *shellOn, Log: log})},
 	})
 	if err != nil {
 		return err
@@ -93,6 +95,7 @@ Try, in another terminal:
   go run ./cmd/pinkie hosts                        # the inventory
   go run ./cmd/pinkie alerts                       # what fires now
   go run ./cmd/pinkie pub deploy.requested host=%[1]s
+  go run ./cmd/pinkie shell %[1]s -- uname -a       # with pinkie demo --shell
   nats -s %[3]s --nkey %[6]s sub 'pinkie.>'
   nats -s %[3]s --nkey %[6]s stream ls
   curl -s http://%[5]s/metrics | grep pinkie_

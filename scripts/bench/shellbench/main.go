@@ -8,6 +8,10 @@
 //     -keys keystrokes, one after the other;
 //   - throughput: -mb MiB of random bytes from the host's `head -c` to the
 //     client (stdout, no pty), with the credit window in force;
+//   - the keystroke round trip through the dashboard's web terminal: the
+//     same byte sent on the terminal's WebSocket (signed in as the local
+//     admin) until its echo comes back on it, the hub relaying with the
+//     same client (-web=false skips it);
 //   - the same two, in the same run, through OpenSSH on loopback (an sshd
 //     of its own on a free port, key auth; -ssh=false skips it), for a
 //     baseline: `ssh -tt host 'cat > /dev/null'` and `ssh host head -c`.
@@ -42,6 +46,7 @@ type result struct {
 	MiB          int     `json:"throughput_mib"`
 	MiBPerSec    float64 `json:"throughput_mib_per_sec"`
 	SSH          *result `json:"ssh,omitempty"`
+	Web          *result `json:"web_terminal,omitempty"`
 }
 
 // keystrokes types keys+20 bytes into w one at a time and times each
@@ -73,8 +78,9 @@ func main() {
 	mib := flag.Int("mb", 100, "MiB for the throughput run (0: skip)")
 	asJSON := flag.Bool("json", false, "print JSON")
 	withSSH := flag.Bool("ssh", true, "measure OpenSSH on loopback too (needs /usr/sbin/sshd and ssh-keygen)")
+	withWeb := flag.Bool("web", true, "measure the dashboard's web terminal too (its WebSocket, as a browser uses it)")
 	flag.Parse()
-	if err := run(*keys, *mib, *withSSH, *asJSON); err != nil {
+	if err := run(*keys, *mib, *withSSH, *withWeb, *asJSON); err != nil {
 		fmt.Fprintln(os.Stderr, "shellbench:", err)
 		os.Exit(1)
 	}
@@ -99,7 +105,7 @@ func (e echoWatch) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func run(keys, mib int, withSSH, asJSON bool) error {
+func run(keys, mib int, withSSH, withWeb, asJSON bool) error {
 	ctx := context.Background()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	dir, err := os.MkdirTemp("", "shellbench-")
@@ -170,6 +176,11 @@ func run(keys, mib int, withSSH, asJSON bool) error {
 		}
 		r.MiB, r.MiBPerSec = mib, float64(mib)/time.Since(t0).Seconds()
 	}
+	if withWeb {
+		if r.Web, err = measureWeb(ctx, hub, keys, log); err != nil {
+			return fmt.Errorf("web terminal: %w", err)
+		}
+	}
 	if withSSH {
 		if r.SSH, err = measureSSH(dir, keys, mib); err != nil {
 			return fmt.Errorf("ssh baseline: %w", err)
@@ -181,6 +192,10 @@ func run(keys, mib int, withSSH, asJSON bool) error {
 	fmt.Printf("keystroke round trip through the hub (%d keys): p50 %.2f ms, p99 %.2f ms, max %.2f ms\n", r.Keys, r.RoundTripP50, r.RoundTripP99, r.RoundTripMax)
 	if r.MiB > 0 {
 		fmt.Printf("throughput, %d MiB from head -c to the client: %.1f MiB/s\n", r.MiB, r.MiBPerSec)
+	}
+	if w := r.Web; w != nil {
+		fmt.Printf("keystroke round trip through the dashboard's web terminal (WebSocket to the hub, %d keys): p50 %.2f ms, p99 %.2f ms, max %.2f ms (web/CLI p50 %.2fx)\n",
+			w.Keys, w.RoundTripP50, w.RoundTripP99, w.RoundTripMax, w.RoundTripP50/r.RoundTripP50)
 	}
 	if s := r.SSH; s != nil {
 		fmt.Printf("ssh on loopback, same run: keystroke round trip p50 %.2f ms, p99 %.2f ms, max %.2f ms; throughput %.1f MiB/s\n", s.RoundTripP50, s.RoundTripP99, s.RoundTripMax, s.MiBPerSec)
