@@ -263,7 +263,7 @@ let
     ++ optionals ((o.leafCompression or "s2_auto") != "s2_auto") [ "--leaf-compression" o.leafCompression ]
     ++ optionals ((o.tlsCert or null) != null) [ "--tls-cert" o.tlsCert "--tls-key" o.tlsKey ]
     ++ hubClusterArgs (o.cluster or null)
-    ++ optionals (o.configFile != null) [ "--config" o.configFile ]
+    ++ optionals (o.configFile != null) [ "--config" (toString o.configFile) ]
     ++ optional o.syncAlways "--sync-always"
     ++ o.extraArgs;
 
@@ -342,7 +342,7 @@ let
       "--log-level" o.logLevel "--log-format" o.logFormat ]
     ++ concatLists (map (u: [ "--hub" u ]) o.hubs)
     ++ optionals (o.nkeyFile != null) [ "--nkey" o.nkeyFile ]
-    ++ optionals (o.configFile != null) [ "--config" o.configFile ]
+    ++ optionals (o.configFile != null) [ "--config" (toString o.configFile) ]
     ++ optional o.syncAlways "--sync-always"
     ++ optionals (o.activation != null) [ "--activation" o.activation ]
     ++ optional o.builder "--builder"

@@ -1,0 +1,149 @@
+package tests
+
+import (
+	"strings"
+	"testing"
+)
+
+// nixAgentOn is an agent setting that passes the module's assertions.
+const nixAgentOn = `services.pinkie.agent = { enable = true; hubs = [ "nats-leaf://hub.lan:7422" ]; nkeyFile = "/run/agenix/goliath.nk"; };`
+
+// TestNixModuleSystemRefuses: what only the real module system catches (a
+// stand-in that reads option defaults accepts all of these): a value of the
+// wrong type, an option that does not exist, a systemd dependency that is
+// not a unit name, two modules giving one unit setting different values.
+// Each is an evaluation error that names the option.
+func TestNixModuleSystemRefuses(t *testing.T) {
+	tests := []struct {
+		name, module, set string
+		want              []string
+	}{
+		{"a string where an int is required", "./nixos/agent.nix",
+			`{ ` + nixAgentOn + ` services.pinkie.agent.shell = { enable = true; maxSessions = "2"; }; }`,
+			[]string{"services.pinkie.agent.shell.maxSessions", "is not of type", "positive integer"}},
+		{"a list where a string is required", "./nixos/hub.nix",
+			`{ services.pinkie.hub = { enable = true; listen.http = [ "127.0.0.1:8080" ]; }; }`,
+			[]string{"services.pinkie.hub.listen.http", "is not of type"}},
+		{"an enum value it does not list", "./nixos/deployment.nix",
+			`{ pinkie.deployment.goal = "reboot"; }`,
+			[]string{"pinkie.deployment.goal", "is not of type", `one of "switch", "boot", "test", "dry-activate"`}},
+		{"a misspelt option", "./nixos/agent.nix",
+			`{ ` + nixAgentOn + ` services.pinkie.agent.hearbeat = "10s"; }`,
+			[]string{"services.pinkie.agent.hearbeat", "does not exist"}},
+		{"a dependency that is not a unit", "./nixos/agent.nix",
+			`{ ` + nixAgentOn + ` systemd.services.pinkie-agent.after = [ "network-online" ]; }`,
+			[]string{"systemd.services.pinkie-agent.after", "is not of type"}},
+		{"a firewall port out of range", "./nixos/hub.nix",
+			`{ services.pinkie.hub = { enable = true; openFirewall = true; }; networking.firewall.allowedTCPPorts = [ 70000 ]; }`,
+			[]string{"networking.firewall.allowedTCPPorts", "is not of type", "16 bit unsigned integer"}},
+		{"a host's unit setting against the module's", "./nixos/agent.nix",
+			`{ ` + nixAgentOn + ` systemd.services.pinkie-agent.serviceConfig.Restart = "on-failure"; }`,
+			[]string{"systemd.services.pinkie-agent.serviceConfig.Restart", "conflicting definition values"}},
+		{"a producer option that is no JSON", "./nixos/agent.nix",
+			`{ ` + nixAgentOn + ` services.pinkie.agent.producers.path.paths = x: x; }`,
+			[]string{"services.pinkie.agent.producers.path.paths", "is not of type", "JSON value"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			stderr, err := nixModuleEvalApply(t, tt.module, tt.set, "", nil, true)
+			if err == nil {
+				t.Fatalf("the module system accepted %s", tt.set)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(stderr, w) {
+					t.Errorf("the error does not say %q:\n%s", w, stderr)
+				}
+			}
+		})
+	}
+}
+
+// TestNixModuleSystemMergesAndPriorities: definitions from several modules
+// combine as on a real NixOS host: a host's own producer units win over
+// the module's mkDefault; mkForce wins over the module's unit settings;
+// extraArgs, health checks and the unit's capability list given by two
+// modules are concatenated; the host's pg_hba lines come after pinkie's
+// mkBefore line.
+func TestNixModuleSystemMergesAndPriorities(t *testing.T) {
+	type got struct {
+		Exec      string   `json:"exec"`
+		Restart   string   `json:"restart"`
+		Units     []string `json:"units"`
+		Caps      []string `json:"caps"`
+		Checks    []string `json:"checks"`
+		Auth      string   `json:"auth"`
+		Failed    []string `json:"failed"`
+		UnitsHave []string `json:"unitsHave"`
+	}
+	const apply = `c: let a = c.systemd.services.pinkie-agent; in {
+	  exec = a.serviceConfig.ExecStart; restart = a.serviceConfig.Restart; caps = a.serviceConfig.CapabilityBoundingSet;
+	  units = c.services.pinkie.agent.producers.systemd.units; checks = c.pinkie.deployment.healthChecks;
+	  auth = c.services.postgresql.authentication; failed = c.failed; }`
+	// Two modules besides the test's: one a fleet shares, one of the host.
+	const fleetModule = `{ services.pinkie.agent = { extraArgs = [ "--log-level" "debug" ]; extraHealthChecks = [ "systemctl is-active nginx" ]; }; }`
+	tests := []struct {
+		name, set string
+		check     func(t *testing.T, g got)
+	}{
+		{"a host's units win over the module's mkDefault",
+			`{ ` + nixAgentOn + ` services.postgresql.enable = true; services.pinkie.agent.producers.systemd.units = [ "shop.service" ]; }`,
+			func(t *testing.T, g got) {
+				if strings.Join(g.Units, ",") != "shop.service" {
+					t.Errorf("units = %q, want only the host's shop.service (the module's list is a mkDefault)", g.Units)
+				}
+			}},
+		{"without the host's, the module's default",
+			`{ ` + nixAgentOn + ` services.postgresql.enable = true; }`,
+			func(t *testing.T, g got) {
+				if strings.Join(g.Units, ",") != "pinkie-agent.service,postgresql.service" {
+					t.Errorf("units = %q, want the declared pinkie-agent.service,postgresql.service", g.Units)
+				}
+			}},
+		{"mkForce wins over the module's unit setting",
+			`{ lib, ... }: { ` + nixAgentOn + ` systemd.services.pinkie-agent.serviceConfig.Restart = lib.mkForce "on-failure"; }`,
+			func(t *testing.T, g got) {
+				if g.Restart != "on-failure" {
+					t.Errorf("Restart = %q, want the host's mkForce on-failure", g.Restart)
+				}
+			}},
+		{"lists from two modules are concatenated",
+			`{ imports = [ (` + fleetModule + `) ]; ` + nixAgentOn + ` services.pinkie.agent.extraArgs = [ "--name" "goliath" ];
+			   pinkie.deployment.healthChecks = [ "true" ];
+			   systemd.services.pinkie-agent.serviceConfig.CapabilityBoundingSet = [ "CAP_NET_RAW" ]; }`,
+			func(t *testing.T, g got) {
+				if !nixHasWords(g.Exec, "--log-level debug") || !nixHasWords(g.Exec, "--name goliath") {
+					t.Errorf("ExecStart = %s, want both modules' extraArgs", g.Exec)
+				}
+				if strings.Join(g.Checks, "|") != "systemctl is-active nginx|true" && strings.Join(g.Checks, "|") != "true|systemctl is-active nginx" {
+					t.Errorf("healthChecks = %q, want the fleet module's and the host's", g.Checks)
+				}
+				caps := strings.Join(g.Caps, ",")
+				if !strings.Contains(caps, "CAP_SYS_RAWIO") || !strings.Contains(caps, "CAP_NET_RAW") {
+					t.Errorf("CapabilityBoundingSet = %s, want the module's and the host's (a repeatable unit setting)", caps)
+				}
+			}},
+		{"pinkie's pg_hba line goes first (mkBefore)",
+			`{ ` + nixAgentOn + ` services.postgresql = { enable = true; authentication = "local all all trust\n"; }; }`,
+			func(t *testing.T, g got) {
+				var lines []string
+				for _, l := range strings.Split(g.Auth, "\n") {
+					if strings.TrimSpace(l) != "" {
+						lines = append(lines, l)
+					}
+				}
+				if len(lines) != 2 || strings.TrimSpace(lines[0]) != "local all pinkie peer map=pinkie" || lines[1] != "local all all trust" {
+					t.Errorf("authentication = %q, want pinkie's peer line, then the host's", g.Auth)
+				}
+			}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var g got
+			nixModuleEvalApply(t, "./nixos/agent.nix", tt.set, apply, &g, false)
+			if len(g.Failed) > 0 {
+				t.Fatalf("failed assertions: %q", g.Failed)
+			}
+			tt.check(t, g)
+		})
+	}
+}
