@@ -509,6 +509,12 @@ let
     sort (a: b: a.name < b.name)
       (map (n: container n containers.${n}) (attrNames containers) ++ map (n: vm n vms.${n}) (attrNames vms));
 
+  # containerServices config: per NixOS container with services, the units
+  # its own configuration declares: the systemd producer's machines, read
+  # through machined (systemctl -M). MicroVMs are not machined's.
+  containerServices = config: listToAttrs (map (g: { name = g.name; value = g.services; })
+    (filter (g: g.type == "container" && g.services != [ ]) (tryOr [ ] (guestsOf config))));
+
   hostOf = name: c:
     let
       config = c.config or { };
@@ -561,5 +567,5 @@ in
     deploymentDefaults secretLiterals hubProblems hubArgs hubConfig hubFirewallPorts
     hubClusterProblems hubClusterArgs hubClusterFirewallPorts
     agentProblems agentConfig agentArgs fileStoreDir deploymentProblems postgresAccessProblems
-    declaredServices stateDirsOf domainsOf fleet;
+    declaredServices stateDirsOf domainsOf containerServices fleet;
 }

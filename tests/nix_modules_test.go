@@ -1,6 +1,7 @@
 package tests
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -144,6 +145,54 @@ func TestNixModuleSystemMergesAndPriorities(t *testing.T) {
 				t.Fatalf("failed assertions: %q", g.Failed)
 			}
 			tt.check(t, g)
+		})
+	}
+}
+
+// TestNixAgentWatchesContainerUnits: the services a host's NixOS containers
+// declare (their own configuration's well-known services and
+// pinkie.fleet.services) become the systemd producer's machines, which it
+// reads with systemctl -M; then the agent's sandbox lets it join a
+// container (setns into mnt/pid/user, CAP_SYS_CHROOT, CAP_SYS_PTRACE).
+// Without containers nothing changes; a host's own machines win.
+func TestNixAgentWatchesContainerUnits(t *testing.T) {
+	type got struct {
+		Machines   map[string][]string `json:"machines"`
+		Caps       []string            `json:"caps"`
+		Namespaces any                 `json:"namespaces"`
+		Failed     []string            `json:"failed"`
+	}
+	const apply = `c: let a = c.systemd.services.pinkie-agent.serviceConfig; in {
+	  machines = c.agentConfig.producers.systemd.machines or null; caps = a.CapabilityBoundingSet; namespaces = a.RestrictNamespaces; failed = c.failed; }`
+	const containers = `containers.web = { localAddress = "10.233.1.2/24"; config = { services.nginx.enable = true; pinkie.fleet.services = [ "shop" ]; }; };
+	  containers.empty.config = { };`
+	tests := []struct {
+		name, set  string
+		machines   string
+		namespaces string
+	}{
+		{"containers with services", `{ ` + nixAgentOn + ` ` + containers + ` }`, "map[web:[nginx.service shop.service]]", "mnt pid user"},
+		{"no containers", `{ ` + nixAgentOn + ` }`, "map[]", "true"},
+		{"the host's own machines win", `{ ` + nixAgentOn + ` ` + containers + ` services.pinkie.agent.producers.systemd.machines = { web = [ "app.service" ]; }; }`,
+			"map[web:[app.service]]", "mnt pid user"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var g got
+			nixModuleEvalApply(t, "./nixos/agent.nix", tt.set, apply, &g, false)
+			if len(g.Failed) > 0 {
+				t.Fatalf("failed assertions: %q", g.Failed)
+			}
+			if fmt.Sprint(g.Machines) != tt.machines {
+				t.Errorf("machines = %v, want %s", g.Machines, tt.machines)
+			}
+			if fmt.Sprint(g.Namespaces) != tt.namespaces {
+				t.Errorf("RestrictNamespaces = %v, want %s", g.Namespaces, tt.namespaces)
+			}
+			caps := strings.Join(g.Caps, ",")
+			if joins := strings.Contains(caps, "CAP_SYS_CHROOT") && strings.Contains(caps, "CAP_SYS_PTRACE"); joins != (tt.namespaces != "true") {
+				t.Errorf("CapabilityBoundingSet = %s: joining containers %v, want %v", caps, joins, tt.namespaces != "true")
+			}
 		})
 	}
 }
