@@ -196,3 +196,66 @@ func TestNixAgentWatchesContainerUnits(t *testing.T) {
 		})
 	}
 }
+
+// TestNixFleetExportOfEvaluatedHosts: the fleet export (lib.fleet, what
+// `pinkie fleet sync` publishes) over hosts evaluated by the real module
+// system with pinkie's whole module (nixos/default.nix), not hand-written
+// configurations: declared services, the state directories their merged
+// units give them, domains, a container's services, roles, tags, and the
+// cross-host problem of an agent named unlike its configuration.
+func TestNixFleetExportOfEvaluatedHosts(t *testing.T) {
+	expr := fmt.Sprintf(`let
+	  lib = import %q;
+	  host = set: { config = (import ./nixos/tests/eval.nix { inherit lib set; module = ./nixos/default.nix; raw = true; }).config;
+	    pkgs.stdenv.hostPlatform.system = "x86_64-linux"; };
+	  agent = { enable = true; hubs = [ "nats-leaf://hub.lan:7422" ]; nkeyFile = "/run/agenix/host.nk"; };
+	in (import ./nixos/lib.nix).fleet {
+	  web1 = host ({ lib, ... }: {
+	    networking.hostName = "web1";
+	    services.pinkie.agent = agent;
+	    pinkie.deployment.tags = [ "web" ];
+	    pinkie.fleet.services = [ "shop" ];
+	    systemd.services.shop = { wantedBy = [ "multi-user.target" ]; serviceConfig.StateDirectory = "shop"; };
+	    # A second module's word on the agent's unit: the export sees the merge.
+	    systemd.services.pinkie-agent.serviceConfig.StateDirectory = lib.mkForce "pinkie-agent-web";
+	    services.nginx = { enable = true; virtualHosts."shop.example.org" = { forceSSL = true; locations."/".proxyPass = "http://10.233.1.2:8080"; }; };
+	    containers.web = { localAddress = "10.233.1.2/24"; config = { services.postgresql.enable = true; }; };
+	  });
+	  build1 = host { networking.hostName = "build1"; services.pinkie.agent = agent // { name = "builder"; builder.enable = true; }; };
+	}`, nixpkgsLib(t))
+	var got struct {
+		Hosts map[string]struct {
+			Deployment struct{ Tags []string }
+			Roles      []string
+			Services   []string
+			StateDirs  map[string][]string `json:"state_dirs"`
+			Domains    []struct{ Name, URL string }
+			Guests     []struct {
+				Name, Type string
+				Services   []string
+				Addresses  []string
+			}
+		}
+		Problems []string
+	}
+	nixEval(t, expr, &got)
+	web := got.Hosts["web1"]
+	if s := fmt.Sprint(web.Services); s != "[nginx.service pinkie-agent.service shop.service]" {
+		t.Errorf("web1 services = %s", s)
+	}
+	if s := fmt.Sprint(web.StateDirs); s != "map[pinkie-agent.service:[/var/lib/pinkie-agent-web] shop.service:[/var/lib/shop]]" {
+		t.Errorf("web1 state_dirs = %s, want the merged units' (mkForce wins)", s)
+	}
+	if len(web.Domains) != 1 || web.Domains[0].URL != "https://shop.example.org" {
+		t.Errorf("web1 domains = %+v", web.Domains)
+	}
+	if len(web.Guests) != 1 || web.Guests[0].Name != "web" || fmt.Sprint(web.Guests[0].Services) != "[postgresql.service]" || fmt.Sprint(web.Guests[0].Addresses) != "[10.233.1.2]" {
+		t.Errorf("web1 guests = %+v", web.Guests)
+	}
+	if fmt.Sprint(web.Deployment.Tags) != "[web]" || fmt.Sprint(web.Roles) != "[agent]" || fmt.Sprint(got.Hosts["build1"].Roles) != "[agent builder]" {
+		t.Errorf("tags %v, roles %v / %v", web.Deployment.Tags, web.Roles, got.Hosts["build1"].Roles)
+	}
+	if len(got.Problems) != 1 || !strings.Contains(got.Problems[0], `nixosConfigurations.build1: its agent calls itself "builder"`) {
+		t.Errorf("problems = %q, want build1's agent name", got.Problems)
+	}
+}
