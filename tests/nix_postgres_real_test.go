@@ -219,7 +219,7 @@ func TestNixPostgresAccessRealServer(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
-		t.Fatalf("pinkie collect postgres as %s with the module's dsn %q: %v\n%s", os.Getenv("USER"), testDSN, err, stderr.String())
+		t.Fatalf("pinkie collect postgres as root with the module's dsn %q: %v\n%s", testDSN, err, stderr.String())
 	}
 	sizes := map[string]float64{}
 	for _, line := range strings.Split(strings.TrimSpace(stdout.String()), "\n") {

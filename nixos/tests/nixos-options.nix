@@ -11,7 +11,7 @@
 # A module that sets a NixOS option not declared here fails with "The
 # option `…' does not exist": declare it (with its NixOS type) when a
 # module starts using one.
-{ lib, pkgs, ... }:
+{ lib, ... }:
 let
   inherit (lib) mkOption types;
 
