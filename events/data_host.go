@@ -74,7 +74,26 @@ type Systemd struct {
 	SystemState string      `json:"system_state,omitempty"`
 	Failed      []UnitState `json:"failed"`
 	Watched     []UnitState `json:"watched,omitempty"`
+	// Guests are the NixOS containers whose units the agent watches
+	// through machined (systemctl -M), one entry per container asked.
+	Guests []GuestUnits `json:"guests,omitempty"`
 }
+
+// GuestUnits is what a container's own systemd says about its units.
+type GuestUnits struct {
+	// Machine is the container's machine name (containers.<name>).
+	Machine string `json:"machine"`
+	// State is its manager's state ("running", "degraded", …), or
+	// "unreachable" when systemctl -M could not reach it (it is not
+	// running; guest.down says so): its units are then not reported.
+	State   string      `json:"state"`
+	Failed  []UnitState `json:"failed"`
+	Watched []UnitState `json:"watched,omitempty"`
+}
+
+// GuestUnitsUnreachable is GuestUnits.State for a container systemctl -M
+// could not reach.
+const GuestUnitsUnreachable = "unreachable"
 
 // UnitState is one systemd unit.
 type UnitState struct {

@@ -60,10 +60,18 @@ let
     ++ lib.optional wireguardOn "CAP_NET_ADMIN"
     # Shell sessions: become shell.user, give it its pty, end its processes.
     ++ lib.optionals cfg.shell.enable [ "CAP_SETUID" "CAP_SETGID" "CAP_CHOWN" "CAP_KILL" ]
+    # Units inside containers (systemctl -M): entering the container's
+    # namespaces and root, and reading its leader's /proc/PID/ns.
+    ++ lib.optionals watchesContainers [ "CAP_SYS_ADMIN" "CAP_SYS_CHROOT" "CAP_SYS_PTRACE" ]
     ++ cfg.extraCapabilities);
 
-  # The services this host declares (nixos/lib.nix declaredServices).
+  # The systemd producer watches units inside NixOS containers.
+  watchesContainers = ((cfg.producers.systemd or { }).machines or { }) != { };
+
+  # The services this host declares (nixos/lib.nix declaredServices), and
+  # those its NixOS containers declare.
   declared = pinkieLib.declaredServices config;
+  containerUnits = pinkieLib.containerServices config;
 
   pushDir = if cfg.deploy.pushTo == null then null else pinkieLib.fileStoreDir cfg.deploy.pushTo;
 
@@ -389,7 +397,9 @@ in
         ProtectClock = true;
         ProtectHostname = true;
         RestrictAddressFamilies = [ "AF_UNIX" "AF_INET" "AF_INET6" "AF_NETLINK" ];
-        RestrictNamespaces = true;
+        # systemctl -M joins a container's mount, PID and user namespaces
+        # (setns); every other kind stays refused.
+        RestrictNamespaces = if watchesContainers then "mnt pid user" else true;
         RestrictRealtime = true;
         RestrictSUIDSGID = true;
         LockPersonality = true;
@@ -451,6 +461,10 @@ in
     # here: reading systemd.services while defining the agent's own unit
     # would be an infinite recursion; the fleet export carries them.)
     services.pinkie.agent.producers.systemd.units = lib.mkDefault declared;
+    # The services of its NixOS containers, read through machined
+    # (systemctl -M NAME) while a container runs; the hub alerts on them as
+    # GUEST/UNIT.
+    services.pinkie.agent.producers.systemd.machines = lib.mkIf (containerUnits != { }) (lib.mkDefault containerUnits);
     # And it checks the domains this host serves (nginx and caddy virtual
     # hosts): status and TLS certificate expiry (http.down, tls.expiry).
     services.pinkie.agent.producers.httpcheck.urls = lib.mkDefault (map (d: d.url) (pinkieLib.domainsOf config));

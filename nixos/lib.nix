@@ -263,7 +263,7 @@ let
     ++ optionals ((o.leafCompression or "s2_auto") != "s2_auto") [ "--leaf-compression" o.leafCompression ]
     ++ optionals ((o.tlsCert or null) != null) [ "--tls-cert" o.tlsCert "--tls-key" o.tlsKey ]
     ++ hubClusterArgs (o.cluster or null)
-    ++ optionals (o.configFile != null) [ "--config" o.configFile ]
+    ++ optionals (o.configFile != null) [ "--config" (toString o.configFile) ]
     ++ optional o.syncAlways "--sync-always"
     ++ o.extraArgs;
 
@@ -342,7 +342,7 @@ let
       "--log-level" o.logLevel "--log-format" o.logFormat ]
     ++ concatLists (map (u: [ "--hub" u ]) o.hubs)
     ++ optionals (o.nkeyFile != null) [ "--nkey" o.nkeyFile ]
-    ++ optionals (o.configFile != null) [ "--config" o.configFile ]
+    ++ optionals (o.configFile != null) [ "--config" (toString o.configFile) ]
     ++ optional o.syncAlways "--sync-always"
     ++ optionals (o.activation != null) [ "--activation" o.activation ]
     ++ optional o.builder "--builder"
@@ -509,6 +509,12 @@ let
     sort (a: b: a.name < b.name)
       (map (n: container n containers.${n}) (attrNames containers) ++ map (n: vm n vms.${n}) (attrNames vms));
 
+  # containerServices config: per NixOS container with services, the units
+  # its own configuration declares: the systemd producer's machines, read
+  # through machined (systemctl -M). MicroVMs are not machined's.
+  containerServices = config: listToAttrs (map (g: { name = g.name; value = g.services; })
+    (filter (g: g.type == "container" && g.services != [ ]) (tryOr [ ] (guestsOf config))));
+
   hostOf = name: c:
     let
       config = c.config or { };
@@ -561,5 +567,5 @@ in
     deploymentDefaults secretLiterals hubProblems hubArgs hubConfig hubFirewallPorts
     hubClusterProblems hubClusterArgs hubClusterFirewallPorts
     agentProblems agentConfig agentArgs fileStoreDir deploymentProblems postgresAccessProblems
-    declaredServices stateDirsOf domainsOf fleet;
+    declaredServices stateDirsOf domainsOf containerServices fleet;
 }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -19,7 +20,8 @@ import (
 )
 
 // Systemd reports the failed units and the state of the units the operator
-// lists. It asks systemd over D-Bus and falls back to systemctl through the
+// lists, on the host and inside NixOS containers (machines, read with
+// systemctl -M through machined). It asks the host's systemd over D-Bus and falls back to systemctl through the
 // command runner when there is no system bus. It checks every minute and
 // reports when something changed, and at least once an hour.
 type Systemd struct {
@@ -37,10 +39,18 @@ type systemdOptions struct {
 	DBus *bool `json:"dbus,omitempty"`
 	// Check is how often units are looked at for changes ("1m").
 	Check string `json:"check,omitempty"`
+	// Machines are NixOS containers (machine names, as machinectl lists
+	// them) and the units to watch inside each ({"web": ["nginx.service"]}),
+	// read with systemctl -M through machined.
+	Machines map[string][]string `json:"machines,omitempty"`
 }
 
+// systemdMachineName is what a machine name may be here: a container name
+// (NixOS allows letters, digits and '-'; machined also '_' and '.').
+var systemdMachineName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
+
 func systemdSpec() Spec {
-	return Spec{Name: "systemd", Doc: "failed systemd units and the state of listed units (D-Bus, else systemctl)", DefaultEnabled: true,
+	return Spec{Name: "systemd", Doc: "failed systemd units and the state of listed units (D-Bus, else systemctl), also inside NixOS containers (systemctl -M)", DefaultEnabled: true,
 		New: func(raw json.RawMessage, _ Info) (any, error) { return NewSystemd(raw) }}
 }
 
@@ -51,9 +61,15 @@ func NewSystemd(raw json.RawMessage) (*Systemd, error) {
 	if err := DecodeOptions(raw, &o); err != nil {
 		return nil, err
 	}
-	for _, u := range o.Units {
-		if u == "" || strings.ContainsAny(u, " \t\n") || strings.HasPrefix(u, "-") {
-			return nil, fmt.Errorf("options: units: %q is not a unit name", u)
+	if err := systemdCheckUnits("units", o.Units); err != nil {
+		return nil, err
+	}
+	for m, units := range o.Machines {
+		if !systemdMachineName.MatchString(m) {
+			return nil, fmt.Errorf("options: machines: %q is not a machine name", m)
+		}
+		if err := systemdCheckUnits("machines."+m, units); err != nil {
+			return nil, err
 		}
 	}
 	s := &Systemd{opts: o, gate: NewChangeGate(time.Hour), check: time.Minute}
@@ -68,6 +84,15 @@ func NewSystemd(raw json.RawMessage) (*Systemd, error) {
 		s.dial = func() (*dbus.Conn, error) { return dbus.ConnectSystemBus() }
 	}
 	return s, nil
+}
+
+func systemdCheckUnits(option string, units []string) error {
+	for _, u := range units {
+		if u == "" || strings.ContainsAny(u, " \t\n") || strings.HasPrefix(u, "-") {
+			return fmt.Errorf("options: %s: %q is not a unit name", option, u)
+		}
+	}
+	return nil
 }
 
 func (s *Systemd) Name() string { return "systemd" }
@@ -88,6 +113,7 @@ func (s *Systemd) Collect(ctx context.Context, env Env) ([]Observation, error) {
 	if err != nil && d.Source == "" {
 		return nil, err
 	}
+	d.Guests = s.lookMachines(ctx, env.Run)
 	if !s.gate.Due(env.Now(), d) {
 		return nil, err
 	}
@@ -109,6 +135,54 @@ func (s *Systemd) look(ctx context.Context, env Env) (events.Systemd, error) {
 		err = fmt.Errorf("%w (D-Bus: %v)", err, busErr)
 	}
 	return d, err
+}
+
+// lookMachines asks each container's own systemd about its units, with
+// systemctl -M (machined enters the container; systemctl(1) --machine). A
+// container systemctl cannot reach (not running) is "unreachable", with no
+// units: its own unit (container@NAME.service) and guest.down tell why.
+func (s *Systemd) lookMachines(ctx context.Context, run Runner) []events.GuestUnits {
+	if len(s.opts.Machines) == 0 || run == nil {
+		return nil
+	}
+	names := make([]string, 0, len(s.opts.Machines))
+	for m := range s.opts.Machines {
+		names = append(names, m)
+	}
+	sort.Strings(names)
+	out := make([]events.GuestUnits, 0, len(names))
+	for _, m := range names {
+		g := events.GuestUnits{Machine: m, State: events.GuestUnitsUnreachable, Failed: []events.UnitState{}}
+		// Asked through the container's manager, the answers have the
+		// host's shapes: the same calls with -M in front. A container
+		// that is not running fails the first (list-units).
+		d, err := systemdViaSystemctl(ctx, machineRunner{run: run, machine: m}, s.opts.Machines[m])
+		if err != nil && d.Source == "" {
+			out = append(out, g)
+			continue
+		}
+		g.State = d.SystemState
+		if g.State == "" {
+			g.State = "unknown"
+		}
+		g.Failed, g.Watched = d.Failed, d.Watched
+		out = append(out, g)
+	}
+	return out
+}
+
+// machineRunner runs systemctl against a container's manager
+// (systemctl -M MACHINE …).
+type machineRunner struct {
+	run     Runner
+	machine string
+}
+
+func (r machineRunner) Run(ctx context.Context, name string, args ...string) ([]byte, int, error) {
+	if name == "systemctl" {
+		args = append([]string{"-M", r.machine}, args...)
+	}
+	return r.run.Run(ctx, name, args...)
 }
 
 // systemdUnitStatus is one entry of the Manager's ListUnits* answer,

@@ -196,3 +196,43 @@ func systemdStartBus(t *testing.T) string {
 	}
 	return strings.TrimSpace(string(buf[:n]))
 }
+
+// TestSystemdContainerUnits: units inside NixOS containers come from the
+// container's own manager (systemctl -M, replayed from the fixture root):
+// web is reached (degraded, nginx failed, shop missing); a machine
+// systemctl cannot reach (no recording here: not running) is unreachable,
+// with no units.
+func TestSystemdContainerUnits(t *testing.T) {
+	s, err := NewSystemd(json.RawMessage(`{"dbus": false, "units": ["nginx.service", "nope.service"],
+	  "machines": {"web": ["nginx.service", "shop.service"], "stopped": ["app.service"]}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := networkEnv(t, "testdata/root-nixos")
+	// The recordings as --replay-commands answers them.
+	if env.Run, err = NewReplayRunner("testdata/root-nixos/_commands"); err != nil {
+		t.Fatal(err)
+	}
+	obs, err := s.Collect(context.Background(), env)
+	if err != nil || len(obs) != 1 {
+		t.Fatalf("Collect: %d observations, err %v", len(obs), err)
+	}
+	nginxFailed := events.UnitState{Name: "nginx.service", Description: "Nginx Web Server", LoadState: "loaded", ActiveState: "failed", SubState: "failed", Restarts: 5}
+	want := []events.GuestUnits{
+		{Machine: "stopped", State: events.GuestUnitsUnreachable, Failed: []events.UnitState{}},
+		{Machine: "web", State: "degraded", Failed: []events.UnitState{nginxFailed},
+			Watched: []events.UnitState{nginxFailed, {Name: "shop.service", Description: "shop.service", LoadState: "not-found", ActiveState: "inactive", SubState: "dead"}}},
+	}
+	got := obs[0].Data.(events.Systemd)
+	if diff := cmp.Diff(want, got.Guests); diff != "" {
+		t.Errorf("guests (-want +got):\n%s", diff)
+	}
+	if got.SystemState != "degraded" || len(got.Watched) != 2 {
+		t.Errorf("the host's own report changed: %+v", got)
+	}
+	for _, bad := range []string{`{"machines": {"-M": []}}`, `{"machines": {"web": ["--all"]}}`, `{"machines": {"a b": ["x.service"]}}`} {
+		if _, err := NewSystemd(json.RawMessage(bad)); err == nil || !strings.Contains(err.Error(), "machines") {
+			t.Errorf("NewSystemd(%s): err %v, want one naming machines", bad, err)
+		}
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -159,48 +160,94 @@ func TestServiceDownFromRealAgent(t *testing.T) {
 			Deployment: events.DeclaredDeployment{Tags: []string{}, Goal: "switch", HealthChecks: []string{}}, Roles: []string{"agent"},
 			Services: services, Domains: []events.DeclaredDomain{}}}})
 	}
-	type alert struct {
-		events.Alert
-	}
-	alerts := func() ([]alert, string) {
-		out, _ := runPinkie(t, append([]string{"alerts", "--json"}, rd...)...)
-		var as []alert
-		_ = json.NewDecoder(strings.NewReader(out)).Decode(&as)
-		return as, out
-	}
-	waitAlerts := func(what string, ok func([]alert) bool) []alert {
-		t.Helper()
-		deadline := time.Now().Add(60 * time.Second)
-		for {
-			as, out := alerts()
-			if ok(as) {
-				return as
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: not within 60s:\n%s", what, out)
-			}
-			time.Sleep(300 * time.Millisecond)
-		}
-	}
-	down := func(as []alert) []string {
-		var objs []string
-		for _, a := range as {
-			if a.Rule == "service.down" {
-				objs = append(objs, a.Object)
-			}
-		}
-		return objs
-	}
+	down := func(as []events.Alert) []string { return alertObjects(as, "service.down") }
 	declare("nginx.service", "nope.service")
-	as := waitAlerts("service.down for nope.service", func(as []alert) bool { return len(down(as)) > 0 })
+	as := waitAlerts(t, rd, "service.down for nope.service", func(as []events.Alert) bool { return len(down(as)) > 0 })
 	if got := down(as); len(got) != 1 || got[0] != "nope.service" {
 		t.Errorf("service.down fires for %v, want nope.service only", got)
 	}
 	for _, a := range as {
 		if a.Rule == "service.down" && (!strings.Contains(a.Summary, "nope.service is missing") || a.Severity != events.SeverityWarning) {
-			t.Errorf("service.down: %+v", a.Alert)
+			t.Errorf("service.down: %+v", a)
 		}
 	}
 	declare("nginx.service")
-	waitAlerts("service.down resolved once nope.service is no longer declared", func(as []alert) bool { return as != nil && len(down(as)) == 0 })
+	waitAlerts(t, rd, "service.down resolved once nope.service is no longer declared", func(as []events.Alert) bool { return as != nil && len(down(as)) == 0 })
+}
+
+// alertObjects lists the objects of the firing alerts of one rule.
+func alertObjects(as []events.Alert, rule string) []string {
+	var objs []string
+	for _, a := range as {
+		if a.Rule == rule {
+			objs = append(objs, a.Object)
+		}
+	}
+	sort.Strings(objs)
+	return objs
+}
+
+// waitAlerts polls `pinkie alerts --json` (with the reader's flags rd)
+// until ok holds of the firing alerts, for at most 60 s.
+func waitAlerts(t *testing.T, rd []string, what string, ok func([]events.Alert) bool) []events.Alert {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		out, _ := runPinkie(t, append([]string{"alerts", "--json"}, rd...)...)
+		var as []events.Alert
+		_ = json.NewDecoder(strings.NewReader(out)).Decode(&as)
+		if ok(as) {
+			return as
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 60s:\n%s", what, out)
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+}
+
+// TestGuestServiceDownFromRealAgent: a real agent's systemd producer reads
+// the units inside the NixOS container web with systemctl -M (replayed
+// with --replay-commands from recordings of what machined would answer:
+// no container runs here) and the hub fires service.down for the ones the
+// fleet declares inside it: web/nginx.service failed (critical),
+// web/shop.service missing (warning). The MicroVM db's units are not
+// judged (machined does not know MicroVMs); once the guest's services are
+// no longer declared, the alerts resolve.
+func TestGuestServiceDownFromRealAgent(t *testing.T) {
+	root, _ := fixtureHost(t)
+	config := filepath.Join(t.TempDir(), "agent.json")
+	writeFile(t, config, `{"producers": {"systemd": {"units": ["nginx.service", "nope.service"], "dbus": false,
+	  "machines": {"web": ["nginx.service", "shop.service"]}}}}`)
+	f := newFleet(t, "goliath")
+	f.startHub()
+	f.startAgent("goliath", t.TempDir(), "", "--root", root, "--replay-commands", filepath.Join(root, "_commands"), "--config", config,
+		"--producers", "heartbeat,systemd")
+	rd := []string{"--server", f.natsURL(), "--nkey", streams.ReaderSeedFile(f.auth)}
+	declare := func(guests ...events.DeclaredGuest) {
+		publishDeclared(t, f, events.FleetDeclared{Flake: "path:/test-fleet", Hosts: []events.DeclaredHost{{Name: "goliath",
+			Deployment: events.DeclaredDeployment{Tags: []string{}, Goal: "switch", HealthChecks: []string{}}, Roles: []string{"agent"},
+			Services: []string{"nginx.service"}, Domains: []events.DeclaredDomain{}, Guests: guests}}})
+	}
+	down := func(as []events.Alert) []string { return alertObjects(as, "service.down") }
+	declare(events.DeclaredGuest{Name: "web", Type: "container", Services: []string{"nginx.service", "shop.service"}, Domains: []events.DeclaredDomain{}},
+		events.DeclaredGuest{Name: "db", Type: "microvm", Services: []string{"postgresql.service"}, Domains: []events.DeclaredDomain{}})
+	as := waitAlerts(t, rd, "service.down for web's units", func(as []events.Alert) bool { return len(down(as)) >= 2 })
+	if got := down(as); strings.Join(got, ",") != "web/nginx.service,web/shop.service" {
+		t.Errorf("service.down fires for %v, want web/nginx.service and web/shop.service", got)
+	}
+	for _, a := range as {
+		if a.Rule != "service.down" {
+			continue
+		}
+		want := map[string]struct{ severity, says string }{
+			"web/nginx.service": {events.SeverityCritical, "web/nginx.service is failed"},
+			"web/shop.service":  {events.SeverityWarning, "web/shop.service is missing"},
+		}[a.Object]
+		if a.Severity != want.severity || !strings.Contains(a.Summary, want.says) {
+			t.Errorf("service.down %s: %s %q, want %s saying %q", a.Object, a.Severity, a.Summary, want.severity, want.says)
+		}
+	}
+	declare()
+	waitAlerts(t, rd, "service.down resolved once web's units are no longer declared", func(as []events.Alert) bool { return as != nil && len(down(as)) == 0 })
 }

@@ -31,37 +31,11 @@ func nixpkgsLib(t *testing.T) string {
 	return ""
 }
 
-// nixHubModuleEval is the hub module under the real module system
-// (nixpkgs' lib.evalModules), with the NixOS options it sets declared
-// here with NixOS's types: it type-checks the options (unlike
-// stub-eval.nix) and returns the failed assertions, the firewall ports,
-// ExecStart and LoadCredential.
-const nixHubModuleEval = `{ lib, set }:
-let
-  pkg = { type = "derivation"; name = "pinkie"; outPath = "/nix/store/00000000000000000000000000000000-pinkie"; };
-  c = (lib.evalModules {
-    specialArgs.pkgs = {
-      pinkie = pkg;
-      formats.json = _: { type = lib.types.attrsOf lib.types.anything; generate = name: v: builtins.deepSeq v "/nix/store/00000000000000000000000000000000-${name}"; };
-    };
-    modules = [
-      ./nixos/hub.nix
-      ({ lib, ... }: with lib; {
-        options = {
-          assertions = mkOption { type = types.listOf types.unspecified; default = [ ]; };
-          environment.systemPackages = mkOption { type = types.listOf types.unspecified; default = [ ]; };
-          networking.hostName = mkOption { type = types.str; default = "hub1"; };
-          networking.firewall.allowedTCPPorts = mkOption { type = types.listOf types.port; default = [ ]; };
-          systemd.services = mkOption { type = types.attrsOf types.anything; default = { }; };
-          systemd.paths = mkOption { type = types.attrsOf types.anything; default = { }; };
-          systemd.package = mkOption { type = types.unspecified; default = "/nix/store/00000000000000000000000000000000-systemd"; };
-        };
-      })
-      set
-    ];
-  }).config;
-in {
-  failed = map (a: a.message) (builtins.filter (a: !a.assertion) c.assertions);
+// nixHubModuleApply picks, from the hub module evaluated under the real
+// module system (nixModuleEvalApply), the failed assertions, the firewall
+// ports, ExecStart and LoadCredential.
+const nixHubModuleApply = `c: {
+  failed = c.failed;
   ports = c.networking.firewall.allowedTCPPorts;
   exec = c.systemd.services.pinkie-hub.serviceConfig.ExecStart or "";
   credentials = c.systemd.services.pinkie-hub.serviceConfig.LoadCredential or [ ];
@@ -76,21 +50,8 @@ type nixHubEvaluated struct {
 
 func nixEvalHubModule(t *testing.T, set string) nixHubEvaluated {
 	t.Helper()
-	env := nixEnv(t)
-	lib := nixpkgsLib(t)
-	f := filepath.Join(t.TempDir(), "eval.nix")
-	if err := os.WriteFile(f, []byte(strings.Replace(nixHubModuleEval, "./nixos/hub.nix", mustAbs(t, filepath.Join(nixRepo, "nixos", "hub.nix")), 1)), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	expr := fmt.Sprintf("import %q { lib = import %q; set = %s; }", f, lib, set)
-	out, stderr, err := nixRun(t, env, nixRepo, "nix-instantiate", "--eval", "--strict", "--json", "-E", expr)
-	if err != nil {
-		t.Fatalf("evaluate the hub module with %s: %v\n%s", set, err, stderr)
-	}
 	var got nixHubEvaluated
-	if err := json.Unmarshal([]byte(out), &got); err != nil {
-		t.Fatalf("%v\n%s", err, out)
-	}
+	nixModuleEvalApply(t, "./nixos/hub.nix", "{ imports = [ ("+set+`) ]; networking.hostName = "hub1"; }`, nixHubModuleApply, &got, false)
 	return got
 }
 

@@ -3,76 +3,24 @@ package tests
 import (
 	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 )
 
-// nixAgentModuleEval is the agent module under the real module system
-// (nixpkgs' lib.evalModules), with the NixOS options it sets or reads
-// declared here with NixOS's types (services.postgresql's as in nixpkgs'
-// postgresql module: identMap and authentication are lines, ensureUsers a
-// list of submodules), so merges with the host's own settings and their
-// priorities are the real ones.
-const nixAgentModuleEval = `{ lib, set }:
-let
-  fake = name: { type = "derivation"; inherit name; outPath = "/nix/store/00000000000000000000000000000000-${name}"; };
-  c = (lib.evalModules {
-    specialArgs.pkgs = {
-      pinkie = fake "pinkie"; coreutils = fake "coreutils"; smartmontools = fake "smartmontools"; wireguard-tools = fake "wireguard-tools";
-      stdenv.hostPlatform.system = "x86_64-linux";
-      formats.json = _: { type = lib.types.attrsOf lib.types.anything; generate = name: v: builtins.deepSeq v "/nix/store/00000000000000000000000000000000-${name}"; };
-    };
-    modules = [
-      ./nixos/agent.nix
-      ({ lib, ... }: with lib; {
-        options = {
-          assertions = mkOption { type = types.listOf types.unspecified; default = [ ]; };
-          environment.systemPackages = mkOption { type = types.listOf types.unspecified; default = [ ]; };
-          networking.hostName = mkOption { type = types.str; default = "goliath"; };
-          networking.firewall.allowedTCPPorts = mkOption { type = types.listOf types.port; default = [ ]; };
-          networking.wireguard.enable = mkOption { type = types.bool; default = false; };
-          networking.wg-quick.interfaces = mkOption { type = types.attrsOf types.anything; default = { }; };
-          boot.zfs.enabled = mkOption { type = types.bool; default = false; };
-          services.fail2ban.enable = mkOption { type = types.bool; default = false; };
-          services.nginx.enable = mkOption { type = types.bool; default = false; };
-          services.nginx.virtualHosts = mkOption { type = types.attrsOf types.anything; default = { }; };
-          nix.package = mkOption { type = types.unspecified; default = fake "nix"; };
-          systemd.services = mkOption { type = types.attrsOf types.anything; default = { }; };
-          systemd.paths = mkOption { type = types.attrsOf types.anything; default = { }; };
-          systemd.tmpfiles.rules = mkOption { type = types.listOf types.str; default = [ ]; };
-          systemd.package = mkOption { type = types.unspecified; default = fake "systemd"; };
-          users.users = mkOption { type = types.attrsOf types.anything; default = { }; };
-          services.postgresql = {
-            enable = mkOption { type = types.bool; default = false; };
-            package = mkOption { type = types.unspecified; default = fake "postgresql-17"; };
-            identMap = mkOption { type = types.lines; default = ""; };
-            authentication = mkOption { type = types.lines; default = ""; };
-            ensureUsers = mkOption {
-              type = types.listOf (types.submodule {
-                options = {
-                  name = mkOption { type = types.str; };
-                  ensureDBOwnership = mkOption { type = types.bool; default = false; };
-                  ensureClauses = mkOption { type = types.submodule { freeformType = types.attrsOf types.anything; }; default = { }; };
-                };
-              });
-              default = [ ];
-            };
-          };
-        };
-      })
-      set
-    ];
-  }).config;
-  svc = c.systemd.services;
-in {
-  failed = map (a: a.message) (builtins.filter (a: !a.assertion) c.assertions);
+// nixAgentModuleApply picks, from the agent module evaluated under the
+// real module system (nixModuleEvalApply, with services.postgresql's
+// options as nixpkgs declares them: identMap and authentication are lines,
+// ensureUsers a list of submodules, so merges with the host's own settings
+// and their priorities are the real ones), what the PostgreSQL and
+// declared-services tests read.
+const nixAgentModuleApply = `c: let svc = c.systemd.services; in {
+  failed = c.failed;
   pg = { inherit (c.services.postgresql) identMap authentication; users = c.services.postgresql.ensureUsers; };
   grant = svc.pinkie-postgres-access.script or null;
   grantUser = svc.pinkie-postgres-access.serviceConfig.User or null;
   agentExec = svc.pinkie-agent.serviceConfig.ExecStart or "";
   producers = c.services.pinkie.agent.producers;
+  agentConfig = c.agentConfig;
 }`
 
 type nixAgentEvaluated struct {
@@ -89,25 +37,14 @@ type nixAgentEvaluated struct {
 	GrantUser *string                   `json:"grantUser"`
 	AgentExec string                    `json:"agentExec"`
 	Producers map[string]map[string]any `json:"producers"`
+	// The agent's config file as the module renders it.
+	AgentConfig json.RawMessage `json:"agentConfig"`
 }
 
 func nixEvalAgentModule(t *testing.T, set string) nixAgentEvaluated {
 	t.Helper()
-	env := nixEnv(t)
-	lib := nixpkgsLib(t)
-	f := filepath.Join(t.TempDir(), "eval.nix")
-	if err := os.WriteFile(f, []byte(strings.Replace(nixAgentModuleEval, "./nixos/agent.nix", mustAbs(t, filepath.Join(nixRepo, "nixos", "agent.nix")), 1)), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	expr := fmt.Sprintf("import %q { lib = import %q; set = %s; }", f, lib, set)
-	out, stderr, err := nixRun(t, env, nixRepo, "nix-instantiate", "--eval", "--strict", "--json", "-E", expr)
-	if err != nil {
-		t.Fatalf("evaluate the agent module with %s: %v\n%s", set, err, stderr)
-	}
 	var got nixAgentEvaluated
-	if err := json.Unmarshal([]byte(out), &got); err != nil {
-		t.Fatalf("%v\n%s", err, out)
-	}
+	nixModuleEvalApply(t, "./nixos/agent.nix", set, nixAgentModuleApply, &got, false)
 	return got
 }
 

@@ -19,6 +19,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -215,15 +216,13 @@ func TestNixDeploymentDefaults(t *testing.T) {
 	if diff := cmp.Diff(want, defaults); diff != "" {
 		t.Errorf("deploymentDefaults (-want +got):\n%s", diff)
 	}
-	// Just enough of nixpkgs' lib for deployment.nix's option declarations:
-	// mkOption returns its arguments, so .default is what the module set.
-	stub := `let
-	  lib = { mkOption = o: o; literalExpression = x: x;
-	    types = { listOf = t: "listOf"; nullOr = t: "nullOr"; str = "str"; bool = "bool"; enum = xs: { enum = xs; }; }; };
-	  m = import ./nixos/deployment.nix { inherit lib; config = { networking.hostName = "h"; pinkie.deployment = (import ./nixos/lib.nix).deploymentDefaults; }; };
-	in { defaults = builtins.mapAttrs (n: o: o.default) m.options.pinkie.deployment;
-	     goals = m.options.pinkie.deployment.goal.type.enum;
-	     assertions = m.config.assertions; }`
+	// deployment.nix under the real module system: its options' defaults,
+	// the goal option's enum, its assertions on those defaults.
+	stub := fmt.Sprintf(`let
+	  e = import ./nixos/tests/eval.nix { lib = import %q; module = ./nixos/deployment.nix; raw = true; };
+	in { defaults = e.config.pinkie.deployment;
+	     goals = e.options.pinkie.deployment.goal.type.functor.payload.values;
+	     assertions = builtins.filter (a: !a.assertion) e.config.assertions; }`, nixpkgsLib(t))
 	var got struct {
 		Defaults   map[string]any `json:"defaults"`
 		Goals      []string       `json:"goals"`
@@ -615,13 +614,44 @@ func TestNixVendorHashScript(t *testing.T) {
 	}
 }
 
-// nixStubEval evaluates a module with nixos/tests/stub-eval.nix (option
-// defaults plus the given settings, no nixpkgs) and returns what it
-// declares.
-func nixStubEval(t *testing.T, module, set string) map[string]any {
+// nixModuleEvalApply evaluates module (a path from the repository root,
+// e.g. ./nixos/agent.nix) under nixpkgs' real module system with
+// nixos/tests/eval.nix: the NixOS (nix-darwin for darwin.nix) options it
+// sets declared with their real types, the test host, and set (a module:
+// an attribute set, or a function of { lib, ... }). apply (a Nix function,
+// or "" for the whole result) picks what to decode into v. It returns nix's
+// stderr and error instead of failing when wantErr.
+func nixModuleEvalApply(t *testing.T, module, set, apply string, v any, wantErr bool) (string, error) {
+	t.Helper()
+	env := nixEnv(t)
+	platform := "nixos"
+	if strings.HasSuffix(module, "darwin.nix") {
+		platform = "darwin"
+	}
+	expr := fmt.Sprintf("import ./nixos/tests/eval.nix { lib = import %q; module = %s; set = %s; platform = %q; }", nixpkgsLib(t), module, set, platform)
+	if apply != "" {
+		expr = fmt.Sprintf("(%s) (%s)", apply, expr)
+	}
+	out, stderr, err := nixRun(t, env, nixRepo, "nix", "eval", "--json", "--impure", "--expr", expr)
+	if wantErr {
+		return stderr, err
+	}
+	if err != nil {
+		t.Fatalf("evaluate %s with %s under the module system: %v\n%s", module, set, err, stderr)
+	}
+	if err := json.Unmarshal([]byte(out), v); err != nil {
+		t.Fatalf("evaluate %s: %v\n%s", module, err, out)
+	}
+	return stderr, nil
+}
+
+// nixModuleEval evaluates module with set under the real module system
+// (see nixModuleEvalApply) and returns the whole configuration, with the
+// failed assertions' messages under "failed".
+func nixModuleEval(t *testing.T, module, set string) map[string]any {
 	t.Helper()
 	var got map[string]any
-	nixEval(t, fmt.Sprintf("import ./nixos/tests/stub-eval.nix { module = %s; set = %s; }", module, set), &got)
+	nixModuleEvalApply(t, module, set, "", &got, false)
 	return got
 }
 
@@ -637,13 +667,53 @@ func nixDig(v any, keys ...string) any {
 	return v
 }
 
-// nixSplitExec splits a systemd ExecStart= written with escapeShellArgs.
+// nixSplitExec splits a systemd ExecStart= written with lib.escapeShellArgs
+// into its words: nixpkgs' escapeShellArg quotes a word with single quotes
+// (a quote inside as '\\”) only when it holds more than [[:alnum:],._+:@%/-].
 func nixSplitExec(s string) []string {
-	var out []string
-	for _, m := range regexp.MustCompile(`'((?:[^']|'\\'')*)'`).FindAllStringSubmatch(s, -1) {
-		out = append(out, strings.ReplaceAll(m[1], `'\''`, `'`))
+	var words []string
+	var w strings.Builder
+	inWord, quoted := false, false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case quoted && c == '\'':
+			quoted = false
+		case quoted:
+			w.WriteByte(c)
+		case c == '\'':
+			quoted, inWord = true, true
+		case c == '\\' && i+1 < len(s):
+			i++
+			w.WriteByte(s[i])
+			inWord = true
+		case c == ' ':
+			if inWord {
+				words = append(words, w.String())
+				w.Reset()
+				inWord = false
+			}
+		default:
+			w.WriteByte(c)
+			inWord = true
+		}
 	}
-	return out
+	if inWord {
+		words = append(words, w.String())
+	}
+	return words
+}
+
+// nixHasWords reports whether want's words (shell-quoted as in ExecStart)
+// appear in a row among got's.
+func nixHasWords(got, want string) bool {
+	g, w := nixSplitExec(got), nixSplitExec(want)
+	for i := 0; i+len(w) <= len(g); i++ {
+		if slices.Equal(g[i:i+len(w)], w) {
+			return true
+		}
+	}
+	return false
 }
 
 // nixHelpFlags lists the flags `pinkie ROLE --help` documents.
@@ -660,8 +730,8 @@ func nixHelpFlags(t *testing.T, role string) map[string]bool {
 	return known
 }
 
-// TestNixModulesEvaluate evaluates the NixOS and nix-darwin modules' config
-// sections against their option defaults (see stub-eval.nix) and checks the
+// TestNixModulesEvaluate evaluates the NixOS and nix-darwin modules under
+// nixpkgs' real module system (nixos/tests/eval.nix) and checks the
 // units they declare: hardening, credentials, firewall, the agent's
 // survival settings, the command lines (every flag one the binary has) and
 // the assertions.
@@ -671,6 +741,12 @@ func TestNixModulesEvaluate(t *testing.T) {
 	has := func(path []string, want string) check {
 		return func(t *testing.T, got map[string]any) {
 			t.Helper()
+			if path[len(path)-1] == "ExecStart" {
+				if e, _ := nixDig(got, path...).(string); !nixHasWords(e, want) {
+					t.Errorf("%s = %s, want the words %q in it", strings.Join(path, "."), e, nixSplitExec(want))
+				}
+				return
+			}
 			if s := str(nixDig(got, path...)); !strings.Contains(s, want) {
 				t.Errorf("%s = %s, want it to contain %s", strings.Join(path, "."), s, want)
 			}
@@ -679,7 +755,7 @@ func TestNixModulesEvaluate(t *testing.T) {
 	lacks := func(path []string, unwanted string) check {
 		return func(t *testing.T, got map[string]any) {
 			t.Helper()
-			if s := str(nixDig(got, path...)); strings.Contains(s, unwanted) {
+			if s := str(nixDig(got, path...)); strings.Contains(s, unwanted) || path[len(path)-1] == "ExecStart" && nixHasWords(s, unwanted) {
 				t.Errorf("%s = %s, want no %s", strings.Join(path, "."), s, unwanted)
 			}
 		}
@@ -734,14 +810,14 @@ func TestNixModulesEvaluate(t *testing.T) {
 			   settings.notify.channels.phone = { type = "ntfy"; url = "https://ntfy.sh"; topic = "t"; token_file = "/run/credentials/pinkie-hub.service/ntfy"; };
 			   credentials.ntfy = "/run/agenix/ntfy"; }; }`,
 			[]check{failed(), execFlags("hub", at(hubSvc, "ExecStart")...),
-				has(at(hubSvc, "ExecStart"), `'--auth' '%d'`), has(at(hubSvc, "ExecStart"), `'--config' '/nix/store/`),
+				has(at(hubSvc, "ExecStart"), `'--auth' '%d'`), has(at(hubSvc, "ExecStart"), `--config /nix/store/00000000000000000000000000000000-pinkie-hub.json`),
 				has(at(hubSvc, "LoadCredential"), `"auth.json:/nix/store/`), has(at(hubSvc, "LoadCredential"), `"ntfy:/run/agenix/ntfy"`),
 				has(at(hubSvc, "DynamicUser"), "true"), has(at(hubSvc, "ProtectSystem"), "strict"), has(at(hubSvc, "CapabilityBoundingSet"), `[""]`),
 				has(at(hubSvc, "Restart"), `"on-failure"`), has(at(hubSvc, "RestartSec"), `"2s"`),
 				has([]string{"systemd", "services", "pinkie-hub", "unitConfig", "StartLimitIntervalSec"}, "0"),
 				lacks(at(hubSvc, "ExecStart"), "--metrics-token-file"), lacks(at(hubSvc, "ExecStart"), "--fleet-metrics-token-file"),
 				has([]string{"networking", "firewall", "allowedTCPPorts"}, "[7422]"),
-				has([]string{"systemd", "paths"}, `{"pinkie-hub-auth":{}}`)}},
+				lacks([]string{"systemd", "paths"}, "pinkie-hub-auth")}},
 		{"hub with a key directory", "./nixos/hub.nix",
 			`{ services.pinkie.hub = { enable = true; authDir = "/var/lib/pinkie-keys"; listen.nats = "0.0.0.0:4222"; metricsTokenFile = "/run/agenix/metrics"; fleetMetricsTokenFile = "/run/agenix/fleet-metrics"; }; }`,
 			[]check{failed(), has(at(hubSvc, "LoadCredential"), `"auth.json:/var/lib/pinkie-keys/auth.json"`),
@@ -774,8 +850,13 @@ func TestNixModulesEvaluate(t *testing.T) {
 			[]check{failed("services.pinkie.hub.listen.leaf = \\\"0.0.0.0:7422\\\" listens beyond loopback", "settings.notify.channels.m.password holds a literal secret")}},
 		{"hub disabled declares nothing", "./nixos/hub.nix", `{ }`,
 			[]check{failed(), func(t *testing.T, got map[string]any) {
-				if got["systemd"] != nil {
-					t.Errorf("a disabled hub declares %s", str(got["systemd"]))
+				for _, k := range []string{"services", "paths"} {
+					if units, _ := nixDig(got, "systemd", k).(map[string]any); len(units) != 0 {
+						t.Errorf("a disabled hub declares systemd.%s %s", k, str(units))
+					}
+				}
+				if ports := str(nixDig(got, "networking", "firewall", "allowedTCPPorts")); ports != "[]" {
+					t.Errorf("a disabled hub opens ports %s", ports)
 				}
 			}}},
 		{"agent that deploys", "./nixos/agent.nix",
@@ -839,7 +920,7 @@ func TestNixModulesEvaluate(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := nixStubEval(t, tt.module, tt.set)
+			got := nixModuleEval(t, tt.module, tt.set)
 			for _, c := range tt.checks {
 				c(t, got)
 			}

@@ -3,6 +3,7 @@ package alerter
 import (
 	"encoding/json"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/pinkiefleet/pinkie/events"
@@ -19,6 +20,11 @@ import (
 // "activating"…), "missing" when systemd does not know the unit, or
 // "unwatched" when the agent does not report it (its systemd producer is
 // not told to watch it: the NixOS module watches the declared services).
+//
+// Units declared inside a host's NixOS containers are named GUEST/UNIT
+// ("web/nginx.service") and carry guest; the agent reads them through
+// machined (the systemd report's guests). While a container is not running
+// its units are unwatched: guest.down is the alert for that.
 
 // fleetKind is the kind of a fleet declaration.
 const fleetKind = "fleet.declared"
@@ -38,6 +44,14 @@ func (e *Engine) applyFleet(p parsed, in Input) []Output {
 			continue
 		}
 		units := append([]string{}, h.Services...)
+		for _, g := range h.Guests {
+			if g.Type != "container" || events.ValidHost(g.Name) != nil {
+				continue
+			}
+			for _, u := range g.Services {
+				units = append(units, guestUnit(g.Name, u))
+			}
+		}
 		sort.Strings(units)
 		declared[h.Name] = units
 	}
@@ -102,22 +116,39 @@ func keepSystemd(hs *hostState, t time.Time, data map[string]any) {
 	hs.Records[systemdRecord] = &record{Kind: "systemd", Time: t, Data: b}
 }
 
+// guestUnit names a unit inside a container: GUEST/UNIT.
+func guestUnit(guest, unit string) string { return guest + "/" + unit }
+
 // declaredUnits is the "declared" list of a systemd report's environment.
 func declaredUnits(declared []string, env map[string]any) []any {
 	seen := map[string]map[string]any{}
-	for _, list := range []string{"watched", "failed"} {
-		items, _ := env[list].([]any)
-		for _, it := range items {
-			if u, ok := it.(map[string]any); ok {
-				if n, _ := u["name"].(string); n != "" {
-					seen[n] = u
+	see := func(report map[string]any, prefix string) {
+		for _, list := range []string{"watched", "failed"} {
+			items, _ := report[list].([]any)
+			for _, it := range items {
+				if u, ok := it.(map[string]any); ok {
+					if n, _ := u["name"].(string); n != "" {
+						seen[prefix+n] = u
+					}
 				}
 			}
+		}
+	}
+	see(env, "")
+	guests, _ := env["guests"].([]any)
+	for _, it := range guests {
+		g, _ := it.(map[string]any)
+		m, _ := g["machine"].(string)
+		if m != "" && g["state"] != events.GuestUnitsUnreachable {
+			see(g, guestUnit(m, ""))
 		}
 	}
 	out := make([]any, 0, len(declared))
 	for _, name := range declared {
 		d := map[string]any{"name": name, "state": "unwatched"}
+		if guest, _, ok := strings.Cut(name, "/"); ok {
+			d["guest"] = guest
+		}
 		if u := seen[name]; u != nil {
 			d["load_state"], d["active_state"], d["sub_state"] = u["load_state"], u["active_state"], u["sub_state"]
 			d["state"] = u["active_state"]

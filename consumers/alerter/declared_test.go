@@ -17,15 +17,21 @@ func declare(services map[string][]string) func(h *harness, at time.Time) []Outp
 				d.Hosts = append(d.Hosts, events.DeclaredHost{Name: host, Services: s})
 			}
 		}
-		k, _ := events.Lookup(fleetKind)
-		ev, err := events.New(k, "laptop", "fleet", at, &d)
-		if err != nil {
-			h.t.Fatal(err)
-		}
-		b, _ := events.Encode(ev)
-		h.fleetSeq++
-		return h.e.Apply(Input{Stream: "FLEET", Seq: h.fleetSeq, Subject: events.FleetDeclaredSubject, Data: b, At: at})
+		return applyDeclared(h, at, d)
 	}
+}
+
+// applyDeclared feeds the engine a fleet declaration.
+func applyDeclared(h *harness, at time.Time, d events.FleetDeclared) []Output {
+	h.t.Helper()
+	k, _ := events.Lookup(fleetKind)
+	ev, err := events.New(k, "laptop", "fleet", at, &d)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	b, _ := events.Encode(ev)
+	h.fleetSeq++
+	return h.e.Apply(Input{Stream: "FLEET", Seq: h.fleetSeq, Subject: events.FleetDeclaredSubject, Data: b, At: at})
 }
 
 func units(watched ...events.UnitState) events.Systemd {
@@ -58,6 +64,44 @@ func TestServiceDown(t *testing.T) {
 			want: []string{"firing started warning goliath service.down nginx.service"}},
 		{at: 6 * time.Minute, send: send("systemd", "", units(unit("nginx.service", "loaded", "active"))),
 			want: []string{"resolved resolved warning goliath service.down nginx.service"}},
+	})
+}
+
+// declareGuests sends a fleet declaration of goliath with services inside
+// its guests.
+func declareGuests(guests ...events.DeclaredGuest) func(h *harness, at time.Time) []Output {
+	return func(h *harness, at time.Time) []Output {
+		h.t.Helper()
+		return applyDeclared(h, at, events.FleetDeclared{Flake: "path:/fleet",
+			Hosts: []events.DeclaredHost{{Name: "goliath", Services: []string{"pinkie-agent.service"}, Guests: guests}}})
+	}
+}
+
+// TestServiceDownInContainer: units declared inside a NixOS container are
+// judged from the container's own manager (the systemd report's guests,
+// systemctl -M) as GUEST/UNIT: failed is critical, missing a warning; while
+// the container is unreachable its units are unwatched (guest.down says
+// why), so their alerts resolve; a MicroVM's units (not machined's) are
+// not judged.
+func TestServiceDownInContainer(t *testing.T) {
+	web := events.DeclaredGuest{Name: "web", Type: "container", Services: []string{"nginx.service", "shop.service"}}
+	db := events.DeclaredGuest{Name: "db", Type: "microvm", Services: []string{"postgresql.service"}}
+	report := func(g ...events.GuestUnits) events.Systemd {
+		s := units(unit("pinkie-agent.service", "loaded", "active"))
+		s.Guests = g
+		return s
+	}
+	reached := events.GuestUnits{Machine: "web", State: "degraded", Failed: []events.UnitState{unit("nginx.service", "loaded", "failed")},
+		Watched: []events.UnitState{unit("nginx.service", "loaded", "failed"), unit("shop.service", "not-found", "inactive")}}
+	runSteps(t, Config{}, []step{
+		{at: 0, send: send("systemd", "", report(reached))},
+		{at: time.Minute, send: declareGuests(web, db),
+			want: []string{"firing started critical goliath service.down web/nginx.service", "firing started warning goliath service.down web/shop.service"}},
+		{at: 2 * time.Minute, send: send("systemd", "", report(events.GuestUnits{Machine: "web", State: events.GuestUnitsUnreachable, Failed: []events.UnitState{}})),
+			want: []string{"resolved resolved critical goliath service.down web/nginx.service", "resolved resolved warning goliath service.down web/shop.service"}},
+		{at: 3 * time.Minute, send: send("systemd", "", report(events.GuestUnits{Machine: "web", State: "running", Failed: []events.UnitState{},
+			Watched: []events.UnitState{unit("nginx.service", "loaded", "active"), unit("shop.service", "loaded", "inactive")}})),
+			want: []string{"firing started warning goliath service.down web/shop.service"}},
 	})
 }
 
