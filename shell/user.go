@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/user"
 	"strconv"
@@ -93,15 +94,21 @@ func loginShell(passwd, name string) (string, error) {
 	return "", sc.Err()
 }
 
-// LookupPasswd finds name in a passwd(5) file, e.g. a container's
-// /etc/passwd read through /proc/PID/root: os/user would read the host's.
+// LookupPasswd finds name in a passwd(5) file.
 func LookupPasswd(passwd, name string) (User, error) {
 	f, err := os.Open(passwd)
 	if err != nil {
 		return User{}, fmt.Errorf("read %s: %w", passwd, err)
 	}
 	defer f.Close()
-	sc := bufio.NewScanner(f)
+	return ReadPasswd(f, name)
+}
+
+// ReadPasswd finds name in an open passwd(5) file, e.g. a container's
+// /etc/passwd (os/user would read the host's).
+func ReadPasswd(f *os.File, name string) (User, error) {
+	passwd := f.Name()
+	sc := bufio.NewScanner(io.LimitReader(f, maxPasswd))
 	for sc.Scan() {
 		fields := strings.Split(sc.Text(), ":")
 		if len(fields) != 7 || fields[0] != name {
@@ -123,3 +130,6 @@ func LookupPasswd(passwd, name string) (User, error) {
 	}
 	return User{}, fmt.Errorf("no user %s in %s", name, passwd)
 }
+
+// maxPasswd bounds the passwd file read: a guest's could be anything.
+const maxPasswd = 16 << 20

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/pinkiefleet/pinkie/events"
 	"github.com/pinkiefleet/pinkie/shell"
 )
@@ -112,8 +114,7 @@ func (s *ShellService) resolveContainer(ctx context.Context, host, name string, 
 	if err != nil || pid <= 1 {
 		return guestTarget{}, fmt.Errorf("container %s on %s: machinectl gave no leader process (%q)", name, host, strings.TrimSpace(string(out)))
 	}
-	passwd := filepath.Join("/proc", strconv.Itoa(pid), "root/etc/passwd")
-	gu, err := shell.LookupPasswd(passwd, u.Name)
+	gu, err := containerUser(pid, u.Name)
 	if err != nil {
 		return guestTarget{}, fmt.Errorf("container %s on %s: the session user %s (--shell-user): %v; the user must exist in the container", name, host, u.Name, err)
 	}
@@ -122,4 +123,25 @@ func (s *ShellService) resolveContainer(ctx context.Context, host, name string, 
 		wrap = append(wrap, "setpriv", "--reuid="+strconv.FormatUint(uint64(gu.UID), 10), "--regid="+strconv.FormatUint(uint64(gu.GID), 10), "--init-groups", "--")
 	}
 	return guestTarget{kind: "container", wrap: wrap, user: gu}, nil
+}
+
+// containerUser looks name up in the /etc/passwd of the container whose
+// leader is pid. The file is opened inside the container's root
+// (RESOLVE_IN_ROOT): a symlink the container planted cannot point the
+// agent at a host file.
+func containerUser(pid int, name string) (shell.User, error) {
+	root := filepath.Join("/proc", strconv.Itoa(pid), "root")
+	dir, err := os.Open(root)
+	if err != nil {
+		return shell.User{}, fmt.Errorf("open the container's root: %w", err)
+	}
+	defer dir.Close()
+	fd, err := unix.Openat2(int(dir.Fd()), "etc/passwd", &unix.OpenHow{Flags: unix.O_RDONLY | unix.O_CLOEXEC,
+		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS})
+	if err != nil {
+		return shell.User{}, fmt.Errorf("open %s/etc/passwd: %w", root, err)
+	}
+	f := os.NewFile(uintptr(fd), root+"/etc/passwd")
+	defer f.Close()
+	return shell.ReadPasswd(f, name)
 }
