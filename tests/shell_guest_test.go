@@ -96,52 +96,12 @@ func serveConsole(t *testing.T, path string) {
 // the guest; a reader key and a compromised leaf holding beta's key open
 // no guest session.
 func TestShellGuest(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("entering namespaces needs root")
-	}
-	for _, bin := range []string{"unshare", "nsenter", "setpriv", "hostname"} {
-		if _, err := exec.LookPath(bin); err != nil {
-			t.Skipf("needs %s: %v", bin, err)
-		}
-	}
-	const nsHost, sleepArg = "guest-web-ns", "86399"
-	leader := startNamespaceGuest(t, nsHost, sleepArg)
-
-	root := t.TempDir()
-	for _, d := range []string{"etc/nixos-containers", "var/lib/microvms/vm1", "var/lib/microvms/vm2"} {
-		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, c := range []string{"web", "db"} {
-		if err := os.WriteFile(filepath.Join(root, "etc/nixos-containers", c+".conf"), []byte("LOCAL_ADDRESS=10.233.0.2\n"), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	replay := t.TempDir()
-	rec := map[string]string{
-		"web.out": strconv.Itoa(leader) + "\n", "web.code": "0",
-		"db.out": "Could not get path to machine: No machine 'db' known\n", "db.code": "1",
-	}
-	for name, body := range rec {
-		if err := os.WriteFile(filepath.Join(replay, name), []byte(body), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	cmds, _ := json.Marshal(map[string]string{
-		"machinectl show --property=Leader --value web": "web",
-		"machinectl show --property=Leader --value db":  "db",
-	})
-	if err := os.WriteFile(filepath.Join(replay, "commands.json"), cmds, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	consoles := t.TempDir()
-	serveConsole(t, filepath.Join(consoles, "vm1.sock"))
+	needGuests(t)
+	guestFlags := guestFixture(t)
+	const nsHost, sleepArg = guestNSHost, guestSleepArg
 
 	f := newFleet(t, "alpha", "beta", "gamma")
 	f.startHub()
-	guestFlags := []string{"--shell", "--root", root, "--replay-commands", replay, "--producers", "heartbeat",
-		"--shell-microvm-console", filepath.Join(consoles, "{name}.sock")}
 	f.startAgent("alpha", t.TempDir(), "", append(guestFlags, "--shell-user", "root")...).waitFor("hub connected", 30*time.Second)
 	beta := f.startAgent("beta", t.TempDir(), "")
 	beta.waitFor("hub connected", 30*time.Second)
@@ -250,6 +210,65 @@ func TestShellGuest(t *testing.T) {
 	for _, suffix := range []string{".reader", ".natscli", ".rogue"} {
 		if _, err := os.Stat(marker + suffix); err == nil {
 			t.Errorf("a refused guest session ran: %s exists", marker+suffix)
+		}
+	}
+}
+
+// The namespace guestFixture starts as the container web: its hostname,
+// and the argument of its PID 1 (sleep).
+const guestNSHost, guestSleepArg = "guest-web-ns", "86399"
+
+// guestFixture makes a host with guests for an agent, and returns the
+// agent's flags (--shell without --shell-user): NixOS containers web (a
+// real namespace, startNamespaceGuest, its leader PID answered by a
+// replayed machinectl) and db (stopped), MicroVMs vm1 (a console socket
+// serving a shell on a pty) and vm2 (none).
+func guestFixture(t *testing.T) []string {
+	t.Helper()
+	leader := startNamespaceGuest(t, guestNSHost, guestSleepArg)
+	root := t.TempDir()
+	for _, d := range []string{"etc/nixos-containers", "var/lib/microvms/vm1", "var/lib/microvms/vm2"} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range []string{"web", "db"} {
+		if err := os.WriteFile(filepath.Join(root, "etc/nixos-containers", c+".conf"), []byte("LOCAL_ADDRESS=10.233.0.2\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	replay := t.TempDir()
+	rec := map[string]string{
+		"web.out": strconv.Itoa(leader) + "\n", "web.code": "0",
+		"db.out": "Could not get path to machine: No machine 'db' known\n", "db.code": "1",
+	}
+	for name, body := range rec {
+		if err := os.WriteFile(filepath.Join(replay, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cmds, _ := json.Marshal(map[string]string{
+		"machinectl show --property=Leader --value web": "web",
+		"machinectl show --property=Leader --value db":  "db",
+	})
+	if err := os.WriteFile(filepath.Join(replay, "commands.json"), cmds, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	consoles := t.TempDir()
+	serveConsole(t, filepath.Join(consoles, "vm1.sock"))
+	return []string{"--shell", "--root", root, "--replay-commands", replay, "--producers", "heartbeat",
+		"--shell-microvm-console", filepath.Join(consoles, "{name}.sock")}
+}
+
+// needGuests skips a test that cannot enter namespaces here.
+func needGuests(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("entering namespaces needs root")
+	}
+	for _, bin := range []string{"unshare", "nsenter", "setpriv", "hostname"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			t.Skipf("needs %s: %v", bin, err)
 		}
 	}
 }
