@@ -64,6 +64,7 @@ let
     coreutils = fakePkg "coreutils";
     smartmontools = fakePkg "smartmontools";
     wireguard-tools = fakePkg "wireguard-tools";
+    util-linux = fakePkg "util-linux";
   };
 
   # Option declarations → their defaults (a nested attribute set).
