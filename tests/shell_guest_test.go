@@ -146,7 +146,7 @@ func TestShellGuest(t *testing.T) {
 	})
 	t.Run("unknown guest", func(t *testing.T) {
 		r := runShellCmd(t, f, nil, "-n", "alpha", "--guest", "nosuch", "--", "true")
-		want := `alpha has no guest "nosuch"; its guests: db (container), vm1 (microvm), vm2 (microvm), web (container)`
+		want := `alpha has no guest "nosuch"; its guests: beta (microvm), db (container), vm1 (microvm), vm2 (microvm), web (container)`
 		if r.code != 255 || !strings.Contains(string(r.stderr), want) {
 			t.Fatalf("exit %d, want 255 and %q:\n%s", r.code, want, r.stderr)
 		}
@@ -161,6 +161,24 @@ func TestShellGuest(t *testing.T) {
 		r := runShellCmd(t, f, nil, "-n", "alpha", "--guest", "vm2", "--", "true")
 		if r.code != 255 || !strings.Contains(string(r.stderr), "vm2.sock") || !strings.Contains(string(r.stderr), "pinkie shell <its host name>") {
 			t.Fatalf("exit %d, want 255, the socket path and the hint to use the VM's own agent:\n%s", r.code, r.stderr)
+		}
+	})
+	t.Run("microvm with its own agent", func(t *testing.T) {
+		// beta is in the inventory once the hub has projected its events.
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+			if out, err := exec.Command(pinkieBin, "hosts", "--server", f.natsURL(), "--nkey", f.operator(), "beta").CombinedOutput(); err == nil {
+				break
+			} else if time.Now().After(deadline) {
+				t.Fatalf("beta not in the inventory within 30s: %v\n%s", err, out)
+			}
+		}
+		r := runShellCmd(t, f, nil, "-n", "alpha", "--guest", "beta", "--", "true")
+		if r.code != 255 || !strings.Contains(string(r.stderr), "beta is a host of the fleet with its own agent: pinkie shell beta") {
+			t.Fatalf("exit %d, want 255 and the VM's own host named:\n%s", r.code, r.stderr)
+		}
+		r = runShellCmd(t, f, nil, "-n", "alpha", "--guest", "vm2", "--", "true")
+		if strings.Contains(string(r.stderr), "is a host of the fleet") {
+			t.Errorf("vm2 is no host of the fleet, but:\n%s", r.stderr)
 		}
 	})
 	t.Run("microvm console", func(t *testing.T) {
@@ -227,7 +245,8 @@ func guestFixture(t *testing.T) []string {
 	t.Helper()
 	leader := startNamespaceGuest(t, guestNSHost, guestSleepArg)
 	root := t.TempDir()
-	for _, d := range []string{"etc/nixos-containers", "var/lib/microvms/vm1", "var/lib/microvms/vm2"} {
+	// beta: a MicroVM that is a host of the fleet with its own agent.
+	for _, d := range []string{"etc/nixos-containers", "var/lib/microvms/vm1", "var/lib/microvms/vm2", "var/lib/microvms/beta"} {
 		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
 			t.Fatal(err)
 		}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/signal"
@@ -15,6 +16,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/pinkiefleet/pinkie/events"
+	"github.com/pinkiefleet/pinkie/fleetview"
 	"github.com/pinkiefleet/pinkie/streams"
 )
 
@@ -65,7 +67,8 @@ agent reports: pinkie hosts, the host page). A NixOS container: the agent
 enters its namespaces (nsenter into the machinectl leader) and runs the
 session there as --shell-user looked up in the container's /etc/passwd
 (root only when --shell-user root). A MicroVM that runs its own pinkie agent
-is a host of its own (pinkie shell VMHOST); otherwise --guest opens its
+is a host of its own (pinkie shell VMHOST; when the inventory has a host
+named like the VM, the refusal says so); otherwise --guest opens its
 console socket (the agent's --shell-microvm-console), interactively only.
 An unknown NAME is refused with the list of HOST's guests.
 
@@ -134,7 +137,7 @@ An unknown NAME is refused with the list of HOST's guests.
 	defer c.Conn.Close()
 	code, err := c.Shell(ctx, req)
 	if err != nil {
-		return shellFailure(err)
+		return shellFailure(vmHostHint(ctx, c, *guest, err))
 	}
 	if code != 0 {
 		return exitError{code: code, err: errors.New("")}
@@ -184,6 +187,30 @@ func (p *castPlayer) Write(b []byte) (int, error) {
 			return 0, err
 		}
 	}
+}
+
+// vmHostHint adds to an agent's refusal of a MicroVM guest that the VM
+// runs its own agent, when a host of that name is in the fleet's
+// inventory: the session belongs there.
+func vmHostHint(ctx context.Context, c *streams.Client, guest string, err error) error {
+	var refused *streams.ShellRefusedError
+	if guest == "" || !errors.As(err, &refused) || !strings.Contains(refused.Reason, "MicroVM "+guest+" ") || events.ValidHost(guest) != nil {
+		return err
+	}
+	recs, rerr := alertsReadBucket(ctx, c.JS, "pinkie-inventory", "")
+	if rerr != nil {
+		return err
+	}
+	hosts, rerr := fleetview.Hosts(recs)
+	if rerr != nil {
+		return err
+	}
+	for _, h := range hosts {
+		if h.Host == guest {
+			return fmt.Errorf("%w\n%s is a host of the fleet with its own agent: pinkie shell %s", err, guest, guest)
+		}
+	}
+	return err
 }
 
 // shellFailure is pinkie's own failure: exit 255 with its message.
