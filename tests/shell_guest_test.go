@@ -144,6 +144,14 @@ func TestShellGuest(t *testing.T) {
 			t.Fatalf("with a pty: exit %d, %q, want the pty owned by %s and the namespace's /proc\n%s", r.code, r.stdout, user, r.stderr)
 		}
 	})
+	t.Run("interactive in the container", func(t *testing.T) {
+		tm := newTmux(t, 100, 30)
+		tm.line(strings.Join([]string{pinkieBin, "shell", "--server", f.natsURL(), "--nkey", f.operator(), "alpha", "--guest", "web"}, " ") + "; echo pinkie-exit=$?")
+		tm.line("echo in-$(hostname) size=$(stty size) pid1=$(tr '\\0' ' ' < /proc/1/cmdline)")
+		tm.waitFor("in-"+nsHost+" size=30 100 pid1=sleep "+sleepArg, 20*time.Second)
+		tm.line("exit 5")
+		tm.waitFor("pinkie-exit=5", 10*time.Second)
+	})
 	t.Run("unknown guest", func(t *testing.T) {
 		r := runShellCmd(t, f, nil, "-n", "alpha", "--guest", "nosuch", "--", "true")
 		want := `alpha has no guest "nosuch"; its guests: beta (microvm), db (container), vm1 (microvm), vm2 (microvm), web (container)`
@@ -193,7 +201,7 @@ func TestShellGuest(t *testing.T) {
 		// The earlier sessions' events come first; the console's is the
 		// last ended one.
 		var ev events.ShellSession
-		for i := 0; i < 3 && ev.Guest != "vm1"; i++ {
+		for i := 0; i < 10 && ev.Guest != "vm1"; i++ {
 			ev = waitShellEvent(t, f, "alpha", "ended", 30*time.Second)
 		}
 		if ev.Guest != "vm1" || ev.User != "" || ev.ExitCode == nil || *ev.ExitCode != 0 {
