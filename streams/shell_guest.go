@@ -100,6 +100,9 @@ func (s *ShellService) resolveContainer(ctx context.Context, host, name string, 
 	if s.o.Run == nil {
 		return guestTarget{}, fmt.Errorf("container %s on %s: the agent has no command runner for machinectl", name, host)
 	}
+	if os.Geteuid() != 0 {
+		return guestTarget{}, fmt.Errorf("container %s on %s: entering a container's namespaces needs an agent running as root (this one runs as uid %d)", name, host, os.Geteuid())
+	}
 	rctx, cancel := context.WithTimeout(ctx, guestTimeout)
 	defer cancel()
 	out, code, err := s.o.Run(rctx, "machinectl", "show", "--property=Leader", "--value", name)
