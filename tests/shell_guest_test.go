@@ -172,14 +172,7 @@ func TestShellGuest(t *testing.T) {
 		}
 	})
 	t.Run("microvm with its own agent", func(t *testing.T) {
-		// beta is in the inventory once the hub has projected its events.
-		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
-			if out, err := exec.Command(pinkieBin, "hosts", "--server", f.natsURL(), "--nkey", f.operator(), "beta").CombinedOutput(); err == nil {
-				break
-			} else if time.Now().After(deadline) {
-				t.Fatalf("beta not in the inventory within 30s: %v\n%s", err, out)
-			}
-		}
+		waitInventory(t, f, "beta")
 		r := runShellCmd(t, f, nil, "-n", "alpha", "--guest", "beta", "--", "true")
 		if r.code != 255 || !strings.Contains(string(r.stderr), "beta is a host of the fleet with its own agent: pinkie shell beta") {
 			t.Fatalf("exit %d, want 255 and the VM's own host named:\n%s", r.code, r.stderr)
@@ -285,6 +278,21 @@ func guestFixture(t *testing.T) []string {
 	serveConsole(t, filepath.Join(consoles, "vm1.sock"))
 	return []string{"--shell", "--root", root, "--replay-commands", replay, "--producers", "heartbeat",
 		"--shell-microvm-console", filepath.Join(consoles, "{name}.sock")}
+}
+
+// waitInventory waits until host is in the hub's inventory (the hub has
+// projected its first events; its dashboard page exists).
+func waitInventory(t *testing.T, f *fleet, host string) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		out, err := exec.Command(pinkieBin, "hosts", "--server", f.natsURL(), "--nkey", f.operator(), host).CombinedOutput()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not in the inventory within 30s: %v\n%s", host, err, out)
+		}
+	}
 }
 
 // needGuests skips a test that cannot enter namespaces here.

@@ -230,6 +230,7 @@ func TestWebTerminalGuest(t *testing.T) {
 	issuer, _ := startProvider(t, base+"/auth/callback")
 	f.startHub("--config", oidcHubConfig(t, base, issuer, ""))
 	f.startAgent("alpha", t.TempDir(), "", flags...).waitFor("hub connected", 30*time.Second)
+	waitInventory(t, f, "alpha") // its host page exists
 
 	operatorOpensHostPage(t, ctx, base)
 	// The guests panel fills once the guest producer has reported.
