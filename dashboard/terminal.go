@@ -30,6 +30,9 @@ type Terminal interface {
 // TerminalRequest is one web terminal session.
 type TerminalRequest struct {
 	Host string
+	// Guest opens the session in this NixOS container or MicroVM of Host
+	// (the host page's guests panel); empty: the host.
+	Guest string
 	// Who names the signed-in user and where from, for the agent's
 	// shell.session audit event.
 	Who        string
@@ -102,6 +105,10 @@ func (s *Server) terminalWS(w http.ResponseWriter, r *http.Request, sess *Sessio
 		return uint16(n)
 	}
 	rows, cols := size("rows"), size("cols")
+	guest := r.URL.Query().Get("guest")
+	if !validGuest(guest) {
+		return httpError{http.StatusBadRequest, fmt.Sprintf("guest %q: not a container or MicroVM name", guest)}
+	}
 	c, err := websocket.Accept(w, r, nil)
 	if err != nil {
 		s.log.Warn("dashboard: terminal websocket refused", "host", host, "user", sess.Name, "err", err)
@@ -188,8 +195,8 @@ func (s *Server) terminalWS(w http.ResponseWriter, r *http.Request, sess *Sessio
 		}
 	}()
 	who := fmt.Sprintf("%s (%s) from %s", sess.Name, sess.Subject, remoteIP(r))
-	s.log.Info("dashboard: terminal opened", "host", host, "user", sess.Name, "sub", sess.Subject, "from", remoteIP(r))
-	code, err := s.o.Terminal.Shell(ctx, TerminalRequest{Host: host, Who: who, Term: "xterm-256color", Rows: rows, Cols: cols,
+	s.log.Info("dashboard: terminal opened", "host", host, "guest", guest, "user", sess.Name, "sub", sess.Subject, "from", remoteIP(r))
+	code, err := s.o.Terminal.Shell(ctx, TerminalRequest{Host: host, Guest: guest, Who: who, Term: "xterm-256color", Rows: rows, Cols: cols,
 		Stdin: inR, Stdout: wsWriter{ctx: ctx, c: c}, Resize: resize, Started: func() { send(termMsg{T: "started"}) }})
 	_ = inR.Close()
 	switch {
@@ -228,4 +235,19 @@ func remoteIP(r *http.Request) string {
 		return r.RemoteAddr
 	}
 	return h
+}
+
+// validGuest: empty (the host), or a guest name as the guest producer
+// reports them (a file name under /etc/nixos-containers or
+// /var/lib/microvms): the agent matches it against its own guests.
+func validGuest(g string) bool {
+	if len(g) > 255 || g == "." || g == ".." {
+		return false
+	}
+	for _, r := range g {
+		if r <= ' ' || r == '/' || r == 0x7f {
+			return false
+		}
+	}
+	return true
 }

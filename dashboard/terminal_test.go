@@ -46,6 +46,7 @@ func TestTerminalRefusals(t *testing.T) {
 		{"reader", roleReader, false, "/hosts/host0000/terminal", ws, 403, "only operators"},
 		{"operator, another site's page", roleOperator, false, "/hosts/host0000/terminal", with(map[string]string{"Origin": "http://evil.example"}), 403, ""},
 		{"operator, bad host", roleOperator, false, "/hosts/bad.host/terminal", ws, 400, "bad.host"},
+		{"operator, bad guest", roleOperator, false, "/hosts/host0000/terminal?guest=..%2Fetc", ws, 400, "not a container or MicroVM name"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ts := newTestServer(t, tc.loopback, 2)

@@ -231,7 +231,11 @@ type ShellSession struct {
 	ClientName string `json:"client_name,omitempty"`
 	// RemoteIP is the operator's address as the hub saw it.
 	RemoteIP string `json:"remote_ip,omitempty"`
-	// User is the local user the session runs as.
+	// Guest is the NixOS container or MicroVM the session was opened in
+	// (pinkie shell --guest); empty: the host itself.
+	Guest string `json:"guest,omitempty"`
+	// User is the local user the session runs as (in the guest, for a
+	// container; empty for a MicroVM's console).
 	User string `json:"user"`
 	// Command is the command run; empty for an interactive login shell.
 	Command string `json:"command,omitempty"`

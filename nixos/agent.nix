@@ -52,6 +52,7 @@ let
     else json.generate "pinkie-agent.json" (pinkieLib.agentConfig cfg.producers);
 
   smartOn = (cfg.producers.smart.enable or null) != false;
+  guestsOn = cfg.shell.enable && cfg.shell.guests;
   wireguardOn = (config.networking.wireguard.enable or false)
     || (config.networking.wg-quick.interfaces or { }) != { };
   capabilities = lib.unique (
@@ -60,9 +61,10 @@ let
     ++ lib.optional wireguardOn "CAP_NET_ADMIN"
     # Shell sessions: become shell.user, give it its pty, end its processes.
     ++ lib.optionals cfg.shell.enable [ "CAP_SETUID" "CAP_SETGID" "CAP_CHOWN" "CAP_KILL" ]
-    # Units inside containers (systemctl -M): entering the container's
-    # namespaces and root, and reading its leader's /proc/PID/ns.
-    ++ lib.optionals watchesContainers [ "CAP_SYS_ADMIN" "CAP_SYS_CHROOT" "CAP_SYS_PTRACE" ]
+    # Units inside containers (systemctl -M) and guest sessions (nsenter):
+    # entering a container's namespaces and root, and reading its
+    # leader's /proc/PID/ns and /proc/PID/root.
+    ++ lib.optionals (watchesContainers || guestsOn) [ "CAP_SYS_ADMIN" "CAP_SYS_CHROOT" "CAP_SYS_PTRACE" ]
     ++ cfg.extraCapabilities);
 
   # The systemd producer watches units inside NixOS containers.
@@ -301,6 +303,27 @@ in
           this says `root`.
         '';
       };
+      guests = mkOption {
+        type = types.bool;
+        default = false;
+        description = ''
+          Let `pinkie shell HOST --guest NAME` enter this host's NixOS
+          containers (nsenter into the machinectl leader's namespaces): the
+          agent gets CAP_SYS_ADMIN, CAP_SYS_CHROOT and CAP_SYS_PTRACE and may
+          join namespaces (RestrictNamespaces off). `shell.user` must exist
+          in the container. MicroVMs need no privilege: their console socket
+          (`shell.microvmConsole`).
+        '';
+      };
+      microvmConsole = mkOption {
+        type = types.str;
+        default = "/var/lib/microvms/{name}/console.sock";
+        description = ''
+          Unix socket of a MicroVM's console for `--guest` ({name}: the VM's
+          name). microvm.nix makes none by default; e.g. qemu's
+          `-serial unix:PATH,server,nowait` in `microvm.qemu.extraArgs`.
+        '';
+      };
       maxSessions = mkOption { type = types.ints.positive; default = 4; description = "Most sessions open at once; more are refused."; };
       idleTimeout = mkOption { type = types.str; default = "15m"; description = "End a session with no input and no output for this long (a Go duration)."; };
       record = mkOption {
@@ -356,6 +379,7 @@ in
       ++ lib.optional (config.boot.zfs.enabled or false) config.boot.zfs.package
       ++ lib.optional (config.services.fail2ban.enable or false) config.services.fail2ban.package
       ++ lib.optional wireguardOn pkgs.wireguard-tools
+      ++ lib.optional guestsOn pkgs.util-linux
       ++ cfg.extraPackages
       # Last: health checks see the system just activated.
       ++ [ "/run/current-system/sw" ];
@@ -398,8 +422,8 @@ in
         ProtectHostname = true;
         RestrictAddressFamilies = [ "AF_UNIX" "AF_INET" "AF_INET6" "AF_NETLINK" ];
         # systemctl -M joins a container's mount, PID and user namespaces
-        # (setns); every other kind stays refused.
-        RestrictNamespaces = if watchesContainers then "mnt pid user" else true;
+        # (setns); guest sessions join every kind nsenter enters.
+        RestrictNamespaces = if guestsOn then false else if watchesContainers then "mnt pid user" else true;
         RestrictRealtime = true;
         RestrictSUIDSGID = true;
         LockPersonality = true;

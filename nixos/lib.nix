@@ -356,6 +356,7 @@ let
     ++ optionals ((o.shell or null) != null) [ "--shell" "--shell-user" o.shell.user
       "--shell-max-sessions" (toString o.shell.maxSessions) "--shell-idle-timeout" o.shell.idleTimeout ]
     ++ optional ((o.shell or null) != null && (o.shell.record or false)) "--shell-record"
+    ++ optionals ((o.shell or null) != null && (o.shell.microvmConsole or null) != null) [ "--shell-microvm-console" o.shell.microvmConsole ]
     ++ o.extraArgs;
 
   # fileStoreDir "file:///var/cache/pinkie?compression=zstd" is

@@ -318,3 +318,15 @@ func guestParseNeigh(b []byte) (map[string][]string, error) {
 	}
 	return out, nil
 }
+
+// DiscoverGuests lists the host's NixOS containers and MicroVMs under
+// root as the guest producer finds them (name, type, unit, state dir;
+// no unit state or usage): pinkie shell --guest resolves names with it.
+func DiscoverGuests(root fs.FS) ([]events.Guest, error) {
+	found, err := guestDiscover(root)
+	out := make([]events.Guest, len(found))
+	for i, f := range found {
+		out[i] = f.d
+	}
+	return out, err
+}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -30,6 +31,12 @@ type Spec struct {
 	SwitchUser bool
 	// Path is the PATH the process starts with.
 	Path string
+	// Wrap, when set, is the command line the shell runs under, e.g.
+	// nsenter into a container (guest.go): the shell is then started as
+	// Wrap... SHELL -c COMMAND (a login shell as SHELL -l, since argv[0]
+	// cannot pass through Wrap). The process starts in / (the wrapper
+	// picks the working directory).
+	Wrap []string
 }
 
 // Process is a session's running process.
@@ -40,8 +47,10 @@ type Process struct {
 	Stdout io.Reader
 	Stderr io.Reader
 
-	cmd  *exec.Cmd
-	pty  *os.File
+	cmd *exec.Cmd
+	pty *os.File
+	// conn is a console socket's connection (DialConsole), instead of cmd.
+	conn net.Conn
 	done chan struct{}
 	code int
 	err  error
@@ -60,10 +69,19 @@ func Start(spec Spec) (*Process, error) {
 		sh = "/bin/sh"
 	}
 	var cmd *exec.Cmd
-	if spec.Command == "" {
+	switch {
+	case len(spec.Wrap) > 0:
+		args := append(append([]string{}, spec.Wrap[1:]...), sh)
+		if spec.Command == "" {
+			args = append(args, "-l")
+		} else {
+			args = append(args, "-c", spec.Command)
+		}
+		cmd = exec.Command(spec.Wrap[0], args...)
+	case spec.Command == "":
 		cmd = exec.Command(sh)
 		cmd.Args = []string{"-" + filepath.Base(sh)} // a login shell, as login(1) and sshd start it
-	} else {
+	default:
 		cmd = exec.Command(sh, "-c", spec.Command)
 	}
 	cmd.Env = []string{
@@ -77,7 +95,7 @@ func Start(spec Spec) (*Process, error) {
 		cmd.Env = append(cmd.Env, "LANG="+lang)
 	}
 	cmd.Dir = "/"
-	if st, err := os.Stat(spec.User.Home); err == nil && st.IsDir() {
+	if st, err := os.Stat(spec.User.Home); err == nil && st.IsDir() && len(spec.Wrap) == 0 {
 		cmd.Dir = spec.User.Home
 	}
 	attr := &syscall.SysProcAttr{}
@@ -103,8 +121,9 @@ func (p *Process) startPTY(spec Spec) error {
 		return fmt.Errorf("open a pty: %w", err)
 	}
 	defer tty.Close()
-	if spec.SwitchUser {
-		// The user's own terminal, as login(1) leaves it.
+	if spec.SwitchUser || len(spec.Wrap) > 0 {
+		// The user's own terminal, as login(1) leaves it (a guest's user
+		// too: NixOS containers share the host's uids).
 		if err := os.Chown(tty.Name(), int(spec.User.UID), -1); err != nil {
 			master.Close()
 			return fmt.Errorf("chown %s: %w", tty.Name(), err)
@@ -244,9 +263,14 @@ func setSize(f *os.File, rows, cols uint16) error {
 }
 
 // Kill ends the process and its process group: SIGHUP (a terminal hung
-// up), then SIGKILL after grace.
+// up), then SIGKILL after grace. A console is disconnected (what runs
+// behind it goes on).
 func (p *Process) Kill(grace time.Duration) {
 	p.once.Do(func() {
+		if p.conn != nil {
+			p.conn.Close()
+			return
+		}
 		pg := -p.cmd.Process.Pid
 		_ = syscall.Kill(pg, syscall.SIGHUP)
 		_ = syscall.Kill(pg, syscall.SIGCONT)
@@ -260,6 +284,10 @@ func (p *Process) Kill(grace time.Duration) {
 
 // Close releases the process's files once it is done.
 func (p *Process) Close() {
+	if p.conn != nil {
+		p.conn.Close()
+		return
+	}
 	if p.pty != nil {
 		p.pty.Close()
 		return
@@ -294,3 +322,34 @@ func (r ptyReader) Read(b []byte) (int, error) {
 type nopCloser struct{ io.Writer }
 
 func (nopCloser) Close() error { return nil }
+
+// DialConsole connects to a VM's console: a unix socket the hypervisor
+// serves its serial or virtio console on (a terminal: one stream, no
+// window size). The "process" ends when the console closes its end, with
+// exit code 0; Kill disconnects.
+func DialConsole(path string, timeout time.Duration) (*Process, error) {
+	c, err := net.DialTimeout("unix", path, timeout)
+	if err != nil {
+		return nil, fmt.Errorf("connect to the console %s: %w", path, err)
+	}
+	p := &Process{conn: c, done: make(chan struct{})}
+	p.Stdin = nopCloser{c}
+	p.Stdout = &consoleReader{c: c, p: p}
+	return p, nil
+}
+
+// consoleReader reads a console connection; its end is the session's.
+type consoleReader struct {
+	c    net.Conn
+	p    *Process
+	once sync.Once
+}
+
+func (r *consoleReader) Read(b []byte) (int, error) {
+	n, err := r.c.Read(b)
+	if err != nil {
+		r.once.Do(func() { close(r.p.done) })
+		return n, io.EOF
+	}
+	return n, nil
+}

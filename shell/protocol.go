@@ -24,6 +24,9 @@ type Open struct {
 	// Replay asks for the recording of this earlier session (asciicast v2)
 	// as the output, instead of running anything.
 	Replay string `json:"replay,omitempty"`
+	// Guest names a NixOS container or MicroVM of the host to open the
+	// session in, instead of the host itself.
+	Guest string `json:"guest,omitempty"`
 }
 
 // SessionRE is what a session id looks like: 128 random bits in hex, one

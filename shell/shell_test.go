@@ -6,6 +6,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
+	"strings"
 	"testing"
 	"time"
 )
@@ -130,5 +132,35 @@ func TestProcess(t *testing.T) {
 				t.Errorf("exit %d out %q; want exit %d out %q err %q", code, out, tc.wantCode, tc.wantOut, tc.wantErr)
 			}
 		})
+	}
+}
+
+// TestLookupPasswd: a container's passwd file is read as is, not the
+// host's user database.
+func TestLookupPasswd(t *testing.T) {
+	passwd := filepath.Join(t.TempDir(), "passwd")
+	body := "root:x:0:0:root:/root:/run/current-system/sw/bin/bash\nweb:x:990:980::/var/lib/web:\nbad:x:one:2::/:/bin/sh\n"
+	if err := os.WriteFile(passwd, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, err string
+		want      User
+	}{
+		{name: "root", want: User{Name: "root", Home: "/root", Shell: "/run/current-system/sw/bin/bash"}},
+		{name: "web", want: User{Name: "web", UID: 990, GID: 980, Home: "/var/lib/web", Shell: "/bin/sh"}},
+		{name: "bad", err: `uid "one"`},
+		{name: "nobody-here", err: "no user nobody-here in " + passwd},
+	} {
+		got, err := LookupPasswd(passwd, tc.name)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%s: error %v, want one containing %q", tc.name, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("%s: %+v, %v; want %+v", tc.name, got, err, tc.want)
+		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/user"
 	"strconv"
@@ -92,3 +93,43 @@ func loginShell(passwd, name string) (string, error) {
 	}
 	return "", sc.Err()
 }
+
+// LookupPasswd finds name in a passwd(5) file.
+func LookupPasswd(passwd, name string) (User, error) {
+	f, err := os.Open(passwd)
+	if err != nil {
+		return User{}, fmt.Errorf("read %s: %w", passwd, err)
+	}
+	defer f.Close()
+	return ReadPasswd(f, name)
+}
+
+// ReadPasswd finds name in an open passwd(5) file, e.g. a container's
+// /etc/passwd (os/user would read the host's).
+func ReadPasswd(f *os.File, name string) (User, error) {
+	passwd := f.Name()
+	sc := bufio.NewScanner(io.LimitReader(f, maxPasswd))
+	for sc.Scan() {
+		fields := strings.Split(sc.Text(), ":")
+		if len(fields) != 7 || fields[0] != name {
+			continue
+		}
+		uid, err1 := strconv.ParseUint(fields[2], 10, 32)
+		gid, err2 := strconv.ParseUint(fields[3], 10, 32)
+		if err1 != nil || err2 != nil {
+			return User{}, fmt.Errorf("%s: user %s: uid %q or gid %q is not a number", passwd, name, fields[2], fields[3])
+		}
+		u := User{Name: name, UID: uint32(uid), GID: uint32(gid), Home: fields[5], Shell: fields[6]}
+		if u.Shell == "" {
+			u.Shell = "/bin/sh"
+		}
+		return u, nil
+	}
+	if err := sc.Err(); err != nil {
+		return User{}, fmt.Errorf("read %s: %w", passwd, err)
+	}
+	return User{}, fmt.Errorf("no user %s in %s", name, passwd)
+}
+
+// maxPasswd bounds the passwd file read: a guest's could be anything.
+const maxPasswd = 16 << 20

@@ -37,7 +37,16 @@ type ShellOptions struct {
 	// (default 256 MiB), oldest dropped first.
 	Record      bool
 	RecordBytes int64
-	Log         *slog.Logger
+	// Guests lists the host's NixOS containers and MicroVMs (the guest
+	// producer's discovery), for --guest sessions (shell_guest.go).
+	Guests func() ([]events.Guest, error)
+	// Run runs a command on the host (machinectl); the producers' runner,
+	// so --replay-commands answers it in tests.
+	Run func(ctx context.Context, name string, args ...string) ([]byte, int, error)
+	// MicroVMConsole is where a MicroVM's console socket is, {name} its
+	// name (default DefaultMicroVMConsole).
+	MicroVMConsole string
+	Log            *slog.Logger
 }
 
 // ShellService runs pinkie shell sessions on the agent's own host.
@@ -69,6 +78,9 @@ func NewShellService(o ShellOptions) *ShellService {
 	}
 	if o.RecordBytes <= 0 {
 		o.RecordBytes = 256 << 20
+	}
+	if o.MicroVMConsole == "" {
+		o.MicroVMConsole = DefaultMicroVMConsole
 	}
 	if o.Log == nil {
 		o.Log = slog.Default()
@@ -144,6 +156,17 @@ func (s *ShellService) open(ctx context.Context, a *Agent, m *nats.Msg) {
 		refuse("window %d: want 1 to %d bytes", req.Window, shell.MaxWindow)
 		return
 	}
+	var guest guestTarget
+	if req.Guest != "" {
+		if req.Replay != "" {
+			refuse("--replay plays a recording of %s: no --guest", host)
+			return
+		}
+		if guest, err = s.resolveGuest(ctx, host, req.Guest, u, req.Command); err != nil {
+			refuse("%v", err)
+			return
+		}
+	}
 	s.mu.Lock()
 	switch {
 	case s.seen[req.Session]:
@@ -171,7 +194,10 @@ func (s *ShellService) open(ctx context.Context, a *Agent, m *nats.Msg) {
 			delete(s.active, req.Session)
 			s.mu.Unlock()
 		}()
-		ss := &shellSession{s: s, a: a, req: req, who: who, user: u}
+		ss := &shellSession{s: s, a: a, req: req, who: who, user: u, guest: guest}
+		if guest.kind == "container" {
+			ss.user = guest.user
+		}
 		ss.run(ctx)
 	}()
 }

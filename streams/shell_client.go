@@ -41,6 +41,8 @@ type ShellRequest struct {
 	// Replay asks for the recording of an earlier session (asciicast v2
 	// on Stdout) instead of running anything.
 	Replay string
+	// Guest opens the session in this NixOS container or MicroVM of Host.
+	Guest string
 }
 
 // ErrShellNoAgent: no agent answered an open request in time.
@@ -150,7 +152,7 @@ func (c *Client) Shell(ctx context.Context, req ShellRequest) (int, error) {
 		return -1, fmt.Errorf("subscribe %s: %w", sc.subject(events.ShellStatus), err)
 	}
 	subs = append(subs, sub)
-	open, _ := json.Marshal(shell.Open{Session: sc.sid, Command: req.Command, TTY: req.TTY, Term: req.Term, Rows: req.Rows, Cols: req.Cols, Window: shell.DefaultWindow, Replay: req.Replay})
+	open, _ := json.Marshal(shell.Open{Session: sc.sid, Command: req.Command, TTY: req.TTY, Term: req.Term, Rows: req.Rows, Cols: req.Cols, Window: shell.DefaultWindow, Replay: req.Replay, Guest: req.Guest})
 	inCredit, err := sc.waitStarted(ctx, open)
 	if err != nil {
 		return -1, err

@@ -29,8 +29,10 @@ type shellSession struct {
 	req  shell.Open
 	who  operator
 	user shell.User
-	proc *shell.Process
-	rec  *recorder
+	// guest is how a --guest session enters its guest (zero: the host).
+	guest guestTarget
+	proc  *shell.Process
+	rec   *recorder
 
 	outWin    *shell.Window
 	inGrant   *shell.Granter
@@ -88,7 +90,16 @@ func (ss *shellSession) run(ctx context.Context) {
 		User: ss.user, Command: ss.req.Command, TTY: ss.req.TTY, Term: ss.req.Term,
 		Rows: ss.req.Rows, Cols: ss.req.Cols, SwitchUser: os.Geteuid() == 0, Path: sessionPath(),
 	}
-	proc, err := shell.Start(spec)
+	var proc *shell.Process
+	switch {
+	case ss.guest.console != "":
+		proc, err = shell.DialConsole(ss.guest.console, guestTimeout)
+	case ss.guest.kind == "container":
+		spec.Wrap, spec.SwitchUser = ss.guest.wrap, false
+		proc, err = shell.Start(spec)
+	default:
+		proc, err = shell.Start(spec)
+	}
 	if err != nil {
 		log.Warn("shell session failed to start", "err", err)
 		publishControl(nc, ss.subject(events.ShellStatus), shell.Control{Type: shell.Refused, Error: fmt.Sprintf("%s: %v", ss.a.Host(), err)})
@@ -107,7 +118,7 @@ func (ss *shellSession) run(ctx context.Context) {
 			}
 		}()
 	}
-	log.Info("shell session started", "command", ss.req.Command, "tty", spec.TTY, "from", ss.who.ip)
+	log.Info("shell session started", "command", ss.req.Command, "tty", spec.TTY, "from", ss.who.ip, "guest", ss.req.Guest)
 	ss.audit(log, "started", started, nil, "")
 	publishControl(nc, ss.subject(events.ShellStatus), shell.Control{Type: shell.Started, N: inWindow})
 
@@ -339,7 +350,10 @@ func (ss *shellSession) audit(log *slog.Logger, phase string, started time.Time,
 	now := time.Now()
 	d := events.ShellSession{
 		Session: ss.req.Session, Phase: phase, Operator: ss.who.key, ClientName: ss.who.name, RemoteIP: ss.who.ip,
-		User: ss.user.Name, Command: ss.req.Command, TTY: ss.req.TTY, StartedAt: started.UTC(),
+		User: ss.user.Name, Command: ss.req.Command, TTY: ss.req.TTY, StartedAt: started.UTC(), Guest: ss.req.Guest,
+	}
+	if ss.guest.console != "" {
+		d.User = "" // whoever is logged in on the console
 	}
 	if phase == "replayed" {
 		d.ReplayOf, d.TTY = ss.req.Replay, false

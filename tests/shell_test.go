@@ -262,8 +262,10 @@ func remoteExists(t *testing.T, f *fleet, path string) bool {
 }
 
 // TestShellRefusals: a reader key (pinkie shell and the real nats CLI), a
-// compromised leaf holding beta's key, an agent without --shell and a root
-// agent without --shell-user are all refused, and nothing runs.
+// compromised leaf holding beta's key, an agent without --shell (also for
+// a --guest session) and a root agent without --shell-user are all
+// refused, and nothing runs. Guest sessions against real guests:
+// TestShellGuest (reader key, compromised leaf).
 func TestShellRefusals(t *testing.T) {
 	f, _, agents := startShellFleet(t, "alpha", "beta", "gamma", "delta")
 	// gamma runs without --shell (startShellFleet); delta with --shell as
@@ -293,6 +295,12 @@ func TestShellRefusals(t *testing.T) {
 	})
 	t.Run("agent without --shell", func(t *testing.T) {
 		r := runShellCmd(t, f, nil, "gamma", "--", "touch "+marker+".gamma")
+		if r.code != 255 || !strings.Contains(string(r.stderr), "not started with --shell") {
+			t.Fatalf("exit %d, want 255 and 'not started with --shell':\n%s", r.code, r.stderr)
+		}
+	})
+	t.Run("guest on an agent without --shell", func(t *testing.T) {
+		r := runShellCmd(t, f, nil, "gamma", "--guest", "web", "--", "touch "+marker+".gammaguest")
 		if r.code != 255 || !strings.Contains(string(r.stderr), "not started with --shell") {
 			t.Fatalf("exit %d, want 255 and 'not started with --shell':\n%s", r.code, r.stderr)
 		}
@@ -358,7 +366,7 @@ func TestShellRefusals(t *testing.T) {
 			}
 		}
 	})
-	for _, suffix := range []string{".reader", ".natscli", ".gamma", ".delta"} {
+	for _, suffix := range []string{".reader", ".natscli", ".gamma", ".gammaguest", ".delta"} {
 		if remoteExists(t, f, marker+suffix) {
 			t.Errorf("a refused session ran: %s exists", marker+suffix)
 		}

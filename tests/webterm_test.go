@@ -100,13 +100,7 @@ func TestWebTerminal(t *testing.T) {
 	}
 
 	// The operator, in chromium, through the provider's login form.
-	run(t, ctx, 30*time.Second, "sign in at the provider",
-		chromedp.Navigate(base+"/login/oidc?next=/hosts/alpha"),
-		chromedp.WaitVisible(chromedp.CSS(`#username`)),
-		chromedp.SendKeys(chromedp.CSS(`#username`), "test-user@127.0.0.1"),
-		chromedp.SendKeys(chromedp.CSS(`#password`), "verysecure"),
-		chromedp.Submit(chromedp.CSS(`#username`)),
-		chromedp.WaitVisible(chromedp.CSS(`#terminal-open`)))
+	operatorOpensHostPage(t, ctx, base)
 	run(t, ctx, 30*time.Second, "open the terminal",
 		chromedp.Click(chromedp.CSS(`#terminal-open`)),
 		chromedp.WaitVisible(chromedp.CSS(`#terminal-state.live`)))
@@ -215,4 +209,59 @@ func typeKeys(keys string) chromedp.Action[chromedp.Void] {
 		}
 		return nil
 	})
+}
+
+// TestWebTerminalGuest: on the host page, the guests panel's terminal
+// button of the container web opens a session inside it (a real
+// namespace, guestFixture): hostname there is the container's, and the
+// audit event names the guest and the OIDC user.
+func TestWebTerminalGuest(t *testing.T) {
+	if testing.Short() {
+		t.Skip("browser test")
+	}
+	if _, err := os.Stat(termBundle); err != nil {
+		t.Skip("the web terminal's assets are not built: run go generate ./dashboard (scripts/test does) before the tests build pinkie")
+	}
+	needGuests(t)
+	flags := append(guestFixture(t), "--shell-user", "root", "--producers", "guest")
+	ctx := newBrowser(t)
+	f := newFleet(t, "alpha")
+	base := f.httpURL()
+	issuer, _ := startProvider(t, base+"/auth/callback")
+	f.startHub("--config", oidcHubConfig(t, base, issuer, ""))
+	f.startAgent("alpha", t.TempDir(), "", flags...).waitFor("hub connected", 30*time.Second)
+	waitInventory(t, f, "alpha") // its host page exists
+
+	operatorOpensHostPage(t, ctx, base)
+	// The guests panel fills once the guest producer has reported.
+	webButton := `.terminal-guest[data-guest="web"]`
+	pageWait(t, ctx, "web's terminal button", 30*time.Second, `(() => { if (document.querySelector('`+webButton+`')) return "yes"; location.reload(); return "no"; })()`,
+		func(s string) bool { return s == "yes" })
+	run(t, ctx, 30*time.Second, "open web's terminal",
+		chromedp.Click(chromedp.CSS(webButton)),
+		chromedp.WaitVisible(chromedp.CSS(`#terminal-state.live`)))
+	if state := value(t, ctx, 5*time.Second, "the terminal's state", chromedp.Evaluate[string](`document.getElementById("terminal-state").textContent`)); state != "connected to web" {
+		t.Errorf("the terminal says %q, want connected to web", state)
+	}
+	run(t, ctx, 10*time.Second, "type hostname", chromedp.Focus(chromedp.CSS(`.xterm-helper-textarea`)), typeKeys("hostname"+kb.Enter))
+	pageWait(t, ctx, "the container's hostname in the terminal", 20*time.Second, xtermText, func(s string) bool {
+		return slices.Contains(strings.Split(s, "\n"), guestNSHost)
+	})
+	ev := waitShellEvent(t, f, "alpha", "started", 30*time.Second)
+	if ev.Guest != "web" || !strings.HasPrefix(ev.ClientName, streams.ShellConnNamePrefix+"test-user@127.0.0.1") {
+		t.Errorf("started event: guest %q by %q, want web by the OIDC user", ev.Guest, ev.ClientName)
+	}
+}
+
+// operatorOpensHostPage signs the operator (OIDC test-user) in at the
+// provider in chromium and waits for alpha's host page with its terminal.
+func operatorOpensHostPage(t *testing.T, ctx context.Context, base string) {
+	t.Helper()
+	run(t, ctx, 30*time.Second, "sign in at the provider",
+		chromedp.Navigate(base+"/login/oidc?next=/hosts/alpha"),
+		chromedp.WaitVisible(chromedp.CSS(`#username`)),
+		chromedp.SendKeys(chromedp.CSS(`#username`), "test-user@127.0.0.1"),
+		chromedp.SendKeys(chromedp.CSS(`#password`), "verysecure"),
+		chromedp.Submit(chromedp.CSS(`#username`)),
+		chromedp.WaitVisible(chromedp.CSS(`#terminal-open`)))
 }

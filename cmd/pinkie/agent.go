@@ -68,6 +68,7 @@ jitter), logging the link state once per change.`)
 	shellMax := fs.Int("shell-max-sessions", 4, "most shell sessions open at once; more are refused")
 	shellIdle := fs.Duration("shell-idle-timeout", 15*time.Minute, "end a shell session with no input and no output for this long")
 	shellRecord := fs.Bool("shell-record", false, "keep each shell session's output as an asciicast v2 recording on this host (the agent's SHELLREC stream; pinkie shell HOST --replay ID)")
+	shellConsole := fs.String("shell-microvm-console", streams.DefaultMicroVMConsole, "unix socket `PATH` of a MicroVM's console for pinkie shell --guest ({name}: the VM's name); microvm.nix makes none by default (e.g. qemu -serial unix:PATH,server,nowait)")
 	shellRecordBytes := fs.Int64("shell-record-max-bytes", 256<<20, "size limit of the recordings kept; the oldest go first")
 	mkLog := logFlags(fs, a.stderr)
 	if err := fs.parse(args); err != nil {
@@ -119,7 +120,8 @@ jitter), logging the link state once per change.`)
 		recordStore = *shellRecordBytes
 	}
 	shellService := streams.NewShellService(streams.ShellOptions{Enabled: *shellOn, User: *shellUser, MaxSessions: *shellMax, IdleTimeout: *shellIdle,
-		Record: *shellRecord, RecordBytes: *shellRecordBytes, Log: log})
+		Record: *shellRecord, RecordBytes: *shellRecordBytes, MicroVMConsole: *shellConsole, Log: log,
+		Guests: func() ([]events.Guest, error) { return producers.DiscoverGuests(rootFS) }, Run: runner.Run})
 	ag, err := streams.StartAgent(ctx, streams.AgentOptions{
 		Host: *name, HubURLs: hubs, NkeyFile: *nkey, TLSCA: *tlsCA, DataDir: *data,
 		OutboxMaxBytes: *outboxMax, ReconnectInterval: *reconnect, SyncAlways: *syncAlways, Log: log,

@@ -436,6 +436,6 @@ func (t hubTerminal) Shell(ctx context.Context, r dashboard.TerminalRequest) (in
 	if err := t.store.wait(ctx); err != nil {
 		return -1, err
 	}
-	return t.store.hub.ShellAs(ctx, r.Who, streams.ShellRequest{Host: r.Host, TTY: true, Term: r.Term, Rows: r.Rows, Cols: r.Cols,
+	return t.store.hub.ShellAs(ctx, r.Who, streams.ShellRequest{Host: r.Host, Guest: r.Guest, TTY: true, Term: r.Term, Rows: r.Rows, Cols: r.Cols,
 		Stdin: r.Stdin, Stdout: r.Stdout, Resize: r.Resize, Started: r.Started})
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/signal"
@@ -15,6 +16,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/pinkiefleet/pinkie/events"
+	"github.com/pinkiefleet/pinkie/fleetview"
 	"github.com/pinkiefleet/pinkie/streams"
 )
 
@@ -23,7 +25,7 @@ import (
 const exitShellOwn = 255
 
 func runShell(ctx context.Context, a *app, args []string) error {
-	fs := newFlagSet("shell", "HOST [-- COMMAND [ARGS...]]", `
+	fs := newFlagSet("shell", "HOST [--guest NAME] [-- COMMAND [ARGS...]]", `
 A terminal on a host over the fleet's own link: the session travels from here
 to the hub and over the host agent's leaf connection, so no SSH port, jump box
 or inbound connection to the host is needed. Only operator keys may open
@@ -58,12 +60,25 @@ Exit codes (as ssh): the remote command's exit code (127: command not found,
 hub, the key may not open sessions, no agent answered for the host within
 --open-timeout (offline, or not started with --shell), the agent refused (no
 --shell, no permitted user, session limit), the link was lost mid-session, or
-the agent ended it (idle timeout); 2 for bad usage.`)
+the agent ended it (idle timeout); 2 for bad usage.
+
+--guest NAME opens the session in a guest of HOST instead (the guests its
+agent reports: pinkie hosts, the host page). A NixOS container: the agent
+enters its namespaces (nsenter into the machinectl leader) and runs the
+session there as --shell-user looked up in the container's /etc/passwd
+(root only when --shell-user root). A MicroVM that runs its own pinkie agent
+is a host of its own (pinkie shell VMHOST; when the inventory has a host
+named like the VM, the refusal says so); otherwise --guest opens its
+console socket (the agent's --shell-microvm-console), interactively only.
+An unknown NAME is refused with the list of HOST's guests.
+
+  pinkie shell goliath --guest web -- systemctl status nginx`)
 	cf := addClientFlags(fs, a)
 	tty := fs.Bool("t", false, "run COMMAND on a pty (output then is one stream; for programs that want a terminal)")
 	noStdin := fs.Bool("n", false, "send no input: COMMAND reads end of input at once (as ssh -n)")
 	openTimeout := fs.Duration("open-timeout", 5*time.Second, "give up when no agent answers for HOST within this long")
 	replay := fs.String("replay", "", "play back the recording of session `ID` (from its shell.session event) kept by HOST's agent (--shell-record), at its own pace with pauses capped at 2s")
+	guest := fs.String("guest", "", "open the session in the NixOS container or MicroVM `NAME` of HOST")
 	cast := fs.Bool("cast", false, "with --replay: write the recording as an asciicast v2 file instead of playing it (asciinema play FILE)")
 	if err := fs.parse(args); err != nil {
 		return err
@@ -80,7 +95,7 @@ the agent ended it (idle timeout); 2 for bad usage.`)
 	// piped in) the login shell reads it without one, as with ssh.
 	interactive := len(pos) == 1 && term.IsTerminal(int(os.Stdin.Fd())) && !*noStdin
 	req := streams.ShellRequest{Host: host, Command: shellCommandLine(pos[1:]), TTY: *tty || interactive, OpenTimeout: *openTimeout,
-		Stdout: os.Stdout, Stderr: os.Stderr}
+		Stdout: os.Stdout, Stderr: os.Stderr, Guest: *guest}
 	if !*noStdin {
 		req.Stdin = os.Stdin
 	}
@@ -88,8 +103,8 @@ the agent ended it (idle timeout); 2 for bad usage.`)
 		return usagef("--cast needs --replay ID")
 	}
 	if *replay != "" {
-		if len(pos) > 1 || *tty {
-			return usagef("--replay plays a recording: no COMMAND, no -t")
+		if len(pos) > 1 || *tty || *guest != "" {
+			return usagef("--replay plays a recording: no COMMAND, no -t, no --guest")
 		}
 		req.Replay, req.TTY, req.Command, req.Stdin = *replay, false, "", nil
 		if !*cast {
@@ -122,7 +137,7 @@ the agent ended it (idle timeout); 2 for bad usage.`)
 	defer c.Conn.Close()
 	code, err := c.Shell(ctx, req)
 	if err != nil {
-		return shellFailure(err)
+		return shellFailure(vmHostHint(ctx, c, *guest, err))
 	}
 	if code != 0 {
 		return exitError{code: code, err: errors.New("")}
@@ -172,6 +187,30 @@ func (p *castPlayer) Write(b []byte) (int, error) {
 			return 0, err
 		}
 	}
+}
+
+// vmHostHint adds to an agent's refusal of a MicroVM guest that the VM
+// runs its own agent, when a host of that name is in the fleet's
+// inventory: the session belongs there.
+func vmHostHint(ctx context.Context, c *streams.Client, guest string, err error) error {
+	var refused *streams.ShellRefusedError
+	if guest == "" || !errors.As(err, &refused) || !strings.Contains(refused.Reason, "MicroVM "+guest+" ") || events.ValidHost(guest) != nil {
+		return err
+	}
+	recs, rerr := alertsReadBucket(ctx, c.JS, "pinkie-inventory", "")
+	if rerr != nil {
+		return err
+	}
+	hosts, rerr := fleetview.Hosts(recs)
+	if rerr != nil {
+		return err
+	}
+	for _, h := range hosts {
+		if h.Host == guest {
+			return fmt.Errorf("%w\n%s is a host of the fleet with its own agent: pinkie shell %s", err, guest, guest)
+		}
+	}
+	return err
 }
 
 // shellFailure is pinkie's own failure: exit 255 with its message.

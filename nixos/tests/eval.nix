@@ -24,6 +24,7 @@ let
     coreutils = fake "coreutils";
     smartmontools = fake "smartmontools";
     wireguard-tools = fake "wireguard-tools";
+    util-linux = fake "util-linux";
     stdenv.hostPlatform.system = if platform == "darwin" then "aarch64-darwin" else "x86_64-linux";
     formats.json = _: {
       type = jsonValue;

@@ -20,7 +20,10 @@ import "@xterm/xterm/css/xterm.css";
     state.className = "terminal-state " + (cls || "");
   }
 
-  function open() {
+  // guest: a container or MicroVM of the host (its button in the guests
+  // panel); none: the host.
+  function open(guest) {
+    guest = typeof guest === "string" ? guest : "";
     button.disabled = true;
     box.hidden = false;
     if (term) term.dispose(); // the previous session's screen
@@ -33,11 +36,12 @@ import "@xterm/xterm/css/xterm.css";
     f.fit();
     var proto = location.protocol === "https:" ? "wss:" : "ws:";
     var url = proto + "//" + location.host + "/hosts/" + encodeURIComponent(box.dataset.host) + "/terminal" +
-      "?rows=" + t.rows + "&cols=" + t.cols;
+      "?rows=" + t.rows + "&cols=" + t.cols + (guest ? "&guest=" + encodeURIComponent(guest) : "");
     var ws = new WebSocket(url);
     ws.binaryType = "arraybuffer";
     var ended = false;
-    say("connecting…");
+    say(guest ? "connecting to " + guest + "…" : "connecting…");
+    if (guest) box.scrollIntoView({ block: "nearest" });
     function end(text, cls) {
       if (ended) return;
       ended = true;
@@ -53,7 +57,7 @@ import "@xterm/xterm/css/xterm.css";
       }
       var m;
       try { m = JSON.parse(e.data); } catch (err) { return; }
-      if (m.t === "started") { say("connected", "live"); t.focus(); }
+      if (m.t === "started") { say(guest ? "connected to " + guest : "connected", "live"); t.focus(); }
       else if (m.t === "exit") end("ended: exit code " + m.code, "");
       else if (m.t === "error") { t.write("\r\n\x1b[31m" + m.error + "\x1b[0m\r\n"); end("ended: " + m.error, "down"); }
     };
@@ -72,5 +76,8 @@ import "@xterm/xterm/css/xterm.css";
     });
     window.pinkieTerminal = t; // for debugging in the browser console
   }
-  button.addEventListener("click", open);
+  button.addEventListener("click", function () { open(""); });
+  document.querySelectorAll(".terminal-guest").forEach(function (b) {
+    b.addEventListener("click", function () { if (!button.disabled) open(b.dataset.guest); });
+  });
 })();
