@@ -50,22 +50,69 @@ func (h *Hub) startIngest(ctx context.Context) error {
 	// come first, so per-host order holds across restarts (instead of
 	// waiting for AckWait and arriving after newer events). Forwards already
 	// stored are dropped as duplicates by their Nats-Msg-Id.
-	var floor uint64
-	if old, err := h.js.Consumer(ctx, IngestStream, IngestConsumer); err == nil {
-		floor = old.CachedInfo().AckFloor.Stream
-		if err := h.js.DeleteConsumer(ctx, IngestStream, IngestConsumer); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-			return fmt.Errorf("reset ingest consumer: %w", err)
+	var (
+		floor uint64
+		found bool
+	)
+	// Right after a restart the server may be too busy to answer in time
+	// (a thousand agents reconnecting with their backlogs): each step is
+	// retried, not fatal.
+	err := h.whileBusy(ctx, "read ingest consumer", func(ctx context.Context) error {
+		old, err := h.js.Consumer(ctx, IngestStream, IngestConsumer)
+		if errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return nil
 		}
-	} else if !errors.Is(err, jetstream.ErrConsumerNotFound) {
-		return fmt.Errorf("read ingest consumer: %w", err)
+		if err == nil {
+			floor, found = old.CachedInfo().AckFloor.Stream, true
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if found {
+		err := h.whileBusy(ctx, "reset ingest consumer", func(ctx context.Context) error {
+			err := h.js.DeleteConsumer(ctx, IngestStream, IngestConsumer)
+			if errors.Is(err, jetstream.ErrConsumerNotFound) {
+				return nil
+			}
+			return err
+		})
+		if err != nil {
+			return err
+		}
 	}
 	h.ingestMu.Lock()
 	defer h.ingestMu.Unlock()
-	if err := h.runIngest(ctx, floor); err != nil {
+	if err := h.whileBusy(ctx, "start the ingest check", func(ctx context.Context) error { return h.runIngest(ctx, floor) }); err != nil {
 		return err
 	}
 	h.keepConsumer(IngestStream, IngestConsumer, "ingest", floor, h.recreateIngest)
 	return nil
+}
+
+// busyWait bounds how long a hub step retries while the server is too
+// busy to answer.
+const busyWait = 2 * time.Minute
+
+// whileBusy runs step until it succeeds, retrying for up to busyWait
+// while it fails with a timeout (the server too busy to answer in time);
+// any other error, or the last timeout, is returned as what failed.
+func (h *Hub) whileBusy(ctx context.Context, what string, step func(context.Context) error) error {
+	deadline := time.Now().Add(busyWait)
+	for pause := 100 * time.Millisecond; ; pause = min(pause*2, 5*time.Second) {
+		err := step(ctx)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, jetstream.ErrNoStreamResponse) || time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		h.log.Warn("the server is slow to answer; retrying", "step", what, "err", err, "after", pause)
+		if !sleepCtx(ctx, pause) {
+			return fmt.Errorf("%s: %w", what, ctx.Err())
+		}
+	}
 }
 
 // ingestRun is one run of the ingest check, from its consumer's creation
