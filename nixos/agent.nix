@@ -68,7 +68,7 @@ let
   pushDir = if cfg.deploy.pushTo == null then null else pinkieLib.fileStoreDir cfg.deploy.pushTo;
 
   args = pinkieLib.agentArgs {
-    inherit (cfg) name hubs dataDir heartbeat outboxMaxBytes syncAlways logLevel logFormat extraArgs;
+    inherit (cfg) name hubs dataDir heartbeat outboxMaxBytes syncAlways logLevel logFormat extraArgs hubCompression;
     # %d: the unit's credentials directory (LoadCredential below).
     nkeyFile = if cfg.nkeyFile != null then "%d/nkey" else null;
     inherit configFile;
@@ -181,6 +181,20 @@ in
     syncAlways = mkOption { type = types.bool; default = false; description = "fsync every event (survives power loss, slower)."; };
     logLevel = mkOption { type = types.enum [ "debug" "info" "warn" "error" ]; default = "info"; description = "Log level."; };
     logFormat = mkOption { type = types.enum [ "text" "json" ]; default = "text"; description = "Log format."; };
+
+    hubCompression = mkOption {
+      type = types.enum [ "off" "s2_auto" "s2_fast" "s2_better" "s2_best" ];
+      default = "off";
+      description = ''
+        S2 compression of this agent's link to the hub (negotiated: off on
+        either side is off). Off by default: on a LAN `s2_auto` sends
+        uncompressed anyway but still runs the S2 writer, which cost the
+        idle agent about a third of its CPU. A host far from the hub that
+        fetches Nix closures over the link may gain from `s2_auto` (more
+        compression the longer the round trip), if the hub's
+        `leafCompression` is not `off`.
+      '';
+    };
 
     builder.enable = mkOption {
       type = types.bool;

@@ -430,7 +430,7 @@ func TestNixModuleCommandLines(t *testing.T) {
 	nixEval(t, fmt.Sprintf(`%s.agentArgs { name = "goliath"; hubs = [ %q ]; dataDir = %q; nkeyFile = "%%d/nkey"; configFile = %q;
 	  heartbeat = "200ms"; outboxMaxBytes = 104857600; syncAlways = false; logLevel = "debug"; logFormat = "json";
 	  activation = "systemd"; builder = %t; pushTo = null; substituter = null; checkSigs = false; deployFlake = null;
-	  cacheListen = "127.0.0.1:0"; nixTrustedKey = %q; rollbackTimeout = 30; extraArgs = [ ]; }`,
+	  cacheListen = "127.0.0.1:0"; nixTrustedKey = %q; rollbackTimeout = 30; hubCompression = "s2_fast"; extraArgs = [ ]; }`,
 		nixLib, f.leafURL(), t.TempDir(), agentCfgFile, builder, nixFleetKey(t, f.auth)), &agentArgs)
 	known := map[string]bool{}
 	for _, m := range regexp.MustCompile(`(?m)^\s+-([a-z0-9-]+)`).FindAllStringSubmatch(string(help), -1) {
@@ -443,6 +443,9 @@ func TestNixModuleCommandLines(t *testing.T) {
 	}
 	agent := startProc(t, "agent", nixSubstitute(agentArgs, "%d", credDir, "agent")...)
 	agent.waitFor("agent started", 30*time.Second)
+	if !strings.Contains(agent.out.String(), `"hub_compression":"s2_fast"`) {
+		t.Errorf("the agent did not take hubCompression = \"s2_fast\":\n%s", grepLines(agent.out.String(), "agent started"))
+	}
 	c := f.client()
 	waitCount(t, c.JS, streams.HostsStream, "pinkie.host.goliath.heartbeat", 2, 60*time.Second)
 	if n := hub.count(`"level":"ERROR"`); n > 0 {
