@@ -224,9 +224,13 @@ func StartAgent(ctx context.Context, o AgentOptions) (*Agent, error) {
 func (a *Agent) Connected() bool { return a.srv.NumLeafNodes() > 0 }
 
 // watchLink logs the hub link's state when it changes, not at every retry.
+// It looks every 100ms for 30s after a change, where flapping shows, and
+// every second after that: the idle agent's wakeups are its CPU
+// (scripts/bench/agent-footprint).
 func (a *Agent) watchLink(ctx context.Context) {
 	defer a.wg.Done()
-	t := time.NewTicker(100 * time.Millisecond)
+	const fast, slow = 100 * time.Millisecond, time.Second
+	t := time.NewTimer(fast)
 	defer t.Stop()
 	state := "starting"
 	since := time.Now()
@@ -263,6 +267,11 @@ func (a *Agent) watchLink(ctx context.Context) {
 		case !now && state == "starting" && time.Since(since) > 5*time.Second:
 			a.log.Warn("hub not reachable yet; events are kept in the OUTBOX until it is", "host", a.opts.Host, "hub", a.opts.HubURLs)
 			state = "disconnected"
+		}
+		if time.Since(since) < stable || quiet {
+			t.Reset(fast)
+		} else {
+			t.Reset(slow)
 		}
 		select {
 		case <-ctx.Done():

@@ -73,7 +73,7 @@ func main() {
 	soak := flag.Duration("soak", time.Hour, "measure the anonymous memory's slope over this long (after -rss-after; runs alongside -cpu)")
 	scrape := flag.Duration("scrape", 15*time.Second, "node_exporter's scrape interval")
 	agentArgs := flag.String("agent-args", "", "extra flags for the measured agents (space-separated), e.g. '--hub-compression s2_auto'")
-	agentEnv := flag.String("agent-env", "", "extra environment for the measured agents (space-separated KEY=VALUE), e.g. GOMAXPROCS=2")
+	agentEnv := flag.String("agent-env", "", "extra environment for the -pinkie agents, not -baseline's (space-separated KEY=VALUE), e.g. GOMAXPROCS=1")
 	hubArgs := flag.String("hub-args", "", "extra flags for the hub (space-separated)")
 	asJSON := flag.Bool("json", false, "print JSON")
 	flag.Parse()
@@ -172,7 +172,11 @@ func run(c config) (*result, error) {
 	agent := func(bin, name string, extra ...string) (*subject, error) {
 		argv := append([]string{bin, "agent", "--name", name, "--hub", fmt.Sprintf("nats-leaf://127.0.0.1:%d", leafPort),
 			"--data", filepath.Join(dir, name), "--log-level", "error"}, extra...)
-		return start(name, c.agentEnv, append(argv, c.agentArgs...)...)
+		var env []string
+		if bin == c.bin {
+			env = c.agentEnv
+		}
+		return start(name, env, append(argv, c.agentArgs...)...)
 	}
 	type spec struct {
 		bin, name string
