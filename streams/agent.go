@@ -66,7 +66,8 @@ type AgentOptions struct {
 // DefaultHubCompression is the agent's compression of its hub link. Off:
 // on a LAN s2_auto picks s2_uncompressed anyway, but still runs the S2
 // writer, whose every flush allocates, and the idle link's garbage
-// collection was a third of the agent's CPU (scripts/bench/agent-footprint).
+// collection was most of the agent's CPU (17.0 against 4.6 ms/s with
+// every producer, side by side in scripts/bench/agent-footprint).
 // An agent far from the hub that fetches Nix closures over the link may
 // gain from s2_auto (more compression the longer the round trip).
 const DefaultHubCompression = server.CompressionOff
