@@ -92,7 +92,7 @@ func main() {
 		_ = json.NewEncoder(os.Stdout).Encode(res)
 		return
 	}
-	print(res)
+	report(res)
 }
 
 type config struct {
@@ -413,7 +413,7 @@ func slope(x, y []float64) float64 {
 	return (n*sxy - sx*sy) / d
 }
 
-func print(r *result) {
+func report(r *result) {
 	var ne *subject
 	for _, s := range r.Subjects {
 		if s.Name == "node_exporter" {
