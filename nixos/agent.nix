@@ -78,7 +78,7 @@ let
   pushDir = if cfg.deploy.pushTo == null then null else pinkieLib.fileStoreDir cfg.deploy.pushTo;
 
   args = pinkieLib.agentArgs {
-    inherit (cfg) name hubs dataDir heartbeat outboxMaxBytes syncAlways logLevel logFormat extraArgs;
+    inherit (cfg) name hubs dataDir heartbeat outboxMaxBytes syncAlways logLevel logFormat extraArgs hubCompression;
     # %d: the unit's credentials directory (LoadCredential below).
     nkeyFile = if cfg.nkeyFile != null then "%d/nkey" else null;
     inherit configFile;
@@ -191,6 +191,38 @@ in
     syncAlways = mkOption { type = types.bool; default = false; description = "fsync every event (survives power loss, slower)."; };
     logLevel = mkOption { type = types.enum [ "debug" "info" "warn" "error" ]; default = "info"; description = "Log level."; };
     logFormat = mkOption { type = types.enum [ "text" "json" ]; default = "text"; description = "Log format."; };
+
+    memoryMax = mkOption {
+      type = types.nullOr types.str;
+      default = if cfg.shell.enable then null else "128M";
+      defaultText = lib.literalExpression ''if shell.enable then null else "128M"'';
+      example = "96M";
+      description = ''
+        systemd `MemoryMax` of the agent's unit: past it the kernel reclaims
+        the unit's page cache, then kills. Measured (scripts/bench/agent-footprint)
+        the agent with every default producer holds about 40 MiB after a
+        minute: about 11 MiB its own (the Go heap's soft limit is
+        `--memory-limit`, 16 MiB) and 27 MiB the binary's pages, which the
+        kernel may drop. 128M leaves room for a backlog sent after an outage,
+        the closures a deploy moves and health checks, which run in the unit.
+        Shell sessions run in the unit too: with `shell.enable` the default is
+        `null`, no limit. `null`: no limit.
+      '';
+    };
+
+    hubCompression = mkOption {
+      type = types.enum [ "off" "s2_auto" "s2_fast" "s2_better" "s2_best" ];
+      default = "off";
+      description = ''
+        S2 compression of this agent's link to the hub (negotiated: off on
+        either side is off). Off by default: on a LAN `s2_auto` sends
+        uncompressed anyway but still runs the S2 writer, which cost the
+        idle agent about a third of its CPU. A host far from the hub that
+        fetches Nix closures over the link may gain from `s2_auto` (more
+        compression the longer the round trip), if the hub's
+        `leafCompression` is not `off`.
+      '';
+    };
 
     builder.enable = mkOption {
       type = types.bool;
@@ -396,6 +428,9 @@ in
         TimeoutStopSec = "60s";
         KillMode = if cfg.deploy.enable then "process" else "control-group";
         LoadCredential = lib.optional (cfg.nkeyFile != null) "nkey:${cfg.nkeyFile}";
+      } // lib.optionalAttrs (cfg.memoryMax != null) {
+        MemoryMax = cfg.memoryMax;
+      } // {
 
         StateDirectory = lib.removePrefix "/var/lib/" cfg.dataDir;
         StateDirectoryMode = "0700";

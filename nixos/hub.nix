@@ -275,7 +275,9 @@ in
         S2 compression of the agents' leaf connections. `s2_auto` picks by
         round-trip time (none on a LAN, more on slower links). Every mode
         but `off` keeps encoder buffers per agent, about 5 MiB of hub
-        memory each: with hundreds of agents on a LAN, use `off`.
+        memory each: with hundreds of agents on a LAN, use `off`. The
+        mode is negotiated, off on either side is off: agents ask for
+        `off` unless their `hubCompression` says otherwise.
       '';
     };
 

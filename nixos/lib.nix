@@ -332,10 +332,10 @@ let
   # hubs; dataDir; nkeyFile; configFile; heartbeat; outboxMaxBytes;
   # syncAlways; logLevel; logFormat; activation (null: the agent's choice);
   # builder; pushTo; substituter; checkSigs; deployFlake; cacheListen;
-  # nixTrustedKey; rollbackTimeout; shell; extraArgs; } (cacheListen,
-  # nixTrustedKey, rollbackTimeout and shell { user; maxSessions;
-  # idleTimeout; record; } may be absent or null: the agent's defaults, no
-  # shell).
+  # nixTrustedKey; rollbackTimeout; shell; hubCompression; extraArgs; }
+  # (cacheListen, nixTrustedKey, rollbackTimeout, hubCompression and shell
+  # { user; maxSessions; idleTimeout; record; } may be absent or null: the
+  # agent's defaults, no shell).
   agentArgs = o:
     [ "--name" o.name "--data" o.dataDir "--heartbeat" o.heartbeat
       "--outbox-max-bytes" (toString o.outboxMaxBytes)
@@ -357,6 +357,7 @@ let
       "--shell-max-sessions" (toString o.shell.maxSessions) "--shell-idle-timeout" o.shell.idleTimeout ]
     ++ optional ((o.shell or null) != null && (o.shell.record or false)) "--shell-record"
     ++ optionals ((o.shell or null) != null && (o.shell.microvmConsole or null) != null) [ "--shell-microvm-console" o.shell.microvmConsole ]
+    ++ optionals ((o.hubCompression or "off") != "off") [ "--hub-compression" o.hubCompression ]
     ++ o.extraArgs;
 
   # fileStoreDir "file:///var/cache/pinkie?compression=zstd" is

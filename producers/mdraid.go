@@ -77,6 +77,11 @@ func ParseMDStat(b []byte) ([]events.MDRaid, error) {
 	if !bytes.Contains(b, []byte("Personalities")) && !bytes.Contains(b, []byte(" : ")) {
 		return nil, errors.New("not /proc/mdstat: no Personalities line and no array")
 	}
+	if !mdstatHasArray(b) {
+		// The driver without arrays, the common case: nothing for procfs
+		// to parse, and no temporary directory written every cycle.
+		return []events.MDRaid{}, nil
+	}
 	stats, err := mdraidProcfs(b)
 	if err != nil {
 		return nil, err
@@ -140,6 +145,17 @@ func mdraidProcfs(b []byte) ([]procfs.MDStat, error) {
 		return nil, fmt.Errorf("parse /proc/mdstat: %w", err)
 	}
 	return stats, nil
+}
+
+// mdstatHasArray reports whether /proc/mdstat has an array's line
+// ("md0 : active raid1 …"), as mdraidScanText finds them.
+func mdstatHasArray(b []byte) bool {
+	for line := range strings.Lines(string(b)) {
+		if _, _, ok := strings.Cut(line, " : "); ok && !strings.HasPrefix(line, " ") && !strings.HasPrefix(line, "Personalities") {
+			return true
+		}
+	}
+	return false
 }
 
 type mdraidText struct {

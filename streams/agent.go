@@ -8,6 +8,8 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -55,7 +57,20 @@ type AgentOptions struct {
 	// ExtraStoreBytes is JetStream room for streams besides the OUTBOX
 	// (the shell's session recordings).
 	ExtraStoreBytes int64
+	// HubCompression is the S2 compression this agent asks for on its link
+	// to the hub (LeafCompressionModes; default DefaultHubCompression).
+	// Compression is negotiated: off on either side is off.
+	HubCompression string
 }
+
+// DefaultHubCompression is the agent's compression of its hub link. Off:
+// on a LAN s2_auto picks s2_uncompressed anyway, but still runs the S2
+// writer, whose every flush allocates, and the idle link's garbage
+// collection was most of the agent's CPU (17.0 against 4.6 ms/s with
+// every producer, side by side in scripts/bench/agent-footprint).
+// An agent far from the hub that fetches Nix closures over the link may
+// gain from s2_auto (more compression the longer the round trip).
+const DefaultHubCompression = server.CompressionOff
 
 // Agent is a running agent's NATS side: its leaf server, OUTBOX and the
 // publisher producers use.
@@ -104,6 +119,12 @@ func StartAgent(ctx context.Context, o AgentOptions) (*Agent, error) {
 	if o.ReconnectInterval <= 0 {
 		o.ReconnectInterval = 2 * time.Second
 	}
+	if o.HubCompression == "" {
+		o.HubCompression = DefaultHubCompression
+	}
+	if !slices.Contains(LeafCompressionModes, o.HubCompression) {
+		return nil, fmt.Errorf("agent: --hub-compression %q: want one of %s", o.HubCompression, strings.Join(LeafCompressionModes, ", "))
+	}
 	var urls []*url.URL
 	for _, u := range o.HubURLs {
 		pu, err := url.Parse(u)
@@ -117,7 +138,7 @@ func StartAgent(ctx context.Context, o AgentOptions) (*Agent, error) {
 		}
 		urls = append(urls, pu)
 	}
-	remote := &server.RemoteLeafOpts{URLs: urls, IgnoreDiscoveredServers: true}
+	remote := &server.RemoteLeafOpts{URLs: urls, IgnoreDiscoveredServers: true, Compression: server.CompressionOpts{Mode: o.HubCompression}}
 	if o.TLSCA != "" || (len(urls) > 0 && (urls[0].Scheme == "tls" || urls[0].Scheme == "wss")) {
 		tc, err := clientTLS(o.TLSCA)
 		if err != nil {
@@ -196,7 +217,7 @@ func StartAgent(ctx context.Context, o AgentOptions) (*Agent, error) {
 	}
 	a.wg.Add(len(o.Services))
 	runServices(runCtx, a.log, o.Services, AgentService.Name, func(ctx context.Context, s AgentService) error { return s.Run(ctx, a) }, a.wg.Done)
-	a.log.Info("agent started", "host", o.Host, "hub", o.HubURLs, "data", o.DataDir, "auth", o.NkeyFile != "")
+	a.log.Info("agent started", "host", o.Host, "hub", o.HubURLs, "data", o.DataDir, "auth", o.NkeyFile != "", "hub_compression", o.HubCompression)
 	return a, nil
 }
 
@@ -204,9 +225,13 @@ func StartAgent(ctx context.Context, o AgentOptions) (*Agent, error) {
 func (a *Agent) Connected() bool { return a.srv.NumLeafNodes() > 0 }
 
 // watchLink logs the hub link's state when it changes, not at every retry.
+// It looks every 100ms for 30s after a change, where flapping shows, and
+// every second after that: the idle agent's wakeups are its CPU
+// (scripts/bench/agent-footprint).
 func (a *Agent) watchLink(ctx context.Context) {
 	defer a.wg.Done()
-	t := time.NewTicker(100 * time.Millisecond)
+	const fast, slow = 100 * time.Millisecond, time.Second
+	t := time.NewTimer(fast)
 	defer t.Stop()
 	state := "starting"
 	since := time.Now()
@@ -243,6 +268,11 @@ func (a *Agent) watchLink(ctx context.Context) {
 		case !now && state == "starting" && time.Since(since) > 5*time.Second:
 			a.log.Warn("hub not reachable yet; events are kept in the OUTBOX until it is", "host", a.opts.Host, "hub", a.opts.HubURLs)
 			state = "disconnected"
+		}
+		if time.Since(since) < stable || quiet {
+			t.Reset(fast)
+		} else {
+			t.Reset(slow)
 		}
 		select {
 		case <-ctx.Done():

@@ -429,7 +429,7 @@ func TestNixModuleCommandLines(t *testing.T) {
 	nixEval(t, fmt.Sprintf(`%s.agentArgs { name = "goliath"; hubs = [ %q ]; dataDir = %q; nkeyFile = "%%d/nkey"; configFile = %q;
 	  heartbeat = "200ms"; outboxMaxBytes = 104857600; syncAlways = false; logLevel = "debug"; logFormat = "json";
 	  activation = "systemd"; builder = %t; pushTo = null; substituter = null; checkSigs = false; deployFlake = null;
-	  cacheListen = "127.0.0.1:0"; nixTrustedKey = %q; rollbackTimeout = 30; extraArgs = [ ]; }`,
+	  cacheListen = "127.0.0.1:0"; nixTrustedKey = %q; rollbackTimeout = 30; hubCompression = "s2_fast"; extraArgs = [ ]; }`,
 		nixLib, f.leafURL(), t.TempDir(), agentCfgFile, builder, nixFleetKey(t, f.auth)), &agentArgs)
 	known := map[string]bool{}
 	for _, m := range regexp.MustCompile(`(?m)^\s+-([a-z0-9-]+)`).FindAllStringSubmatch(string(help), -1) {
@@ -442,6 +442,9 @@ func TestNixModuleCommandLines(t *testing.T) {
 	}
 	agent := startProc(t, "agent", nixSubstitute(agentArgs, "%d", credDir, "agent")...)
 	agent.waitFor("agent started", 30*time.Second)
+	if !strings.Contains(agent.out.String(), `"hub_compression":"s2_fast"`) {
+		t.Errorf("the agent did not take hubCompression = \"s2_fast\":\n%s", grepLines(agent.out.String(), "agent started"))
+	}
 	c := f.client()
 	waitCount(t, c.JS, streams.HostsStream, "pinkie.host.goliath.heartbeat", 2, 60*time.Second)
 	if n := hub.count(`"level":"ERROR"`); n > 0 {
@@ -883,7 +886,12 @@ func TestNixModulesEvaluate(t *testing.T) {
 				has(at(agentSvc, "DynamicUser"), "true"), has(at(agentUnit, "restartIfChanged"), "true"),
 				has(at(agentSvc, "AmbientCapabilities"), `["CAP_DAC_READ_SEARCH","CAP_NET_ADMIN"]`),
 				lacks(at(agentSvc, "ExecStart"), "--activation"), lacks(at(agentSvc, "ReadWritePaths"), "profiles"),
-				lacks(at(agentSvc, "ExecStart"), "--rollback-timeout"), lacks(at(agentSvc, "ExecStart"), "--nix-trusted-key"), lacks(at(agentSvc, "ExecStart"), "--cache-listen")}},
+				lacks(at(agentSvc, "ExecStart"), "--rollback-timeout"), lacks(at(agentSvc, "ExecStart"), "--nix-trusted-key"), lacks(at(agentSvc, "ExecStart"), "--cache-listen"),
+				has(at(agentSvc, "MemoryMax"), `"128M"`), lacks(at(agentSvc, "ExecStart"), "--hub-compression")}},
+		{"agent far from the hub, with its own memory limit", "./nixos/agent.nix",
+			`{ services.pinkie.agent = { enable = true; hubs = [ "nats-leaf://hub.lan:7422" ]; nkeyFile = "/run/agenix/pinkie.nk"; hubCompression = "s2_auto"; memoryMax = "96M"; }; }`,
+			[]check{failed(), execFlags("agent", at(agentSvc, "ExecStart")...),
+				has(at(agentSvc, "ExecStart"), `'--hub-compression' 's2_auto'`), has(at(agentSvc, "MemoryMax"), `"96M"`)}},
 		{"agent on the hub's host", "./nixos/default.nix",
 			`{ services.pinkie.hub = { enable = true; listen.leaf = ":7500"; authDir = "/var/lib/pinkie-keys"; }; services.pinkie.agent.enable = true; }`,
 			[]check{has(at(agentSvc, "ExecStart"), `'--hub' 'nats-leaf://127.0.0.1:7500'`),
@@ -894,7 +902,8 @@ func TestNixModulesEvaluate(t *testing.T) {
 				has(at(agentSvc, "ExecStart"), `'--shell' '--shell-user' 'pinkie-shell' '--shell-max-sessions' '2' '--shell-idle-timeout' '15m'`),
 				has(at(agentSvc, "CapabilityBoundingSet"), `"CAP_SETUID","CAP_SETGID","CAP_CHOWN","CAP_KILL"`),
 				has([]string{"users", "users", "pinkie-shell", "isNormalUser"}, "true"), lacks(at(agentSvc, "ExecStart"), "--shell-record"),
-				lacks(at(agentSvc, "CapabilityBoundingSet"), "CAP_SYS_CHROOT"), has(at(agentSvc, "RestrictNamespaces"), "true")}},
+				lacks(at(agentSvc, "CapabilityBoundingSet"), "CAP_SYS_CHROOT"), has(at(agentSvc, "RestrictNamespaces"), "true"),
+				lacks(agentSvc, "MemoryMax")}},
 		{"agent with guest shell sessions", "./nixos/agent.nix",
 			`{ services.pinkie.agent = { enable = true; hubs = [ "nats-leaf://hub.lan:7422" ]; nkeyFile = "/run/agenix/pinkie.nk"; shell = { enable = true; guests = true; microvmConsole = "/run/vm/{name}.sock"; }; }; }`,
 			[]check{failed(), execFlags("agent", at(agentSvc, "ExecStart")...), has(at(agentSvc, "ExecStart"), `'--shell-microvm-console' '/run/vm/{name}.sock'`),

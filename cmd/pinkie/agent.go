@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"time"
 
@@ -61,6 +62,7 @@ jitter), logging the link state once per change.`)
 	outboxMax := fs.Int64("outbox-max-bytes", 1<<30, "OUTBOX size limit; when full, new events are refused and logged")
 	reconnect := fs.Duration("reconnect", 2*time.Second, "base delay between attempts to reach the hub")
 	syncAlways := fs.Bool("sync-always", false, "fsync every event (survives power loss, slower)")
+	hubCompression := fs.String("hub-compression", streams.DefaultHubCompression, "S2 compression of the link to the hub: off, s2_auto (by round-trip time: none on a LAN, more on slower links), s2_fast, s2_better or s2_best; negotiated, off on either side is off. Any mode but off costs CPU even when it sends uncompressed (the S2 writer runs); s2_auto may pay off for a host far from the hub that fetches Nix closures over the link")
 	memLimit := fs.Int64("memory-limit", 16<<20, "soft limit in bytes for the Go heap and runtime (GC works harder near it; 0: none; env GOMEMLIMIT wins)")
 	deployFlags := addDeployAgentFlags(fs)
 	shellOn := fs.Bool("shell", false, "serve pinkie shell sessions for this host (operators only; off: open requests are refused and nothing runs)")
@@ -82,6 +84,9 @@ jitter), logging the link state once per change.`)
 	}
 	if *heartbeat <= 0 {
 		return usagef("--heartbeat must be positive")
+	}
+	if !slices.Contains(streams.LeafCompressionModes, *hubCompression) {
+		return usagef("--hub-compression %q: want one of %s", *hubCompression, strings.Join(streams.LeafCompressionModes, ", "))
 	}
 	log, err := mkLog()
 	if err != nil {
@@ -124,7 +129,7 @@ jitter), logging the link state once per change.`)
 		Guests: func() ([]events.Guest, error) { return producers.DiscoverGuests(rootFS) }, Run: runner.Run})
 	ag, err := streams.StartAgent(ctx, streams.AgentOptions{
 		Host: *name, HubURLs: hubs, NkeyFile: *nkey, TLSCA: *tlsCA, DataDir: *data,
-		OutboxMaxBytes: *outboxMax, ReconnectInterval: *reconnect, SyncAlways: *syncAlways, Log: log,
+		OutboxMaxBytes: *outboxMax, ReconnectInterval: *reconnect, SyncAlways: *syncAlways, Log: log, HubCompression: *hubCompression,
 		Services: append(deployServices, shellService), ExtraStoreBytes: recordStore,
 	})
 	if err != nil {
