@@ -68,6 +68,11 @@ func TestShellWindow(t *testing.T) {
 				_ = json.Unmarshal(m.Data, &c)
 				if c.Type == shell.Exit {
 					exit = &c
+					// Output and status come on two subscriptions: the
+					// select may pick the exit before output already here.
+					if len(out) > 0 {
+						continue
+					}
 					return nil, false
 				}
 			case <-timer.C:
