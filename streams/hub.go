@@ -482,8 +482,12 @@ func (h *Hub) setIngestHostsLocked(ctx context.Context, hosts map[string]bool) e
 	}
 	sort.Strings(names)
 	sort.Strings(sourced)
-	if err := h.configureIngest(ctx, sourced); err != nil {
-		return fmt.Errorf("configure %s sources for %d hosts: %w", IngestStream, len(sourced), err)
+	// A hub restarted under a thousand reconnecting agents may be too
+	// busy to answer the stream update in time: retried, not fatal.
+	if err := h.whileBusy(ctx, fmt.Sprintf("configure %s sources for %d hosts", IngestStream, len(sourced)), func(ctx context.Context) error {
+		return h.configureIngest(ctx, sourced)
+	}); err != nil {
+		return err
 	}
 	h.mu.Lock()
 	h.hosts = hosts
