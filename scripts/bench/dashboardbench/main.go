@@ -18,7 +18,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -32,6 +31,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/pinkiefleet/pinkie/events"
+	"github.com/pinkiefleet/pinkie/scripts/bench/benchutil"
 )
 
 func main() {
@@ -39,15 +39,6 @@ func main() {
 		fmt.Fprintln(os.Stderr, "dashboardbench:", err)
 		os.Exit(1)
 	}
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 type timing struct {
@@ -80,7 +71,7 @@ func run() error {
 	defer os.RemoveAll(dir)
 	var ports [3]int
 	for i := range ports {
-		if ports[i], err = freePort(); err != nil {
+		if ports[i], err = benchutil.FreePort(); err != nil {
 			return err
 		}
 	}

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -15,6 +14,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/pinkiefleet/pinkie/scripts/bench/benchutil"
 )
 
 // hubNode is one `pinkie hub` process (a single hub, or a cluster node).
@@ -31,22 +32,13 @@ type hubNode struct {
 	extraFlags            []string
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
 func newHubNodes(bin, dir, auth string, n int) ([]*hubNode, error) {
 	var nodes []*hubNode
 	for i := range n {
 		hn := &hubNode{name: fmt.Sprintf("hub%d", i+1), data: filepath.Join(dir, fmt.Sprintf("hub%d", i+1)), bin: bin, auth: auth}
 		for _, p := range []*int{&hn.nats, &hn.leaf, &hn.http, &hn.clu} {
 			var err error
-			if *p, err = freePort(); err != nil {
+			if *p, err = benchutil.FreePort(); err != nil {
 				return nil, err
 			}
 		}

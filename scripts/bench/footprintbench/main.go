@@ -24,7 +24,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -32,6 +31,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/pinkiefleet/pinkie/scripts/bench/benchutil"
 )
 
 // subject is one measured process.
@@ -102,15 +103,6 @@ type config struct {
 	hubArgs                     []string
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
 func run(c config) (*result, error) {
 	dir, err := os.MkdirTemp("", "footprint")
 	if err != nil {
@@ -119,7 +111,7 @@ func run(c config) (*result, error) {
 	defer os.RemoveAll(dir)
 	var ports [4]int
 	for i := range ports {
-		if ports[i], err = freePort(); err != nil {
+		if ports[i], err = benchutil.FreePort(); err != nil {
 			return nil, err
 		}
 	}
