@@ -29,9 +29,28 @@ type snapshotMeta struct {
 // apiError is a JetStream API response's error, or nil.
 func apiError(e *server.ApiError) error {
 	if e != nil {
-		return fmt.Errorf("%d: %s", e.ErrCode, e.Description)
+		return &jsAPIError{code: e.ErrCode, desc: e.Description}
 	}
 	return nil
+}
+
+// jsAPIError is an error the JetStream API answered with.
+type jsAPIError struct {
+	code uint16
+	desc string
+}
+
+func (e *jsAPIError) Error() string { return fmt.Sprintf("%d: %s", e.code, e.desc) }
+
+// errRestoreNameInUse: the cluster holds an assignment of the stream, such
+// as one a restore cut short left (nats-server leaves a failed restore's
+// assignment for an explicit delete).
+const errRestoreNameInUse = 10130
+
+// isAPIError reports whether err is the JetStream API's error code.
+func isAPIError(err error, code uint16) bool {
+	var e *jsAPIError
+	return errors.As(err, &e) && e.code == code
 }
 
 // snapshotStream asks the server for a snapshot of stream name, with its

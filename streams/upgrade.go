@@ -327,7 +327,21 @@ func (h *Hub) restoreStream(ctx context.Context, up string, s upgradeSnapshot) e
 		return err
 	}
 	h.log.Info("restoring a stream", "stream", s.Stream, "msgs", s.Msgs)
-	if err := restoreSnapshot(ctx, h.nc, meta, filepath.Join(up, s.Stream+".snap")); err != nil {
+	err = restoreSnapshot(ctx, h.nc, meta, filepath.Join(up, s.Stream+".snap"))
+	if isAPIError(err, errRestoreNameInUse) {
+		// A restore this node began before it stopped holds the name:
+		// the cluster keeps a failed restore's assignment, and reports
+		// no stream for it, until it is deleted.
+		h.log.Warn("an earlier restore of the stream holds its name; deleting it and restoring again", "stream", s.Stream)
+		dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		derr := h.js.DeleteStream(dctx, s.Stream)
+		cancel()
+		if derr != nil && !errors.Is(derr, jetstream.ErrStreamNotFound) {
+			return fmt.Errorf("delete the earlier restore's stream: %w", derr)
+		}
+		err = restoreSnapshot(ctx, h.nc, meta, filepath.Join(up, s.Stream+".snap"))
+	}
+	if err != nil {
 		return err
 	}
 	// The restored consumers are assigned to the cluster after the
