@@ -36,10 +36,14 @@ func addGuests(t *testing.T, ts *testServer) {
 				t.Fatal(err)
 			}
 			b, _ := events.Encode(e)
+			d, dk, err := events.Decode(b)
+			if err != nil {
+				t.Fatal(err)
+			}
 			seq++
 			subj := events.HostSubject("host0000", "guest", g.Name)
 			ts.store.add(streamHosts, Stored{Subject: subj, Seq: seq, Time: at, Event: e, Kind: k})
-			p.Apply(projections.Input{Stream: projections.StreamHosts, Seq: seq, Subject: subj, Data: b})
+			p.Apply(events.Stored{Stream: projections.StreamHosts, Seq: seq, Subject: subj, Event: d, Kind: dk})
 		}
 	}
 	recs, err := p.Flush()

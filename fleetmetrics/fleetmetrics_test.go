@@ -57,7 +57,11 @@ func guestRecords(t *testing.T, reports ...guestReport) map[string][]byte {
 		if err != nil {
 			t.Fatal(err)
 		}
-		p.Apply(projections.Input{Stream: projections.StreamHosts, Seq: uint64(i + 1), Subject: events.HostSubject(r.host, "guest", r.g.Name), Data: b})
+		d, dk, err := events.Decode(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.Apply(events.Stored{Stream: projections.StreamHosts, Seq: uint64(i + 1), Subject: events.HostSubject(r.host, "guest", r.g.Name), Event: d, Kind: dk})
 	}
 	recs, err := p.Flush()
 	if err != nil {

@@ -50,7 +50,7 @@ func (*Alerts) Sources() []Source {
 func AlertKey(host, fingerprint string) string { return "alert." + host + "." + fingerprint }
 func SilenceKey(id string) string              { return "silence." + id }
 
-func (p *Alerts) Apply(in Input) {
+func (p *Alerts) Apply(in events.Stored) {
 	d, ok := decode(in)
 	if !ok {
 		return

@@ -55,13 +55,12 @@ func DriveKey(host, kind, object string) string {
 	return host + "." + kind + "." + events.ObjectToken(object)
 }
 
-func (dr *Drives) Apply(in Input) {
+func (dr *Drives) Apply(in events.Stored) {
 	d, ok := decode(in)
 	if !ok || !driveKinds[d.kind] || events.ValidHost(d.host) != nil {
 		return
 	}
-	k, _ := events.Lookup(d.kind)
-	v, err := events.DecodeData(d.ev, k)
+	v, err := events.DecodeData(d.ev, d.k)
 	if err != nil {
 		return
 	}

@@ -73,7 +73,7 @@ func (*Guests) Sources() []Source {
 // GuestKey is the KV key of a host's guest.
 func GuestKey(host, guest string) string { return host + "." + events.ObjectToken(guest) }
 
-func (gs *Guests) Apply(in Input) {
+func (gs *Guests) Apply(in events.Stored) {
 	d, ok := decode(in)
 	if !ok || d.kind != "guest" || events.ValidHost(d.host) != nil {
 		return

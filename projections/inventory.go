@@ -62,7 +62,7 @@ func (inv *Inventory) host(name string) *Host {
 }
 
 // Apply folds a host event, or a host.silent alert, into the inventory.
-func (inv *Inventory) Apply(in Input) {
+func (inv *Inventory) Apply(in events.Stored) {
 	d, ok := decode(in)
 	if !ok || events.ValidHost(d.host) != nil {
 		return
@@ -87,7 +87,7 @@ func (inv *Inventory) Apply(in Input) {
 		h.Online = h.LastHeartbeat != nil && h.SilentSince == nil
 		return
 	}
-	if k, ok := events.Lookup(d.kind); ok && k.Origin == events.FromHub {
+	if d.k.Origin == events.FromHub {
 		// The hub's own word about a host (ingest.budget) is not the host
 		// being seen, nor one of its producers.
 		return

@@ -1,8 +1,8 @@
 // Package projections materialises the fleet's streams into the state
 // readers ask for: the inventory of hosts, the drives and filesystems with
 // their verdicts, and the active alerts and silences. Each projection is a
-// pure fold: Apply takes one stored message (stream, sequence, subject,
-// payload) and changes records in memory; Flush hands the changed records
+// pure fold: Apply takes one stored event (events.Stored: decoded, with its
+// stream, sequence and subject) and changes records in memory; Flush hands the changed records
 // to the caller, who writes them to the projection's KV bucket before the
 // checkpoint. Nothing here does I/O or reads the clock.
 //
@@ -16,21 +16,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
-	"strings"
 	"time"
-
-	"github.com/cloudevents/sdk-go/v2/event"
 
 	"github.com/pinkiefleet/pinkie/events"
 )
-
-// Input is one stored message.
-type Input struct {
-	Stream  string
-	Seq     uint64
-	Subject string
-	Data    []byte
-}
 
 // Source is a stream a projection reads and the subjects it needs.
 type Source struct {
@@ -45,8 +34,8 @@ type Projection interface {
 	// Bucket is the KV bucket its records live in.
 	Bucket() string
 	Sources() []Source
-	// Apply folds one message in.
-	Apply(in Input)
+	// Apply folds one stored event in.
+	Apply(in events.Stored)
 	// Flush returns the records changed since the last Flush: key →
 	// JSON, or key → nil for a deleted record.
 	Flush() (map[string][]byte, error)
@@ -63,13 +52,13 @@ const (
 
 // CheckpointKey is the key of each bucket holding the last sequence
 // applied per stream. It is written after the records.
-const CheckpointKey = "_checkpoint"
+const CheckpointKey = events.CheckpointKey
 
 // Seqs are the stream sequences a record reflects.
 type Seqs map[string]uint64
 
 // applied reports whether in is already reflected, and records it if not.
-func (s *Seqs) applied(in Input) bool {
+func (s *Seqs) applied(in events.Stored) bool {
 	if *s == nil {
 		*s = Seqs{}
 	}
@@ -80,26 +69,19 @@ func (s *Seqs) applied(in Input) bool {
 	return false
 }
 
-// decoded is a stored message understood as an event of a host.
+// decoded is a stored event understood as an event of a host.
 type decoded struct {
 	host, kind, object, producer string
-	ev                           event.Event
+	k                            events.Kind
+	ev                           events.Event
 }
 
-func decode(in Input) (decoded, bool) {
-	var d decoded
-	if err := json.Unmarshal(in.Data, &d.ev); err != nil {
-		return d, false
+func decode(in events.Stored) (decoded, bool) {
+	if in.Event.Context == nil {
+		return decoded{}, false
 	}
-	name, ok := strings.CutPrefix(d.ev.Type(), "pinkie.")
-	if !ok {
-		return d, false
-	}
-	if d.kind, ok = strings.CutSuffix(name, ".v1"); !ok {
-		return d, false
-	}
+	d := decoded{kind: in.Kind.Name, k: in.Kind, ev: in.Event, object: in.Event.Subject()}
 	d.host, _, _ = events.HostFromSubject(in.Subject)
-	d.object = d.ev.Subject()
 	_, d.producer, _ = events.ParseSource(d.ev.Source())
 	return d, true
 }
@@ -123,6 +105,17 @@ func (d dirtySet) flush() (map[string][]byte, error) {
 	clear(d)
 	return out, nil
 }
+
+// Fold adapts a projection to the fold runner: it publishes nothing and
+// does not tick.
+func Fold(p Projection) events.Fold { return projectionFold{p} }
+
+type projectionFold struct{ p Projection }
+
+func (f projectionFold) Apply(in events.Stored) []events.Output { f.p.Apply(in); return nil }
+func (projectionFold) Tick(time.Time) []events.Output           { return nil }
+func (f projectionFold) Flush() (map[string][]byte, error)      { return f.p.Flush() }
+func (f projectionFold) Load(key string, value []byte) error    { return f.p.Load(key, value) }
 
 // All returns the projections the hub runs.
 func All() []Projection {

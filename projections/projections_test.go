@@ -15,7 +15,7 @@ var t0 = time.Date(2026, 11, 27, 2, 0, 0, 0, time.UTC)
 type feed struct {
 	t   *testing.T
 	seq map[string]uint64
-	ins []Input
+	ins []events.Stored
 }
 
 func (f *feed) add(stream, subject, kind, host, object string, at time.Time, data any) {
@@ -33,8 +33,12 @@ func (f *feed) add(stream, subject, kind, host, object string, at time.Time, dat
 		f.t.Fatal(err)
 	}
 	b, _ := events.Encode(e)
+	d, dk, err := events.Decode(b)
+	if err != nil {
+		f.t.Fatal(err)
+	}
 	f.seq[stream]++
-	f.ins = append(f.ins, Input{Stream: stream, Seq: f.seq[stream], Subject: subject, Data: b})
+	f.ins = append(f.ins, events.Stored{Stream: stream, Seq: f.seq[stream], Subject: subject, Event: d, Kind: dk})
 }
 
 func (f *feed) host(host, kind, object string, at time.Time, data any) {
@@ -61,7 +65,7 @@ func sampleFeed(t *testing.T) *feed {
 }
 
 // fold applies inputs to fresh projections and returns every record.
-func fold(t *testing.T, ins []Input, existing map[string]map[string][]byte) map[string]map[string][]byte {
+func fold(t *testing.T, ins []events.Stored, existing map[string]map[string][]byte) map[string]map[string][]byte {
 	t.Helper()
 	out := map[string]map[string][]byte{}
 	for _, p := range All() {

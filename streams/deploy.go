@@ -4,12 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
-	"strings"
-	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/pinkiefleet/pinkie/events"
@@ -216,42 +212,11 @@ func (c DeployAgentConsumer) Run(ctx context.Context, a *Agent) error {
 	})
 }
 
-// DeployStored is one event of the DEPLOY stream, decoded.
-type DeployStored struct {
-	Subject string
-	Seq     uint64
-	Event   events.Event
-	Kind    events.Kind
-	Data    any
-}
-
-// DeployOutput is what a fold asks the hub to write after it has caught
-// up: events to publish at the hub (on their kind's HubSubject) and values
-// to put into the fold's KV bucket (key → JSON).
-type DeployOutput struct {
-	Publish []events.Event
-	KV      map[string][]byte
-}
-
-// DeployFold is a pure fold over DEPLOY from its first message (the deploy
-// planner, the last-deploy projection). The hub replays the whole stream
-// into it at every start, so its state is always rebuilt from the record.
-type DeployFold interface {
-	Name() string
-	Apply(s DeployStored)
-	// Flush returns what to write now; it is called whenever the fold has
-	// seen every message stored so far, and then every few seconds.
-	Flush(now time.Time) DeployOutput
-	// Bucket is the KV bucket KV values go to ("" if none).
-	Bucket() string
-}
-
 // DeployHubService keeps an AGENT_<host> consumer on DEPLOY for every host
-// the hub knows (the hub recreates one that is deleted: watch.go) and runs
-// the deploy folds.
+// the hub knows (the hub recreates one that is deleted: watch.go). The
+// folds over DEPLOY (the deploy planner, last-deploy) run as FoldServices.
 type DeployHubService struct {
-	Folds []DeployFold
-	// Tick is how often hosts are re-checked and folds flushed (default 2s).
+	// Tick is how often hosts are re-checked (default 2s).
 	Tick time.Duration
 }
 
@@ -263,17 +228,6 @@ func (s DeployHubService) Run(ctx context.Context, h *Hub) error {
 	tick := s.Tick
 	if tick <= 0 {
 		tick = 2 * time.Second
-	}
-	// The folds stop with the service: when one fails and the service is
-	// restarted, the others must not go on writing into the same fold
-	// state beside their new runs.
-	ctx, cancel := context.WithCancel(ctx)
-	var folds sync.WaitGroup
-	defer func() { cancel(); folds.Wait() }()
-	errs := make(chan error, len(s.Folds)+1)
-	for _, f := range s.Folds {
-		folds.Add(1)
-		go func() { defer folds.Done(); errs <- deployRunFold(ctx, h, f, tick) }()
 	}
 	known := map[string]bool{}
 	t := time.NewTicker(tick)
@@ -292,127 +246,7 @@ func (s DeployHubService) Run(ctx context.Context, h *Hub) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case err := <-errs:
-			return err
 		case <-t.C:
 		}
 	}
-}
-
-// deployRunFold replays DEPLOY into f and follows it, writing f's output
-// each time it has caught up.
-func deployRunFold(ctx context.Context, h *Hub, f DeployFold, tick time.Duration) error {
-	var kv jetstream.KeyValue
-	if f.Bucket() != "" {
-		var err error
-		if kv, err = h.js.KeyValue(ctx, f.Bucket()); err != nil {
-			return fmt.Errorf("%s: KV bucket %s: %w", f.Name(), f.Bucket(), err)
-		}
-	}
-	cons, err := h.js.OrderedConsumer(ctx, DeployStream, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy})
-	if err != nil {
-		return fmt.Errorf("%s: read %s: %w", f.Name(), DeployStream, err)
-	}
-	flush := func() error {
-		out := f.Flush(time.Now())
-		for _, e := range out.Publish {
-			k, ok := events.Lookup(e.Type())
-			if !ok || k.HubSubject == nil {
-				return fmt.Errorf("%s: cannot publish %s at the hub", f.Name(), e.Type())
-			}
-			data, err := events.DecodeData(e, k)
-			if err != nil {
-				return err
-			}
-			if err := h.schemas.ValidateData(e.Type(), e.Data()); err != nil {
-				return fmt.Errorf("%s: %w", f.Name(), err)
-			}
-			m, err := EventMsg(k.HubSubject(data), e)
-			if err != nil {
-				return err
-			}
-			if _, err := h.js.PublishMsg(ctx, m); err != nil {
-				return fmt.Errorf("%s: publish %s: %w", f.Name(), m.Subject, err)
-			}
-		}
-		if kv == nil {
-			return nil
-		}
-		keys := make([]string, 0, len(out.KV))
-		for k := range out.KV {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
-			if _, err := kv.Put(ctx, k, out.KV[k]); err != nil {
-				return fmt.Errorf("%s: put %s/%s: %w", f.Name(), f.Bucket(), k, err)
-			}
-		}
-		return nil
-	}
-	noResponders := 0
-	for ctx.Err() == nil {
-		batch, err := cons.FetchNoWait(500)
-		if err != nil {
-			return fmt.Errorf("%s: fetch %s: %w", f.Name(), DeployStream, err)
-		}
-		n, pending := 0, uint64(0)
-		for m := range batch.Messages() {
-			n++
-			md, err := m.Metadata()
-			if err != nil {
-				continue
-			}
-			pending = md.NumPending
-			e, k, err := events.Decode(m.Data())
-			if err == nil && h.schemas.ValidateData(e.Type(), e.Data()) == nil && strings.HasPrefix(k.Name, "deploy.") {
-				if data, err := events.DecodeData(e, k); err == nil {
-					f.Apply(DeployStored{Subject: m.Subject(), Seq: md.Sequence.Stream, Event: e, Kind: k, Data: data})
-					continue
-				}
-			}
-			h.log.Warn("deploy record holds an unreadable event; skipping it", "fold", f.Name(), "subject", m.Subject(), "seq", md.Sequence.Stream)
-		}
-		if err := batch.Error(); err != nil && ctx.Err() == nil {
-			// On a clustered hub a new consumer's interest reaches the
-			// other nodes a moment after it is made: retry a while.
-			if errors.Is(err, nats.ErrNoResponders) && noResponders < 40 {
-				noResponders++
-				sleepCtx(ctx, 250*time.Millisecond)
-				continue
-			}
-			return fmt.Errorf("%s: fetch %s: %w", f.Name(), DeployStream, err)
-		}
-		noResponders = 0
-		if n > 0 && pending > 0 {
-			continue
-		}
-		if err := flush(); err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return err
-		}
-		if n == 0 {
-			// Caught up: wait for the next message or the next tick.
-			wctx, cancel := context.WithTimeout(ctx, tick)
-			deployWaitNew(wctx, h, cons)
-			cancel()
-		}
-	}
-	return nil
-}
-
-// deployWaitNew blocks until DEPLOY may hold a new message or ctx ends.
-func deployWaitNew(ctx context.Context, h *Hub, cons jetstream.Consumer) {
-	sub, err := h.nc.SubscribeSync("pinkie.deploy.>")
-	if err != nil {
-		<-ctx.Done()
-		return
-	}
-	defer sub.Unsubscribe()
-	if info, err := cons.Info(ctx); err == nil && info.NumPending > 0 {
-		return
-	}
-	_, _ = sub.NextMsgWithContext(ctx)
 }

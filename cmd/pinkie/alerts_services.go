@@ -16,11 +16,11 @@ func alertHubServices(cfg hubConfig, log *slog.Logger) ([]streams.HubService, er
 	if err != nil {
 		return nil, errConfig("alerts", err)
 	}
-	al, err := streams.AlerterService(streams.AlerterOptions{Config: ac, Log: log})
+	al, err := alerterService(ac, log)
 	if err != nil {
 		return nil, errConfig("alerts", err)
 	}
-	s := append(streams.ProjectorServices(cfg.rebuildProjections, log), al)
+	s := append(projectorServices(cfg.rebuildProjections, log), al)
 	nc, chans, err := notifier.ParseConfig(cfg.Notify)
 	if err != nil {
 		return nil, errConfig("notify", err)

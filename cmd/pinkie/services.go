@@ -46,13 +46,10 @@ func loadHubConfig(path string) (hubConfig, error) {
 // hubServices builds the consumers the hub runs (projections, alerter,
 // notifier, deploy planner) from its configuration. One line per service.
 func hubServices(cfg hubConfig, log *slog.Logger) ([]streams.HubService, error) {
-	var s []streams.HubService
-	_ = log
-	deploySvc, err := deployHubService(cfg.Deploy)
+	s, err := deployHubServices(cfg.Deploy, log)
 	if err != nil {
 		return nil, err
 	}
-	s = append(s, deploySvc)
 	alertSvcs, err := alertHubServices(cfg, log)
 	if err != nil {
 		return nil, err

@@ -32,7 +32,7 @@ const fleetKind = "fleet.declared"
 // applyFleet keeps each host's declared services and re-evaluates the
 // systemd rules of the hosts whose declaration changed against their
 // latest systemd report.
-func (e *Engine) applyFleet(p parsed, in Input) []Output {
+func (e *Engine) applyFleet(p parsed, in events.Stored) []Output {
 	var decl events.FleetDeclared
 	if json.Unmarshal(p.ev.Data(), &decl) != nil {
 		return nil

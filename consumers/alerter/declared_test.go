@@ -29,9 +29,8 @@ func applyDeclared(h *harness, at time.Time, d events.FleetDeclared) []Output {
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	b, _ := events.Encode(ev)
 	h.fleetSeq++
-	return h.e.Apply(Input{Stream: "FLEET", Seq: h.fleetSeq, Subject: events.FleetDeclaredSubject, Data: b, At: at})
+	return h.e.Apply(h.stored("FLEET", h.fleetSeq, events.FleetDeclaredSubject, ev, at))
 }
 
 func units(watched ...events.UnitState) events.Systemd {

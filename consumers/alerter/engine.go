@@ -10,8 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/cloudevents/sdk-go/v2/event"
-
 	"github.com/pinkiefleet/pinkie/events"
 )
 
@@ -28,16 +26,6 @@ type Options struct {
 	FitWindow time.Duration
 	// BanWindow is the fail2ban burst window (default 10m).
 	BanWindow time.Duration
-}
-
-// Input is one stored message: its stream, sequence, subject, payload and
-// the time the hub stored it.
-type Input struct {
-	Stream  string
-	Seq     uint64
-	Subject string
-	Data    []byte
-	At      time.Time
 }
 
 // Output is an alert event to publish on Subject (with Nats-Msg-Id =
@@ -183,27 +171,18 @@ func (e *Engine) host(name string) *hostState {
 	return hs
 }
 
-// parsed is an input understood as an event of a host.
+// parsed is a stored event understood as an event of a host.
 type parsed struct {
 	host, kind, object string
-	ev                 event.Event
+	ev                 events.Event
 	data               map[string]any
 }
 
-func parseInput(in Input) (parsed, bool) {
-	var p parsed
-	if err := json.Unmarshal(in.Data, &p.ev); err != nil {
-		return p, false
+func parseInput(in events.Stored) (parsed, bool) {
+	if in.Event.Context == nil {
+		return parsed{}, false
 	}
-	t := p.ev.Type()
-	name, ok := strings.CutPrefix(t, "pinkie.")
-	if !ok {
-		return p, false
-	}
-	p.kind, ok = strings.CutSuffix(name, ".v1")
-	if !ok {
-		return p, false
-	}
+	p := parsed{kind: in.Kind.Name, ev: in.Event}
 	host, _, ok := events.HostFromSubject(in.Subject)
 	if !ok && !strings.HasPrefix(p.kind, "silence.") && p.kind != fleetKind {
 		return p, false
@@ -216,9 +195,9 @@ func parseInput(in Input) (parsed, bool) {
 	return p, true
 }
 
-// Apply folds one stored message into the state and returns the alert
+// Apply folds one stored event into the state and returns the alert
 // events it causes.
-func (e *Engine) Apply(in Input) []Output {
+func (e *Engine) Apply(in events.Stored) []Output {
 	p, ok := parseInput(in)
 	if !ok {
 		return nil
@@ -848,4 +827,25 @@ func (e *Engine) Load(key string, value []byte) error {
 		hs.Alerts = map[string]*AlertState{}
 	}
 	return nil
+}
+
+// Fold adapts the engine to the fold runner.
+func (e *Engine) Fold() events.Fold { return engineFold{e} }
+
+type engineFold struct{ e *Engine }
+
+func (f engineFold) Apply(in events.Stored) []events.Output { return foldOutputs(f.e.Apply(in)) }
+func (f engineFold) Tick(now time.Time) []events.Output     { return foldOutputs(f.e.Tick(now)) }
+func (f engineFold) Flush() (map[string][]byte, error)      { return f.e.Flush() }
+func (f engineFold) Load(key string, value []byte) error    { return f.e.Load(key, value) }
+
+func foldOutputs(outs []Output) []events.Output {
+	if len(outs) == 0 {
+		return nil
+	}
+	r := make([]events.Output, len(outs))
+	for i, o := range outs {
+		r[i] = events.Output{Subject: o.Subject, Event: o.Event}
+	}
+	return r
 }

@@ -1,7 +1,6 @@
 package alerter
 
 import (
-	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -32,7 +31,7 @@ func newHarness(t *testing.T, cfg Config) *harness {
 }
 
 // input builds a stored HOSTS message of host's kind about object.
-func (h *harness) input(host, kind, object string, at time.Time, data any) Input {
+func (h *harness) input(host, kind, object string, at time.Time, data any) events.Stored {
 	h.t.Helper()
 	k, ok := events.Lookup(kind)
 	if !ok {
@@ -46,9 +45,23 @@ func (h *harness) input(host, kind, object string, at time.Time, data any) Input
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	b, _ := events.Encode(ev)
 	h.seq++
-	return Input{Stream: "HOSTS", Seq: h.seq, Subject: events.HostSubject(host, kind, object), Data: b, At: at}
+	return h.stored("HOSTS", h.seq, events.HostSubject(host, kind, object), ev, at)
+}
+
+// stored is ev as a stream stores it: encoded, then decoded as the fold
+// runner does.
+func (h *harness) stored(stream string, seq uint64, subject string, ev events.Event, at time.Time) events.Stored {
+	h.t.Helper()
+	b, err := events.Encode(ev)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	d, k, err := events.Decode(b)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return events.Stored{Stream: stream, Seq: seq, Subject: subject, Event: d, Kind: k, At: at}
 }
 
 func (h *harness) send(host, kind, object string, at time.Time, data any) []Output {
@@ -59,13 +72,16 @@ func (h *harness) send(host, kind, object string, at time.Time, data any) []Outp
 // deploy sends a deploy phase event the way the DEPLOY stream stores it.
 func (h *harness) deploy(host, phase string, at time.Time, data map[string]any) []Output {
 	h.t.Helper()
-	b, _ := json.Marshal(map[string]any{
-		"specversion": "1.0", "id": events.NewID(at), "source": "pinkie://" + host + "/activator",
-		"type": "pinkie.deploy." + phase + ".v1", "time": at.Format(time.RFC3339Nano),
-		"datacontenttype": "application/json", "data": data,
-	})
+	k, ok := events.Lookup("deploy." + phase)
+	if !ok {
+		h.t.Fatalf("unknown deploy phase %s", phase)
+	}
+	ev, err := events.New(k, host, "activator", at, data)
+	if err != nil {
+		h.t.Fatal(err)
+	}
 	h.seq++
-	return h.e.Apply(Input{Stream: "DEPLOY", Seq: h.seq, Subject: "pinkie.deploy." + host + "." + phase, Data: b, At: at})
+	return h.e.Apply(h.stored("DEPLOY", h.seq, "pinkie.deploy."+host+"."+phase, ev, at))
 }
 
 func (h *harness) silence(kind string, at time.Time, data any) []Output {
@@ -75,9 +91,8 @@ func (h *harness) silence(kind string, at time.Time, data any) []Output {
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	b, _ := events.Encode(ev)
 	h.seq++
-	return h.e.Apply(Input{Stream: "ALERTLOG", Seq: h.seq, Subject: "pinkie." + kind + ".x", Data: b, At: at})
+	return h.e.Apply(h.stored("ALERTLOG", h.seq, "pinkie."+kind+".x", ev, at))
 }
 
 // brief is an output in one line: status reason severity host rule object.
@@ -468,9 +483,9 @@ func TestSlope(t *testing.T) {
 // same inputs give the same alert event ids; a state saved with Flush and
 // restored with Load continues exactly; inputs already applied are skipped.
 func TestDeterministicAndResumable(t *testing.T) {
-	mk := func() (*harness, []Input) {
+	mk := func() (*harness, []events.Stored) {
 		h := newHarness(t, Config{})
-		var ins []Input
+		var ins []events.Stored
 		for i, pct := range []float64{50, 90, 97, 70} {
 			ins = append(ins, h.input("goliath", "fs", "/srv", t0.Add(time.Duration(i)*time.Minute), fsData(pct, 100*gib)))
 		}

@@ -415,6 +415,22 @@ func (c Config) Options() Options {
 	return Options{RepeatInterval: c.RepeatInterval.D(), BanWindow: c.BanBurstWindow.D()}
 }
 
+// Schedule is how often the configuration has clock-driven rules evaluated
+// (evaluation_interval, default 5s) and how long after a start they wait
+// (startup_grace, default 1m), so hosts whose events queued while the hub
+// was down are not reported silent.
+func (c Config) Schedule() (every, grace time.Duration) {
+	every = c.EvaluationInterval.D()
+	if every <= 0 {
+		every = 5 * time.Second
+	}
+	grace = time.Minute
+	if c.StartupGrace != nil {
+		grace = c.StartupGrace.D()
+	}
+	return every, grace
+}
+
 // DefaultPostgresMaxBytes is postgres.size's limit for a database when the
 // configuration names none: 50 GiB.
 const DefaultPostgresMaxBytes = 50 << 30

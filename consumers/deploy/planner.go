@@ -30,10 +30,15 @@ func NewPlanner() *Planner {
 	return &Planner{requests: map[string]*plannedRequest{}, latest: map[string]string{}}
 }
 
-// Apply folds one DEPLOY event: subjectHost is the host token of its
-// subject (pinkie.deploy.<host>.…), which ingest guarantees is the host
-// that sent an agent's phase.
-func (p *Planner) Apply(subjectHost string, e events.Event, kind string, data any) {
+// Apply folds one DEPLOY event in. The host token of its subject
+// (pinkie.deploy.<host>.…) is, by ingest, the host that sent an agent's
+// phase.
+func (p *Planner) Apply(s events.Stored) {
+	subjectHost, data, ok := s.Deploy()
+	if !ok {
+		return
+	}
+	e, kind := s.Event, s.Kind.Name
 	switch d := data.(type) {
 	case *events.DeployRequested:
 		if kind != "deploy.requested" || d.Host != subjectHost {
@@ -77,6 +82,15 @@ func needsBuilder(j events.DeployPhase) bool {
 // Orders returns the orders due now, and remembers them as issued.
 func (p *Planner) Orders(now time.Time) []events.Event {
 	var out []events.Event
+	for _, o := range p.orders(now) {
+		out = append(out, o.Event)
+	}
+	return out
+}
+
+// orders returns the orders due now with the subjects they go to.
+func (p *Planner) orders(now time.Time) []events.Output {
+	var out []events.Output
 	for _, id := range p.order {
 		r := p.requests[id]
 		if !needsBuilder(r.job) {
@@ -85,7 +99,7 @@ func (p *Planner) Orders(now time.Time) []events.Event {
 		if !r.buildOrdered && p.latest[r.job.Host] == id && (r.job.ExpiresAt == nil || now.Before(*r.job.ExpiresAt)) {
 			o := r.job
 			o.Builder = r.job.BuildOn
-			if e, err := orderEvent("deploy.build.ordered", now, o); err == nil {
+			if e, err := orderEvent("deploy.build.ordered", now, &o); err == nil {
 				out = append(out, e)
 				r.buildOrdered = true
 			}
@@ -96,7 +110,7 @@ func (p *Planner) Orders(now time.Time) []events.Event {
 			if o.Builder == "" {
 				o.Builder = r.job.BuildOn
 			}
-			if e, err := orderEvent("deploy.activation.ordered", now, o); err == nil {
+			if e, err := orderEvent("deploy.activation.ordered", now, &o); err == nil {
 				out = append(out, e)
 				r.activateIssued = true
 			}
@@ -105,8 +119,26 @@ func (p *Planner) Orders(now time.Time) []events.Event {
 	return out
 }
 
-func orderEvent(kind string, now time.Time, o events.DeployPhase) (events.Event, error) {
+// orderEvent is an order of kind at now, with the subject it goes to.
+func orderEvent(kind string, now time.Time, o *events.DeployPhase) (events.Output, error) {
 	k, _ := events.Lookup(kind)
-	return events.New(k, "hub", "deploy-planner", now, o, events.WithSubject(o.Host),
+	e, err := events.New(k, "hub", "deploy-planner", now, o, events.WithSubject(o.Host),
 		events.WithID(events.DeterministicID("deploy-order", o.RequestID, kind)))
+	if err != nil {
+		return events.Output{}, err
+	}
+	return events.Output{Subject: k.HubSubject(o), Event: e}, nil
 }
+
+// Fold adapts the planner to the fold runner: the runner ticks it each
+// time it has caught up with DEPLOY, and publishes the orders then due. It
+// is rebuilt from the whole stream at every start (its own orders are in
+// it), so it keeps no records.
+func (p *Planner) Fold() events.Fold { return plannerFold{p} }
+
+type plannerFold struct{ p *Planner }
+
+func (f plannerFold) Apply(s events.Stored) []events.Output { f.p.Apply(s); return nil }
+func (f plannerFold) Tick(now time.Time) []events.Output    { return f.p.orders(now) }
+func (plannerFold) Flush() (map[string][]byte, error)       { return nil, nil }
+func (plannerFold) Load(string, []byte) error               { return nil }

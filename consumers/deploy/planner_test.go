@@ -1,6 +1,7 @@
 package deploy
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -18,11 +19,27 @@ func TestPlannerOrdersOnceAndOnlyFromTheNamedBuilder(t *testing.T) {
 		}
 		return e, d
 	}
+	// stored is e as DEPLOY stores it under subjectHost's subject.
+	stored := func(subjectHost string, e events.Event) events.Stored {
+		k, ok := events.Lookup(e.Type())
+		if !ok {
+			t.Fatalf("unknown type %s", e.Type())
+		}
+		return events.Stored{Stream: "DEPLOY", Subject: events.DeploySubject(subjectHost, strings.TrimPrefix(k.Name, "deploy.")), Event: e, Kind: k}
+	}
+	phase := func(sender, kind string, d *events.DeployPhase) events.Event {
+		k, _ := events.Lookup(kind)
+		e, err := events.New(k, sender, "builder", now, d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
 	p := NewPlanner()
-	e1, d1 := reqEvent("goliath", "tower", now)
-	p.Apply("goliath", e1, "deploy.requested", d1)
-	e2, d2 := reqEvent("koishi", "target", now)
-	p.Apply("koishi", e2, "deploy.requested", d2)
+	e1, _ := reqEvent("goliath", "tower", now)
+	p.Apply(stored("goliath", e1))
+	e2, _ := reqEvent("koishi", "target", now)
+	p.Apply(stored("koishi", e2))
 	orders := p.Orders(now)
 	if len(orders) != 1 || orders[0].Type() != "pinkie.deploy.build.ordered.v1" {
 		t.Fatalf("orders %v, want one build order (koishi builds itself)", orders)
@@ -37,19 +54,19 @@ func TestPlannerOrdersOnceAndOnlyFromTheNamedBuilder(t *testing.T) {
 	// The order echoes back from the stream; a replayed planner that
 	// sees it issues nothing.
 	replay := NewPlanner()
-	replay.Apply("goliath", e1, "deploy.requested", d1)
-	replay.Apply("tower", orders[0], "deploy.build.ordered", &o)
+	replay.Apply(stored("goliath", e1))
+	replay.Apply(stored("tower", orders[0]))
 	if got := replay.Orders(now); len(got) != 0 {
 		t.Fatalf("replay issued %v", got)
 	}
 	// built from another host than the named builder is ignored.
 	built := o
 	built.StorePath = "/nix/store/0123456789abcdfghijklmnpqrsvwxyz-sys"
-	p.Apply("koishi", events.Event{}, "deploy.built", &built)
+	p.Apply(stored("koishi", phase("koishi", "deploy.built", &built)))
 	if got := p.Orders(now); len(got) != 0 {
 		t.Fatalf("a build claimed by koishi led to %v", got)
 	}
-	p.Apply("tower", events.Event{}, "deploy.built", &built)
+	p.Apply(stored("tower", phase("tower", "deploy.built", &built)))
 	got := p.Orders(now)
 	if len(got) != 1 || got[0].Type() != "pinkie.deploy.activation.ordered.v1" {
 		t.Fatalf("after tower's built: %v, want an activation order", got)
@@ -60,8 +77,8 @@ func TestPlannerOrdersOnceAndOnlyFromTheNamedBuilder(t *testing.T) {
 		t.Errorf("activation order %+v", a)
 	}
 	// An expired or superseded request gets no build order.
-	e3, d3 := reqEvent("edge", "tower", now.Add(-48*time.Hour))
-	p.Apply("edge", e3, "deploy.requested", d3)
+	e3, _ := reqEvent("edge", "tower", now.Add(-48*time.Hour))
+	p.Apply(stored("edge", e3))
 	if got := p.Orders(now); len(got) != 0 {
 		t.Errorf("expired request ordered: %v", got)
 	}

@@ -83,9 +83,14 @@ func New() *Projection {
 	return &Projection{records: map[string]*Record{}, requests: map[string]request{}, dirty: map[string]bool{}}
 }
 
-// Apply folds one event of DEPLOY at seq; subjectHost is its subject's
-// host token (for an agent's phase, the host that sent it).
-func (p *Projection) Apply(subjectHost string, seq uint64, e events.Event, kind string, data any) {
+// Apply folds one event of DEPLOY in. Its subject's host token is, for an
+// agent's phase, the host that sent it (ingest sees to that).
+func (p *Projection) Apply(s events.Stored) {
+	subjectHost, data, ok := s.Deploy()
+	if !ok {
+		return
+	}
+	seq, e, kind := s.Seq, s.Event, s.Kind.Name
 	switch d := data.(type) {
 	case *events.DeployRequested:
 		if kind != "deploy.requested" || d.Host != subjectHost {
@@ -200,3 +205,14 @@ func (p *Projection) Changed() map[string][]byte {
 	p.dirty = map[string]bool{}
 	return out
 }
+
+// Fold adapts the projection to the fold runner. It is rebuilt from the
+// whole DEPLOY stream at every start, so it loads nothing back.
+func (p *Projection) Fold() events.Fold { return fold{p} }
+
+type fold struct{ p *Projection }
+
+func (f fold) Apply(s events.Stored) []events.Output { f.p.Apply(s); return nil }
+func (fold) Tick(time.Time) []events.Output          { return nil }
+func (f fold) Flush() (map[string][]byte, error)     { return f.p.Changed(), nil }
+func (fold) Load(string, []byte) error               { return nil }

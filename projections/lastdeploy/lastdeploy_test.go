@@ -2,6 +2,7 @@ package lastdeploy
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
@@ -14,7 +15,6 @@ type stored struct {
 	host string
 	e    events.Event
 	kind string
-	data any
 }
 
 func TestFoldAndRebuild(t *testing.T) {
@@ -27,7 +27,7 @@ func TestFoldAndRebuild(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		log = append(log, stored{host, e, k.Name, d})
+		log = append(log, stored{host, e, k.Name})
 		return e.ID()
 	}
 	phase := func(sender, p, id, target string, at time.Time, mod func(*events.DeployPhase)) {
@@ -41,7 +41,7 @@ func TestFoldAndRebuild(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		log = append(log, stored{sender, e, k.Name, d})
+		log = append(log, stored{sender, e, k.Name})
 	}
 	r1 := req("goliath", "tower", t0)
 	phase("tower", "built", r1, "goliath", t0.Add(time.Minute), nil)
@@ -56,7 +56,8 @@ func TestFoldAndRebuild(t *testing.T) {
 	fold := func() (*Projection, map[string][]byte) {
 		p := New()
 		for i, s := range log {
-			p.Apply(s.host, uint64(i+1), s.e, s.kind, s.data)
+			k, _ := events.Lookup(s.kind)
+			p.Apply(events.Stored{Stream: "DEPLOY", Seq: uint64(i + 1), Subject: events.DeploySubject(s.host, strings.TrimPrefix(s.kind, "deploy.")), Event: s.e, Kind: k})
 		}
 		return p, p.Changed()
 	}

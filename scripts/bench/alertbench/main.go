@@ -33,6 +33,7 @@ import (
 	"github.com/pinkiefleet/pinkie/consumers/alerter"
 	"github.com/pinkiefleet/pinkie/consumers/notifier"
 	"github.com/pinkiefleet/pinkie/events"
+	"github.com/pinkiefleet/pinkie/projections"
 	"github.com/pinkiefleet/pinkie/streams"
 )
 
@@ -118,11 +119,11 @@ func latency(log *slog.Logger, n int, pace time.Duration, r *result) error {
 	if err != nil {
 		return err
 	}
-	al, err := streams.AlerterService(streams.AlerterOptions{Log: log})
+	al, err := alerterService(log)
 	if err != nil {
 		return err
 	}
-	services := append(streams.ProjectorServices(false, log), al, streams.NotifierService(streams.NotifierOptions{Config: nc, Channels: chans, Log: log}))
+	services := append(projectorServices(log), al, streams.NotifierService(streams.NotifierOptions{Config: nc, Channels: chans, Log: log}))
 	dir, _ := os.MkdirTemp("", "alertbench-")
 	defer os.RemoveAll(dir)
 	ctx := context.Background()
@@ -273,7 +274,13 @@ func throughput(log *slog.Logger, total int, r *result) error {
 	start := time.Now()
 	at := time.Now()
 	for i, p := range payloads {
-		eng.Apply(alerter.Input{Stream: "HOSTS", Seq: uint64(i + 1), Subject: subjects[i], Data: p, At: at.Add(time.Duration(i) * time.Millisecond)})
+		// Decoding is part of the work: the fold runner decodes each
+		// message once, with events.Decode, before the engine sees it.
+		e, k, err := events.Decode(p)
+		if err != nil {
+			return err
+		}
+		eng.Apply(events.Stored{Stream: "HOSTS", Seq: uint64(i + 1), Subject: subjects[i], Event: e, Kind: k, At: at.Add(time.Duration(i) * time.Millisecond)})
 	}
 	r.EngineEvents, r.EnginePerSec = len(payloads), float64(len(payloads))/time.Since(start).Seconds()
 
@@ -300,7 +307,7 @@ func throughput(log *slog.Logger, total int, r *result) error {
 		return fmt.Errorf("publishing the workload timed out")
 	}
 	hub.Close()
-	al, err := streams.AlerterService(streams.AlerterOptions{Log: log})
+	al, err := alerterService(log)
 	if err != nil {
 		return err
 	}
@@ -338,4 +345,36 @@ func throughput(log *slog.Logger, total int, r *result) error {
 		}
 	}
 	return nil
+}
+
+// alerterService and projectorServices are the hub's alerter and
+// projections with the default configuration, wired as cmd/pinkie does.
+func alerterService(log *slog.Logger) (streams.HubService, error) {
+	var c alerter.Config
+	rules, err := c.Compile()
+	if err != nil {
+		return nil, err
+	}
+	every, grace := c.Schedule()
+	return streams.FoldService(streams.FoldOptions{
+		Name: "alerter", Bucket: streams.AlerterBucket, Log: log, TickEvery: every, TickGrace: grace,
+		Sources: []streams.FoldSource{{Stream: streams.HostsStream, Subjects: []string{"pinkie.host.>"}}, {Stream: streams.DeployStream, Subjects: []string{"pinkie.deploy.>"}},
+			{Stream: streams.AlertLogStream, Subjects: []string{"pinkie.silence.>"}}, {Stream: streams.FleetStream, Subjects: []string{events.FleetDeclaredSubject}}},
+		New: func() (events.Fold, error) {
+			return alerter.NewEngine(append([]alerter.Rule(nil), rules...), c.Options()).Fold(), nil
+		},
+	}), nil
+}
+
+func projectorServices(log *slog.Logger) []streams.HubService {
+	var out []streams.HubService
+	for i, p := range projections.All() {
+		var sources []streams.FoldSource
+		for _, src := range p.Sources() {
+			sources = append(sources, streams.FoldSource{Stream: src.Stream, Subjects: []string{src.Subject}})
+		}
+		out = append(out, streams.FoldService(streams.FoldOptions{Name: "projector-" + p.Name(), Bucket: p.Bucket(), Sources: streams.GroupFoldSources(sources), Log: log,
+			New: func() (events.Fold, error) { return projections.Fold(projections.All()[i]), nil }}))
+	}
+	return out
 }

@@ -1,0 +1,76 @@
+package main
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/pinkiefleet/pinkie/consumers/alerter"
+	"github.com/pinkiefleet/pinkie/consumers/deploy"
+	"github.com/pinkiefleet/pinkie/events"
+	"github.com/pinkiefleet/pinkie/projections"
+	"github.com/pinkiefleet/pinkie/projections/lastdeploy"
+	"github.com/pinkiefleet/pinkie/streams"
+)
+
+// The hub's folds, each run by streams.FoldService: the projections, the
+// alerter, the deploy planner and last-deploy.
+
+// projectorServices returns one fold service per projection (inventory,
+// drives, alerts, guests). With rebuild, each purges its bucket on its
+// first run and replays its streams from the start.
+func projectorServices(rebuild bool, log *slog.Logger) []streams.HubService {
+	var out []streams.HubService
+	for i, p := range projections.All() {
+		var sources []streams.FoldSource
+		for _, src := range p.Sources() {
+			sources = append(sources, streams.FoldSource{Stream: src.Stream, Subjects: []string{src.Subject}})
+		}
+		out = append(out, streams.FoldService(streams.FoldOptions{
+			Name: "projector-" + p.Name(), Bucket: p.Bucket(), Sources: streams.GroupFoldSources(sources), Rebuild: rebuild, Log: log,
+			// Each run starts from a fresh projection restored from the
+			// bucket.
+			New: func() (events.Fold, error) { return projections.Fold(projections.All()[i]), nil },
+		}))
+	}
+	return out
+}
+
+// alerterService returns the alerter: it reads HOSTS, DEPLOY, silences and
+// the fleet declaration (declared services), and publishes alerts on
+// pinkie.alert.<host>.<rule>.
+func alerterService(c alerter.Config, log *slog.Logger) (streams.HubService, error) {
+	rules, err := c.Compile()
+	if err != nil {
+		return nil, err
+	}
+	every, grace := c.Schedule()
+	opts := c.Options()
+	return streams.FoldService(streams.FoldOptions{
+		Name: "alerter", Bucket: streams.AlerterBucket, Log: log, TickEvery: every, TickGrace: grace,
+		Sources: []streams.FoldSource{{Stream: streams.HostsStream, Subjects: []string{"pinkie.host.>"}}, {Stream: streams.DeployStream, Subjects: []string{"pinkie.deploy.>"}},
+			{Stream: streams.AlertLogStream, Subjects: []string{"pinkie.silence.>"}}, {Stream: streams.FleetStream, Subjects: []string{events.FleetDeclaredSubject}}},
+		// Rules are compiled once; each run starts from a fresh engine
+		// restored from the bucket.
+		New: func() (events.Fold, error) {
+			return alerter.NewEngine(append([]alerter.Rule(nil), rules...), opts).Fold(), nil
+		},
+	}), nil
+}
+
+// deployFoldServices returns the folds over DEPLOY: the deploy planner
+// (orders to builder hosts and back) and the last-deploy projection. Both
+// replay the whole stream at every start and act each time they have
+// caught up, and then every tick.
+func deployFoldServices(tick time.Duration, log *slog.Logger) []streams.HubService {
+	deployStream := []streams.FoldSource{{Stream: streams.DeployStream}}
+	return []streams.HubService{
+		streams.FoldService(streams.FoldOptions{
+			Name: "deploy-planner", Sources: deployStream, Replay: true, Validate: true, TickEvery: tick, Log: log,
+			New: func() (events.Fold, error) { return deploy.NewPlanner().Fold(), nil },
+		}),
+		streams.FoldService(streams.FoldOptions{
+			Name: "last-deploy", Bucket: lastdeploy.Bucket, Sources: deployStream, Replay: true, Validate: true, TickEvery: tick, Log: log,
+			New: func() (events.Fold, error) { return lastdeploy.New().Fold(), nil },
+		}),
+	}
+}

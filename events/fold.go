@@ -1,0 +1,65 @@
+package events
+
+import (
+	"strings"
+	"time"
+)
+
+// Stored is one event as a stream holds it: decoded with Decode (the only
+// decoder), with the stream, sequence and subject it is stored under and
+// the time the stream stored it. It is the one input of every fold.
+type Stored struct {
+	Stream  string
+	Seq     uint64
+	Subject string
+	Event   Event
+	Kind    Kind
+	// At is when the stream stored the event (not the event's own time).
+	At time.Time
+}
+
+// Output is an event a fold asks to publish on Subject, with Nats-Msg-Id
+// set to Event.ID(): a fold's ids are deterministic, so an output
+// re-published by a replay after a crash is dropped as a duplicate.
+type Output struct {
+	Subject string
+	Event   Event
+}
+
+// Fold is a pure fold over stored events into keyed records: the
+// projections, the alerter, the deploy planner and the last-deploy
+// projection. A runner (package streams) feeds it, writes what Flush
+// returns to its KV bucket, then its checkpoint, and restores it with Load
+// at the next start. Nothing behind a Fold does I/O or reads the clock.
+type Fold interface {
+	// Apply folds one event in and returns the events it causes.
+	Apply(s Stored) []Output
+	// Tick re-evaluates the state at time now, once the fold has caught
+	// up with its streams; it returns the events that causes.
+	Tick(now time.Time) []Output
+	// Flush returns the records changed since the last Flush: key → JSON,
+	// or key → nil for a deleted record.
+	Flush() (map[string][]byte, error)
+	// Load restores one record as Flush wrote it.
+	Load(key string, value []byte) error
+}
+
+// CheckpointKey is the key, in a fold's KV bucket, of the last sequence
+// applied per stream. It is written after the records.
+const CheckpointKey = "_checkpoint"
+
+// Deploy returns a deploy event's data (*DeployRequested or *DeployPhase)
+// and the host token of its subject (pinkie.deploy.<host>.…: for an agent's
+// phase, the host that sent it). ok is false for another kind, or data
+// that does not decode.
+func (s Stored) Deploy() (subjectHost string, data any, ok bool) {
+	if !strings.HasPrefix(s.Kind.Name, "deploy.") {
+		return "", nil, false
+	}
+	data, err := DecodeData(s.Event, s.Kind)
+	if err != nil {
+		return "", nil, false
+	}
+	subjectHost, _, _ = HostFromSubject(s.Subject)
+	return subjectHost, data, true
+}
