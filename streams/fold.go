@@ -57,8 +57,8 @@ type FoldOptions struct {
 	// New returns the fold each run starts from, before its records are
 	// loaded.
 	New func() (events.Fold, error)
-	// TickEvery > 0 calls Tick with the clock once the fold has caught up,
-	// and then at this interval.
+	// TickEvery > 0 calls Tick with the clock at this interval once the
+	// fold has caught up with every source.
 	TickEvery time.Duration
 	// TickGrace delays the first tick after a start, so hosts whose events
 	// queued while the hub was down are not reported silent.
@@ -81,11 +81,12 @@ type FoldOptions struct {
 	Log   *slog.Logger
 }
 
-// foldInput is one stored message for the fold: decoded, or not (ok false:
-// skipped, but its sequence is checkpointed).
+// foldInput is one stored message for the fold, not yet decoded: the
+// fold's own loop decodes it, so that a reader is never slower than the
+// fold and batches stay large (each commit is several round trips).
 type foldInput struct {
 	stored  events.Stored
-	ok      bool
+	data    []byte
 	pending uint64
 }
 
@@ -185,7 +186,7 @@ func (s *foldRunner) Run(ctx context.Context, h *Hub) error {
 			}
 		case <-tickC:
 			now := s.o.Clock()
-			if now.Sub(started) < s.o.TickGrace {
+			if now.Sub(started) < s.o.TickGrace || (s.o.Replay && !caught()) {
 				continue
 			}
 			outs = append(outs[:0], f.Tick(now)...)
@@ -193,13 +194,13 @@ func (s *foldRunner) Run(ctx context.Context, h *Hub) error {
 				return err
 			}
 		case m := <-in:
-			outs = s.apply(f, m, cp, pending, outs[:0])
+			outs = s.apply(h, f, m, cp, pending, outs[:0])
 			// Take what else is waiting, up to a batch, then commit.
 		batch:
 			for n := 0; n < 1000; n++ {
 				select {
 				case m := <-in:
-					outs = s.apply(f, m, cp, pending, outs)
+					outs = s.apply(h, f, m, cp, pending, outs)
 				default:
 					break batch
 				}
@@ -219,9 +220,18 @@ func (s *foldRunner) Run(ctx context.Context, h *Hub) error {
 	}
 }
 
-func (s *foldRunner) apply(f events.Fold, m foldInput, cp, pending map[string]uint64, outs []events.Output) []events.Output {
-	if m.ok {
+// apply decodes one message and folds it in; a message that does not
+// decode (or validate) is skipped, but its sequence is checkpointed.
+func (s *foldRunner) apply(h *Hub, f events.Fold, m foldInput, cp, pending map[string]uint64, outs []events.Output) []events.Output {
+	var err error
+	m.stored.Event, m.stored.Kind, err = events.Decode(m.data)
+	if err == nil && s.o.Validate {
+		err = h.schemas.ValidateData(m.stored.Event.Type(), m.stored.Event.Data())
+	}
+	if err == nil {
 		outs = append(outs, f.Apply(m.stored)...)
+	} else {
+		s.o.Log.Warn("stream holds an unreadable event; skipping it", "fold", s.o.Name, "stream", m.stored.Stream, "subject", m.stored.Subject, "seq", m.stored.Seq, "err", err)
 	}
 	cp[m.stored.Stream] = m.stored.Seq
 	pending[m.stored.Stream] = m.pending
@@ -260,7 +270,7 @@ func (s *foldRunner) bucket(ctx context.Context, h *Hub) (jetstream.KeyValue, er
 	return kv, nil
 }
 
-// read feeds one stream's messages from after seq, in order, decoded.
+// read feeds one stream's messages from after seq, in order.
 func (s *foldRunner) read(ctx context.Context, h *Hub, src FoldSource, seq uint64, in chan<- foldInput, caughtUp chan<- string) error {
 	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: src.Subjects, DeliverPolicy: jetstream.DeliverAllPolicy}
 	if seq > 0 {
@@ -296,15 +306,7 @@ func (s *foldRunner) read(ctx context.Context, h *Hub, src FoldSource, seq uint6
 		if err != nil {
 			continue
 		}
-		fi := foldInput{stored: events.Stored{Stream: src.Stream, Seq: md.Sequence.Stream, Subject: m.Subject(), At: md.Timestamp}, pending: md.NumPending}
-		fi.stored.Event, fi.stored.Kind, err = events.Decode(m.Data())
-		if err == nil && s.o.Validate {
-			err = h.schemas.ValidateData(fi.stored.Event.Type(), fi.stored.Event.Data())
-		}
-		if fi.ok = err == nil; !fi.ok {
-			s.o.Log.Warn("stream holds an unreadable event; skipping it", "fold", s.o.Name, "stream", src.Stream, "subject", m.Subject(), "seq", md.Sequence.Stream, "err", err)
-			fi.stored.Event = events.Event{}
-		}
+		fi := foldInput{stored: events.Stored{Stream: src.Stream, Seq: md.Sequence.Stream, Subject: m.Subject(), At: md.Timestamp}, data: m.Data(), pending: md.NumPending}
 		select {
 		case in <- fi:
 		case <-ctx.Done():
