@@ -275,7 +275,7 @@ func leafPermissions(host string) *server.Permissions {
 		Subscribe: &server.SubjectPermission{Allow: append([]string{
 			"$JS." + d + ".API.CONSUMER.>",
 			"$JS.FC." + d + ".>",
-			"pinkie.cmd." + host + ".>",
+			events.CmdSubjects(host),
 		}, append(append(deployLeafSubscribe(host), nixCacheLeafSubscribe(host)...), shellLeafSubscribe(host)...)...)},
 	}
 }

@@ -27,7 +27,7 @@ import (
 // receive its own deliveries and answer its own flow control (auth.go).
 const (
 	// DeployInboxStream is the agent-side copy of the host's requests.
-	DeployInboxStream = "DEPLOYIN"
+	DeployInboxStream = events.StreamDeployInbox
 	// DeployActivatorConsumer and DeployBuilderConsumer are the agent's
 	// durable consumers on DEPLOYIN. Durable names are API: never rename.
 	DeployActivatorConsumer = "activator"
@@ -405,7 +405,7 @@ func deployRunFold(ctx context.Context, h *Hub, f DeployFold, tick time.Duration
 
 // deployWaitNew blocks until DEPLOY may hold a new message or ctx ends.
 func deployWaitNew(ctx context.Context, h *Hub, cons jetstream.Consumer) {
-	sub, err := h.nc.SubscribeSync("pinkie.deploy.>")
+	sub, err := h.nc.SubscribeSync(events.DeploySubjects)
 	if err != nil {
 		<-ctx.Done()
 		return

@@ -311,7 +311,7 @@ func (rs *narReaders) chunk(ctx context.Context, c *NixCache, host string, req n
 
 // narChunkSubject is where the object store keeps the chunks of the
 // object with this NUID (the object store's layout, ADR-20).
-func narChunkSubject(nuid string) string { return "$O." + NixNarBucket + ".C." + nuid }
+func narChunkSubject(nuid string) string { return events.ObjectChunkSubject(NixNarBucket, nuid) }
 
 // fill makes sure r.left holds bytes: the next stored chunk if needed.
 func (r *narReader) fill(ctx context.Context) error {
