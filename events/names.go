@@ -157,8 +157,12 @@ const (
 	GateMetaKey = SubjectPrefix + "gate"
 )
 
-// LocalSubjects matches every subject of an agent's OUTBOX.
-const LocalSubjects = "evt.>"
+// LocalSubjectPrefix begins every subject of an agent's OUTBOX, and
+// LocalSubjects matches them all.
+const (
+	LocalSubjectPrefix = "evt."
+	LocalSubjects      = LocalSubjectPrefix + ">"
+)
 
 // IngestSubjectFor is the prefix the hub gives everything a host's OUTBOX
 // source delivers into INGEST: evt.<kind>… becomes
@@ -229,7 +233,7 @@ const HubDomain = "hub"
 // The hub stamps the host into it: evt.<kind>[.<object>] becomes
 // pinkie.host.<host>.<kind>[.<object>].
 func LocalSubject(kind, object string) string {
-	s := "evt." + kind
+	s := LocalSubjectPrefix + kind
 	if object != "" {
 		s += "." + ObjectToken(object)
 	}
@@ -243,6 +247,13 @@ func HostSubject(host, kind, object string) string {
 		s += "." + ObjectToken(object)
 	}
 	return s
+}
+
+// HostSubjectOfLocal is the hub subject of an event host's agent published
+// on evt.<kindPath> (kindPath: the kind and object tokens, as LocalSubject
+// wrote them): pinkie.host.<host>.<kindPath>.
+func HostSubjectOfLocal(host, kindPath string) string {
+	return HostSubjectPrefix + host + "." + kindPath
 }
 
 // ObjectToken turns an object name (a device, a mount point, a pool) into
