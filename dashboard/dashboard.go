@@ -30,10 +30,10 @@ var assets embed.FS
 
 // Bucket names the dashboard reads.
 const (
-	BucketInventory  = "pinkie-inventory"
-	BucketDrives     = "pinkie-drives"
-	BucketAlerts     = "pinkie-alerts"
-	BucketLastDeploy = "pinkie-last-deploy"
+	BucketInventory  = events.BucketInventory
+	BucketDrives     = events.BucketDrives
+	BucketAlerts     = events.BucketAlerts
+	BucketLastDeploy = events.BucketLastDeploy
 )
 
 // Stored is one message of a hub stream.

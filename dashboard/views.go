@@ -20,9 +20,9 @@ import (
 
 // Stream names the dashboard reads history from.
 const (
-	streamHosts  = "HOSTS"
-	streamDeploy = "DEPLOY"
-	streamFleet  = "FLEET"
+	streamHosts  = events.StreamHosts
+	streamDeploy = events.StreamDeploy
+	streamFleet  = events.StreamFleet
 )
 
 // HostRow is one host of the fleet overview (GET /api/overview).
@@ -61,7 +61,7 @@ type Overview struct {
 }
 
 func (s *Server) readFleet(ctx context.Context) (*events.FleetDeclared, error) {
-	m, err := s.o.Store.Last(ctx, streamFleet, "pinkie.fleet.declared")
+	m, err := s.o.Store.Last(ctx, streamFleet, events.FleetDeclaredSubject)
 	if err != nil || m == nil {
 		return nil, err
 	}
@@ -390,7 +390,8 @@ func (s *Server) hostDetail(ctx context.Context, name string) (*hostDetail, erro
 		if err != nil {
 			s.log.Warn("dashboard: history", "filters", strings.Join(filters, ","), "err", err)
 			for _, f := range filters {
-				hd.Problems = append(hd.Problems, "history of "+strings.TrimPrefix(f, "pinkie.host."+name+".")+" could not be read; this page is incomplete")
+				_, what, _ := events.HostFromSubject(f)
+				hd.Problems = append(hd.Problems, "history of "+what+" could not be read; this page is incomplete")
 			}
 		}
 		return ms
@@ -416,7 +417,7 @@ func (s *Server) hostDetail(ctx context.Context, name string) (*hostDetail, erro
 			hd.Bans = append([]timed[events.Fail2ban]{{Time: m.Time, D: b}}, hd.Bans...)
 		}
 	}
-	dms, err := s.o.Store.History(ctx, streamDeploy, []string{"pinkie.deploy." + name + ".>"}, time.Time{}, 60)
+	dms, err := s.o.Store.History(ctx, streamDeploy, []string{events.DeployEventsOf(name)}, time.Time{}, 60)
 	if err != nil {
 		return nil, err
 	}
@@ -425,7 +426,7 @@ func (s *Server) hostDetail(ctx context.Context, name string) (*hostDetail, erro
 		if m.Event.DataAs(&p) != nil {
 			continue
 		}
-		phase := strings.TrimPrefix(m.Subject, "pinkie.deploy."+name+".")
+		_, phase, _ := events.HostFromSubject(m.Subject)
 		if phase == "requested" {
 			var r events.DeployRequested
 			if m.Event.DataAs(&r) == nil {
