@@ -18,13 +18,12 @@ package events
 //         or filter, and also a CloudEvents type (pinkie.<kind>.v1): types
 //         are names too, built by Kind.Type/TypeOf and parsed by KindName,
 //         or
+//       - starts with "_pinkie.": an internal subject (delivery, deploy,
+//         nix cache, gate, shell plumbing), or
 //       - starts with "$KV.pinkie-", "$O.pinkie-", "KV_pinkie-" or
 //         "OBJ_pinkie-": a bucket's subjects or stream spelt by hand.
 //     Literals that merely contain such text (usage text, error messages
-//     such as "pinkie-inventory %s: %w") are not names and pass. Internal
-//     subjects under "_pinkie." (the hub's delivery, nix cache and gate
-//     plumbing, private to streams) are not checked; shell subjects, which
-//     agents and clients share, are in names.go already.
+//     such as "pinkie-inventory %s: %w") are not names and pass.
 //     Test files may spell wire values on purpose (to assert them).
 
 import (
@@ -182,6 +181,9 @@ func literalViolation(value string, names map[string]string) string {
 	if strings.HasPrefix(value, SubjectPrefix) {
 		return "is a subject or event type: build it with events"
 	}
+	if strings.HasPrefix(value, "_"+SubjectPrefix) {
+		return "is an internal subject: build it with events"
+	}
 	for _, p := range []string{"$KV.pinkie-", "$O.pinkie-", "KV_pinkie-", "OBJ_pinkie-"} {
 		if strings.HasPrefix(value, p) {
 			return "spells a bucket's subject or stream: use events.KVSubjectPrefix and friends"
@@ -282,7 +284,7 @@ func TestBoundaryRulesFail(t *testing.T) {
 		{"raw string subject", "package p; var s = `pinkie.fleet.declared`", true},
 		{"error text", `package p; var e = "pinkie-inventory %s: %w"`, false},
 		{"usage text", `package p; var u = "a pattern below \"pinkie.\""`, false},
-		{"internal subject", `package p; var s = "_pinkie.nixcache"`, false},
+		{"internal subject", `package p; var s = "_pinkie.nixcache"`, true},
 		{"server name", `package p; var s = "pinkie-hub"`, false},
 		{"other upper case", `package p; var s = "ONLINE"`, false},
 	}

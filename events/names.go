@@ -300,6 +300,43 @@ func HostFromSubject(subject string) (host, rest string, ok bool) {
 // host's event with the same id a "duplicate".
 func HostMsgID(host, id string) string { return host + "/" + id }
 
+// Internal subjects: the hub's and agents' plumbing under "_pinkie.",
+// which nothing stores. Clients and agents may not publish on most of
+// them (streams/roles.go, streams/auth.go).
+//
+//	_pinkie.deliver.<host>.d                  an agent's OUTBOX → the hub's INGEST source
+//	_pinkie.deploy.<host>.d                   DEPLOY → the agent's DEPLOYIN source
+//	_pinkie.js.…                              the consumer gate's way to the JetStream API
+//	_pinkie.nixcache.<host>.<call>            the hub's Nix cache, per host
+//	_pinkie.nixcache.put.…                    uploads into the Nix cache
+//	_pinkie.nixcache.admin.ls|stats|gc        the Nix cache's admin calls
+//	_pinkie.hubformation.upgrading.<node>     a node upgrading a single hub into a cluster
+//	_pinkie.shell.…                           shell sessions (ShellPrefix)
+const (
+	// GateJSPrefix is where the consumer gate reaches the JetStream API
+	// from the CLIENTS account.
+	GateJSPrefix = "_pinkie.js"
+	// NixCacheSubjectPrefix begins every subject of the hub's Nix cache.
+	NixCacheSubjectPrefix = "_pinkie.nixcache"
+	// NixCachePutPrefix begins the Nix cache's upload subjects.
+	NixCachePutPrefix = NixCacheSubjectPrefix + ".put"
+	// NixCacheAdminPrefix begins the Nix cache's admin calls.
+	NixCacheAdminPrefix = NixCacheSubjectPrefix + ".admin"
+	// UpgradingSubject.<node> has interest while node moves a single hub's
+	// streams into a new cluster.
+	UpgradingSubject = "_pinkie.hubformation.upgrading"
+)
+
+// DeliverPrefix is where a host's HUB consumer delivers (the INGEST
+// source's deliver prefix), and DeliverSubject the one subject it pushes
+// to: _pinkie.deliver.<host>[.d].
+func DeliverPrefix(host string) string  { return "_pinkie.deliver." + host }
+func DeliverSubject(host string) string { return DeliverPrefix(host) + ".d" }
+
+// DeployDeliverPrefix is where the hub's AGENT_<host> consumer on DEPLOY
+// pushes to: _pinkie.deploy.<host>.
+func DeployDeliverPrefix(host string) string { return "_pinkie.deploy." + host }
+
 // ShellPrefix starts every subject of pinkie shell sessions. They are not
 // events (nothing stores them): the bytes of a session between an operator
 // and the agent on the host, scoped by the host so the hub's permissions

@@ -269,7 +269,7 @@ func leafPermissions(host string) *server.Permissions {
 	d := events.Domain(host)
 	return &server.Permissions{
 		Publish: &server.SubjectPermission{Allow: append([]string{
-			"_pinkie.deliver." + host + ".>",
+			events.DeliverPrefix(host) + ".>",
 			"$JSC.R." + d + ".>",
 		}, append(append(deployLeafPublish(host), nixCacheLeafPublish(host)...), shellLeafPublish(host)...)...)},
 		Subscribe: &server.SubjectPermission{Allow: append([]string{

@@ -26,7 +26,7 @@ const (
 var Buckets = events.ProjectionBuckets()
 
 // deliverSubject is where an agent's HUB consumer pushes events to the hub.
-func deliverSubject(host string) string { return "_pinkie.deliver." + host + ".d" }
+func deliverSubject(host string) string { return events.DeliverSubject(host) }
 
 // ingestPrefix is the subject prefix the hub gives everything a host's
 // OUTBOX source delivers into INGEST: evt.<kind>… becomes
@@ -84,7 +84,7 @@ func ingestSource(host string) *jetstream.StreamSource {
 		},
 		External: &jetstream.ExternalStream{
 			APIPrefix:     "$JS." + events.Domain(host) + ".API",
-			DeliverPrefix: "_pinkie.deliver." + host,
+			DeliverPrefix: events.DeliverPrefix(host),
 		},
 		Consumer: &jetstream.StreamConsumerSource{Name: OutboxConsumer, DeliverSubject: deliverSubject(host)},
 	}

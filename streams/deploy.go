@@ -39,7 +39,7 @@ func deployHubConsumer(host string) string { return "AGENT_" + host }
 
 // deployDeliverPrefix and deployDeliverSubject are where AGENT_<host>
 // pushes to.
-func deployDeliverPrefix(host string) string  { return "_pinkie.deploy." + host }
+func deployDeliverPrefix(host string) string  { return events.DeployDeliverPrefix(host) }
 func deployDeliverSubject(host string) string { return deployDeliverPrefix(host) + ".d" }
 
 // deployAgentFilters are the DEPLOY subjects a host's agent receives.

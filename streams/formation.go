@@ -72,7 +72,7 @@ func (h *Hub) claimUpgrade(ctx context.Context) error {
 // upgradingSubject.NODE has interest while NODE moves a single hub's
 // streams into a new cluster. No client or agent may subscribe to it
 // (roles.go: clients' and hosts' subscribe permissions).
-const upgradingSubject = "_pinkie.hubformation.upgrading"
+const upgradingSubject = events.UpgradingSubject
 
 // peerUpgrading names a node this one has a route to that is moving a
 // single hub's streams into the cluster ("": none).

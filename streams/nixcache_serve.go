@@ -32,7 +32,7 @@ import (
 // Errors come back as an empty body with HeaderNixCacheError (and
 // HeaderNixCacheStatus 404 for what the cache lacks), never as silence.
 const (
-	nixCacheSubjectPrefix = "_pinkie.nixcache"
+	nixCacheSubjectPrefix = events.NixCacheSubjectPrefix
 	// narChunkSize is the most one NAR reply carries: the requester pulls
 	// chunks in order, a few on their way, so request pacing is the flow
 	// control and a cut resumes at its offset.

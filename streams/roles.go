@@ -34,7 +34,7 @@ const (
 	clientsAccount = "CLIENTS"
 	// gateJSPrefix is where the gate reaches the consumer API from CLIENTS;
 	// no client key may publish there.
-	gateJSPrefix = "_pinkie.js"
+	gateJSPrefix = events.GateJSPrefix
 )
 
 // jsAPIPrefixes are the two spellings of the hub's JetStream API a client
