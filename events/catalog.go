@@ -48,7 +48,10 @@ func KindName(eventType string) (string, bool) {
 	if !ok {
 		return "", false
 	}
-	return strings.CutSuffix(name, ".v1")
+	if name, ok = strings.CutSuffix(name, ".v1"); !ok {
+		return "", false
+	}
+	return name, true
 }
 
 // SchemaID is the $id of the kind's JSON Schema and the events' dataschema.

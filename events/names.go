@@ -179,8 +179,10 @@ func ParseIngestSubject(subject string) (host, rest string, ok bool) {
 	if !ok {
 		return "", "", false
 	}
-	host, rest, ok = strings.Cut(r, ".")
-	return host, rest, ok
+	if host, rest, ok = strings.Cut(r, "."); !ok {
+		return "", "", false
+	}
+	return host, rest, true
 }
 
 // HostKindSubjects matches host events of a kind (a dotted kind name) on
