@@ -28,14 +28,6 @@ import (
 //go:embed assets
 var assets embed.FS
 
-// Bucket names the dashboard reads.
-const (
-	BucketInventory  = events.BucketInventory
-	BucketDrives     = events.BucketDrives
-	BucketAlerts     = events.BucketAlerts
-	BucketLastDeploy = events.BucketLastDeploy
-)
-
 // Stored is one message of a hub stream.
 type Stored struct {
 	Subject string

@@ -149,7 +149,7 @@ type alertsData struct {
 
 func (s *Server) alertsData(r *http.Request) (alertsData, time.Time, error) {
 	now := s.o.Now()
-	recs, err := s.o.Store.Bucket(r.Context(), BucketAlerts, "")
+	recs, err := s.o.Store.Bucket(r.Context(), events.BucketAlerts, "")
 	if err != nil {
 		return alertsData{}, now, err
 	}
@@ -223,7 +223,7 @@ func (s *Server) deploys(r *http.Request) ([]DeployRow, time.Time, error) {
 	var phases []Stored
 	if !from.IsZero() {
 		var err error
-		if phases, err = s.o.Store.History(r.Context(), streamDeploy, []string{events.DeploySubjects}, from.Add(-time.Minute), 20000); err != nil {
+		if phases, err = s.o.Store.History(r.Context(), events.StreamDeploy, []string{events.DeploySubjects}, from.Add(-time.Minute), 20000); err != nil {
 			return nil, newest, err
 		}
 	}
@@ -352,7 +352,7 @@ func (s *Server) existingSilence(r *http.Request, id string) (events.SilenceAdde
 	if !silenceIDRE.MatchString(id) {
 		return events.SilenceAdded{}, httpError{http.StatusBadRequest, fmt.Sprintf("%q is not a silence id", id)}
 	}
-	recs, err := s.o.Store.Bucket(r.Context(), BucketAlerts, projections.SilenceKey(id))
+	recs, err := s.o.Store.Bucket(r.Context(), events.BucketAlerts, projections.SilenceKey(id))
 	if err != nil {
 		return events.SilenceAdded{}, err
 	}
