@@ -269,13 +269,13 @@ func leafPermissions(host string) *server.Permissions {
 	d := events.Domain(host)
 	return &server.Permissions{
 		Publish: &server.SubjectPermission{Allow: append([]string{
-			"_pinkie.deliver." + host + ".>",
+			events.DeliverPrefix(host) + ".>",
 			"$JSC.R." + d + ".>",
 		}, append(append(deployLeafPublish(host), nixCacheLeafPublish(host)...), shellLeafPublish(host)...)...)},
 		Subscribe: &server.SubjectPermission{Allow: append([]string{
 			"$JS." + d + ".API.CONSUMER.>",
 			"$JS.FC." + d + ".>",
-			"pinkie.cmd." + host + ".>",
+			events.CmdSubjects(host),
 		}, append(append(deployLeafSubscribe(host), nixCacheLeafSubscribe(host)...), shellLeafSubscribe(host)...)...)},
 	}
 }

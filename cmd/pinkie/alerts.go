@@ -34,7 +34,7 @@ func alertsReadBucket(ctx context.Context, js jetstream.JetStream, bucket, prefi
 // alertsLoad reads the active alerts and silences, marking each alert
 // with the silences that cover it at now.
 func alertsLoad(ctx context.Context, js jetstream.JetStream, now time.Time) ([]projections.ActiveAlert, []events.SilenceAdded, error) {
-	recs, err := alertsReadBucket(ctx, js, "pinkie-alerts", "")
+	recs, err := alertsReadBucket(ctx, js, events.BucketAlerts, "")
 	if err != nil {
 		return nil, nil, err
 	}
