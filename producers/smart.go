@@ -72,7 +72,17 @@ func smartSpec() Spec {
 	return Spec{Name: "smart", Doc: "SMART health of every drive (smart.go, smartctl --json) with a verdict", DefaultEnabled: true,
 		New: func(raw json.RawMessage, _ Info) (any, error) {
 			return NewSMART(raw)
-		}}
+		},
+		Saved: &SavedInput{Flag: "smartctl-json", What: "smartctl --json output", Limit: MaxSmartctlJSON, Judge: judgeSavedSMART}}
+}
+
+// judgeSavedSMART judges one drive's saved smartctl --json output.
+func judgeSavedSMART(b []byte, _ time.Time) ([]Observation, error) {
+	m, err := ParseSmartctlJSON(b)
+	if err != nil {
+		return nil, err
+	}
+	return []Observation{{Kind: "smart", Object: m.Device, Data: m}}, nil
 }
 
 // NewSMART builds the smart producer from its options.
