@@ -57,6 +57,14 @@ type Env struct {
 	State State
 }
 
+// logger is env.Log, or a logger that discards when there is none.
+func (env Env) logger() *slog.Logger {
+	if env.Log != nil {
+		return env.Log
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
 // Collector is a producer that runs on a schedule.
 type Collector interface {
 	// Name is the producer's name, used in the event source
