@@ -140,18 +140,8 @@ func alertsDash(s string) string {
 	return s
 }
 
-func alertsShort(d time.Duration) string {
-	switch {
-	case d < time.Minute:
-		return fmt.Sprintf("%ds", int(d.Seconds()))
-	case d < time.Hour:
-		return fmt.Sprintf("%dm", int(d.Minutes()))
-	case d < 48*time.Hour:
-		return fmt.Sprintf("%dh%02dm", int(d.Hours()), int(d.Minutes())%60)
-	default:
-		return fmt.Sprintf("%dd", int(d.Hours()/24))
-	}
-}
+// alertsShort renders ages and uptimes as the dashboard does.
+func alertsShort(d time.Duration) string { return fleetview.ShortDuration(d) }
 
 func runNotify(ctx context.Context, a *app, args []string) error {
 	fs := newFlagSet("notify", "test CHANNEL", `
