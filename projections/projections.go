@@ -45,9 +45,9 @@ type Projection interface {
 
 // Stream names the projections read (the hub's streams).
 const (
-	StreamHosts    = "HOSTS"
-	StreamAlerts   = "ALERTS"
-	StreamAlertLog = "ALERTLOG"
+	StreamHosts    = events.StreamHosts
+	StreamAlerts   = events.StreamAlerts
+	StreamAlertLog = events.StreamAlertLog
 )
 
 // CheckpointKey is the key of each bucket holding the last sequence

@@ -23,7 +23,7 @@ import (
 // receive its own deliveries and answer its own flow control (auth.go).
 const (
 	// DeployInboxStream is the agent-side copy of the host's requests.
-	DeployInboxStream = "DEPLOYIN"
+	DeployInboxStream = events.StreamDeployInbox
 	// DeployActivatorConsumer and DeployBuilderConsumer are the agent's
 	// durable consumers on DEPLOYIN. Durable names are API: never rename.
 	DeployActivatorConsumer = "activator"
@@ -35,7 +35,7 @@ func deployHubConsumer(host string) string { return "AGENT_" + host }
 
 // deployDeliverPrefix and deployDeliverSubject are where AGENT_<host>
 // pushes to.
-func deployDeliverPrefix(host string) string  { return "_pinkie.deploy." + host }
+func deployDeliverPrefix(host string) string  { return events.DeployDeliverPrefix(host) }
 func deployDeliverSubject(host string) string { return deployDeliverPrefix(host) + ".d" }
 
 // deployAgentFilters are the DEPLOY subjects a host's agent receives.

@@ -47,8 +47,8 @@ func alerterService(c alerter.Config, log *slog.Logger) (streams.HubService, err
 	opts := c.Options()
 	return streams.FoldService(streams.FoldOptions{
 		Name: "alerter", Bucket: streams.AlerterBucket, Log: log, TickEvery: every, TickGrace: grace,
-		Sources: []streams.FoldSource{{Stream: streams.HostsStream, Subjects: []string{"pinkie.host.>"}}, {Stream: streams.DeployStream, Subjects: []string{"pinkie.deploy.>"}},
-			{Stream: streams.AlertLogStream, Subjects: []string{"pinkie.silence.>"}}, {Stream: streams.FleetStream, Subjects: []string{events.FleetDeclaredSubject}}},
+		Sources: []streams.FoldSource{{Stream: streams.HostsStream, Subjects: []string{events.HostSubjects}}, {Stream: streams.DeployStream, Subjects: []string{events.DeploySubjects}},
+			{Stream: streams.AlertLogStream, Subjects: []string{events.SilenceSubjects}}, {Stream: streams.FleetStream, Subjects: []string{events.FleetDeclaredSubject}}},
 		// Rules are compiled once; each run starts from a fresh engine
 		// restored from the bucket.
 		New: func() (events.Fold, error) {

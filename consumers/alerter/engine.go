@@ -533,7 +533,7 @@ func (e *Engine) Tick(now time.Time) []Output {
 			ev, err := events.New(k, "hub", Producer, now, events.SilenceRemoved{ID: id, RemovedBy: "expired"},
 				events.WithID(events.DeterministicID("silence", id, "expired")))
 			if err == nil {
-				out = append(out, Output{Subject: "pinkie.silence.removed." + id, Event: ev})
+				out = append(out, Output{Subject: events.SilenceRemovedSubject(id), Event: ev})
 			}
 		}
 	}

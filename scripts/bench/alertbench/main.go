@@ -280,7 +280,7 @@ func throughput(log *slog.Logger, total int, r *result) error {
 		if err != nil {
 			return err
 		}
-		eng.Apply(events.Stored{Stream: "HOSTS", Seq: uint64(i + 1), Subject: subjects[i], Event: e, Kind: k, At: at.Add(time.Duration(i) * time.Millisecond)})
+		eng.Apply(events.Stored{Stream: events.StreamHosts, Seq: uint64(i + 1), Subject: subjects[i], Event: e, Kind: k, At: at.Add(time.Duration(i) * time.Millisecond)})
 	}
 	r.EngineEvents, r.EnginePerSec = len(payloads), float64(len(payloads))/time.Since(start).Seconds()
 
@@ -358,8 +358,8 @@ func alerterService(log *slog.Logger) (streams.HubService, error) {
 	every, grace := c.Schedule()
 	return streams.FoldService(streams.FoldOptions{
 		Name: "alerter", Bucket: streams.AlerterBucket, Log: log, TickEvery: every, TickGrace: grace,
-		Sources: []streams.FoldSource{{Stream: streams.HostsStream, Subjects: []string{"pinkie.host.>"}}, {Stream: streams.DeployStream, Subjects: []string{"pinkie.deploy.>"}},
-			{Stream: streams.AlertLogStream, Subjects: []string{"pinkie.silence.>"}}, {Stream: streams.FleetStream, Subjects: []string{events.FleetDeclaredSubject}}},
+		Sources: []streams.FoldSource{{Stream: streams.HostsStream, Subjects: []string{events.HostSubjects}}, {Stream: streams.DeployStream, Subjects: []string{events.DeploySubjects}},
+			{Stream: streams.AlertLogStream, Subjects: []string{events.SilenceSubjects}}, {Stream: streams.FleetStream, Subjects: []string{events.FleetDeclaredSubject}}},
 		New: func() (events.Fold, error) {
 			return alerter.NewEngine(append([]alerter.Rule(nil), rules...), c.Options()).Fold(), nil
 		},
