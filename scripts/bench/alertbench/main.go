@@ -30,6 +30,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/pinkiefleet/pinkie/cmd/pinkie/notifyhub"
 	"github.com/pinkiefleet/pinkie/consumers/alerter"
 	"github.com/pinkiefleet/pinkie/consumers/notifier"
 	"github.com/pinkiefleet/pinkie/events"
@@ -123,7 +124,7 @@ func latency(log *slog.Logger, n int, pace time.Duration, r *result) error {
 	if err != nil {
 		return err
 	}
-	services := append(streams.ProjectorServices(false, log), al, streams.NotifierService(streams.NotifierOptions{Config: nc, Channels: chans, Log: log}))
+	services := append(streams.ProjectorServices(false, log), al, notifyhub.Service(nc, chans, log))
 	dir, _ := os.MkdirTemp("", "alertbench-")
 	defer os.RemoveAll(dir)
 	ctx := context.Background()
