@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/pinkiefleet/pinkie/events"
 )
 
 // ReadBucket reads the current value of every key of a KV bucket below
@@ -15,7 +17,7 @@ import (
 // push consumers, which the hub refuses to clients (see gate.go); this
 // works for every key, reader or operator alike.
 func ReadBucket(ctx context.Context, js jetstream.JetStream, bucket, prefix string) (map[string][]byte, error) {
-	stream, subjPrefix := "KV_"+bucket, "$KV."+bucket+"."
+	stream, subjPrefix := events.KVStream(bucket), events.KVSubjectPrefix(bucket)
 	st, err := js.Stream(ctx, stream)
 	if err != nil {
 		return nil, fmt.Errorf("open KV bucket %s: %w", bucket, err)

@@ -339,7 +339,7 @@ func followDeploys(ctx context.Context, a *app, c *streams.Client, fromSeq uint6
 	}
 	hubJS := c.JS
 	cons, err := hubJS.OrderedConsumer(ctx, streams.DeployStream, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{"pinkie.deploy.>"}, DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: fromSeq,
+		FilterSubjects: []string{events.DeploySubjects}, DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: fromSeq,
 	})
 	if err != nil {
 		return exitError{code: exitUsage, err: fmt.Errorf("follow %s: %w", streams.DeployStream, err)}

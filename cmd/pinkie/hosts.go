@@ -40,7 +40,7 @@ connection errors.`)
 		return err
 	}
 	defer c.Close()
-	recs, err := alertsReadBucket(ctx, c.JS, "pinkie-inventory", "")
+	recs, err := alertsReadBucket(ctx, c.JS, events.BucketInventory, "")
 	if err != nil {
 		return exitError{code: exitUsage, err: err}
 	}
@@ -59,7 +59,7 @@ connection errors.`)
 		if len(hosts) == 0 {
 			return exitError{code: exitFinding, err: fmt.Errorf("host %q is not in the inventory (no event from it yet)", only)}
 		}
-		drecs, err := alertsReadBucket(ctx, c.JS, "pinkie-drives", only+".")
+		drecs, err := alertsReadBucket(ctx, c.JS, events.BucketDrives, only+".")
 		if err != nil {
 			return exitError{code: exitUsage, err: err}
 		}

@@ -174,7 +174,7 @@ func silenceEvent(k events.Kind, now time.Time, data any) (events.Event, error) 
 // silenceWait waits briefly until the alerts projection shows (or no
 // longer shows) a silence, so a following `silence ls` sees the change.
 func silenceWait(ctx context.Context, js jetstream.JetStream, id string, present bool) bool {
-	kv, err := js.KeyValue(ctx, "pinkie-alerts")
+	kv, err := js.KeyValue(ctx, events.BucketAlerts)
 	if err != nil {
 		return false
 	}
@@ -272,7 +272,7 @@ func runSilenceRm(ctx context.Context, a *app, args []string) error {
 		return err
 	}
 	defer c.Close()
-	kv, err := c.JS.KeyValue(ctx, "pinkie-alerts")
+	kv, err := c.JS.KeyValue(ctx, events.BucketAlerts)
 	if err != nil {
 		return exitError{code: exitUsage, err: fmt.Errorf("open pinkie-alerts: %w", err)}
 	}

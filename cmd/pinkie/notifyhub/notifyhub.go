@@ -125,7 +125,7 @@ func (s *service) Run(ctx context.Context, h *streams.Hub) error {
 	// days of history); an existing one keeps its configuration.
 	cfg := jetstream.ConsumerConfig{
 		Durable: streams.NotifierConsumer, Description: "the notifier: alerts to ntfy, Matrix, email",
-		FilterSubject: "pinkie.alert.>", AckPolicy: jetstream.AckExplicitPolicy, MaxDeliver: -1,
+		FilterSubject: events.AlertSubjects, AckPolicy: jetstream.AckExplicitPolicy, MaxDeliver: -1,
 		AckWait: time.Minute,
 	}
 	err = streams.ConsumeRecent(ctx, js, streams.AlertsStream, cfg, 10*time.Minute, func(ctx context.Context, m jetstream.Msg) error {
