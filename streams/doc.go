@@ -5,5 +5,7 @@
 // permissions, and the client connection the CLI uses. It runs consumers
 // (runners, publishers, readers, a KV store with revisions) without
 // knowing them: cmd gives each one in (HubOptions.IngestCheck,
-// HubOptions.Services).
+// HubOptions.Services). Every fold the hub keeps (the projections, the
+// alerter, the deploy planner, last-deploy) runs on FoldService over
+// events.Fold.
 package streams
