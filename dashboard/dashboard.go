@@ -21,6 +21,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pinkiefleet/pinkie/deploy"
 	"github.com/pinkiefleet/pinkie/events"
 	"github.com/pinkiefleet/pinkie/fleetview"
 )
@@ -77,16 +78,11 @@ type Deployer interface {
 }
 
 // DeployRequest is what the deploy form asks for.
-type DeployRequest struct {
-	Selectors   []string `json:"selectors"`
-	Goal        string   `json:"goal,omitempty"`
-	BuildOn     string   `json:"build_on,omitempty"`
-	RequestedBy string   `json:"-"`
-}
+type DeployRequest = deploy.Request
 
 // ErrBadRequest marks a deploy request the fleet refuses (unknown host or
 // tag, malformed selector): the user's mistake, shown as a 4xx.
-var ErrBadRequest = errors.New("bad request")
+var ErrBadRequest = deploy.ErrBadRequest
 
 // Options configure the dashboard.
 type Options struct {

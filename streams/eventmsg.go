@@ -1,7 +1,10 @@
 package streams
 
 import (
+	"context"
+
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/pinkiefleet/pinkie/events"
 )
@@ -19,4 +22,36 @@ func EventMsg(subject string, e events.Event) (*nats.Msg, error) {
 	m.Header.Set(events.HeaderContentType, events.ContentType)
 	m.Header.Set(events.HeaderMsgID, e.ID())
 	return m, nil
+}
+
+// PublishEvent stores e on subject through js (as EventMsg makes it) and
+// says where.
+func PublishEvent(ctx context.Context, js jetstream.JetStream, subject string, e events.Event) (events.Ack, error) {
+	m, err := EventMsg(subject, e)
+	if err != nil {
+		return events.Ack{}, err
+	}
+	ack, err := js.PublishMsg(ctx, m)
+	if err != nil {
+		return events.Ack{}, err
+	}
+	return eventAck(ack), nil
+}
+
+func eventAck(a *jetstream.PubAck) events.Ack {
+	return events.Ack{Stream: a.Stream, Seq: a.Sequence, Duplicate: a.Duplicate}
+}
+
+// Publisher is c as an events.Publisher (Publish, with its retries and
+// error messages).
+func (c *Client) Publisher() events.Publisher { return clientPublisher{c} }
+
+type clientPublisher struct{ c *Client }
+
+func (p clientPublisher) Publish(ctx context.Context, subject string, e events.Event) (events.Ack, error) {
+	ack, err := p.c.Publish(ctx, subject, e)
+	if err != nil {
+		return events.Ack{}, err
+	}
+	return eventAck(ack), nil
 }

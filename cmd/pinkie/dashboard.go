@@ -17,10 +17,9 @@ import (
 
 	"github.com/pinkiefleet/pinkie/bounded"
 	"github.com/pinkiefleet/pinkie/dashboard"
-	"github.com/pinkiefleet/pinkie/deploy/fleet"
+	"github.com/pinkiefleet/pinkie/deploy"
 	"github.com/pinkiefleet/pinkie/deploy/nix"
 	"github.com/pinkiefleet/pinkie/events"
-	"github.com/pinkiefleet/pinkie/fleetview"
 	"github.com/pinkiefleet/pinkie/projections"
 	"github.com/pinkiefleet/pinkie/streams"
 )
@@ -147,7 +146,8 @@ func dashboardSetup(raw json.RawMessage, httpAddr string, log *slog.Logger, stde
 	store := svc.store
 	o := dashboard.Options{Store: store, Auth: auth, Log: log, Title: c.Title, WarnAfter: warn, FailAfter: fail}
 	if c.Flake != "" {
-		o.Deployer = &hubDeployer{store: store, flake: c.Flake, pushTo: c.PushTo, expires: expires, n: nix.Nix{Run: nix.ExecRunner{}}}
+		o.Deployer = &deploy.Deployer{Nix: nix.Nix{Run: nix.ExecRunner{}}, Flake: c.Flake, PushTo: c.PushTo, Expires: expires, SourceHost: cliSourceHost(),
+			Publisher: store.publisher}
 	}
 	o.Terminal = hubTerminal{store: store}
 	srv, err := dashboard.New(o)
@@ -352,13 +352,18 @@ func (s *hubStore) Publish(ctx context.Context, subject string, e events.Event) 
 	return err
 }
 
-// publishAck is Publish returning the ack, for deploySend.
-func (s *hubStore) PublishAck(ctx context.Context, subject string, e events.Event) (*jetstream.PubAck, error) {
-	m, err := streams.EventMsg(subject, e)
-	if err != nil {
+// publisher is the hub's connection as an events.Publisher, once the hub
+// runs.
+func (s *hubStore) publisher(ctx context.Context) (events.Publisher, error) {
+	if err := s.wait(ctx); err != nil {
 		return nil, err
 	}
-	return s.js.PublishMsg(ctx, m)
+	return events.PublisherFunc(s.PublishAck), nil
+}
+
+// PublishAck is Publish returning the ack.
+func (s *hubStore) PublishAck(ctx context.Context, subject string, e events.Event) (events.Ack, error) {
+	return streams.PublishEvent(ctx, s.js, subject, e)
 }
 
 // Watch follows the projection buckets' updates, deploy phases and fleet
@@ -382,48 +387,6 @@ func (s *hubStore) Watch(ctx context.Context, fn func(string)) error {
 		_ = sub.Unsubscribe()
 	}
 	return nil
-}
-
-// hubDeployer plans and sends deploys with pinkie deploy's own code.
-type hubDeployer struct {
-	store   *hubStore
-	flake   string
-	pushTo  string
-	expires time.Duration
-	n       nix.Nix
-}
-
-func (d *hubDeployer) plan(ctx context.Context, r dashboard.DeployRequest) (fleetview.Deploy, []fleet.Plan, error) {
-	res, plans, err := deployPlan(ctx, d.n, d.flake, r.Selectors, r.BuildOn, r.Goal)
-	var ue usageError
-	if errors.As(err, &ue) {
-		return res, nil, fmt.Errorf("%w: %v", dashboard.ErrBadRequest, ue)
-	}
-	return res, plans, err
-}
-
-func (d *hubDeployer) Plan(ctx context.Context, r dashboard.DeployRequest) (fleetview.Deploy, error) {
-	res, _, err := d.plan(ctx, r)
-	return res, err
-}
-
-func (d *hubDeployer) Start(ctx context.Context, r dashboard.DeployRequest) (fleetview.Deploy, error) {
-	res, plans, err := d.plan(ctx, r)
-	if err != nil {
-		return res, err
-	}
-	if err := d.store.wait(ctx); err != nil {
-		return res, err
-	}
-	_, err = deploySend(ctx, d.n, publisherFunc(d.store.PublishAck), &res, plans,
-		deploySendOptions{PushTo: d.pushTo, Expires: d.expires, RequestedBy: r.RequestedBy})
-	return res, err
-}
-
-type publisherFunc func(ctx context.Context, subject string, e events.Event) (*jetstream.PubAck, error)
-
-func (f publisherFunc) Publish(ctx context.Context, subject string, e events.Event) (*jetstream.PubAck, error) {
-	return f(ctx, subject, e)
 }
 
 // hubTerminal runs the dashboard's web terminal sessions with pinkie

@@ -10,12 +10,12 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 	"text/tabwriter"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/pinkiefleet/pinkie/deploy"
 	"github.com/pinkiefleet/pinkie/deploy/fleet"
 	"github.com/pinkiefleet/pinkie/deploy/nix"
 	"github.com/pinkiefleet/pinkie/events"
@@ -85,7 +85,11 @@ no connection to the hub, and then nothing is published.`)
 		return usagef("--expires must be positive")
 	}
 	n := nix.Nix{Run: nix.ExecRunner{}}
-	res, plans, err := deployPlan(ctx, n, *flake, selectors, *buildOn, *goal)
+	res, plans, err := deploy.Plan(ctx, n, *flake, selectors, *buildOn, *goal)
+	var bad *deploy.BadRequest
+	if errors.As(err, &bad) {
+		return usagef("%s", bad.Msg)
+	}
 	if err != nil {
 		return err
 	}
@@ -102,7 +106,7 @@ no connection to the hub, and then nothing is published.`)
 	if !*asJSON {
 		lines = a.stdout
 	}
-	opts := deploySendOptions{PushTo: *pushTo, Expires: *expires, RequestedBy: requester(), Stderr: a.stderr, Lines: lines}
+	opts := deploy.SendOptions{PushTo: *pushTo, Expires: *expires, RequestedBy: requester(), SourceHost: cliSourceHost(), Stderr: a.stderr, Lines: lines}
 	if key := deployNixKey(*nixKey, *cf.nkey); key != "" && *pushTo == "" {
 		opts.Upload = func(ctx context.Context, path string) (*fleetview.CacheUpload, error) {
 			return uploadClosure(ctx, n, c, key, path)
@@ -116,7 +120,7 @@ no connection to the hub, and then nothing is published.`)
 		}
 		res.Flake, res.SourceUpload = src, up
 	}
-	firstSeq, err := deploySend(ctx, n, c, &res, plans, opts)
+	firstSeq, err := deploy.Send(ctx, n, c.Publisher(), &res, plans, opts)
 	if err != nil {
 		return err
 	}
@@ -151,144 +155,6 @@ no connection to the hub, and then nothing is published.`)
 		return exitError{code: exitFinding, err: fmt.Errorf("%d of %d hosts did not deploy", failed, len(res.Hosts))}
 	}
 	return nil
-}
-
-// deployPlan reads the fleet from a flake, selects hosts and places their
-// builds: the plan that `pinkie deploy --dry-run` prints and the
-// dashboard shows before it sends anything. Its errors are usage errors.
-func deployPlan(ctx context.Context, n nix.Nix, flake string, selectors []string, buildOn, goal string) (deployResult, []fleet.Plan, error) {
-	md, err := n.FlakeMetadata(ctx, flake)
-	if err != nil {
-		return deployResult{}, nil, usagef("flake %s: %v%s", flake, err, tailSuffix(err))
-	}
-	ref := md.URL
-	if ref == "" {
-		ref = flake
-	}
-	fl, err := fleet.Read(ctx, n, ref)
-	if err != nil {
-		return deployResult{}, nil, usagef("%v%s", err, tailSuffix(err))
-	}
-	hosts, err := fleet.Select(fl, selectors)
-	if err != nil {
-		return deployResult{}, nil, usagef("%v", err)
-	}
-	plans, err := fleet.Place(fl, hosts, buildOn, goal)
-	if err != nil {
-		return deployResult{}, nil, usagef("%v", err)
-	}
-	res := deployResult{Flake: ref, Revision: md.Revision}
-	for _, p := range plans {
-		res.Hosts = append(res.Hosts, deployHostResult{Host: p.Host, BuildOn: p.BuildOn, Goal: p.Goal, Outcome: "planned"})
-	}
-	return res, plans, nil
-}
-
-// deployPublisher publishes an event on the hub (a CLI client, or the
-// hub's own connection for the dashboard).
-type deployPublisher interface {
-	Publish(ctx context.Context, subject string, e events.Event) (*jetstream.PubAck, error)
-}
-
-type deploySendOptions struct {
-	PushTo string
-	// Upload, when set, puts a locally built closure into the hub's Nix
-	// cache (signed), where targets fetch it, and says what it sent.
-	Upload      func(ctx context.Context, path string) (*fleetview.CacheUpload, error)
-	Expires     time.Duration
-	RequestedBy string
-	// Stderr gets local build failures; Lines, when set, one line per request.
-	Stderr, Lines io.Writer
-}
-
-// deploySend runs the plan's local builds, then publishes one
-// deploy.requested per host whose build did not fail, filling in res. It
-// returns the stream sequence of the first request.
-func deploySend(ctx context.Context, n nix.Nix, c deployPublisher, res *deployResult, plans []fleet.Plan, o deploySendOptions) (uint64, error) {
-	ref := res.Flake
-	// Local builds first; a host whose build fails is not requested.
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 4)
-	for i := range res.Hosts {
-		h := &res.Hosts[i]
-		if h.BuildOn != "local" {
-			continue
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			start := time.Now()
-			path, err := n.Build(ctx, nix.Toplevel(ref, h.Host))
-			if err == nil && o.PushTo != "" {
-				err = n.CopyTo(ctx, o.PushTo, path)
-			}
-			if err == nil && o.Upload != nil {
-				h.Upload, err = o.Upload(ctx, path)
-			}
-			h.BuildSeconds = time.Since(start).Seconds()
-			if err != nil {
-				h.Outcome, h.Reason = "build.failed", fmt.Sprintf("local build: %v", err)
-				if o.Stderr != nil {
-					fmt.Fprintf(o.Stderr, "pinkie deploy: %s: local build failed: %v\n%s", h.Host, err, indentLines(nix.LogTail(err)))
-				}
-				return
-			}
-			h.StorePath = path
-		}()
-	}
-	wg.Wait()
-	now := time.Now()
-	exp := now.Add(o.Expires).UTC()
-	k, _ := events.Lookup("deploy.requested")
-	var firstSeq uint64
-	for i := range res.Hosts {
-		h := &res.Hosts[i]
-		if h.Outcome == "build.failed" {
-			continue
-		}
-		p := plans[i]
-		data := &events.DeployRequested{Host: h.Host, Flake: ref, Revision: res.Revision, BuildOn: h.BuildOn, Goal: h.Goal,
-			StorePath: h.StorePath, RequestedBy: o.RequestedBy, ExpiresAt: &exp, HealthChecks: p.HealthChecks, RollbackTimeoutSeconds: p.RollbackTimeout, BuildSeconds: h.BuildSeconds}
-		e, err := events.New(k, cliSourceHost(), "cli", now, data, events.WithSubject(h.Host))
-		if err != nil {
-			return firstSeq, err
-		}
-		ack, err := c.Publish(ctx, k.HubSubject(data), e)
-		if err != nil {
-			return firstSeq, fmt.Errorf("request deploy of %s: %w", h.Host, err)
-		}
-		h.RequestID, h.Seq, h.Outcome = e.ID(), ack.Sequence, "requested"
-		h.Phases = append(h.Phases, "requested")
-		if firstSeq == 0 {
-			firstSeq = ack.Sequence
-		}
-		if o.Lines != nil {
-			up := ""
-			if h.Upload != nil {
-				up = fmt.Sprintf(", uploaded %d of %d paths (%d bytes) to the hub's cache", len(h.Upload.UploadedPaths), h.Upload.Paths, h.Upload.UploadedBytes)
-			}
-			fmt.Fprintf(o.Lines, "%-16s requested  build on %s, goal %s, request %s%s\n", show(h.Host), show(h.BuildOn), show(h.Goal), show(h.RequestID), up)
-		}
-	}
-	return firstSeq, nil
-}
-
-func tailSuffix(err error) string {
-	t := nix.LogTail(err)
-	if len(t) <= 1 {
-		return ""
-	}
-	return "\n" + indentLines(t)
-}
-
-func indentLines(lines []string) string {
-	var b strings.Builder
-	for _, l := range lines {
-		b.WriteString("  " + l + "\n")
-	}
-	return b.String()
 }
 
 func printDeploy(a *app, res deployResult, asJSON bool) error {
