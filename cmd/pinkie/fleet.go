@@ -9,15 +9,15 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/pinkiefleet/pinkie/bounded"
+	"github.com/pinkiefleet/pinkie/deploy/fleet"
+	"github.com/pinkiefleet/pinkie/deploy/nix"
 	"github.com/pinkiefleet/pinkie/events"
-	"github.com/pinkiefleet/pinkie/nixos"
 	"github.com/pinkiefleet/pinkie/schemas"
 	"github.com/pinkiefleet/pinkie/streams"
 )
@@ -202,30 +202,6 @@ dashboard host needs no nix.
 	return fleetWriteFile(*out, b)
 }
 
-// fleetExport is what nixos/lib.nix's fleet function returns.
-type fleetExport struct {
-	Version  int                        `json:"version"`
-	Hosts    map[string]fleetExportHost `json:"hosts"`
-	Problems []string                   `json:"problems"`
-}
-
-type fleetExportHost struct {
-	Deployment struct {
-		Tags            []string        `json:"tags"`
-		BuildOn         *string         `json:"buildOn"`
-		TargetHost      *string         `json:"targetHost"`
-		RequireExplicit bool            `json:"requireExplicit"`
-		Goal            string          `json:"goal"`
-		HealthChecks    json.RawMessage `json:"healthChecks"`
-	} `json:"deployment"`
-	System    *string                 `json:"system"`
-	Roles     []string                `json:"roles"`
-	Services  []string                `json:"services"`
-	Domains   []events.DeclaredDomain `json:"domains"`
-	StateDirs map[string][]string     `json:"state_dirs"`
-	Guests    []events.DeclaredGuest  `json:"guests"`
-}
-
 // fleetEvaluate reads the declared fleet from a flake with one nix eval
 // (plus nix flake metadata for its resolved URL and revision).
 func fleetEvaluate(ctx context.Context, flake string) (events.FleetDeclared, error) {
@@ -236,130 +212,12 @@ func fleetEvaluate(ctx context.Context, flake string) (events.FleetDeclared, err
 	if err != nil {
 		return events.FleetDeclared{}, exitError{code: exitUsage, err: errors.New("nix is not on PATH: the fleet is read by evaluating the flake with nix (2.8 or later, with flakes)")}
 	}
-	out, err := fleetNix(ctx, nixBin, "eval", "--json", flake+"#nixosConfigurations", "--apply", nixos.FleetApply())
-	if err != nil {
-		return events.FleetDeclared{}, exitError{code: exitUsage, err: fmt.Errorf("evaluate the fleet of flake %s: %w", flake, err)}
+	decl, err := fleet.Declared(ctx, nix.Nix{Run: nix.ExecRunner{}, Bin: nixBin}, flake)
+	var ue *fleet.UserError
+	if errors.As(err, &ue) {
+		return decl, exitError{code: exitUsage, err: ue.Err}
 	}
-	var x fleetExport
-	if err := json.Unmarshal(out, &x); err != nil {
-		return events.FleetDeclared{}, fmt.Errorf("fleet export of %s: %w", flake, err)
-	}
-	if x.Version != 1 {
-		return events.FleetDeclared{}, fmt.Errorf("fleet export of %s: version %d, this pinkie reads version 1", flake, x.Version)
-	}
-	if len(x.Problems) > 0 {
-		return events.FleetDeclared{}, exitError{code: exitUsage, err: fmt.Errorf("the fleet of flake %s has problems; nothing was done:\n  %s", flake, strings.Join(x.Problems, "\n  "))}
-	}
-	decl := events.FleetDeclared{Flake: flake, Hosts: []events.DeclaredHost{}}
-	if meta, err := fleetNix(ctx, nixBin, "flake", "metadata", "--json", flake); err == nil {
-		var m struct {
-			ResolvedURL string `json:"resolvedUrl"`
-			Revision    string `json:"revision"`
-			Locked      struct {
-				Rev string `json:"rev"`
-			} `json:"locked"`
-		}
-		if json.Unmarshal(meta, &m) == nil {
-			if m.ResolvedURL != "" {
-				decl.Flake = m.ResolvedURL
-			}
-			decl.Revision = m.Revision
-			if decl.Revision == "" {
-				decl.Revision = m.Locked.Rev
-			}
-		}
-	}
-	names := make([]string, 0, len(x.Hosts))
-	for n := range x.Hosts {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		h := x.Hosts[n]
-		d := events.DeclaredHost{Name: n, Roles: h.Roles, Services: h.Services, Domains: h.Domains, StateDirs: h.StateDirs, Guests: h.Guests}
-		for i := range d.Guests {
-			g := &d.Guests[i]
-			fleetNonNil(&g.Services)
-			if g.Domains == nil {
-				g.Domains = []events.DeclaredDomain{}
-			}
-		}
-		if h.System != nil {
-			d.System = *h.System
-		}
-		dep := &d.Deployment
-		dep.Tags, dep.RequireExplicit, dep.Goal = h.Deployment.Tags, h.Deployment.RequireExplicit, h.Deployment.Goal
-		if h.Deployment.BuildOn != nil {
-			dep.BuildOn = *h.Deployment.BuildOn
-		}
-		if h.Deployment.TargetHost != nil {
-			dep.TargetHost = *h.Deployment.TargetHost
-		}
-		checks, err := fleetHealthChecks(h.Deployment.HealthChecks)
-		if err != nil {
-			return events.FleetDeclared{}, exitError{code: exitUsage, err: fmt.Errorf("flake %s: nixosConfigurations.%s.config.pinkie.deployment.healthChecks: %w", flake, n, err)}
-		}
-		dep.HealthChecks = checks
-		fleetNonNil(&dep.Tags, &d.Roles, &d.Services)
-		if d.Domains == nil {
-			d.Domains = []events.DeclaredDomain{}
-		}
-		decl.Hosts = append(decl.Hosts, d)
-	}
-	return decl, nil
-}
-
-// fleetHealthChecks accepts what the deploy code accepts: command strings
-// or { command = "…"; } attribute sets.
-func fleetHealthChecks(raw json.RawMessage) ([]string, error) {
-	out := []string{}
-	if len(raw) == 0 || string(raw) == "null" {
-		return out, nil
-	}
-	var items []json.RawMessage
-	if err := json.Unmarshal(raw, &items); err != nil {
-		return nil, fmt.Errorf("want a list: %w", err)
-	}
-	for _, it := range items {
-		var s string
-		if json.Unmarshal(it, &s) == nil && s != "" {
-			out = append(out, s)
-			continue
-		}
-		var o struct {
-			Command string `json:"command"`
-		}
-		if json.Unmarshal(it, &o) == nil && o.Command != "" {
-			out = append(out, o.Command)
-			continue
-		}
-		return nil, fmt.Errorf("%s: want a command string (or { command = \"…\"; })", it)
-	}
-	return out, nil
-}
-
-func fleetNonNil(lists ...*[]string) {
-	for _, l := range lists {
-		if *l == nil {
-			*l = []string{}
-		}
-	}
-}
-
-// fleetNix runs nix with flakes enabled and returns its stdout; the error
-// carries the end of its stderr, where nix explains itself.
-func fleetNix(ctx context.Context, nixBin string, args ...string) ([]byte, error) {
-	cmd := exec.CommandContext(ctx, nixBin, append([]string{"--extra-experimental-features", "nix-command flakes"}, args...)...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
-		if len(lines) > 25 {
-			lines = lines[len(lines)-25:]
-		}
-		return nil, fmt.Errorf("nix %s: %v\n%s", args[0], err, strings.Join(lines, "\n"))
-	}
-	return stdout.Bytes(), nil
+	return decl, err
 }
 
 // fleetEvent builds the fleet.declared event and checks it against its
