@@ -38,16 +38,7 @@ const (
 )
 
 // Stored is one message of a hub stream.
-type Stored struct {
-	Subject string
-	Seq     uint64
-	// Time is when the event was observed (its CloudEvents time), or else
-	// when the hub stored it.
-	Time time.Time
-	// Event is the CloudEvent; Kind its catalog entry.
-	Event events.Event
-	Kind  events.Kind
-}
+type Stored = events.Stored
 
 // Store is the dashboard's view of the hub.
 type Store interface {

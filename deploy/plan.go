@@ -172,9 +172,7 @@ type Deployer struct {
 	Expires time.Duration
 	// SourceHost is the requests' source host.
 	SourceHost string
-	// Publisher is resolved at Start (the hub's connection may not be up
-	// when the Deployer is made).
-	Publisher func(ctx context.Context) (events.Publisher, error)
+	Publisher  events.Publisher
 }
 
 // Plan selects and places hosts: nothing is sent.
@@ -189,11 +187,7 @@ func (d *Deployer) Start(ctx context.Context, r Request) (fleetview.Deploy, erro
 	if err != nil {
 		return res, err
 	}
-	pub, err := d.Publisher(ctx)
-	if err != nil {
-		return res, err
-	}
-	_, err = Send(ctx, d.Nix, pub, &res, plans, SendOptions{PushTo: d.PushTo, Expires: d.Expires, RequestedBy: r.RequestedBy, SourceHost: d.SourceHost})
+	_, err = Send(ctx, d.Nix, d.Publisher, &res, plans, SendOptions{PushTo: d.PushTo, Expires: d.Expires, RequestedBy: r.RequestedBy, SourceHost: d.SourceHost})
 	return res, err
 }
 

@@ -7,7 +7,28 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/pinkiefleet/pinkie/projections"
 )
+
+// ReadProjection reads every record of a projection bucket below prefix
+// ("" for all), as ReadBucket does, without the projection's checkpoint.
+func ReadProjection(ctx context.Context, js jetstream.JetStream, bucket, prefix string) (map[string][]byte, error) {
+	out, err := readProjection(ctx, js, bucket, prefix)
+	if err != nil {
+		return nil, fmt.Errorf("%w (is this a pinkie hub?)", err)
+	}
+	return out, nil
+}
+
+func readProjection(ctx context.Context, js jetstream.JetStream, bucket, prefix string) (map[string][]byte, error) {
+	out, err := ReadBucket(ctx, js, bucket, prefix)
+	if err != nil {
+		return nil, err
+	}
+	delete(out, projections.CheckpointKey)
+	return out, nil
+}
 
 // ReadBucket reads the current value of every key of a KV bucket below
 // prefix ("" for all), without watching it: an ordered pull consumer on the
