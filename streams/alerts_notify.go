@@ -128,17 +128,6 @@ func kvConflict(err error) bool {
 	return errors.Is(err, jetstream.ErrKeyExists) || (errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence)
 }
 
-type jsPublisher struct{ js jetstream.JetStream }
-
-func (p jsPublisher) Publish(ctx context.Context, subject string, e events.Event) error {
-	m, err := EventMsg(subject, e)
-	if err != nil {
-		return err
-	}
-	_, err = p.js.PublishMsg(ctx, m)
-	return err
-}
-
 func (s *notifierService) Run(ctx context.Context, h *Hub) error {
 	js := h.JetStream()
 	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: NotifierBucket, History: 1, Storage: jetstream.FileStorage, Replicas: h.Replicas(),
@@ -146,7 +135,7 @@ func (s *notifierService) Run(ctx context.Context, h *Hub) error {
 	if err != nil {
 		return fmt.Errorf("notifier: open bucket %s: %w", NotifierBucket, err)
 	}
-	n := notifier.New(notifier.Options{Config: s.o.Config, Channels: s.o.Channels, Store: kvStore{kv}, Pub: jsPublisher{js}, Log: s.o.Log, Node: h.srv.Name()})
+	n := notifier.New(notifier.Options{Config: s.o.Config, Channels: s.o.Channels, Store: kvStore{kv}, Pub: JetStreamPublisher(js), Log: s.o.Log, Node: h.srv.Name()})
 	if err := n.Load(ctx); err != nil {
 		return err
 	}

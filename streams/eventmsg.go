@@ -17,11 +17,17 @@ func EventMsg(subject string, e events.Event) (*nats.Msg, error) {
 	if err != nil {
 		return nil, err
 	}
+	return encodedEventMsg(subject, b, e.ID()), nil
+}
+
+// encodedEventMsg is the one place an encoded event becomes a message:
+// its data, its content type and id as its Nats-Msg-Id.
+func encodedEventMsg(subject string, data []byte, id string) *nats.Msg {
 	m := nats.NewMsg(subject)
-	m.Data = b
+	m.Data = data
 	m.Header.Set(events.HeaderContentType, events.ContentType)
-	m.Header.Set(events.HeaderMsgID, e.ID())
-	return m, nil
+	m.Header.Set(events.HeaderMsgID, id)
+	return m
 }
 
 // PublishEvent stores e on subject through js (as EventMsg makes it) and
@@ -40,6 +46,13 @@ func PublishEvent(ctx context.Context, js jetstream.JetStream, subject string, e
 
 func eventAck(a *jetstream.PubAck) events.Ack {
 	return events.Ack{Stream: a.Stream, Seq: a.Sequence, Duplicate: a.Duplicate}
+}
+
+// JetStreamPublisher is js as an events.Publisher (PublishEvent).
+func JetStreamPublisher(js jetstream.JetStream) events.Publisher {
+	return events.PublisherFunc(func(ctx context.Context, subject string, e events.Event) (events.Ack, error) {
+		return PublishEvent(ctx, js, subject, e)
+	})
 }
 
 // Publisher is c as an events.Publisher (Publish, with its retries and

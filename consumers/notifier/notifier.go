@@ -45,11 +45,6 @@ type Entry struct {
 // key's.
 var ErrConflict = errors.New("changed by another notifier")
 
-// Publisher publishes the delivery audit (pinkie.notify.<channel>.<outcome>).
-type Publisher interface {
-	Publish(ctx context.Context, subject string, e events.Event) error
-}
-
 // Job is a pending message for one channel.
 type Job struct {
 	// ID is the message id: derived from the channel and the first alert
@@ -115,7 +110,7 @@ type Notifier struct {
 	groupWait, maxRetry time.Duration
 	channels            []Channel
 	store               Store
-	pub                 Publisher
+	pub                 events.Publisher
 	clock               func() time.Time
 	log                 *slog.Logger
 	kind                events.Kind
@@ -137,7 +132,7 @@ type Options struct {
 	Config   Config
 	Channels []Channel
 	Store    Store
-	Pub      Publisher
+	Pub      events.Publisher
 	Clock    func() time.Time
 	Log      *slog.Logger
 	// Node names the hub node this notifier runs on. A lease on a job
@@ -592,7 +587,7 @@ func (n *Notifier) audit(ctx context.Context, c Channel, j *Job, outcome string,
 		n.log.Error("build delivery audit", "err", berr)
 		return
 	}
-	if perr := n.pub.Publish(ctx, "pinkie.notify."+c.Name()+"."+outcome, e); perr != nil {
+	if _, perr := n.pub.Publish(ctx, "pinkie.notify."+c.Name()+"."+outcome, e); perr != nil {
 		n.log.Error("publish delivery audit", "channel", c.Name(), "err", perr)
 	}
 }
