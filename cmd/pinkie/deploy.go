@@ -9,16 +9,12 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strings"
 	"text/tabwriter"
 	"time"
-
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/pinkiefleet/pinkie/deploy"
 	"github.com/pinkiefleet/pinkie/deploy/fleet"
 	"github.com/pinkiefleet/pinkie/deploy/nix"
-	"github.com/pinkiefleet/pinkie/events"
 	"github.com/pinkiefleet/pinkie/fleetview"
 	"github.com/pinkiefleet/pinkie/nixcache"
 	"github.com/pinkiefleet/pinkie/streams"
@@ -108,13 +104,14 @@ no connection to the hub, and then nothing is published.`)
 	}
 	opts := deploy.SendOptions{PushTo: *pushTo, Expires: *expires, RequestedBy: requester(), SourceHost: cliSourceHost(), Stderr: a.stderr, Lines: lines}
 	if key := deployNixKey(*nixKey, *cf.nkey); key != "" && *pushTo == "" {
+		upload := hubCacheUpload(c)
 		opts.Upload = func(ctx context.Context, path string) (*fleetview.CacheUpload, error) {
-			return uploadClosure(ctx, n, c, key, path)
+			return deploy.UploadClosure(ctx, n, upload, key, path)
 		}
 		// Builders and targets build exactly what was evaluated here,
 		// from the hub's cache: the flake's source (inputs included,
 		// uncommitted changes included) goes there too.
-		src, up, err := shipFlakeSource(ctx, n, c, key, res.Flake)
+		src, up, err := deploy.ShipFlakeSource(ctx, n, upload, key, res.Flake)
 		if err != nil {
 			return err
 		}
@@ -126,7 +123,12 @@ no connection to the hub, and then nothing is published.`)
 	}
 	if *wait && firstSeq > 0 {
 		wctx, cancel := context.WithTimeout(ctx, *timeout)
-		err := followDeploys(wctx, a, c, firstSeq, res.Hosts, !*asJSON)
+		next, err := c.FollowDeploys(wctx, firstSeq)
+		if err != nil {
+			err = exitError{code: exitUsage, err: err}
+		} else {
+			err = deploy.Follow(wctx, next, res.Hosts, lines)
+		}
 		cancel()
 		if err != nil && !errors.Is(err, context.DeadlineExceeded) {
 			return err
@@ -183,112 +185,6 @@ func printDeploySummary(a *app, res deployResult) {
 	_ = tw.Flush()
 }
 
-// terminalPhase reports whether a phase ends a host's deploy.
-func terminalPhase(p string) bool {
-	switch p {
-	case "activated", "failed", "rolledback", "build.failed", "skipped":
-		return true
-	}
-	return false
-}
-
-// followDeploys reads DEPLOY from the first request on and prints each
-// phase of the requests in hosts until every one has ended.
-func followDeploys(ctx context.Context, a *app, c *streams.Client, fromSeq uint64, hosts []deployHostResult, lines bool) error {
-	byID := map[string]*deployHostResult{}
-	open := 0
-	for i := range hosts {
-		if hosts[i].RequestID != "" {
-			byID[hosts[i].RequestID] = &hosts[i]
-			open++
-		}
-	}
-	hubJS := c.JS
-	cons, err := hubJS.OrderedConsumer(ctx, streams.DeployStream, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{"pinkie.deploy.>"}, DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: fromSeq,
-	})
-	if err != nil {
-		return exitError{code: exitUsage, err: fmt.Errorf("follow %s: %w", streams.DeployStream, err)}
-	}
-	it, err := cons.Messages()
-	if err != nil {
-		return exitError{code: exitUsage, err: fmt.Errorf("follow %s: %w", streams.DeployStream, err)}
-	}
-	go func() {
-		<-ctx.Done()
-		it.Stop()
-	}()
-	for open > 0 {
-		m, err := it.Next()
-		if err != nil {
-			if ctx.Err() != nil {
-				for _, h := range byID {
-					if !terminalPhase(h.Outcome) {
-						h.Outcome, h.Reason = "timeout", "no outcome before --timeout (is the agent connected?)"
-					}
-				}
-				return ctx.Err()
-			}
-			return fmt.Errorf("follow %s: %w", streams.DeployStream, err)
-		}
-		e, k, err := events.Decode(m.Data())
-		if err != nil {
-			continue
-		}
-		phase, ok := events.DeployPhaseOf(k.Name)
-		if !ok {
-			continue
-		}
-		d, err := events.DecodeData(e, k)
-		if err != nil {
-			continue
-		}
-		p := d.(*events.DeployPhase)
-		h := byID[p.RequestID]
-		if h == nil || h.Host != p.Host || terminalPhase(h.Outcome) {
-			continue
-		}
-		h.Phases = append(h.Phases, phase)
-		h.Outcome = phase
-		if p.StorePath != "" {
-			h.StorePath = p.StorePath
-		}
-		if p.Reason != "" {
-			h.Reason = p.Reason
-		}
-		if p.FetchedPaths > 0 || p.FetchedBytes > 0 {
-			h.FetchedPaths, h.FetchedBytes = p.FetchedPaths, p.FetchedBytes
-		}
-		if lines {
-			detail := ""
-			switch {
-			case p.Reason != "":
-				detail = p.Reason
-			case phase == "built" || phase == "activated":
-				detail = fmt.Sprintf("%s (%.1fs)", p.StorePath, p.DurationSeconds)
-				if p.FetchedPaths > 0 {
-					detail += fmt.Sprintf(", fetched %d paths, %d bytes from the hub's cache", p.FetchedPaths, p.FetchedBytes)
-				}
-			case phase == "build.started":
-				detail = "on " + p.Builder
-			}
-			sender, _, _ := events.HostFromSubject(m.Subject())
-			by := ""
-			if sender != p.Host {
-				by = " [" + sender + "]"
-			}
-			fmt.Fprintf(a.stdout, "%-16s %-18s %s%s\n", show(p.Host), show(phase), show(detail), show(by))
-			for _, l := range p.Log {
-				fmt.Fprintf(a.stdout, "%-16s   | %s\n", show(p.Host), show(l))
-			}
-		}
-		if terminalPhase(phase) {
-			open--
-		}
-	}
-	return nil
-}
-
 // sortedHosts returns the keys of m, sorted.
 func sortedHosts[T any](m map[string]T) []string {
 	out := make([]string, 0, len(m))
@@ -316,69 +212,10 @@ func deployNixKey(flag, nkeyFile string) string {
 	return ""
 }
 
-// uploadClosure signs the closure of paths with the fleet key in keyFile
-// and uploads what the hub's cache lacks, each NAR read straight from the
-// store (nothing copied or compressed first), and says what it sent.
-func uploadClosure(ctx context.Context, n nix.Nix, c streams.Requester, keyFile string, paths ...string) (*fleetview.CacheUpload, error) {
-	key, err := nixcache.ReadSecretKeyFile(keyFile)
-	if err != nil {
-		return nil, fmt.Errorf("the fleet's nix signing key: %w", err)
+// hubCacheUpload uploads signed paths to the hub's Nix cache over c.
+func hubCacheUpload(c streams.Requester) deploy.UploadFunc {
+	return func(ctx context.Context, infos []*nixcache.NarInfo) (deploy.Uploaded, error) {
+		st, err := streams.UploadNixPaths(ctx, c, streams.NixCachePutOperator, streams.NixStorePaths(infos))
+		return deploy.Uploaded{Paths: st.Paths, SentHashes: st.MissingHashes, BytesSent: st.BytesSent}, err
 	}
-	closure, err := n.Closure(ctx, paths...)
-	if err != nil {
-		return nil, err
-	}
-	infos := make([]*nixcache.NarInfo, 0, len(closure))
-	for _, p := range closure {
-		ni, err := p.NarInfo()
-		if err != nil {
-			return nil, err
-		}
-		if err := ni.Sign(key); err != nil {
-			return nil, fmt.Errorf("sign %s with %s: %w", p.Path, keyFile, err)
-		}
-		infos = append(infos, ni)
-	}
-	st, err := streams.UploadNixPaths(ctx, c, streams.NixCachePutOperator, streams.NixStorePaths(infos))
-	if err != nil {
-		return nil, fmt.Errorf("upload %s to the hub's cache: %w", strings.Join(paths, " "), err)
-	}
-	sent := map[string]bool{}
-	for _, h := range st.MissingHashes {
-		sent[h] = true
-	}
-	up := &fleetview.CacheUpload{Paths: st.Paths, UploadedPaths: []string{}, UploadedBytes: st.BytesSent}
-	for _, ni := range infos {
-		if sent[ni.HashPart()] {
-			up.UploadedPaths = append(up.UploadedPaths, ni.StorePath)
-			continue
-		}
-		up.CachedPaths++
-		up.CachedBytes += int64(ni.FileSize)
-	}
-	sort.Strings(up.UploadedPaths)
-	return up, nil
-}
-
-// shipFlakeSource signs the flake's source and inputs with the fleet key
-// in keyFile, uploads what the hub's cache lacks and returns the reference
-// hosts build from, and what it sent.
-func shipFlakeSource(ctx context.Context, n nix.Nix, c streams.Requester, keyFile, ref string) (string, *fleetview.CacheUpload, error) {
-	md, err := n.FlakeMetadata(ctx, ref)
-	if err != nil {
-		return "", nil, fmt.Errorf("flake %s: %w", ref, err)
-	}
-	src, err := md.SourceRef()
-	if err != nil {
-		return "", nil, err
-	}
-	paths, err := n.FlakeSources(ctx, ref)
-	if err != nil {
-		return "", nil, fmt.Errorf("the flake source of %s: %w", ref, err)
-	}
-	up, err := uploadClosure(ctx, n, c, keyFile, paths...)
-	if err != nil {
-		return "", nil, fmt.Errorf("the flake source of %s: %w", ref, err)
-	}
-	return src, up, nil
 }
