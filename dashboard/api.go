@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/pinkiefleet/pinkie/events"
 	"github.com/pinkiefleet/pinkie/fleetview"
 )
 
@@ -26,7 +27,7 @@ func (s *Server) apiOverview(w http.ResponseWriter, r *http.Request, _ *Session)
 }
 
 func (s *Server) apiHosts(w http.ResponseWriter, r *http.Request, _ *Session) error {
-	inv, err := s.o.Store.Bucket(r.Context(), BucketInventory, "")
+	inv, err := s.o.Store.Bucket(r.Context(), events.BucketInventory, "")
 	if err != nil {
 		return err
 	}

@@ -29,14 +29,6 @@ import (
 //go:embed assets
 var assets embed.FS
 
-// Bucket names the dashboard reads.
-const (
-	BucketInventory  = "pinkie-inventory"
-	BucketDrives     = "pinkie-drives"
-	BucketAlerts     = "pinkie-alerts"
-	BucketLastDeploy = "pinkie-last-deploy"
-)
-
 // Stored is one message of a hub stream.
 type Stored = events.Stored
 

@@ -284,9 +284,9 @@ func TestAPIUsesTheCLIShapes(t *testing.T) {
 	if err := dec.Decode(&got); err != nil {
 		t.Fatalf("/api/hosts/host0001 is not a fleetview.HostView (pinkie hosts HOST --json): %v", err)
 	}
-	inv, _ := ts.store.Bucket(context.Background(), BucketInventory, "host0001")
+	inv, _ := ts.store.Bucket(context.Background(), events.BucketInventory, "host0001")
 	hosts, _ := fleetview.Hosts(inv)
-	drec, _ := ts.store.Bucket(context.Background(), BucketDrives, "host0001.")
+	drec, _ := ts.store.Bucket(context.Background(), events.BucketDrives, "host0001.")
 	drives, _ := fleetview.Drives(drec)
 	want := fleetview.HostView{Host: hosts[0], Drives: drives}
 	wb, _ := json.Marshal(want)
@@ -427,7 +427,7 @@ func TestSilenceExtendAndExpireForms(t *testing.T) {
 	old := projections.ActiveSilence{SilenceAdded: events.SilenceAdded{ID: "abc123", Matchers: map[string]string{"host": "host0000"},
 		StartsAt: testNow.Add(-time.Hour), EndsAt: testNow.Add(time.Hour), Comment: "disk swap"}}
 	b, _ := json.Marshal(old)
-	ts.store.put(BucketAlerts, projections.SilenceKey("abc123"), b)
+	ts.store.put(events.BucketAlerts, projections.SilenceKey("abc123"), b)
 	hdr := map[string]string{"Content-Type": "application/x-www-form-urlencoded"}
 	form := url.Values{"csrf": {tok}, "for": {"1d"}}
 	if w := ts.do("POST", "/alerts/silences/abc123/extend", strings.NewReader(form.Encode()), hdr, op); w.Code != http.StatusSeeOther {
@@ -465,7 +465,7 @@ func TestOverviewCountsOnlyUnsilencedAlerts(t *testing.T) {
 	s := projections.ActiveSilence{SilenceAdded: events.SilenceAdded{ID: "s", Matchers: map[string]string{"host": "host0010"},
 		StartsAt: testNow.Add(-time.Hour), EndsAt: testNow.Add(time.Hour)}}
 	b, _ := json.Marshal(s)
-	ts.store.put(BucketAlerts, projections.SilenceKey("s"), b)
+	ts.store.put(events.BucketAlerts, projections.SilenceKey("s"), b)
 	op, _ := ts.session(t, roleOperator)
 	var ov Overview
 	if err := json.Unmarshal(ts.do("GET", "/api/overview", nil, nil, op).Body.Bytes(), &ov); err != nil {

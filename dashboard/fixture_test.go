@@ -48,7 +48,7 @@ func synthFleet(t testing.TB, m *memStore, n, historyHosts, days int, now time.T
 		if i%37 == 0 {
 			h.SilentSince = &hb
 		}
-		put(BucketInventory, host, h)
+		put(events.BucketInventory, host, h)
 		tags := []string{"web"}
 		if i%2 == 0 {
 			tags = append(tags, "eu")
@@ -63,17 +63,17 @@ func synthFleet(t testing.TB, m *memStore, n, historyHosts, days int, now time.T
 			}
 			data := events.SMART{Device: dev, Protocol: "ata", Source: "smartctl", Model: "WDC WD40EFRX", TemperatureC: &temp, Verdict: verdict, Reasons: reasons}
 			raw, _ := json.Marshal(data)
-			put(BucketDrives, projections.DriveKey(host, "smart", dev), projections.Drive{Host: host, Kind: "smart", Object: dev, Verdict: verdict, Reasons: reasons, Time: hb, Data: raw})
+			put(events.BucketDrives, projections.DriveKey(host, "smart", dev), projections.Drive{Host: host, Kind: "smart", Object: dev, Verdict: verdict, Reasons: reasons, Time: hb, Data: raw})
 		}
 		for _, mp := range []string{"/", "/srv"} {
 			data := events.Filesystem{MountPoint: mp, Device: "/dev/nvme0n1p2", FSType: "ext4", SizeBytes: 500 << 30, UsedBytes: 300 << 30, AvailableBytes: 200 << 30, UsedPercent: 60, Verdict: events.VerdictOK}
 			raw, _ := json.Marshal(data)
-			put(BucketDrives, projections.DriveKey(host, "fs", mp), projections.Drive{Host: host, Kind: "fs", Object: mp, Verdict: events.VerdictOK, Time: hb, Data: raw})
+			put(events.BucketDrives, projections.DriveKey(host, "fs", mp), projections.Drive{Host: host, Kind: "fs", Object: mp, Verdict: events.VerdictOK, Time: hb, Data: raw})
 		}
 		if i%10 == 0 {
 			a := projections.ActiveAlert{Alert: events.Alert{Host: host, Rule: "smart.verdict", Object: "/dev/sdb", Severity: events.SeverityCritical,
 				Summary: host + ": drive /dev/sdb is failing", Status: "firing", Reason: "started", StartsAt: now.Add(-time.Hour)}, EventID: "x", EventTime: now.Add(-time.Hour)}
-			put(BucketAlerts, projections.AlertKey(host, fmt.Sprintf("fp%d", i)), a)
+			put(events.BucketAlerts, projections.AlertKey(host, fmt.Sprintf("fp%d", i)), a)
 		}
 		if i >= historyHosts {
 			continue
@@ -86,23 +86,23 @@ func synthFleet(t testing.TB, m *memStore, n, historyHosts, days int, now time.T
 				used := uint64((0.3 + 0.5*frac + 0.05*float64(j)) * float64(500<<30))
 				fsd := events.Filesystem{MountPoint: mp, FSType: "ext4", SizeBytes: 500 << 30, UsedBytes: used, AvailableBytes: 500<<30 - used, UsedPercent: float64(used) / float64(500<<30) * 100, Verdict: "ok"}
 				seq++
-				m.add(streamHosts, Stored{Subject: events.HostSubject(host, "fs", events.ObjectToken(mp)), Seq: seq, Time: at, Event: mk("fs", host, at, &fsd)})
+				m.add(events.StreamHosts, Stored{Subject: events.HostSubject(host, "fs", events.ObjectToken(mp)), Seq: seq, Time: at, Event: mk("fs", host, at, &fsd)})
 			}
 			pg := events.Postgres{Database: "app", SizeBytes: int64(10<<30) + int64(frac*float64(5<<30)), Relations: []events.PostgresRelation{}, Verdict: "ok"}
 			seq++
-			m.add(streamHosts, Stored{Subject: events.HostSubject(host, "postgres", "app"), Seq: seq, Time: at, Event: mk("postgres", host, at, &pg)})
+			m.add(events.StreamHosts, Stored{Subject: events.HostSubject(host, "postgres", "app"), Seq: seq, Time: at, Event: mk("postgres", host, at, &pg)})
 			temp := 30 + int(at.Hour()%6)
 			sm := events.SMART{Device: "/dev/sda", Protocol: "ata", Source: "smartctl", TemperatureC: &temp, Verdict: "ok"}
 			seq++
-			m.add(streamHosts, Stored{Subject: events.HostSubject(host, "smart", events.ObjectToken("/dev/sda")), Seq: seq, Time: at, Event: mk("smart", host, at, &sm)})
+			m.add(events.StreamHosts, Stored{Subject: events.HostSubject(host, "smart", events.ObjectToken("/dev/sda")), Seq: seq, Time: at, Event: mk("smart", host, at, &sm)})
 		}
 		if i == 0 {
 			code, ended := 3, now.Add(-time.Minute)
 			sh := events.ShellSession{Session: "4f1c2a9e8b7d6c5e4f3a2b1c0d9e8f7a", Phase: "ended", Operator: "UOPERATORKEY", RemoteIP: "192.0.2.44",
 				User: "alice", Command: "systemctl status nginx", StartedAt: now.Add(-2 * time.Minute), EndedAt: &ended, ExitCode: &code}
 			seq++
-			m.add(streamHosts, Stored{Subject: events.HostSubject(host, "shell.session", ""), Seq: seq, Time: ended, Event: mk("shell.session", host, ended, &sh)})
+			m.add(events.StreamHosts, Stored{Subject: events.HostSubject(host, "shell.session", ""), Seq: seq, Time: ended, Event: mk("shell.session", host, ended, &sh)})
 		}
 	}
-	m.add(streamFleet, Stored{Subject: "pinkie.fleet.declared", Seq: 1, Time: now, Event: mk("fleet.declared", "cli", now, &decl)})
+	m.add(events.StreamFleet, Stored{Subject: "pinkie.fleet.declared", Seq: 1, Time: now, Event: mk("fleet.declared", "cli", now, &decl)})
 }

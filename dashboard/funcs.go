@@ -5,6 +5,8 @@ import (
 	"html/template"
 	"strings"
 	"time"
+
+	"github.com/pinkiefleet/pinkie/fleetview"
 )
 
 func relTime(now, t time.Time) string {
@@ -13,21 +15,9 @@ func relTime(now, t time.Time) string {
 	}
 	d := now.Sub(t)
 	if d < 0 {
-		return "in " + shortDur(-d)
+		return "in " + fleetview.ShortDuration(-d)
 	}
-	return shortDur(d) + " ago"
-}
-
-func shortDur(d time.Duration) string {
-	switch {
-	case d < time.Minute:
-		return fmt.Sprintf("%ds", int(d.Seconds()))
-	case d < time.Hour:
-		return fmt.Sprintf("%dm", int(d.Minutes()))
-	case d < 48*time.Hour:
-		return fmt.Sprintf("%dh%02dm", int(d.Hours()), int(d.Minutes())%60)
-	}
-	return fmt.Sprintf("%dd", int(d.Hours()/24))
+	return fleetview.ShortDuration(d) + " ago"
 }
 
 func funcs(now func() time.Time) template.FuncMap {
@@ -98,7 +88,7 @@ func funcs(now func() time.Time) template.FuncMap {
 			return s
 		},
 		"sev": func(m map[string]int, k string) int { return m[k] },
-		"dur": func(secs float64) string { return shortDur(time.Duration(secs * float64(time.Second))) },
+		"dur": func(secs float64) string { return fleetview.ShortDuration(time.Duration(secs * float64(time.Second))) },
 		"phaseClass": func(p string) string {
 			switch p {
 			case "activated", "succeeded", "ok":

@@ -99,12 +99,12 @@ func (s *Server) guestDetail(ctx context.Context, host, name string) (*guestDeta
 	}
 	now := s.o.Now()
 	since := now.Add(-7 * 24 * time.Hour)
-	ms, err := s.o.Store.History(ctx, streamHosts, []string{events.HostSubject(host, "guest", name)}, since, maxPlotEvents)
+	ms, err := s.o.Store.History(ctx, events.StreamHosts, []string{events.HostSubject(host, "guest", name)}, since, maxPlotEvents)
 	if err != nil {
 		return nil, err
 	}
 	gd.Plots = guestPlots(ms, now, since)
-	arec, err := s.o.Store.Bucket(ctx, BucketAlerts, "alert."+host+".")
+	arec, err := s.o.Store.Bucket(ctx, events.BucketAlerts, "alert."+host+".")
 	if err != nil {
 		return nil, err
 	}

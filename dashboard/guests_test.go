@@ -38,7 +38,7 @@ func addGuests(t *testing.T, ts *testServer) {
 			b, _ := events.Encode(e)
 			seq++
 			subj := events.HostSubject("host0000", "guest", g.Name)
-			ts.store.add(streamHosts, Stored{Subject: subj, Seq: seq, Time: at, Event: e, Kind: k})
+			ts.store.add(events.StreamHosts, Stored{Subject: subj, Seq: seq, Time: at, Event: e, Kind: k})
 			p.Apply(projections.Input{Stream: projections.StreamHosts, Seq: seq, Subject: subj, Data: b})
 		}
 	}
@@ -58,13 +58,13 @@ func addGuests(t *testing.T, ts *testServer) {
 	// A watched path that is a declared service's state directory.
 	pu, _ := json.Marshal(events.PathUsage{Path: "/srv/shop", DiskBytes: 5 << 20, Files: 3, Complete: true, Verdict: "ok"})
 	dr, _ := json.Marshal(projections.Drive{Host: "host0000", Kind: "path", Object: "/srv/shop", Verdict: "ok", Time: testNow, Data: pu})
-	ts.store.put(BucketDrives, projections.DriveKey("host0000", "path", "/srv/shop"), dr)
+	ts.store.put(events.BucketDrives, projections.DriveKey("host0000", "path", "/srv/shop"), dr)
 	fk, _ := events.Lookup("fleet.declared")
 	e, err := events.New(fk, "cli", "fleet.declared", testNow, &decl)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts.store.add(streamFleet, Stored{Subject: "pinkie.fleet.declared", Seq: 2, Time: testNow, Event: e, Kind: fk})
+	ts.store.add(events.StreamFleet, Stored{Subject: "pinkie.fleet.declared", Seq: 2, Time: testNow, Event: e, Kind: fk})
 }
 
 func TestGuestPages(t *testing.T) {

@@ -149,7 +149,7 @@ type alertsData struct {
 
 func (s *Server) alertsData(r *http.Request) (alertsData, time.Time, error) {
 	now := s.o.Now()
-	recs, err := s.o.Store.Bucket(r.Context(), BucketAlerts, "")
+	recs, err := s.o.Store.Bucket(r.Context(), events.BucketAlerts, "")
 	if err != nil {
 		return alertsData{}, now, err
 	}
@@ -167,7 +167,7 @@ func (s *Server) alertsData(r *http.Request) (alertsData, time.Time, error) {
 			newest = a.EventTime
 		}
 	}
-	ms, err := s.o.Store.History(r.Context(), "ALERTS", []string{"pinkie.alert.>"}, now.Add(-7*24*time.Hour), 50)
+	ms, err := s.o.Store.History(r.Context(), events.StreamAlerts, []string{events.AlertSubjects}, now.Add(-7*24*time.Hour), 50)
 	if err != nil {
 		return d, newest, err
 	}
@@ -223,13 +223,13 @@ func (s *Server) deploys(r *http.Request) ([]DeployRow, time.Time, error) {
 	var phases []Stored
 	if !from.IsZero() {
 		var err error
-		if phases, err = s.o.Store.History(r.Context(), streamDeploy, []string{"pinkie.deploy.>"}, from.Add(-time.Minute), 20000); err != nil {
+		if phases, err = s.o.Store.History(r.Context(), events.StreamDeploy, []string{events.DeploySubjects}, from.Add(-time.Minute), 20000); err != nil {
 			return nil, newest, err
 		}
 	}
 	steps := map[string][]string{} // request id → phases
 	for _, m := range phases {
-		_, rest, _ := strings.Cut(strings.TrimPrefix(m.Subject, "pinkie.deploy."), ".")
+		_, rest, _ := events.HostFromSubject(m.Subject)
 		if rest == "requested" {
 			steps[m.Event.ID()] = append(steps[m.Event.ID()], rest)
 			continue
@@ -352,7 +352,7 @@ func (s *Server) existingSilence(r *http.Request, id string) (events.SilenceAdde
 	if !silenceIDRE.MatchString(id) {
 		return events.SilenceAdded{}, httpError{http.StatusBadRequest, fmt.Sprintf("%q is not a silence id", id)}
 	}
-	recs, err := s.o.Store.Bucket(r.Context(), BucketAlerts, projections.SilenceKey(id))
+	recs, err := s.o.Store.Bucket(r.Context(), events.BucketAlerts, projections.SilenceKey(id))
 	if err != nil {
 		return events.SilenceAdded{}, err
 	}

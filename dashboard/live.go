@@ -6,6 +6,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/pinkiefleet/pinkie/events"
 )
 
 // broadcaster fans change topics out to connected browsers. A browser
@@ -71,23 +73,23 @@ func (s *subscriber) take() []string {
 // host:<name> for a host's projections, alerts, deploys, fleet.
 func topicOf(subject string) string {
 	switch {
-	case strings.HasPrefix(subject, "$KV.pinkie-inventory."), strings.HasPrefix(subject, "$KV.pinkie-drives."):
+	case strings.HasPrefix(subject, events.KVSubjectPrefix(events.BucketInventory)), strings.HasPrefix(subject, events.KVSubjectPrefix(events.BucketDrives)):
 		rest := subject[strings.Index(subject[4:], ".")+5:]
 		host, _, _ := strings.Cut(rest, ".")
 		if strings.HasPrefix(host, "_") { // a projection checkpoint
 			return ""
 		}
 		return "host:" + host
-	case strings.HasPrefix(subject, "$KV.pinkie-guests."):
-		if strings.HasPrefix(subject, "$KV.pinkie-guests._") { // the checkpoint
+	case strings.HasPrefix(subject, events.KVSubjectPrefix(events.BucketGuests)):
+		if strings.HasPrefix(subject, events.KVSubjectPrefix(events.BucketGuests)+"_") { // the checkpoint
 			return ""
 		}
 		return "guests"
-	case strings.HasPrefix(subject, "$KV.pinkie-alerts."):
+	case strings.HasPrefix(subject, events.KVSubjectPrefix(events.BucketAlerts)):
 		return "alerts"
-	case strings.HasPrefix(subject, "$KV.pinkie-last-deploy."), strings.HasPrefix(subject, "pinkie.deploy."):
+	case strings.HasPrefix(subject, events.KVSubjectPrefix(events.BucketLastDeploy)), strings.HasPrefix(subject, events.DeploySubjectPrefix):
 		return "deploys"
-	case strings.HasPrefix(subject, "pinkie.fleet."):
+	case strings.HasPrefix(subject, events.FleetSubjectPrefix):
 		return "fleet"
 	}
 	return ""

@@ -18,13 +18,6 @@ import (
 	"github.com/pinkiefleet/pinkie/projections/lastdeploy"
 )
 
-// Stream names the dashboard reads history from.
-const (
-	streamHosts  = "HOSTS"
-	streamDeploy = "DEPLOY"
-	streamFleet  = "FLEET"
-)
-
 // HostRow is one host of the fleet overview (GET /api/overview).
 type HostRow struct {
 	Host string `json:"host"`
@@ -61,7 +54,7 @@ type Overview struct {
 }
 
 func (s *Server) readFleet(ctx context.Context) (*events.FleetDeclared, error) {
-	m, err := s.o.Store.Last(ctx, streamFleet, "pinkie.fleet.declared")
+	m, err := s.o.Store.Last(ctx, events.StreamFleet, events.FleetDeclaredSubject)
 	if err != nil || m == nil {
 		return nil, err
 	}
@@ -73,7 +66,7 @@ func (s *Server) readFleet(ctx context.Context) (*events.FleetDeclared, error) {
 }
 
 func (s *Server) readLastDeploys(ctx context.Context) (map[string]*lastdeploy.Record, error) {
-	recs, err := s.o.Store.Bucket(ctx, BucketLastDeploy, "")
+	recs, err := s.o.Store.Bucket(ctx, events.BucketLastDeploy, "")
 	if err != nil {
 		return nil, err
 	}
@@ -81,7 +74,7 @@ func (s *Server) readLastDeploys(ctx context.Context) (map[string]*lastdeploy.Re
 	for k, v := range recs {
 		var r lastdeploy.Record
 		if err := json.Unmarshal(v, &r); err != nil {
-			return nil, fmt.Errorf("%s %s: %w", BucketLastDeploy, k, err)
+			return nil, fmt.Errorf("%s %s: %w", events.BucketLastDeploy, k, err)
 		}
 		out[k] = &r
 	}
@@ -91,7 +84,7 @@ func (s *Server) readLastDeploys(ctx context.Context) (map[string]*lastdeploy.Re
 func (s *Server) overview(ctx context.Context) (Overview, error) {
 	now := s.o.Now()
 	ov := Overview{AsOf: now, Hosts: []HostRow{}, Tags: []string{}}
-	inv, err := s.o.Store.Bucket(ctx, BucketInventory, "")
+	inv, err := s.o.Store.Bucket(ctx, events.BucketInventory, "")
 	if err != nil {
 		return ov, err
 	}
@@ -100,11 +93,11 @@ func (s *Server) overview(ctx context.Context) (Overview, error) {
 	for k, b := range inv {
 		var h hostSummary
 		if err := json.Unmarshal(b, &h); err != nil {
-			return ov, fmt.Errorf("%s %s: %w", BucketInventory, k, err)
+			return ov, fmt.Errorf("%s %s: %w", events.BucketInventory, k, err)
 		}
 		hosts = append(hosts, h)
 	}
-	drec, err := s.o.Store.Bucket(ctx, BucketDrives, "")
+	drec, err := s.o.Store.Bucket(ctx, events.BucketDrives, "")
 	if err != nil {
 		return ov, err
 	}
@@ -114,11 +107,11 @@ func (s *Server) overview(ctx context.Context) (Overview, error) {
 	for k, b := range drec {
 		var d driveVerdict
 		if err := json.Unmarshal(b, &d); err != nil {
-			return ov, fmt.Errorf("%s %s: %w", BucketDrives, k, err)
+			return ov, fmt.Errorf("%s %s: %w", events.BucketDrives, k, err)
 		}
 		drives = append(drives, d)
 	}
-	arec, err := s.o.Store.Bucket(ctx, BucketAlerts, "")
+	arec, err := s.o.Store.Bucket(ctx, events.BucketAlerts, "")
 	if err != nil {
 		return ov, err
 	}
@@ -293,7 +286,7 @@ func (s *Server) hostView(ctx context.Context, name string) (*fleetview.HostView
 	if err := events.ValidHost(name); err != nil {
 		return nil, httpError{http.StatusBadRequest, err.Error()}
 	}
-	inv, err := s.o.Store.Bucket(ctx, BucketInventory, name)
+	inv, err := s.o.Store.Bucket(ctx, events.BucketInventory, name)
 	if err != nil {
 		return nil, err
 	}
@@ -301,7 +294,7 @@ func (s *Server) hostView(ctx context.Context, name string) (*fleetview.HostView
 	if err != nil || len(hosts) == 0 {
 		return nil, err
 	}
-	drec, err := s.o.Store.Bucket(ctx, BucketDrives, name+".")
+	drec, err := s.o.Store.Bucket(ctx, events.BucketDrives, name+".")
 	if err != nil {
 		return nil, err
 	}
@@ -374,7 +367,7 @@ func (s *Server) hostDetail(ctx context.Context, name string) (*hostDetail, erro
 		return nil, fmt.Errorf("host %s storage: %w", name, err)
 	}
 	last := func(kind string, into any) {
-		m, err := s.o.Store.Last(ctx, streamHosts, events.HostSubject(name, kind, ""))
+		m, err := s.o.Store.Last(ctx, events.StreamHosts, events.HostSubject(name, kind, ""))
 		if err != nil || m == nil {
 			return
 		}
@@ -386,11 +379,12 @@ func (s *Server) hostDetail(ctx context.Context, name string) (*hostDetail, erro
 	since := now.Add(-30 * 24 * time.Hour)
 	week := now.Add(-7 * 24 * time.Hour)
 	hist := func(since time.Time, max int, filters ...string) []Stored {
-		ms, err := s.o.Store.History(ctx, streamHosts, filters, since, max)
+		ms, err := s.o.Store.History(ctx, events.StreamHosts, filters, since, max)
 		if err != nil {
 			s.log.Warn("dashboard: history", "filters", strings.Join(filters, ","), "err", err)
 			for _, f := range filters {
-				hd.Problems = append(hd.Problems, "history of "+strings.TrimPrefix(f, "pinkie.host."+name+".")+" could not be read; this page is incomplete")
+				_, what, _ := events.HostFromSubject(f)
+				hd.Problems = append(hd.Problems, "history of "+what+" could not be read; this page is incomplete")
 			}
 		}
 		return ms
@@ -416,7 +410,7 @@ func (s *Server) hostDetail(ctx context.Context, name string) (*hostDetail, erro
 			hd.Bans = append([]timed[events.Fail2ban]{{Time: m.Time, D: b}}, hd.Bans...)
 		}
 	}
-	dms, err := s.o.Store.History(ctx, streamDeploy, []string{"pinkie.deploy." + name + ".>"}, time.Time{}, 60)
+	dms, err := s.o.Store.History(ctx, events.StreamDeploy, []string{events.DeployEventsOf(name)}, time.Time{}, 60)
 	if err != nil {
 		return nil, err
 	}
@@ -425,7 +419,7 @@ func (s *Server) hostDetail(ctx context.Context, name string) (*hostDetail, erro
 		if m.Event.DataAs(&p) != nil {
 			continue
 		}
-		phase := strings.TrimPrefix(m.Subject, "pinkie.deploy."+name+".")
+		_, phase, _ := events.HostFromSubject(m.Subject)
 		if phase == "requested" {
 			var r events.DeployRequested
 			if m.Event.DataAs(&r) == nil {
@@ -436,11 +430,11 @@ func (s *Server) hostDetail(ctx context.Context, name string) (*hostDetail, erro
 		hd.Deploys = append([]timed[events.DeployPhase]{{Time: m.Time, Phase: phase, D: p}}, hd.Deploys...)
 	}
 	// The host's alerts, marked with the silences that cover them.
-	arec, err := s.o.Store.Bucket(ctx, BucketAlerts, "alert."+name+".")
+	arec, err := s.o.Store.Bucket(ctx, events.BucketAlerts, "alert."+name+".")
 	if err != nil {
 		return nil, err
 	}
-	srec, err := s.o.Store.Bucket(ctx, BucketAlerts, "silence.")
+	srec, err := s.o.Store.Bucket(ctx, events.BucketAlerts, "silence.")
 	if err != nil {
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package events
 
 import (
 	"sort"
+	"strings"
 	"sync"
 )
 
@@ -33,7 +34,25 @@ type Kind struct {
 }
 
 // Type is the CloudEvents type attribute, e.g. pinkie.heartbeat.v1.
-func (k Kind) Type() string { return "pinkie." + k.Name + ".v1" }
+func (k Kind) Type() string { return TypeOf(k.Name) }
+
+// TypeOf is the CloudEvents type of the kind called name:
+// pinkie.<name>.v1. Event types share the "pinkie." prefix with subjects
+// but are not subjects; like them, they are spelled only here.
+func TypeOf(name string) string { return SubjectPrefix + name + ".v1" }
+
+// KindName parses a CloudEvents type pinkie.<name>.v1 into the kind's
+// name, whether or not the catalog knows it.
+func KindName(eventType string) (string, bool) {
+	name, ok := strings.CutPrefix(eventType, SubjectPrefix)
+	if !ok {
+		return "", false
+	}
+	if name, ok = strings.CutSuffix(name, ".v1"); !ok {
+		return "", false
+	}
+	return name, true
+}
 
 // SchemaID is the $id of the kind's JSON Schema and the events' dataschema.
 func (k Kind) SchemaID() string { return SchemaBase + k.Name + ".v1.json" }

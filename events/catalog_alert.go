@@ -10,17 +10,13 @@ func alertKinds() []Kind {
 		{Name: "alert.resolved", Origin: FromHub, Doc: "an alert ended (pinkie.alert.<host>.<rule>)", New: func() any { return new(Alert) },
 			HubSubject: func(d any) string { return AlertSubject(d.(*Alert).Host, d.(*Alert).Rule) }},
 		{Name: "silence.added", Origin: FromClient, Doc: "an operator silenced alerts matching host, rule, object or labels until a time", New: func() any { return new(SilenceAdded) },
-			HubSubject: func(d any) string { return "pinkie.silence.added." + d.(*SilenceAdded).ID }},
+			HubSubject: func(d any) string { return SilenceAddedSubject(d.(*SilenceAdded).ID) }},
 		{Name: "silence.removed", Origin: FromClient, Doc: "an operator removed a silence before it expired", New: func() any { return new(SilenceRemoved) },
-			HubSubject: func(d any) string { return "pinkie.silence.removed." + d.(*SilenceRemoved).ID }},
+			HubSubject: func(d any) string { return SilenceRemovedSubject(d.(*SilenceRemoved).ID) }},
 		{Name: "notify.delivery", Origin: FromHub, Doc: "the notifier's attempt to deliver alerts to a channel and its outcome (pinkie.notify.<channel>.<outcome>)", New: func() any { return new(NotifyDelivery) },
 			HubSubject: func(d any) string {
 				n := d.(*NotifyDelivery)
-				return "pinkie.notify." + n.Channel + "." + n.Outcome
+				return NotifySubject(n.Channel, n.Outcome)
 			}},
 	}
 }
-
-// AlertSubject is the hub subject of a host's alert events for a rule:
-// pinkie.alert.<host>.<rule> (rule names are dotted, e.g. fs.usage).
-func AlertSubject(host, rule string) string { return "pinkie.alert." + host + "." + rule }

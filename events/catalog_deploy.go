@@ -25,11 +25,11 @@ var deployPhaseDocs = map[string]string{
 func deployKinds() []Kind {
 	ks := []Kind{
 		{Name: "deploy.requested", Origin: FromClient, Doc: "a request to deploy a host", New: func() any { return new(DeployRequested) },
-			HubSubject: func(d any) string { return "pinkie.deploy." + d.(*DeployRequested).Host + ".requested" }},
+			HubSubject: func(d any) string { return DeploySubject(d.(*DeployRequested).Host, "requested") }},
 		{Name: "deploy.build.ordered", Origin: FromHub, Doc: "the deploy planner asks a builder host to build another host's system", New: func() any { return new(DeployPhase) },
-			HubSubject: func(d any) string { return "pinkie.deploy." + d.(*DeployPhase).Builder + ".build.ordered" }},
+			HubSubject: func(d any) string { return DeploySubject(d.(*DeployPhase).Builder, "build.ordered") }},
 		{Name: "deploy.activation.ordered", Origin: FromHub, Doc: "the deploy planner hands a target the store path its builder built", New: func() any { return new(DeployPhase) },
-			HubSubject: func(d any) string { return "pinkie.deploy." + d.(*DeployPhase).Host + ".activation.ordered" }},
+			HubSubject: func(d any) string { return DeploySubject(d.(*DeployPhase).Host, "activation.ordered") }},
 	}
 	for _, p := range DeployPhases {
 		ks = append(ks, Kind{Name: "deploy." + p, Origin: FromAgent, Doc: deployPhaseDocs[p], New: func() any { return new(DeployPhase) }})
@@ -51,7 +51,3 @@ func DeployPhaseOf(kind string) (string, bool) {
 	}
 	return "", false
 }
-
-// DeploySubject is the hub subject of a deploy event about host: its
-// phase, "requested", or an order.
-func DeploySubject(host, phase string) string { return "pinkie.deploy." + host + "." + phase }

@@ -8,7 +8,3 @@ func fleetKinds() []Kind {
 			HubSubject: func(any) string { return FleetDeclaredSubject }},
 	}
 }
-
-// FleetDeclaredSubject is where `pinkie fleet sync` publishes the declared
-// fleet at the hub; the FLEET stream keeps the last few.
-const FleetDeclaredSubject = "pinkie.fleet.declared"

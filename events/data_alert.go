@@ -9,6 +9,20 @@ const (
 	SeverityInfo     = "info"
 )
 
+// SeverityRank orders severities, most severe lowest: critical 0,
+// warning 1, info 2, anything else 3.
+func SeverityRank(s string) int {
+	switch s {
+	case SeverityCritical:
+		return 0
+	case SeverityWarning:
+		return 1
+	case SeverityInfo:
+		return 2
+	}
+	return 3
+}
+
 // Alert is the data of pinkie.alert.firing.v1 and pinkie.alert.resolved.v1.
 // An alert's identity is (host, rule, object); Fingerprint is a stable hash
 // of it.

@@ -23,6 +23,207 @@ func ValidHost(name string) error {
 	return nil
 }
 
+// This file is pinkie's one address book: every JetStream stream, KV
+// bucket and object store name, and the grammar of every NATS subject,
+// with a builder for each and a parser for those anybody reads back.
+// Nothing outside events spells a name or a subject by hand; a test
+// (boundary_test.go) fails when a literal appears elsewhere. The values are
+// wire format: changing one orphans stored data or splits a fleet.
+
+// JetStream streams. Stream names are API: a renamed stream is a new,
+// empty one.
+const (
+	// StreamOutbox is an agent's own stream of the events its producers
+	// publish (LocalSubject, "evt.>"), until the hub has them.
+	StreamOutbox = "OUTBOX"
+	// StreamIngest is the hub's stream of agents' events as sourced from
+	// their OUTBOX (IngestSubject), awaiting the ingest check.
+	StreamIngest = "INGEST"
+	// StreamHosts is every host's checked telemetry (HostSubject).
+	StreamHosts = "HOSTS"
+	// StreamDeploy is the deploy record: requests, orders and phases
+	// (DeploySubject).
+	StreamDeploy = "DEPLOY"
+	// StreamDeployInbox is the agent-side copy of its host's deploy
+	// requests and orders.
+	StreamDeployInbox = "DEPLOYIN"
+	// StreamAlerts is alerts firing and resolved (AlertSubject).
+	StreamAlerts = "ALERTS"
+	// StreamAlertLog is silences and the notifier's delivery audit
+	// (SilenceAddedSubject, NotifySubject).
+	StreamAlertLog = "ALERTLOG"
+	// StreamDeadLetter is events refused on ingest (DeadLetterSubject).
+	StreamDeadLetter = "DEADLETTER"
+	// StreamFleet is the fleet as declared in the flake
+	// (FleetDeclaredSubject).
+	StreamFleet = "FLEET"
+	// StreamShellRec is the recordings of shell sessions.
+	StreamShellRec = "SHELLREC"
+	// StreamLeader holds the hub cluster's leader claim (LeaderSubject).
+	StreamLeader = "HUBLEADER"
+	// StreamFormation holds the hub cluster's formation record
+	// (FormationSubject).
+	StreamFormation = "HUBFORMATION"
+)
+
+// KV buckets and object stores. Bucket names are API like stream names.
+const (
+	BucketLastDeploy  = "pinkie-last-deploy" // projections/lastdeploy: each host's last deploy
+	BucketInventory   = "pinkie-inventory"   // projections.Inventory: each host's profile and liveness
+	BucketDrives      = "pinkie-drives"      // projections.Drives: each host's drives
+	BucketAlerts      = "pinkie-alerts"      // projections.Alerts: alerts now firing, and silences
+	BucketGuests      = "pinkie-guests"      // projections.Guests: each host's guests
+	BucketAlerter     = "pinkie-alerter"     // the alerter's state
+	BucketNotifier    = "pinkie-notifier"    // the notifier's state
+	BucketNixNarinfo  = "pinkie-nix-narinfo" // the hub's Nix cache: narinfos
+	ObjectStoreNixNar = "pinkie-nix-nar"     // the hub's Nix cache: NARs (an object store)
+)
+
+// ProjectionBuckets are the KV buckets the hub creates for projections.
+func ProjectionBuckets() []string {
+	return []string{BucketLastDeploy, BucketInventory, BucketDrives, BucketAlerts, BucketGuests}
+}
+
+// KVStream is the stream JetStream keeps a KV bucket in.
+func KVStream(bucket string) string { return "KV_" + bucket }
+
+// KVSubjectPrefix begins the subject of every key of a KV bucket:
+// $KV.<bucket>.<key>.
+func KVSubjectPrefix(bucket string) string { return "$KV." + bucket + "." }
+
+// KVSubjects matches every key of a KV bucket: $KV.<bucket>.>.
+func KVSubjects(bucket string) string { return KVSubjectPrefix(bucket) + ">" }
+
+// ObjectChunkSubject is the subject of one chunk of an object-store
+// object: $O.<bucket>.C.<nuid>.
+func ObjectChunkSubject(bucket, nuid string) string { return "$O." + bucket + ".C." + nuid }
+
+// Hub subjects: pinkie.<area>.…, one area per stream or service.
+//
+//	pinkie.ingest.<host>.evt.<kind>[.<object>]   INGEST (IngestSubject)
+//	pinkie.host.<host>.<kind>[.<object>]         HOSTS (HostSubject)
+//	pinkie.deploy.<host>.<phase>                 DEPLOY (DeploySubject)
+//	pinkie.alert.<host>.<rule>                   ALERTS (AlertSubject)
+//	pinkie.silence.added|removed.<id>            ALERTLOG (SilenceAddedSubject)
+//	pinkie.notify.<channel>.<outcome>            ALERTLOG (NotifySubject)
+//	pinkie.deadletter.<host>                     DEADLETTER (DeadLetterSubject)
+//	pinkie.fleet.declared                        FLEET (FleetDeclaredSubject)
+//	pinkie.hub.notify.test                       the notifier's test request
+//	pinkie.cmd.<host>.…                          commands to a host's agent
+//	pinkie.hubleader, pinkie.hubformation        HUBLEADER, HUBFORMATION
+const (
+	// SubjectPrefix begins every hub subject.
+	SubjectPrefix = "pinkie."
+	// AllSubjects matches every hub subject.
+	AllSubjects = SubjectPrefix + ">"
+
+	// IngestSubjectPrefix begins every INGEST subject.
+	IngestSubjectPrefix = SubjectPrefix + "ingest."
+	// HostSubjectPrefix begins the hub subject of every host event (the
+	// HOSTS stream's subjects).
+	HostSubjectPrefix = SubjectPrefix + "host."
+	// HostSubjects matches every host event.
+	HostSubjects = HostSubjectPrefix + ">"
+	// DeploySubjectPrefix begins every DEPLOY subject.
+	DeploySubjectPrefix = SubjectPrefix + "deploy."
+	// DeploySubjects matches every DEPLOY subject.
+	DeploySubjects = DeploySubjectPrefix + ">"
+	// AlertSubjectPrefix begins every ALERTS subject.
+	AlertSubjectPrefix = SubjectPrefix + "alert."
+	// AlertSubjects matches every ALERTS subject.
+	AlertSubjects = AlertSubjectPrefix + ">"
+	// SilenceSubjects matches silences added and removed.
+	SilenceSubjects = SubjectPrefix + "silence.>"
+	// NotifySubjects matches the notifier's delivery audit.
+	NotifySubjects = SubjectPrefix + "notify.>"
+	// DeadLetterSubjects matches every dead letter.
+	DeadLetterSubjects = SubjectPrefix + "deadletter.>"
+	// FleetSubjectPrefix begins every FLEET subject.
+	FleetSubjectPrefix = SubjectPrefix + "fleet."
+	// FleetSubjects matches every FLEET subject.
+	FleetSubjects = FleetSubjectPrefix + ">"
+	// FleetDeclaredSubject is where `pinkie fleet sync` publishes the
+	// declared fleet at the hub; the FLEET stream keeps the last few.
+	FleetDeclaredSubject = FleetSubjectPrefix + "declared"
+	// NotifyTestSubject is the hub service an operator asks to send a test
+	// message through every notification channel.
+	NotifyTestSubject = SubjectPrefix + "hub.notify.test"
+	// LeaderSubject is the one subject of HUBLEADER.
+	LeaderSubject = SubjectPrefix + "hubleader"
+	// FormationSubject is the one subject of HUBFORMATION.
+	FormationSubject = SubjectPrefix + "hubformation"
+	// GateMetaKey marks, in a consumer's metadata, one the hub's consumer
+	// gate let a client create (it is not a subject, but it is wire).
+	GateMetaKey = SubjectPrefix + "gate"
+)
+
+// LocalSubjectPrefix begins every subject of an agent's OUTBOX, and
+// LocalSubjects matches them all.
+const (
+	LocalSubjectPrefix = "evt."
+	LocalSubjects      = LocalSubjectPrefix + ">"
+)
+
+// IngestSubjectFor is the prefix the hub gives everything a host's OUTBOX
+// source delivers into INGEST: evt.<kind>… becomes
+// pinkie.ingest.<host>.evt.<kind>….
+func IngestSubjectFor(host string) string { return IngestSubjectPrefix + host }
+
+// IngestSubjects matches everything a host's source delivers into INGEST.
+func IngestSubjects(host string) string { return IngestSubjectFor(host) + ".>" }
+
+// ParseIngestSubject splits an INGEST subject into the host the hub
+// stamped into it and the rest as the agent sent it (evt.<kind>…).
+func ParseIngestSubject(subject string) (host, rest string, ok bool) {
+	r, ok := strings.CutPrefix(subject, IngestSubjectPrefix)
+	if !ok {
+		return "", "", false
+	}
+	if host, rest, ok = strings.Cut(r, "."); !ok {
+		return "", "", false
+	}
+	return host, rest, true
+}
+
+// HostKindSubjects matches host events of a kind (a dotted kind name) on
+// every host: pinkie.host.*.<kind>.>.
+func HostKindSubjects(kind string) string { return HostSubjectPrefix + "*." + kind + ".>" }
+
+// HostEventsOf matches every event of one host: pinkie.host.<host>.>.
+func HostEventsOf(host string) string { return HostSubjectPrefix + host + ".>" }
+
+// DeadLetterSubject is where the hub puts an event from host it refused.
+func DeadLetterSubject(host string) string { return SubjectPrefix + "deadletter." + host }
+
+// DeployEventsOf matches every DEPLOY subject about host.
+func DeployEventsOf(host string) string { return DeploySubjectPrefix + host + ".>" }
+
+// AlertHostSubjects matches one alert rule on every host:
+// pinkie.alert.*.<rule>.
+func AlertHostSubjects(rule string) string { return AlertSubjectPrefix + "*." + rule }
+
+// AlertSubject is the hub subject of a host's alert events for a rule:
+// pinkie.alert.<host>.<rule> (rule names are dotted, e.g. fs.usage).
+func AlertSubject(host, rule string) string { return AlertSubjectPrefix + host + "." + rule }
+
+// DeploySubject is the hub subject of a deploy event about host: its
+// phase, "requested", or an order.
+func DeploySubject(host, phase string) string { return DeploySubjectPrefix + host + "." + phase }
+
+// SilenceAddedSubject and SilenceRemovedSubject are where a silence with
+// id is added and removed; id may be "*" for a permission pattern.
+func SilenceAddedSubject(id string) string   { return SubjectPrefix + "silence.added." + id }
+func SilenceRemovedSubject(id string) string { return SubjectPrefix + "silence.removed." + id }
+
+// NotifySubject is the notifier's audit of one delivery attempt to a
+// channel: pinkie.notify.<channel>.<outcome>.
+func NotifySubject(channel, outcome string) string {
+	return SubjectPrefix + "notify." + channel + "." + outcome
+}
+
+// CmdSubjects matches every command to host's agent: pinkie.cmd.<host>.>.
+func CmdSubjects(host string) string { return SubjectPrefix + "cmd." + host + ".>" }
+
 // Domain is the JetStream domain of the agent on host.
 func Domain(host string) string { return "pinkie_" + host }
 
@@ -34,16 +235,12 @@ const HubDomain = "hub"
 // The hub stamps the host into it: evt.<kind>[.<object>] becomes
 // pinkie.host.<host>.<kind>[.<object>].
 func LocalSubject(kind, object string) string {
-	s := "evt." + kind
+	s := LocalSubjectPrefix + kind
 	if object != "" {
 		s += "." + ObjectToken(object)
 	}
 	return s
 }
-
-// HostSubjectPrefix begins the hub subject of every host event (the
-// HOSTS stream's subjects).
-const HostSubjectPrefix = "pinkie.host."
 
 // HostSubject is the hub subject of a host's event.
 func HostSubject(host, kind, object string) string {
@@ -52,6 +249,13 @@ func HostSubject(host, kind, object string) string {
 		s += "." + ObjectToken(object)
 	}
 	return s
+}
+
+// HostSubjectOfLocal is the hub subject of an event host's agent published
+// on evt.<kindPath> (kindPath: the kind and object tokens, as LocalSubject
+// wrote them): pinkie.host.<host>.<kindPath>.
+func HostSubjectOfLocal(host, kindPath string) string {
+	return HostSubjectPrefix + host + "." + kindPath
 }
 
 // ObjectToken turns an object name (a device, a mount point, a pool) into
@@ -97,6 +301,43 @@ func HostFromSubject(subject string) (host, rest string, ok bool) {
 // deduplication is per host, so one host's event can never make another
 // host's event with the same id a "duplicate".
 func HostMsgID(host, id string) string { return host + "/" + id }
+
+// Internal subjects: the hub's and agents' plumbing under "_pinkie.",
+// which nothing stores. Clients and agents may not publish on most of
+// them (streams/roles.go, streams/auth.go).
+//
+//	_pinkie.deliver.<host>.d                  an agent's OUTBOX → the hub's INGEST source
+//	_pinkie.deploy.<host>.d                   DEPLOY → the agent's DEPLOYIN source
+//	_pinkie.js.…                              the consumer gate's way to the JetStream API
+//	_pinkie.nixcache.<host>.<call>            the hub's Nix cache, per host
+//	_pinkie.nixcache.put.…                    uploads into the Nix cache
+//	_pinkie.nixcache.admin.ls|stats|gc        the Nix cache's admin calls
+//	_pinkie.hubformation.upgrading.<node>     a node upgrading a single hub into a cluster
+//	_pinkie.shell.…                           shell sessions (ShellPrefix)
+const (
+	// GateJSPrefix is where the consumer gate reaches the JetStream API
+	// from the CLIENTS account.
+	GateJSPrefix = "_pinkie.js"
+	// NixCacheSubjectPrefix begins every subject of the hub's Nix cache.
+	NixCacheSubjectPrefix = "_pinkie.nixcache"
+	// NixCachePutPrefix begins the Nix cache's upload subjects.
+	NixCachePutPrefix = NixCacheSubjectPrefix + ".put"
+	// NixCacheAdminPrefix begins the Nix cache's admin calls.
+	NixCacheAdminPrefix = NixCacheSubjectPrefix + ".admin"
+	// UpgradingSubject.<node> has interest while node moves a single hub's
+	// streams into a new cluster.
+	UpgradingSubject = "_pinkie.hubformation.upgrading"
+)
+
+// DeliverPrefix is where a host's HUB consumer delivers (the INGEST
+// source's deliver prefix), and DeliverSubject the one subject it pushes
+// to: _pinkie.deliver.<host>[.d].
+func DeliverPrefix(host string) string  { return "_pinkie.deliver." + host }
+func DeliverSubject(host string) string { return DeliverPrefix(host) + ".d" }
+
+// DeployDeliverPrefix is where the hub's AGENT_<host> consumer on DEPLOY
+// pushes to: _pinkie.deploy.<host>.
+func DeployDeliverPrefix(host string) string { return "_pinkie.deploy." + host }
 
 // ShellPrefix starts every subject of pinkie shell sessions. They are not
 // events (nothing stores them): the bytes of a session between an operator

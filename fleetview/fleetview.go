@@ -167,16 +167,9 @@ func Silences(alerts []projections.ActiveAlert, silences []events.SilenceAdded, 
 	return shown
 }
 
-// SeverityRank orders severities: critical 0, warning 1, anything else 2.
-func SeverityRank(s string) int {
-	switch s {
-	case events.SeverityCritical:
-		return 0
-	case events.SeverityWarning:
-		return 1
-	}
-	return 2
-}
+// SeverityRank orders severities for listing: critical 0, warning 1,
+// info and anything else 2.
+func SeverityRank(s string) int { return min(events.SeverityRank(s), 2) }
 
 // DeployHost is one host's deploy as `pinkie deploy --json` and
 // POST /api/deploys report it.

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/pinkiefleet/pinkie/events"
+	"github.com/pinkiefleet/pinkie/producers/logfollow"
 )
 
 // Fail2ban reports fail2ban's bans, unbans and restored bans with the jail
@@ -114,7 +115,7 @@ func (f *Fail2ban) Stream(ctx context.Context, env Env, emit func(context.Contex
 	if !o.Journal {
 		from = o.File
 	}
-	log := logfollowLogger(env)
+	log := env.logger()
 	tally := fail2banTally{}
 	fresh := true
 	if env.State != nil {
@@ -139,7 +140,7 @@ func (f *Fail2ban) Stream(ctx context.Context, env Env, emit func(context.Contex
 			log.Debug("fail2ban: no ban list from fail2ban-client; counting from the log", "err", err)
 		}
 	}
-	err := logfollowRun(ctx, env, o, func(ctx context.Context, e logfollowEntry) (bool, error) {
+	err := logfollow.Follow(ctx, followEnv(env), o, func(ctx context.Context, e logfollow.Entry) (bool, error) {
 		text, t := e.Message, e.Time
 		if !o.Journal {
 			text, t = fail2banLineTime(e.Line, env.Now())
@@ -202,7 +203,7 @@ func fail2banLineTime(line string, now time.Time) (string, time.Time) {
 			return line[23:], t
 		}
 	}
-	if e, ok := logfollowParseSyslog(line, now); ok {
+	if e, ok := logfollow.ParseSyslog(line, now); ok {
 		return e.Message, e.Time
 	}
 	return line, time.Time{}

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/pinkiefleet/pinkie/events"
+	"github.com/pinkiefleet/pinkie/producers/logfollow"
 )
 
 // Login reports every successful login: SSH authentications accepted by
@@ -51,12 +52,12 @@ func (l *Login) Stream(ctx context.Context, env Env, emit func(context.Context, 
 	if !o.Journal {
 		from = o.File
 	}
-	log := logfollowLogger(env)
+	log := env.logger()
 	garbage := 0
-	err := logfollowRun(ctx, env, o, func(ctx context.Context, e logfollowEntry) (bool, error) {
+	err := logfollow.Follow(ctx, followEnv(env), o, func(ctx context.Context, e logfollow.Entry) (bool, error) {
 		if !o.Journal {
 			var ok bool
-			if e, ok = logfollowParseSyslogKeep(e, env.Now()); !ok {
+			if e, ok = e.WithSyslogHeader(env.Now()); !ok {
 				if garbage++; garbage == 1 && strings.TrimSpace(e.Line) != "" {
 					log.Warn("login: skipping lines without a syslog header", "file", from, "line", loginClip(e.Line))
 				}

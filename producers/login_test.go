@@ -17,13 +17,14 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/pinkiefleet/pinkie/events"
+	"github.com/pinkiefleet/pinkie/producers/logfollow"
 )
 
 var loginTestNow = time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
 
 // loginParseLine is what the file follower does to one line.
 func loginParseLine(line string, now time.Time) (events.Login, bool) {
-	e, ok := logfollowParseSyslog(line, now)
+	e, ok := logfollow.ParseSyslog(line, now)
 	if !ok {
 		return events.Login{}, false
 	}
@@ -125,22 +126,6 @@ func TestLoginParse(t *testing.T) {
 				t.Errorf("(-want +got):\n%s", diff)
 			}
 		})
-	}
-}
-
-func TestSyslogYearWrap(t *testing.T) {
-	jan1 := time.Date(2027, 1, 1, 0, 5, 0, 0, time.UTC)
-	e, ok := logfollowParseSyslog("Dec 31 23:59:58 goliath sshd[1]: x", jan1)
-	if !ok || !e.Time.Equal(time.Date(2026, 12, 31, 23, 59, 58, 0, time.UTC)) {
-		t.Errorf("Dec 31 read on Jan 1: got %v %v, want the year before", e.Time, ok)
-	}
-	e, ok = logfollowParseSyslog("Jan  1 00:04:00 goliath sshd[1]: x", jan1)
-	if !ok || !e.Time.Equal(time.Date(2027, 1, 1, 0, 4, 0, 0, time.UTC)) {
-		t.Errorf("Jan 1: got %v %v", e.Time, ok)
-	}
-	e, ok = logfollowParseSyslog("<38>1 2019-07-08T17:40:16.954167-04:00 h.example.com sshd 57915 - [a x=\"]\"] msg here", jan1)
-	if !ok || e.Ident != "sshd" || e.PID != 57915 || e.Message != "msg here" {
-		t.Errorf("RFC 5424 with structured data: %+v %v", e, ok)
 	}
 }
 
@@ -246,7 +231,7 @@ func TestLoginJournal(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
-	if c, _, _ := state.Get(logfollowCursorKey); string(c) != "s=1;i=3" {
+	if c, _, _ := state.Get(logfollow.CursorKey); string(c) != "s=1;i=3" {
 		t.Errorf("saved cursor %q, want the last entry's", c)
 	}
 	got = nil
@@ -351,11 +336,11 @@ func TestLoginSourceChoice(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "var/log/fail2ban.log"), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	o, ok := logfollowSourceFor(env, "", false, "", nil, []string{"/var/log/auth.log"}, nil, false)
+	o, ok := logfollow.Source(followEnv(env), "", false, "", nil, []string{"/var/log/auth.log"}, nil, false)
 	if !ok || !o.Journal {
 		t.Errorf("login with a journal: %+v %v", o, ok)
 	}
-	o, ok = logfollowSourceFor(env, "", false, "", nil, []string{"/var/log/fail2ban.log"}, nil, true)
+	o, ok = logfollow.Source(followEnv(env), "", false, "", nil, []string{"/var/log/fail2ban.log"}, nil, true)
 	if !ok || o.Journal || o.File != "/var/log/fail2ban.log" {
 		t.Errorf("fail2ban with its log file: %+v %v", o, ok)
 	}

@@ -36,7 +36,21 @@ func mdraidSpec() Spec {
 				return nil, err
 			}
 			return &MDRaid{every: 5 * time.Minute}, nil
-		}}
+		},
+		Saved: &SavedInput{Flag: "mdstat", What: "a /proc/mdstat", Limit: MaxMDStat, Judge: judgeSavedMDStat}}
+}
+
+// judgeSavedMDStat judges a saved /proc/mdstat (without sysfs details).
+func judgeSavedMDStat(b []byte, _ time.Time) ([]Observation, error) {
+	arrays, err := ParseMDStat(b)
+	if err != nil {
+		return nil, err
+	}
+	var obs []Observation
+	for _, md := range arrays {
+		obs = append(obs, Observation{Kind: "mdraid", Object: md.Device, Data: md})
+	}
+	return obs, nil
 }
 
 func (m *MDRaid) Name() string            { return "mdraid" }

@@ -57,6 +57,14 @@ type Env struct {
 	State State
 }
 
+// logger is env.Log, or a logger that discards when there is none.
+func (env Env) logger() *slog.Logger {
+	if env.Log != nil {
+		return env.Log
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
 // Collector is a producer that runs on a schedule.
 type Collector interface {
 	// Name is the producer's name, used in the event source
@@ -94,6 +102,23 @@ type Spec struct {
 	Doc            string
 	DefaultEnabled bool
 	New            func(options json.RawMessage, info Info) (any, error)
+	// Saved, when set, judges a saved copy of the producer's input
+	// offline (pinkie collect --smartctl-json FILE).
+	Saved *SavedInput
+}
+
+// SavedInput is a producer's input saved to a file (smartctl --json
+// output, a /proc/mdstat) and how to judge it without the host.
+type SavedInput struct {
+	// Flag names the input in `pinkie collect` ("smartctl-json").
+	Flag string
+	// What the file must be, for "not <What>" errors ("smartctl --json output").
+	What string
+	// Limit bounds the file, as the agent bounds what it reads.
+	Limit int64
+	// Judge parses the saved bytes into judged observations; now is the
+	// time of the judgement. An error means the bytes are not What.
+	Judge func(saved []byte, now time.Time) ([]Observation, error)
 }
 
 // Info is what the agent tells producers about itself.

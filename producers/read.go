@@ -6,7 +6,7 @@ import "github.com/pinkiefleet/pinkie/bounded"
 // the largest real input and far below what would hurt an agent's memory,
 // so a wrong path or a runaway file is an error naming it, not an
 // out-of-memory kill. Log followers read incrementally and cut long lines
-// instead (logfollowMaxLine).
+// instead (logfollow.MaxLine).
 const (
 	// MaxMDStat bounds /proc/mdstat: about 150 bytes an array, a few KB on
 	// a large host.

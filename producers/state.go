@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"sync"
 
+	"github.com/pinkiefleet/pinkie/atomicfile"
 	"github.com/pinkiefleet/pinkie/bounded"
 )
 
@@ -56,23 +57,7 @@ func (s *FileState) Put(key string, value []byte) error {
 	if err := os.MkdirAll(s.Dir, 0o700); err != nil {
 		return fmt.Errorf("state dir: %w", err)
 	}
-	tmp, err := os.CreateTemp(s.Dir, "."+key+".*")
-	if err != nil {
-		return fmt.Errorf("write state %s: %w", key, err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(value); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write state %s: %w", key, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write state %s: %w", key, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write state %s: %w", key, err)
-	}
-	if err := os.Rename(tmp.Name(), p); err != nil {
+	if err := atomicfile.Write(p, value, 0o600); err != nil {
 		return fmt.Errorf("write state %s: %w", key, err)
 	}
 	return nil

@@ -128,7 +128,7 @@ func (s *Systemd) look(ctx context.Context, env Env) (events.Systemd, error) {
 			return d, nil
 		}
 		busErr = err
-		logfollowLogger(env).Debug("systemd: no D-Bus answer, using systemctl", "err", err)
+		env.logger().Debug("systemd: no D-Bus answer, using systemctl", "err", err)
 	}
 	d, err := systemdViaSystemctl(ctx, env.Run, s.opts.Units)
 	if err != nil && busErr != nil {

@@ -51,7 +51,22 @@ func zfsSpec() Spec {
 				return nil, err
 			}
 			return &ZFS{every: 5 * time.Minute, zpool: o.ZpoolPath}, nil
-		}}
+		},
+		Saved: &SavedInput{Flag: "zpool-status", What: "'zpool status' output", Limit: MaxZpoolStatus, Judge: judgeSavedZpoolStatus}}
+}
+
+// judgeSavedZpoolStatus judges saved `zpool status` output, read in the
+// local time zone as the producer reads it.
+func judgeSavedZpoolStatus(b []byte, now time.Time) ([]Observation, error) {
+	pools, err := ParseZpoolStatus(b, now, time.Local)
+	if err != nil {
+		return nil, err
+	}
+	var obs []Observation
+	for _, pool := range pools {
+		obs = append(obs, Observation{Kind: "zfs", Object: pool.Pool, Data: pool})
+	}
+	return obs, nil
 }
 
 func (z *ZFS) Name() string            { return "zfs" }

@@ -41,9 +41,9 @@ func NewAlerts() *Alerts {
 }
 
 func (*Alerts) Name() string   { return "alerts" }
-func (*Alerts) Bucket() string { return "pinkie-alerts" }
+func (*Alerts) Bucket() string { return events.BucketAlerts }
 func (*Alerts) Sources() []Source {
-	return []Source{{StreamAlerts, "pinkie.alert.>"}, {StreamAlertLog, "pinkie.silence.>"}}
+	return []Source{{StreamAlerts, events.AlertSubjects}, {StreamAlertLog, events.SilenceSubjects}}
 }
 
 // AlertKey and SilenceKey are the KV keys of an alert and a silence.

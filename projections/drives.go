@@ -41,11 +41,11 @@ type Drives struct {
 func NewDrives() *Drives { return &Drives{drives: map[string]*Drive{}, dirty: dirtySet{}} }
 
 func (*Drives) Name() string   { return "drives" }
-func (*Drives) Bucket() string { return "pinkie-drives" }
+func (*Drives) Bucket() string { return events.BucketDrives }
 func (*Drives) Sources() []Source {
 	var s []Source
 	for _, k := range []string{"btrfs", "fs", "mdraid", "path", "postgres", "smart", "zfs"} {
-		s = append(s, Source{StreamHosts, "pinkie.host.*." + k + ".>"})
+		s = append(s, Source{StreamHosts, events.HostKindSubjects(k)})
 	}
 	return s
 }

@@ -62,12 +62,12 @@ type Guests struct {
 func NewGuests() *Guests { return &Guests{guests: map[string]*GuestRecord{}, dirty: dirtySet{}} }
 
 // GuestsBucket is the guests projection's KV bucket.
-const GuestsBucket = "pinkie-guests"
+const GuestsBucket = events.BucketGuests
 
 func (*Guests) Name() string   { return "guests" }
 func (*Guests) Bucket() string { return GuestsBucket }
 func (*Guests) Sources() []Source {
-	return []Source{{StreamHosts, "pinkie.host.*.guest.>"}}
+	return []Source{{StreamHosts, events.HostKindSubjects("guest")}}
 }
 
 // GuestKey is the KV key of a host's guest.

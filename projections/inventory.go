@@ -47,9 +47,9 @@ type Inventory struct {
 func NewInventory() *Inventory { return &Inventory{hosts: map[string]*Host{}, dirty: dirtySet{}} }
 
 func (*Inventory) Name() string   { return "inventory" }
-func (*Inventory) Bucket() string { return "pinkie-inventory" }
+func (*Inventory) Bucket() string { return events.BucketInventory }
 func (*Inventory) Sources() []Source {
-	return []Source{{StreamHosts, "pinkie.host.>"}, {StreamAlerts, "pinkie.alert.*.host.silent"}}
+	return []Source{{StreamHosts, events.HostSubjects}, {StreamAlerts, events.AlertHostSubjects("host.silent")}}
 }
 
 func (inv *Inventory) host(name string) *Host {

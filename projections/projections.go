@@ -16,7 +16,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
@@ -56,9 +55,9 @@ type Projection interface {
 
 // Stream names the projections read (the hub's streams).
 const (
-	StreamHosts    = "HOSTS"
-	StreamAlerts   = "ALERTS"
-	StreamAlertLog = "ALERTLOG"
+	StreamHosts    = events.StreamHosts
+	StreamAlerts   = events.StreamAlerts
+	StreamAlertLog = events.StreamAlertLog
 )
 
 // CheckpointKey is the key of each bucket holding the last sequence
@@ -91,11 +90,8 @@ func decode(in Input) (decoded, bool) {
 	if err := json.Unmarshal(in.Data, &d.ev); err != nil {
 		return d, false
 	}
-	name, ok := strings.CutPrefix(d.ev.Type(), "pinkie.")
-	if !ok {
-		return d, false
-	}
-	if d.kind, ok = strings.CutSuffix(name, ".v1"); !ok {
+	var ok bool
+	if d.kind, ok = events.KindName(d.ev.Type()); !ok {
 		return d, false
 	}
 	d.host, _, _ = events.HostFromSubject(in.Subject)

@@ -18,12 +18,12 @@ import (
 
 // AlertLogStream stores silences (pinkie.silence.>) and the notifier's
 // delivery audit (pinkie.notify.>).
-const AlertLogStream = "ALERTLOG"
+const AlertLogStream = events.StreamAlertLog
 
 // AlerterBucket holds the alerter's own state (pending and firing alerts,
 // fitted series, silences), apart from the pinkie-alerts projection that
 // readers use.
-const AlerterBucket = "pinkie-alerter"
+const AlerterBucket = events.BucketAlerter
 
 // foldInput, foldOutput and folder are what the fold runner needs of a
 // projection or the alerter.
@@ -408,7 +408,7 @@ func AlerterService(o AlerterOptions) (HubService, error) {
 	opts := o.Config.Options()
 	return &foldService{
 		name: "alerter", bucket: AlerterBucket, log: o.Log, clock: time.Now, tickEvery: o.TickEvery, tickGrace: o.TickGrace,
-		sources: []foldSource{{HostsStream, []string{"pinkie.host.>"}}, {DeployStream, []string{"pinkie.deploy.>"}}, {AlertLogStream, []string{"pinkie.silence.>"}},
+		sources: []foldSource{{HostsStream, []string{events.HostSubjects}}, {DeployStream, []string{events.DeploySubjects}}, {AlertLogStream, []string{events.SilenceSubjects}},
 			{FleetStream, []string{events.FleetDeclaredSubject}}},
 		newFold: func() (folder, error) {
 			// Rules are compiled once; each run starts from a fresh engine

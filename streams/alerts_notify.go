@@ -18,11 +18,11 @@ import (
 // Notifier names. The durable consumer name is API: never rename it.
 const (
 	NotifierConsumer = "notifier"
-	NotifierBucket   = "pinkie-notifier"
+	NotifierBucket   = events.BucketNotifier
 	// NotifyTestSubject is where `pinkie notify test CHANNEL` asks the
 	// hub's notifier to send a test message (operators only: readers may
 	// not publish).
-	NotifyTestSubject = "pinkie.hub.notify.test"
+	NotifyTestSubject = events.NotifyTestSubject
 )
 
 // NotifyTestRequest and NotifyTestReply are the test request's payloads.
@@ -198,7 +198,7 @@ func (s *notifierService) Run(ctx context.Context, h *Hub) error {
 	// days of history); an existing one keeps its configuration.
 	cfg := jetstream.ConsumerConfig{
 		Durable: NotifierConsumer, Description: "the notifier: alerts to ntfy, Matrix, email",
-		FilterSubject: "pinkie.alert.>", AckPolicy: jetstream.AckExplicitPolicy, MaxDeliver: -1,
+		FilterSubject: events.AlertSubjects, AckPolicy: jetstream.AckExplicitPolicy, MaxDeliver: -1,
 		DeliverPolicy: jetstream.DeliverByStartTimePolicy, AckWait: time.Minute,
 	}
 	if c, err := js.Consumer(ctx, AlertsStream, NotifierConsumer); err == nil {

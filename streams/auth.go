@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nkeys"
 
+	"github.com/pinkiefleet/pinkie/atomicfile"
 	"github.com/pinkiefleet/pinkie/bounded"
 	"github.com/pinkiefleet/pinkie/events"
 )
@@ -90,30 +91,7 @@ func (a *Auth) save(dir string) error {
 // writeFileAtomic writes via a temporary file and a rename, so a crash
 // leaves either the old file or the new one.
 func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := tmp.Chmod(perm); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
+	return atomicfile.Write(path, data, perm)
 }
 
 // newSeedFile creates a user nkey, writes its seed to path (mode 0600,
@@ -269,13 +247,13 @@ func leafPermissions(host string) *server.Permissions {
 	d := events.Domain(host)
 	return &server.Permissions{
 		Publish: &server.SubjectPermission{Allow: append([]string{
-			"_pinkie.deliver." + host + ".>",
+			events.DeliverPrefix(host) + ".>",
 			"$JSC.R." + d + ".>",
 		}, append(append(deployLeafPublish(host), nixCacheLeafPublish(host)...), shellLeafPublish(host)...)...)},
 		Subscribe: &server.SubjectPermission{Allow: append([]string{
 			"$JS." + d + ".API.CONSUMER.>",
 			"$JS.FC." + d + ".>",
-			"pinkie.cmd." + host + ".>",
+			events.CmdSubjects(host),
 		}, append(append(deployLeafSubscribe(host), nixCacheLeafSubscribe(host)...), shellLeafSubscribe(host)...)...)},
 	}
 }

@@ -18,6 +18,8 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/pinkiefleet/pinkie/events"
 )
 
 // A clustered hub is several hub processes whose embedded nats-servers
@@ -42,7 +44,7 @@ import (
 
 // LeaderStream is the stream whose Raft leader is the hub leader. It holds
 // no messages.
-const LeaderStream = "HUBLEADER"
+const LeaderStream = events.StreamLeader
 
 // ErrClusterNotFormed is returned by StartHub when the cluster did not
 // elect a JetStream leader, or had too few nodes for the replicas, within
@@ -313,7 +315,7 @@ func (h *Hub) replicated(cfg jetstream.StreamConfig) jetstream.StreamConfig {
 func (h *Hub) leaderStreamConfig() jetstream.StreamConfig {
 	return h.replicated(jetstream.StreamConfig{
 		Name: LeaderStream, Description: "empty; its Raft leader is the hub leader, which runs the ingest check, projections, alerter, notifier and planner",
-		Subjects: []string{"pinkie.hubleader"}, Storage: jetstream.FileStorage, MaxMsgs: 1, Discard: jetstream.DiscardNew,
+		Subjects: []string{events.LeaderSubject}, Storage: jetstream.FileStorage, MaxMsgs: 1, Discard: jetstream.DiscardNew,
 	})
 }
 

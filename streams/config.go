@@ -11,28 +11,28 @@ import (
 // Stream, consumer and bucket names. Durable consumer names are API: never
 // rename them, or consumers start over.
 const (
-	OutboxStream     = "OUTBOX"
+	OutboxStream     = events.StreamOutbox
 	OutboxConsumer   = "HUB"
-	IngestStream     = "INGEST"
+	IngestStream     = events.StreamIngest
 	IngestConsumer   = "ingest"
-	HostsStream      = "HOSTS"
-	DeployStream     = "DEPLOY"
-	AlertsStream     = "ALERTS"
-	DeadLetterStream = "DEADLETTER"
-	FleetStream      = "FLEET"
+	HostsStream      = events.StreamHosts
+	DeployStream     = events.StreamDeploy
+	AlertsStream     = events.StreamAlerts
+	DeadLetterStream = events.StreamDeadLetter
+	FleetStream      = events.StreamFleet
 )
 
 // KV buckets the hub creates for projections.
-var Buckets = []string{"pinkie-last-deploy", "pinkie-inventory", "pinkie-drives", "pinkie-alerts", "pinkie-guests"}
+var Buckets = events.ProjectionBuckets()
 
 // deliverSubject is where an agent's HUB consumer pushes events to the hub.
-func deliverSubject(host string) string { return "_pinkie.deliver." + host + ".d" }
+func deliverSubject(host string) string { return events.DeliverSubject(host) }
 
 // ingestPrefix is the subject prefix the hub gives everything a host's
 // OUTBOX source delivers into INGEST: evt.<kind>… becomes
 // pinkie.ingest.<host>.evt.<kind>…, and any other subject a rogue agent
 // sends is prefixed just the same.
-func ingestPrefix(host string) string { return "pinkie.ingest." + host }
+func ingestPrefix(host string) string { return events.IngestSubjectFor(host) }
 
 // outboxConfig is the agent's OUTBOX: everything producers publish, kept
 // until the hub has taken it (interest retention with the HUB consumer),
@@ -41,7 +41,7 @@ func outboxConfig(maxBytes int64, maxAge time.Duration) jetstream.StreamConfig {
 	return jetstream.StreamConfig{
 		Name:        OutboxStream,
 		Description: "events produced on this host, until the hub has them",
-		Subjects:    []string{"evt.>"},
+		Subjects:    []string{events.LocalSubjects},
 		Storage:     jetstream.FileStorage,
 		Retention:   jetstream.InterestPolicy,
 		Discard:     jetstream.DiscardNew,
@@ -59,7 +59,7 @@ func outboxConsumerConfig(host string) jetstream.ConsumerConfig {
 	return jetstream.ConsumerConfig{
 		Durable:        OutboxConsumer,
 		Description:    "the hub's INGEST stream sources this host's events through it",
-		FilterSubject:  "evt.>",
+		FilterSubject:  events.LocalSubjects,
 		DeliverSubject: deliverSubject(host),
 		DeliverPolicy:  jetstream.DeliverAllPolicy,
 		AckPolicy:      jetstream.AckFlowControlPolicy,
@@ -84,7 +84,7 @@ func ingestSource(host string) *jetstream.StreamSource {
 		},
 		External: &jetstream.ExternalStream{
 			APIPrefix:     "$JS." + events.Domain(host) + ".API",
-			DeliverPrefix: "_pinkie.deliver." + host,
+			DeliverPrefix: events.DeliverPrefix(host),
 		},
 		Consumer: &jetstream.StreamConsumerSource{Name: OutboxConsumer, DeliverSubject: deliverSubject(host)},
 	}
@@ -129,32 +129,32 @@ func hubStreams(l storeLimits) []jetstream.StreamConfig {
 	return []jetstream.StreamConfig{
 		{
 			Name: HostsStream, Description: "every host's checked telemetry, pinkie.host.<host>.<kind>[.<object>]",
-			Subjects: []string{"pinkie.host.>"}, Storage: jetstream.FileStorage,
+			Subjects: []string{events.HostSubjects}, Storage: jetstream.FileStorage,
 			MaxAge: 30 * 24 * time.Hour, Duplicates: time.Hour, AllowDirect: true,
 			MaxBytes: l.hosts, Discard: jetstream.DiscardOld,
 		},
 		{
 			Name: DeployStream, Description: "deploy requests and phases: the deploy record",
-			Subjects: []string{"pinkie.deploy.>"}, Storage: jetstream.FileStorage,
+			Subjects: []string{events.DeploySubjects}, Storage: jetstream.FileStorage,
 			Duplicates: 24 * time.Hour, AllowDirect: true, DenyDelete: true,
 			MaxMsgsPerSubject: perSubjectHistory,
 		},
 		{
 			Name: AlertsStream, Description: "alerts firing and resolved",
-			Subjects: []string{"pinkie.alert.>"}, Storage: jetstream.FileStorage,
+			Subjects: []string{events.AlertSubjects}, Storage: jetstream.FileStorage,
 			MaxAge: 90 * 24 * time.Hour, Duplicates: time.Hour, AllowDirect: true,
 			MaxMsgsPerSubject: perSubjectHistory,
 		},
-		{Name: FleetStream, Description: "the fleet as declared in the flake (pinkie fleet sync); the last few versions", Subjects: []string{"pinkie.fleet.>"}, Storage: jetstream.FileStorage, MaxMsgsPerSubject: 10, MaxMsgSize: 1 << 20, Duplicates: time.Hour, AllowDirect: true},
+		{Name: FleetStream, Description: "the fleet as declared in the flake (pinkie fleet sync); the last few versions", Subjects: []string{events.FleetSubjects}, Storage: jetstream.FileStorage, MaxMsgsPerSubject: 10, MaxMsgSize: 1 << 20, Duplicates: time.Hour, AllowDirect: true},
 		{
 			Name: DeadLetterStream, Description: "events refused on ingest, with the reason",
-			Subjects: []string{"pinkie.deadletter.>"}, Storage: jetstream.FileStorage,
+			Subjects: []string{events.DeadLetterSubjects}, Storage: jetstream.FileStorage,
 			MaxAge: 30 * 24 * time.Hour, Duplicates: time.Hour, AllowDirect: true,
 			MaxBytes: l.deadLetter, Discard: jetstream.DiscardOld, MaxMsgsPerSubject: deadLettersPerHost,
 		},
 		{
 			Name: AlertLogStream, Description: "silences (pinkie.silence.>) and the notifier's delivery audit (pinkie.notify.<channel>.<outcome>)",
-			Subjects: []string{"pinkie.silence.>", "pinkie.notify.>"}, Storage: jetstream.FileStorage,
+			Subjects: []string{events.SilenceSubjects, events.NotifySubjects}, Storage: jetstream.FileStorage,
 			MaxAge: 90 * 24 * time.Hour, Duplicates: time.Hour, AllowDirect: true,
 		},
 	}

@@ -27,7 +27,7 @@ import (
 // receive its own deliveries and answer its own flow control (auth.go).
 const (
 	// DeployInboxStream is the agent-side copy of the host's requests.
-	DeployInboxStream = "DEPLOYIN"
+	DeployInboxStream = events.StreamDeployInbox
 	// DeployActivatorConsumer and DeployBuilderConsumer are the agent's
 	// durable consumers on DEPLOYIN. Durable names are API: never rename.
 	DeployActivatorConsumer = "activator"
@@ -39,7 +39,7 @@ func deployHubConsumer(host string) string { return "AGENT_" + host }
 
 // deployDeliverPrefix and deployDeliverSubject are where AGENT_<host>
 // pushes to.
-func deployDeliverPrefix(host string) string  { return "_pinkie.deploy." + host }
+func deployDeliverPrefix(host string) string  { return events.DeployDeliverPrefix(host) }
 func deployDeliverSubject(host string) string { return deployDeliverPrefix(host) + ".d" }
 
 // deployAgentFilters are the DEPLOY subjects a host's agent receives.
@@ -405,7 +405,7 @@ func deployRunFold(ctx context.Context, h *Hub, f DeployFold, tick time.Duration
 
 // deployWaitNew blocks until DEPLOY may hold a new message or ctx ends.
 func deployWaitNew(ctx context.Context, h *Hub, cons jetstream.Consumer) {
-	sub, err := h.nc.SubscribeSync("pinkie.deploy.>")
+	sub, err := h.nc.SubscribeSync(events.DeploySubjects)
 	if err != nil {
 		<-ctx.Done()
 		return

@@ -76,3 +76,30 @@ func TestDeployConsumerFromLastPerSubjectIsMadeAnew(t *testing.T) {
 		t.Fatalf("%s delivers %v from %d, want by start sequence from %d (goliath's latest request)", old.Durable, info.Config.DeliverPolicy, info.Config.OptStartSeq, last)
 	}
 }
+
+// TestDeployConsumersBeyondAThousandHosts: DEPLOY holds one consumer per
+// host, and nats-server 2.15 caps a stream at 1,000 consumers by default
+// ("maximum consumers limit reached"): the 1,000-agent fleet benchmark
+// could not make the last hosts' consumers. The hub lifts that cap.
+func TestDeployConsumersBeyondAThousandHosts(t *testing.T) {
+	if testing.Short() {
+		t.Skip("makes 1,010 consumers")
+	}
+	hub := startTestHub(t, "", t.TempDir())
+	defer hub.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	const hosts = 1010
+	for i := range hosts {
+		if err := ensureDeployConsumer(ctx, hub, fmt.Sprintf("h%04d", i)); err != nil {
+			t.Fatalf("deploy consumer of host %d: %v", i, err)
+		}
+	}
+	info, err := hub.JetStream().Stream(ctx, DeployStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := info.CachedInfo().State.Consumers; n < hosts {
+		t.Fatalf("DEPLOY holds %d consumers, want at least %d", n, hosts)
+	}
+}

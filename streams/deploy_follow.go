@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/pinkiefleet/pinkie/events"
 )
 
 // FollowDeploys reads DEPLOY's deploy messages in order from stream
@@ -13,7 +15,7 @@ import (
 // ctx ends.
 func (c *Client) FollowDeploys(ctx context.Context, fromSeq uint64) (next func() (subject string, data []byte, err error), err error) {
 	cons, err := c.JS.OrderedConsumer(ctx, DeployStream, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{"pinkie.deploy.>"}, DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: fromSeq,
+		FilterSubjects: []string{events.DeploySubjects}, DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: fromSeq,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("follow %s: %w", DeployStream, err)

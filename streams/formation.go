@@ -8,6 +8,8 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/pinkiefleet/pinkie/events"
 )
 
 // The formation of a new cluster: the node of the meta leader creates the
@@ -21,7 +23,7 @@ const (
 	// streams, before them, and deleted once LeaderStream exists: its
 	// metadata says whether the streams are new or a single hub's moved
 	// in (FormationKey).
-	FormationStream = "HUBFORMATION"
+	FormationStream = events.StreamFormation
 	FormationKey    = "pinkie_formation"
 )
 
@@ -30,7 +32,7 @@ const (
 func (h *Hub) formationClaim(claim string) jetstream.StreamConfig {
 	return jetstream.StreamConfig{
 		Name: FormationStream, Description: "being made: the hub's streams are created (" + FormationKey + "=new) or moved in from a single hub (upgrade:NODE)",
-		Subjects: []string{"pinkie.hubformation"}, Storage: jetstream.FileStorage, MaxMsgs: 1, Discard: jetstream.DiscardNew,
+		Subjects: []string{events.FormationSubject}, Storage: jetstream.FileStorage, MaxMsgs: 1, Discard: jetstream.DiscardNew,
 		Metadata: map[string]string{FormationKey: claim},
 	}
 }
@@ -70,7 +72,7 @@ func (h *Hub) claimUpgrade(ctx context.Context) error {
 // upgradingSubject.NODE has interest while NODE moves a single hub's
 // streams into a new cluster. No client or agent may subscribe to it
 // (roles.go: clients' and hosts' subscribe permissions).
-const upgradingSubject = "_pinkie.hubformation.upgrading"
+const upgradingSubject = events.UpgradingSubject
 
 // peerUpgrading names a node this one has a route to that is moving a
 // single hub's streams into the cluster ("": none).

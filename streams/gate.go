@@ -16,6 +16,8 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/pinkiefleet/pinkie/events"
 )
 
 // The consumer gate stands between clients (operator and reader keys) and
@@ -48,7 +50,7 @@ const (
 	// create: on a clustered hub a client's next call may reach another
 	// node's gate (it moved, or the queue group picked another), which
 	// adopts the consumer by this mark. Clients cannot set it themselves.
-	gateMetaKey = "pinkie.gate"
+	gateMetaKey = events.GateMetaKey
 )
 
 // gateRefusal is why the gate refused a call; its text reaches the client.

@@ -248,6 +248,11 @@ func StartHub(ctx context.Context, o HubOptions) (*Hub, error) {
 		MaxPayload:         int32(max(o.MaxEventBytes*2, 1<<20)),
 		FeatureFlags:       map[string]bool{"js_api_reply_v2": true},
 		LeafNode:           server.LeafNodeOpts{Host: lh, Port: randomPort(lp), NoAdvertise: true, Compression: server.CompressionOpts{Mode: o.LeafCompression}},
+		// nats-server caps a stream at 1,000 consumers unless told
+		// otherwise, and DEPLOY holds one per host: a fleet of 1,000
+		// hosts could not deploy to its last ones. Clients' consumers
+		// are bounded by the gate (gateMaxConsumers).
+		JetStreamLimits: server.JSLimitOpts{DefaultMaxConsumers: -1},
 	}
 	if h.auth != nil {
 		pub, _ := h.svcKey.PublicKey()

@@ -194,8 +194,8 @@ func (s *HubStore) Watch(ctx context.Context, fn func(string)) error {
 		return err
 	}
 	var subs []*nats.Subscription
-	for _, subj := range []string{"$KV.pinkie-inventory.>", "$KV.pinkie-drives.>", "$KV.pinkie-alerts.>", "$KV.pinkie-last-deploy.>", "$KV.pinkie-guests.>",
-		"pinkie.deploy.>", "pinkie.fleet.>"} {
+	for _, subj := range []string{events.KVSubjects(events.BucketInventory), events.KVSubjects(events.BucketDrives), events.KVSubjects(events.BucketAlerts), events.KVSubjects(events.BucketLastDeploy), events.KVSubjects(events.BucketGuests),
+		events.DeploySubjects, events.FleetSubjects} {
 		sub, err := s.nc.Subscribe(subj, func(m *nats.Msg) { fn(m.Subject) })
 		if err != nil {
 			return fmt.Errorf("watch %s: %w", subj, err)

@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/pinkiefleet/pinkie/events"
 	"github.com/pinkiefleet/pinkie/projections"
 )
 
@@ -38,7 +39,7 @@ func readProjection(ctx context.Context, js jetstream.JetStream, bucket, prefix 
 // push consumers, which the hub refuses to clients (see gate.go); this
 // works for every key, reader or operator alike.
 func ReadBucket(ctx context.Context, js jetstream.JetStream, bucket, prefix string) (map[string][]byte, error) {
-	stream, subjPrefix := "KV_"+bucket, "$KV."+bucket+"."
+	stream, subjPrefix := events.KVStream(bucket), events.KVSubjectPrefix(bucket)
 	st, err := js.Stream(ctx, stream)
 	if err != nil {
 		return nil, fmt.Errorf("open KV bucket %s: %w", bucket, err)
@@ -104,9 +105,9 @@ const kvOperationHeader = "KV-Operation"
 func WaitKey(ctx context.Context, js jetstream.JetStream, bucket, key string, present bool, timeout time.Duration) bool {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	stream := "KV_" + bucket
+	stream := events.KVStream(bucket)
 	cons, err := js.CreateConsumer(ctx, stream, jetstream.ConsumerConfig{
-		FilterSubjects:    []string{"$KV." + bucket + "." + key},
+		FilterSubjects:    []string{events.KVSubjectPrefix(bucket) + key},
 		DeliverPolicy:     jetstream.DeliverLastPerSubjectPolicy,
 		AckPolicy:         jetstream.AckNonePolicy,
 		InactiveThreshold: time.Minute,

@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/pinkiefleet/pinkie/events"
 	"github.com/pinkiefleet/pinkie/nixcache"
 )
 
@@ -21,8 +22,8 @@ import (
 // what it stores, so NARs sent as they are take less room). Served read-only over the
 // hub's HTTP under /nix-cache/ as a standard binary cache.
 const (
-	NixNarinfoBucket = "pinkie-nix-narinfo"
-	NixNarBucket     = "pinkie-nix-nar"
+	NixNarinfoBucket = events.BucketNixNarinfo
+	NixNarBucket     = events.ObjectStoreNixNar
 	nixCachePrefix   = "/nix-cache"
 	// maxNarinfo bounds one narinfo; real ones are a few hundred bytes.
 	maxNarinfo = 64 << 10

@@ -9,6 +9,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/pinkiefleet/pinkie/events"
 )
 
 // The cache's retention at work in the hub, and its admin service for
@@ -22,7 +24,7 @@ import (
 //	stats body empty                  → NixCacheStats
 //	gc    body {"dry_run":bool}       → NixGCResult
 const (
-	NixCacheAdminPrefix = "_pinkie.nixcache.admin"
+	NixCacheAdminPrefix = events.NixCacheAdminPrefix
 	// NixCacheAdminLs, NixCacheAdminStats and NixCacheAdminGC are the
 	// admin calls.
 	NixCacheAdminLs    = NixCacheAdminPrefix + ".ls"

@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/pinkiefleet/pinkie/events"
 	"github.com/pinkiefleet/pinkie/nixcache"
 )
 
@@ -52,7 +53,7 @@ import (
 //     puts is trusted fleet-wide. A path already in the cache is never
 //     replaced.
 const (
-	nixCachePutPrefix = "_pinkie.nixcache.put"
+	nixCachePutPrefix = events.NixCachePutPrefix
 	// NixCachePutOperator is what operators' uploads are sent on.
 	NixCachePutOperator = nixCachePutPrefix + ".operator"
 	nixPutChunk         = 512 << 10

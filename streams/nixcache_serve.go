@@ -32,7 +32,7 @@ import (
 // Errors come back as an empty body with HeaderNixCacheError (and
 // HeaderNixCacheStatus 404 for what the cache lacks), never as silence.
 const (
-	nixCacheSubjectPrefix = "_pinkie.nixcache"
+	nixCacheSubjectPrefix = events.NixCacheSubjectPrefix
 	// narChunkSize is the most one NAR reply carries: the requester pulls
 	// chunks in order, a few on their way, so request pacing is the flow
 	// control and a cut resumes at its offset.
@@ -311,7 +311,7 @@ func (rs *narReaders) chunk(ctx context.Context, c *NixCache, host string, req n
 
 // narChunkSubject is where the object store keeps the chunks of the
 // object with this NUID (the object store's layout, ADR-20).
-func narChunkSubject(nuid string) string { return "$O." + NixNarBucket + ".C." + nuid }
+func narChunkSubject(nuid string) string { return events.ObjectChunkSubject(NixNarBucket, nuid) }
 
 // fill makes sure r.left holds bytes: the next stored chunk if needed.
 func (r *narReader) fill(ctx context.Context) error {

@@ -34,7 +34,7 @@ const (
 	clientsAccount = "CLIENTS"
 	// gateJSPrefix is where the gate reaches the consumer API from CLIENTS;
 	// no client key may publish there.
-	gateJSPrefix = "_pinkie.js"
+	gateJSPrefix = events.GateJSPrefix
 )
 
 // jsAPIPrefixes are the two spellings of the hub's JetStream API a client
@@ -73,9 +73,9 @@ var clientAPIs = []clientAPI{
 // Everything else at the hub comes from agents through ingest or from the
 // hub itself.
 var operatorPublish = []string{
-	"pinkie.deploy.*.requested",
-	"pinkie.silence.added.*",
-	"pinkie.silence.removed.*",
+	events.DeploySubject("*", "requested"),
+	events.SilenceAddedSubject("*"),
+	events.SilenceRemovedSubject("*"),
 	events.FleetDeclaredSubject,
 	NotifyTestSubject,
 	NixCachePutOperator + ".*",
@@ -87,7 +87,7 @@ var operatorPublish = []string{
 var readerRequests = []string{NixCacheAdminLs, NixCacheAdminStats}
 
 // clientStreamImports are the live subjects clients may subscribe to.
-var clientStreamImports = []string{"pinkie.>"}
+var clientStreamImports = []string{events.AllSubjects}
 
 // hubAccounts builds, from scratch, the accounts of a hub with auth.
 // JetStream on $G can only be switched on through the config parser, which

@@ -26,7 +26,7 @@ import (
 // with pinkie shell HOST --replay SESSION, over the session subjects only
 // operators may use.
 const (
-	ShellRecStream = "SHELLREC"
+	ShellRecStream = events.StreamShellRec
 	shellRecPrefix = "shellrec"
 	// ShellRecSessionMax bounds one session's recording; past it, a marker
 	// event says the rest was not recorded.

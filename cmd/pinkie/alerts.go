@@ -23,7 +23,7 @@ import (
 // alertsLoad reads the active alerts and silences, marking each alert
 // with the silences that cover it at now.
 func alertsLoad(ctx context.Context, js jetstream.JetStream, now time.Time) ([]projections.ActiveAlert, []events.SilenceAdded, error) {
-	recs, err := streams.ReadProjection(ctx, js, "pinkie-alerts", "")
+	recs, err := streams.ReadProjection(ctx, js, events.BucketAlerts, "")
 	if err != nil {
 		return nil, nil, err
 	}
@@ -129,18 +129,8 @@ func alertsDash(s string) string {
 	return s
 }
 
-func alertsShort(d time.Duration) string {
-	switch {
-	case d < time.Minute:
-		return fmt.Sprintf("%ds", int(d.Seconds()))
-	case d < time.Hour:
-		return fmt.Sprintf("%dm", int(d.Minutes()))
-	case d < 48*time.Hour:
-		return fmt.Sprintf("%dh%02dm", int(d.Hours()), int(d.Minutes())%60)
-	default:
-		return fmt.Sprintf("%dd", int(d.Hours()/24))
-	}
-}
+// alertsShort renders ages and uptimes as the dashboard does.
+func alertsShort(d time.Duration) string { return fleetview.ShortDuration(d) }
 
 func runNotify(ctx context.Context, a *app, args []string) error {
 	fs := newFlagSet("notify", "test CHANNEL", `

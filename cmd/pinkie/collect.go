@@ -15,12 +15,6 @@ import (
 	"github.com/pinkiefleet/pinkie/producers"
 )
 
-// savedInputs are the files `pinkie collect` can judge offline, by producer.
-var savedInputs = map[string]string{"smart": "smartctl-json", "zfs": "zpool-status", "mdraid": "mdstat"}
-
-// savedLimits bound the saved files, as the agent bounds what it reads.
-var savedLimits = map[string]int64{"smart": producers.MaxSmartctlJSON, "zfs": producers.MaxZpoolStatus, "mdraid": producers.MaxMDStat}
-
 func runCollect(ctx context.Context, a *app, args []string) error {
 	fs := newFlagSet("collect", "[PRODUCER...]", `
 Run producers once and print the events they would publish; nothing is
@@ -44,9 +38,14 @@ what its flag says).`)
 	name := fs.String("name", shortHostname(), "host `NAME` to stamp into the events")
 	asJSON := fs.Bool("json", false, "print the events as JSON lines")
 	from := fs.String("from", "", "feed the (one) streaming producer this saved log `FILE`")
+	// The files producers can judge offline (Spec.Saved), by producer.
 	saved := map[string]*string{}
-	for p, flag := range savedInputs {
-		saved[p] = fs.String(flag, "", "judge this saved `FILE` ("+p+" producer)")
+	savedInputs := map[string]*producers.SavedInput{}
+	for _, s := range producers.All() {
+		if s.Saved != nil {
+			saved[s.Name] = fs.String(s.Saved.Flag, "", "judge this saved `FILE` ("+s.Name+" producer)")
+			savedInputs[s.Name] = s.Saved
+		}
 	}
 	if err := fs.parse(args); err != nil {
 		return err
@@ -81,9 +80,9 @@ what its flag says).`)
 			continue
 		}
 		if len(names) > 1 || (len(names) == 1 && names[0] != p) {
-			return usagef("--%s judges the %s producer's input; do not name other producers", savedInputs[p], p)
+			return usagef("--%s judges the %s producer's input; do not name other producers", savedInputs[p].Flag, p)
 		}
-		o, err := judgeSaved(p, *path, env.Now())
+		o, err := judgeSaved(p, savedInputs[p], *path, env.Now())
 		if err != nil {
 			return err
 		}
@@ -224,40 +223,23 @@ func collectOnce(ctx context.Context, env producers.Env, b producers.Built) ([]c
 	return out, err
 }
 
-// judgeSaved parses a saved file for producer p; a file that is not what
-// the flag says is a usage error naming what was expected.
-func judgeSaved(p, path string, now time.Time) ([]collected, error) {
-	b, err := bounded.ReadPath(path, savedLimits[p])
+// judgeSaved judges a saved file with producer p's Judge; a file that is
+// not what the flag says is a usage error naming what was expected.
+func judgeSaved(p string, in *producers.SavedInput, path string, now time.Time) ([]collected, error) {
+	b, err := bounded.ReadPath(path, in.Limit)
 	if err != nil {
-		return nil, usagef("--%s: %v", savedInputs[p], err)
+		return nil, usagef("--%s: %v", in.Flag, err)
 	}
-	var out []collected
-	switch p {
-	case "smart":
-		m, err := producers.ParseSmartctlJSON(b)
-		if err != nil {
-			return nil, usagef("--smartctl-json %s: not smartctl --json output: %v", path, err)
-		}
-		out = append(out, collected{p, producers.Observation{Kind: "smart", Object: m.Device, Data: m}})
-	case "zfs":
-		pools, err := producers.ParseZpoolStatus(b, now, time.Local)
-		if err != nil {
-			return nil, usagef("--zpool-status %s: not 'zpool status' output: %v", path, err)
-		}
-		for _, pool := range pools {
-			out = append(out, collected{p, producers.Observation{Kind: "zfs", Object: pool.Pool, Data: pool}})
-		}
-	case "mdraid":
-		arrays, err := producers.ParseMDStat(b)
-		if err != nil {
-			return nil, usagef("--mdstat %s: not a /proc/mdstat: %v", path, err)
-		}
-		for _, md := range arrays {
-			out = append(out, collected{p, producers.Observation{Kind: "mdraid", Object: md.Device, Data: md}})
-		}
+	obs, err := in.Judge(b, now)
+	if err != nil {
+		return nil, usagef("--%s %s: not %s: %v", in.Flag, path, in.What, err)
 	}
-	if len(out) == 0 {
-		return nil, usagef("--%s %s: nothing in it to judge", savedInputs[p], path)
+	if len(obs) == 0 {
+		return nil, usagef("--%s %s: nothing in it to judge", in.Flag, path)
+	}
+	out := make([]collected, 0, len(obs))
+	for _, o := range obs {
+		out = append(out, collected{p, o})
 	}
 	return out, nil
 }

@@ -7,12 +7,12 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/pinkiefleet/pinkie/atomicfile"
 	"github.com/pinkiefleet/pinkie/bounded"
 	"github.com/pinkiefleet/pinkie/deploy/fleet"
 	"github.com/pinkiefleet/pinkie/deploy/nix"
@@ -304,25 +304,4 @@ func fleetFromHub(ctx context.Context, cf clientFlags) (events.FleetDeclared, er
 
 // fleetWriteFile writes via a temporary file and a rename, so a dashboard
 // never reads half a configuration.
-func fleetWriteFile(path string, b []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
-}
+func fleetWriteFile(path string, b []byte) error { return atomicfile.Write(path, b, 0o644) }

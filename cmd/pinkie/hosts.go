@@ -41,7 +41,7 @@ connection errors.`)
 		return err
 	}
 	defer c.Close()
-	recs, err := streams.ReadProjection(ctx, c.JS, "pinkie-inventory", "")
+	recs, err := streams.ReadProjection(ctx, c.JS, events.BucketInventory, "")
 	if err != nil {
 		return exitError{code: exitUsage, err: err}
 	}
@@ -60,7 +60,7 @@ connection errors.`)
 		if len(hosts) == 0 {
 			return exitError{code: exitFinding, err: fmt.Errorf("host %q is not in the inventory (no event from it yet)", only)}
 		}
-		drecs, err := streams.ReadProjection(ctx, c.JS, "pinkie-drives", only+".")
+		drecs, err := streams.ReadProjection(ctx, c.JS, events.BucketDrives, only+".")
 		if err != nil {
 			return exitError{code: exitUsage, err: err}
 		}

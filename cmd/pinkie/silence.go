@@ -175,7 +175,7 @@ func silenceEvent(k events.Kind, now time.Time, data any) (events.Event, error) 
 // silenceWait waits briefly until the alerts projection shows (or no
 // longer shows) a silence, so a following `silence ls` sees the change.
 func silenceWait(ctx context.Context, js jetstream.JetStream, id string, present bool) bool {
-	return streams.WaitKey(ctx, js, "pinkie-alerts", projections.SilenceKey(id), present, 5*time.Second)
+	return streams.WaitKey(ctx, js, events.BucketAlerts, projections.SilenceKey(id), present, 5*time.Second)
 }
 
 func silenceWho() string {
@@ -261,7 +261,7 @@ func runSilenceRm(ctx context.Context, a *app, args []string) error {
 		return err
 	}
 	defer c.Close()
-	kv, err := c.JS.KeyValue(ctx, "pinkie-alerts")
+	kv, err := c.JS.KeyValue(ctx, events.BucketAlerts)
 	if err != nil {
 		return exitError{code: exitUsage, err: fmt.Errorf("open pinkie-alerts: %w", err)}
 	}

@@ -38,11 +38,11 @@ pattern below "pinkie." (default: everything):
 	if len(fs.args()) > 1 {
 		return usagef("at most one FILTER, got %q", fs.args())
 	}
-	filter := "pinkie.>"
+	filter := events.AllSubjects
 	if len(fs.args()) == 1 {
 		filter = fs.args()[0]
-		if !strings.HasPrefix(filter, "pinkie.") && filter != ">" {
-			filter = "pinkie." + filter
+		if !strings.HasPrefix(filter, events.SubjectPrefix) && filter != ">" {
+			filter = events.SubjectPrefix + filter
 		}
 	}
 	c, err := cf.connect(ctx, "pinkie tail")

@@ -195,12 +195,8 @@ func parseInput(in Input) (parsed, bool) {
 	if err := json.Unmarshal(in.Data, &p.ev); err != nil {
 		return p, false
 	}
-	t := p.ev.Type()
-	name, ok := strings.CutPrefix(t, "pinkie.")
-	if !ok {
-		return p, false
-	}
-	p.kind, ok = strings.CutSuffix(name, ".v1")
+	var ok bool
+	p.kind, ok = events.KindName(p.ev.Type())
 	if !ok {
 		return p, false
 	}
@@ -554,7 +550,7 @@ func (e *Engine) Tick(now time.Time) []Output {
 			ev, err := events.New(k, "hub", Producer, now, events.SilenceRemoved{ID: id, RemovedBy: "expired"},
 				events.WithID(events.DeterministicID("silence", id, "expired")))
 			if err == nil {
-				out = append(out, Output{Subject: "pinkie.silence.removed." + id, Event: ev})
+				out = append(out, Output{Subject: events.SilenceRemovedSubject(id), Event: ev})
 			}
 		}
 	}

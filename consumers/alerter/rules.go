@@ -124,19 +124,6 @@ func (d Duration) D() time.Duration { return time.Duration(d) }
 
 var ruleNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*(\.[a-z0-9][a-z0-9_-]*)*$`)
 
-// severityRank orders severities, most severe lowest.
-func severityRank(s string) int {
-	switch s {
-	case events.SeverityCritical:
-		return 0
-	case events.SeverityWarning:
-		return 1
-	case events.SeverityInfo:
-		return 2
-	}
-	return 3
-}
-
 // compile checks a rule and compiles its expressions and template.
 func (r *Rule) compile() error {
 	if !ruleNameRE.MatchString(r.Name) {
@@ -160,7 +147,7 @@ func (r *Rule) compile() error {
 		if len(r.Levels) > 0 || r.Each != "" || r.OneShot {
 			return fmt.Errorf("rule %s: an absent rule has no levels, each or one_shot", r.Name)
 		}
-		if severityRank(r.Severity) > 2 {
+		if events.SeverityRank(r.Severity) > 2 {
 			return fmt.Errorf("rule %s: severity %q: want critical, warning or info", r.Name, r.Severity)
 		}
 		return nil
@@ -173,10 +160,10 @@ func (r *Rule) compile() error {
 	}
 	r.levels = nil
 	for i, l := range r.Levels {
-		if severityRank(l.Severity) > 2 {
+		if events.SeverityRank(l.Severity) > 2 {
 			return fmt.Errorf("rule %s: level %d: severity %q: want critical, warning or info", r.Name, i+1, l.Severity)
 		}
-		if i > 0 && severityRank(l.Severity) <= severityRank(r.Levels[i-1].Severity) {
+		if i > 0 && events.SeverityRank(l.Severity) <= events.SeverityRank(r.Levels[i-1].Severity) {
 			return fmt.Errorf("rule %s: levels must be ordered most severe first", r.Name)
 		}
 		cl := compiledLevel{severity: l.Severity}

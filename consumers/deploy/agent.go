@@ -20,6 +20,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pinkiefleet/pinkie/atomicfile"
 	"github.com/pinkiefleet/pinkie/bounded"
 	"github.com/pinkiefleet/pinkie/deploy/nix"
 	"github.com/pinkiefleet/pinkie/events"
@@ -130,23 +131,7 @@ func saveState(dir string, s state) error {
 		return fmt.Errorf("create activator state dir: %w", err)
 	}
 	p := filepath.Join(dir, "activator.json")
-	tmp, err := os.CreateTemp(dir, ".activator.json.*")
-	if err != nil {
-		return fmt.Errorf("write activator state: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write activator state: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write activator state: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write activator state: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), p); err != nil {
+	if err := atomicfile.Write(p, b, 0o600); err != nil {
 		return fmt.Errorf("write activator state: %w", err)
 	}
 	return nil

@@ -87,9 +87,8 @@ type Checker struct {
 // own source transform wrote into the subject; the Nats-Stream-Source
 // header must agree with it, and so must everything the event claims.
 func (c *Checker) Check(m Message) Decision {
-	rest, ok := strings.CutPrefix(m.Subject, "pinkie.ingest.")
-	host, tail, ok2 := strings.Cut(rest, ".")
-	if !ok || !ok2 || events.ValidHost(host) != nil {
+	host, tail, ok := events.ParseIngestSubject(m.Subject)
+	if !ok || events.ValidHost(host) != nil {
 		return Decision{Reason: fmt.Sprintf("subject %q is not pinkie.ingest.<host>.evt.<kind>", m.Subject)}
 	}
 	d := Decision{Host: host}
@@ -108,18 +107,18 @@ func (c *Checker) Check(m Message) Decision {
 		d.Reason = fmt.Sprintf("Nats-Stream-Source %q is not the hub's: too few fields", src)
 		return d
 	}
-	if want := "pinkie.ingest." + host + ".>"; f[3] != want {
+	if want := events.IngestSubjects(host); f[3] != want {
 		d.Reason = fmt.Sprintf("Nats-Stream-Source destination %q is not %q: the header does not come from this host's source", f[3], want)
 		return d
 	}
 	orig := f[4]
-	kindPath, isNew := strings.CutPrefix(tail, "evt.")
+	kindPath, isNew := strings.CutPrefix(tail, events.LocalSubjectPrefix)
 	if !isNew {
 		// Stored before the hub stamped every subject: the old transform
 		// only rewrote evt.<kind> into pinkie.ingest.<host>.<kind>.
 		kindPath = tail
 	}
-	if orig != "evt."+kindPath || kindPath == "" {
+	if orig != events.LocalSubjectPrefix+kindPath || kindPath == "" {
 		d.Reason = fmt.Sprintf("original subject %q is outside this host's evt.> (stored as %q)", orig, m.Subject)
 		return d
 	}
@@ -175,7 +174,7 @@ func (c *Checker) Check(m Message) Decision {
 		d.Subject = events.DeploySubject(host, phase)
 		return d
 	}
-	d.Subject = "pinkie.host." + host + "." + kindPath
+	d.Subject = events.HostSubjectOfLocal(host, kindPath)
 	return d
 }
 
@@ -295,7 +294,7 @@ func DeadLetter(m Message, d Decision, t time.Time) (events.Event, string, error
 	if err != nil {
 		return e, "", err
 	}
-	return e, "pinkie.deadletter." + host, nil
+	return e, events.DeadLetterSubject(host), nil
 }
 
 // SameEvent reports whether two encoded events are the same observation:

@@ -90,15 +90,9 @@ func anyMatch(pats []string, v string) bool {
 	return false
 }
 
-func rank(sev string) int {
-	switch sev {
-	case events.SeverityCritical:
-		return 0
-	case events.SeverityWarning:
-		return 1
-	}
-	return 2
-}
+// rank orders severities for routing: critical 0, warning 1, info and
+// anything else 2.
+func rank(sev string) int { return min(events.SeverityRank(sev), 2) }
 
 // NtfyConfig is an ntfy channel: POST the JSON message to the server URL.
 type NtfyConfig struct {

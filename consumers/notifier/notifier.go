@@ -252,7 +252,7 @@ func (n *Notifier) HandleAlert(ctx context.Context, seq uint64, data []byte) err
 	if err := json.Unmarshal(data, &ev); err != nil {
 		return fmt.Errorf("%w: alert seq %d: %v", ErrPermanent, seq, err)
 	}
-	if ev.Type() != "pinkie.alert.firing.v1" && ev.Type() != "pinkie.alert.resolved.v1" {
+	if ev.Type() != events.TypeOf("alert.firing") && ev.Type() != events.TypeOf("alert.resolved") {
 		return nil
 	}
 	var a events.Alert
@@ -587,7 +587,7 @@ func (n *Notifier) audit(ctx context.Context, c Channel, j *Job, outcome string,
 		n.log.Error("build delivery audit", "err", berr)
 		return
 	}
-	if _, perr := n.pub.Publish(ctx, "pinkie.notify."+c.Name()+"."+outcome, e); perr != nil {
+	if _, perr := n.pub.Publish(ctx, events.NotifySubject(c.Name(), outcome), e); perr != nil {
 		n.log.Error("publish delivery audit", "channel", c.Name(), "err", perr)
 	}
 }

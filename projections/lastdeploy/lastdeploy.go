@@ -14,7 +14,7 @@ import (
 )
 
 // Bucket is the KV bucket the records live in.
-const Bucket = "pinkie-last-deploy"
+const Bucket = events.BucketLastDeploy
 
 // Record is one host's deploy state.
 type Record struct {

@@ -273,7 +273,7 @@ func throughput(log *slog.Logger, total int, r *result) error {
 	start := time.Now()
 	at := time.Now()
 	for i, p := range payloads {
-		eng.Apply(alerter.Input{Stream: "HOSTS", Seq: uint64(i + 1), Subject: subjects[i], Data: p, At: at.Add(time.Duration(i) * time.Millisecond)})
+		eng.Apply(alerter.Input{Stream: events.StreamHosts, Seq: uint64(i + 1), Subject: subjects[i], Data: p, At: at.Add(time.Duration(i) * time.Millisecond)})
 	}
 	r.EngineEvents, r.EnginePerSec = len(payloads), float64(len(payloads))/time.Since(start).Seconds()
 

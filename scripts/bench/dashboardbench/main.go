@@ -130,7 +130,7 @@ func run() error {
 		return err
 	}
 	fmt.Fprintf(os.Stderr, "stored %d events in %v; waiting for the projections\n", stored, time.Since(start).Round(time.Millisecond))
-	kv, err := js.KeyValue(ctx, "pinkie-inventory")
+	kv, err := js.KeyValue(ctx, events.BucketInventory)
 	if err != nil {
 		return err
 	}
@@ -147,7 +147,7 @@ func run() error {
 	}
 	// Then every consumer of HOSTS (projections, alerter) must be idle, so
 	// the measurement does not compete with the catch-up.
-	st, err := js.Stream(ctx, "HOSTS")
+	st, err := js.Stream(ctx, events.StreamHosts)
 	if err != nil {
 		return err
 	}

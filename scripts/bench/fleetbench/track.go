@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/pinkiefleet/pinkie/events"
 	"github.com/pinkiefleet/pinkie/streams"
 )
 
@@ -98,7 +99,7 @@ func (t *tracker) covers(want map[string]uint64) (bool, uint64) {
 
 // follow reads HOSTS from the start, live, until ctx ends.
 func (t *tracker) follow(ctx context.Context, js jetstream.JetStream) error {
-	c, err := js.OrderedConsumer(ctx, streams.HostsStream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{"pinkie.host.>"}})
+	c, err := js.OrderedConsumer(ctx, streams.HostsStream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{events.HostSubjects}})
 	if err != nil {
 		return fmt.Errorf("follow HOSTS: %w", err)
 	}
@@ -131,7 +132,7 @@ func scan(ctx context.Context, js jetstream.JetStream) (*tracker, error) {
 	if last == 0 {
 		return t, nil
 	}
-	c, err := js.OrderedConsumer(ctx, streams.HostsStream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{"pinkie.host.>"}})
+	c, err := js.OrderedConsumer(ctx, streams.HostsStream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{events.HostSubjects}})
 	if err != nil {
 		return nil, fmt.Errorf("scan HOSTS: %w", err)
 	}

@@ -1,4 +1,12 @@
-package producers
+// Package logfollow follows a log for the streaming producers (login,
+// fail2ban): a file as `tail -F` does, through rotation by rename or by
+// copytruncate, or the journal through `journalctl -o json`. The read
+// position is kept in a small key-value State. The position is written
+// only after the handler reports that the observation made from a record
+// was emitted, so a restart neither repeats nor skips; records that yield
+// nothing advance the position at most once a second and whenever the
+// reader has caught up. It also parses syslog lines (ParseSyslog).
+package logfollow
 
 import (
 	"bufio"
@@ -20,16 +28,43 @@ import (
 	"time"
 )
 
-// Following a log for the streaming producers (login, fail2ban), from a
-// file as `tail -F` does or from the journal, with the read position kept
-// in the producer's State. The position is written only after the
-// observation made from a line was emitted, so a restart neither repeats
-// nor skips; lines that yield nothing advance the position at most once a
-// second and whenever the reader has caught up.
+// Env is what a follower reads through: the host's rooted filesystem, a
+// command runner for journalctl, the state that keeps the read position,
+// and a logger. producers.Env provides all four.
+type Env struct {
+	// Root is the host's filesystem; log paths are rooted in it.
+	Root fs.FS
+	// Run runs journalctl; following the journal needs a StreamRunner.
+	Run Runner
+	// State keeps the position (nil: none is kept).
+	State State
+	// Log receives warnings about the log (nil: discarded).
+	Log *slog.Logger
+}
 
-// logfollowEntry is one log record: a syslog line from a file (Line set,
+// Runner runs a command and returns its stdout and exit code separately
+// (producers.Runner).
+type Runner interface {
+	Run(ctx context.Context, name string, args ...string) (stdout []byte, code int, err error)
+}
+
+// StreamRunner starts a long-running command (journalctl --follow) and
+// hands back its stdout as it is written (producers.StreamRunner).
+type StreamRunner interface {
+	Start(ctx context.Context, name string, args ...string) (stdout io.ReadCloser, wait func() error, err error)
+}
+
+// State keeps the follower's position under PositionKey (a file) or
+// CursorKey (the journal); Put replaces a value atomically
+// (producers.State).
+type State interface {
+	Get(key string) ([]byte, bool, error)
+	Put(key string, value []byte) error
+}
+
+// Entry is one log record: a syslog line from a file (Line set,
 // the rest parsed from it) or a journal entry.
-type logfollowEntry struct {
+type Entry struct {
 	Time    time.Time // zero when the line's timestamp could not be read
 	Host    string
 	Ident   string // syslog identifier ("sshd", "sshd-session")
@@ -41,49 +76,8 @@ type logfollowEntry struct {
 	Key string
 }
 
-// LogSourceOptions are the options of every producer that follows a log
-// (login, fail2ban): where to read and how.
-type LogSourceOptions struct {
-	// File is the log file to follow (the producer's default when empty
-	// and there is no journal).
-	File string `json:"file,omitempty"`
-	// Journal reads the journal with journalctl.
-	Journal bool `json:"journal,omitempty"`
-	// Poll is how often a file is checked for growth ("1s").
-	Poll string `json:"poll,omitempty"`
-	// Follow false reads to the end of the log and stops (pinkie collect).
-	Follow *bool `json:"follow,omitempty"`
-	// FromStart reads the log from its start the first time (no saved
-	// position); by default a new follower starts at the log's end.
-	FromStart bool `json:"from_start,omitempty"`
-}
-
-// decodeLogSourceOptions decodes and checks a log producer's options.
-func decodeLogSourceOptions(raw json.RawMessage) (LogSourceOptions, error) {
-	var o LogSourceOptions
-	if err := DecodeOptions(raw, &o); err != nil {
-		return o, err
-	}
-	if o.File != "" && o.Journal {
-		return o, fmt.Errorf("options: file and journal exclude each other")
-	}
-	if o.Poll != "" {
-		if d, err := time.ParseDuration(o.Poll); err != nil || d <= 0 {
-			return o, fmt.Errorf("options: poll: want a positive duration, got %q", o.Poll)
-		}
-	}
-	return o, nil
-}
-
-// source resolves where to read on this host (defaults, journal or file).
-func (o LogSourceOptions) source(env Env, defaults, matches []string, preferFile bool) (logfollowOptions, bool) {
-	lo, ok := logfollowSourceFor(env, o.File, o.Journal, o.Poll, o.Follow, defaults, matches, preferFile)
-	lo.FromStart = o.FromStart
-	return lo, ok
-}
-
-// logfollowOptions says where to read.
-type logfollowOptions struct {
+// Options says where to read.
+type Options struct {
 	// File is the log file's path on the host ("/var/log/auth.log").
 	File string
 	// Journal reads the journal instead, with journalctl and these matches.
@@ -100,50 +94,54 @@ type logfollowOptions struct {
 	FromStart bool
 }
 
-// logfollowFilePos is the persisted position in a log file: which file
+// filePos is the persisted position in a log file: which file
 // (the hash of its first line, so it is found again after a rename) and
 // the offset after the last line handled.
-type logfollowFilePos struct {
+type filePos struct {
 	File   string `json:"file"`
 	ID     string `json:"id"`
 	Offset int64  `json:"offset"`
 }
 
 const (
-	logfollowPosKey    = "position"
-	logfollowCursorKey = "cursor"
-	logfollowMaxLine   = 64 << 10
-	// logfollowMaxJournalLine bounds one `journalctl -o json` entry:
+	// PositionKey is the State key of the position in a log file.
+	PositionKey = "position"
+	// CursorKey is the State key of the journal cursor.
+	CursorKey = "cursor"
+	// MaxLine bounds one line of a log file; the excess of a longer line
+	// is dropped.
+	MaxLine = 64 << 10
+	// MaxJournalLine bounds one `journalctl -o json` entry:
 	// journalctl prints fields over 4096 bytes as null, so real entries
 	// are a few KB.
-	logfollowMaxJournalLine = 1 << 20
+	MaxJournalLine = 1 << 20
 )
 
-// logfollowHandler handles one entry. It returns true when it emitted an
+// Handler handles one entry. It returns true when it emitted an
 // observation (the position is then saved at once), or an error, which ends
 // the follow without saving the position.
-type logfollowHandler func(ctx context.Context, e logfollowEntry) (emitted bool, err error)
+type Handler func(ctx context.Context, e Entry) (emitted bool, err error)
 
-// logfollowRun follows the log until ctx ends (or, without Follow, until
+// Follow follows the log until ctx ends (or, without Follow, until
 // its end) and calls handle for each entry.
-func logfollowRun(ctx context.Context, env Env, o logfollowOptions, handle logfollowHandler) error {
+func Follow(ctx context.Context, env Env, o Options, handle Handler) error {
 	if o.Journal {
-		return logfollowJournal(ctx, env, o, handle)
+		return followJournal(ctx, env, o, handle)
 	}
-	f := &logfollowFile{env: env, opts: o, path: strings.TrimPrefix(path.Clean("/"+o.File), "/")}
+	f := &fileFollower{env: env, opts: o, path: strings.TrimPrefix(path.Clean("/"+o.File), "/")}
 	return f.run(ctx, handle)
 }
 
-// logfollowFile follows one log file through the rooted filesystem.
-type logfollowFile struct {
+// fileFollower follows one log file through the rooted filesystem.
+type fileFollower struct {
 	env  Env
-	opts logfollowOptions
+	opts Options
 	path string // rooted, no leading slash
 
 	cur     fs.File
 	curName string // path of the open file (path, or a rotated sibling)
 	rd      *bufio.Reader
-	pos     logfollowFilePos
+	pos     filePos
 	partial []byte
 	// lineBytes counts the bytes of the line being read (partial may hold
 	// fewer: long lines are cut).
@@ -152,7 +150,7 @@ type logfollowFile struct {
 	saved     time.Time
 }
 
-func (f *logfollowFile) run(ctx context.Context, handle logfollowHandler) error {
+func (f *fileFollower) run(ctx context.Context, handle Handler) error {
 	defer f.close()
 	if err := f.start(); err != nil {
 		return err
@@ -184,7 +182,7 @@ func (f *logfollowFile) run(ctx context.Context, handle logfollowHandler) error 
 	}
 }
 
-func (f *logfollowFile) close() {
+func (f *fileFollower) close() {
 	if f.cur != nil {
 		_ = f.cur.Close()
 		f.cur = nil
@@ -194,11 +192,11 @@ func (f *logfollowFile) close() {
 // start opens the file at the saved position. If the saved file was
 // rotated away while the agent was down, its remainder is read from the
 // rotated copy (name.1, name-DATE) first.
-func (f *logfollowFile) start() error {
-	var saved logfollowFilePos
+func (f *fileFollower) start() error {
+	var saved filePos
 	have := false
 	if f.env.State != nil {
-		b, ok, err := f.env.State.Get(logfollowPosKey)
+		b, ok, err := f.env.State.Get(PositionKey)
 		if err != nil {
 			return fmt.Errorf("read saved position: %w", err)
 		}
@@ -206,14 +204,14 @@ func (f *logfollowFile) start() error {
 			have = true
 		}
 	}
-	id, size, err := logfollowFileID(f.env.Root, f.path)
+	id, size, err := fileID(f.env.Root, f.path)
 	if err != nil && !(have && saved.ID != "") {
 		return fmt.Errorf("open log /%s: %w", f.path, err)
 	}
 	switch {
 	case !have || saved.ID == "":
 		if f.opts.Follow && !f.opts.FromStart && err == nil {
-			logfollowLogger(f.env).Info("following a log for the first time: starting at its end (earlier lines are not reported)", "file", "/"+f.path)
+			logger(f.env).Info("following a log for the first time: starting at its end (earlier lines are not reported)", "file", "/"+f.path)
 			if err := f.open(f.path, id, size); err != nil {
 				return err
 			}
@@ -229,8 +227,8 @@ func (f *logfollowFile) start() error {
 		}
 		return f.open(f.path, id, saved.Offset)
 	}
-	for _, cand := range logfollowRotated(f.env.Root, f.path) {
-		if cid, _, err := logfollowFileID(f.env.Root, cand); err == nil && cid == saved.ID {
+	for _, cand := range rotatedNames(f.env.Root, f.path) {
+		if cid, _, err := fileID(f.env.Root, cand); err == nil && cid == saved.ID {
 			return f.open(cand, cid, saved.Offset)
 		}
 	}
@@ -243,9 +241,9 @@ func (f *logfollowFile) start() error {
 	return f.open(f.path, "", 0)
 }
 
-// logfollowRotated lists the names a rotated copy of name may have, newest
+// rotatedNames lists the names a rotated copy of name may have, newest
 // first: name.1 (logrotate's default) and name-YYYYMMDD (dateext).
-func logfollowRotated(root fs.FS, name string) []string {
+func rotatedNames(root fs.FS, name string) []string {
 	out := []string{name + ".1"}
 	dir, base := path.Split(name)
 	entries, _ := fs.ReadDir(root, strings.TrimSuffix(dir, "/"))
@@ -260,7 +258,7 @@ func logfollowRotated(root fs.FS, name string) []string {
 	return append(out, dated...)
 }
 
-func (f *logfollowFile) open(name, id string, offset int64) error {
+func (f *fileFollower) open(name, id string, offset int64) error {
 	f.close()
 	file, err := f.env.Root.Open(name)
 	if err != nil {
@@ -280,16 +278,16 @@ func (f *logfollowFile) open(name, id string, offset int64) error {
 	f.cur, f.curName = file, name
 	f.rd = bufio.NewReaderSize(file, 32<<10)
 	f.partial, f.lineBytes = f.partial[:0], 0
-	f.pos = logfollowFilePos{File: f.path, ID: id, Offset: offset}
+	f.pos = filePos{File: f.path, ID: id, Offset: offset}
 	return nil
 }
 
 // drain reads every complete line of the open file; final also hands over
 // a last line without newline (the file will not grow any more).
-func (f *logfollowFile) drain(ctx context.Context, handle logfollowHandler, final bool) error {
+func (f *fileFollower) drain(ctx context.Context, handle Handler, final bool) error {
 	for {
 		chunk, err := f.rd.ReadSlice('\n')
-		if room := logfollowMaxLine - len(f.partial); room > 0 {
+		if room := MaxLine - len(f.partial); room > 0 {
 			f.partial = append(f.partial, chunk[:min(len(chunk), room)]...)
 		}
 		f.lineBytes += int64(len(chunk))
@@ -310,11 +308,11 @@ func (f *logfollowFile) drain(ctx context.Context, handle logfollowHandler, fina
 		}
 		lineStart := f.pos.Offset - f.lineBytes
 		if f.pos.ID == "" && lineStart == 0 && complete {
-			f.pos.ID = logfollowHash(f.partial)
+			f.pos.ID = lineHash(f.partial)
 		}
 		line := strings.TrimRight(string(f.partial), "\r\n")
 		f.partial, f.lineBytes = f.partial[:0], 0
-		e := logfollowEntry{Line: line, Key: fmt.Sprintf("%s:%s:%d", f.path, f.pos.ID, lineStart)}
+		e := Entry{Line: line, Key: fmt.Sprintf("%s:%s:%d", f.path, f.pos.ID, lineStart)}
 		emitted, herr := handle(ctx, e)
 		if herr != nil {
 			return herr
@@ -333,7 +331,7 @@ func (f *logfollowFile) drain(ctx context.Context, handle logfollowHandler, fina
 
 // save writes the position: always after an emit, else (lazy) at most
 // once a second.
-func (f *logfollowFile) save(lazy bool) error {
+func (f *fileFollower) save(lazy bool) error {
 	if f.env.State == nil || !f.dirty {
 		return nil
 	}
@@ -344,7 +342,7 @@ func (f *logfollowFile) save(lazy bool) error {
 	pos := f.pos
 	pos.Offset -= f.lineBytes
 	b, _ := json.Marshal(pos)
-	if err := f.env.State.Put(logfollowPosKey, b); err != nil {
+	if err := f.env.State.Put(PositionKey, b); err != nil {
 		return fmt.Errorf("save log position: %w", err)
 	}
 	f.dirty, f.saved = false, now
@@ -354,7 +352,7 @@ func (f *logfollowFile) save(lazy bool) error {
 // checkRotation switches to a new file at the path after reading what is
 // left of the old one (rename and create), or starts the file again at 0
 // (copytruncate: the same file, truncated).
-func (f *logfollowFile) checkRotation(ctx context.Context, handle logfollowHandler) error {
+func (f *fileFollower) checkRotation(ctx context.Context, handle Handler) error {
 	if f.curName == f.path && f.pos.ID == "" {
 		// The open file had no complete first line: read what came since,
 		// so its id is known before it is compared.
@@ -362,7 +360,7 @@ func (f *logfollowFile) checkRotation(ctx context.Context, handle logfollowHandl
 			return err
 		}
 	}
-	id, size, err := logfollowFileID(f.env.Root, f.path)
+	id, size, err := fileID(f.env.Root, f.path)
 	if err != nil {
 		return nil // renamed and not yet recreated: keep the open file
 	}
@@ -392,9 +390,9 @@ func (f *logfollowFile) checkRotation(ctx context.Context, handle logfollowHandl
 	return nil
 }
 
-// logfollowFileID returns the hash of a file's first complete line ("" if
+// fileID returns the hash of a file's first complete line ("" if
 // it has none yet) and its size.
-func logfollowFileID(root fs.FS, name string) (string, int64, error) {
+func fileID(root fs.FS, name string) (string, int64, error) {
 	file, err := root.Open(name)
 	if err != nil {
 		return "", 0, err
@@ -409,14 +407,14 @@ func logfollowFileID(root fs.FS, name string) (string, int64, error) {
 	i := bytes.IndexByte(buf[:n], '\n')
 	if i < 0 {
 		if n == len(buf) {
-			return logfollowHash(buf), st.Size(), nil
+			return lineHash(buf), st.Size(), nil
 		}
 		return "", st.Size(), nil
 	}
-	return logfollowHash(buf[:i+1]), st.Size(), nil
+	return lineHash(buf[:i+1]), st.Size(), nil
 }
 
-func logfollowHash(b []byte) string {
+func lineHash(b []byte) string {
 	if len(b) > 4096 {
 		b = b[:4096]
 	}
@@ -424,10 +422,10 @@ func logfollowHash(b []byte) string {
 	return hex.EncodeToString(h[:12])
 }
 
-// logfollowJournalEntry is the part of `journalctl -o json` output used
+// journalEntry is the part of `journalctl -o json` output used
 // (systemd.journal-fields(7)). MESSAGE is a string, or an array of bytes
 // when it is not valid UTF-8.
-type logfollowJournalEntry struct {
+type journalEntry struct {
 	Cursor    string          `json:"__CURSOR"`
 	Realtime  string          `json:"__REALTIME_TIMESTAMP"`
 	Hostname  string          `json:"_HOSTNAME"`
@@ -437,17 +435,17 @@ type logfollowJournalEntry struct {
 	Message   json.RawMessage `json:"MESSAGE"`
 }
 
-// logfollowParseJournal turns one line of `journalctl -o json` into an
+// parseJournal turns one line of `journalctl -o json` into an
 // entry. A line that is not a journal entry is an error.
-func logfollowParseJournal(line []byte) (logfollowEntry, string, error) {
-	var j logfollowJournalEntry
+func parseJournal(line []byte) (Entry, string, error) {
+	var j journalEntry
 	if err := json.Unmarshal(line, &j); err != nil {
-		return logfollowEntry{}, "", fmt.Errorf("journal entry: %w", err)
+		return Entry{}, "", fmt.Errorf("journal entry: %w", err)
 	}
 	if j.Cursor == "" {
-		return logfollowEntry{}, "", fmt.Errorf("journal entry without __CURSOR")
+		return Entry{}, "", fmt.Errorf("journal entry without __CURSOR")
 	}
-	e := logfollowEntry{Host: j.Hostname, Ident: j.Ident, Key: j.Cursor}
+	e := Entry{Host: j.Hostname, Ident: j.Ident, Key: j.Cursor}
 	if us, err := strconv.ParseInt(j.Realtime, 10, 64); err == nil {
 		e.Time = time.UnixMicro(us).UTC()
 	}
@@ -472,9 +470,9 @@ func logfollowParseJournal(line []byte) (logfollowEntry, string, error) {
 	return e, j.Cursor, nil
 }
 
-// logfollowJournal follows the journal with journalctl from the saved
+// followJournal follows the journal with journalctl from the saved
 // cursor (or, the first time, from the start of the current boot).
-func logfollowJournal(ctx context.Context, env Env, o logfollowOptions, handle logfollowHandler) error {
+func followJournal(ctx context.Context, env Env, o Options, handle Handler) error {
 	sr, ok := env.Run.(StreamRunner)
 	if !ok && o.Follow {
 		return fmt.Errorf("journal: the command runner cannot stream journalctl's output")
@@ -484,7 +482,7 @@ func logfollowJournal(ctx context.Context, env Env, o logfollowOptions, handle l
 		args = append(args, "--follow")
 	}
 	if env.State != nil {
-		cur, ok, err := env.State.Get(logfollowCursorKey)
+		cur, ok, err := env.State.Get(CursorKey)
 		if err != nil {
 			return fmt.Errorf("read saved journal cursor: %w", err)
 		}
@@ -525,7 +523,7 @@ func logfollowJournal(ctx context.Context, env Env, o logfollowOptions, handle l
 		if env.State == nil || cursor == "" {
 			return nil
 		}
-		if err := env.State.Put(logfollowCursorKey, []byte(cursor)); err != nil {
+		if err := env.State.Put(CursorKey, []byte(cursor)); err != nil {
 			return fmt.Errorf("save journal cursor: %w", err)
 		}
 		cursor, saved = "", time.Now()
@@ -536,18 +534,18 @@ func logfollowJournal(ctx context.Context, env Env, o logfollowOptions, handle l
 	for rerr == nil {
 		var line []byte
 		var tooLong bool
-		line, tooLong, rerr = logfollowReadLine(rd, buf[:0], logfollowMaxJournalLine)
+		line, tooLong, rerr = readLine(rd, buf[:0], MaxJournalLine)
 		buf = line
 		if tooLong {
 			if long++; long == 1 && env.Log != nil {
-				env.Log.Warn("journal: skipping entries longer than the limit", "limit_bytes", logfollowMaxJournalLine)
+				env.Log.Warn("journal: skipping entries longer than the limit", "limit_bytes", MaxJournalLine)
 			}
 			continue
 		}
 		if len(bytes.TrimSpace(line)) == 0 {
 			continue
 		}
-		e, c, err := logfollowParseJournal(line)
+		e, c, err := parseJournal(line)
 		if err != nil {
 			if bad++; bad == 1 && env.Log != nil {
 				env.Log.Warn("journal: skipping entries that are not JSON", "err", err)
@@ -577,12 +575,12 @@ func logfollowJournal(ctx context.Context, env Env, o logfollowOptions, handle l
 	return nil
 }
 
-// logfollowReadLine reads one line of at most max bytes into buf and
+// readLine reads one line of at most max bytes into buf and
 // returns it without its newline; a longer line is read to its end and
 // dropped (tooLong), so memory stays bounded whatever the input. err is
 // the reader's (io.EOF at the end, with the last line if it had no
 // newline).
-func logfollowReadLine(rd *bufio.Reader, buf []byte, max int) (line []byte, tooLong bool, err error) {
+func readLine(rd *bufio.Reader, buf []byte, max int) (line []byte, tooLong bool, err error) {
 	for {
 		chunk, err := rd.ReadSlice('\n')
 		if !tooLong && len(buf)+len(chunk) <= max+1 {
@@ -597,7 +595,7 @@ func logfollowReadLine(rd *bufio.Reader, buf []byte, max int) (line []byte, tooL
 	}
 }
 
-// logfollowParseSyslog splits a syslog line into its time, host, ident,
+// ParseSyslog splits a syslog line into its time, host, ident,
 // pid and message. It reads the formats rsyslog and syslog-ng write:
 // RFC 3164 ("Mar  7 18:53:20 host sshd[1556]: msg", also without host),
 // RFC 3339 timestamps ("2015-04-16T18:02:50.321974+00:00 host sshd[2716]:
@@ -605,7 +603,7 @@ func logfollowReadLine(rd *bufio.Reader, buf []byte, max int) (line []byte, tooL
 // 57915 - - msg"). RFC 3164 has no year: it is taken from now, and a date
 // more than a day in the future is put in the year before (a December line
 // read in January). ok is false for a line with no recognisable header.
-func logfollowParseSyslog(line string, now time.Time) (e logfollowEntry, ok bool) {
+func ParseSyslog(line string, now time.Time) (e Entry, ok bool) {
 	e.Line = line
 	rest := line
 	if strings.HasPrefix(rest, "<") {
@@ -680,12 +678,12 @@ func logfollowParseSyslog(line string, now time.Time) (e logfollowEntry, ok bool
 	rest = strings.TrimLeft(rest, " ")
 	// Now "host ident[pid]: msg", "ident[pid]: msg" or "[ident]: msg".
 	tok, after, _ := strings.Cut(rest, " ")
-	if !logfollowIsTag(tok) {
+	if !isTag(tok) {
 		e.Host = tok
 		rest = after
 		tok, after, _ = strings.Cut(rest, " ")
 	}
-	if !logfollowIsTag(tok) {
+	if !isTag(tok) {
 		// "host ident msg" without a colon, as some relays write.
 		return e, false
 	}
@@ -703,9 +701,9 @@ func logfollowParseSyslog(line string, now time.Time) (e logfollowEntry, ok bool
 	return e, true
 }
 
-// logfollowIsTag reports whether tok is a syslog tag: "ident:",
+// isTag reports whether tok is a syslog tag: "ident:",
 // "ident[pid]:" or "[ident]:".
-func logfollowIsTag(tok string) bool {
+func isTag(tok string) bool {
 	if !strings.HasSuffix(tok, ":") || len(tok) < 2 {
 		return false
 	}
@@ -716,14 +714,14 @@ func logfollowIsTag(tok string) bool {
 	return !strings.ContainsAny(t, " []")
 }
 
-// logfollowSourceFor resolves a streaming producer's log source. An
+// Source resolves a streaming producer's log source. An
 // explicit file or journal is taken as given. Otherwise: with preferFile,
 // the first default file that exists; then the journal, when the host has
 // one (persistent or volatile) and the runner can stream journalctl; then
 // the first default file that exists. ok is false when there is nothing
 // to follow on this host.
-func logfollowSourceFor(env Env, file string, journal bool, poll string, follow *bool, defaults, matches []string, preferFile bool) (o logfollowOptions, ok bool) {
-	o = logfollowOptions{File: file, Journal: journal, JournalMatches: matches, Follow: true, Poll: time.Second}
+func Source(env Env, file string, journal bool, poll string, follow *bool, defaults, matches []string, preferFile bool) (o Options, ok bool) {
+	o = Options{File: file, Journal: journal, JournalMatches: matches, Follow: true, Poll: time.Second}
 	if follow != nil {
 		o.Follow = *follow
 	}
@@ -756,17 +754,17 @@ func logfollowSourceFor(env Env, file string, journal bool, poll string, follow 
 	return o, existing != ""
 }
 
-func logfollowLogger(env Env) *slog.Logger {
+func logger(env Env) *slog.Logger {
 	if env.Log != nil {
 		return env.Log
 	}
 	return slog.New(slog.DiscardHandler)
 }
 
-// logfollowParseSyslogKeep parses a file line's syslog header and keeps
-// the entry's key.
-func logfollowParseSyslogKeep(e logfollowEntry, now time.Time) (logfollowEntry, bool) {
-	p, ok := logfollowParseSyslog(e.Line, now)
+// WithSyslogHeader parses a file entry's line (its syslog header) and
+// keeps the entry's key.
+func (e Entry) WithSyslogHeader(now time.Time) (Entry, bool) {
+	p, ok := ParseSyslog(e.Line, now)
 	p.Key = e.Key
 	return p, ok
 }

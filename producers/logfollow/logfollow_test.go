@@ -1,27 +1,85 @@
-package producers
+package logfollow
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
-
-	"github.com/pinkiefleet/pinkie/events"
 )
 
-// logfollowTester runs a following login producer over a temp dir and
-// hands its logins to the test as they come.
+var testNow = time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+
+// memState is an in-memory State.
+type memState struct {
+	mu sync.Mutex
+	m  map[string][]byte
+}
+
+func (s *memState) Get(key string) ([]byte, bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v, ok := s.m[key]
+	return append([]byte(nil), v...), ok, nil
+}
+
+func (s *memState) Put(key string, value []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.m == nil {
+		s.m = map[string][]byte{}
+	}
+	s.m[key] = append([]byte(nil), value...)
+	return nil
+}
+
+// streamRunner answers journalctl with a fixed output.
+type streamRunner struct{ out string }
+
+func (r streamRunner) Run(context.Context, string, ...string) ([]byte, int, error) {
+	return []byte(r.out), 0, nil
+}
+
+func (r streamRunner) Start(context.Context, string, ...string) (io.ReadCloser, func() error, error) {
+	return io.NopCloser(strings.NewReader(r.out)), func() error { return nil }, nil
+}
+
+// acceptedRE finds the user of an sshd login ("Accepted password for
+// USER from ..."), as the login producer does.
+var acceptedRE = regexp.MustCompile(`^Accepted \S+ for (\S+) from `)
+
+// logins is a Handler that reads syslog headers from file lines and hands
+// the user of each sshd login to got; a login counts as emitted.
+func logins(journal bool, got func(user string)) Handler {
+	return func(_ context.Context, e Entry) (bool, error) {
+		if !journal {
+			var ok bool
+			if e, ok = e.WithSyslogHeader(testNow); !ok {
+				return false, nil
+			}
+		}
+		m := acceptedRE.FindStringSubmatch(e.Message)
+		if m == nil {
+			return false, nil
+		}
+		got(m[1])
+		return true, nil
+	}
+}
+
+// logfollowTester follows a file in a temp dir and hands its logins to the
+// test as they come.
 type logfollowTester struct {
 	t      *testing.T
 	dir    string
-	state  *execMemState
+	state  *memState
 	got    chan string
 	cancel context.CancelFunc
 	done   chan error
@@ -29,22 +87,16 @@ type logfollowTester struct {
 
 func newLogfollowTester(t *testing.T) *logfollowTester {
 	dir := t.TempDir()
-	return &logfollowTester{t: t, dir: dir, state: &execMemState{}}
+	return &logfollowTester{t: t, dir: dir, state: &memState{}}
 }
 
 func (lt *logfollowTester) start() {
-	l, err := NewLogin(json.RawMessage(`{"file": "/auth.log", "poll": "5ms", "from_start": true}`))
-	if err != nil {
-		lt.t.Fatal(err)
-	}
+	o := Options{File: "/auth.log", Poll: 5 * time.Millisecond, Follow: true, FromStart: true}
 	ctx, cancel := context.WithCancel(context.Background())
 	lt.cancel, lt.got, lt.done = cancel, make(chan string, 100), make(chan error, 1)
-	env := Env{Host: "h", Root: os.DirFS(lt.dir), Now: func() time.Time { return loginTestNow }, State: lt.state}
+	env := Env{Root: os.DirFS(lt.dir), State: lt.state}
 	go func() {
-		lt.done <- l.Stream(ctx, env, func(_ context.Context, o Observation) error {
-			lt.got <- o.Data.(events.Login).User
-			return nil
-		})
+		lt.done <- Follow(ctx, env, o, logins(false, func(u string) { lt.got <- u }))
 	}()
 }
 
@@ -162,22 +214,18 @@ func TestLogfollowFirstStartAtEnd(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "auth.log"), []byte(logfollowLine("old")), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	l, err := NewLogin(json.RawMessage(`{"file": "/auth.log", "poll": "5ms"}`))
-	if err != nil {
-		t.Fatal(err)
-	}
+	o := Options{File: "/auth.log", Poll: 5 * time.Millisecond, Follow: true}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	got := make(chan string, 10)
-	state := &MemState{}
+	state := &memState{}
 	go func() {
-		_ = l.Stream(ctx, Env{Host: "h", Root: os.DirFS(dir), Now: func() time.Time { return loginTestNow }, State: state},
-			func(_ context.Context, o Observation) error { got <- o.Data.(events.Login).User; return nil })
+		_ = Follow(ctx, Env{Root: os.DirFS(dir), State: state}, o, logins(false, func(u string) { got <- u }))
 	}()
 	// Wait until the follower has saved its starting position, then grow the log.
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		if _, ok, _ := state.Get(logfollowPosKey); ok {
+		if _, ok, _ := state.Get(PositionKey); ok {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -226,12 +274,8 @@ func TestLogfollowCutsLongLines(t *testing.T) {
 			t.Fatal(err)
 		}
 		f.Close()
-		l, err := NewLogin(json.RawMessage(`{"file": "/auth.log", "follow": false}`))
-		if err != nil {
-			t.Fatal(err)
-		}
-		env := Env{Host: "h", Root: os.DirFS(dir), Now: func() time.Time { return loginTestNow }, State: &execMemState{}}
-		got, alloc := logfollowUsers(t, l, env)
+		env := Env{Root: os.DirFS(dir), State: &memState{}}
+		got, alloc := logfollowUsers(t, env, Options{File: "/auth.log"})
 		if want := []string{"before", "after"}; !slices.Equal(got, want) {
 			t.Errorf("logins %q, want %q", got, want)
 		}
@@ -245,13 +289,8 @@ func TestLogfollowCutsLongLines(t *testing.T) {
 		}
 		huge := `{"__CURSOR":"s=1;i=2","MESSAGE":"` + strings.Repeat("x", long) + `"}` + "\n"
 		out := entry(1, "before") + huge + entry(3, "after")
-		run := &execFakeRunner{stream: func([]string) string { return out }}
-		l, err := NewLogin(json.RawMessage(`{"journal": true}`))
-		if err != nil {
-			t.Fatal(err)
-		}
-		env := Env{Host: "g", Root: os.DirFS(t.TempDir()), Run: run, Now: func() time.Time { return loginTestNow }, State: &execMemState{}}
-		got, alloc := logfollowUsers(t, l, env)
+		env := Env{Root: os.DirFS(t.TempDir()), Run: streamRunner{out}, State: &memState{}}
+		got, alloc := logfollowUsers(t, env, Options{Journal: true, Follow: true})
 		if want := []string{"before", "after"}; !slices.Equal(got, want) {
 			t.Errorf("logins %q, want %q", got, want)
 		}
@@ -261,20 +300,33 @@ func TestLogfollowCutsLongLines(t *testing.T) {
 	})
 }
 
-// logfollowUsers streams l to its end and returns the users who logged in
-// and the bytes allocated meanwhile.
-func logfollowUsers(t *testing.T, l Streamer, env Env) ([]string, uint64) {
+// logfollowUsers follows the log to its end and returns the users who
+// logged in and the bytes allocated meanwhile.
+func logfollowUsers(t *testing.T, env Env, o Options) ([]string, uint64) {
 	t.Helper()
 	var got []string
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
-	err := l.Stream(context.Background(), env, func(_ context.Context, o Observation) error {
-		got = append(got, o.Data.(events.Login).User)
-		return nil
-	})
+	err := Follow(context.Background(), env, o, logins(o.Journal, func(u string) { got = append(got, u) }))
 	runtime.ReadMemStats(&after)
 	if err != nil {
-		t.Fatalf("stream: %v", err)
+		t.Fatalf("follow: %v", err)
 	}
 	return got, after.TotalAlloc - before.TotalAlloc
+}
+
+func TestSyslogYearWrap(t *testing.T) {
+	jan1 := time.Date(2027, 1, 1, 0, 5, 0, 0, time.UTC)
+	e, ok := ParseSyslog("Dec 31 23:59:58 goliath sshd[1]: x", jan1)
+	if !ok || !e.Time.Equal(time.Date(2026, 12, 31, 23, 59, 58, 0, time.UTC)) {
+		t.Errorf("Dec 31 read on Jan 1: got %v %v, want the year before", e.Time, ok)
+	}
+	e, ok = ParseSyslog("Jan  1 00:04:00 goliath sshd[1]: x", jan1)
+	if !ok || !e.Time.Equal(time.Date(2027, 1, 1, 0, 4, 0, 0, time.UTC)) {
+		t.Errorf("Jan 1: got %v %v", e.Time, ok)
+	}
+	e, ok = ParseSyslog("<38>1 2019-07-08T17:40:16.954167-04:00 h.example.com sshd 57915 - [a x=\"]\"] msg here", jan1)
+	if !ok || e.Ident != "sshd" || e.PID != 57915 || e.Message != "msg here" {
+		t.Errorf("RFC 5424 with structured data: %+v %v", e, ok)
+	}
 }
