@@ -11,8 +11,8 @@ type Publisher interface {
 	Publish(ctx context.Context, subject string, e Event) (Ack, error)
 }
 
-// Ack is where a published event was stored. An agent's outbox, which
-// forwards later, leaves it zero.
+// Ack is where a published event was stored (for an agent, its OUTBOX,
+// which forwards it to the hub later).
 type Ack struct {
 	Stream string
 	Seq    uint64
