@@ -48,8 +48,6 @@ const module = "github.com/pinkiefleet/pinkie"
 // interfaces). Remove an entry once streams no longer imports it.
 var streamsImportExceptions = []string{
 	module + "/consumers/alerter",
-	module + "/consumers/ingest",
-	module + "/consumers/notifier",
 	module + "/projections",
 }
 

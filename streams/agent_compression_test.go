@@ -23,7 +23,7 @@ func TestAgentHubCompression(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx := context.Background()
-			hub, err := StartHub(ctx, HubOptions{DataDir: t.TempDir(), NATSAddr: "127.0.0.1:0", LeafAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
+			hub, err := StartHub(ctx, HubOptions{IngestCheck: testIngestCheck, DataDir: t.TempDir(), NATSAddr: "127.0.0.1:0", LeafAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
 				LeafCompression: tt.hub, Log: testLog(t)})
 			if err != nil {
 				t.Fatal(err)

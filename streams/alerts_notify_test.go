@@ -49,7 +49,7 @@ func TestTwoNotifiersSendOnce(t *testing.T) {
 		mu, got := &sync.Mutex{}, map[string]int{}
 		ch := countingChannel{mu: mu, got: got, slow: time.Duration(round) * time.Millisecond}
 		cfg := notifier.Config{GroupWait: func() *alerter.Duration { d := alerter.Duration(0); return &d }()}
-		first := notifier.New(notifier.Options{Config: cfg, Channels: []notifier.Channel{ch}, Store: kvStore{kv}, Pub: discardPub{}, Log: testLog(t), Node: "hub1"})
+		first := notifier.New(notifier.Options{Config: cfg, Channels: []notifier.Channel{ch}, Store: NewKVStore(kv), Pub: discardPub{}, Log: testLog(t), Node: "hub1"})
 		const alerts = 5
 		for i := range alerts {
 			a := events.Alert{Host: "goliath", Rule: "fs.usage", Object: "/", Severity: "warning", Status: "firing", Reason: "started",
@@ -63,7 +63,7 @@ func TestTwoNotifiersSendOnce(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		second := notifier.New(notifier.Options{Config: cfg, Channels: []notifier.Channel{ch}, Store: kvStore{kv}, Pub: discardPub{}, Log: testLog(t), Node: "hub2"})
+		second := notifier.New(notifier.Options{Config: cfg, Channels: []notifier.Channel{ch}, Store: NewKVStore(kv), Pub: discardPub{}, Log: testLog(t), Node: "hub2"})
 		if err := second.Load(ctx); err != nil {
 			t.Fatal(err)
 		}

@@ -214,7 +214,7 @@ func TestStreamLimits(t *testing.T) {
 	dir := t.TempDir()
 	ctx := context.Background()
 	start := func(maxStore int64) *Hub {
-		h, err := StartHub(ctx, HubOptions{DataDir: dir, NATSAddr: "127.0.0.1:0", LeafAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
+		h, err := StartHub(ctx, HubOptions{IngestCheck: testIngestCheck, DataDir: dir, NATSAddr: "127.0.0.1:0", LeafAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
 			MaxStore: maxStore, Log: testLog(t)})
 		if err != nil {
 			t.Fatalf("StartHub: %v", err)
@@ -266,7 +266,7 @@ func TestStreamLimits(t *testing.T) {
 		t.Errorf("DEPLOY after the upgrade: %v", err)
 	}
 	// A store too small for the shares is refused with the reason.
-	if _, err := StartHub(ctx, HubOptions{DataDir: t.TempDir(), NATSAddr: "127.0.0.1:0", LeafAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
+	if _, err := StartHub(ctx, HubOptions{IngestCheck: testIngestCheck, DataDir: t.TempDir(), NATSAddr: "127.0.0.1:0", LeafAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
 		MaxStore: 1 << 20, Log: testLog(t)}); err == nil {
 		t.Error("a 1 MiB store was accepted")
 	}
@@ -318,7 +318,7 @@ func BenchmarkIngestHook(b *testing.B) {
 	}
 	checker := &ingest.Checker{Schemas: set, MaxSize: events.MaxSize}
 	k, _ := events.Lookup("heartbeat")
-	var msgs []ingest.Message
+	var msgs []events.IngestMessage
 	for i := range 100 {
 		host := fmt.Sprintf("host%d", i)
 		e, err := events.New(k, host, "heartbeat", time.Now(), events.Heartbeat{Counter: 1, Instance: "bench", UptimeSeconds: 12345.6,
@@ -327,8 +327,8 @@ func BenchmarkIngestHook(b *testing.B) {
 			b.Fatal(err)
 		}
 		p, _ := events.Encode(e)
-		hdr := map[string][]string{ingest.StreamSourceHeader: {"OUTBOX:Ab12Cd34:C=Ef56Gh78 17 > pinkie.ingest." + host + ".> evt.heartbeat"}}
-		msgs = append(msgs, ingest.Message{Subject: "pinkie.ingest." + host + ".evt.heartbeat", Payload: p, Header: hdr, HeaderSize: ingest.HeaderBlockSize(hdr)})
+		hdr := map[string][]string{events.HeaderStreamSource: {"OUTBOX:Ab12Cd34:C=Ef56Gh78 17 > pinkie.ingest." + host + ".> evt.heartbeat"}}
+		msgs = append(msgs, events.IngestMessage{Subject: "pinkie.ingest." + host + ".evt.heartbeat", Payload: p, Header: hdr, HeaderSize: ingest.HeaderBlockSize(hdr)})
 	}
 	if d := checker.Check(msgs[0]); !d.Accepted() {
 		b.Fatalf("bench message refused: %s", d.Reason)

@@ -55,7 +55,7 @@ func TestDeployConsumerFromLastPerSubjectIsMadeAnew(t *testing.T) {
 	}
 	hub.Close()
 
-	hub, err := StartHub(ctx, HubOptions{
+	hub, err := StartHub(ctx, HubOptions{IngestCheck: testIngestCheck,
 		DataDir: data, NATSAddr: "127.0.0.1:0", LeafAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
 		AuthDir: auth, Log: testLog(t), Services: []HubService{DeployHubService{Tick: 100 * time.Millisecond}},
 	})

@@ -34,7 +34,7 @@ func newBuildOrderIndex(js jetstream.JetStream) *buildOrderIndex {
 	return &buildOrderIndex{js: js, orders: map[buildOrderKey]bool{}, latest: map[string]time.Time{}}
 }
 
-// BuildOrdered implements ingest.BuildOrders.
+// BuildOrdered implements BuildOrders.
 func (x *buildOrderIndex) BuildOrdered(builder, request, target string) (bool, error) {
 	key := buildOrderKey{builder, request, target}
 	x.mu.Lock()

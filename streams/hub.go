@@ -53,6 +53,10 @@ type HubOptions struct {
 	TLSCert, TLSKey string
 	Log             *slog.Logger
 	Version         string
+	// IngestCheck builds the check of every event an agent sends
+	// (package consumers/ingest) from what only the running hub knows.
+	// Required: without it the hub would store nothing.
+	IngestCheck func(IngestCheckEnv) IngestCheck
 	// Services run inside the hub once its streams exist.
 	Services []HubService
 	// HTTPHandler, when set, serves every HTTP path besides /metrics and
@@ -132,7 +136,8 @@ type Hub struct {
 	// left for the next start instead of retried.
 	closing chan struct{}
 
-	ingestMu sync.Mutex // one start, restart or stop of the ingest check at a time
+	check    IngestCheck // HubOptions.IngestCheck's, for every run of the ingest check
+	ingestMu sync.Mutex  // one start, restart or stop of the ingest check at a time
 	ingest   *ingestRun
 	// ingestSettled is the stream sequence of the newest INGEST message
 	// whose forward is stored; everything the check took before it is too.
@@ -156,6 +161,9 @@ type Hub struct {
 func StartHub(ctx context.Context, o HubOptions) (*Hub, error) {
 	if o.Log == nil {
 		o.Log = slog.Default()
+	}
+	if o.IngestCheck == nil {
+		return nil, errors.New("start hub: no ingest check (HubOptions.IngestCheck)")
 	}
 	if o.MaxEventBytes <= 0 {
 		o.MaxEventBytes = events.MaxSize
@@ -312,6 +320,7 @@ func StartHub(ctx context.Context, o HubOptions) (*Hub, error) {
 		return nil, err
 	}
 	h.orders = newBuildOrderIndex(h.js)
+	h.check = o.IngestCheck(IngestCheckEnv{Schemas: h.schemas, MaxEventBytes: o.MaxEventBytes, Known: h.sources, Orders: h.orders})
 	runCtx, cancel := context.WithCancel(context.Background())
 	h.mu.Lock()
 	h.stop, h.runCtx = cancel, runCtx

@@ -12,7 +12,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/pinkiefleet/pinkie/consumers/ingest"
 	"github.com/pinkiefleet/pinkie/events"
 )
 
@@ -153,7 +152,7 @@ func (h *Hub) runIngest(parent context.Context, floor uint64) error {
 	}
 	// The check reads INGEST with the client's pull subscription, which
 	// hands over *nats.Msg: its wire size tells whether the header block
-	// is exactly what the client parsed (see ingest.Message.HeaderSize).
+	// is exactly what the client parsed (see events.IngestMessage.HeaderSize).
 	legacy, err := h.nc.JetStream()
 	if err != nil {
 		cancel()
@@ -164,7 +163,7 @@ func (h *Hub) runIngest(parent context.Context, floor uint64) error {
 		cancel()
 		return fmt.Errorf("start ingest consumer: %w", err)
 	}
-	checker := &ingest.Checker{Schemas: h.schemas, MaxSize: h.opts.MaxEventBytes, Known: h.sources, Orders: h.orders, Now: time.Now}
+	checker := h.check
 	// Three goroutines in a row: the fetcher checks each message, the
 	// publisher forwards it, the acker settles it. Each keeps the stream's
 	// order.
@@ -193,7 +192,7 @@ func (h *Hub) runIngest(parent context.Context, floor uint64) error {
 // next start. A message it took is always handed on (until runCtx ends):
 // acks are cumulative, so one dropped before a later one is acknowledged
 // would be lost.
-func (h *Hub) fetchIngest(ctx, runCtx context.Context, sub *nats.Subscription, checker *ingest.Checker) {
+func (h *Hub) fetchIngest(ctx, runCtx context.Context, sub *nats.Subscription, checker IngestCheck) {
 	defer func() { _ = sub.Unsubscribe() }()
 	gaps := &outboxGaps{}
 	for ctx.Err() == nil {
@@ -237,7 +236,7 @@ func (h *Hub) fetchIngest(ctx, runCtx context.Context, sub *nats.Subscription, c
 	}
 }
 
-func (h *Hub) forward(ctx context.Context, checker *ingest.Checker, gaps *outboxGaps, msg *nats.Msg) {
+func (h *Hub) forward(ctx context.Context, checker IngestCheck, gaps *outboxGaps, msg *nats.Msg) {
 	m := ingestMessage(msg)
 	d := checker.Check(m)
 	for backoff := 100 * time.Millisecond; d.Retry != nil; backoff = min(backoff*2, 5*time.Second) {
@@ -263,11 +262,11 @@ func (h *Hub) forward(ctx context.Context, checker *ingest.Checker, gaps *outbox
 		out.Header.Set(ingestSourceHeader, m.StreamSource())
 	} else {
 		var err error
-		if out, err = deadLetterMsg(m, d); err != nil {
+		if out, err = deadLetterMsg(checker, m, d); err != nil {
 			// Keep the reason even if the payload cannot be carried; a
 			// nak would be lost to the cumulative acks.
 			h.log.Error("build dead letter; keeping it without its payload", "subject", m.Subject, "err", err)
-			if out, err = deadLetterMsg(ingest.Message{Subject: m.Subject, Seq: m.Seq}, d); err != nil {
+			if out, err = deadLetterMsg(checker, events.IngestMessage{Subject: m.Subject, Seq: m.Seq}, d); err != nil {
 				// Only the JSON encoding of a few strings can fail here.
 				h.log.Error("build dead letter; the event is dropped", "subject", m.Subject, "err", err)
 				return
@@ -288,8 +287,8 @@ func (h *Hub) forward(ctx context.Context, checker *ingest.Checker, gaps *outbox
 
 // ingestMessage is what the check needs of an INGEST message: its header
 // as parsed and the size of the header block on the wire.
-func ingestMessage(msg *nats.Msg) ingest.Message {
-	m := ingest.Message{Subject: msg.Subject, Payload: msg.Data, Header: msg.Header}
+func ingestMessage(msg *nats.Msg) events.IngestMessage {
+	m := events.IngestMessage{Subject: msg.Subject, Payload: msg.Data, Header: msg.Header}
 	if md, err := msg.Metadata(); err == nil {
 		m.Seq = md.Sequence.Stream
 	}
@@ -428,8 +427,8 @@ func (h *Hub) publishForwards(ctx context.Context, chain *forwardChain) {
 	}
 }
 
-func deadLetterMsg(m ingest.Message, d ingest.Decision) (*nats.Msg, error) {
-	e, subj, err := ingest.DeadLetter(m, d, time.Now())
+func deadLetterMsg(check IngestCheck, m events.IngestMessage, d events.IngestDecision) (*nats.Msg, error) {
+	e, subj, err := check.DeadLetter(m, d)
 	if err != nil {
 		return nil, err
 	}
@@ -441,7 +440,7 @@ func deadLetterMsg(m ingest.Message, d ingest.Decision) (*nats.Msg, error) {
 func (h *Hub) deadLetterFor(p pendingPub, reason string) (*nats.Msg, error) {
 	m := ingestMessage(p.src)
 	h.log.Warn("event refused", "host", p.host, "subject", m.Subject, "reason", reason)
-	return deadLetterMsg(m, ingest.Decision{Host: p.host, Kind: p.kind, Reason: reason})
+	return deadLetterMsg(h.check, m, events.IngestDecision{Host: p.host, Kind: p.kind, Reason: reason})
 }
 
 // ackForwards waits for each forward's ack in order, retries a failed one
@@ -692,7 +691,7 @@ func (h *Hub) duplicateConflict(ctx context.Context, p pendingPub, ack *jetstrea
 		h.log.Warn("read the original of a duplicate", "stream", ack.Stream, "seq", ack.Sequence, "err", err)
 		return ""
 	}
-	if stored.Subject == p.out.Subject && ingest.SameEvent(stored.Data, p.out.Data) {
+	if stored.Subject == p.out.Subject && h.check.SameEvent(stored.Data, p.out.Data) {
 		return ""
 	}
 	return fmt.Sprintf("event id already stored with other content (%s seq %d, %s): a repeated id must repeat the same event", ack.Stream, ack.Sequence, stored.Subject)

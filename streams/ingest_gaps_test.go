@@ -78,7 +78,7 @@ func TestOutboxGapIsReported(t *testing.T) {
 	a.Close()
 
 	logs := &lockedBuffer{}
-	hub, err := StartHub(ctx, HubOptions{
+	hub, err := StartHub(ctx, HubOptions{IngestCheck: testIngestCheck,
 		DataDir: t.TempDir(), NATSAddr: "127.0.0.1:0", LeafAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
 		AuthDir: auth, Log: slog.New(slog.NewTextHandler(logs, nil)),
 	})

@@ -135,7 +135,7 @@ func TestNixCacheRetention(t *testing.T) {
 	// sys-goliath-1 is older than junk-b).
 	budget1 := total - size[p["junkA"]]/2
 
-	hub, err := StartHub(context.Background(), HubOptions{
+	hub, err := StartHub(context.Background(), HubOptions{IngestCheck: testIngestCheck,
 		DataDir: t.TempDir(), NATSAddr: "127.0.0.1:0", LeafAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
 		AuthDir: auth, Log: testLog(t), NixCacheBudget: budget1, NixCacheGrace: time.Nanosecond,
 	})

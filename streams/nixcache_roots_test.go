@@ -188,7 +188,7 @@ func TestHubNixSigningKeyFlag(t *testing.T) {
 	if err := os.Remove(NixPublicKeyFile(auth)); err != nil {
 		t.Fatal(err)
 	}
-	hub, err := StartHub(context.Background(), HubOptions{
+	hub, err := StartHub(context.Background(), HubOptions{IngestCheck: testIngestCheck,
 		DataDir: t.TempDir(), NATSAddr: "127.0.0.1:0", LeafAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
 		AuthDir: auth, Log: testLog(t), NixSigningKeyFile: keyFile,
 	})

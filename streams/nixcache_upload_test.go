@@ -105,7 +105,7 @@ func BenchmarkNixCacheUpload(b *testing.B) {
 	b.ResetTimer()
 	for range b.N {
 		b.StopTimer()
-		hub, err := StartHub(context.Background(), HubOptions{DataDir: b.TempDir(), NATSAddr: "127.0.0.1:0", LeafAddr: "127.0.0.1:0",
+		hub, err := StartHub(context.Background(), HubOptions{IngestCheck: testIngestCheck, DataDir: b.TempDir(), NATSAddr: "127.0.0.1:0", LeafAddr: "127.0.0.1:0",
 			HTTPAddr: "127.0.0.1:0", AuthDir: auth, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 		if err != nil {
 			b.Fatal(err)

@@ -91,6 +91,20 @@ func Consume(ctx context.Context, js jetstream.JetStream, stream string, cfg jet
 	}
 }
 
+// ConsumeRecent runs handler over the durable consumer cfg of stream, as
+// Consume does. A consumer that does not exist yet starts with the
+// messages of the last `recent` (a first configuration does not replay all
+// of the stream's history); an existing one keeps its configuration.
+func ConsumeRecent(ctx context.Context, js jetstream.JetStream, stream string, cfg jetstream.ConsumerConfig, recent time.Duration, handler Handler) error {
+	if c, err := js.Consumer(ctx, stream, cfg.Durable); err == nil {
+		cfg = c.CachedInfo().Config
+	} else {
+		start := time.Now().Add(-recent)
+		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &start
+	}
+	return Consume(ctx, js, stream, cfg, handler)
+}
+
 // runServices runs each service until ctx ends, restarting a failed one.
 func runServices[T any](ctx context.Context, log interface {
 	Error(string, ...any)

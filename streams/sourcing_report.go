@@ -9,7 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/pinkiefleet/pinkie/consumers/ingest"
+	"github.com/pinkiefleet/pinkie/events"
 )
 
 // OutboxReport describes an agent's OUTBOX and its HUB consumer: how many
@@ -69,7 +69,7 @@ func IngestGapReport(ctx context.Context, js jetstream.JetStream) string {
 			fmt.Fprintf(&b, "  read INGEST: %v\n", err)
 			break
 		}
-		header := m.Headers().Get(ingest.StreamSourceHeader)
+		header := m.Headers().Get(events.HeaderStreamSource)
 		seq, _, ok := parseStreamSource(header)
 		if !ok {
 			continue

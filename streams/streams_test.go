@@ -13,8 +13,14 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/pinkiefleet/pinkie/consumers/ingest"
 	"github.com/pinkiefleet/pinkie/events"
 )
+
+// testIngestCheck is the hub's ingest check, wired as cmd/pinkie wires it.
+func testIngestCheck(env IngestCheckEnv) IngestCheck {
+	return &ingest.Checker{Schemas: env.Schemas, MaxSize: env.MaxEventBytes, Known: env.Known, Orders: env.Orders, Now: time.Now}
+}
 
 func testLog(t *testing.T) *slog.Logger {
 	if os.Getenv("PINKIE_TEST_LOG") != "" {
@@ -33,7 +39,7 @@ func testLogWriter() io.Writer {
 
 func startTestHub(t *testing.T, authDir, dataDir string) *Hub {
 	t.Helper()
-	h, err := StartHub(context.Background(), HubOptions{
+	h, err := StartHub(context.Background(), HubOptions{IngestCheck: testIngestCheck,
 		DataDir: dataDir, NATSAddr: "127.0.0.1:0", LeafAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
 		AuthDir: authDir, Log: testLog(t),
 	})

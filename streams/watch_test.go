@@ -32,6 +32,7 @@ func startHubFor(t *testing.T, hosts []string, o HubOptions) (*Hub, string) {
 	if o.Log == nil {
 		o.Log = testLog(t)
 	}
+	o.IngestCheck = testIngestCheck
 	h, err := StartHub(context.Background(), o)
 	if err != nil {
 		t.Fatal(err)

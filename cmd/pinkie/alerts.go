@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/pinkiefleet/pinkie/cmd/pinkie/notifyhub"
 	"github.com/pinkiefleet/pinkie/events"
 	"github.com/pinkiefleet/pinkie/fleetview"
 	"github.com/pinkiefleet/pinkie/projections"
@@ -155,7 +156,7 @@ connection errors (including: no notifier runs on the hub).`)
 		return err
 	}
 	defer c.Close()
-	req, _ := json.Marshal(streams.NotifyTestRequest{Channel: fs.args()[1]})
+	req, _ := json.Marshal(notifyhub.TestRequest{Channel: fs.args()[1]})
 	inbox := c.Conn.NewRespInbox()
 	replies, err := c.Conn.SubscribeSync(inbox)
 	if err != nil {
@@ -179,7 +180,7 @@ connection errors (including: no notifier runs on the hub).`)
 		}
 		return exitError{code: exitUsage, err: fmt.Errorf("notify test: %w", err)}
 	}
-	var rep streams.NotifyTestReply
+	var rep notifyhub.TestReply
 	if err := json.Unmarshal(msg.Data, &rep); err != nil {
 		return exitError{code: exitUsage, err: fmt.Errorf("notify test: bad answer: %w", err)}
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"log/slog"
 
+	"github.com/pinkiefleet/pinkie/cmd/pinkie/notifyhub"
 	"github.com/pinkiefleet/pinkie/consumers/alerter"
 	"github.com/pinkiefleet/pinkie/consumers/notifier"
 	"github.com/pinkiefleet/pinkie/streams"
@@ -26,7 +27,7 @@ func alertHubServices(cfg hubConfig, log *slog.Logger) ([]streams.HubService, er
 		return nil, errConfig("notify", err)
 	}
 	if len(chans) > 0 {
-		s = append(s, streams.NotifierService(streams.NotifierOptions{Config: nc, Channels: chans, Log: log}))
+		s = append(s, notifyhub.Service(nc, chans, log))
 	}
 	return s, nil
 }

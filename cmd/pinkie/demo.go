@@ -55,7 +55,7 @@ temporary directory.`)
 	}
 	hopts := streams.HubOptions{
 		DataDir: filepath.Join(dir, "hub"), NATSAddr: "127.0.0.1:4222", LeafAddr: "127.0.0.1:7422", HTTPAddr: "127.0.0.1:8080",
-		AuthDir: authDir, Log: log, Version: version, Services: services, HTTPHandler: httpHandler, FleetMetrics: fleetMetrics,
+		AuthDir: authDir, Log: log, Version: version, IngestCheck: ingestCheck, Services: services, HTTPHandler: httpHandler, FleetMetrics: fleetMetrics,
 	}
 	hub, err := streams.StartHub(ctx, hopts)
 	if err != nil {

@@ -147,7 +147,7 @@ then the new nodes (see the README, "From one hub to three").`)
 	h, err := streams.StartHub(ctx, streams.HubOptions{
 		DataDir: *data, NATSAddr: *natsAddr, LeafAddr: *leafAddr, HTTPAddr: *httpAddr,
 		AuthDir: *auth, TLSCert: *tlsCert, TLSKey: *tlsKey, MaxEventBytes: *maxEvent, MaxStore: *maxStore, SyncAlways: *syncAlways, Budget: budget,
-		Log: log, Version: version, Services: services, HTTPHandler: httpHandler,
+		Log: log, Version: version, IngestCheck: ingestCheck, Services: services, HTTPHandler: httpHandler,
 		MetricsTokenFile: *metricsToken, FleetMetrics: fleetMetrics, FleetMetricsTokenFile: *fleetToken, NixCacheBudget: cacheBytes, NixCacheGrace: *cacheGrace, NixSigningKeyFile: *nixKey, ServerName: *serverName, LeafCompression: *leafCompression,
 		Cluster: streams.ClusterOptions{Addr: *clusterAddr, Routes: routes, Replicas: *replicas, Wait: *clusterWait, CA: *clusterCA},
 		Health:  streams.HealthOptions{IngestLagMessages: *lagMax, IngestLagAge: *lagAge},

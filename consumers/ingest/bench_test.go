@@ -44,7 +44,7 @@ func withClock(c *Checker) {
 
 // sourcedMessage is host's event on evt.<kindPath> as INGEST holds it
 // after the hub's source stamped it.
-func sourcedMessage(host, kindPath string, payload []byte) Message {
-	h := map[string][]string{StreamSourceHeader: {"OUTBOX:abc:C=def 17 > pinkie.ingest." + host + ".> evt." + kindPath + " ident"}}
-	return Message{Subject: "pinkie.ingest." + host + ".evt." + kindPath, Seq: 17, Header: h, HeaderSize: HeaderBlockSize(h), Payload: payload}
+func sourcedMessage(host, kindPath string, payload []byte) events.IngestMessage {
+	h := map[string][]string{events.HeaderStreamSource: {"OUTBOX:abc:C=def 17 > pinkie.ingest." + host + ".> evt." + kindPath + " ident"}}
+	return events.IngestMessage{Subject: "pinkie.ingest." + host + ".evt." + kindPath, Seq: 17, Header: h, HeaderSize: HeaderBlockSize(h), Payload: payload}
 }

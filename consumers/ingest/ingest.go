@@ -14,55 +14,6 @@ import (
 	"github.com/pinkiefleet/pinkie/schemas"
 )
 
-// Message is one message as the hub's INGEST stream holds it.
-type Message struct {
-	// Subject is pinkie.ingest.<host>.evt.<kind>[.<object>]: the hub's
-	// source transform for <host> prefixes every subject that host's OUTBOX
-	// delivers with pinkie.ingest.<host>, whatever the subject is, so the
-	// host token is the hub's own knowledge of which source delivered it.
-	// (Before that transform, INGEST held pinkie.ingest.<host>.<kind>…;
-	// such messages are still checked, see Check.)
-	Subject string
-	// Seq is the message's sequence in INGEST (names its dead letter).
-	Seq uint64
-	// Header is the message's header as the NATS client parsed it.
-	Header map[string][]string
-	// HeaderSize is the size in bytes of the header block as it arrived
-	// on the wire, so a block the client parsed differently from the
-	// server (a bare LF splitting a line) can be told apart.
-	HeaderSize int
-	Payload    []byte
-}
-
-// StreamSourceHeader is the header nats-server writes on every sourced
-// message: "<stream>:<hash> <seq> <filter> <destination> <original
-// subject> [<ident>]".
-const StreamSourceHeader = "Nats-Stream-Source"
-
-// StreamSource returns the message's Nats-Stream-Source values joined, for
-// dead letters and logs (after Check, there is exactly one).
-func (m Message) StreamSource() string { return strings.Join(m.Header[StreamSourceHeader], " | ") }
-
-// Decision is where a message goes.
-type Decision struct {
-	// Host is the host the message came from ("" if not even that is known).
-	Host string
-	// Kind is the event kind when the event decoded.
-	Kind string
-	// Subject is the HOSTS (or DEPLOY) subject for an accepted event.
-	Subject string
-	// ID is the event id of an accepted event.
-	ID string
-	// Reason is set when the event is refused: why, in words.
-	Reason string
-	// Retry is set when the decision could not be made for now (a
-	// lookup failed): the message must be checked again later.
-	Retry error
-}
-
-// Accepted reports whether the event goes on to HOSTS.
-func (d Decision) Accepted() bool { return d.Reason == "" && d.Retry == nil }
-
 // BuildOrders answers whether the hub's deploy planner ordered builder to
 // build target's system for request requestID.
 type BuildOrders interface {
@@ -86,12 +37,12 @@ type Checker struct {
 // Check decides about one message. The sending host is the one the hub's
 // own source transform wrote into the subject; the Nats-Stream-Source
 // header must agree with it, and so must everything the event claims.
-func (c *Checker) Check(m Message) Decision {
+func (c *Checker) Check(m events.IngestMessage) events.IngestDecision {
 	host, tail, ok := events.ParseIngestSubject(m.Subject)
 	if !ok || events.ValidHost(host) != nil {
-		return Decision{Reason: fmt.Sprintf("subject %q is not pinkie.ingest.<host>.evt.<kind>", m.Subject)}
+		return events.IngestDecision{Reason: fmt.Sprintf("subject %q is not pinkie.ingest.<host>.evt.<kind>", m.Subject)}
 	}
-	d := Decision{Host: host}
+	d := events.IngestDecision{Host: host}
 	if c.Known != nil && !c.Known(host) {
 		d.Reason = fmt.Sprintf("host %s is not in the auth file", host)
 		return d
@@ -185,16 +136,16 @@ func (c *Checker) Check(m Message) Decision {
 // the client splits on) or otherwise shapes the block would make the
 // client see a header the server never wrote. So the block must be exactly
 // what the parsed header re-encodes to, with one Nats-Stream-Source.
-func streamSource(m Message) (string, string) {
+func streamSource(m events.IngestMessage) (string, string) {
 	if want := HeaderBlockSize(m.Header); m.HeaderSize != want {
 		return "", fmt.Sprintf("header block is %d bytes but its %d parsed lines make %d: a bare LF or a malformed line in it", m.HeaderSize, headerLines(m.Header), want)
 	}
 	for k := range m.Header {
-		if k != StreamSourceHeader && strings.EqualFold(k, StreamSourceHeader) {
-			return "", fmt.Sprintf("header %q spelled unlike the server's %s", k, StreamSourceHeader)
+		if k != events.HeaderStreamSource && strings.EqualFold(k, events.HeaderStreamSource) {
+			return "", fmt.Sprintf("header %q spelled unlike the server's %s", k, events.HeaderStreamSource)
 		}
 	}
-	vs := m.Header[StreamSourceHeader]
+	vs := m.Header[events.HeaderStreamSource]
 	switch len(vs) {
 	case 0:
 		return "", "no Nats-Stream-Source header: not sourced from an agent"
@@ -276,7 +227,7 @@ func (c *Checker) mayReport(host, phase string, e events.Event, k events.Kind) (
 // Its id is derived from the message's subject and INGEST sequence (never
 // from anything the sender shaped), so a redelivered message makes the same
 // dead letter.
-func DeadLetter(m Message, d Decision, t time.Time) (events.Event, string, error) {
+func DeadLetter(m events.IngestMessage, d events.IngestDecision, t time.Time) (events.Event, string, error) {
 	host := d.Host
 	if events.ValidHost(host) != nil {
 		host = "unknown"
@@ -296,6 +247,20 @@ func DeadLetter(m Message, d Decision, t time.Time) (events.Event, string, error
 	}
 	return e, events.DeadLetterSubject(host), nil
 }
+
+// DeadLetter builds the dead-letter event for a message the check refused
+// (or its stream refused after), at the checker's time (Now).
+func (c *Checker) DeadLetter(m events.IngestMessage, d events.IngestDecision) (events.Event, string, error) {
+	now := time.Now
+	if c.Now != nil {
+		now = c.Now
+	}
+	return DeadLetter(m, d, now())
+}
+
+// SameEvent reports whether an event sent again under a stored event's id
+// repeats it (see the function SameEvent).
+func (*Checker) SameEvent(stored, sent []byte) bool { return SameEvent(stored, sent) }
 
 // SameEvent reports whether two encoded events are the same observation:
 // same id, type, source, subject and data. The time may differ (a producer

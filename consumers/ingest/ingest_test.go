@@ -62,12 +62,12 @@ func TestCheck(t *testing.T) {
 	}()
 	// wire builds the message the hub's client hands the check: a raw
 	// header block as it arrives, parsed by nats.go itself.
-	wire := func(subject, block string, payload []byte) Message {
+	wire := func(subject, block string, payload []byte) events.IngestMessage {
 		h, err := nats.DecodeHeadersMsg([]byte(block))
 		if err != nil {
 			t.Fatalf("header block %q: %v", block, err)
 		}
-		return Message{Subject: subject, Seq: 42, Header: h, HeaderSize: len(block), Payload: payload}
+		return events.IngestMessage{Subject: subject, Seq: 42, Header: h, HeaderSize: len(block), Payload: payload}
 	}
 	srcHdr := func(host, orig string) string {
 		return "Nats-Stream-Source: OUTBOX:abc:C=def 17 > pinkie.ingest." + host + ".> " + orig + " ident\r\n"
@@ -76,12 +76,12 @@ func TestCheck(t *testing.T) {
 	ok := func(host, orig string) string {
 		return "NATS/1.0\r\nNats-Msg-Id: x\r\nContent-Type: application/cloudevents+json\r\n" + srcHdr(host, orig) + "\r\n"
 	}
-	msg := func(subject, host, orig string, payload []byte) Message {
+	msg := func(subject, host, orig string, payload []byte) events.IngestMessage {
 		return wire(subject, ok(host, orig), payload)
 	}
 	tests := []struct {
 		name        string
-		msg         Message
+		msg         events.IngestMessage
 		wantSubject string
 		wantReason  string
 	}{
@@ -169,7 +169,7 @@ func TestCheckRetriesWhenOrdersCannotBeRead(t *testing.T) {
 	b, _ := events.Encode(e)
 	block := "NATS/1.0\r\nNats-Stream-Source: OUTBOX:abc 1 > pinkie.ingest.tower.> evt.deploy.built\r\n\r\n"
 	h, _ := nats.DecodeHeadersMsg([]byte(block))
-	d := c.Check(Message{Subject: "pinkie.ingest.tower.evt.deploy.built", Header: h, HeaderSize: len(block), Payload: b})
+	d := c.Check(events.IngestMessage{Subject: "pinkie.ingest.tower.evt.deploy.built", Header: h, HeaderSize: len(block), Payload: b})
 	if d.Retry == nil || d.Accepted() || d.Reason != "" {
 		t.Fatalf("got %+v, want a retry (not a dead letter) when orders cannot be read", d)
 	}

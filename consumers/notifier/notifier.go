@@ -35,15 +35,13 @@ type Store interface {
 	Delete(ctx context.Context, key string, rev uint64) error
 }
 
-// Entry is a stored value and its revision.
-type Entry struct {
-	Value []byte
-	Rev   uint64
-}
+// Entry is a stored value and its revision (events.KVEntry, so a store
+// implemented elsewhere, streams.KVStore, satisfies Store).
+type Entry = events.KVEntry
 
 // ErrConflict is a Store's refusal of a write whose revision is not the
-// key's.
-var ErrConflict = errors.New("changed by another notifier")
+// key's: another notifier changed it.
+var ErrConflict = events.ErrKVConflict
 
 // Job is a pending message for one channel.
 type Job struct {

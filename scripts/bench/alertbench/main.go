@@ -30,9 +30,11 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/pinkiefleet/pinkie/cmd/pinkie/notifyhub"
 	"github.com/pinkiefleet/pinkie/consumers/alerter"
 	"github.com/pinkiefleet/pinkie/consumers/notifier"
 	"github.com/pinkiefleet/pinkie/events"
+	"github.com/pinkiefleet/pinkie/scripts/bench/benchutil"
 	"github.com/pinkiefleet/pinkie/streams"
 )
 
@@ -122,11 +124,11 @@ func latency(log *slog.Logger, n int, pace time.Duration, r *result) error {
 	if err != nil {
 		return err
 	}
-	services := append(streams.ProjectorServices(false, log), al, streams.NotifierService(streams.NotifierOptions{Config: nc, Channels: chans, Log: log}))
+	services := append(streams.ProjectorServices(false, log), al, notifyhub.Service(nc, chans, log))
 	dir, _ := os.MkdirTemp("", "alertbench-")
 	defer os.RemoveAll(dir)
 	ctx := context.Background()
-	hub, err := streams.StartHub(ctx, streams.HubOptions{DataDir: dir + "/hub", NATSAddr: freeAddr(), LeafAddr: freeAddr(), HTTPAddr: freeAddr(), Log: log, Services: services})
+	hub, err := streams.StartHub(ctx, streams.HubOptions{IngestCheck: benchutil.IngestCheck, DataDir: dir + "/hub", NATSAddr: freeAddr(), LeafAddr: freeAddr(), HTTPAddr: freeAddr(), Log: log, Services: services})
 	if err != nil {
 		return err
 	}
@@ -281,7 +283,7 @@ func throughput(log *slog.Logger, total int, r *result) error {
 	dir, _ := os.MkdirTemp("", "alertbench-")
 	defer os.RemoveAll(dir)
 	ctx := context.Background()
-	opts := streams.HubOptions{DataDir: dir, NATSAddr: freeAddr(), LeafAddr: freeAddr(), HTTPAddr: freeAddr(), Log: log}
+	opts := streams.HubOptions{IngestCheck: benchutil.IngestCheck, DataDir: dir, NATSAddr: freeAddr(), LeafAddr: freeAddr(), HTTPAddr: freeAddr(), Log: log}
 	hub, err := streams.StartHub(ctx, opts)
 	if err != nil {
 		return err

@@ -27,6 +27,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/pinkiefleet/pinkie/events"
+	"github.com/pinkiefleet/pinkie/scripts/bench/benchutil"
 	"github.com/pinkiefleet/pinkie/streams"
 )
 
@@ -76,7 +77,7 @@ func run(n int, rssAfter time.Duration, bin string, asJSON, budget bool) error {
 	// enough never to throttle it still charge every event (their cost is
 	// measured), or none (-budget=false).
 	hb := streams.HostBudget{EventsPerSec: 1e9, BytesPerSec: 1e12, BurstEvents: 1e9, BurstBytes: 1e12, Off: !budget}
-	hub, err := streams.StartHub(ctx, streams.HubOptions{DataDir: filepath.Join(dir, "hub"),
+	hub, err := streams.StartHub(ctx, streams.HubOptions{IngestCheck: benchutil.IngestCheck, DataDir: filepath.Join(dir, "hub"),
 		NATSAddr: "127.0.0.1:0", LeafAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Budget: hb, Log: quiet})
 	if err != nil {
 		return err

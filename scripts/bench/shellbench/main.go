@@ -35,6 +35,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/pinkiefleet/pinkie/scripts/bench/benchutil"
 	"github.com/pinkiefleet/pinkie/streams"
 )
 
@@ -117,7 +118,7 @@ func run(keys, mib int, withSSH, withWeb, asJSON bool) error {
 	if _, err := streams.KeysInit(auth, []string{"bench"}); err != nil {
 		return err
 	}
-	hub, err := streams.StartHub(ctx, streams.HubOptions{DataDir: dir + "/hub", AuthDir: auth, NATSAddr: freeAddr(), LeafAddr: freeAddr(), HTTPAddr: freeAddr(), Log: log})
+	hub, err := streams.StartHub(ctx, streams.HubOptions{IngestCheck: benchutil.IngestCheck, DataDir: dir + "/hub", AuthDir: auth, NATSAddr: freeAddr(), LeafAddr: freeAddr(), HTTPAddr: freeAddr(), Log: log})
 	if err != nil {
 		return err
 	}
