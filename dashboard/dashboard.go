@@ -21,6 +21,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pinkiefleet/pinkie/deploy"
 	"github.com/pinkiefleet/pinkie/events"
 	"github.com/pinkiefleet/pinkie/fleetview"
 )
@@ -29,16 +30,7 @@ import (
 var assets embed.FS
 
 // Stored is one message of a hub stream.
-type Stored struct {
-	Subject string
-	Seq     uint64
-	// Time is when the event was observed (its CloudEvents time), or else
-	// when the hub stored it.
-	Time time.Time
-	// Event is the CloudEvent; Kind its catalog entry.
-	Event events.Event
-	Kind  events.Kind
-}
+type Stored = events.Stored
 
 // Store is the dashboard's view of the hub.
 type Store interface {
@@ -69,16 +61,11 @@ type Deployer interface {
 }
 
 // DeployRequest is what the deploy form asks for.
-type DeployRequest struct {
-	Selectors   []string `json:"selectors"`
-	Goal        string   `json:"goal,omitempty"`
-	BuildOn     string   `json:"build_on,omitempty"`
-	RequestedBy string   `json:"-"`
-}
+type DeployRequest = deploy.Request
 
 // ErrBadRequest marks a deploy request the fleet refuses (unknown host or
 // tag, malformed selector): the user's mistake, shown as a 4xx.
-var ErrBadRequest = errors.New("bad request")
+var ErrBadRequest = deploy.ErrBadRequest
 
 // Options configure the dashboard.
 type Options struct {

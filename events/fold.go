@@ -5,19 +5,6 @@ import (
 	"time"
 )
 
-// Stored is one event as a stream holds it: decoded with Decode (the only
-// decoder), with the stream, sequence and subject it is stored under and
-// the time the stream stored it. It is the one input of every fold.
-type Stored struct {
-	Stream  string
-	Seq     uint64
-	Subject string
-	Event   Event
-	Kind    Kind
-	// At is when the stream stored the event (not the event's own time).
-	At time.Time
-}
-
 // Output is an event a fold asks to publish on Subject, with Nats-Msg-Id
 // set to Event.ID(): a fold's ids are deterministic, so an output
 // re-published by a replay after a crash is dropped as a duplicate.

@@ -305,14 +305,29 @@ func (a *Agent) Server() *server.Server { return a.srv }
 // returns once it is stored. The event is checked against its schema
 // first: a producer's mistake is reported here, not at the hub.
 func (a *Agent) Publish(ctx context.Context, e events.Event, object string) error {
-	m, err := a.message(e, object)
+	k, ok := events.Lookup(e.Type())
+	if !ok {
+		return fmt.Errorf("unknown event type %q", e.Type())
+	}
+	_, err := a.publishOn(ctx, events.LocalSubject(k.Name, object), e)
+	return err
+}
+
+// Publisher is the OUTBOX as an events.Publisher: Publish with the
+// subject given (an outbox subject, events.LocalSubject), acknowledged
+// by the OUTBOX.
+func (a *Agent) Publisher() events.Publisher { return events.PublisherFunc(a.publishOn) }
+
+func (a *Agent) publishOn(ctx context.Context, subject string, e events.Event) (events.Ack, error) {
+	m, err := a.messageOn(subject, e)
 	if err != nil {
-		return err
+		return events.Ack{}, err
 	}
-	if _, err := a.js.PublishMsg(ctx, m); err != nil {
-		return fmt.Errorf("store %s in OUTBOX: %w", m.Subject, err)
+	ack, err := a.js.PublishMsg(ctx, m)
+	if err != nil {
+		return events.Ack{}, fmt.Errorf("store %s in OUTBOX: %w", m.Subject, err)
 	}
-	return nil
+	return eventAck(ack), nil
 }
 
 // PublishAsync queues an event for the OUTBOX without waiting; the future
@@ -333,6 +348,16 @@ func (a *Agent) message(e events.Event, object string) (*nats.Msg, error) {
 	if !ok {
 		return nil, fmt.Errorf("unknown event type %q", e.Type())
 	}
+	return a.messageOn(events.LocalSubject(k.Name, object), e)
+}
+
+// messageOn is the OUTBOX message of e on subject, after the checks
+// Publish makes.
+func (a *Agent) messageOn(subject string, e events.Event) (*nats.Msg, error) {
+	k, ok := events.Lookup(e.Type())
+	if !ok {
+		return nil, fmt.Errorf("unknown event type %q", e.Type())
+	}
 	b, err := events.Encode(e)
 	if err != nil {
 		return nil, err
@@ -343,11 +368,7 @@ func (a *Agent) message(e events.Event, object string) (*nats.Msg, error) {
 	if err := a.schemas.ValidateData(e.Type(), e.Data()); err != nil {
 		return nil, err
 	}
-	m := nats.NewMsg(events.LocalSubject(k.Name, object))
-	m.Data = b
-	m.Header.Set(events.HeaderContentType, events.ContentType)
-	m.Header.Set(events.HeaderMsgID, e.ID())
-	return m, nil
+	return encodedEventMsg(subject, b, e.ID()), nil
 }
 
 // Close stops the agent: the link watcher, the connection and the server,

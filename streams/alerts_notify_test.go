@@ -118,4 +118,6 @@ func TestTwoNotifiersSendOnce(t *testing.T) {
 
 type discardPub struct{}
 
-func (discardPub) Publish(context.Context, string, events.Event) error { return nil }
+func (discardPub) Publish(context.Context, string, events.Event) (events.Ack, error) {
+	return events.Ack{}, nil
+}

@@ -17,26 +17,54 @@ func EventMsg(subject string, e events.Event) (*nats.Msg, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := nats.NewMsg(subject)
-	m.Data = b
-	m.Header.Set(events.HeaderContentType, events.ContentType)
-	m.Header.Set(events.HeaderMsgID, e.ID())
-	return m, nil
+	return encodedEventMsg(subject, b, e.ID()), nil
 }
 
-// EventPublisher publishes events into JetStream, each as EventMsg makes
-// it, and waits for the stream's ack (the notifier's delivery audit).
-type EventPublisher struct{ js jetstream.JetStream }
+// encodedEventMsg is the one place an encoded event becomes a message:
+// its data, its content type and id as its Nats-Msg-Id.
+func encodedEventMsg(subject string, data []byte, id string) *nats.Msg {
+	m := nats.NewMsg(subject)
+	m.Data = data
+	m.Header.Set(events.HeaderContentType, events.ContentType)
+	m.Header.Set(events.HeaderMsgID, id)
+	return m
+}
 
-// NewEventPublisher publishes through js.
-func NewEventPublisher(js jetstream.JetStream) EventPublisher { return EventPublisher{js} }
-
-// Publish stores e on subject.
-func (p EventPublisher) Publish(ctx context.Context, subject string, e events.Event) error {
+// PublishEvent stores e on subject through js (as EventMsg makes it) and
+// says where.
+func PublishEvent(ctx context.Context, js jetstream.JetStream, subject string, e events.Event) (events.Ack, error) {
 	m, err := EventMsg(subject, e)
 	if err != nil {
-		return err
+		return events.Ack{}, err
 	}
-	_, err = p.js.PublishMsg(ctx, m)
-	return err
+	ack, err := js.PublishMsg(ctx, m)
+	if err != nil {
+		return events.Ack{}, err
+	}
+	return eventAck(ack), nil
+}
+
+func eventAck(a *jetstream.PubAck) events.Ack {
+	return events.Ack{Stream: a.Stream, Seq: a.Sequence, Duplicate: a.Duplicate}
+}
+
+// JetStreamPublisher is js as an events.Publisher (PublishEvent).
+func JetStreamPublisher(js jetstream.JetStream) events.Publisher {
+	return events.PublisherFunc(func(ctx context.Context, subject string, e events.Event) (events.Ack, error) {
+		return PublishEvent(ctx, js, subject, e)
+	})
+}
+
+// Publisher is c as an events.Publisher (Publish, with its retries and
+// error messages).
+func (c *Client) Publisher() events.Publisher { return clientPublisher{c} }
+
+type clientPublisher struct{ c *Client }
+
+func (p clientPublisher) Publish(ctx context.Context, subject string, e events.Event) (events.Ack, error) {
+	ack, err := p.c.Publish(ctx, subject, e)
+	if err != nil {
+		return events.Ack{}, err
+	}
+	return eventAck(ack), nil
 }

@@ -256,12 +256,9 @@ func (h *Hub) forward(ctx context.Context, checker IngestCheck, gaps *outboxGaps
 	var out *nats.Msg
 	p := pendingPub{src: msg, host: d.Host, kind: d.Kind}
 	if d.Accepted() {
-		out = nats.NewMsg(d.Subject)
-		out.Data = msg.Data
-		out.Header.Set(events.HeaderContentType, events.ContentType)
 		// Deduplicate per host: another host's event with the same id
 		// must not make this one a "duplicate".
-		out.Header.Set(events.HeaderMsgID, events.HostMsgID(d.Host, d.ID))
+		out = encodedEventMsg(d.Subject, msg.Data, events.HostMsgID(d.Host, d.ID))
 		out.Header.Set(ingestSourceHeader, m.StreamSource())
 	} else {
 		var err error

@@ -2,14 +2,35 @@ package streams
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/pinkiefleet/pinkie/events"
 )
+
+// ReadProjection reads every record of a projection bucket below prefix
+// ("" for all), as ReadBucket does, without the projection's checkpoint.
+func ReadProjection(ctx context.Context, js jetstream.JetStream, bucket, prefix string) (map[string][]byte, error) {
+	out, err := readProjection(ctx, js, bucket, prefix)
+	if err != nil {
+		return nil, fmt.Errorf("%w (is this a pinkie hub?)", err)
+	}
+	return out, nil
+}
+
+func readProjection(ctx context.Context, js jetstream.JetStream, bucket, prefix string) (map[string][]byte, error) {
+	out, err := ReadBucket(ctx, js, bucket, prefix)
+	if err != nil {
+		return nil, err
+	}
+	delete(out, events.CheckpointKey)
+	return out, nil
+}
 
 // ReadBucket reads the current value of every key of a KV bucket below
 // prefix ("" for all), without watching it: an ordered pull consumer on the
@@ -74,3 +95,57 @@ func ReadBucket(ctx context.Context, js jetstream.JetStream, bucket, prefix stri
 // kvOperationHeader marks a KV delete or purge (nats.go keeps its name
 // unexported).
 const kvOperationHeader = "KV-Operation"
+
+// WaitKey waits, up to timeout, until key of a KV bucket is present (or,
+// with present false, absent) and says whether it got there. It follows
+// the key's subject from its last value on with an ephemeral pull
+// consumer (which clients may make, unlike a KV watch): each change
+// arrives as it is stored, nothing is polled.
+func WaitKey(ctx context.Context, js jetstream.JetStream, bucket, key string, present bool, timeout time.Duration) bool {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	stream := events.KVStream(bucket)
+	cons, err := js.CreateConsumer(ctx, stream, jetstream.ConsumerConfig{
+		FilterSubjects:    []string{events.KVSubjectPrefix(bucket) + key},
+		DeliverPolicy:     jetstream.DeliverLastPerSubjectPolicy,
+		AckPolicy:         jetstream.AckNonePolicy,
+		InactiveThreshold: time.Minute,
+		MemoryStorage:     true,
+	})
+	if err != nil {
+		return false
+	}
+	name := cons.CachedInfo().Name
+	defer func() {
+		dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = js.DeleteConsumer(dctx, stream, name)
+	}()
+	if cons.CachedInfo().NumPending == 0 && !present {
+		return true
+	}
+	deadline, _ := ctx.Deadline()
+	for {
+		wait := time.Until(deadline)
+		if wait < 10*time.Millisecond {
+			return false
+		}
+		m, err := cons.Next(jetstream.FetchMaxWait(wait))
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) {
+				return false
+			}
+			continue
+		}
+		switch m.Headers().Get(kvOperationHeader) {
+		case "DEL", "PURGE":
+			if !present {
+				return true
+			}
+		default:
+			if present {
+				return true
+			}
+		}
+	}
+}

@@ -17,12 +17,6 @@ import (
 	"github.com/pinkiefleet/pinkie/streams"
 )
 
-type benchPublisher struct{ a *streams.Agent }
-
-func (p benchPublisher) Publish(ctx context.Context, e events.Event) error {
-	return p.a.Publish(ctx, e, "")
-}
-
 // TestDeployBench50Hosts measures the orchestration overhead of deploying
 // 50 hosts: a real hub process, 50 agents in this process (each with the
 // activator), trivial closures built beforehand. It reports the time from
@@ -85,7 +79,7 @@ func TestDeployBench50Hosts(t *testing.T) {
 			Services: []streams.AgentService{streams.DeployAgentConsumer{
 				Durable: streams.DeployActivatorConsumer, Phases: []string{"requested", "activation.ordered"},
 				Handle: func(ctx context.Context, a *streams.Agent, d streams.DeployDelivery) error {
-					return act.Handle(ctx, benchPublisher{a}, deploy.Delivery{Event: d.Event, Kind: d.Kind.Name, Data: d.Data, LatestRequestID: d.LatestRequestID})
+					return act.Handle(ctx, a.Publisher(), deploy.Delivery{Event: d.Event, Kind: d.Kind.Name, Data: d.Data, LatestRequestID: d.LatestRequestID})
 				},
 			}},
 		})

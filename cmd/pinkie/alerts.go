@@ -21,21 +21,10 @@ import (
 	"github.com/pinkiefleet/pinkie/streams"
 )
 
-// alertsReadBucket reads every record of a projection bucket (without its
-// checkpoint).
-func alertsReadBucket(ctx context.Context, js jetstream.JetStream, bucket, prefix string) (map[string][]byte, error) {
-	out, err := streams.ReadBucket(ctx, js, bucket, prefix)
-	if err != nil {
-		return nil, fmt.Errorf("%w (is this a pinkie hub?)", err)
-	}
-	delete(out, projections.CheckpointKey)
-	return out, nil
-}
-
 // alertsLoad reads the active alerts and silences, marking each alert
 // with the silences that cover it at now.
 func alertsLoad(ctx context.Context, js jetstream.JetStream, now time.Time) ([]projections.ActiveAlert, []events.SilenceAdded, error) {
-	recs, err := alertsReadBucket(ctx, js, events.BucketAlerts, "")
+	recs, err := streams.ReadProjection(ctx, js, events.BucketAlerts, "")
 	if err != nil {
 		return nil, nil, err
 	}

@@ -12,16 +12,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/pinkiefleet/pinkie/bounded"
 	"github.com/pinkiefleet/pinkie/dashboard"
-	"github.com/pinkiefleet/pinkie/deploy/fleet"
+	"github.com/pinkiefleet/pinkie/deploy"
 	"github.com/pinkiefleet/pinkie/deploy/nix"
-	"github.com/pinkiefleet/pinkie/events"
-	"github.com/pinkiefleet/pinkie/fleetview"
-	"github.com/pinkiefleet/pinkie/projections"
 	"github.com/pinkiefleet/pinkie/streams"
 )
 
@@ -113,7 +107,7 @@ func dashboardSetup(raw json.RawMessage, httpAddr string, log *slog.Logger, stde
 		}
 	}
 	public := strings.TrimSuffix(c.PublicURL, "/")
-	svc := dashboardService{store: &hubStore{ready: make(chan struct{})}, publicURL: public}
+	svc := dashboardService{store: streams.NewHubStore(), publicURL: public}
 	if public == "" {
 		public = "http://" + httpAddr
 	}
@@ -147,7 +141,8 @@ func dashboardSetup(raw json.RawMessage, httpAddr string, log *slog.Logger, stde
 	store := svc.store
 	o := dashboard.Options{Store: store, Auth: auth, Log: log, Title: c.Title, WarnAfter: warn, FailAfter: fail}
 	if c.Flake != "" {
-		o.Deployer = &hubDeployer{store: store, flake: c.Flake, pushTo: c.PushTo, expires: expires, n: nix.Nix{Run: nix.ExecRunner{}}}
+		o.Deployer = &deploy.Deployer{Nix: nix.Nix{Run: nix.ExecRunner{}}, Flake: c.Flake, PushTo: c.PushTo, Expires: expires, SourceHost: cliSourceHost(),
+			Publisher: store.Publisher()}
 	}
 	o.Terminal = hubTerminal{store: store}
 	srv, err := dashboard.New(o)
@@ -162,7 +157,7 @@ func dashboardSetup(raw json.RawMessage, httpAddr string, log *slog.Logger, stde
 type dashboardService struct {
 	srv       *dashboard.Server
 	auth      *dashboard.Auth
-	store     *hubStore
+	store     *streams.HubStore
 	publicURL string // configured; else the hub's HTTP address
 	httpAddr  string
 	started   sync.Once
@@ -185,257 +180,23 @@ func (d *dashboardService) baseURL() string {
 func (d *dashboardService) Run(ctx context.Context, h *streams.Hub) error {
 	d.started.Do(func() {
 		d.httpAddr = h.HTTPAddr()
-		d.store.bind(h)
+		d.store.Bind(h)
 		d.auth.IssueLocalLink()
 	})
 	return d.srv.Run(ctx)
-}
-
-// hubStore is dashboard.Store over the hub's own JetStream connection.
-type hubStore struct {
-	once  sync.Once
-	ready chan struct{}
-	js    jetstream.JetStream
-	nc    *nats.Conn
-	hub   *streams.Hub
-}
-
-func (s *hubStore) bind(h *streams.Hub) {
-	s.once.Do(func() {
-		s.js, s.nc, s.hub = h.JetStream(), h.Conn(), h
-		close(s.ready)
-	})
-}
-
-func (s *hubStore) wait(ctx context.Context) error {
-	select {
-	case <-s.ready:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("hub not ready: %w", ctx.Err())
-	}
-}
-
-func (s *hubStore) Bucket(ctx context.Context, bucket, prefix string) (map[string][]byte, error) {
-	if err := s.wait(ctx); err != nil {
-		return nil, err
-	}
-	kv, err := s.js.KeyValue(ctx, bucket)
-	if err != nil {
-		return nil, fmt.Errorf("open %s: %w", bucket, err)
-	}
-	// An exact key, or keys below a prefix ending in ".", read directly;
-	// anything else lists the bucket.
-	if prefix != "" && !strings.HasSuffix(prefix, ".") && !strings.ContainsAny(prefix, "*>") {
-		e, err := kv.Get(ctx, prefix)
-		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			return map[string][]byte{}, nil
-		}
-		if err != nil {
-			return nil, fmt.Errorf("read %s %s: %w", bucket, prefix, err)
-		}
-		return map[string][]byte{prefix: e.Value()}, nil
-	}
-	filter := ">"
-	if prefix != "" {
-		filter = prefix + ">"
-	}
-	w, err := kv.WatchFiltered(ctx, []string{filter}, jetstream.IgnoreDeletes())
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", bucket, err)
-	}
-	defer w.Stop()
-	out := map[string][]byte{}
-	for e := range w.Updates() {
-		if e == nil {
-			break
-		}
-		if e.Key() != projections.CheckpointKey {
-			out[e.Key()] = e.Value()
-		}
-	}
-	return out, nil
-}
-
-func (s *hubStore) History(ctx context.Context, stream string, filters []string, since time.Time, max int) ([]dashboard.Stored, error) {
-	if err := s.wait(ctx); err != nil {
-		return nil, err
-	}
-	// One ephemeral pull consumer per read, deleted when done (the
-	// inactive threshold is only the backstop): a busy page must not pile
-	// consumers up. An ordered consumer would make a new one per fetch.
-	filter := strings.Join(filters, ",")
-	cfg := jetstream.ConsumerConfig{FilterSubjects: filters, DeliverPolicy: jetstream.DeliverAllPolicy,
-		AckPolicy: jetstream.AckNonePolicy, InactiveThreshold: 30 * time.Second, MemoryStorage: true}
-	if !since.IsZero() {
-		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &since
-	}
-	cons, err := s.js.CreateConsumer(ctx, stream, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("read %s %s: %w", stream, filter, err)
-	}
-	info := cons.CachedInfo()
-	defer func() {
-		dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = s.js.DeleteConsumer(dctx, stream, info.Name)
-	}()
-	if info.NumPending == 0 {
-		return nil, nil
-	}
-	total := int(info.NumPending)
-	var out []dashboard.Stored
-	for got := 0; got < total; {
-		batch, err := cons.Fetch(min(total-got, 1000), jetstream.FetchMaxWait(5*time.Second))
-		if err != nil {
-			return out, fmt.Errorf("read %s %s: %w", stream, filter, err)
-		}
-		n := 0
-		for m := range batch.Messages() {
-			n++
-			md, _ := m.Metadata()
-			e, k, err := events.Decode(m.Data())
-			if err != nil || md == nil {
-				continue
-			}
-			out = append(out, dashboard.Stored{Subject: m.Subject(), Seq: md.Sequence.Stream, Time: eventTime(e, md.Timestamp), Event: e, Kind: k})
-			if len(out) > 2*max {
-				out = append(out[:0], out[len(out)-max:]...)
-			}
-		}
-		if n == 0 {
-			break
-		}
-		got += n
-	}
-	if len(out) > max {
-		out = out[len(out)-max:]
-	}
-	return out, nil
-}
-
-func (s *hubStore) Last(ctx context.Context, stream, subject string) (*dashboard.Stored, error) {
-	if err := s.wait(ctx); err != nil {
-		return nil, err
-	}
-	st, err := s.js.Stream(ctx, stream)
-	if err != nil {
-		return nil, fmt.Errorf("stream %s: %w", stream, err)
-	}
-	m, err := st.GetLastMsgForSubject(ctx, subject)
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("last %s on %s: %w", subject, stream, err)
-	}
-	e, k, err := events.Decode(m.Data)
-	if err != nil {
-		return nil, fmt.Errorf("last %s on %s: %w", subject, stream, err)
-	}
-	return &dashboard.Stored{Subject: m.Subject, Seq: m.Sequence, Time: eventTime(e, m.Time), Event: e, Kind: k}, nil
-}
-
-// eventTime is when an event was observed, or else when it was stored.
-func eventTime(e events.Event, stored time.Time) time.Time {
-	if t := e.Time(); !t.IsZero() {
-		return t
-	}
-	return stored
-}
-
-func (s *hubStore) Publish(ctx context.Context, subject string, e events.Event) error {
-	if err := s.wait(ctx); err != nil {
-		return err
-	}
-	_, err := s.PublishAck(ctx, subject, e)
-	return err
-}
-
-// publishAck is Publish returning the ack, for deploySend.
-func (s *hubStore) PublishAck(ctx context.Context, subject string, e events.Event) (*jetstream.PubAck, error) {
-	m, err := streams.EventMsg(subject, e)
-	if err != nil {
-		return nil, err
-	}
-	return s.js.PublishMsg(ctx, m)
-}
-
-// Watch follows the projection buckets' updates, deploy phases and fleet
-// declarations as they are stored.
-func (s *hubStore) Watch(ctx context.Context, fn func(string)) error {
-	if err := s.wait(ctx); err != nil {
-		return err
-	}
-	var subs []*nats.Subscription
-	for _, subj := range []string{events.KVSubjects(events.BucketInventory), events.KVSubjects(events.BucketDrives), events.KVSubjects(events.BucketAlerts), events.KVSubjects(events.BucketLastDeploy), events.KVSubjects(events.BucketGuests),
-		events.DeploySubjects, events.FleetSubjects} {
-		sub, err := s.nc.Subscribe(subj, func(m *nats.Msg) { fn(m.Subject) })
-		if err != nil {
-			return fmt.Errorf("watch %s: %w", subj, err)
-		}
-		sub.SetPendingLimits(-1, 64<<20)
-		subs = append(subs, sub)
-	}
-	<-ctx.Done()
-	for _, sub := range subs {
-		_ = sub.Unsubscribe()
-	}
-	return nil
-}
-
-// hubDeployer plans and sends deploys with pinkie deploy's own code.
-type hubDeployer struct {
-	store   *hubStore
-	flake   string
-	pushTo  string
-	expires time.Duration
-	n       nix.Nix
-}
-
-func (d *hubDeployer) plan(ctx context.Context, r dashboard.DeployRequest) (fleetview.Deploy, []fleet.Plan, error) {
-	res, plans, err := deployPlan(ctx, d.n, d.flake, r.Selectors, r.BuildOn, r.Goal)
-	var ue usageError
-	if errors.As(err, &ue) {
-		return res, nil, fmt.Errorf("%w: %v", dashboard.ErrBadRequest, ue)
-	}
-	return res, plans, err
-}
-
-func (d *hubDeployer) Plan(ctx context.Context, r dashboard.DeployRequest) (fleetview.Deploy, error) {
-	res, _, err := d.plan(ctx, r)
-	return res, err
-}
-
-func (d *hubDeployer) Start(ctx context.Context, r dashboard.DeployRequest) (fleetview.Deploy, error) {
-	res, plans, err := d.plan(ctx, r)
-	if err != nil {
-		return res, err
-	}
-	if err := d.store.wait(ctx); err != nil {
-		return res, err
-	}
-	_, err = deploySend(ctx, d.n, publisherFunc(d.store.PublishAck), &res, plans,
-		deploySendOptions{PushTo: d.pushTo, Expires: d.expires, RequestedBy: r.RequestedBy})
-	return res, err
-}
-
-type publisherFunc func(ctx context.Context, subject string, e events.Event) (*jetstream.PubAck, error)
-
-func (f publisherFunc) Publish(ctx context.Context, subject string, e events.Event) (*jetstream.PubAck, error) {
-	return f(ctx, subject, e)
 }
 
 // hubTerminal runs the dashboard's web terminal sessions with pinkie
 // shell's own client (streams.Client.Shell), each on its own in-process
 // connection named for the signed-in user (the agent's audit event shows
 // it).
-type hubTerminal struct{ store *hubStore }
+type hubTerminal struct{ store *streams.HubStore }
 
 func (t hubTerminal) Shell(ctx context.Context, r dashboard.TerminalRequest) (int, error) {
-	if err := t.store.wait(ctx); err != nil {
+	h, err := t.store.Hub(ctx)
+	if err != nil {
 		return -1, err
 	}
-	return t.store.hub.ShellAs(ctx, r.Who, streams.ShellRequest{Host: r.Host, Guest: r.Guest, TTY: true, Term: r.Term, Rows: r.Rows, Cols: r.Cols,
+	return h.ShellAs(ctx, r.Who, streams.ShellRequest{Host: r.Host, Guest: r.Guest, TTY: true, Term: r.Term, Rows: r.Rows, Cols: r.Cols,
 		Stdin: r.Stdin, Stdout: r.Stdout, Resize: r.Resize, Started: r.Started})
 }

@@ -9,16 +9,12 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strings"
-	"sync"
 	"text/tabwriter"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
+	"github.com/pinkiefleet/pinkie/deploy"
 	"github.com/pinkiefleet/pinkie/deploy/fleet"
 	"github.com/pinkiefleet/pinkie/deploy/nix"
-	"github.com/pinkiefleet/pinkie/events"
 	"github.com/pinkiefleet/pinkie/fleetview"
 	"github.com/pinkiefleet/pinkie/nixcache"
 	"github.com/pinkiefleet/pinkie/streams"
@@ -85,7 +81,11 @@ no connection to the hub, and then nothing is published.`)
 		return usagef("--expires must be positive")
 	}
 	n := nix.Nix{Run: nix.ExecRunner{}}
-	res, plans, err := deployPlan(ctx, n, *flake, selectors, *buildOn, *goal)
+	res, plans, err := deploy.Plan(ctx, n, *flake, selectors, *buildOn, *goal)
+	var bad *deploy.BadRequest
+	if errors.As(err, &bad) {
+		return usagef("%s", bad.Msg)
+	}
 	if err != nil {
 		return err
 	}
@@ -102,27 +102,33 @@ no connection to the hub, and then nothing is published.`)
 	if !*asJSON {
 		lines = a.stdout
 	}
-	opts := deploySendOptions{PushTo: *pushTo, Expires: *expires, RequestedBy: requester(), Stderr: a.stderr, Lines: lines}
+	opts := deploy.SendOptions{PushTo: *pushTo, Expires: *expires, RequestedBy: requester(), SourceHost: cliSourceHost(), Stderr: a.stderr, Lines: lines}
 	if key := deployNixKey(*nixKey, *cf.nkey); key != "" && *pushTo == "" {
+		upload := hubCacheUpload(c)
 		opts.Upload = func(ctx context.Context, path string) (*fleetview.CacheUpload, error) {
-			return uploadClosure(ctx, n, c, key, path)
+			return deploy.UploadClosure(ctx, n, upload, key, path)
 		}
 		// Builders and targets build exactly what was evaluated here,
 		// from the hub's cache: the flake's source (inputs included,
 		// uncommitted changes included) goes there too.
-		src, up, err := shipFlakeSource(ctx, n, c, key, res.Flake)
+		src, up, err := deploy.ShipFlakeSource(ctx, n, upload, key, res.Flake)
 		if err != nil {
 			return err
 		}
 		res.Flake, res.SourceUpload = src, up
 	}
-	firstSeq, err := deploySend(ctx, n, c, &res, plans, opts)
+	firstSeq, err := deploy.Send(ctx, n, c.Publisher(), &res, plans, opts)
 	if err != nil {
 		return err
 	}
 	if *wait && firstSeq > 0 {
 		wctx, cancel := context.WithTimeout(ctx, *timeout)
-		err := followDeploys(wctx, a, c, firstSeq, res.Hosts, !*asJSON)
+		next, err := c.FollowDeploys(wctx, firstSeq)
+		if err != nil {
+			err = exitError{code: exitUsage, err: err}
+		} else {
+			err = deploy.Follow(wctx, next, res.Hosts, lines)
+		}
 		cancel()
 		if err != nil && !errors.Is(err, context.DeadlineExceeded) {
 			return err
@@ -153,144 +159,6 @@ no connection to the hub, and then nothing is published.`)
 	return nil
 }
 
-// deployPlan reads the fleet from a flake, selects hosts and places their
-// builds: the plan that `pinkie deploy --dry-run` prints and the
-// dashboard shows before it sends anything. Its errors are usage errors.
-func deployPlan(ctx context.Context, n nix.Nix, flake string, selectors []string, buildOn, goal string) (deployResult, []fleet.Plan, error) {
-	md, err := n.FlakeMetadata(ctx, flake)
-	if err != nil {
-		return deployResult{}, nil, usagef("flake %s: %v%s", flake, err, tailSuffix(err))
-	}
-	ref := md.URL
-	if ref == "" {
-		ref = flake
-	}
-	fl, err := fleet.Read(ctx, n, ref)
-	if err != nil {
-		return deployResult{}, nil, usagef("%v%s", err, tailSuffix(err))
-	}
-	hosts, err := fleet.Select(fl, selectors)
-	if err != nil {
-		return deployResult{}, nil, usagef("%v", err)
-	}
-	plans, err := fleet.Place(fl, hosts, buildOn, goal)
-	if err != nil {
-		return deployResult{}, nil, usagef("%v", err)
-	}
-	res := deployResult{Flake: ref, Revision: md.Revision}
-	for _, p := range plans {
-		res.Hosts = append(res.Hosts, deployHostResult{Host: p.Host, BuildOn: p.BuildOn, Goal: p.Goal, Outcome: "planned"})
-	}
-	return res, plans, nil
-}
-
-// deployPublisher publishes an event on the hub (a CLI client, or the
-// hub's own connection for the dashboard).
-type deployPublisher interface {
-	Publish(ctx context.Context, subject string, e events.Event) (*jetstream.PubAck, error)
-}
-
-type deploySendOptions struct {
-	PushTo string
-	// Upload, when set, puts a locally built closure into the hub's Nix
-	// cache (signed), where targets fetch it, and says what it sent.
-	Upload      func(ctx context.Context, path string) (*fleetview.CacheUpload, error)
-	Expires     time.Duration
-	RequestedBy string
-	// Stderr gets local build failures; Lines, when set, one line per request.
-	Stderr, Lines io.Writer
-}
-
-// deploySend runs the plan's local builds, then publishes one
-// deploy.requested per host whose build did not fail, filling in res. It
-// returns the stream sequence of the first request.
-func deploySend(ctx context.Context, n nix.Nix, c deployPublisher, res *deployResult, plans []fleet.Plan, o deploySendOptions) (uint64, error) {
-	ref := res.Flake
-	// Local builds first; a host whose build fails is not requested.
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 4)
-	for i := range res.Hosts {
-		h := &res.Hosts[i]
-		if h.BuildOn != "local" {
-			continue
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			start := time.Now()
-			path, err := n.Build(ctx, nix.Toplevel(ref, h.Host))
-			if err == nil && o.PushTo != "" {
-				err = n.CopyTo(ctx, o.PushTo, path)
-			}
-			if err == nil && o.Upload != nil {
-				h.Upload, err = o.Upload(ctx, path)
-			}
-			h.BuildSeconds = time.Since(start).Seconds()
-			if err != nil {
-				h.Outcome, h.Reason = "build.failed", fmt.Sprintf("local build: %v", err)
-				if o.Stderr != nil {
-					fmt.Fprintf(o.Stderr, "pinkie deploy: %s: local build failed: %v\n%s", h.Host, err, indentLines(nix.LogTail(err)))
-				}
-				return
-			}
-			h.StorePath = path
-		}()
-	}
-	wg.Wait()
-	now := time.Now()
-	exp := now.Add(o.Expires).UTC()
-	k, _ := events.Lookup("deploy.requested")
-	var firstSeq uint64
-	for i := range res.Hosts {
-		h := &res.Hosts[i]
-		if h.Outcome == "build.failed" {
-			continue
-		}
-		p := plans[i]
-		data := &events.DeployRequested{Host: h.Host, Flake: ref, Revision: res.Revision, BuildOn: h.BuildOn, Goal: h.Goal,
-			StorePath: h.StorePath, RequestedBy: o.RequestedBy, ExpiresAt: &exp, HealthChecks: p.HealthChecks, RollbackTimeoutSeconds: p.RollbackTimeout, BuildSeconds: h.BuildSeconds}
-		e, err := events.New(k, cliSourceHost(), "cli", now, data, events.WithSubject(h.Host))
-		if err != nil {
-			return firstSeq, err
-		}
-		ack, err := c.Publish(ctx, k.HubSubject(data), e)
-		if err != nil {
-			return firstSeq, fmt.Errorf("request deploy of %s: %w", h.Host, err)
-		}
-		h.RequestID, h.Seq, h.Outcome = e.ID(), ack.Sequence, "requested"
-		h.Phases = append(h.Phases, "requested")
-		if firstSeq == 0 {
-			firstSeq = ack.Sequence
-		}
-		if o.Lines != nil {
-			up := ""
-			if h.Upload != nil {
-				up = fmt.Sprintf(", uploaded %d of %d paths (%d bytes) to the hub's cache", len(h.Upload.UploadedPaths), h.Upload.Paths, h.Upload.UploadedBytes)
-			}
-			fmt.Fprintf(o.Lines, "%-16s requested  build on %s, goal %s, request %s%s\n", show(h.Host), show(h.BuildOn), show(h.Goal), show(h.RequestID), up)
-		}
-	}
-	return firstSeq, nil
-}
-
-func tailSuffix(err error) string {
-	t := nix.LogTail(err)
-	if len(t) <= 1 {
-		return ""
-	}
-	return "\n" + indentLines(t)
-}
-
-func indentLines(lines []string) string {
-	var b strings.Builder
-	for _, l := range lines {
-		b.WriteString("  " + l + "\n")
-	}
-	return b.String()
-}
-
 func printDeploy(a *app, res deployResult, asJSON bool) error {
 	if asJSON {
 		return json.NewEncoder(a.stdout).Encode(res)
@@ -315,112 +183,6 @@ func printDeploySummary(a *app, res deployResult) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", show(h.Host), show(h.Outcome), show(h.StorePath), show(h.Reason))
 	}
 	_ = tw.Flush()
-}
-
-// terminalPhase reports whether a phase ends a host's deploy.
-func terminalPhase(p string) bool {
-	switch p {
-	case "activated", "failed", "rolledback", "build.failed", "skipped":
-		return true
-	}
-	return false
-}
-
-// followDeploys reads DEPLOY from the first request on and prints each
-// phase of the requests in hosts until every one has ended.
-func followDeploys(ctx context.Context, a *app, c *streams.Client, fromSeq uint64, hosts []deployHostResult, lines bool) error {
-	byID := map[string]*deployHostResult{}
-	open := 0
-	for i := range hosts {
-		if hosts[i].RequestID != "" {
-			byID[hosts[i].RequestID] = &hosts[i]
-			open++
-		}
-	}
-	hubJS := c.JS
-	cons, err := hubJS.OrderedConsumer(ctx, streams.DeployStream, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{events.DeploySubjects}, DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: fromSeq,
-	})
-	if err != nil {
-		return exitError{code: exitUsage, err: fmt.Errorf("follow %s: %w", streams.DeployStream, err)}
-	}
-	it, err := cons.Messages()
-	if err != nil {
-		return exitError{code: exitUsage, err: fmt.Errorf("follow %s: %w", streams.DeployStream, err)}
-	}
-	go func() {
-		<-ctx.Done()
-		it.Stop()
-	}()
-	for open > 0 {
-		m, err := it.Next()
-		if err != nil {
-			if ctx.Err() != nil {
-				for _, h := range byID {
-					if !terminalPhase(h.Outcome) {
-						h.Outcome, h.Reason = "timeout", "no outcome before --timeout (is the agent connected?)"
-					}
-				}
-				return ctx.Err()
-			}
-			return fmt.Errorf("follow %s: %w", streams.DeployStream, err)
-		}
-		e, k, err := events.Decode(m.Data())
-		if err != nil {
-			continue
-		}
-		phase, ok := events.DeployPhaseOf(k.Name)
-		if !ok {
-			continue
-		}
-		d, err := events.DecodeData(e, k)
-		if err != nil {
-			continue
-		}
-		p := d.(*events.DeployPhase)
-		h := byID[p.RequestID]
-		if h == nil || h.Host != p.Host || terminalPhase(h.Outcome) {
-			continue
-		}
-		h.Phases = append(h.Phases, phase)
-		h.Outcome = phase
-		if p.StorePath != "" {
-			h.StorePath = p.StorePath
-		}
-		if p.Reason != "" {
-			h.Reason = p.Reason
-		}
-		if p.FetchedPaths > 0 || p.FetchedBytes > 0 {
-			h.FetchedPaths, h.FetchedBytes = p.FetchedPaths, p.FetchedBytes
-		}
-		if lines {
-			detail := ""
-			switch {
-			case p.Reason != "":
-				detail = p.Reason
-			case phase == "built" || phase == "activated":
-				detail = fmt.Sprintf("%s (%.1fs)", p.StorePath, p.DurationSeconds)
-				if p.FetchedPaths > 0 {
-					detail += fmt.Sprintf(", fetched %d paths, %d bytes from the hub's cache", p.FetchedPaths, p.FetchedBytes)
-				}
-			case phase == "build.started":
-				detail = "on " + p.Builder
-			}
-			sender, _, _ := events.HostFromSubject(m.Subject())
-			by := ""
-			if sender != p.Host {
-				by = " [" + sender + "]"
-			}
-			fmt.Fprintf(a.stdout, "%-16s %-18s %s%s\n", show(p.Host), show(phase), show(detail), show(by))
-			for _, l := range p.Log {
-				fmt.Fprintf(a.stdout, "%-16s   | %s\n", show(p.Host), show(l))
-			}
-		}
-		if terminalPhase(phase) {
-			open--
-		}
-	}
-	return nil
 }
 
 // sortedHosts returns the keys of m, sorted.
@@ -450,69 +212,10 @@ func deployNixKey(flag, nkeyFile string) string {
 	return ""
 }
 
-// uploadClosure signs the closure of paths with the fleet key in keyFile
-// and uploads what the hub's cache lacks, each NAR read straight from the
-// store (nothing copied or compressed first), and says what it sent.
-func uploadClosure(ctx context.Context, n nix.Nix, c streams.Requester, keyFile string, paths ...string) (*fleetview.CacheUpload, error) {
-	key, err := nixcache.ReadSecretKeyFile(keyFile)
-	if err != nil {
-		return nil, fmt.Errorf("the fleet's nix signing key: %w", err)
+// hubCacheUpload uploads signed paths to the hub's Nix cache over c.
+func hubCacheUpload(c streams.Requester) deploy.UploadFunc {
+	return func(ctx context.Context, infos []*nixcache.NarInfo) (deploy.Uploaded, error) {
+		st, err := streams.UploadNixPaths(ctx, c, streams.NixCachePutOperator, streams.NixStorePaths(infos))
+		return deploy.Uploaded{Paths: st.Paths, SentHashes: st.MissingHashes, BytesSent: st.BytesSent}, err
 	}
-	closure, err := n.Closure(ctx, paths...)
-	if err != nil {
-		return nil, err
-	}
-	infos := make([]*nixcache.NarInfo, 0, len(closure))
-	for _, p := range closure {
-		ni, err := p.NarInfo()
-		if err != nil {
-			return nil, err
-		}
-		if err := ni.Sign(key); err != nil {
-			return nil, fmt.Errorf("sign %s with %s: %w", p.Path, keyFile, err)
-		}
-		infos = append(infos, ni)
-	}
-	st, err := streams.UploadNixPaths(ctx, c, streams.NixCachePutOperator, streams.NixStorePaths(infos))
-	if err != nil {
-		return nil, fmt.Errorf("upload %s to the hub's cache: %w", strings.Join(paths, " "), err)
-	}
-	sent := map[string]bool{}
-	for _, h := range st.MissingHashes {
-		sent[h] = true
-	}
-	up := &fleetview.CacheUpload{Paths: st.Paths, UploadedPaths: []string{}, UploadedBytes: st.BytesSent}
-	for _, ni := range infos {
-		if sent[ni.HashPart()] {
-			up.UploadedPaths = append(up.UploadedPaths, ni.StorePath)
-			continue
-		}
-		up.CachedPaths++
-		up.CachedBytes += int64(ni.FileSize)
-	}
-	sort.Strings(up.UploadedPaths)
-	return up, nil
-}
-
-// shipFlakeSource signs the flake's source and inputs with the fleet key
-// in keyFile, uploads what the hub's cache lacks and returns the reference
-// hosts build from, and what it sent.
-func shipFlakeSource(ctx context.Context, n nix.Nix, c streams.Requester, keyFile, ref string) (string, *fleetview.CacheUpload, error) {
-	md, err := n.FlakeMetadata(ctx, ref)
-	if err != nil {
-		return "", nil, fmt.Errorf("flake %s: %w", ref, err)
-	}
-	src, err := md.SourceRef()
-	if err != nil {
-		return "", nil, err
-	}
-	paths, err := n.FlakeSources(ctx, ref)
-	if err != nil {
-		return "", nil, fmt.Errorf("the flake source of %s: %w", ref, err)
-	}
-	up, err := uploadClosure(ctx, n, c, keyFile, paths...)
-	if err != nil {
-		return "", nil, fmt.Errorf("the flake source of %s: %w", ref, err)
-	}
-	return src, up, nil
 }

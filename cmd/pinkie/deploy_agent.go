@@ -74,9 +74,9 @@ func (f *deployAgentFlags) services(host, dataDir string, log *slog.Logger) ([]s
 		CheckSigs: *f.checkSigs, FleetCache: fleetCache, Builder: b, StateDir: filepath.Join(dataDir, "deploy"), DefaultExpiry: *f.expiry,
 		Hub: fleetCache, RollbackTimeout: *f.rollbackTimeout, Now: time.Now, Log: log,
 	}
-	handle := func(h func(context.Context, deploy.Publisher, deploy.Delivery) error) func(context.Context, *streams.Agent, streams.DeployDelivery) error {
+	handle := func(h func(context.Context, events.Publisher, deploy.Delivery) error) func(context.Context, *streams.Agent, streams.DeployDelivery) error {
 		return func(ctx context.Context, a *streams.Agent, d streams.DeployDelivery) error {
-			err := h(ctx, deployAgentPublisher{a}, deploy.Delivery{Event: d.Event, Kind: d.Kind.Name, Data: d.Data, LatestRequestID: d.LatestRequestID})
+			err := h(ctx, a.Publisher(), deploy.Delivery{Event: d.Event, Kind: d.Kind.Name, Data: d.Data, LatestRequestID: d.LatestRequestID})
 			if errors.Is(err, deploy.ErrNotMine) {
 				log.Error("deploy inbox delivered something not for this host; dropping it", "subject", d.Subject, "err", err)
 				return streams.Permanent(err)
@@ -91,18 +91,11 @@ func (f *deployAgentFlags) services(host, dataDir string, log *slog.Logger) ([]s
 		fleetCache,
 		streams.DeployAgentConsumer{
 			Durable: streams.DeployActivatorConsumer, Phases: []string{"requested", "activation.ordered"},
-			Start:  func(ctx context.Context, a *streams.Agent) error { return act.Recover(ctx, deployAgentPublisher{a}) },
+			Start:  func(ctx context.Context, a *streams.Agent) error { return act.Recover(ctx, a.Publisher()) },
 			Handle: handle(act.Handle),
 		},
 		streams.DeployAgentConsumer{Durable: streams.DeployBuilderConsumer, Phases: []string{"build.ordered"}, Handle: handle(b.HandleOrder)},
 	}, nil
-}
-
-// deployAgentPublisher stores deploy phases in the agent's OUTBOX.
-type deployAgentPublisher struct{ a *streams.Agent }
-
-func (p deployAgentPublisher) Publish(ctx context.Context, e events.Event) error {
-	return p.a.Publish(ctx, e, "")
 }
 
 // fleetUploader uploads a builder's closures through the agent's link.

@@ -1,14 +1,12 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
-	"sort"
 	"strings"
 	"time"
 
@@ -16,8 +14,9 @@ import (
 
 	"github.com/pinkiefleet/pinkie/atomicfile"
 	"github.com/pinkiefleet/pinkie/bounded"
+	"github.com/pinkiefleet/pinkie/deploy/fleet"
+	"github.com/pinkiefleet/pinkie/deploy/nix"
 	"github.com/pinkiefleet/pinkie/events"
-	"github.com/pinkiefleet/pinkie/nixos"
 	"github.com/pinkiefleet/pinkie/schemas"
 	"github.com/pinkiefleet/pinkie/streams"
 )
@@ -190,7 +189,7 @@ dashboard host needs no nix.
 		b, err = json.MarshalIndent(decl, "", "  ")
 		b = append(b, '\n')
 	case "dashy":
-		b, err = fleetDashy(decl, *title)
+		b = fleet.Dashy(decl, *title)
 	}
 	if err != nil {
 		return err
@@ -200,30 +199,6 @@ dashboard host needs no nix.
 		return err
 	}
 	return fleetWriteFile(*out, b)
-}
-
-// fleetExport is what nixos/lib.nix's fleet function returns.
-type fleetExport struct {
-	Version  int                        `json:"version"`
-	Hosts    map[string]fleetExportHost `json:"hosts"`
-	Problems []string                   `json:"problems"`
-}
-
-type fleetExportHost struct {
-	Deployment struct {
-		Tags            []string        `json:"tags"`
-		BuildOn         *string         `json:"buildOn"`
-		TargetHost      *string         `json:"targetHost"`
-		RequireExplicit bool            `json:"requireExplicit"`
-		Goal            string          `json:"goal"`
-		HealthChecks    json.RawMessage `json:"healthChecks"`
-	} `json:"deployment"`
-	System    *string                 `json:"system"`
-	Roles     []string                `json:"roles"`
-	Services  []string                `json:"services"`
-	Domains   []events.DeclaredDomain `json:"domains"`
-	StateDirs map[string][]string     `json:"state_dirs"`
-	Guests    []events.DeclaredGuest  `json:"guests"`
 }
 
 // fleetEvaluate reads the declared fleet from a flake with one nix eval
@@ -236,130 +211,12 @@ func fleetEvaluate(ctx context.Context, flake string) (events.FleetDeclared, err
 	if err != nil {
 		return events.FleetDeclared{}, exitError{code: exitUsage, err: errors.New("nix is not on PATH: the fleet is read by evaluating the flake with nix (2.8 or later, with flakes)")}
 	}
-	out, err := fleetNix(ctx, nixBin, "eval", "--json", flake+"#nixosConfigurations", "--apply", nixos.FleetApply())
-	if err != nil {
-		return events.FleetDeclared{}, exitError{code: exitUsage, err: fmt.Errorf("evaluate the fleet of flake %s: %w", flake, err)}
+	decl, err := fleet.Declared(ctx, nix.Nix{Run: nix.ExecRunner{}, Bin: nixBin}, flake)
+	var ue *fleet.UserError
+	if errors.As(err, &ue) {
+		return decl, exitError{code: exitUsage, err: ue.Err}
 	}
-	var x fleetExport
-	if err := json.Unmarshal(out, &x); err != nil {
-		return events.FleetDeclared{}, fmt.Errorf("fleet export of %s: %w", flake, err)
-	}
-	if x.Version != 1 {
-		return events.FleetDeclared{}, fmt.Errorf("fleet export of %s: version %d, this pinkie reads version 1", flake, x.Version)
-	}
-	if len(x.Problems) > 0 {
-		return events.FleetDeclared{}, exitError{code: exitUsage, err: fmt.Errorf("the fleet of flake %s has problems; nothing was done:\n  %s", flake, strings.Join(x.Problems, "\n  "))}
-	}
-	decl := events.FleetDeclared{Flake: flake, Hosts: []events.DeclaredHost{}}
-	if meta, err := fleetNix(ctx, nixBin, "flake", "metadata", "--json", flake); err == nil {
-		var m struct {
-			ResolvedURL string `json:"resolvedUrl"`
-			Revision    string `json:"revision"`
-			Locked      struct {
-				Rev string `json:"rev"`
-			} `json:"locked"`
-		}
-		if json.Unmarshal(meta, &m) == nil {
-			if m.ResolvedURL != "" {
-				decl.Flake = m.ResolvedURL
-			}
-			decl.Revision = m.Revision
-			if decl.Revision == "" {
-				decl.Revision = m.Locked.Rev
-			}
-		}
-	}
-	names := make([]string, 0, len(x.Hosts))
-	for n := range x.Hosts {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		h := x.Hosts[n]
-		d := events.DeclaredHost{Name: n, Roles: h.Roles, Services: h.Services, Domains: h.Domains, StateDirs: h.StateDirs, Guests: h.Guests}
-		for i := range d.Guests {
-			g := &d.Guests[i]
-			fleetNonNil(&g.Services)
-			if g.Domains == nil {
-				g.Domains = []events.DeclaredDomain{}
-			}
-		}
-		if h.System != nil {
-			d.System = *h.System
-		}
-		dep := &d.Deployment
-		dep.Tags, dep.RequireExplicit, dep.Goal = h.Deployment.Tags, h.Deployment.RequireExplicit, h.Deployment.Goal
-		if h.Deployment.BuildOn != nil {
-			dep.BuildOn = *h.Deployment.BuildOn
-		}
-		if h.Deployment.TargetHost != nil {
-			dep.TargetHost = *h.Deployment.TargetHost
-		}
-		checks, err := fleetHealthChecks(h.Deployment.HealthChecks)
-		if err != nil {
-			return events.FleetDeclared{}, exitError{code: exitUsage, err: fmt.Errorf("flake %s: nixosConfigurations.%s.config.pinkie.deployment.healthChecks: %w", flake, n, err)}
-		}
-		dep.HealthChecks = checks
-		fleetNonNil(&dep.Tags, &d.Roles, &d.Services)
-		if d.Domains == nil {
-			d.Domains = []events.DeclaredDomain{}
-		}
-		decl.Hosts = append(decl.Hosts, d)
-	}
-	return decl, nil
-}
-
-// fleetHealthChecks accepts what the deploy code accepts: command strings
-// or { command = "…"; } attribute sets.
-func fleetHealthChecks(raw json.RawMessage) ([]string, error) {
-	out := []string{}
-	if len(raw) == 0 || string(raw) == "null" {
-		return out, nil
-	}
-	var items []json.RawMessage
-	if err := json.Unmarshal(raw, &items); err != nil {
-		return nil, fmt.Errorf("want a list: %w", err)
-	}
-	for _, it := range items {
-		var s string
-		if json.Unmarshal(it, &s) == nil && s != "" {
-			out = append(out, s)
-			continue
-		}
-		var o struct {
-			Command string `json:"command"`
-		}
-		if json.Unmarshal(it, &o) == nil && o.Command != "" {
-			out = append(out, o.Command)
-			continue
-		}
-		return nil, fmt.Errorf("%s: want a command string (or { command = \"…\"; })", it)
-	}
-	return out, nil
-}
-
-func fleetNonNil(lists ...*[]string) {
-	for _, l := range lists {
-		if *l == nil {
-			*l = []string{}
-		}
-	}
-}
-
-// fleetNix runs nix with flakes enabled and returns its stdout; the error
-// carries the end of its stderr, where nix explains itself.
-func fleetNix(ctx context.Context, nixBin string, args ...string) ([]byte, error) {
-	cmd := exec.CommandContext(ctx, nixBin, append([]string{"--extra-experimental-features", "nix-command flakes"}, args...)...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
-		if len(lines) > 25 {
-			lines = lines[len(lines)-25:]
-		}
-		return nil, fmt.Errorf("nix %s: %v\n%s", args[0], err, strings.Join(lines, "\n"))
-	}
-	return stdout.Bytes(), nil
+	return decl, err
 }
 
 // fleetEvent builds the fleet.declared event and checks it against its
@@ -443,55 +300,6 @@ func fleetFromHub(ctx context.Context, cf clientFlags) (events.FleetDeclared, er
 		return events.FleetDeclared{}, fmt.Errorf("the hub's declared fleet (seq %d): %w", m.Sequence, err)
 	}
 	return fleetDecode(e.Data(), fmt.Sprintf("the hub's declared fleet (seq %d)", m.Sequence))
-}
-
-// fleetDashy renders a dashy configuration (conf.yml): a section per host
-// that serves domains, an item per domain. Every scalar is written as a
-// JSON string, which is also a valid YAML double-quoted scalar, so no YAML
-// library is needed and no value can break the document.
-func fleetDashy(decl events.FleetDeclared, title string) ([]byte, error) {
-	q := func(s string) string {
-		b, _ := json.Marshal(s)
-		return string(b)
-	}
-	var w bytes.Buffer
-	desc := "Hosts and services declared in " + decl.Flake
-	if decl.Revision != "" {
-		desc += " at " + decl.Revision
-	}
-	fmt.Fprintf(&w, "# Written by pinkie fleet export --format dashy from %s; changes are overwritten.\n", q(decl.Flake))
-	fmt.Fprintf(&w, "pageInfo:\n  title: %s\n  description: %s\n", q(title), q(desc))
-	fmt.Fprintf(&w, "appConfig:\n  statusCheck: true\n  layout: auto\n")
-	sections := 0
-	for _, h := range decl.Hosts {
-		if len(h.Domains) == 0 {
-			continue
-		}
-		if sections == 0 {
-			w.WriteString("sections:\n")
-		}
-		sections++
-		fmt.Fprintf(&w, "  - name: %s\n    icon: %s\n    items:\n", q(h.Name), q("fas fa-server"))
-		for _, d := range h.Domains {
-			fmt.Fprintf(&w, "      - title: %s\n", q(d.Name))
-			descr := d.Server + " on " + h.Name
-			if len(d.Aliases) > 0 {
-				descr += ", also " + strings.Join(d.Aliases, ", ")
-			}
-			fmt.Fprintf(&w, "        description: %s\n        url: %s\n        icon: %s\n        statusCheck: true\n", q(descr), q(d.URL), q("favicon"))
-			if len(h.Deployment.Tags) > 0 {
-				tags := make([]string, len(h.Deployment.Tags))
-				for i, t := range h.Deployment.Tags {
-					tags[i] = q(t)
-				}
-				fmt.Fprintf(&w, "        tags: [%s]\n", strings.Join(tags, ", "))
-			}
-		}
-	}
-	if sections == 0 {
-		w.WriteString("sections: []\n")
-	}
-	return w.Bytes(), nil
 }
 
 // fleetWriteFile writes via a temporary file and a rename, so a dashboard

@@ -14,16 +14,13 @@ import (
 // fleetMetricsSetup builds /metrics/fleet: the handler, and the hub service
 // that binds its store to the hub's JetStream on every node.
 func fleetMetricsSetup(log *slog.Logger) (http.Handler, streams.HubService) {
-	svc := &fleetMetricsService{store: &hubStore{ready: make(chan struct{})}}
-	return fleetmetrics.Handler(fleetStore{svc.store}, time.Now, log), svc
+	svc := &fleetMetricsService{store: streams.NewHubStore()}
+	return fleetmetrics.Handler(svc.store, time.Now, log), svc
 }
-
-// fleetStore is fleetmetrics.Store over the dashboard's hubStore.
-type fleetStore struct{ *hubStore }
 
 // fleetMetricsService binds the store once the hub runs.
 type fleetMetricsService struct {
-	store *hubStore
+	store *streams.HubStore
 	once  sync.Once
 }
 
@@ -31,7 +28,7 @@ func (*fleetMetricsService) Name() string    { return "fleet-metrics" }
 func (*fleetMetricsService) EveryNode() bool { return true }
 
 func (f *fleetMetricsService) Run(ctx context.Context, h *streams.Hub) error {
-	f.once.Do(func() { f.store.bind(h) })
+	f.once.Do(func() { f.store.Bind(h) })
 	<-ctx.Done()
 	return nil
 }

@@ -50,7 +50,7 @@ restarting, stopped, unknown or missing); 2 on usage or connection errors.`)
 	if only != "" {
 		prefix = only + "."
 	}
-	recs, err := alertsReadBucket(ctx, c.JS, projections.GuestsBucket, prefix)
+	recs, err := streams.ReadProjection(ctx, c.JS, projections.GuestsBucket, prefix)
 	if err != nil {
 		return exitError{code: exitUsage, err: err}
 	}

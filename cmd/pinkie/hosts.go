@@ -12,6 +12,7 @@ import (
 	"github.com/pinkiefleet/pinkie/events"
 	"github.com/pinkiefleet/pinkie/fleetview"
 	"github.com/pinkiefleet/pinkie/projections"
+	"github.com/pinkiefleet/pinkie/streams"
 )
 
 func runHosts(ctx context.Context, a *app, args []string) error {
@@ -40,7 +41,7 @@ connection errors.`)
 		return err
 	}
 	defer c.Close()
-	recs, err := alertsReadBucket(ctx, c.JS, events.BucketInventory, "")
+	recs, err := streams.ReadProjection(ctx, c.JS, events.BucketInventory, "")
 	if err != nil {
 		return exitError{code: exitUsage, err: err}
 	}
@@ -59,7 +60,7 @@ connection errors.`)
 		if len(hosts) == 0 {
 			return exitError{code: exitFinding, err: fmt.Errorf("host %q is not in the inventory (no event from it yet)", only)}
 		}
-		drecs, err := alertsReadBucket(ctx, c.JS, events.BucketDrives, only+".")
+		drecs, err := streams.ReadProjection(ctx, c.JS, events.BucketDrives, only+".")
 		if err != nil {
 			return exitError{code: exitUsage, err: err}
 		}

@@ -197,7 +197,7 @@ func vmHostHint(ctx context.Context, c *streams.Client, guest string, err error)
 	if guest == "" || !errors.As(err, &refused) || !strings.Contains(refused.Reason, "MicroVM "+guest+" ") || events.ValidHost(guest) != nil {
 		return err
 	}
-	recs, rerr := alertsReadBucket(ctx, c.JS, events.BucketInventory, "")
+	recs, rerr := streams.ReadProjection(ctx, c.JS, events.BucketInventory, "")
 	if rerr != nil {
 		return err
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/pinkiefleet/pinkie/fleetview"
 	"github.com/pinkiefleet/pinkie/projections"
 	"github.com/pinkiefleet/pinkie/schemas"
+	"github.com/pinkiefleet/pinkie/streams"
 )
 
 // silenceMaxFor is the longest silence: the ALERTLOG stream, where
@@ -174,19 +175,7 @@ func silenceEvent(k events.Kind, now time.Time, data any) (events.Event, error) 
 // silenceWait waits briefly until the alerts projection shows (or no
 // longer shows) a silence, so a following `silence ls` sees the change.
 func silenceWait(ctx context.Context, js jetstream.JetStream, id string, present bool) bool {
-	kv, err := js.KeyValue(ctx, events.BucketAlerts)
-	if err != nil {
-		return false
-	}
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		_, err := kv.Get(ctx, projections.SilenceKey(id))
-		if (err == nil) == present {
-			return true
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return false
+	return streams.WaitKey(ctx, js, events.BucketAlerts, projections.SilenceKey(id), present, 5*time.Second)
 }
 
 func silenceWho() string {

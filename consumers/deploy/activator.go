@@ -59,7 +59,7 @@ type Activator struct {
 // Recover reports a deploy that the agent's death interrupted: the agent
 // cannot know whether the switch finished, so it is a failure. Run it
 // before taking new requests.
-func (a *Activator) Recover(ctx context.Context, pub Publisher) error {
+func (a *Activator) Recover(ctx context.Context, pub events.Publisher) error {
 	s, err := loadState(a.StateDir)
 	if err != nil {
 		return err
@@ -97,7 +97,7 @@ func orNone(s string) string {
 // Handle decides about one delivery. It returns once the outcome is
 // published (so the caller may ack), ErrNotMine (wrapped) for a delivery
 // about another host, or another error to be retried.
-func (a *Activator) Handle(ctx context.Context, pub Publisher, d Delivery) error {
+func (a *Activator) Handle(ctx context.Context, pub events.Publisher, d Delivery) error {
 	s, err := loadState(a.StateDir)
 	if err != nil {
 		return err
@@ -161,7 +161,7 @@ func (a *Activator) expiry() time.Duration {
 	return DefaultExpiry
 }
 
-func (a *Activator) finish(ctx context.Context, pub Publisher, phase string, job events.DeployPhase) error {
+func (a *Activator) finish(ctx context.Context, pub events.Publisher, phase string, job events.DeployPhase) error {
 	if err := publishPhase(ctx, pub, a.Host, phase, a.Now(), job, a.Log); err != nil {
 		return err
 	}
@@ -179,7 +179,7 @@ func (a *Activator) markDone(id string) error {
 }
 
 // activate fetches, switches, checks health and rolls back on failure.
-func (a *Activator) activate(ctx context.Context, pub Publisher, job events.DeployPhase) error {
+func (a *Activator) activate(ctx context.Context, pub events.Publisher, job events.DeployPhase) error {
 	prev := nix.CurrentPath(a.Profile)
 	job.PreviousPath = ""
 	if prev != "" && prev != job.StorePath {
@@ -251,7 +251,7 @@ func (a *Activator) activate(ctx context.Context, pub Publisher, job events.Depl
 // switch or health check, or a lost hub link) and reports rolledback, or
 // failed when there is nothing to restore or restoring fails. prev is
 // what the profile pointed at before the deploy.
-func (a *Activator) rollback(ctx context.Context, pub Publisher, job events.DeployPhase, reason, prev string, start time.Time) error {
+func (a *Activator) rollback(ctx context.Context, pub events.Publisher, job events.DeployPhase, reason, prev string, start time.Time) error {
 	setsProfile := job.Goal == "switch" || job.Goal == "boot"
 	if job.Goal == "dry-activate" || job.PreviousPath == "" {
 		if job.PreviousPath == "" && job.Goal != "dry-activate" {
@@ -311,7 +311,7 @@ func (a *Activator) rollbackTimeout(job events.DeployPhase) time.Duration {
 // its link; then job is activated. If it cannot, the new configuration
 // cut it off, and it restores the previous generation: that report waits
 // in the OUTBOX until the link is back.
-func (a *Activator) confirm(ctx context.Context, pub Publisher, job events.DeployPhase, by, start time.Time, prev string) error {
+func (a *Activator) confirm(ctx context.Context, pub events.Publisher, job events.DeployPhase, by, start time.Time, prev string) error {
 	const attempt, pause = 5 * time.Second, 250 * time.Millisecond
 	tries := 0
 	var last error

@@ -14,9 +14,9 @@ import (
 
 type recorder struct{ got []events.Event }
 
-func (r *recorder) Publish(_ context.Context, e events.Event) error {
+func (r *recorder) Publish(_ context.Context, _ string, e events.Event) (events.Ack, error) {
 	r.got = append(r.got, e)
-	return nil
+	return events.Ack{}, nil
 }
 
 // An agent that died during an activation reports it as failed when it

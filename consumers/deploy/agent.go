@@ -5,7 +5,7 @@
 // it where the target can fetch it) and the hub's planner, which hands
 // build orders to builder hosts and their results to the targets. Every
 // step is reported as a deploy phase event. Nothing here talks NATS: the
-// caller passes a Publisher and what the inbox delivered.
+// caller passes an events.Publisher and what the inbox delivered.
 package deploy
 
 import (
@@ -26,11 +26,6 @@ import (
 	"github.com/pinkiefleet/pinkie/events"
 	"github.com/pinkiefleet/pinkie/nixcache"
 )
-
-// Publisher stores an event of this host (the agent's OUTBOX).
-type Publisher interface {
-	Publish(ctx context.Context, e events.Event) error
-}
 
 // Delivery is one request or order from the host's deploy inbox.
 type Delivery struct {
@@ -85,12 +80,12 @@ func phaseEvent(host, phase string, now time.Time, d events.DeployPhase) (events
 		events.WithID(events.DeterministicID("deploy", d.RequestID, phase, host)))
 }
 
-func publishPhase(ctx context.Context, pub Publisher, host, phase string, now time.Time, d events.DeployPhase, log *slog.Logger) error {
+func publishPhase(ctx context.Context, pub events.Publisher, host, phase string, now time.Time, d events.DeployPhase, log *slog.Logger) error {
 	e, err := phaseEvent(host, phase, now, d)
 	if err != nil {
 		return err
 	}
-	if err := pub.Publish(ctx, e); err != nil {
+	if _, err := pub.Publish(ctx, events.LocalSubject("deploy."+phase, ""), e); err != nil {
 		return fmt.Errorf("publish deploy.%s for request %s: %w", phase, d.RequestID, err)
 	}
 	log.Info("deploy "+phase, "host", d.Host, "request", d.RequestID, "store_path", d.StorePath, "reason", d.Reason)
@@ -177,7 +172,7 @@ type FleetUploader interface {
 // Build builds job's host from its flake, pushes the closure and reports
 // build.started and built or build.failed. It returns the store path, or
 // "" when the build failed (already reported).
-func (b *Builder) Build(ctx context.Context, pub Publisher, job events.DeployPhase) (string, error) {
+func (b *Builder) Build(ctx context.Context, pub events.Publisher, job events.DeployPhase) (string, error) {
 	job.Builder = b.Host
 	flake := job.Flake
 	if flake == "" {
@@ -245,7 +240,7 @@ func (b *Builder) upload(ctx context.Context, path string) error {
 }
 
 // HandleOrder builds for another host when the planner orders it.
-func (b *Builder) HandleOrder(ctx context.Context, pub Publisher, d Delivery) error {
+func (b *Builder) HandleOrder(ctx context.Context, pub events.Publisher, d Delivery) error {
 	job, ok := d.Data.(*events.DeployPhase)
 	if !ok || d.Kind != "deploy.build.ordered" {
 		return fmt.Errorf("%w: builder got a %s", ErrNotMine, d.Kind)

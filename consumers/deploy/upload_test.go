@@ -49,12 +49,12 @@ func (u *fakeUploader) UploadPaths(_ context.Context, infos []*nixcache.NarInfo)
 
 type phases struct{ kinds, reasons []string }
 
-func (p *phases) Publish(_ context.Context, e events.Event) error {
+func (p *phases) Publish(_ context.Context, _ string, e events.Event) (events.Ack, error) {
 	var d events.DeployPhase
 	_ = e.DataAs(&d)
 	p.kinds = append(p.kinds, e.Type())
 	p.reasons = append(p.reasons, d.Reason)
-	return nil
+	return events.Ack{}, nil
 }
 
 // TestBuilderUploadsToHubCache: a builder uploads a closure it built for

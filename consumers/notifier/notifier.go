@@ -43,11 +43,6 @@ type Entry = events.KVEntry
 // key's: another notifier changed it.
 var ErrConflict = events.ErrKVConflict
 
-// Publisher publishes the delivery audit (pinkie.notify.<channel>.<outcome>).
-type Publisher interface {
-	Publish(ctx context.Context, subject string, e events.Event) error
-}
-
 // Job is a pending message for one channel.
 type Job struct {
 	// ID is the message id: derived from the channel and the first alert
@@ -113,7 +108,7 @@ type Notifier struct {
 	groupWait, maxRetry time.Duration
 	channels            []Channel
 	store               Store
-	pub                 Publisher
+	pub                 events.Publisher
 	clock               func() time.Time
 	log                 *slog.Logger
 	kind                events.Kind
@@ -135,7 +130,7 @@ type Options struct {
 	Config   Config
 	Channels []Channel
 	Store    Store
-	Pub      Publisher
+	Pub      events.Publisher
 	Clock    func() time.Time
 	Log      *slog.Logger
 	// Node names the hub node this notifier runs on. A lease on a job
@@ -590,7 +585,7 @@ func (n *Notifier) audit(ctx context.Context, c Channel, j *Job, outcome string,
 		n.log.Error("build delivery audit", "err", berr)
 		return
 	}
-	if perr := n.pub.Publish(ctx, events.NotifySubject(c.Name(), outcome), e); perr != nil {
+	if _, perr := n.pub.Publish(ctx, events.NotifySubject(c.Name(), outcome), e); perr != nil {
 		n.log.Error("publish delivery audit", "channel", c.Name(), "err", perr)
 	}
 }

@@ -81,11 +81,11 @@ type auditLog struct {
 	got []string
 }
 
-func (a *auditLog) Publish(_ context.Context, subject string, e events.Event) error {
+func (a *auditLog) Publish(_ context.Context, subject string, e events.Event) (events.Ack, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.got = append(a.got, subject)
-	return nil
+	return events.Ack{}, nil
 }
 
 func (a *auditLog) subjects() []string {

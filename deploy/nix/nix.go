@@ -168,6 +168,7 @@ type Metadata struct {
 	// URL is the locked URL (with ?rev= for a clean git tree).
 	URL         string `json:"url"`
 	OriginalURL string `json:"originalUrl"`
+	ResolvedURL string `json:"resolvedUrl"`
 	Revision    string `json:"revision"`
 	// Path is the flake's source in the store, NarHash (in Locked) its
 	// hash: together a reference any host holding that path can build
@@ -175,6 +176,7 @@ type Metadata struct {
 	Path   string `json:"path"`
 	Locked struct {
 		NarHash string `json:"narHash"`
+		Rev     string `json:"rev"`
 	} `json:"locked"`
 }
 

@@ -58,7 +58,7 @@ func (s *service) Run(ctx context.Context, h *streams.Hub) error {
 	if err != nil {
 		return fmt.Errorf("notifier: %w", err)
 	}
-	n := notifier.New(notifier.Options{Config: s.cfg, Channels: s.channels, Store: store, Pub: streams.NewEventPublisher(js), Log: s.log, Node: h.Server().Name()})
+	n := notifier.New(notifier.Options{Config: s.cfg, Channels: s.channels, Store: store, Pub: streams.JetStreamPublisher(js), Log: s.log, Node: h.Server().Name()})
 	if err := n.Load(ctx); err != nil {
 		return err
 	}

@@ -32,6 +32,7 @@ import (
 
 	"github.com/pinkiefleet/pinkie/events"
 	"github.com/pinkiefleet/pinkie/scripts/bench/benchutil"
+	"github.com/pinkiefleet/pinkie/streams"
 )
 
 func main() {
@@ -263,14 +264,10 @@ func fill(ctx context.Context, js jetstream.JetStream, hosts, days int, step tim
 		if err != nil {
 			return err
 		}
-		b, err := events.Encode(e)
+		m, err := streams.EventMsg(events.HostSubject(host, kind, object), e)
 		if err != nil {
 			return err
 		}
-		m := nats.NewMsg(events.HostSubject(host, kind, object))
-		m.Data = b
-		m.Header.Set(events.HeaderContentType, events.ContentType)
-		m.Header.Set(events.HeaderMsgID, e.ID())
 		if _, err := js.PublishMsgAsync(m, jetstream.WithStallWait(30*time.Second)); err != nil {
 			return err
 		}
