@@ -145,22 +145,7 @@ func (s *HubStore) Last(ctx context.Context, stream, subject string) (*events.St
 	if err := s.wait(ctx); err != nil {
 		return nil, err
 	}
-	st, err := s.js.Stream(ctx, stream)
-	if err != nil {
-		return nil, fmt.Errorf("stream %s: %w", stream, err)
-	}
-	m, err := st.GetLastMsgForSubject(ctx, subject)
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("last %s on %s: %w", subject, stream, err)
-	}
-	e, k, err := events.Decode(m.Data)
-	if err != nil {
-		return nil, fmt.Errorf("last %s on %s: %w", subject, stream, err)
-	}
-	return &events.Stored{Subject: m.Subject, Seq: m.Sequence, Time: eventTime(e, m.Time), Event: e, Kind: k}, nil
+	return ReadLast(ctx, s.js, stream, subject)
 }
 
 // eventTime is when an event was observed, or else when it was stored.

@@ -84,24 +84,23 @@ restarting, stopped, unknown or missing); 2 on usage or connection errors.`)
 
 // guestsDeclared reads the declared fleet, or nil when none was synced.
 func guestsDeclared(ctx context.Context, js jetstream.JetStream) (*events.FleetDeclared, error) {
-	st, err := js.Stream(ctx, streams.FleetStream)
-	if err != nil {
-		return nil, fmt.Errorf("stream %s: %w (is this a pinkie hub?)", streams.FleetStream, err)
-	}
-	m, err := st.GetLastMsgForSubject(ctx, events.FleetDeclaredSubject)
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
+	m, err := streams.ReadLastFleet(ctx, js)
+	var le *streams.LastError
+	switch {
+	case errors.As(err, &le) && le.Op == streams.LastOpen:
+		return nil, fmt.Errorf("%w (is this a pinkie hub?)", err)
+	case errors.As(err, &le) && le.Op == streams.LastGet:
+		return nil, fmt.Errorf("read the declared fleet: %w", le.Err)
+	case errors.As(err, &le):
+		return nil, fmt.Errorf("the hub's declared fleet (seq %d): %w", le.Seq, le.Err)
+	case err != nil:
+		return nil, err
+	case m == nil:
 		return nil, nil
 	}
-	if err != nil {
-		return nil, fmt.Errorf("read the declared fleet: %w", err)
-	}
-	e, _, err := events.Decode(m.Data)
-	if err != nil {
-		return nil, fmt.Errorf("the hub's declared fleet (seq %d): %w", m.Sequence, err)
-	}
 	var d events.FleetDeclared
-	if err := e.DataAs(&d); err != nil {
-		return nil, fmt.Errorf("the hub's declared fleet (seq %d): %w", m.Sequence, err)
+	if err := m.Event.DataAs(&d); err != nil {
+		return nil, fmt.Errorf("the hub's declared fleet (seq %d): %w", m.Seq, err)
 	}
 	return &d, nil
 }
