@@ -215,3 +215,16 @@ type Deploy struct {
 	// Nix cache.
 	SourceUpload *CacheUpload `json:"source_upload,omitempty"`
 }
+
+// LastDeploys decodes the last-deploy bucket's records, by host.
+func LastDeploys(recs map[string][]byte) (map[string]*lastdeploy.Record, error) {
+	out := map[string]*lastdeploy.Record{}
+	for k, v := range recs {
+		var r lastdeploy.Record
+		if err := json.Unmarshal(v, &r); err != nil {
+			return nil, fmt.Errorf("%s/%s is not a last-deploy record: %w", lastdeploy.Bucket, k, err)
+		}
+		out[k] = &r
+	}
+	return out, nil
+}

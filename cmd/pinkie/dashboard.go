@@ -16,6 +16,7 @@ import (
 	"github.com/pinkiefleet/pinkie/dashboard"
 	"github.com/pinkiefleet/pinkie/deploy"
 	"github.com/pinkiefleet/pinkie/deploy/nix"
+	"github.com/pinkiefleet/pinkie/fleetview"
 	"github.com/pinkiefleet/pinkie/streams"
 )
 
@@ -74,7 +75,7 @@ func dashboardSetup(raw json.RawMessage, httpAddr string, log *slog.Logger, stde
 		if v == "" {
 			return def, nil
 		}
-		d, err := parseAge(v)
+		d, err := fleetview.ParseAge(v)
 		if err != nil || d <= 0 {
 			return 0, errConfig("dashboard", fmt.Errorf("%s: want a duration such as 12h or 7d, got %q", name, v))
 		}
