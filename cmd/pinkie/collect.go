@@ -183,7 +183,7 @@ what its flag says).`)
 				line += " " + strings.Join(reasons, "; ")
 			}
 		} else {
-			line += " " + summarize(e.Data())
+			line += " " + events.Summary(e.Data())
 		}
 		fmt.Fprintln(a.stdout, line)
 	}

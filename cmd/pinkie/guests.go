@@ -110,7 +110,7 @@ func printGuests(w io.Writer, now time.Time, gs []fleetview.GuestView) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "HOST\tGUEST\tTYPE\tSTATUS\tADDRESSES\tDOMAINS\tMEMORY\tCPU\tNET IN/OUT\tDISK\tUPTIME\tREPORTED")
 	for _, g := range gs {
-		mem := byteSize(int64(g.Guest.MemoryBytes))
+		mem := fleetview.ByteSize(int64(g.Guest.MemoryBytes))
 		if g.Guest.MemoryMaxBytes > 0 {
 			mem += fmt.Sprintf(" (%.0f%%)", g.Guest.MemoryPercent)
 		}
@@ -119,11 +119,11 @@ func printGuests(w io.Writer, now time.Time, gs []fleetview.GuestView) {
 			cpu = fmt.Sprintf("%.1f%%", *g.CPUPercent)
 		}
 		if g.NetRXBytesPerSecond != nil && g.NetTXBytesPerSecond != nil {
-			net = byteSize(int64(*g.NetRXBytesPerSecond)) + "/s " + byteSize(int64(*g.NetTXBytesPerSecond)) + "/s"
+			net = fleetview.ByteSize(int64(*g.NetRXBytesPerSecond)) + "/s " + fleetview.ByteSize(int64(*g.NetTXBytesPerSecond)) + "/s"
 		}
 		disk, uptime, reported := "-", "-", "never"
 		if g.Guest.StateDir != "" {
-			disk = byteSize(int64(g.Guest.DiskBytes))
+			disk = fleetview.ByteSize(int64(g.Guest.DiskBytes))
 		}
 		if g.Guest.UptimeSeconds > 0 {
 			uptime = alertsShort(time.Duration(g.Guest.UptimeSeconds) * time.Second)

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pinkiefleet/pinkie/fleetview"
 	"github.com/pinkiefleet/pinkie/streams"
 )
 
@@ -124,7 +125,7 @@ then the new nodes (see the README, "From one hub to three").`)
 	}
 	var cacheBytes int64
 	if *cacheBudget != "" {
-		if cacheBytes, err = parseByteSize(*cacheBudget); err != nil {
+		if cacheBytes, err = fleetview.ParseByteSize(*cacheBudget); err != nil {
 			return usagef("--cache-budget: %v", err)
 		}
 		if cacheBytes > *maxStore {
