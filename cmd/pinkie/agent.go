@@ -162,28 +162,16 @@ func buildProducers(configFile string, only []string, info producers.Info, heart
 	if err != nil {
 		return nil, err
 	}
-	if len(only) > 0 {
-		want := map[string]bool{}
-		for _, n := range only {
-			if _, ok := producers.Lookup(n); !ok {
-				var known []string
-				for _, s := range producers.All() {
-					known = append(known, s.Name)
-				}
-				return nil, usagef("--producers: unknown producer %q; known: %s", n, strings.Join(known, ", "))
+	for _, n := range only {
+		if _, ok := producers.Lookup(n); !ok {
+			var known []string
+			for _, s := range producers.All() {
+				known = append(known, s.Name)
 			}
-			want[n] = true
-		}
-		if cfg.Producers == nil {
-			cfg.Producers = map[string]producers.ProducerConfig{}
-		}
-		for _, s := range producers.All() {
-			pc := cfg.Producers[s.Name]
-			on := want[s.Name]
-			pc.Enabled = &on
-			cfg.Producers[s.Name] = pc
+			return nil, usagef("--producers: unknown producer %q; known: %s", n, strings.Join(known, ", "))
 		}
 	}
+	cfg.EnableOnly(only)
 	built, err := cfg.Build(info)
 	if err != nil {
 		return nil, usagef("--config %s: %v", configFile, err)

@@ -96,19 +96,8 @@ what its flag says).`)
 		if cfg.Producers == nil {
 			cfg.Producers = map[string]producers.ProducerConfig{}
 		}
-		want := map[string]bool{}
-		for _, n := range names {
-			want[n] = true
-		}
+		cfg.EnableOnly(names)
 		var streamers []string
-		for _, s := range producers.All() {
-			pc := cfg.Producers[s.Name]
-			if len(names) > 0 {
-				on := want[s.Name]
-				pc.Enabled = &on
-			}
-			cfg.Producers[s.Name] = pc
-		}
 		built, err := cfg.Build(producers.Info{Instance: "collect", Version: version})
 		if err != nil {
 			return usagef("%v", err)
