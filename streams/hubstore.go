@@ -64,18 +64,17 @@ func (s *HubStore) Bucket(ctx context.Context, bucket, prefix string) (map[strin
 	// An exact key, or keys below a prefix ending in ".", read directly;
 	// anything else lists the bucket.
 	if prefix != "" && !strings.HasSuffix(prefix, ".") && !strings.ContainsAny(prefix, "*>") {
-		kv, err := s.js.KeyValue(ctx, bucket)
-		if err != nil {
-			return nil, fmt.Errorf("open %s: %w", bucket, err)
-		}
-		e, err := kv.Get(ctx, prefix)
-		if errors.Is(err, jetstream.ErrKeyNotFound) {
+		v, found, err := ReadKey(ctx, s.js, bucket, prefix)
+		var open *KeyOpenError
+		switch {
+		case errors.As(err, &open):
+			return nil, err
+		case err != nil:
+			return nil, fmt.Errorf("read %s %s: %w", bucket, prefix, err)
+		case !found:
 			return map[string][]byte{}, nil
 		}
-		if err != nil {
-			return nil, fmt.Errorf("read %s %s: %w", bucket, prefix, err)
-		}
-		return map[string][]byte{prefix: e.Value()}, nil
+		return map[string][]byte{prefix: v}, nil
 	}
 	return readProjection(ctx, s.js, bucket, prefix)
 }

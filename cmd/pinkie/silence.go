@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"os"
 	"os/user"
@@ -224,15 +223,12 @@ func runSilenceRm(ctx context.Context, a *app, args []string) error {
 		return err
 	}
 	defer c.Close()
-	kv, err := c.JS.KeyValue(ctx, events.BucketAlerts)
+	_, found, err := streams.ReadKey(ctx, c.JS, events.BucketAlerts, projections.SilenceKey(id))
 	if err != nil {
-		return exitError{code: exitUsage, err: fmt.Errorf("open pinkie-alerts: %w", err)}
-	}
-	if _, err := kv.Get(ctx, projections.SilenceKey(id)); err != nil {
-		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			return exitError{code: exitFinding, err: fmt.Errorf("no silence %s (see pinkie silence ls)", id)}
-		}
 		return exitError{code: exitUsage, err: err}
+	}
+	if !found {
+		return exitError{code: exitFinding, err: fmt.Errorf("no silence %s (see pinkie silence ls)", id)}
 	}
 	k, _ := events.Lookup("silence.removed")
 	r := events.SilenceRemoved{ID: id, RemovedBy: silenceWho()}
