@@ -8,6 +8,7 @@ package fleetview
 import (
 	"encoding/json"
 	"fmt"
+	"path"
 	"sort"
 	"strings"
 	"time"
@@ -170,6 +171,27 @@ func Silences(alerts []projections.ActiveAlert, silences []events.SilenceAdded, 
 // SeverityRank orders severities for listing: critical 0, warning 1,
 // info and anything else 2.
 func SeverityRank(s string) int { return min(events.SeverityRank(s), 2) }
+
+// FilterAlerts keeps the alerts of hosts matching hostPattern (a shell
+// pattern; "" for all) at least as severe as minSeverity, and says whether
+// an unsilenced warning or critical one is among them.
+func FilterAlerts(all []projections.ActiveAlert, hostPattern, minSeverity string) (shown []projections.ActiveAlert, firing bool) {
+	for _, al := range all {
+		if hostPattern != "" {
+			if ok, _ := path.Match(hostPattern, al.Host); !ok {
+				continue
+			}
+		}
+		if SeverityRank(al.Severity) > SeverityRank(minSeverity) {
+			continue
+		}
+		shown = append(shown, al)
+		if !al.Silenced && SeverityRank(al.Severity) <= 1 {
+			firing = true
+		}
+	}
+	return shown, firing
+}
 
 // DeployHost is one host's deploy as `pinkie deploy --json` and
 // POST /api/deploys report it.

@@ -31,8 +31,6 @@ func alertsLoad(ctx context.Context, js jetstream.JetStream, now time.Time) ([]p
 	return fleetview.Alerts(recs, now)
 }
 
-func alertsRank(s string) int { return fleetview.SeverityRank(s) }
-
 func runAlerts(ctx context.Context, a *app, args []string) error {
 	fs := newFlagSet("alerts", "", `
 List the alerts firing now, most severe first: severity, host, rule, object,
@@ -55,7 +53,7 @@ does (so CI can gate on it), 2 on usage or connection errors.`)
 	if len(fs.args()) > 0 {
 		return usagef("unexpected arguments %q", fs.args())
 	}
-	if alertsRank(*minSev) == 2 && *minSev != events.SeverityInfo {
+	if fleetview.SeverityRank(*minSev) == 2 && *minSev != events.SeverityInfo {
 		return usagef("--severity %q: want critical, warning or info", *minSev)
 	}
 	if _, err := path.Match(*host, ""); err != nil {
@@ -71,22 +69,7 @@ does (so CI can gate on it), 2 on usage or connection errors.`)
 	if err != nil {
 		return exitError{code: exitUsage, err: err}
 	}
-	var shown []projections.ActiveAlert
-	finding := false
-	for _, al := range all {
-		if *host != "" {
-			if ok, _ := path.Match(*host, al.Host); !ok {
-				continue
-			}
-		}
-		if alertsRank(al.Severity) > alertsRank(*minSev) {
-			continue
-		}
-		shown = append(shown, al)
-		if !al.Silenced && alertsRank(al.Severity) <= 1 {
-			finding = true
-		}
-	}
+	shown, finding := fleetview.FilterAlerts(all, *host, *minSev)
 	if *asJSON {
 		if shown == nil {
 			shown = []projections.ActiveAlert{}
