@@ -55,3 +55,20 @@ func HumanAge(d time.Duration) string {
 	}
 	return fmt.Sprintf("%ds", int(d.Seconds()))
 }
+
+// Ago renders how long ago t was: "3m ago", "2h ago", "4d ago"; a
+// time ahead of now as "in 3m", and one more than two days ahead (a host's
+// clock, or an event from before the hub refused such times) as its date.
+func Ago(now, t time.Time) string {
+	switch {
+	case t.IsZero():
+		return "-"
+	case t.After(now.Add(48 * time.Hour)):
+		return "future " + t.UTC().Format(time.RFC3339)
+	case t.After(now):
+		return "in " + ShortDuration(t.Sub(now))
+	case t.Before(now.AddDate(-100, 0, 0)):
+		return t.UTC().Format(time.RFC3339)
+	}
+	return ShortDuration(now.Sub(t)) + " ago"
+}

@@ -74,7 +74,7 @@ does (so CI can gate on it), 2 on usage or connection errors.`)
 		if shown == nil {
 			shown = []projections.ActiveAlert{}
 		}
-		alertsPrintJSON(a.stdout, shown)
+		printJSON(a.stdout, shown)
 	} else if len(shown) == 0 {
 		fmt.Fprintln(a.stdout, "no alerts firing")
 	} else {
@@ -95,26 +95,11 @@ func printAlerts(w io.Writer, now time.Time, shown []projections.ActiveAlert) {
 		if al.Silenced {
 			sil = "silenced (" + strings.Join(al.SilencedBy, ",") + ")"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", show(al.Severity), show(al.Host), show(al.Rule), show(alertsDash(al.Object)),
-			alertsAgo(now, al.StartsAt), show(sil), show(al.Summary))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", show(al.Severity), show(al.Host), show(al.Rule), show(orDash(al.Object)),
+			fleetview.Ago(now, al.StartsAt), show(sil), show(al.Summary))
 	}
 	tw.Flush()
 }
-
-func alertsPrintJSON(w io.Writer, v any) {
-	b, _ := json.MarshalIndent(v, "", "  ")
-	fmt.Fprintln(w, string(b))
-}
-
-func alertsDash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
-}
-
-// alertsShort renders ages and uptimes as the dashboard does.
-func alertsShort(d time.Duration) string { return fleetview.ShortDuration(d) }
 
 func runNotify(ctx context.Context, a *app, args []string) error {
 	fs := newFlagSet("notify", "test CHANNEL", `
@@ -168,7 +153,7 @@ connection errors (including: no notifier runs on the hub).`)
 		return exitError{code: exitUsage, err: fmt.Errorf("notify test: bad answer: %w", err)}
 	}
 	if *asJSON {
-		alertsPrintJSON(a.stdout, rep)
+		printJSON(a.stdout, rep)
 	} else if rep.OK {
 		fmt.Fprintf(a.stdout, "test message delivered to %s (%s)\n", show(rep.Channel), show(rep.Type))
 	}

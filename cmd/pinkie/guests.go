@@ -64,7 +64,7 @@ restarting, stopped, unknown or missing); 2 on usage or connection errors.`)
 		return exitError{code: exitUsage, err: err}
 	}
 	if *asJSON {
-		alertsPrintJSON(a.stdout, gs)
+		printJSON(a.stdout, gs)
 	} else if len(gs) == 0 {
 		fmt.Fprintln(a.stdout, "no containers or MicroVMs reported or declared")
 	} else {
@@ -126,10 +126,10 @@ func printGuests(w io.Writer, now time.Time, gs []fleetview.GuestView) {
 			disk = fleetview.ByteSize(int64(g.Guest.DiskBytes))
 		}
 		if g.Guest.UptimeSeconds > 0 {
-			uptime = alertsShort(time.Duration(g.Guest.UptimeSeconds) * time.Second)
+			uptime = fleetview.ShortDuration(time.Duration(g.Guest.UptimeSeconds) * time.Second)
 		}
 		if !g.Time.IsZero() {
-			reported = alertsAgo(now, g.Time)
+			reported = fleetview.Ago(now, g.Time)
 			if g.Stale {
 				reported += " (stale)"
 			}
@@ -138,8 +138,8 @@ func printGuests(w io.Writer, now time.Time, gs []fleetview.GuestView) {
 		if g.Guest.Restarts > 0 {
 			status += fmt.Sprintf(" (%d restarts)", g.Guest.Restarts)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", show(g.Host), show(g.Name), show(alertsDash(g.Guest.Type)), show(status),
-			show(alertsDash(strings.Join(g.Guest.Addresses, ","))), show(alertsDash(strings.Join(g.Domains, ","))), mem, cpu, net, disk, uptime, reported)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", show(g.Host), show(g.Name), show(orDash(g.Guest.Type)), show(status),
+			show(orDash(strings.Join(g.Guest.Addresses, ","))), show(orDash(strings.Join(g.Domains, ","))), mem, cpu, net, disk, uptime, reported)
 	}
 	tw.Flush()
 }

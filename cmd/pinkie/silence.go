@@ -117,9 +117,9 @@ func runSilenceAdd(ctx context.Context, a *app, args []string) error {
 	}
 	visible := silenceWait(ctx, c.JS, s.ID, true)
 	if *asJSON {
-		alertsPrintJSON(a.stdout, s)
+		printJSON(a.stdout, s)
 	} else {
-		fmt.Fprintf(a.stdout, "silence %s added: %s until %s (%s)\n", show(s.ID), show(events.FormatSilenceMatchers(s.Matchers)), s.EndsAt.Format(time.RFC3339), alertsShort(s.EndsAt.Sub(now)))
+		fmt.Fprintf(a.stdout, "silence %s added: %s until %s (%s)\n", show(s.ID), show(events.FormatSilenceMatchers(s.Matchers)), s.EndsAt.Format(time.RFC3339), fleetview.ShortDuration(s.EndsAt.Sub(now)))
 	}
 	if !visible {
 		fmt.Fprintln(a.stderr, "pinkie silence add: recorded, but the hub's projection has not shown it yet (is the hub's projector running?)")
@@ -187,7 +187,7 @@ func runSilenceLs(ctx context.Context, a *app, args []string) error {
 	}
 	shown := fleetview.Silences(alerts, silences, now, *all)
 	if *asJSON {
-		alertsPrintJSON(a.stdout, shown)
+		printJSON(a.stdout, shown)
 		return nil
 	}
 	if len(shown) == 0 {
@@ -197,8 +197,8 @@ func runSilenceLs(ctx context.Context, a *app, args []string) error {
 	tw := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tMATCHERS\tENDS\tSILENCING\tBY\tCOMMENT")
 	for _, s := range shown {
-		ends := s.EndsAt.Format(time.RFC3339) + " (" + alertsAgo(now, s.EndsAt) + ")"
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", show(s.ID), show(events.FormatSilenceMatchers(s.Matchers)), ends, s.Silencing, show(alertsDash(s.CreatedBy)), show(alertsDash(s.Comment)))
+		ends := s.EndsAt.Format(time.RFC3339) + " (" + fleetview.Ago(now, s.EndsAt) + ")"
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", show(s.ID), show(events.FormatSilenceMatchers(s.Matchers)), ends, s.Silencing, show(orDash(s.CreatedBy)), show(orDash(s.Comment)))
 	}
 	tw.Flush()
 	return nil
@@ -241,7 +241,7 @@ func runSilenceRm(ctx context.Context, a *app, args []string) error {
 	}
 	silenceWait(ctx, c.JS, id, false)
 	if *asJSON {
-		alertsPrintJSON(a.stdout, r)
+		printJSON(a.stdout, r)
 		return nil
 	}
 	fmt.Fprintf(a.stdout, "silence %s removed\n", id)
