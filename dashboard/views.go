@@ -70,15 +70,7 @@ func (s *Server) readLastDeploys(ctx context.Context) (map[string]*lastdeploy.Re
 	if err != nil {
 		return nil, err
 	}
-	out := map[string]*lastdeploy.Record{}
-	for k, v := range recs {
-		var r lastdeploy.Record
-		if err := json.Unmarshal(v, &r); err != nil {
-			return nil, fmt.Errorf("%s %s: %w", events.BucketLastDeploy, k, err)
-		}
-		out[k] = &r
-	}
-	return out, nil
+	return fleetview.LastDeploys(recs)
 }
 
 func (s *Server) overview(ctx context.Context) (Overview, error) {
