@@ -56,17 +56,12 @@ Run 'pinkie fleet sync --help' or 'pinkie fleet export --help' for the flags.
 
 // fleetSyncResult is what fleet sync prints with --json.
 type fleetSyncResult struct {
-	ID        string `json:"id"`
-	Type      string `json:"type"`
-	Subject   string `json:"subject"`
-	Stream    string `json:"stream"`
-	Seq       uint64 `json:"seq"`
-	Duplicate bool   `json:"duplicate"`
-	Flake     string `json:"flake"`
-	Revision  string `json:"revision,omitempty"`
-	Hosts     int    `json:"hosts"`
-	Services  int    `json:"services"`
-	Domains   int    `json:"domains"`
+	pubResult
+	Flake    string `json:"flake"`
+	Revision string `json:"revision,omitempty"`
+	Hosts    int    `json:"hosts"`
+	Services int    `json:"services"`
+	Domains  int    `json:"domains"`
 }
 
 func runFleetSync(ctx context.Context, a *app, args []string) error {
@@ -118,8 +113,7 @@ listed (exit 2).
 	if err != nil {
 		return err
 	}
-	res := fleetSyncResult{ID: e.ID(), Type: e.Type(), Subject: events.FleetDeclaredSubject, Stream: ack.Stream, Seq: ack.Sequence,
-		Duplicate: ack.Duplicate, Flake: decl.Flake, Revision: decl.Revision, Hosts: len(decl.Hosts)}
+	res := fleetSyncResult{pubResult: newPubResult(e, events.FleetDeclaredSubject, ack), Flake: decl.Flake, Revision: decl.Revision, Hosts: len(decl.Hosts)}
 	for _, h := range decl.Hosts {
 		res.Services += len(h.Services)
 		res.Domains += len(h.Domains)

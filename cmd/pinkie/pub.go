@@ -9,12 +9,15 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/pinkiefleet/pinkie/clientevent"
 	"github.com/pinkiefleet/pinkie/events"
 	"github.com/pinkiefleet/pinkie/schemas"
 )
 
-// pubResult is what pub prints with --json.
+// pubResult is what pub prints with --json: the event published and
+// where the hub stored it. fleet sync prints it among its own fields.
 type pubResult struct {
 	ID        string `json:"id"`
 	Type      string `json:"type"`
@@ -22,6 +25,10 @@ type pubResult struct {
 	Stream    string `json:"stream"`
 	Seq       uint64 `json:"seq"`
 	Duplicate bool   `json:"duplicate"`
+}
+
+func newPubResult(e events.Event, subject string, ack *jetstream.PubAck) pubResult {
+	return pubResult{ID: e.ID(), Type: e.Type(), Subject: subject, Stream: ack.Stream, Seq: ack.Sequence, Duplicate: ack.Duplicate}
 }
 
 func runPub(ctx context.Context, a *app, args []string) error {
@@ -68,7 +75,7 @@ Prints the event id, the stream that stored it and its sequence.`)
 	if err != nil {
 		return err
 	}
-	res := pubResult{ID: e.ID(), Type: e.Type(), Subject: subject, Stream: ack.Stream, Seq: ack.Sequence, Duplicate: ack.Duplicate}
+	res := newPubResult(e, subject, ack)
 	if *asJSON {
 		return json.NewEncoder(a.stdout).Encode(res)
 	}
