@@ -73,11 +73,8 @@ jitter), logging the link state once per change.`)
 	shellConsole := fs.String("shell-microvm-console", streams.DefaultMicroVMConsole, "unix socket `PATH` of a MicroVM's console for pinkie shell --guest ({name}: the VM's name); microvm.nix makes none by default (e.g. qemu -serial unix:PATH,server,nowait)")
 	shellRecordBytes := fs.Int64("shell-record-max-bytes", 256<<20, "size limit of the recordings kept; the oldest go first")
 	mkLog := logFlags(fs, a.stderr)
-	if err := fs.parse(args); err != nil {
+	if err := fs.parseNoArgs(args); err != nil {
 		return err
-	}
-	if len(fs.args()) > 0 {
-		return usagef("unexpected arguments %q", fs.args())
 	}
 	if err := events.ValidHost(*name); err != nil {
 		return usagef("--name: %v", err)

@@ -47,11 +47,8 @@ does (so CI can gate on it), 2 on usage or connection errors.`)
 	asJSON := fs.Bool("json", false, "print JSON")
 	host := fs.String("host", "", "only hosts matching `PATTERN` (shell pattern)")
 	minSev := fs.String("severity", "info", "only alerts at least this `SEVERITY`: critical, warning or info")
-	if err := fs.parse(args); err != nil {
+	if err := fs.parseNoArgs(args); err != nil {
 		return err
-	}
-	if len(fs.args()) > 0 {
-		return usagef("unexpected arguments %q", fs.args())
 	}
 	if fleetview.SeverityRank(*minSev) == 2 && *minSev != events.SeverityInfo {
 		return usagef("--severity %q: want critical, warning or info", *minSev)

@@ -56,11 +56,8 @@ func runCache(ctx context.Context, a *app, args []string) error {
 	if sub == "gc" {
 		dryRun = fs.Bool("dry-run", false, "say what would be dropped, drop nothing")
 	}
-	if err := fs.parse(args[1:]); err != nil {
+	if err := fs.parseNoArgs(args[1:]); err != nil {
 		return err
-	}
-	if len(fs.args()) > 0 {
-		return usagef("unexpected arguments %q", fs.args())
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()

@@ -80,11 +80,8 @@ listed (exit 2).
 	flake := fs.String("flake", ".", "flake `REF` whose nixosConfigurations to read")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	timeout := fs.Duration("timeout", 5*time.Minute, "give up after this long (evaluating a large fleet takes a while)")
-	if err := fs.parse(args); err != nil {
+	if err := fs.parseNoArgs(args); err != nil {
 		return err
-	}
-	if len(fs.args()) > 0 {
-		return usagef("unexpected arguments %q", fs.args())
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
@@ -148,11 +145,8 @@ dashboard host needs no nix.
 	fromHub := fs.Bool("from-hub", false, "read the fleet that fleet sync last published at the hub, instead of the flake")
 	title := fs.String("title", "pinkie fleet", "dashy page `TITLE`")
 	timeout := fs.Duration("timeout", 5*time.Minute, "give up after this long")
-	if err := fs.parse(args); err != nil {
+	if err := fs.parseNoArgs(args); err != nil {
 		return err
-	}
-	if len(fs.args()) > 0 {
-		return usagef("unexpected arguments %q", fs.args())
 	}
 	if *format != "json" && *format != "dashy" {
 		return usagef("--format %q: want json or dashy", *format)

@@ -47,11 +47,8 @@ Exit codes: 0 every host deployed within --warn-after; 1 some host beyond
 	var declared stringList
 	fs.Var(&declared, "hosts", "also list these declared `HOSTS` (comma-separated)")
 	timeout := fs.Duration("timeout", 10*time.Second, "give up after this long")
-	if err := fs.parse(args); err != nil {
+	if err := fs.parseNoArgs(args); err != nil {
 		return err
-	}
-	if len(fs.args()) > 0 {
-		return usagef("unexpected arguments %q", fs.args())
 	}
 	warn, err := fleetview.ParseAge(*warnAfter)
 	if err != nil {

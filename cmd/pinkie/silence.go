@@ -169,11 +169,8 @@ func runSilenceLs(ctx context.Context, a *app, args []string) error {
 	cf := addClientFlags(fs, a)
 	asJSON := fs.Bool("json", false, "print JSON")
 	all := fs.Bool("all", false, "include silences that have ended but whose expiry the hub has not yet recorded")
-	if err := fs.parse(args); err != nil {
+	if err := fs.parseNoArgs(args); err != nil {
 		return err
-	}
-	if len(fs.args()) > 0 {
-		return usagef("unexpected arguments %q", fs.args())
 	}
 	c, err := cf.connect(ctx, "pinkie silence ls")
 	if err != nil {
