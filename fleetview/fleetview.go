@@ -79,6 +79,18 @@ func Hosts(recs map[string][]byte) ([]*projections.Host, error) {
 	return hosts, nil
 }
 
+// HostState is how a host is listed: online, silent (its heartbeats
+// stopped) or unknown.
+func HostState(h *projections.Host) string {
+	switch {
+	case h.Online:
+		return "online"
+	case h.SilentSince != nil:
+		return "silent"
+	}
+	return "unknown"
+}
+
 // Drives decodes storage records, sorted by kind and object.
 func Drives(recs map[string][]byte) ([]projections.Drive, error) {
 	out := []projections.Drive{}

@@ -104,3 +104,18 @@ func TestFilterAlerts(t *testing.T) {
 		})
 	}
 }
+
+func TestHostState(t *testing.T) {
+	for _, tc := range []struct {
+		h    projections.Host
+		want string
+	}{
+		{projections.Host{Online: true}, "online"},
+		{projections.Host{SilentSince: &now}, "silent"},
+		{projections.Host{}, "unknown"},
+	} {
+		if got := HostState(&tc.h); got != tc.want {
+			t.Errorf("HostState(%+v) = %q, want %q", tc.h, got, tc.want)
+		}
+	}
+}

@@ -117,26 +117,15 @@ func printHosts(w io.Writer, now time.Time, hosts []*projections.Host) {
 		if h.Heartbeat != nil {
 			uptime = fleetview.ShortDuration(time.Duration(h.Heartbeat.UptimeSeconds) * time.Second)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\n", show(h.Host), hostsState(h), fleetview.Ago(now, h.LastSeen), show(os), show(kernel), uptime, len(h.Producers))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\n", show(h.Host), fleetview.HostState(h), fleetview.Ago(now, h.LastSeen), show(os), show(kernel), uptime, len(h.Producers))
 	}
 	tw.Flush()
-}
-
-func hostsState(h *projections.Host) string {
-	switch {
-	case h.Online:
-		return "online"
-	case h.SilentSince != nil:
-		return "silent"
-	default:
-		return "unknown"
-	}
 }
 
 func hostsDetail(a *app, now time.Time, v fleetview.HostView) {
 	h := v.Host
 	w := a.stdout
-	fmt.Fprintf(w, "host:       %s (%s)\n", show(h.Host), hostsState(h))
+	fmt.Fprintf(w, "host:       %s (%s)\n", show(h.Host), fleetview.HostState(h))
 	fmt.Fprintf(w, "last seen:  %s (%s)\n", h.LastSeen.Format(time.RFC3339), fleetview.Ago(now, h.LastSeen))
 	if h.LastHeartbeat != nil {
 		fmt.Fprintf(w, "heartbeat:  %s (%s)\n", h.LastHeartbeat.Format(time.RFC3339), fleetview.Ago(now, *h.LastHeartbeat))
