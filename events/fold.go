@@ -35,6 +35,16 @@ type Fold interface {
 // applied per stream. It is written after the records.
 const CheckpointKey = "_checkpoint"
 
+// StateKeyPrefix begins every key of a fold's bucket that is not a record
+// for readers: the checkpoint and the state a fold keeps to resume (such
+// as last-deploy's requests). No host name can begin with it.
+const StateKeyPrefix = "_"
+
+// IsStateKey reports whether key, in a fold's bucket, is the fold's own
+// state (the checkpoint and the like) rather than a record: readers skip
+// it.
+func IsStateKey(key string) bool { return strings.HasPrefix(key, StateKeyPrefix) }
+
 // Deploy returns a deploy event's data (*DeployRequested or *DeployPhase)
 // and the host token of its subject (pinkie.deploy.<host>.…: for an agent's
 // phase, the host that sent it). ok is false for another kind, or data

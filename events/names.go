@@ -68,15 +68,16 @@ const (
 
 // KV buckets and object stores. Bucket names are API like stream names.
 const (
-	BucketLastDeploy  = "pinkie-last-deploy" // projections/lastdeploy: each host's last deploy
-	BucketInventory   = "pinkie-inventory"   // projections.Inventory: each host's profile and liveness
-	BucketDrives      = "pinkie-drives"      // projections.Drives: each host's drives
-	BucketAlerts      = "pinkie-alerts"      // projections.Alerts: alerts now firing, and silences
-	BucketGuests      = "pinkie-guests"      // projections.Guests: each host's guests
-	BucketAlerter     = "pinkie-alerter"     // the alerter's state
-	BucketNotifier    = "pinkie-notifier"    // the notifier's state
-	BucketNixNarinfo  = "pinkie-nix-narinfo" // the hub's Nix cache: narinfos
-	ObjectStoreNixNar = "pinkie-nix-nar"     // the hub's Nix cache: NARs (an object store)
+	BucketLastDeploy    = "pinkie-last-deploy"    // projections/lastdeploy: each host's last deploy
+	BucketInventory     = "pinkie-inventory"      // projections.Inventory: each host's profile and liveness
+	BucketDrives        = "pinkie-drives"         // projections.Drives: each host's drives
+	BucketAlerts        = "pinkie-alerts"         // projections.Alerts: alerts now firing, and silences
+	BucketGuests        = "pinkie-guests"         // projections.Guests: each host's guests
+	BucketAlerter       = "pinkie-alerter"        // the alerter's state
+	BucketDeployPlanner = "pinkie-deploy-planner" // the deploy planner's state: requests, orders issued
+	BucketNotifier      = "pinkie-notifier"       // the notifier's state
+	BucketNixNarinfo    = "pinkie-nix-narinfo"    // the hub's Nix cache: narinfos
+	ObjectStoreNixNar   = "pinkie-nix-nar"        // the hub's Nix cache: NARs (an object store)
 )
 
 // ProjectionBuckets are the KV buckets the hub creates for projections.

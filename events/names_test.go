@@ -25,6 +25,7 @@ func TestNamesOnTheWire(t *testing.T) {
 		{"BucketAlerts", BucketAlerts, "pinkie-alerts"},
 		{"BucketGuests", BucketGuests, "pinkie-guests"},
 		{"BucketAlerter", BucketAlerter, "pinkie-alerter"},
+		{"BucketDeployPlanner", BucketDeployPlanner, "pinkie-deploy-planner"},
 		{"BucketNotifier", BucketNotifier, "pinkie-notifier"},
 		{"BucketNixNarinfo", BucketNixNarinfo, "pinkie-nix-narinfo"},
 		{"ObjectStoreNixNar", ObjectStoreNixNar, "pinkie-nix-nar"},

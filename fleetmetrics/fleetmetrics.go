@@ -90,6 +90,9 @@ func Read(ctx context.Context, st Store, now time.Time) (*Snapshot, error) {
 		return nil, err
 	}
 	for k, v := range lrec {
+		if events.IsStateKey(k) {
+			continue // the fold's checkpoint and requests
+		}
 		var r lastdeploy.Record
 		if err := json.Unmarshal(v, &r); err != nil {
 			return nil, fmt.Errorf("%s %s: %w", bucketLastDeploy, k, err)

@@ -250,10 +250,14 @@ type Deploy struct {
 	SourceUpload *CacheUpload `json:"source_upload,omitempty"`
 }
 
-// LastDeploys decodes the last-deploy bucket's records, by host.
+// LastDeploys decodes the last-deploy bucket's records, by host, skipping
+// the fold's own keys (events.IsStateKey: its checkpoint and requests).
 func LastDeploys(recs map[string][]byte) (map[string]*lastdeploy.Record, error) {
 	out := map[string]*lastdeploy.Record{}
 	for k, v := range recs {
+		if events.IsStateKey(k) {
+			continue
+		}
 		var r lastdeploy.Record
 		if err := json.Unmarshal(v, &r); err != nil {
 			return nil, fmt.Errorf("%s/%s is not a last-deploy record: %w", lastdeploy.Bucket, k, err)

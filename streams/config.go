@@ -22,8 +22,9 @@ const (
 	FleetStream      = events.StreamFleet
 )
 
-// KV buckets the hub creates for projections.
-var Buckets = events.ProjectionBuckets()
+// KV buckets the hub creates: the projections', and the deploy planner's
+// state.
+var Buckets = append(events.ProjectionBuckets(), events.BucketDeployPlanner)
 
 // deliverSubject is where an agent's HUB consumer pushes events to the hub.
 func deliverSubject(host string) string { return events.DeliverSubject(host) }

@@ -51,7 +51,7 @@ type FoldOptions struct {
 	// Name names the service ("projector-inventory", "alerter"…).
 	Name string
 	// Bucket is the KV bucket of the fold's records and checkpoint; it is
-	// created if missing. "" (Replay only): the fold writes no records.
+	// created if missing.
 	Bucket  string
 	Sources []FoldSource
 	// New returns the fold each run starts from, before its records are
@@ -63,13 +63,11 @@ type FoldOptions struct {
 	// TickGrace delays the first tick after a start, so hosts whose events
 	// queued while the hub was down are not reported silent.
 	TickGrace time.Duration
-	// Replay keeps no checkpoint: each run replays the streams from their
-	// first message into a fresh fold that loads nothing, and commits
-	// (after a Tick) only each time it has caught up, so readers never see
-	// a record step back to an older state. For folds whose whole state is
-	// rebuilt from their stream at every start (the deploy planner,
-	// last-deploy).
-	Replay bool
+	// TickOnCatchUp also ticks after every batch that leaves the fold
+	// caught up with every source (and ticks at TickEvery only then): for
+	// the deploy planner, whose orders are due as soon as a request is in,
+	// and must not be issued before its own earlier orders are read back.
+	TickOnCatchUp bool
 	// Validate checks each event's data against its kind's schema, and
 	// each output's before it is published.
 	Validate bool
@@ -110,6 +108,13 @@ type foldRunner struct {
 // Name implements HubService.
 func (s *foldRunner) Name() string { return s.o.Name }
 
+// caughtUpAt is a source reaching the end of its stream as it was when its
+// reader started: seq is the last sequence it delivered before (0: none).
+type caughtUpAt struct {
+	stream string
+	seq    uint64
+}
+
 // Run implements HubService.
 func (s *foldRunner) Run(ctx context.Context, h *Hub) error {
 	kv, err := s.bucket(ctx, h)
@@ -120,9 +125,18 @@ func (s *foldRunner) Run(ctx context.Context, h *Hub) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", s.o.Name, err)
 	}
-	cp := map[string]uint64{}
-	if !s.o.Replay {
-		if cp, err = loadFold(ctx, kv, f); err != nil {
+	cp, checkpointed, records, err := loadFold(ctx, kv, f)
+	if err != nil {
+		return fmt.Errorf("%s: %w", s.o.Name, err)
+	}
+	// hold: a bucket with records but no checkpoint (a fold that kept
+	// none before, such as last-deploy) is rebuilt once from the start of
+	// its streams, into a fresh fold, and committed only once caught up,
+	// so readers never see a record step back to an older state.
+	hold := !checkpointed && records > 0
+	if hold {
+		s.o.Log.Info("bucket has no checkpoint: rebuilding from the start of the streams", "fold", s.o.Name, "bucket", s.o.Bucket, "records", records)
+		if f, err = s.o.New(); err != nil {
 			return fmt.Errorf("%s: %w", s.o.Name, err)
 		}
 	}
@@ -130,7 +144,7 @@ func (s *foldRunner) Run(ctx context.Context, h *Hub) error {
 	defer cancel()
 	in := make(chan foldInput, 1024)
 	errc := make(chan error, len(s.o.Sources))
-	caughtUp := make(chan string, len(s.o.Sources))
+	caughtUp := make(chan caughtUpAt, len(s.o.Sources))
 	for _, src := range s.o.Sources {
 		go func() {
 			errc <- s.read(ctx, h, src, cp[src.Stream], in, caughtUp)
@@ -139,11 +153,28 @@ func (s *foldRunner) Run(ctx context.Context, h *Hub) error {
 	started := s.o.Clock()
 	var tickC <-chan time.Time
 	waiting := len(s.o.Sources)
+	// reached is, per stream, the last sequence its reader delivered before
+	// signalling it had caught up: the fold has caught up once it has
+	// applied them all.
+	reached := map[string]uint64{}
 	// pending is each stream's count of messages not yet delivered, as of
 	// its latest message.
 	pending := map[string]uint64{}
-	caught := func() bool {
+	// backlogDone: every source has caught up and the fold has applied
+	// what they delivered before.
+	backlogDone := func() bool {
 		if waiting > 0 {
+			return false
+		}
+		for st, seq := range reached {
+			if cp[st] < seq {
+				return false
+			}
+		}
+		return true
+	}
+	caught := func() bool {
+		if !backlogDone() {
 			return false
 		}
 		for _, n := range pending {
@@ -153,14 +184,21 @@ func (s *foldRunner) Run(ctx context.Context, h *Hub) error {
 		}
 		return true
 	}
-	var outs []events.Output
-	// settle, in Replay, ticks and commits once the fold has caught up.
+	// held are outputs not yet committed while hold.
+	var outs, held []events.Output
+	// settle commits what is held once caught up, and with TickOnCatchUp
+	// ticks first.
 	settle := func() error {
-		if !s.o.Replay || !caught() {
+		if !caught() || !(hold || s.o.TickOnCatchUp) {
 			return nil
 		}
-		outs = append(outs[:0], f.Tick(s.o.Clock())...)
-		return s.commit(ctx, h, kv, f, cp, outs)
+		if s.o.TickOnCatchUp {
+			held = append(held, f.Tick(s.o.Clock())...)
+		}
+		hold = false
+		err := s.commit(ctx, h, kv, f, cp, held)
+		held = held[:0]
+		return err
 	}
 	if waiting == 0 {
 		if err := settle(); err != nil {
@@ -173,7 +211,8 @@ func (s *foldRunner) Run(ctx context.Context, h *Hub) error {
 			return nil
 		case err := <-errc:
 			return fmt.Errorf("%s: %w", s.o.Name, err)
-		case <-caughtUp:
+		case c := <-caughtUp:
+			reached[c.stream] = c.seq
 			if waiting--; waiting == 0 {
 				if s.o.TickEvery > 0 {
 					ticker := time.NewTicker(s.o.TickEvery)
@@ -186,7 +225,7 @@ func (s *foldRunner) Run(ctx context.Context, h *Hub) error {
 			}
 		case <-tickC:
 			now := s.o.Clock()
-			if now.Sub(started) < s.o.TickGrace || (s.o.Replay && !caught()) {
+			if now.Sub(started) < s.o.TickGrace || hold || !backlogDone() || (s.o.TickOnCatchUp && !caught()) {
 				continue
 			}
 			outs = append(outs[:0], f.Tick(now)...)
@@ -205,9 +244,21 @@ func (s *foldRunner) Run(ctx context.Context, h *Hub) error {
 					break batch
 				}
 			}
-			if s.o.Replay {
-				// A Replay fold publishes from Tick only: what its Apply
-				// returns is dropped.
+			if hold || s.o.TickOnCatchUp {
+				held = append(held, outs...)
+				if hold && !caught() {
+					continue
+				}
+				if !caught() {
+					// Not caught up: commit what the batch did, and tick
+					// at the next batch that catches up.
+					err := s.commit(ctx, h, kv, f, cp, held)
+					held = held[:0]
+					if err != nil {
+						return err
+					}
+					continue
+				}
 				if err := settle(); err != nil {
 					return err
 				}
@@ -243,10 +294,7 @@ func (s *foldRunner) apply(h *Hub, f events.Fold, m foldInput, cp, pending map[s
 // and purges it for a rebuild.
 func (s *foldRunner) bucket(ctx context.Context, h *Hub) (jetstream.KeyValue, error) {
 	if s.o.Bucket == "" {
-		if !s.o.Replay {
-			return nil, fmt.Errorf("%s: a checkpointed fold needs a bucket", s.o.Name)
-		}
-		return nil, nil
+		return nil, fmt.Errorf("%s: a fold needs a bucket", s.o.Name)
 	}
 	js := h.JetStream()
 	kv, err := js.KeyValue(ctx, s.o.Bucket)
@@ -271,7 +319,7 @@ func (s *foldRunner) bucket(ctx context.Context, h *Hub) (jetstream.KeyValue, er
 }
 
 // read feeds one stream's messages from after seq, in order.
-func (s *foldRunner) read(ctx context.Context, h *Hub, src FoldSource, seq uint64, in chan<- foldInput, caughtUp chan<- string) error {
+func (s *foldRunner) read(ctx context.Context, h *Hub, src FoldSource, seq uint64, in chan<- foldInput, caughtUp chan<- caughtUpAt) error {
 	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: src.Subjects, DeliverPolicy: jetstream.DeliverAllPolicy}
 	if seq > 0 {
 		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, seq+1
@@ -283,7 +331,7 @@ func (s *foldRunner) read(ctx context.Context, h *Hub, src FoldSource, seq uint6
 	info, err := cons.Info(ctx)
 	signalled := false
 	if err == nil && info.NumPending == 0 {
-		caughtUp <- src.Stream
+		caughtUp <- caughtUpAt{stream: src.Stream}
 		signalled = true
 	}
 	it, err := cons.Messages()
@@ -313,17 +361,19 @@ func (s *foldRunner) read(ctx context.Context, h *Hub, src FoldSource, seq uint6
 			return nil
 		}
 		if !signalled && md.NumPending == 0 {
-			caughtUp <- src.Stream
+			caughtUp <- caughtUpAt{stream: src.Stream, seq: md.Sequence.Stream}
 			signalled = true
 		}
 	}
 }
 
-func loadFold(ctx context.Context, kv jetstream.KeyValue, f events.Fold) (map[string]uint64, error) {
-	cp := map[string]uint64{}
+// loadFold restores f from its bucket: the checkpoint (checkpointed false
+// when the bucket has none), and records, the count of other keys loaded.
+func loadFold(ctx context.Context, kv jetstream.KeyValue, f events.Fold) (cp map[string]uint64, checkpointed bool, records int, err error) {
+	cp = map[string]uint64{}
 	lister, err := kv.ListKeys(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("list %s: %w", kv.Bucket(), err)
+		return nil, false, 0, fmt.Errorf("list %s: %w", kv.Bucket(), err)
 	}
 	for key := range lister.Keys() {
 		e, err := kv.Get(ctx, key)
@@ -331,23 +381,25 @@ func loadFold(ctx context.Context, kv jetstream.KeyValue, f events.Fold) (map[st
 			if errors.Is(err, jetstream.ErrKeyNotFound) {
 				continue
 			}
-			return nil, fmt.Errorf("read %s %s: %w", kv.Bucket(), key, err)
+			return nil, false, 0, fmt.Errorf("read %s %s: %w", kv.Bucket(), key, err)
 		}
 		if key == events.CheckpointKey {
 			if err := json.Unmarshal(e.Value(), &cp); err != nil {
-				return nil, fmt.Errorf("checkpoint of %s: %w", kv.Bucket(), err)
+				return nil, false, 0, fmt.Errorf("checkpoint of %s: %w", kv.Bucket(), err)
 			}
+			checkpointed = true
 			continue
 		}
 		if err := f.Load(key, e.Value()); err != nil {
-			return nil, err
+			return nil, false, 0, err
 		}
+		records++
 	}
-	return cp, nil
+	return cp, checkpointed, records, nil
 }
 
 // commit publishes outputs, then writes changed records, then the
-// checkpoint (none in Replay).
+// checkpoint.
 func (s *foldRunner) commit(ctx context.Context, h *Hub, kv jetstream.KeyValue, f events.Fold, cp map[string]uint64, outs []events.Output) error {
 	js := h.JetStream()
 	var futures []jetstream.PubAckFuture
@@ -383,9 +435,6 @@ func (s *foldRunner) commit(ctx context.Context, h *Hub, kv jetstream.KeyValue, 
 	if err != nil {
 		return fmt.Errorf("%s: %w", s.o.Name, err)
 	}
-	if kv == nil {
-		return nil
-	}
 	keys := make([]string, 0, len(puts))
 	for k := range puts {
 		keys = append(keys, k)
@@ -402,9 +451,6 @@ func (s *foldRunner) commit(ctx context.Context, h *Hub, kv jetstream.KeyValue, 
 		if _, err := kv.Put(ctx, key, v); err != nil {
 			return fmt.Errorf("%s: write %s: %w", s.o.Name, key, err)
 		}
-	}
-	if s.o.Replay {
-		return nil
 	}
 	b, err := json.Marshal(cp)
 	if err != nil {

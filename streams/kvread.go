@@ -28,7 +28,11 @@ func readProjection(ctx context.Context, js jetstream.JetStream, bucket, prefix 
 	if err != nil {
 		return nil, err
 	}
-	delete(out, events.CheckpointKey)
+	for k := range out {
+		if events.IsStateKey(k) {
+			delete(out, k)
+		}
+	}
 	return out, nil
 }
 

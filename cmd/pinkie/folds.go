@@ -59,18 +59,26 @@ func alerterService(c alerter.Config, log *slog.Logger) (streams.HubService, err
 
 // deployFoldServices returns the folds over DEPLOY: the deploy planner
 // (orders to builder hosts and back) and the last-deploy projection. Both
-// replay the whole stream at every start and act each time they have
-// caught up, and then every tick.
+// are checkpointed like the projections and resume after their checkpoint;
+// a bucket without one (a hub upgraded from when they replayed DEPLOY at
+// every start) is rebuilt once from the start of DEPLOY. The planner ticks
+// each time it has caught up, and then every tick.
 func deployFoldServices(tick time.Duration, log *slog.Logger) []streams.HubService {
+	return deployFoldServicesWith(tick, log, func(_ string, f events.Fold) events.Fold { return f })
+}
+
+// deployFoldServicesWith is deployFoldServices with each fold passed
+// through wrap with its service's name (a test's observer).
+func deployFoldServicesWith(tick time.Duration, log *slog.Logger, wrap func(name string, f events.Fold) events.Fold) []streams.HubService {
 	deployStream := []streams.FoldSource{{Stream: streams.DeployStream}}
 	return []streams.HubService{
 		streams.FoldService(streams.FoldOptions{
-			Name: "deploy-planner", Sources: deployStream, Replay: true, Validate: true, TickEvery: tick, Log: log,
-			New: func() (events.Fold, error) { return deploy.NewPlanner().Fold(), nil },
+			Name: "deploy-planner", Bucket: events.BucketDeployPlanner, Sources: deployStream, TickOnCatchUp: true, Validate: true, TickEvery: tick, Log: log,
+			New: func() (events.Fold, error) { return wrap("deploy-planner", deploy.NewPlanner().Fold()), nil },
 		}),
 		streams.FoldService(streams.FoldOptions{
-			Name: "last-deploy", Bucket: lastdeploy.Bucket, Sources: deployStream, Replay: true, Validate: true, TickEvery: tick, Log: log,
-			New: func() (events.Fold, error) { return lastdeploy.New().Fold(), nil },
+			Name: "last-deploy", Bucket: lastdeploy.Bucket, Sources: deployStream, Validate: true, Log: log,
+			New: func() (events.Fold, error) { return wrap("last-deploy", lastdeploy.New().Fold()), nil },
 		}),
 	}
 }

@@ -1,6 +1,11 @@
 package deploy
 
 import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
 	"time"
 
 	"github.com/pinkiefleet/pinkie/events"
@@ -16,6 +21,7 @@ type Planner struct {
 	requests map[string]*plannedRequest
 	order    []string
 	latest   map[string]string // host → newest request id
+	dirty    map[string]bool   // request ids changed since the last Flush
 }
 
 type plannedRequest struct {
@@ -23,11 +29,15 @@ type plannedRequest struct {
 	buildOrdered   bool
 	built          *events.DeployPhase
 	activateIssued bool
+	// first is the DEPLOY sequence the request was first seen at (its
+	// place in order), seq the one it was last requested at (which
+	// request is a host's latest).
+	first, seq uint64
 }
 
 // NewPlanner returns an empty planner.
 func NewPlanner() *Planner {
-	return &Planner{requests: map[string]*plannedRequest{}, latest: map[string]string{}}
+	return &Planner{requests: map[string]*plannedRequest{}, latest: map[string]string{}, dirty: map[string]bool{}}
 }
 
 // Apply folds one DEPLOY event in. The host token of its subject
@@ -45,11 +55,15 @@ func (p *Planner) Apply(s events.Stored) {
 			return
 		}
 		job := jobFromRequest(e, d, DefaultExpiry)
-		if _, seen := p.requests[job.RequestID]; !seen {
+		first := s.Seq
+		if old, seen := p.requests[job.RequestID]; !seen {
 			p.order = append(p.order, job.RequestID)
+		} else {
+			first = old.first
 		}
-		p.requests[job.RequestID] = &plannedRequest{job: job}
+		p.requests[job.RequestID] = &plannedRequest{job: job, first: first, seq: s.Seq}
 		p.latest[d.Host] = job.RequestID
+		p.dirty[job.RequestID] = true
 	case *events.DeployPhase:
 		r := p.requests[d.RequestID]
 		if r == nil {
@@ -66,7 +80,10 @@ func (p *Planner) Apply(s events.Stored) {
 				b := *d
 				r.built = &b
 			}
+		default:
+			return
 		}
+		p.dirty[d.RequestID] = true
 	}
 }
 
@@ -102,6 +119,7 @@ func (p *Planner) orders(now time.Time) []events.Output {
 			if e, err := orderEvent("deploy.build.ordered", now, &o); err == nil {
 				out = append(out, e)
 				r.buildOrdered = true
+				p.dirty[id] = true
 			}
 		}
 		if r.built != nil && !r.activateIssued {
@@ -113,6 +131,7 @@ func (p *Planner) orders(now time.Time) []events.Output {
 			if e, err := orderEvent("deploy.activation.ordered", now, &o); err == nil {
 				out = append(out, e)
 				r.activateIssued = true
+				p.dirty[id] = true
 			}
 		}
 	}
@@ -131,14 +150,71 @@ func orderEvent(kind string, now time.Time, o *events.DeployPhase) (events.Outpu
 }
 
 // Fold adapts the planner to the fold runner: the runner ticks it each
-// time it has caught up with DEPLOY, and publishes the orders then due. It
-// is rebuilt from the whole stream at every start (its own orders are in
-// it), so it keeps no records.
+// time it has caught up with DEPLOY, and publishes the orders then due.
+// The runner checkpoints it in its bucket (events.BucketDeployPlanner), one
+// key per request (RequestKeyPrefix): Flush returns the requests changed
+// since the last Flush, Load restores them. The orders it issued are
+// recorded in both the bucket and DEPLOY, so a restart, from the
+// checkpoint or from the start, issues none twice.
 func (p *Planner) Fold() events.Fold { return plannerFold{p} }
+
+// RequestKeyPrefix begins the key of each request in the planner's bucket,
+// followed by a digest of the request id (ids need not be valid keys).
+const RequestKeyPrefix = "request."
+
+// storedRequest is a request as its key holds it.
+type storedRequest struct {
+	Job            events.DeployPhase  `json:"job"`
+	BuildOrdered   bool                `json:"build_ordered,omitempty"`
+	Built          *events.DeployPhase `json:"built,omitempty"`
+	ActivateIssued bool                `json:"activate_issued,omitempty"`
+	First          uint64              `json:"first"`
+	Seq            uint64              `json:"seq"`
+}
+
+func plannerKey(id string) string {
+	return RequestKeyPrefix + events.DeterministicID("deploy-planner-request", id)
+}
 
 type plannerFold struct{ p *Planner }
 
 func (f plannerFold) Apply(s events.Stored) []events.Output { f.p.Apply(s); return nil }
 func (f plannerFold) Tick(now time.Time) []events.Output    { return f.p.orders(now) }
-func (plannerFold) Flush() (map[string][]byte, error)       { return nil, nil }
-func (plannerFold) Load(string, []byte) error               { return nil }
+
+func (f plannerFold) Flush() (map[string][]byte, error) {
+	out := map[string][]byte{}
+	for id := range f.p.dirty {
+		r := f.p.requests[id]
+		b, err := json.Marshal(storedRequest{Job: r.job, BuildOrdered: r.buildOrdered, Built: r.built, ActivateIssued: r.activateIssued, First: r.first, Seq: r.seq})
+		if err != nil {
+			return nil, fmt.Errorf("deploy planner: request %s: %w", id, err)
+		}
+		out[plannerKey(id)] = b
+	}
+	f.p.dirty = map[string]bool{}
+	return out, nil
+}
+
+// Load restores one request; the order of requests and each host's latest
+// follow from the sequences they were seen at.
+func (f plannerFold) Load(key string, value []byte) error {
+	if !strings.HasPrefix(key, RequestKeyPrefix) {
+		return nil
+	}
+	var sr storedRequest
+	if err := json.Unmarshal(value, &sr); err != nil {
+		return fmt.Errorf("deploy planner: request %s: %w", key, err)
+	}
+	p, id := f.p, sr.Job.RequestID
+	r := &plannedRequest{job: sr.Job, buildOrdered: sr.BuildOrdered, built: sr.Built, activateIssued: sr.ActivateIssued, first: sr.First, seq: sr.Seq}
+	if _, seen := p.requests[id]; !seen {
+		// Keys load in any order: insert by first sequence.
+		i := sort.Search(len(p.order), func(i int) bool { return p.requests[p.order[i]].first > r.first })
+		p.order = slices.Insert(p.order, i, id)
+	}
+	p.requests[id] = r
+	if cur, ok := p.requests[p.latest[r.job.Host]]; !ok || cur.seq <= r.seq {
+		p.latest[r.job.Host] = id
+	}
+	return nil
+}

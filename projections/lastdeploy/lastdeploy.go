@@ -3,11 +3,18 @@
 // the outcome of the last attempt. The hub writes each host's record to
 // the KV bucket pinkie-last-deploy (nats kv get pinkie-last-deploy HOST);
 // pinkie last-deploy and its CI job read it.
+//
+// The bucket also holds the fold's own keys, which readers skip
+// (events.IsStateKey): its checkpoint (events.CheckpointKey) and one key per
+// deploy request it has seen (RequestKeyPrefix), which it needs to judge a
+// builder's phases after a restart.
 package lastdeploy
 
 import (
 	"encoding/json"
+	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/pinkiefleet/pinkie/events"
@@ -71,6 +78,8 @@ type Projection struct {
 	records  map[string]*Record
 	requests map[string]request
 	dirty    map[string]bool
+	// newRequests are the request ids seen since the last Flush.
+	newRequests map[string]bool
 }
 
 type request struct {
@@ -78,9 +87,26 @@ type request struct {
 	at            time.Time
 }
 
+// RequestKeyPrefix begins the key of each request the fold keeps in its
+// bucket, followed by a digest of the request id (ids need not be valid
+// keys). It begins with events.StateKeyPrefix, so readers skip it.
+const RequestKeyPrefix = events.StateKeyPrefix + "request."
+
+// storedRequest is a request as its key holds it.
+type storedRequest struct {
+	ID      string    `json:"id"`
+	Host    string    `json:"host"`
+	BuildOn string    `json:"build_on"`
+	At      time.Time `json:"at"`
+}
+
+func requestKey(id string) string {
+	return RequestKeyPrefix + events.DeterministicID("last-deploy-request", id)
+}
+
 // New returns an empty projection.
 func New() *Projection {
-	return &Projection{records: map[string]*Record{}, requests: map[string]request{}, dirty: map[string]bool{}}
+	return &Projection{records: map[string]*Record{}, requests: map[string]request{}, dirty: map[string]bool{}, newRequests: map[string]bool{}}
 }
 
 // Apply folds one event of DEPLOY in. Its subject's host token is, for an
@@ -108,6 +134,7 @@ func (p *Projection) Apply(s events.Stored) {
 			goal = "switch"
 		}
 		p.requests[e.ID()] = request{host: d.Host, buildOn: buildOn, at: e.Time().UTC()}
+		p.newRequests[e.ID()] = true
 		r := p.record(d.Host)
 		r.LastAttempt = &Attempt{RequestID: e.ID(), RequestedAt: e.Time().UTC(), RequestedBy: d.RequestedBy, Goal: goal,
 			BuildOn: buildOn, Revision: d.Revision, StorePath: d.StorePath, Phase: "requested", PhaseTime: e.Time().UTC(), Outcome: InProgress}
@@ -206,13 +233,45 @@ func (p *Projection) Changed() map[string][]byte {
 	return out
 }
 
-// Fold adapts the projection to the fold runner. It is rebuilt from the
-// whole DEPLOY stream at every start, so it loads nothing back.
+// Fold adapts the projection to the fold runner, which checkpoints it:
+// Flush returns the changed records and the requests seen since the last
+// Flush, Load restores both.
 func (p *Projection) Fold() events.Fold { return fold{p} }
 
 type fold struct{ p *Projection }
 
 func (f fold) Apply(s events.Stored) []events.Output { f.p.Apply(s); return nil }
 func (fold) Tick(time.Time) []events.Output          { return nil }
-func (f fold) Flush() (map[string][]byte, error)     { return f.p.Changed(), nil }
-func (fold) Load(string, []byte) error               { return nil }
+
+func (f fold) Flush() (map[string][]byte, error) {
+	out := f.p.Changed()
+	for id := range f.p.newRequests {
+		r := f.p.requests[id]
+		b, err := json.Marshal(storedRequest{ID: id, Host: r.host, BuildOn: r.buildOn, At: r.at})
+		if err != nil {
+			return nil, fmt.Errorf("last-deploy: request %s: %w", id, err)
+		}
+		out[requestKey(id)] = b
+	}
+	f.p.newRequests = map[string]bool{}
+	return out, nil
+}
+
+func (f fold) Load(key string, value []byte) error {
+	switch {
+	case strings.HasPrefix(key, RequestKeyPrefix):
+		var r storedRequest
+		if err := json.Unmarshal(value, &r); err != nil {
+			return fmt.Errorf("last-deploy: request %s: %w", key, err)
+		}
+		f.p.requests[r.ID] = request{host: r.Host, buildOn: r.BuildOn, at: r.At}
+	case events.IsStateKey(key):
+	default:
+		var r Record
+		if err := json.Unmarshal(value, &r); err != nil {
+			return fmt.Errorf("last-deploy: record %s: %w", key, err)
+		}
+		f.p.records[key] = &r
+	}
+	return nil
+}

@@ -86,3 +86,70 @@ func TestFoldAndRebuild(t *testing.T) {
 		t.Error("Changed returned records twice")
 	}
 }
+
+// TestFlushLoadResumes: at every cut of the stream, a projection flushed,
+// restored with Load into a fresh one and fed the rest has the records of
+// one that folded the whole stream — a builder's phase after the cut is
+// judged by the request restored from before it.
+func TestFlushLoadResumes(t *testing.T) {
+	t0 := time.Date(2026, 11, 27, 2, 0, 0, 0, time.UTC)
+	var log []events.Stored
+	add := func(sender, kind string, d any, at time.Time) string {
+		k, _ := events.Lookup(kind)
+		e, err := events.New(k, sender, "deploy", at, d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		log = append(log, events.Stored{Stream: "DEPLOY", Seq: uint64(len(log) + 1), Subject: events.DeploySubject(sender, strings.TrimPrefix(kind, "deploy.")), Event: e, Kind: k})
+		return e.ID()
+	}
+	ra := t0
+	ph := func(id, host string) *events.DeployPhase {
+		return &events.DeployPhase{RequestID: id, Host: host, Goal: "switch", StorePath: "/nix/store/0123456789abcdfghijklmnpqrsvwxyz-sys", RequestedAt: &ra}
+	}
+	r1 := add("goliath", "deploy.requested", &events.DeployRequested{Host: "goliath", BuildOn: "tower", Goal: "switch"}, t0)
+	r2 := add("koishi", "deploy.requested", &events.DeployRequested{Host: "koishi"}, t0)
+	add("tower", "deploy.build.started", ph(r1, "goliath"), t0.Add(time.Second))
+	add("tower", "deploy.built", ph(r1, "goliath"), t0.Add(time.Minute))
+	add("koishi", "deploy.activated", ph(r2, "koishi"), t0.Add(time.Minute))
+	add("goliath", "deploy.activated", ph(r1, "goliath"), t0.Add(2*time.Minute))
+	r3 := add("goliath", "deploy.requested", &events.DeployRequested{Host: "goliath", BuildOn: "tower"}, t0.Add(time.Hour))
+	add("tower", "deploy.build.failed", ph(r3, "goliath"), t0.Add(time.Hour+time.Minute))
+
+	whole := New()
+	for _, s := range log {
+		whole.Apply(s)
+	}
+	want := whole.Records()
+	for cut := 0; cut <= len(log); cut++ {
+		first := New()
+		f := first.Fold()
+		for _, s := range log[:cut] {
+			f.Apply(s)
+		}
+		kv, err := f.Flush()
+		if err != nil {
+			t.Fatal(err)
+		}
+		kv[events.CheckpointKey] = []byte(`{"DEPLOY":1}`) // the runner's, skipped by Load
+		next := New()
+		g := next.Fold()
+		for k, v := range kv {
+			if k != events.CheckpointKey && !strings.HasPrefix(k, RequestKeyPrefix) && events.IsStateKey(k) {
+				t.Errorf("cut %d: unexpected state key %s", cut, k)
+			}
+			if err := g.Load(k, v); err != nil {
+				t.Fatalf("cut %d: load %s: %v", cut, k, err)
+			}
+		}
+		for _, s := range log[cut:] {
+			g.Apply(s)
+		}
+		if diff := cmp.Diff(want, next.Records()); diff != "" {
+			t.Errorf("cut %d: records after Load and the rest differ from a full fold (-want +got):\n%s", cut, diff)
+		}
+	}
+	if g := want[0]; g.Host != "goliath" || g.LastAttempt.Outcome != Failed || g.LastAttempt.RequestID != r3 {
+		t.Errorf("goliath %+v: want request 3's build failed by tower", g.LastAttempt)
+	}
+}
