@@ -247,3 +247,103 @@ func waitRecords(ctx context.Context, t *testing.T, h *streams.Hub, ok func(map[
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestLastDeployWithoutCheckpointRebuildsOnce: a hub upgraded from when
+// last-deploy replayed DEPLOY at every start has records but no
+// checkpoint; the fold rebuilds them from the start of DEPLOY (a stale
+// record is replaced, not folded into) and checkpoints, and the planner,
+// with an empty bucket, orders once.
+func TestLastDeployWithoutCheckpointRebuildsOnce(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	opts := streams.HubOptions{DataDir: dir, NATSAddr: "127.0.0.1:0", LeafAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", IngestCheck: ingestCheck, Log: log}
+	h, err := streams.StartHub(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	publish := func(sender, kind string, d any) string {
+		t.Helper()
+		k, _ := events.Lookup(kind)
+		e, err := events.New(k, sender, "test", time.Now(), d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := streams.EventMsg(events.DeploySubject(sender, strings.TrimPrefix(kind, "deploy.")), e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := h.JetStream().PublishMsg(ctx, m); err != nil {
+			t.Fatalf("publish %s: %v", kind, err)
+		}
+		return e.ID()
+	}
+	g1 := publish("goliath", "deploy.requested", &events.DeployRequested{Host: "goliath", BuildOn: "tower"})
+	publish("tower", "deploy.built", &events.DeployPhase{RequestID: g1, Host: "goliath", StorePath: "/nix/store/0123456789abcdfghijklmnpqrsvwxyz-sys"})
+	// A record as an older hub wrote it, newer than DEPLOY says.
+	stale, _ := json.Marshal(lastdeploy.Record{Host: "goliath", Seq: 99, LastSuccess: &lastdeploy.Success{RequestID: "old", Time: time.Now().Add(time.Hour), StorePath: "/nix/store/x", Goal: "switch"}})
+	kv, err := h.JetStream().KeyValue(ctx, lastdeploy.Bucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(ctx, "goliath", stale); err != nil {
+		t.Fatal(err)
+	}
+	h.Close()
+
+	opts.Services = deployFoldServices(50*time.Millisecond, log)
+	if h, err = streams.StartHub(ctx, opts); err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	got := waitRecords(ctx, t, h, func(r map[string]*lastdeploy.Record) bool {
+		return r["goliath"] != nil && r["goliath"].LastSuccess == nil && r["goliath"].LastAttempt != nil && r["goliath"].LastAttempt.Phase == "built"
+	})
+	if g := got["goliath"]; g == nil || g.LastSuccess != nil || g.LastAttempt == nil || g.LastAttempt.RequestID != g1 || g.LastAttempt.Phase != "built" {
+		t.Fatalf("goliath after the rebuild: %+v, want request 1 built and no success (the stale record dropped)", g)
+	}
+	if kv, err = h.JetStream().KeyValue(ctx, lastdeploy.Bucket); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		e, err := kv.Get(ctx, events.CheckpointKey)
+		if err == nil {
+			var cp map[string]uint64
+			if json.Unmarshal(e.Value(), &cp) == nil && cp[streams.DeployStream] >= 2 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s has no checkpoint after the rebuild (%v)", lastdeploy.Bucket, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// The planner orders the activation once, with no build order (the
+	// build is in).
+	time.Sleep(300 * time.Millisecond)
+	st, err := h.JetStream().Stream(ctx, streams.DeployStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kinds []string
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq; seq++ {
+		m, err := st.GetMsg(ctx, seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, k, err := events.Decode(m.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kinds = append(kinds, k.Name)
+	}
+	if want := []string{"deploy.requested", "deploy.built", "deploy.build.ordered", "deploy.activation.ordered"}; !cmp.Equal(kinds, want) {
+		t.Errorf("DEPLOY holds %v, want %v", kinds, want)
+	}
+}
