@@ -130,15 +130,36 @@ func appendJSONString(b []byte, s string) []byte {
 // decodeWire parses structured-mode JSON strictly: unknown attributes
 // (pinkie defines no extensions) and data_base64 are refused.
 func decodeWire(b []byte) (Event, error) {
+	w, ok := parseWireFast(b)
+	if !ok {
+		var err error
+		if w, err = parseWireStd(b); err != nil {
+			return Event{}, err
+		}
+	}
+	return checkWire(w)
+}
+
+// parseWireStd is encoding/json's strict reading of an envelope: one JSON
+// object, unknown attributes refused, nothing but white space after it.
+// parseWireFast answers for the plain envelopes pinkie writes and hands
+// everything else here, so this decides (and words the error) whenever
+// the input is anything unusual.
+func parseWireStd(b []byte) (wireEvent, error) {
 	var w wireEvent
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&w); err != nil {
-		return Event{}, err
+		return wireEvent{}, err
 	}
 	if dec.More() {
-		return Event{}, fmt.Errorf("trailing data after the event")
+		return wireEvent{}, fmt.Errorf("trailing data after the event")
 	}
+	return w, nil
+}
+
+// checkWire checks a parsed envelope's attributes and builds the event.
+func checkWire(w wireEvent) (Event, error) {
 	switch {
 	case w.SpecVersion != event.CloudEventsVersionV1:
 		return Event{}, fmt.Errorf("specversion %q, want 1.0", w.SpecVersion)

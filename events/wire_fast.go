@@ -1,0 +1,288 @@
+package events
+
+// parseWireFast reads the envelopes pinkie writes (encodeWire's output and
+// anything shaped like it) without encoding/json's reflection and reader,
+// which cost most of the hub's check of an event. It only ever accepts
+// input that parseWireStd accepts, with the same result; it reports false
+// — and parseWireStd decides — for anything it is not sure of: an
+// attribute it does not know or meets twice (encoding/json also matches
+// keys case-insensitively and lets the last of two win), a string with an
+// escape or a byte outside printable ASCII, a value of another JSON type,
+// data nested deeper than maxFastDepth, anything after the object, and
+// every kind of malformed JSON. FuzzWireParsers keeps the two in step.
+func parseWireFast(b []byte) (wireEvent, bool) {
+	var w wireEvent
+	var seen uint16
+	i := skipWS(b, 0)
+	if i >= len(b) || b[i] != '{' {
+		return w, false
+	}
+	i++
+	for {
+		i = skipWS(b, i)
+		key, j, ok := plainString(b, i)
+		if !ok {
+			return w, false
+		}
+		var field *string
+		var bit uint16
+		switch key {
+		case "specversion":
+			field, bit = &w.SpecVersion, 1<<0
+		case "id":
+			field, bit = &w.ID, 1<<1
+		case "source":
+			field, bit = &w.Source, 1<<2
+		case "type":
+			field, bit = &w.Type, 1<<3
+		case "subject":
+			field, bit = &w.Subject, 1<<4
+		case "time":
+			field, bit = &w.Time, 1<<5
+		case "datacontenttype":
+			field, bit = &w.DataContentType, 1<<6
+		case "dataschema":
+			field, bit = &w.DataSchema, 1<<7
+		case "data":
+			bit = 1 << 8
+		default:
+			return w, false
+		}
+		if seen&bit != 0 {
+			return w, false
+		}
+		seen |= bit
+		i = skipWS(b, j)
+		if i >= len(b) || b[i] != ':' {
+			return w, false
+		}
+		i = skipWS(b, i+1)
+		if field != nil {
+			v, j, ok := plainString(b, i)
+			if !ok {
+				return w, false
+			}
+			*field, i = v, j
+		} else {
+			j, ok := skipValue(b, i, 0)
+			if !ok {
+				return w, false
+			}
+			w.Data = append([]byte(nil), b[i:j]...)
+			i = j
+		}
+		i = skipWS(b, i)
+		if i >= len(b) {
+			return w, false
+		}
+		switch b[i] {
+		case ',':
+			i++
+		case '}':
+			if skipWS(b, i+1) != len(b) {
+				return w, false
+			}
+			return w, true
+		default:
+			return w, false
+		}
+	}
+}
+
+func skipWS(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// plainString reads a JSON string at b[i] made only of printable ASCII
+// without escapes, which reads the same in every decoder; it returns the
+// string and the index after its closing quote.
+func plainString(b []byte, i int) (string, int, bool) {
+	if i >= len(b) || b[i] != '"' {
+		return "", i, false
+	}
+	for j := i + 1; j < len(b); j++ {
+		switch c := b[j]; {
+		case c == '"':
+			return string(b[i+1 : j]), j + 1, true
+		case c == '\\' || c < 0x20 || c >= 0x7f:
+			return "", i, false
+		}
+	}
+	return "", i, false
+}
+
+// maxFastDepth bounds the nesting skipValue follows (far below
+// encoding/json's own limit); deeper data goes to parseWireStd.
+const maxFastDepth = 64
+
+// skipValue checks that a well-formed JSON value (RFC 8259 grammar, as
+// encoding/json's scanner reads it) starts at b[i] and returns the index
+// after it.
+func skipValue(b []byte, i, depth int) (int, bool) {
+	if i >= len(b) {
+		return i, false
+	}
+	switch c := b[i]; {
+	case c == '{':
+		if depth >= maxFastDepth {
+			return i, false
+		}
+		i = skipWS(b, i+1)
+		if i < len(b) && b[i] == '}' {
+			return i + 1, true
+		}
+		for {
+			var ok bool
+			if i, ok = skipString(b, i); !ok {
+				return i, false
+			}
+			i = skipWS(b, i)
+			if i >= len(b) || b[i] != ':' {
+				return i, false
+			}
+			if i, ok = skipValue(b, skipWS(b, i+1), depth+1); !ok {
+				return i, false
+			}
+			i = skipWS(b, i)
+			if i >= len(b) {
+				return i, false
+			}
+			switch b[i] {
+			case ',':
+				i = skipWS(b, i+1)
+			case '}':
+				return i + 1, true
+			default:
+				return i, false
+			}
+		}
+	case c == '[':
+		if depth >= maxFastDepth {
+			return i, false
+		}
+		i = skipWS(b, i+1)
+		if i < len(b) && b[i] == ']' {
+			return i + 1, true
+		}
+		for {
+			var ok bool
+			if i, ok = skipValue(b, i, depth+1); !ok {
+				return i, false
+			}
+			i = skipWS(b, i)
+			if i >= len(b) {
+				return i, false
+			}
+			switch b[i] {
+			case ',':
+				i = skipWS(b, i+1)
+			case ']':
+				return i + 1, true
+			default:
+				return i, false
+			}
+		}
+	case c == '"':
+		return skipString(b, i)
+	case c == '-' || (c >= '0' && c <= '9'):
+		return skipNumber(b, i)
+	case c == 't':
+		return skipLiteral(b, i, "true")
+	case c == 'f':
+		return skipLiteral(b, i, "false")
+	case c == 'n':
+		return skipLiteral(b, i, "null")
+	}
+	return i, false
+}
+
+func skipLiteral(b []byte, i int, lit string) (int, bool) {
+	if len(b)-i < len(lit) || string(b[i:i+len(lit)]) != lit {
+		return i, false
+	}
+	return i + len(lit), true
+}
+
+// skipString checks a JSON string at b[i]: no control character, only
+// the escapes JSON defines. Like encoding/json's scanner it lets any
+// other byte through (the data's own rules are the schemas' business).
+func skipString(b []byte, i int) (int, bool) {
+	if i >= len(b) || b[i] != '"' {
+		return i, false
+	}
+	for i++; i < len(b); i++ {
+		switch c := b[i]; {
+		case c == '"':
+			return i + 1, true
+		case c < 0x20:
+			return i, false
+		case c == '\\':
+			i++
+			if i >= len(b) {
+				return i, false
+			}
+			switch b[i] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+			case 'u':
+				if len(b)-i < 5 {
+					return i, false
+				}
+				for _, h := range b[i+1 : i+5] {
+					if !isHex(h) {
+						return i, false
+					}
+				}
+				i += 4
+			default:
+				return i, false
+			}
+		}
+	}
+	return i, false
+}
+
+func isHex(c byte) bool {
+	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')
+}
+
+// skipNumber checks a JSON number at b[i]:
+// -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
+func skipNumber(b []byte, i int) (int, bool) {
+	if b[i] == '-' {
+		i++
+	}
+	digits := func() bool {
+		start := i
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
+		}
+		return i > start
+	}
+	switch {
+	case i < len(b) && b[i] == '0':
+		i++
+	case i < len(b) && b[i] >= '1' && b[i] <= '9':
+		digits()
+	default:
+		return i, false
+	}
+	if i < len(b) && b[i] == '.' {
+		i++
+		if !digits() {
+			return i, false
+		}
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		if !digits() {
+			return i, false
+		}
+	}
+	return i, true
+}
