@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"net/url"
+	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -27,19 +30,49 @@ type wireEvent struct {
 	Data            json.RawMessage `json:"data"`
 }
 
+// urlCache holds what url.Parse made of the sources and dataschemas seen
+// (a fleet has few), up to maxCachedURLs of them: parsing both costs
+// more than the rest of an event's envelope.
+var urlCache struct {
+	m sync.Map // string -> *url.URL
+	n atomic.Int64
+}
+
+const maxCachedURLs = 4096
+
+// parseURL is url.Parse for a non-empty string, cached. A url.URL copied
+// is the same as one parsed again (its one pointer, User, is immutable).
+func parseURL(s string) (url.URL, bool) {
+	if s == "" {
+		return url.URL{}, false
+	}
+	if u, ok := urlCache.m.Load(s); ok {
+		return *u.(*url.URL), true
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return url.URL{}, false
+	}
+	if urlCache.n.Add(1) <= maxCachedURLs {
+		urlCache.m.Store(s, u)
+	}
+	return *u, true
+}
+
 // build assembles an SDK event from checked attributes.
 func build(id, source, typ, subject string, t time.Time, schema string, data []byte) (Event, error) {
-	src := types.ParseURIRef(source)
-	if src == nil {
+	// As types.ParseURIRef and types.ParseURI, from a cache.
+	src, ok := parseURL(source)
+	if !ok {
 		return Event{}, fmt.Errorf("source %q is not a URI reference", source)
 	}
-	ds := types.ParseURI(schema)
-	if ds == nil {
+	ds, ok := parseURL(schema)
+	if !ok {
 		return Event{}, fmt.Errorf("dataschema %q is not a URI", schema)
 	}
 	ct := event.ApplicationJSON
-	ctx := &event.EventContextV1{ID: id, Source: *src, Type: typ, DataContentType: &ct,
-		Time: &types.Timestamp{Time: t}, DataSchema: ds}
+	ctx := &event.EventContextV1{ID: id, Source: types.URIRef{URL: src}, Type: typ, DataContentType: &ct,
+		Time: &types.Timestamp{Time: t}, DataSchema: &types.URI{URL: ds}}
 	if subject != "" {
 		s := subject
 		ctx.Subject = &s

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cloudevents/sdk-go/v2/types"
 )
 
 // wireSamples are envelopes pinkie writes: every golden example and
@@ -158,4 +160,23 @@ func FuzzWireParsers(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		agreeOnWire(t, b)
 	})
+}
+
+// TestParseURLMatchesSDK: the cached parse gives what the SDK's parsers
+// give, the first time and from the cache.
+func TestParseURLMatchesSDK(t *testing.T) {
+	for _, s := range []string{"", "pinkie://goliath/heartbeat", "https://pinkie.dev/schemas/heartbeat.v1.json",
+		"::", "%zz", "a b", "rel/path", "pinkie://us%20er:pw@host:12/p?q=1#f", "http://[::1]:80/x", "mailto:x@y"} {
+		for round := 0; round < 2; round++ {
+			u, ok := parseURL(s)
+			ref, uri := types.ParseURIRef(s), types.ParseURI(s)
+			if ok != (ref != nil) || ok != (uri != nil) {
+				t.Errorf("%q: parseURL ok=%v, SDK %v %v", s, ok, ref, uri)
+				continue
+			}
+			if ok && (!reflect.DeepEqual(u, ref.URL) || !reflect.DeepEqual(u, uri.URL)) {
+				t.Errorf("%q: parseURL %#v, SDK %#v", s, u, ref.URL)
+			}
+		}
+	}
 }
