@@ -1,5 +1,7 @@
 package events
 
+import "strings"
+
 // parseWireFast reads the envelopes pinkie writes (encodeWire's output and
 // anything shaped like it) without encoding/json's reflection and reader,
 // which cost most of the hub's check of an event. It only ever accepts
@@ -12,6 +14,9 @@ package events
 // every kind of malformed JSON. FuzzWireParsers keeps the two in step.
 func parseWireFast(b []byte) (wireEvent, bool) {
 	var w wireEvent
+	// Where each attribute's value is in b (index attrs), made strings
+	// at the end in one allocation.
+	var at [8]struct{ start, end int }
 	var seen uint16
 	i := skipWS(b, 0)
 	if i >= len(b) || b[i] != '{' {
@@ -20,49 +25,49 @@ func parseWireFast(b []byte) (wireEvent, bool) {
 	i++
 	for {
 		i = skipWS(b, i)
-		key, j, ok := plainString(b, i)
+		ks, ke, ok := plainString(b, i)
 		if !ok {
 			return w, false
 		}
-		var field *string
-		var bit uint16
-		switch key {
+		a := -1 // index in at; -1 for data
+		switch string(b[ks:ke]) {
 		case "specversion":
-			field, bit = &w.SpecVersion, 1<<0
+			a = 0
 		case "id":
-			field, bit = &w.ID, 1<<1
+			a = 1
 		case "source":
-			field, bit = &w.Source, 1<<2
+			a = 2
 		case "type":
-			field, bit = &w.Type, 1<<3
+			a = 3
 		case "subject":
-			field, bit = &w.Subject, 1<<4
+			a = 4
 		case "time":
-			field, bit = &w.Time, 1<<5
+			a = 5
 		case "datacontenttype":
-			field, bit = &w.DataContentType, 1<<6
+			a = 6
 		case "dataschema":
-			field, bit = &w.DataSchema, 1<<7
+			a = 7
 		case "data":
-			bit = 1 << 8
 		default:
 			return w, false
 		}
+		bit := uint16(1) << (a + 1)
 		if seen&bit != 0 {
 			return w, false
 		}
 		seen |= bit
-		i = skipWS(b, j)
+		i = skipWS(b, ke+1)
 		if i >= len(b) || b[i] != ':' {
 			return w, false
 		}
 		i = skipWS(b, i+1)
-		if field != nil {
-			v, j, ok := plainString(b, i)
+		if a >= 0 {
+			vs, ve, ok := plainString(b, i)
 			if !ok {
 				return w, false
 			}
-			*field, i = v, j
+			at[a].start, at[a].end = vs, ve
+			i = ve + 1
 		} else {
 			j, ok := skipValue(b, i, 0)
 			if !ok {
@@ -82,6 +87,20 @@ func parseWireFast(b []byte) (wireEvent, bool) {
 			if skipWS(b, i+1) != len(b) {
 				return w, false
 			}
+			var sb strings.Builder
+			n := 0
+			for _, r := range at {
+				n += r.end - r.start
+			}
+			sb.Grow(n)
+			for _, r := range at {
+				sb.Write(b[r.start:r.end])
+			}
+			all, off := sb.String(), 0
+			for a, f := range []*string{&w.SpecVersion, &w.ID, &w.Source, &w.Type, &w.Subject, &w.Time, &w.DataContentType, &w.DataSchema} {
+				l := at[a].end - at[a].start
+				*f, off = all[off:off+l], off+l
+			}
 			return w, true
 		default:
 			return w, false
@@ -96,22 +115,22 @@ func skipWS(b []byte, i int) int {
 	return i
 }
 
-// plainString reads a JSON string at b[i] made only of printable ASCII
-// without escapes, which reads the same in every decoder; it returns the
-// string and the index after its closing quote.
-func plainString(b []byte, i int) (string, int, bool) {
+// plainString finds a JSON string at b[i] made only of printable ASCII
+// without escapes, which reads the same in every decoder: its contents
+// are b[start:end], and b[end] is its closing quote.
+func plainString(b []byte, i int) (start, end int, ok bool) {
 	if i >= len(b) || b[i] != '"' {
-		return "", i, false
+		return 0, 0, false
 	}
 	for j := i + 1; j < len(b); j++ {
 		switch c := b[j]; {
 		case c == '"':
-			return string(b[i+1 : j]), j + 1, true
+			return i + 1, j, true
 		case c == '\\' || c < 0x20 || c >= 0x7f:
-			return "", i, false
+			return 0, 0, false
 		}
 	}
-	return "", i, false
+	return 0, 0, false
 }
 
 // maxFastDepth bounds the nesting skipValue follows (far below
