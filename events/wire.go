@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -31,14 +32,18 @@ type wireEvent struct {
 }
 
 // urlCache holds what url.Parse made of the sources and dataschemas seen
-// (a fleet has few), up to maxCachedURLs of them: parsing both costs
-// more than the rest of an event's envelope.
+// (a fleet has few), up to maxCachedURLs of them and none longer than
+// maxCachedURLLen (what a sender makes up cannot grow it past about a
+// MiB): parsing both costs more than the rest of an event's envelope.
 var urlCache struct {
 	m sync.Map // string -> *url.URL
 	n atomic.Int64
 }
 
-const maxCachedURLs = 4096
+const (
+	maxCachedURLs   = 4096
+	maxCachedURLLen = 256
+)
 
 // parseURL is url.Parse for a non-empty string, cached. A url.URL copied
 // is the same as one parsed again (its one pointer, User, is immutable).
@@ -53,8 +58,13 @@ func parseURL(s string) (url.URL, bool) {
 	if err != nil {
 		return url.URL{}, false
 	}
-	if urlCache.n.Add(1) <= maxCachedURLs {
-		urlCache.m.Store(s, u)
+	if len(s) <= maxCachedURLLen && urlCache.n.Add(1) <= maxCachedURLs {
+		// Parsed again from a copy: u's strings are slices of s, which
+		// may be part of a larger string the cache must not keep.
+		c := strings.Clone(s)
+		if cu, err := url.Parse(c); err == nil {
+			urlCache.m.Store(c, cu)
+		}
 	}
 	return *u, true
 }
