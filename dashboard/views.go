@@ -70,15 +70,7 @@ func (s *Server) readLastDeploys(ctx context.Context) (map[string]*lastdeploy.Re
 	if err != nil {
 		return nil, err
 	}
-	out := map[string]*lastdeploy.Record{}
-	for k, v := range recs {
-		var r lastdeploy.Record
-		if err := json.Unmarshal(v, &r); err != nil {
-			return nil, fmt.Errorf("%s %s: %w", events.BucketLastDeploy, k, err)
-		}
-		out[k] = &r
-	}
-	return out, nil
+	return fleetview.LastDeploys(recs)
 }
 
 func (s *Server) overview(ctx context.Context) (Overview, error) {
@@ -150,7 +142,7 @@ func (s *Server) overview(ctx context.Context) (Overview, error) {
 	}
 	for _, h := range hosts {
 		r := row(h.Host)
-		r.Seen, r.State = true, hostState(&projections.Host{Online: h.Online, SilentSince: h.SilentSince})
+		r.Seen, r.State = true, fleetview.HostState(&projections.Host{Online: h.Online, SilentSince: h.SilentSince})
 		ls := h.LastSeen
 		r.LastSeen, r.LastHeartbeat = &ls, h.LastHeartbeat
 		if h.LastSeen.After(ov.Newest) {
@@ -203,16 +195,6 @@ type hostSummary struct {
 type driveVerdict struct {
 	Host    string `json:"host"`
 	Verdict string `json:"verdict"`
-}
-
-func hostState(h *projections.Host) string {
-	switch {
-	case h.Online:
-		return "online"
-	case h.SilentSince != nil:
-		return "silent"
-	}
-	return "unknown"
 }
 
 // filterRows keeps the hosts with tag (if set) whose name contains q.

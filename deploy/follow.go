@@ -112,3 +112,22 @@ func printPhase(w io.Writer, subject, phase string, p *events.DeployPhase) {
 		fmt.Fprintf(w, "%-16s   | %s\n", show(p.Host), show(l))
 	}
 }
+
+// Failed counts the hosts that did not deploy: an outcome other than
+// activated, where a host still "requested" counts only when the deploy
+// was followed to its end.
+func Failed(hosts []fleetview.DeployHost, followed bool) int {
+	failed := 0
+	for _, h := range hosts {
+		switch h.Outcome {
+		case "requested":
+			if followed {
+				failed++
+			}
+		case "activated":
+		default:
+			failed++
+		}
+	}
+	return failed
+}

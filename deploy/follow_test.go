@@ -105,3 +105,14 @@ func TestFollowTimesOut(t *testing.T) {
 		t.Errorf("outcomes %q, %q; want timeout, activated", hosts[0].Outcome, hosts[1].Outcome)
 	}
 }
+
+func TestFailed(t *testing.T) {
+	hosts := []fleetview.DeployHost{{Host: "a", Outcome: "activated"}, {Host: "b", Outcome: "requested"},
+		{Host: "c", Outcome: "rolledback"}, {Host: "d", Outcome: "timeout"}, {Host: "e", Outcome: "build.failed"}}
+	if got := Failed(hosts, false); got != 3 {
+		t.Errorf("not followed: Failed = %d, want 3 (rolledback, timeout, build.failed)", got)
+	}
+	if got := Failed(hosts, true); got != 4 {
+		t.Errorf("followed: Failed = %d, want 4 (requested too)", got)
+	}
+}

@@ -28,3 +28,24 @@ func TestShortDuration(t *testing.T) {
 		})
 	}
 }
+
+func TestAgo(t *testing.T) {
+	now := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	for _, tt := range []struct {
+		t    time.Time
+		want string
+	}{
+		{time.Time{}, "-"},
+		{now.Add(-3 * time.Minute), "3m ago"},
+		{now.Add(-50 * time.Hour), "2d ago"},
+		{now.Add(3 * time.Minute), "in 3m"},
+		{now.Add(47 * time.Hour), "in 47h00m"},
+		{now.Add(72 * time.Hour), "future 2026-12-10T12:00:00Z"},
+		{time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC), "future 9999-12-31T23:59:59Z"},
+		{time.Date(1, 1, 1, 0, 0, 1, 0, time.UTC), "0001-01-01T00:00:01Z"},
+	} {
+		if got := Ago(now, tt.t); got != tt.want {
+			t.Errorf("Ago(%s) = %q, want %q", tt.t, got, tt.want)
+		}
+	}
+}

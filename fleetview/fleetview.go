@@ -8,6 +8,7 @@ package fleetview
 import (
 	"encoding/json"
 	"fmt"
+	"path"
 	"sort"
 	"strings"
 	"time"
@@ -76,6 +77,18 @@ func Hosts(recs map[string][]byte) ([]*projections.Host, error) {
 	}
 	sort.Slice(hosts, func(i, j int) bool { return hosts[i].Host < hosts[j].Host })
 	return hosts, nil
+}
+
+// HostState is how a host is listed: online, silent (its heartbeats
+// stopped) or unknown.
+func HostState(h *projections.Host) string {
+	switch {
+	case h.Online:
+		return "online"
+	case h.SilentSince != nil:
+		return "silent"
+	}
+	return "unknown"
 }
 
 // Drives decodes storage records, sorted by kind and object.
@@ -171,6 +184,27 @@ func Silences(alerts []projections.ActiveAlert, silences []events.SilenceAdded, 
 // info and anything else 2.
 func SeverityRank(s string) int { return min(events.SeverityRank(s), 2) }
 
+// FilterAlerts keeps the alerts of hosts matching hostPattern (a shell
+// pattern; "" for all) at least as severe as minSeverity, and says whether
+// an unsilenced warning or critical one is among them.
+func FilterAlerts(all []projections.ActiveAlert, hostPattern, minSeverity string) (shown []projections.ActiveAlert, firing bool) {
+	for _, al := range all {
+		if hostPattern != "" {
+			if ok, _ := path.Match(hostPattern, al.Host); !ok {
+				continue
+			}
+		}
+		if SeverityRank(al.Severity) > SeverityRank(minSeverity) {
+			continue
+		}
+		shown = append(shown, al)
+		if !al.Silenced && SeverityRank(al.Severity) <= 1 {
+			firing = true
+		}
+	}
+	return shown, firing
+}
+
 // DeployHost is one host's deploy as `pinkie deploy --json` and
 // POST /api/deploys report it.
 type DeployHost struct {
@@ -214,4 +248,17 @@ type Deploy struct {
 	// SourceUpload is what shipping the flake's source put into the hub's
 	// Nix cache.
 	SourceUpload *CacheUpload `json:"source_upload,omitempty"`
+}
+
+// LastDeploys decodes the last-deploy bucket's records, by host.
+func LastDeploys(recs map[string][]byte) (map[string]*lastdeploy.Record, error) {
+	out := map[string]*lastdeploy.Record{}
+	for k, v := range recs {
+		var r lastdeploy.Record
+		if err := json.Unmarshal(v, &r); err != nil {
+			return nil, fmt.Errorf("%s/%s is not a last-deploy record: %w", lastdeploy.Bucket, k, err)
+		}
+		out[k] = &r
+	}
+	return out, nil
 }

@@ -73,3 +73,49 @@ func TestAlertsSortAndSilence(t *testing.T) {
 		t.Errorf("--all: %d silences, want 2", len(all))
 	}
 }
+
+func TestFilterAlerts(t *testing.T) {
+	alert := func(host, sev string, silenced bool) projections.ActiveAlert {
+		var a projections.ActiveAlert
+		a.Host, a.Severity, a.Silenced = host, sev, silenced
+		return a
+	}
+	all := []projections.ActiveAlert{alert("edge-1", "critical", true), alert("edge-2", "warning", false), alert("core", "info", false)}
+	for _, tc := range []struct {
+		name, host, sev string
+		hosts           []string
+		firing          bool
+	}{
+		{"all", "", "info", []string{"edge-1", "edge-2", "core"}, true},
+		{"host pattern", "edge-*", "info", []string{"edge-1", "edge-2"}, true},
+		{"critical only, silenced", "", "critical", []string{"edge-1"}, false},
+		{"info host", "core", "info", []string{"core"}, false},
+		{"no match", "db-*", "info", nil, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			shown, firing := FilterAlerts(all, tc.host, tc.sev)
+			var hosts []string
+			for _, a := range shown {
+				hosts = append(hosts, a.Host)
+			}
+			if diff := cmp.Diff(tc.hosts, hosts); diff != "" || firing != tc.firing {
+				t.Errorf("hosts (-want +got):\n%s\nfiring %v, want %v", diff, firing, tc.firing)
+			}
+		})
+	}
+}
+
+func TestHostState(t *testing.T) {
+	for _, tc := range []struct {
+		h    projections.Host
+		want string
+	}{
+		{projections.Host{Online: true}, "online"},
+		{projections.Host{SilentSince: &now}, "silent"},
+		{projections.Host{}, "unknown"},
+	} {
+		if got := HostState(&tc.h); got != tc.want {
+			t.Errorf("HostState(%+v) = %q, want %q", tc.h, got, tc.want)
+		}
+	}
+}

@@ -190,3 +190,24 @@ func (c Config) Build(info Info) ([]Built, error) {
 	}
 	return out, nil
 }
+
+// EnableOnly turns on exactly the named producers and every other one
+// off; no names leaves the configuration as it is.
+func (c *Config) EnableOnly(names []string) {
+	if len(names) == 0 {
+		return
+	}
+	want := map[string]bool{}
+	for _, n := range names {
+		want[n] = true
+	}
+	if c.Producers == nil {
+		c.Producers = map[string]ProducerConfig{}
+	}
+	for _, s := range All() {
+		pc := c.Producers[s.Name]
+		on := want[s.Name]
+		pc.Enabled = &on
+		c.Producers[s.Name] = pc
+	}
+}

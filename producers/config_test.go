@@ -157,3 +157,19 @@ func TestHostEventsMatchSchemas(t *testing.T) {
 		}
 	}
 }
+
+func TestEnableOnly(t *testing.T) {
+	var c Config
+	c.EnableOnly(nil)
+	if c.Producers != nil {
+		t.Fatalf("EnableOnly(nil) changed the configuration: %+v", c.Producers)
+	}
+	c.EnableOnly([]string{"mdraid", "heartbeat"})
+	for _, s := range All() {
+		pc, ok := c.Producers[s.Name]
+		want := s.Name == "mdraid" || s.Name == "heartbeat"
+		if !ok || pc.Enabled == nil || *pc.Enabled != want {
+			t.Errorf("%s: enabled %v, want %v", s.Name, pc.Enabled, want)
+		}
+	}
+}

@@ -237,8 +237,12 @@ func (a *Agent) watchLink(ctx context.Context) {
 	since := time.Now()
 	// A link that drops again right after every connect (two agents with
 	// the same name or key push each other off the hub) is reported once,
-	// and its flapping kept out of the log until it holds again.
-	const brief, stable = 2 * time.Second, 30 * time.Second
+	// and its flapping kept out of the log until it holds again. Brief is
+	// well above the reconnect interval (2 s by default), the time the
+	// other agent takes to push this one off again: at 2 s, a loaded
+	// machine's slower reconnect reset the count and the flapping went on
+	// being logged.
+	const brief, stable = 10 * time.Second, 30 * time.Second
 	flaps, quiet := 0, false
 	for {
 		now := a.Connected()

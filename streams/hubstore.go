@@ -64,18 +64,17 @@ func (s *HubStore) Bucket(ctx context.Context, bucket, prefix string) (map[strin
 	// An exact key, or keys below a prefix ending in ".", read directly;
 	// anything else lists the bucket.
 	if prefix != "" && !strings.HasSuffix(prefix, ".") && !strings.ContainsAny(prefix, "*>") {
-		kv, err := s.js.KeyValue(ctx, bucket)
-		if err != nil {
-			return nil, fmt.Errorf("open %s: %w", bucket, err)
-		}
-		e, err := kv.Get(ctx, prefix)
-		if errors.Is(err, jetstream.ErrKeyNotFound) {
+		v, found, err := ReadKey(ctx, s.js, bucket, prefix)
+		var open *KeyOpenError
+		switch {
+		case errors.As(err, &open):
+			return nil, err
+		case err != nil:
+			return nil, fmt.Errorf("read %s %s: %w", bucket, prefix, err)
+		case !found:
 			return map[string][]byte{}, nil
 		}
-		if err != nil {
-			return nil, fmt.Errorf("read %s %s: %w", bucket, prefix, err)
-		}
-		return map[string][]byte{prefix: e.Value()}, nil
+		return map[string][]byte{prefix: v}, nil
 	}
 	return readProjection(ctx, s.js, bucket, prefix)
 }
@@ -145,22 +144,7 @@ func (s *HubStore) Last(ctx context.Context, stream, subject string) (*events.St
 	if err := s.wait(ctx); err != nil {
 		return nil, err
 	}
-	st, err := s.js.Stream(ctx, stream)
-	if err != nil {
-		return nil, fmt.Errorf("stream %s: %w", stream, err)
-	}
-	m, err := st.GetLastMsgForSubject(ctx, subject)
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("last %s on %s: %w", subject, stream, err)
-	}
-	e, k, err := events.Decode(m.Data)
-	if err != nil {
-		return nil, fmt.Errorf("last %s on %s: %w", subject, stream, err)
-	}
-	return &events.Stored{Subject: m.Subject, Seq: m.Sequence, Time: eventTime(e, m.Time), Event: e, Kind: k}, nil
+	return ReadLast(ctx, s.js, stream, subject)
 }
 
 // eventTime is when an event was observed, or else when it was stored.

@@ -32,6 +32,33 @@ func readProjection(ctx context.Context, js jetstream.JetStream, bucket, prefix 
 	return out, nil
 }
 
+// KeyOpenError is ReadKey failing to open the bucket.
+type KeyOpenError struct {
+	Bucket string
+	Err    error
+}
+
+func (e *KeyOpenError) Error() string { return fmt.Sprintf("open %s: %v", e.Bucket, e.Err) }
+func (e *KeyOpenError) Unwrap() error { return e.Err }
+
+// ReadKey reads one key of a KV bucket: its value, or found false when the
+// key is absent or deleted. Failing to open the bucket is a *KeyOpenError;
+// a failed read is returned as the KV client gave it.
+func ReadKey(ctx context.Context, js jetstream.JetStream, bucket, key string) (value []byte, found bool, err error) {
+	kv, err := js.KeyValue(ctx, bucket)
+	if err != nil {
+		return nil, false, &KeyOpenError{bucket, err}
+	}
+	e, err := kv.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	return e.Value(), true, nil
+}
+
 // ReadBucket reads the current value of every key of a KV bucket below
 // prefix ("" for all), without watching it: an ordered pull consumer on the
 // bucket's stream, last message per key. KeyValue.ListKeys and Watch make

@@ -2,6 +2,8 @@ package streams
 
 import (
 	"context"
+	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -49,5 +51,43 @@ func TestWaitKey(t *testing.T) {
 	}()
 	if !WaitKey(ctx, rd.JS, "wait-test", "k", false, 5*time.Second) {
 		t.Error("key deleted while waiting: WaitKey(absent) = false, want true")
+	}
+}
+
+// ReadKey finds a present key, reports an absent or deleted one as not
+// found, and names the bucket it could not open.
+func TestReadKey(t *testing.T) {
+	hub, auth := startAuthedTestHub(t)
+	ctx := context.Background()
+	kv, err := hub.JetStream().CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "readkey-test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(ctx, "here", []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(ctx, "gone", []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	if err := kv.Delete(ctx, "gone"); err != nil {
+		t.Fatal(err)
+	}
+	rd, err := Connect(ctx, hub.ClientURL(), ReaderSeedFile(auth), "readkey test reader")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	if v, found, err := ReadKey(ctx, rd.JS, "readkey-test", "here"); err != nil || !found || string(v) != "v" {
+		t.Errorf("here: %q %v %v, want \"v\" found", v, found, err)
+	}
+	for _, key := range []string{"gone", "never"} {
+		if v, found, err := ReadKey(ctx, rd.JS, "readkey-test", key); err != nil || found {
+			t.Errorf("%s: %q %v %v, want not found", key, v, found, err)
+		}
+	}
+	_, _, err = ReadKey(ctx, rd.JS, "no-such-bucket", "k")
+	var open *KeyOpenError
+	if !errors.As(err, &open) || !strings.HasPrefix(err.Error(), "open no-such-bucket: ") {
+		t.Errorf("missing bucket: err %v, want a *KeyOpenError naming it", err)
 	}
 }

@@ -73,11 +73,8 @@ jitter), logging the link state once per change.`)
 	shellConsole := fs.String("shell-microvm-console", streams.DefaultMicroVMConsole, "unix socket `PATH` of a MicroVM's console for pinkie shell --guest ({name}: the VM's name); microvm.nix makes none by default (e.g. qemu -serial unix:PATH,server,nowait)")
 	shellRecordBytes := fs.Int64("shell-record-max-bytes", 256<<20, "size limit of the recordings kept; the oldest go first")
 	mkLog := logFlags(fs, a.stderr)
-	if err := fs.parse(args); err != nil {
+	if err := fs.parseNoArgs(args); err != nil {
 		return err
-	}
-	if len(fs.args()) > 0 {
-		return usagef("unexpected arguments %q", fs.args())
 	}
 	if err := events.ValidHost(*name); err != nil {
 		return usagef("--name: %v", err)
@@ -162,28 +159,16 @@ func buildProducers(configFile string, only []string, info producers.Info, heart
 	if err != nil {
 		return nil, err
 	}
-	if len(only) > 0 {
-		want := map[string]bool{}
-		for _, n := range only {
-			if _, ok := producers.Lookup(n); !ok {
-				var known []string
-				for _, s := range producers.All() {
-					known = append(known, s.Name)
-				}
-				return nil, usagef("--producers: unknown producer %q; known: %s", n, strings.Join(known, ", "))
+	for _, n := range only {
+		if _, ok := producers.Lookup(n); !ok {
+			var known []string
+			for _, s := range producers.All() {
+				known = append(known, s.Name)
 			}
-			want[n] = true
-		}
-		if cfg.Producers == nil {
-			cfg.Producers = map[string]producers.ProducerConfig{}
-		}
-		for _, s := range producers.All() {
-			pc := cfg.Producers[s.Name]
-			on := want[s.Name]
-			pc.Enabled = &on
-			cfg.Producers[s.Name] = pc
+			return nil, usagef("--producers: unknown producer %q; known: %s", n, strings.Join(known, ", "))
 		}
 	}
+	cfg.EnableOnly(only)
 	built, err := cfg.Build(info)
 	if err != nil {
 		return nil, usagef("--config %s: %v", configFile, err)

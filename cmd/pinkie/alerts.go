@@ -31,8 +31,6 @@ func alertsLoad(ctx context.Context, js jetstream.JetStream, now time.Time) ([]p
 	return fleetview.Alerts(recs, now)
 }
 
-func alertsRank(s string) int { return fleetview.SeverityRank(s) }
-
 func runAlerts(ctx context.Context, a *app, args []string) error {
 	fs := newFlagSet("alerts", "", `
 List the alerts firing now, most severe first: severity, host, rule, object,
@@ -49,13 +47,10 @@ does (so CI can gate on it), 2 on usage or connection errors.`)
 	asJSON := fs.Bool("json", false, "print JSON")
 	host := fs.String("host", "", "only hosts matching `PATTERN` (shell pattern)")
 	minSev := fs.String("severity", "info", "only alerts at least this `SEVERITY`: critical, warning or info")
-	if err := fs.parse(args); err != nil {
+	if err := fs.parseNoArgs(args); err != nil {
 		return err
 	}
-	if len(fs.args()) > 0 {
-		return usagef("unexpected arguments %q", fs.args())
-	}
-	if alertsRank(*minSev) == 2 && *minSev != events.SeverityInfo {
+	if fleetview.SeverityRank(*minSev) == 2 && *minSev != events.SeverityInfo {
 		return usagef("--severity %q: want critical, warning or info", *minSev)
 	}
 	if _, err := path.Match(*host, ""); err != nil {
@@ -71,27 +66,12 @@ does (so CI can gate on it), 2 on usage or connection errors.`)
 	if err != nil {
 		return exitError{code: exitUsage, err: err}
 	}
-	var shown []projections.ActiveAlert
-	finding := false
-	for _, al := range all {
-		if *host != "" {
-			if ok, _ := path.Match(*host, al.Host); !ok {
-				continue
-			}
-		}
-		if alertsRank(al.Severity) > alertsRank(*minSev) {
-			continue
-		}
-		shown = append(shown, al)
-		if !al.Silenced && alertsRank(al.Severity) <= 1 {
-			finding = true
-		}
-	}
+	shown, finding := fleetview.FilterAlerts(all, *host, *minSev)
 	if *asJSON {
 		if shown == nil {
 			shown = []projections.ActiveAlert{}
 		}
-		alertsPrintJSON(a.stdout, shown)
+		printJSON(a.stdout, shown)
 	} else if len(shown) == 0 {
 		fmt.Fprintln(a.stdout, "no alerts firing")
 	} else {
@@ -112,26 +92,11 @@ func printAlerts(w io.Writer, now time.Time, shown []projections.ActiveAlert) {
 		if al.Silenced {
 			sil = "silenced (" + strings.Join(al.SilencedBy, ",") + ")"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", show(al.Severity), show(al.Host), show(al.Rule), show(alertsDash(al.Object)),
-			alertsAgo(now, al.StartsAt), show(sil), show(al.Summary))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", show(al.Severity), show(al.Host), show(al.Rule), show(orDash(al.Object)),
+			fleetview.Ago(now, al.StartsAt), show(sil), show(al.Summary))
 	}
 	tw.Flush()
 }
-
-func alertsPrintJSON(w io.Writer, v any) {
-	b, _ := json.MarshalIndent(v, "", "  ")
-	fmt.Fprintln(w, string(b))
-}
-
-func alertsDash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
-}
-
-// alertsShort renders ages and uptimes as the dashboard does.
-func alertsShort(d time.Duration) string { return fleetview.ShortDuration(d) }
 
 func runNotify(ctx context.Context, a *app, args []string) error {
 	fs := newFlagSet("notify", "test CHANNEL", `
@@ -185,7 +150,7 @@ connection errors (including: no notifier runs on the hub).`)
 		return exitError{code: exitUsage, err: fmt.Errorf("notify test: bad answer: %w", err)}
 	}
 	if *asJSON {
-		alertsPrintJSON(a.stdout, rep)
+		printJSON(a.stdout, rep)
 	} else if rep.OK {
 		fmt.Fprintf(a.stdout, "test message delivered to %s (%s)\n", show(rep.Channel), show(rep.Type))
 	}

@@ -4,12 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"math"
-	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/pinkiefleet/pinkie/fleetview"
 	"github.com/pinkiefleet/pinkie/streams"
 )
 
@@ -57,11 +56,8 @@ func runCache(ctx context.Context, a *app, args []string) error {
 	if sub == "gc" {
 		dryRun = fs.Bool("dry-run", false, "say what would be dropped, drop nothing")
 	}
-	if err := fs.parse(args[1:]); err != nil {
+	if err := fs.parseNoArgs(args[1:]); err != nil {
 		return err
-	}
-	if len(fs.args()) > 0 {
-		return usagef("unexpected arguments %q", fs.args())
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
@@ -89,7 +85,7 @@ func runCache(ctx context.Context, a *app, args []string) error {
 			if kept == "" {
 				kept = "-"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", e.StorePath, byteSize(int64(e.NarSize)), byteSize(e.FileSize), e.Uploaded.Local().Format(time.DateTime), kept)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", e.StorePath, fleetview.ByteSize(int64(e.NarSize)), fleetview.ByteSize(e.FileSize), e.Uploaded.Local().Format(time.DateTime), kept)
 		}
 		return tw.Flush()
 	case "stats":
@@ -100,7 +96,7 @@ func runCache(ctx context.Context, a *app, args []string) error {
 		if *asJSON {
 			return json.NewEncoder(a.stdout).Encode(st)
 		}
-		fmt.Fprintf(a.stdout, "paths        %d\nbytes        %s of a budget of %s\nkept         %d paths, %s\ncollectable  %d paths, %s", st.Paths, byteSize(st.Bytes), byteSize(st.BudgetBytes), st.KeptPaths, byteSize(st.KeptBytes), st.CollectablePaths, byteSize(st.CollectableBytes))
+		fmt.Fprintf(a.stdout, "paths        %d\nbytes        %s of a budget of %s\nkept         %d paths, %s\ncollectable  %d paths, %s", st.Paths, fleetview.ByteSize(st.Bytes), fleetview.ByteSize(st.BudgetBytes), st.KeptPaths, fleetview.ByteSize(st.KeptBytes), st.CollectablePaths, fleetview.ByteSize(st.CollectableBytes))
 		if st.OrphanNARs > 0 {
 			fmt.Fprintf(a.stdout, " (with %d NARs no path names)", st.OrphanNARs)
 		}
@@ -124,48 +120,15 @@ func runCache(ctx context.Context, a *app, args []string) error {
 			verb = "would drop"
 		}
 		for _, e := range res.Dropped {
-			fmt.Fprintf(a.stdout, "%s %s (%s, uploaded %s)\n", verb, e.StorePath, byteSize(e.FileSize), e.Uploaded.Local().Format(time.DateTime))
+			fmt.Fprintf(a.stdout, "%s %s (%s, uploaded %s)\n", verb, e.StorePath, fleetview.ByteSize(e.FileSize), e.Uploaded.Local().Format(time.DateTime))
 		}
 		if more := res.DroppedPaths - len(res.Dropped); more > 0 {
 			fmt.Fprintf(a.stdout, "… and %d more\n", more)
 		}
-		fmt.Fprintf(a.stdout, "%s %d paths and %d NARs, %s; the cache holds %s of a budget of %s\n", verb, res.DroppedPaths, res.DroppedNARs, byteSize(res.BytesFreed), byteSize(res.BytesAfter), byteSize(res.BudgetBytes))
+		fmt.Fprintf(a.stdout, "%s %d paths and %d NARs, %s; the cache holds %s of a budget of %s\n", verb, res.DroppedPaths, res.DroppedNARs, fleetview.ByteSize(res.BytesFreed), fleetview.ByteSize(res.BytesAfter), fleetview.ByteSize(res.BudgetBytes))
 	}
 	if res.OverBudget {
-		return exitError{code: exitFinding, err: fmt.Errorf("the cache stays over its budget (%s of %s): what the hosts' current and previous deploys, deploys under way and recent uploads need is more; raise the hub's --cache-budget", byteSize(res.BytesAfter), byteSize(res.BudgetBytes))}
+		return exitError{code: exitFinding, err: fmt.Errorf("the cache stays over its budget (%s of %s): what the hosts' current and previous deploys, deploys under way and recent uploads need is more; raise the hub's --cache-budget", fleetview.ByteSize(res.BytesAfter), fleetview.ByteSize(res.BudgetBytes))}
 	}
 	return nil
-}
-
-// byteSize writes n bytes for people (binary units).
-func byteSize(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	f, i := float64(n), 0
-	for f >= unit && i < 4 {
-		f /= unit
-		i++
-	}
-	return fmt.Sprintf("%.1f %s", f, []string{"", "KiB", "MiB", "GiB", "TiB"}[i])
-}
-
-// parseByteSize reads a size: bytes, or a number with a unit, binary
-// (KiB, MiB, GiB, TiB; K, M, G, T mean the same) or decimal (kB, MB, GB, TB).
-func parseByteSize(s string) (int64, error) {
-	t := strings.TrimSpace(s)
-	i := strings.IndexFunc(t, func(r rune) bool { return (r < '0' || r > '9') && r != '.' })
-	num, unit := t, ""
-	if i >= 0 {
-		num, unit = t[:i], strings.TrimSpace(t[i:])
-	}
-	mult := map[string]float64{"": 1, "B": 1,
-		"K": 1 << 10, "KiB": 1 << 10, "M": 1 << 20, "MiB": 1 << 20, "G": 1 << 30, "GiB": 1 << 30, "T": 1 << 40, "TiB": 1 << 40,
-		"kB": 1e3, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12}[unit]
-	f, err := strconv.ParseFloat(num, 64)
-	if err != nil || mult == 0 || !(f > 0) || f*mult > math.MaxInt64/2 {
-		return 0, fmt.Errorf("%q is not a size: want bytes or a number with a unit, e.g. 10GiB, 500MB, 1073741824", s)
-	}
-	return int64(f * mult), nil
 }

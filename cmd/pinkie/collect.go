@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -71,7 +70,7 @@ what its flag says).`)
 	}
 	env := producers.Env{Host: *name, Root: rootFS, Run: runner, Now: time.Now,
 		Log: discardLog(), State: &producers.MemState{}}
-	var obs []collected
+	var obs []producers.Collected
 	var failed []string
 
 	// Saved files judged offline.
@@ -97,19 +96,8 @@ what its flag says).`)
 		if cfg.Producers == nil {
 			cfg.Producers = map[string]producers.ProducerConfig{}
 		}
-		want := map[string]bool{}
-		for _, n := range names {
-			want[n] = true
-		}
+		cfg.EnableOnly(names)
 		var streamers []string
-		for _, s := range producers.All() {
-			pc := cfg.Producers[s.Name]
-			if len(names) > 0 {
-				on := want[s.Name]
-				pc.Enabled = &on
-			}
-			cfg.Producers[s.Name] = pc
-		}
 		built, err := cfg.Build(producers.Info{Instance: "collect", Version: version})
 		if err != nil {
 			return usagef("%v", err)
@@ -118,9 +106,7 @@ what its flag says).`)
 			if b.Streamer != nil {
 				// Streamers read to the end and stop.
 				streamers = append(streamers, b.Name)
-				pc := cfg.Producers[b.Name]
-				pc.Options = withOption(pc.Options, "follow", false)
-				cfg.Producers[b.Name] = pc
+				cfg.Producers[b.Name] = cfg.Producers[b.Name].WithOption("follow", false)
 			}
 		}
 		if *from != "" {
@@ -137,9 +123,7 @@ what its flag says).`)
 				// A log is read to its end; a device or pipe may have none.
 				return usagef("--from %s: not a regular file (give a saved log)", *from)
 			}
-			pc := cfg.Producers[streamers[0]]
-			pc.Options = withOption(pc.Options, "file", abs)
-			cfg.Producers[streamers[0]] = pc
+			cfg.Producers[streamers[0]] = cfg.Producers[streamers[0]].WithOption("file", abs)
 			env.Root = os.DirFS("/")
 		}
 		if len(streamers) > 0 {
@@ -148,7 +132,7 @@ what its flag says).`)
 			}
 		}
 		for _, b := range built {
-			got, err := collectOnce(ctx, env, b)
+			got, err := producers.RunOnce(ctx, env, b)
 			obs = append(obs, got...)
 			switch {
 			case errors.Is(err, producers.ErrNotApplicable):
@@ -161,11 +145,11 @@ what its flag says).`)
 	}
 	findings := 0
 	for _, c := range obs {
-		e, err := producers.BuildEvent(*name, c.producer, env.Now(), c.obs)
+		e, err := producers.BuildEvent(*name, c.Producer, env.Now(), c.Obs)
 		if err != nil {
 			return err
 		}
-		verdict := verdictOf(c.obs.Data)
+		verdict, reasons := producers.Verdict(c.Obs.Data)
 		if verdict == "warning" || verdict == "failing" {
 			findings++
 		}
@@ -177,18 +161,18 @@ what its flag says).`)
 			fmt.Fprintln(a.stdout, string(b))
 			continue
 		}
-		obj := c.obs.Object
+		obj := c.Obs.Object
 		if obj == "" {
 			obj = "-"
 		}
-		line := fmt.Sprintf("%-10s %-20s", c.obs.Kind, obj)
+		line := fmt.Sprintf("%-10s %-20s", c.Obs.Kind, obj)
 		if verdict != "" {
 			line += fmt.Sprintf(" %-8s", verdict)
-			if r := reasonsOf(c.obs.Data); len(r) > 0 {
-				line += " " + strings.Join(r, "; ")
+			if len(reasons) > 0 {
+				line += " " + strings.Join(reasons, "; ")
 			}
 		} else {
-			line += " " + summarize(e.Data())
+			line += " " + events.Summary(e.Data())
 		}
 		fmt.Fprintln(a.stdout, line)
 	}
@@ -198,34 +182,9 @@ what its flag says).`)
 	return nil
 }
 
-type collected struct {
-	producer string
-	obs      producers.Observation
-}
-
-// collectOnce runs one producer once: a collector's Collect, or a
-// streamer until its source is read.
-func collectOnce(ctx context.Context, env producers.Env, b producers.Built) ([]collected, error) {
-	var out []collected
-	if b.Collector != nil {
-		obs, err := b.Collector.Collect(ctx, env)
-		for _, o := range obs {
-			out = append(out, collected{b.Name, o})
-		}
-		return out, err
-	}
-	ctx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	err := b.Streamer.Stream(ctx, env, func(_ context.Context, o producers.Observation) error {
-		out = append(out, collected{b.Name, o})
-		return nil
-	})
-	return out, err
-}
-
 // judgeSaved judges a saved file with producer p's Judge; a file that is
 // not what the flag says is a usage error naming what was expected.
-func judgeSaved(p string, in *producers.SavedInput, path string, now time.Time) ([]collected, error) {
+func judgeSaved(p string, in *producers.SavedInput, path string, now time.Time) ([]producers.Collected, error) {
 	b, err := bounded.ReadPath(path, in.Limit)
 	if err != nil {
 		return nil, usagef("--%s: %v", in.Flag, err)
@@ -237,48 +196,9 @@ func judgeSaved(p string, in *producers.SavedInput, path string, now time.Time) 
 	if len(obs) == 0 {
 		return nil, usagef("--%s %s: nothing in it to judge", in.Flag, path)
 	}
-	out := make([]collected, 0, len(obs))
+	out := make([]producers.Collected, 0, len(obs))
 	for _, o := range obs {
-		out = append(out, collected{p, o})
+		out = append(out, producers.Collected{Producer: p, Obs: o})
 	}
 	return out, nil
-}
-
-// withOption sets key in a JSON options object.
-func withOption(raw json.RawMessage, key string, v any) json.RawMessage {
-	m := map[string]any{}
-	if len(raw) > 0 {
-		_ = json.Unmarshal(raw, &m)
-	}
-	m[key] = v
-	b, _ := json.Marshal(m)
-	return b
-}
-
-// verdictOf and reasonsOf read the verdict storage events carry.
-func verdictOf(data any) string {
-	m := asMap(data)
-	v, _ := m["verdict"].(string)
-	return v
-}
-
-func reasonsOf(data any) []string {
-	m := asMap(data)
-	var out []string
-	if l, ok := m["reasons"].([]any); ok {
-		for _, r := range l {
-			out = append(out, fmt.Sprint(r))
-		}
-	}
-	return out
-}
-
-func asMap(data any) map[string]any {
-	b, err := json.Marshal(data)
-	if err != nil {
-		return nil
-	}
-	var m map[string]any
-	_ = json.Unmarshal(b, &m)
-	return m
 }

@@ -22,11 +22,8 @@ temporary directory.`)
 	keep := fs.Bool("keep", false, "keep the temporary directory on exit")
 	shellOn := fs.Bool("shell", false, "let the demo's agent serve shell sessions as your own user (pinkie shell HOST, and the terminal on the dashboard's host page once you signed in with the one-time link)")
 	mkLog := logFlags(fs, a.stderr)
-	if err := fs.parse(args); err != nil {
+	if err := fs.parseNoArgs(args); err != nil {
 		return err
-	}
-	if len(fs.args()) > 0 {
-		return usagef("unexpected arguments %q", fs.args())
 	}
 	log, err := mkLog()
 	if err != nil {

@@ -134,18 +134,7 @@ no connection to the hub, and then nothing is published.`)
 			return err
 		}
 	}
-	failed := 0
-	for _, h := range res.Hosts {
-		switch h.Outcome {
-		case "requested":
-			if *wait {
-				failed++
-			}
-		case "activated":
-		default:
-			failed++
-		}
-	}
+	failed := deploy.Failed(res.Hosts, *wait)
 	if *asJSON {
 		if err := json.NewEncoder(a.stdout).Encode(res); err != nil {
 			return err
@@ -205,7 +194,7 @@ func deployNixKey(flag, nkeyFile string) string {
 	if nkeyFile == "" {
 		return ""
 	}
-	p := filepath.Join(filepath.Dir(nkeyFile), "nix-signing.sec")
+	p := streams.NixSecretKeyFile(filepath.Dir(nkeyFile))
 	if _, err := os.Stat(p); err == nil {
 		return p
 	}

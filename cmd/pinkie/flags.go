@@ -87,6 +87,17 @@ func (fs *flagSet) parse(args []string) error {
 
 func (fs *flagSet) args() []string { return fs.positional }
 
+// parseNoArgs parses the flags of a command that takes no arguments.
+func (fs *flagSet) parseNoArgs(args []string) error {
+	if err := fs.parse(args); err != nil {
+		return err
+	}
+	if len(fs.args()) > 0 {
+		return usagef("unexpected arguments %q", fs.args())
+	}
+	return nil
+}
+
 // logFlags adds --log-level and --log-format and returns a function that
 // builds the logger once flags are parsed.
 func logFlags(fs *flagSet, w io.Writer) func() (*slog.Logger, error) {

@@ -10,8 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/pinkiefleet/pinkie/atomicfile"
 	"github.com/pinkiefleet/pinkie/bounded"
 	"github.com/pinkiefleet/pinkie/deploy/fleet"
@@ -21,13 +19,9 @@ import (
 	"github.com/pinkiefleet/pinkie/streams"
 )
 
-// fleetMaxBytes bounds the encoded fleet.declared event (the FLEET stream's
-// MaxMsgSize).
-const fleetMaxBytes = 1 << 20
-
 // fleetMaxInput bounds a declared fleet read with --from: room for
 // indentation around the most the FLEET stream takes.
-const fleetMaxInput = 8 * fleetMaxBytes
+const fleetMaxInput = 8 * fleet.MaxEventBytes
 
 func runFleet(ctx context.Context, a *app, args []string) error {
 	if len(args) == 0 {
@@ -62,17 +56,12 @@ Run 'pinkie fleet sync --help' or 'pinkie fleet export --help' for the flags.
 
 // fleetSyncResult is what fleet sync prints with --json.
 type fleetSyncResult struct {
-	ID        string `json:"id"`
-	Type      string `json:"type"`
-	Subject   string `json:"subject"`
-	Stream    string `json:"stream"`
-	Seq       uint64 `json:"seq"`
-	Duplicate bool   `json:"duplicate"`
-	Flake     string `json:"flake"`
-	Revision  string `json:"revision,omitempty"`
-	Hosts     int    `json:"hosts"`
-	Services  int    `json:"services"`
-	Domains   int    `json:"domains"`
+	pubResult
+	Flake    string `json:"flake"`
+	Revision string `json:"revision,omitempty"`
+	Hosts    int    `json:"hosts"`
+	Services int    `json:"services"`
+	Domains  int    `json:"domains"`
 }
 
 func runFleetSync(ctx context.Context, a *app, args []string) error {
@@ -91,11 +80,8 @@ listed (exit 2).
 	flake := fs.String("flake", ".", "flake `REF` whose nixosConfigurations to read")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	timeout := fs.Duration("timeout", 5*time.Minute, "give up after this long (evaluating a large fleet takes a while)")
-	if err := fs.parse(args); err != nil {
+	if err := fs.parseNoArgs(args); err != nil {
 		return err
-	}
-	if len(fs.args()) > 0 {
-		return usagef("unexpected arguments %q", fs.args())
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
@@ -107,7 +93,11 @@ listed (exit 2).
 	if err != nil {
 		return err
 	}
-	e, err := fleetEvent(set, decl, time.Now())
+	e, err := fleet.Event(set, decl, cliSourceHost(), time.Now())
+	var ue *fleet.UserError
+	if errors.As(err, &ue) {
+		return exitError{code: exitUsage, err: ue.Err}
+	}
 	if err != nil {
 		return err
 	}
@@ -120,8 +110,7 @@ listed (exit 2).
 	if err != nil {
 		return err
 	}
-	res := fleetSyncResult{ID: e.ID(), Type: e.Type(), Subject: events.FleetDeclaredSubject, Stream: ack.Stream, Seq: ack.Sequence,
-		Duplicate: ack.Duplicate, Flake: decl.Flake, Revision: decl.Revision, Hosts: len(decl.Hosts)}
+	res := fleetSyncResult{pubResult: newPubResult(e, events.FleetDeclaredSubject, ack), Flake: decl.Flake, Revision: decl.Revision, Hosts: len(decl.Hosts)}
 	for _, h := range decl.Hosts {
 		res.Services += len(h.Services)
 		res.Domains += len(h.Domains)
@@ -156,11 +145,8 @@ dashboard host needs no nix.
 	fromHub := fs.Bool("from-hub", false, "read the fleet that fleet sync last published at the hub, instead of the flake")
 	title := fs.String("title", "pinkie fleet", "dashy page `TITLE`")
 	timeout := fs.Duration("timeout", 5*time.Minute, "give up after this long")
-	if err := fs.parse(args); err != nil {
+	if err := fs.parseNoArgs(args); err != nil {
 		return err
-	}
-	if len(fs.args()) > 0 {
-		return usagef("unexpected arguments %q", fs.args())
 	}
 	if *format != "json" && *format != "dashy" {
 		return usagef("--format %q: want json or dashy", *format)
@@ -219,30 +205,6 @@ func fleetEvaluate(ctx context.Context, flake string) (events.FleetDeclared, err
 	return decl, err
 }
 
-// fleetEvent builds the fleet.declared event and checks it against its
-// schema and size limit before anything is sent.
-func fleetEvent(set *schemas.Set, decl events.FleetDeclared, now time.Time) (events.Event, error) {
-	k, ok := events.Lookup("fleet.declared")
-	if !ok {
-		return events.Event{}, errors.New("event kind fleet.declared is not in the catalog")
-	}
-	e, err := events.New(k, cliSourceHost(), "fleet", now, decl, events.WithSubject("fleet"))
-	if err != nil {
-		return events.Event{}, err
-	}
-	if err := set.ValidateData(k.Type(), e.Data()); err != nil {
-		return events.Event{}, exitError{code: exitUsage, err: fmt.Errorf("the declared fleet of %s: %w", decl.Flake, err)}
-	}
-	b, err := events.Encode(e)
-	if err != nil {
-		return events.Event{}, err
-	}
-	if len(b) > fleetMaxBytes {
-		return events.Event{}, fmt.Errorf("the declared fleet of %s encodes to %d bytes, more than the %d the FLEET stream takes", decl.Flake, len(b), fleetMaxBytes)
-	}
-	return e, nil
-}
-
 func fleetReadFile(path string) (events.FleetDeclared, error) {
 	var b []byte
 	var err error
@@ -257,49 +219,43 @@ func fleetReadFile(path string) (events.FleetDeclared, error) {
 	return fleetDecode(b, "--from "+path)
 }
 
-// fleetDecode checks a declared fleet against the schema, then decodes it.
+// fleetDecode checks a declared fleet against the schema, then decodes it;
+// what names where it came from.
 func fleetDecode(b []byte, what string) (events.FleetDeclared, error) {
 	set, err := schemas.Load()
 	if err != nil {
 		return events.FleetDeclared{}, err
 	}
-	k, ok := events.Lookup("fleet.declared")
-	if !ok {
-		return events.FleetDeclared{}, errors.New("event kind fleet.declared is not in the catalog")
+	decl, err := fleet.Decode(set, b)
+	var ue *fleet.UserError
+	if errors.As(err, &ue) {
+		return decl, usagef("%s: %v", what, ue.Err)
 	}
-	if err := set.ValidateData(k.Type(), b); err != nil {
-		return events.FleetDeclared{}, usagef("%s: %v", what, err)
-	}
-	var decl events.FleetDeclared
-	if err := json.Unmarshal(b, &decl); err != nil {
-		return events.FleetDeclared{}, usagef("%s: %v", what, err)
-	}
-	return decl, nil
+	return decl, err
 }
 
-// fleetFromHub reads the last fleet.declared event from the FLEET stream.
+// fleetFromHub reads the fleet that fleet sync last published.
 func fleetFromHub(ctx context.Context, cf clientFlags) (events.FleetDeclared, error) {
 	c, err := cf.connect(ctx, "pinkie fleet export")
 	if err != nil {
 		return events.FleetDeclared{}, err
 	}
 	defer c.Close()
-	st, err := c.JS.Stream(ctx, streams.FleetStream)
-	if err != nil {
-		return events.FleetDeclared{}, fmt.Errorf("stream %s at %s: %w", streams.FleetStream, *cf.server, err)
-	}
-	m, err := st.GetLastMsgForSubject(ctx, events.FleetDeclaredSubject)
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
+	m, err := streams.ReadLastFleet(ctx, c.JS)
+	var le *streams.LastError
+	switch {
+	case errors.As(err, &le) && le.Op == streams.LastOpen:
+		return events.FleetDeclared{}, fmt.Errorf("stream %s at %s: %w", le.Stream, *cf.server, le.Err)
+	case errors.As(err, &le) && le.Op == streams.LastGet:
+		return events.FleetDeclared{}, fmt.Errorf("read the declared fleet from %s: %w", *cf.server, le.Err)
+	case errors.As(err, &le):
+		return events.FleetDeclared{}, fmt.Errorf("the hub's declared fleet (seq %d): %w", le.Seq, le.Err)
+	case err != nil:
+		return events.FleetDeclared{}, err
+	case m == nil:
 		return events.FleetDeclared{}, fmt.Errorf("the hub at %s holds no declared fleet yet: run pinkie fleet sync first", *cf.server)
 	}
-	if err != nil {
-		return events.FleetDeclared{}, fmt.Errorf("read the declared fleet from %s: %w", *cf.server, err)
-	}
-	e, _, err := events.Decode(m.Data)
-	if err != nil {
-		return events.FleetDeclared{}, fmt.Errorf("the hub's declared fleet (seq %d): %w", m.Sequence, err)
-	}
-	return fleetDecode(e.Data(), fmt.Sprintf("the hub's declared fleet (seq %d)", m.Sequence))
+	return fleetDecode(m.Event.Data(), fmt.Sprintf("the hub's declared fleet (seq %d)", m.Seq))
 }
 
 // fleetWriteFile writes via a temporary file and a rename, so a dashboard

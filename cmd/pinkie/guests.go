@@ -64,7 +64,7 @@ restarting, stopped, unknown or missing); 2 on usage or connection errors.`)
 		return exitError{code: exitUsage, err: err}
 	}
 	if *asJSON {
-		alertsPrintJSON(a.stdout, gs)
+		printJSON(a.stdout, gs)
 	} else if len(gs) == 0 {
 		fmt.Fprintln(a.stdout, "no containers or MicroVMs reported or declared")
 	} else {
@@ -84,24 +84,23 @@ restarting, stopped, unknown or missing); 2 on usage or connection errors.`)
 
 // guestsDeclared reads the declared fleet, or nil when none was synced.
 func guestsDeclared(ctx context.Context, js jetstream.JetStream) (*events.FleetDeclared, error) {
-	st, err := js.Stream(ctx, streams.FleetStream)
-	if err != nil {
-		return nil, fmt.Errorf("stream %s: %w (is this a pinkie hub?)", streams.FleetStream, err)
-	}
-	m, err := st.GetLastMsgForSubject(ctx, events.FleetDeclaredSubject)
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
+	m, err := streams.ReadLastFleet(ctx, js)
+	var le *streams.LastError
+	switch {
+	case errors.As(err, &le) && le.Op == streams.LastOpen:
+		return nil, fmt.Errorf("%w (is this a pinkie hub?)", err)
+	case errors.As(err, &le) && le.Op == streams.LastGet:
+		return nil, fmt.Errorf("read the declared fleet: %w", le.Err)
+	case errors.As(err, &le):
+		return nil, fmt.Errorf("the hub's declared fleet (seq %d): %w", le.Seq, le.Err)
+	case err != nil:
+		return nil, err
+	case m == nil:
 		return nil, nil
 	}
-	if err != nil {
-		return nil, fmt.Errorf("read the declared fleet: %w", err)
-	}
-	e, _, err := events.Decode(m.Data)
-	if err != nil {
-		return nil, fmt.Errorf("the hub's declared fleet (seq %d): %w", m.Sequence, err)
-	}
 	var d events.FleetDeclared
-	if err := e.DataAs(&d); err != nil {
-		return nil, fmt.Errorf("the hub's declared fleet (seq %d): %w", m.Sequence, err)
+	if err := m.Event.DataAs(&d); err != nil {
+		return nil, fmt.Errorf("the hub's declared fleet (seq %d): %w", m.Seq, err)
 	}
 	return &d, nil
 }
@@ -111,7 +110,7 @@ func printGuests(w io.Writer, now time.Time, gs []fleetview.GuestView) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "HOST\tGUEST\tTYPE\tSTATUS\tADDRESSES\tDOMAINS\tMEMORY\tCPU\tNET IN/OUT\tDISK\tUPTIME\tREPORTED")
 	for _, g := range gs {
-		mem := byteSize(int64(g.Guest.MemoryBytes))
+		mem := fleetview.ByteSize(int64(g.Guest.MemoryBytes))
 		if g.Guest.MemoryMaxBytes > 0 {
 			mem += fmt.Sprintf(" (%.0f%%)", g.Guest.MemoryPercent)
 		}
@@ -120,17 +119,17 @@ func printGuests(w io.Writer, now time.Time, gs []fleetview.GuestView) {
 			cpu = fmt.Sprintf("%.1f%%", *g.CPUPercent)
 		}
 		if g.NetRXBytesPerSecond != nil && g.NetTXBytesPerSecond != nil {
-			net = byteSize(int64(*g.NetRXBytesPerSecond)) + "/s " + byteSize(int64(*g.NetTXBytesPerSecond)) + "/s"
+			net = fleetview.ByteSize(int64(*g.NetRXBytesPerSecond)) + "/s " + fleetview.ByteSize(int64(*g.NetTXBytesPerSecond)) + "/s"
 		}
 		disk, uptime, reported := "-", "-", "never"
 		if g.Guest.StateDir != "" {
-			disk = byteSize(int64(g.Guest.DiskBytes))
+			disk = fleetview.ByteSize(int64(g.Guest.DiskBytes))
 		}
 		if g.Guest.UptimeSeconds > 0 {
-			uptime = alertsShort(time.Duration(g.Guest.UptimeSeconds) * time.Second)
+			uptime = fleetview.ShortDuration(time.Duration(g.Guest.UptimeSeconds) * time.Second)
 		}
 		if !g.Time.IsZero() {
-			reported = alertsAgo(now, g.Time)
+			reported = fleetview.Ago(now, g.Time)
 			if g.Stale {
 				reported += " (stale)"
 			}
@@ -139,8 +138,8 @@ func printGuests(w io.Writer, now time.Time, gs []fleetview.GuestView) {
 		if g.Guest.Restarts > 0 {
 			status += fmt.Sprintf(" (%d restarts)", g.Guest.Restarts)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", show(g.Host), show(g.Name), show(alertsDash(g.Guest.Type)), show(status),
-			show(alertsDash(strings.Join(g.Guest.Addresses, ","))), show(alertsDash(strings.Join(g.Domains, ","))), mem, cpu, net, disk, uptime, reported)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", show(g.Host), show(g.Name), show(orDash(g.Guest.Type)), show(status),
+			show(orDash(strings.Join(g.Guest.Addresses, ","))), show(orDash(strings.Join(g.Domains, ","))), mem, cpu, net, disk, uptime, reported)
 	}
 	tw.Flush()
 }

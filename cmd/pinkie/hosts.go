@@ -70,7 +70,7 @@ connection errors.`)
 		}
 		v := fleetview.HostView{Host: hosts[0], Drives: drives}
 		if *asJSON {
-			alertsPrintJSON(a.stdout, v)
+			printJSON(a.stdout, v)
 			return nil
 		}
 		hostsDetail(a, now, v)
@@ -80,7 +80,7 @@ connection errors.`)
 		if hosts == nil {
 			hosts = []*projections.Host{}
 		}
-		alertsPrintJSON(a.stdout, hosts)
+		printJSON(a.stdout, hosts)
 		return nil
 	}
 	if len(hosts) == 0 {
@@ -112,38 +112,27 @@ func printHosts(w io.Writer, now time.Time, hosts []*projections.Host) {
 	for _, h := range hosts {
 		os, kernel, uptime := "-", "-", "-"
 		if h.Profile != nil {
-			os, kernel = alertsDash(h.Profile.OS.PrettyName), alertsDash(h.Profile.Kernel)
+			os, kernel = orDash(h.Profile.OS.PrettyName), orDash(h.Profile.Kernel)
 		}
 		if h.Heartbeat != nil {
-			uptime = alertsShort(time.Duration(h.Heartbeat.UptimeSeconds) * time.Second)
+			uptime = fleetview.ShortDuration(time.Duration(h.Heartbeat.UptimeSeconds) * time.Second)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\n", show(h.Host), hostsState(h), alertsAgo(now, h.LastSeen), show(os), show(kernel), uptime, len(h.Producers))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\n", show(h.Host), fleetview.HostState(h), fleetview.Ago(now, h.LastSeen), show(os), show(kernel), uptime, len(h.Producers))
 	}
 	tw.Flush()
-}
-
-func hostsState(h *projections.Host) string {
-	switch {
-	case h.Online:
-		return "online"
-	case h.SilentSince != nil:
-		return "silent"
-	default:
-		return "unknown"
-	}
 }
 
 func hostsDetail(a *app, now time.Time, v fleetview.HostView) {
 	h := v.Host
 	w := a.stdout
-	fmt.Fprintf(w, "host:       %s (%s)\n", show(h.Host), hostsState(h))
-	fmt.Fprintf(w, "last seen:  %s (%s)\n", h.LastSeen.Format(time.RFC3339), alertsAgo(now, h.LastSeen))
+	fmt.Fprintf(w, "host:       %s (%s)\n", show(h.Host), fleetview.HostState(h))
+	fmt.Fprintf(w, "last seen:  %s (%s)\n", h.LastSeen.Format(time.RFC3339), fleetview.Ago(now, h.LastSeen))
 	if h.LastHeartbeat != nil {
-		fmt.Fprintf(w, "heartbeat:  %s (%s)\n", h.LastHeartbeat.Format(time.RFC3339), alertsAgo(now, *h.LastHeartbeat))
+		fmt.Fprintf(w, "heartbeat:  %s (%s)\n", h.LastHeartbeat.Format(time.RFC3339), fleetview.Ago(now, *h.LastHeartbeat))
 	}
 	if p := h.Profile; p != nil {
 		fmt.Fprintf(w, "os:         %s\nkernel:     %s %s\ncpu:        %s (%d cores, %d threads)\nmemory:     %.1f GiB\n",
-			show(alertsDash(p.OS.PrettyName)), show(p.Kernel), show(p.Arch), show(p.CPU.Model), p.CPU.Cores, p.CPU.Threads, float64(p.Memory.TotalBytes)/(1<<30))
+			show(orDash(p.OS.PrettyName)), show(p.Kernel), show(p.Arch), show(p.CPU.Model), p.CPU.Cores, p.CPU.Threads, float64(p.Memory.TotalBytes)/(1<<30))
 	}
 	names := make([]string, 0, len(h.Producers))
 	for n := range h.Producers {
@@ -153,7 +142,7 @@ func hostsDetail(a *app, now time.Time, v fleetview.HostView) {
 	fmt.Fprintln(w, "producers:")
 	for _, n := range names {
 		p := h.Producers[n]
-		fmt.Fprintf(w, "  %-12s %-28s last %s, %d events\n", show(n), show(strings.Join(p.Kinds, ",")), alertsAgo(now, p.Last), p.Events)
+		fmt.Fprintf(w, "  %-12s %-28s last %s, %d events\n", show(n), show(strings.Join(p.Kinds, ",")), fleetview.Ago(now, p.Last), p.Events)
 	}
 	if len(v.Drives) > 0 {
 		fmt.Fprintln(w, "storage:")

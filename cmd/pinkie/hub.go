@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pinkiefleet/pinkie/fleetview"
 	"github.com/pinkiefleet/pinkie/streams"
 )
 
@@ -106,11 +107,8 @@ then the new nodes (see the README, "From one hub to three").`)
 	leafCompression := fs.String("leaf-compression", "s2_auto", "S2 compression of agents' leaf connections: off, s2_auto (by round-trip time: none on a LAN, more on slower links), s2_fast, s2_better or s2_best. Every mode but off keeps encoder buffers per agent (about 5 MiB of hub memory each): use off for hundreds of agents on a LAN")
 	clusterCA := fs.String("cluster-ca", "", "CA certificate `FILE` that signs the nodes' --tls-cert, trusted on routes (default: the system's)")
 	mkLog := logFlags(fs, a.stderr)
-	if err := fs.parse(args); err != nil {
+	if err := fs.parseNoArgs(args); err != nil {
 		return err
-	}
-	if len(fs.args()) > 0 {
-		return usagef("unexpected arguments %q", fs.args())
 	}
 	budget, err := hostBudget(*hostRate, *hostBurst, *hostCooldown)
 	if err != nil {
@@ -124,7 +122,7 @@ then the new nodes (see the README, "From one hub to three").`)
 	}
 	var cacheBytes int64
 	if *cacheBudget != "" {
-		if cacheBytes, err = parseByteSize(*cacheBudget); err != nil {
+		if cacheBytes, err = fleetview.ParseByteSize(*cacheBudget); err != nil {
 			return usagef("--cache-budget: %v", err)
 		}
 		if cacheBytes > *maxStore {

@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -49,17 +47,14 @@ Exit codes: 0 every host deployed within --warn-after; 1 some host beyond
 	var declared stringList
 	fs.Var(&declared, "hosts", "also list these declared `HOSTS` (comma-separated)")
 	timeout := fs.Duration("timeout", 10*time.Second, "give up after this long")
-	if err := fs.parse(args); err != nil {
+	if err := fs.parseNoArgs(args); err != nil {
 		return err
 	}
-	if len(fs.args()) > 0 {
-		return usagef("unexpected arguments %q", fs.args())
-	}
-	warn, err := parseAge(*warnAfter)
+	warn, err := fleetview.ParseAge(*warnAfter)
 	if err != nil {
 		return usagef("--warn-after: %v", err)
 	}
-	fail, err := parseAge(*failAfter)
+	fail, err := fleetview.ParseAge(*failAfter)
 	if err != nil {
 		return usagef("--fail-after: %v", err)
 	}
@@ -80,7 +75,11 @@ Exit codes: 0 every host deployed within --warn-after; 1 some host beyond
 		return err
 	}
 	defer c.Close()
-	records, err := readLastDeploy(ctx, c)
+	recs, err := streams.ReadBucket(ctx, c.JS, lastdeploy.Bucket, "")
+	if err != nil {
+		return exitError{code: exitUsage, err: err}
+	}
+	records, err := fleetview.LastDeploys(recs)
 	if err != nil {
 		return exitError{code: exitUsage, err: err}
 	}
@@ -102,10 +101,10 @@ Exit codes: 0 every host deployed within --warn-after; 1 some host beyond
 			warnings = append(warnings, fmt.Sprintf("%s has never been deployed successfully", h))
 			res.ExitCode = exitStale
 		case "fail":
-			warnings = append(warnings, fmt.Sprintf("%s last deployed %s ago, beyond --fail-after %s", h, humanAge(now.Sub(r.LastSuccess.Time)), *failAfter))
+			warnings = append(warnings, fmt.Sprintf("%s last deployed %s ago, beyond --fail-after %s", h, fleetview.HumanAge(now.Sub(r.LastSuccess.Time)), *failAfter))
 			res.ExitCode = exitStale
 		case "warn":
-			warnings = append(warnings, fmt.Sprintf("%s last deployed %s ago, beyond --warn-after %s", h, humanAge(now.Sub(r.LastSuccess.Time)), *warnAfter))
+			warnings = append(warnings, fmt.Sprintf("%s last deployed %s ago, beyond --warn-after %s", h, fleetview.HumanAge(now.Sub(r.LastSuccess.Time)), *warnAfter))
 			if res.ExitCode == 0 {
 				res.ExitCode = exitFinding
 			}
@@ -127,7 +126,7 @@ Exit codes: 0 every host deployed within --warn-after; 1 some host beyond
 			when, age, rev, attempt := "-", "-", "-", "-"
 			if l.Record != nil && l.Record.LastSuccess != nil {
 				s := l.Record.LastSuccess
-				when, age = s.Time.Local().Format("2006-01-02 15:04:05"), humanAge(now.Sub(s.Time))
+				when, age = s.Time.Local().Format("2006-01-02 15:04:05"), fleetview.HumanAge(now.Sub(s.Time))
 				if s.Revision != "" {
 					rev = s.Revision
 					if len(rev) > 12 {
@@ -137,7 +136,7 @@ Exit codes: 0 every host deployed within --warn-after; 1 some host beyond
 			}
 			if l.Record != nil && l.Record.LastAttempt != nil {
 				at := l.Record.LastAttempt
-				attempt = at.Outcome + " (" + at.Phase + ", " + humanAge(now.Sub(at.PhaseTime)) + " ago)"
+				attempt = at.Outcome + " (" + at.Phase + ", " + fleetview.HumanAge(now.Sub(at.PhaseTime)) + " ago)"
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", show(l.Host), show(l.Status), when, age, show(rev), show(attempt))
 		}
@@ -150,53 +149,4 @@ Exit codes: 0 every host deployed within --warn-after; 1 some host beyond
 		return exitError{code: res.ExitCode, err: errors.New("")}
 	}
 	return nil
-}
-
-// readLastDeploy reads every record of the last-deploy bucket.
-func readLastDeploy(ctx context.Context, c *streams.Client) (map[string]*lastdeploy.Record, error) {
-	recs, err := streams.ReadBucket(ctx, c.JS, lastdeploy.Bucket, "")
-	if err != nil {
-		return nil, err
-	}
-	out := map[string]*lastdeploy.Record{}
-	for k, v := range recs {
-		var r lastdeploy.Record
-		if err := json.Unmarshal(v, &r); err != nil {
-			return nil, fmt.Errorf("%s/%s is not a last-deploy record: %w", lastdeploy.Bucket, k, err)
-		}
-		out[k] = &r
-	}
-	return out, nil
-}
-
-// parseAge reads a duration with a d (days) or w (weeks) suffix, or any
-// Go duration (36h).
-func parseAge(s string) (time.Duration, error) {
-	for suffix, unit := range map[string]time.Duration{"d": 24 * time.Hour, "w": 7 * 24 * time.Hour} {
-		if n, ok := strings.CutSuffix(s, suffix); ok {
-			f, err := strconv.ParseFloat(n, 64)
-			if err != nil || f < 0 {
-				return 0, fmt.Errorf("%q: want a duration such as 7d, 2w or 36h", s)
-			}
-			return time.Duration(f * float64(unit)), nil
-		}
-	}
-	d, err := time.ParseDuration(s)
-	if err != nil || d < 0 {
-		return 0, fmt.Errorf("%q: want a duration such as 7d, 2w or 36h", s)
-	}
-	return d, nil
-}
-
-// humanAge prints an age as 3d4h, 5h12m or 42s.
-func humanAge(d time.Duration) string {
-	switch {
-	case d >= 24*time.Hour:
-		return fmt.Sprintf("%dd%dh", int(d.Hours())/24, int(d.Hours())%24)
-	case d >= time.Hour:
-		return fmt.Sprintf("%dh%dm", int(d.Hours()), int(d.Minutes())%60)
-	case d >= time.Minute:
-		return fmt.Sprintf("%dm%ds", int(d.Minutes()), int(d.Seconds())%60)
-	}
-	return fmt.Sprintf("%ds", int(d.Seconds()))
 }

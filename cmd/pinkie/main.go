@@ -153,11 +153,8 @@ or the environment variables PINKIE_SERVER and PINKIE_NKEY.`))
 
 func runVersion(_ context.Context, a *app, args []string) error {
 	fs := newFlagSet("version", "", "Print pinkie's version.")
-	if err := fs.parse(args); err != nil {
+	if err := fs.parseNoArgs(args); err != nil {
 		return err
-	}
-	if len(fs.args()) > 0 {
-		return usagef("unexpected arguments %q", fs.args())
 	}
 	fmt.Fprintln(a.stdout, version)
 	return nil

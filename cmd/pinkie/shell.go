@@ -1,12 +1,9 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/signal"
 	"strings"
@@ -17,6 +14,7 @@ import (
 
 	"github.com/pinkiefleet/pinkie/events"
 	"github.com/pinkiefleet/pinkie/fleetview"
+	"github.com/pinkiefleet/pinkie/shell"
 	"github.com/pinkiefleet/pinkie/streams"
 )
 
@@ -94,7 +92,7 @@ An unknown NAME is refused with the list of HOST's guests.
 	// Without a command, a pty when stdin is a terminal; else (input
 	// piped in) the login shell reads it without one, as with ssh.
 	interactive := len(pos) == 1 && term.IsTerminal(int(os.Stdin.Fd())) && !*noStdin
-	req := streams.ShellRequest{Host: host, Command: shellCommandLine(pos[1:]), TTY: *tty || interactive, OpenTimeout: *openTimeout,
+	req := streams.ShellRequest{Host: host, Command: shell.CommandLine(pos[1:]), TTY: *tty || interactive, OpenTimeout: *openTimeout,
 		Stdout: os.Stdout, Stderr: os.Stderr, Guest: *guest}
 	if !*noStdin {
 		req.Stdin = os.Stdin
@@ -108,7 +106,7 @@ An unknown NAME is refused with the list of HOST's guests.
 		}
 		req.Replay, req.TTY, req.Command, req.Stdin = *replay, false, "", nil
 		if !*cast {
-			req.Stdout = &castPlayer{w: os.Stdout, maxGap: 2 * time.Second}
+			req.Stdout = shell.NewCastPlayer(os.Stdout, 2*time.Second)
 		}
 	}
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGHUP)
@@ -145,50 +143,6 @@ An unknown NAME is refused with the list of HOST's guests.
 	return nil
 }
 
-// castPlayer plays an asciicast v2 file written to it: each output
-// event's text at its time, pauses capped at maxGap; the header and other
-// events are skipped.
-type castPlayer struct {
-	w      io.Writer
-	maxGap time.Duration
-	buf    []byte
-	header bool
-	at     float64
-}
-
-func (p *castPlayer) Write(b []byte) (int, error) {
-	p.buf = append(p.buf, b...)
-	for {
-		i := bytes.IndexByte(p.buf, '\n')
-		if i < 0 {
-			return len(b), nil
-		}
-		line := p.buf[:i]
-		p.buf = p.buf[i+1:]
-		if !p.header {
-			p.header = true
-			continue
-		}
-		var ev []any
-		if json.Unmarshal(line, &ev) != nil || len(ev) != 3 {
-			continue
-		}
-		t, _ := ev[0].(float64)
-		kind, _ := ev[1].(string)
-		text, _ := ev[2].(string)
-		if kind != "o" {
-			continue
-		}
-		if gap := time.Duration((t - p.at) * float64(time.Second)); gap > 0 {
-			time.Sleep(min(gap, p.maxGap))
-		}
-		p.at = t
-		if _, err := io.WriteString(p.w, text); err != nil {
-			return 0, err
-		}
-	}
-}
-
 // vmHostHint adds to an agent's refusal of a MicroVM guest that the VM
 // runs its own agent, when a host of that name is in the fleet's
 // inventory: the session belongs there.
@@ -219,28 +173,6 @@ func shellFailure(err error) error {
 		err = errors.New("interrupted; the session was closed")
 	}
 	return exitError{code: exitShellOwn, err: errors.New(err.Error())}
-}
-
-// shellCommandLine is what the remote shell runs: one argument as given
-// (a command line), several quoted each.
-func shellCommandLine(args []string) string {
-	if len(args) <= 1 {
-		return strings.Join(args, "")
-	}
-	q := make([]string, len(args))
-	for i, s := range args {
-		q[i] = shellQuote(s)
-	}
-	return strings.Join(q, " ")
-}
-
-func shellQuote(s string) string {
-	if s != "" && strings.IndexFunc(s, func(r rune) bool {
-		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./=:,+@%", r))
-	}) < 0 {
-		return s
-	}
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 // watchWindow sends the terminal's size whenever it changes (SIGWINCH).

@@ -4,13 +4,10 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"os"
 	"os/user"
-	"path"
 	"regexp"
-	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -24,10 +21,6 @@ import (
 	"github.com/pinkiefleet/pinkie/schemas"
 	"github.com/pinkiefleet/pinkie/streams"
 )
-
-// silenceMaxFor is the longest silence: the ALERTLOG stream, where
-// silences are recorded, keeps 90 days. Longer: disable the rule.
-const silenceMaxFor = 90 * 24 * time.Hour
 
 func runSilence(ctx context.Context, a *app, args []string) error {
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
@@ -63,8 +56,6 @@ Matchers are LABEL=PATTERN with shell patterns (*, ?, [a-z]) on host, rule,
 object, severity, kind or a rule's labels; all must match. add and rm need an
 operator key; a reader key can list.`
 
-var silenceLabelRE = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
-
 func runSilenceAdd(ctx context.Context, a *app, args []string) error {
 	fs := newFlagSet("silence add", "LABEL=PATTERN…", silenceDoc)
 	cf := addClientFlags(fs, a)
@@ -75,25 +66,9 @@ func runSilenceAdd(ctx context.Context, a *app, args []string) error {
 	if err := fs.parse(args); err != nil {
 		return err
 	}
-	matchers := map[string]string{}
-	for _, arg := range fs.args() {
-		k, v, ok := strings.Cut(arg, "=")
-		if !ok {
-			return usagef("matcher %q: want LABEL=PATTERN, e.g. host=goliath", arg)
-		}
-		if !silenceLabelRE.MatchString(k) {
-			return usagef("matcher %q: label %q: use lower-case letters, digits and _ (host, rule, object, severity, kind)", arg, k)
-		}
-		if v == "" {
-			return usagef("matcher %q: empty pattern", arg)
-		}
-		if _, err := path.Match(v, ""); err != nil {
-			return usagef("matcher %q: bad pattern: %v", arg, err)
-		}
-		if _, dup := matchers[k]; dup {
-			return usagef("matcher %q: key %q given twice", arg, k)
-		}
-		matchers[k] = v
+	matchers, err := events.ParseSilenceMatchers(fs.args())
+	if err != nil {
+		return usagef("%v", err)
 	}
 	if len(matchers) == 0 {
 		return usagef("give at least one matcher, e.g. host=goliath rule=fs.usage")
@@ -121,7 +96,7 @@ func runSilenceAdd(ctx context.Context, a *app, args []string) error {
 	default:
 		return usagef("say how long: --for DURATION or --until TIME")
 	}
-	if ends.Sub(now) > silenceMaxFor {
+	if ends.Sub(now) > events.SilenceMaxFor {
 		return usagef("a silence lasts at most 90 days; to silence a rule for good, disable it in the hub's alerts config")
 	}
 	var idb [8]byte
@@ -142,9 +117,9 @@ func runSilenceAdd(ctx context.Context, a *app, args []string) error {
 	}
 	visible := silenceWait(ctx, c.JS, s.ID, true)
 	if *asJSON {
-		alertsPrintJSON(a.stdout, s)
+		printJSON(a.stdout, s)
 	} else {
-		fmt.Fprintf(a.stdout, "silence %s added: %s until %s (%s)\n", show(s.ID), show(silenceMatchers(s.Matchers)), s.EndsAt.Format(time.RFC3339), alertsShort(s.EndsAt.Sub(now)))
+		fmt.Fprintf(a.stdout, "silence %s added: %s until %s (%s)\n", show(s.ID), show(events.FormatSilenceMatchers(s.Matchers)), s.EndsAt.Format(time.RFC3339), fleetview.ShortDuration(s.EndsAt.Sub(now)))
 	}
 	if !visible {
 		fmt.Fprintln(a.stderr, "pinkie silence add: recorded, but the hub's projection has not shown it yet (is the hub's projector running?)")
@@ -189,29 +164,13 @@ func silenceWho() string {
 	return who
 }
 
-func silenceMatchers(m map[string]string) string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	parts := make([]string, 0, len(keys))
-	for _, k := range keys {
-		parts = append(parts, k+"="+m[k])
-	}
-	return strings.Join(parts, " ")
-}
-
 func runSilenceLs(ctx context.Context, a *app, args []string) error {
 	fs := newFlagSet("silence ls", "", silenceDoc)
 	cf := addClientFlags(fs, a)
 	asJSON := fs.Bool("json", false, "print JSON")
 	all := fs.Bool("all", false, "include silences that have ended but whose expiry the hub has not yet recorded")
-	if err := fs.parse(args); err != nil {
+	if err := fs.parseNoArgs(args); err != nil {
 		return err
-	}
-	if len(fs.args()) > 0 {
-		return usagef("unexpected arguments %q", fs.args())
 	}
 	c, err := cf.connect(ctx, "pinkie silence ls")
 	if err != nil {
@@ -225,7 +184,7 @@ func runSilenceLs(ctx context.Context, a *app, args []string) error {
 	}
 	shown := fleetview.Silences(alerts, silences, now, *all)
 	if *asJSON {
-		alertsPrintJSON(a.stdout, shown)
+		printJSON(a.stdout, shown)
 		return nil
 	}
 	if len(shown) == 0 {
@@ -235,8 +194,8 @@ func runSilenceLs(ctx context.Context, a *app, args []string) error {
 	tw := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tMATCHERS\tENDS\tSILENCING\tBY\tCOMMENT")
 	for _, s := range shown {
-		ends := s.EndsAt.Format(time.RFC3339) + " (" + alertsAgo(now, s.EndsAt) + ")"
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", show(s.ID), show(silenceMatchers(s.Matchers)), ends, s.Silencing, show(alertsDash(s.CreatedBy)), show(alertsDash(s.Comment)))
+		ends := s.EndsAt.Format(time.RFC3339) + " (" + fleetview.Ago(now, s.EndsAt) + ")"
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", show(s.ID), show(events.FormatSilenceMatchers(s.Matchers)), ends, s.Silencing, show(orDash(s.CreatedBy)), show(orDash(s.Comment)))
 	}
 	tw.Flush()
 	return nil
@@ -261,15 +220,12 @@ func runSilenceRm(ctx context.Context, a *app, args []string) error {
 		return err
 	}
 	defer c.Close()
-	kv, err := c.JS.KeyValue(ctx, events.BucketAlerts)
+	_, found, err := streams.ReadKey(ctx, c.JS, events.BucketAlerts, projections.SilenceKey(id))
 	if err != nil {
-		return exitError{code: exitUsage, err: fmt.Errorf("open pinkie-alerts: %w", err)}
-	}
-	if _, err := kv.Get(ctx, projections.SilenceKey(id)); err != nil {
-		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			return exitError{code: exitFinding, err: fmt.Errorf("no silence %s (see pinkie silence ls)", id)}
-		}
 		return exitError{code: exitUsage, err: err}
+	}
+	if !found {
+		return exitError{code: exitFinding, err: fmt.Errorf("no silence %s (see pinkie silence ls)", id)}
 	}
 	k, _ := events.Lookup("silence.removed")
 	r := events.SilenceRemoved{ID: id, RemovedBy: silenceWho()}
@@ -282,7 +238,7 @@ func runSilenceRm(ctx context.Context, a *app, args []string) error {
 	}
 	silenceWait(ctx, c.JS, id, false)
 	if *asJSON {
-		alertsPrintJSON(a.stdout, r)
+		printJSON(a.stdout, r)
 		return nil
 	}
 	fmt.Fprintf(a.stdout, "silence %s removed\n", id)

@@ -1,13 +1,11 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"sort"
 	"strings"
 	"time"
 
@@ -111,39 +109,5 @@ func tailLine(m *nats.Msg) string {
 	if obj == "" {
 		obj = "-"
 	}
-	return fmt.Sprintf("%s  %-12s %-18s %-12s %s", e.Time().UTC().Format("2006-01-02 15:04:05"), show(host), k.Name, show(obj), show(summarize(e.Data())))
-}
-
-// summarize prints the scalar top-level fields of a JSON object as
-// key=value, and nested objects as key={…}.
-func summarize(data []byte) string {
-	var m map[string]any
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	if err := dec.Decode(&m); err != nil {
-		return string(data)
-	}
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	var parts []string
-	for _, k := range keys {
-		switch v := m[k].(type) {
-		case map[string]any:
-			parts = append(parts, k+"={…}")
-		case []any:
-			parts = append(parts, fmt.Sprintf("%s=[%d]", k, len(v)))
-		case string:
-			if strings.ContainsAny(v, " \t") {
-				parts = append(parts, fmt.Sprintf("%s=%q", k, v))
-			} else {
-				parts = append(parts, k+"="+v)
-			}
-		default:
-			parts = append(parts, fmt.Sprintf("%s=%v", k, v))
-		}
-	}
-	return strings.Join(parts, " ")
+	return fmt.Sprintf("%s  %-12s %-18s %-12s %s", e.Time().UTC().Format("2006-01-02 15:04:05"), show(host), k.Name, show(obj), show(events.Summary(e.Data())))
 }

@@ -2,10 +2,10 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"strconv"
-	"time"
 	"unicode/utf8"
 
 	"github.com/pinkiefleet/pinkie/events"
@@ -63,19 +63,16 @@ func needsEscape(p []byte) bool {
 	return false
 }
 
-// alertsAgo renders how long ago t was: "3m ago", "2h ago", "4d ago"; a
-// time ahead of now as "in 3m", and one more than two days ahead (a host's
-// clock, or an event from before the hub refused such times) as its date.
-func alertsAgo(now, t time.Time) string {
-	switch {
-	case t.IsZero():
+// printJSON prints v as indented JSON.
+func printJSON(w io.Writer, v any) {
+	b, _ := json.MarshalIndent(v, "", "  ")
+	fmt.Fprintln(w, string(b))
+}
+
+// orDash shows an empty field as "-".
+func orDash(s string) string {
+	if s == "" {
 		return "-"
-	case t.After(now.Add(48 * time.Hour)):
-		return "future " + t.UTC().Format(time.RFC3339)
-	case t.After(now):
-		return "in " + alertsShort(t.Sub(now))
-	case t.Before(now.AddDate(-100, 0, 0)):
-		return t.UTC().Format(time.RFC3339)
 	}
-	return alertsShort(now.Sub(t)) + " ago"
+	return s
 }

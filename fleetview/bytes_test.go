@@ -1,4 +1,4 @@
-package main
+package fleetview
 
 import "testing"
 
@@ -24,15 +24,15 @@ func TestParseByteSize(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
-			got, err := parseByteSize(tt.in)
+			got, err := ParseByteSize(tt.in)
 			if tt.want == 0 {
 				if err == nil {
-					t.Errorf("parseByteSize(%q) = %d, want an error", tt.in, got)
+					t.Errorf("ParseByteSize(%q) = %d, want an error", tt.in, got)
 				}
 				return
 			}
 			if err != nil || got != tt.want {
-				t.Errorf("parseByteSize(%q) = %d, %v, want %d", tt.in, got, err, tt.want)
+				t.Errorf("ParseByteSize(%q) = %d, %v, want %d", tt.in, got, err, tt.want)
 			}
 		})
 	}
