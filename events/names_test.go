@@ -1,6 +1,10 @@
 package events
 
-import "testing"
+import (
+	"regexp"
+	"strings"
+	"testing"
+)
 
 // TestNamesOnTheWire pins every name and subject to its value on the wire:
 // stored streams, buckets and agents in the field depend on them, so a
@@ -111,4 +115,31 @@ func TestKindName(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestHostNameMatchesPattern: the hand-written check accepts exactly what
+// the pattern it replaced did.
+func TestHostNameMatchesPattern(t *testing.T) {
+	re := regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$`)
+	cases := []string{"", "a", "A", "0", "_a", "-a", "a_", "a-", "a.b", "a b", "a*", "a>", "goliath", "ü", "aü", "a\n", "\na",
+		"a\x00", strings.Repeat("a", 63), strings.Repeat("a", 64), "Z9_-z", "a/b", "a:b", "a@"}
+	for c := 0; c < 256; c++ {
+		cases = append(cases, string([]byte{byte(c)}), "a"+string([]byte{byte(c)}))
+	}
+	for _, c := range cases {
+		if hostName(c) != re.MatchString(c) {
+			t.Errorf("%q: hostName %v, pattern %v", c, hostName(c), re.MatchString(c))
+		}
+	}
+}
+
+func FuzzHostName(f *testing.F) {
+	re := regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$`)
+	f.Add("goliath")
+	f.Add("a-b_c")
+	f.Fuzz(func(t *testing.T, s string) {
+		if hostName(s) != re.MatchString(s) {
+			t.Errorf("%q: hostName %v, pattern %v", s, hostName(s), re.MatchString(s))
+		}
+	})
 }

@@ -4,6 +4,10 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -27,19 +31,58 @@ type wireEvent struct {
 	Data            json.RawMessage `json:"data"`
 }
 
+// urlCache holds what url.Parse made of the sources and dataschemas seen
+// (a fleet has few), up to maxCachedURLs of them and none longer than
+// maxCachedURLLen (what a sender makes up cannot grow it past about a
+// MiB): parsing both costs more than the rest of an event's envelope.
+var urlCache struct {
+	m sync.Map // string -> *url.URL
+	n atomic.Int64
+}
+
+const (
+	maxCachedURLs   = 4096
+	maxCachedURLLen = 256
+)
+
+// parseURL is url.Parse for a non-empty string, cached. A url.URL copied
+// is the same as one parsed again (its one pointer, User, is immutable).
+func parseURL(s string) (url.URL, bool) {
+	if s == "" {
+		return url.URL{}, false
+	}
+	if u, ok := urlCache.m.Load(s); ok {
+		return *u.(*url.URL), true
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return url.URL{}, false
+	}
+	if len(s) <= maxCachedURLLen && urlCache.n.Add(1) <= maxCachedURLs {
+		// Parsed again from a copy: u's strings are slices of s, which
+		// may be part of a larger string the cache must not keep.
+		c := strings.Clone(s)
+		if cu, err := url.Parse(c); err == nil {
+			urlCache.m.Store(c, cu)
+		}
+	}
+	return *u, true
+}
+
 // build assembles an SDK event from checked attributes.
 func build(id, source, typ, subject string, t time.Time, schema string, data []byte) (Event, error) {
-	src := types.ParseURIRef(source)
-	if src == nil {
+	// As types.ParseURIRef and types.ParseURI, from a cache.
+	src, ok := parseURL(source)
+	if !ok {
 		return Event{}, fmt.Errorf("source %q is not a URI reference", source)
 	}
-	ds := types.ParseURI(schema)
-	if ds == nil {
+	ds, ok := parseURL(schema)
+	if !ok {
 		return Event{}, fmt.Errorf("dataschema %q is not a URI", schema)
 	}
 	ct := event.ApplicationJSON
-	ctx := &event.EventContextV1{ID: id, Source: *src, Type: typ, DataContentType: &ct,
-		Time: &types.Timestamp{Time: t}, DataSchema: ds}
+	ctx := &event.EventContextV1{ID: id, Source: types.URIRef{URL: src}, Type: typ, DataContentType: &ct,
+		Time: &types.Timestamp{Time: t}, DataSchema: &types.URI{URL: ds}}
 	if subject != "" {
 		s := subject
 		ctx.Subject = &s
@@ -130,15 +173,36 @@ func appendJSONString(b []byte, s string) []byte {
 // decodeWire parses structured-mode JSON strictly: unknown attributes
 // (pinkie defines no extensions) and data_base64 are refused.
 func decodeWire(b []byte) (Event, error) {
+	w, ok := parseWireFast(b)
+	if !ok {
+		var err error
+		if w, err = parseWireStd(b); err != nil {
+			return Event{}, err
+		}
+	}
+	return checkWire(w)
+}
+
+// parseWireStd is encoding/json's strict reading of an envelope: one JSON
+// object, unknown attributes refused, nothing but white space after it.
+// parseWireFast answers for the plain envelopes pinkie writes and hands
+// everything else here, so this decides (and words the error) whenever
+// the input is anything unusual.
+func parseWireStd(b []byte) (wireEvent, error) {
 	var w wireEvent
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&w); err != nil {
-		return Event{}, err
+		return wireEvent{}, err
 	}
 	if dec.More() {
-		return Event{}, fmt.Errorf("trailing data after the event")
+		return wireEvent{}, fmt.Errorf("trailing data after the event")
 	}
+	return w, nil
+}
+
+// checkWire checks a parsed envelope's attributes and builds the event.
+func checkWire(w wireEvent) (Event, error) {
 	switch {
 	case w.SpecVersion != event.CloudEventsVersionV1:
 		return Event{}, fmt.Errorf("specversion %q, want 1.0", w.SpecVersion)
