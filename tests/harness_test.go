@@ -371,6 +371,15 @@ func diagnose(js jetstream.JetStream) string {
 	} else {
 		fmt.Fprintf(&b, "INGEST: %v\n", err)
 	}
+	// Where acknowledged events went when HOSTS lacks them.
+	for _, name := range []string{streams.HostsStream, streams.DeadLetterStream} {
+		if st, err := js.Stream(ctx, name); err == nil {
+			info := st.CachedInfo()
+			fmt.Fprintf(&b, "%s: msgs=%d first=%d last=%d\n", name, info.State.Msgs, info.State.FirstSeq, info.State.LastSeq)
+		} else {
+			fmt.Fprintf(&b, "%s: %v\n", name, err)
+		}
+	}
 	return b.String()
 }
 
