@@ -334,37 +334,27 @@ func (s *foldRunner) read(ctx context.Context, h *Hub, src FoldSource, seq uint6
 		caughtUp <- caughtUpAt{stream: src.Stream}
 		signalled = true
 	}
-	it, err := cons.Messages()
-	if err != nil {
-		return fmt.Errorf("read %s: %w", src.Stream, err)
-	}
-	go func() {
-		<-ctx.Done()
-		it.Stop()
-	}()
-	for {
-		m, err := it.Next()
-		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-				return nil
-			}
-			return fmt.Errorf("read %s: %w", src.Stream, err)
-		}
+	err = eachMessage(ctx, cons, nil, func(m jetstream.Msg) error {
 		md, err := m.Metadata()
 		if err != nil {
-			continue
+			return nil
 		}
 		fi := foldInput{stored: events.Stored{Stream: src.Stream, Seq: md.Sequence.Stream, Subject: m.Subject(), At: md.Timestamp}, data: m.Data(), pending: md.NumPending}
 		select {
 		case in <- fi:
 		case <-ctx.Done():
-			return nil
+			return ctx.Err()
 		}
 		if !signalled && md.NumPending == 0 {
 			caughtUp <- caughtUpAt{stream: src.Stream, seq: md.Sequence.Stream}
 			signalled = true
 		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("read %s: %w", src.Stream, err)
 	}
+	return nil
 }
 
 // loadFold restores f from its bucket: the checkpoint (checkpointed false

@@ -35,26 +35,16 @@ func FollowSubject(ctx context.Context, js jetstream.JetStream, stream, subject 
 	if err != nil {
 		return fmt.Errorf("follow %s in %s: %w", subject, stream, err)
 	}
-	it, err := cons.Messages()
+	err = eachMessage(ctx, cons, nil, func(m jetstream.Msg) error {
+		md, err := m.Metadata()
+		if err != nil {
+			return err
+		}
+		apply(md.Sequence.Stream, m.Data())
+		return nil
+	})
 	if err != nil {
 		return fmt.Errorf("follow %s in %s: %w", subject, stream, err)
 	}
-	go func() {
-		<-ctx.Done()
-		it.Stop()
-	}()
-	for {
-		m, err := it.Next()
-		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-				return nil
-			}
-			return fmt.Errorf("follow %s in %s: %w", subject, stream, err)
-		}
-		md, err := m.Metadata()
-		if err != nil {
-			return fmt.Errorf("follow %s in %s: %w", subject, stream, err)
-		}
-		apply(md.Sequence.Stream, m.Data())
-	}
+	return nil
 }

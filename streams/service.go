@@ -59,22 +59,7 @@ func Consume(ctx context.Context, js jetstream.JetStream, stream string, cfg jet
 	if err != nil {
 		return fmt.Errorf("create consumer %s on %s: %w", cfg.Durable, stream, err)
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(256))
-	if err != nil {
-		return fmt.Errorf("consume %s: %w", cfg.Durable, err)
-	}
-	go func() {
-		<-ctx.Done()
-		it.Stop()
-	}()
-	for {
-		m, err := it.Next()
-		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-				return nil
-			}
-			return fmt.Errorf("consume %s: %w", cfg.Durable, err)
-		}
+	err = eachMessage(ctx, cons, []jetstream.PullMessagesOpt{jetstream.PullMaxMessages(256)}, func(m jetstream.Msg) error {
 		herr := handler(ctx, m)
 		switch {
 		case herr == nil:
@@ -87,6 +72,38 @@ func Consume(ctx context.Context, js jetstream.JetStream, stream string, cfg jet
 				n = md.NumDelivered
 			}
 			_ = m.NakWithDelay(backoff(n))
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("consume %s: %w", cfg.Durable, err)
+	}
+	return nil
+}
+
+// eachMessage hands fn each message cons delivers, in order, until ctx
+// ends (nil), the iterator fails or fn returns an error; the iterator is
+// stopped on every return.
+func eachMessage(ctx context.Context, cons jetstream.Consumer, opts []jetstream.PullMessagesOpt, fn func(jetstream.Msg) error) error {
+	it, err := cons.Messages(opts...)
+	if err != nil {
+		return err
+	}
+	defer it.Stop()
+	defer context.AfterFunc(ctx, it.Stop)()
+	for {
+		m, err := it.Next()
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+				return nil
+			}
+			return err
+		}
+		if err := fn(m); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
 		}
 	}
 }
