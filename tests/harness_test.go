@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -230,7 +231,15 @@ func (f *fleet) startHub(extra ...string) *proc {
 	return p
 }
 
-// startAgent starts host's agent; hubURL overrides the hub's leaf URL
+// emptyHomes mounts an empty tmpfs over /root and /home (in a mount
+// namespace of its own): a test's shell session runs a login shell, and
+// it must not run this machine's dotfiles. CI's /root/.bashrc runs
+// `pyenv init`, whose rehash lock, left behind by one session killed
+// during it, hung every later login shell for 60 s.
+const emptyHomes = `mount -t tmpfs -o mode=0755 pinkie-test-home /root && mount -t tmpfs -o mode=0755 pinkie-test-home /home`
+
+// startAgent starts host's agent (one serving shells as root with empty
+// homes, see emptyHomes); hubURL overrides the hub's leaf URL
 // (a proxy in link-cut tests).
 func (f *fleet) startAgent(host, dataDir, hubURL string, extra ...string) *proc {
 	f.t.Helper()
@@ -239,7 +248,13 @@ func (f *fleet) startAgent(host, dataDir, hubURL string, extra ...string) *proc 
 	}
 	args := append([]string{"agent", "--name", host, "--hub", hubURL, "--data", dataDir,
 		"--nkey", streams.HostSeedFile(f.auth, host), "--reconnect", "200ms"}, extra...)
-	p := startProc(f.t, "agent-"+host, args...)
+	var p *proc
+	if slices.Contains(extra, "--shell") && os.Geteuid() == 0 {
+		p = startCommand(f.t, "agent-"+host, exec.Command("unshare", append([]string{"--mount", "--propagation", "private",
+			"sh", "-c", emptyHomes + ` && exec "$0" "$@"`, pinkieBin}, args...)...))
+	} else {
+		p = startProc(f.t, "agent-"+host, args...)
+	}
 	p.waitFor("agent started", 30*time.Second)
 	return p
 }

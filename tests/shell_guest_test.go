@@ -28,7 +28,7 @@ import (
 func startNamespaceGuest(t *testing.T, hostname, arg string) int {
 	t.Helper()
 	cmd := exec.Command("unshare", "--fork", "--kill-child", "--pid", "--mount", "--uts", "--ipc", "--net", "--mount-proc",
-		"sh", "-c", "hostname "+hostname+" && exec sleep "+arg)
+		"sh", "-c", "hostname "+hostname+" && "+emptyHomes+" && exec sleep "+arg)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	var errb bytes.Buffer
 	cmd.Stderr = &errb

@@ -233,10 +233,21 @@ func TestWebTerminalGuest(t *testing.T) {
 	waitInventory(t, f, "alpha") // its host page exists
 
 	operatorOpensHostPage(t, ctx, base)
-	// The guests panel fills once the guest producer has reported.
+	// The guests panel fills once the guest producer has reported. The
+	// button works once the page's terminal script has run (a page just
+	// reloaded may show it before): the page must be complete.
 	webButton := `.terminal-guest[data-guest="web"]`
-	pageWait(t, ctx, "web's terminal button", 30*time.Second, `(() => { if (document.querySelector('`+webButton+`')) return "yes"; location.reload(); return "no"; })()`,
+	pageWait(t, ctx, "web's terminal button", 30*time.Second, `(() => {
+		if (document.readyState !== "complete") return "loading";
+		if (document.querySelector('`+webButton+`')) return "yes";
+		location.reload(); return "no"; })()`,
 		func(s string) bool { return s == "yes" })
+	// The page refreshes its live regions by replacing their HTML, buttons
+	// included (as every new event of the host does): the button must work
+	// after that too.
+	value(t, ctx, 5*time.Second, "a live refresh of the guests panel", chromedp.Evaluate[string](`(() => {
+		const live = document.querySelector('`+webButton+`').closest("[data-live]");
+		live.innerHTML = live.innerHTML; return live.id; })()`))
 	run(t, ctx, 30*time.Second, "open web's terminal",
 		chromedp.Click(chromedp.CSS(webButton)),
 		chromedp.WaitVisible(chromedp.CSS(`#terminal-state.live`)))

@@ -77,7 +77,10 @@ import "@xterm/xterm/css/xterm.css";
     window.pinkieTerminal = t; // for debugging in the browser console
   }
   button.addEventListener("click", function () { open(""); });
-  document.querySelectorAll(".terminal-guest").forEach(function (b) {
-    b.addEventListener("click", function () { if (!button.disabled) open(b.dataset.guest); });
+  // The guests panel is a live region: its buttons are replaced whenever the
+  // page refreshes it, so one listener on the document serves them all.
+  document.addEventListener("click", function (e) {
+    var b = e.target instanceof Element ? e.target.closest(".terminal-guest") : null;
+    if (b && !button.disabled) open(b.dataset.guest);
   });
 })();
