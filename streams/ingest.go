@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -168,7 +169,7 @@ func (h *Hub) runIngest(parent context.Context, floor uint64) error {
 	// publisher forwards it, the acker settles it. Each keeps the stream's
 	// order.
 	fetchCtx, stopFetch := context.WithCancel(ctx)
-	chain := &forwardChain{hub: h, wake: make(chan struct{}, 1)}
+	chain := newForwardChain(h)
 	run := &ingestRun{chain: chain, stopFetch: stopFetch, fetchDone: make(chan struct{}), cancel: cancel, pubDone: make(chan struct{}), ackerDone: make(chan struct{})}
 	h.ingestSettled.Store(floor)
 	h.checked = make(chan pendingPub, 4096)
@@ -324,12 +325,25 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 // clustered stream checks it only when applying, and nats-server 2.15
 // takes a mismatch there for a write error that stalls the stream.)
 type forwardChain struct {
-	hub    *Hub
-	next   uint64        // publisher: the sequence the next forward to HOSTS expects to follow; 0: read it from HOSTS first
-	sent   uint64        // publisher: forwards handed to the acker
-	done   atomic.Uint64 // acker: forwards settled
-	broken atomic.Bool   // a forward to HOSTS failed; set by the acker
-	wake   chan struct{} // the acker settled one (capacity 1)
+	// lastSeq reads HOSTS's last sequence, where the chain starts.
+	lastSeq func(context.Context) (uint64, error)
+	next    uint64        // publisher: the sequence the next forward to HOSTS expects to follow; 0: read it from HOSTS first
+	sent    uint64        // publisher: forwards handed to the acker
+	done    atomic.Uint64 // acker: forwards settled
+	broken  atomic.Bool   // a forward to HOSTS failed; set by the acker
+	wake    chan struct{} // the acker settled one (capacity 1)
+	log     *slog.Logger
+}
+
+// newForwardChain is a run's chain, starting from HOSTS's last sequence.
+func newForwardChain(h *Hub) *forwardChain {
+	return &forwardChain{wake: make(chan struct{}, 1), log: h.log, lastSeq: func(ctx context.Context) (uint64, error) {
+		st, err := h.js.Stream(ctx, HostsStream)
+		if err != nil {
+			return 0, err
+		}
+		return st.CachedInfo().State.LastSeq, nil
+	}}
 }
 
 // expectedLastSeqHeader is the JetStream header that makes a publish fail
@@ -349,11 +363,20 @@ func chained(p pendingPub) bool {
 	return !p.dead && strings.HasPrefix(p.out.Subject, events.HostSubjectPrefix)
 }
 
-// link sets p's expectation on the forward before it; after a break it
-// first waits until the acker settled every forward sent (false when ctx
-// ends first).
+// link sets p's expectation on the forward before it. The chain starts
+// (again) from HOSTS's last sequence at the run's start, after a break and
+// after a failed read of it; each time it first waits until the acker has
+// settled every forward sent, because one still in flight is not counted
+// in that sequence: a forward chained past it would not fail when it
+// fails, and would overtake it. It is false when ctx ends first.
 func (c *forwardChain) link(ctx context.Context, p pendingPub) bool {
 	if c.broken.Load() {
+		c.next = 0
+	}
+	if !chained(p) {
+		return true
+	}
+	if c.next == 0 {
 		for c.done.Load() < c.sent {
 			select {
 			case <-c.wake:
@@ -362,23 +385,17 @@ func (c *forwardChain) link(ctx context.Context, p pendingPub) bool {
 			}
 		}
 		c.broken.Store(false)
-		c.next = 0
-	}
-	if !chained(p) {
-		return true
-	}
-	if c.next == 0 {
-		// Everything this run sent is settled: HOSTS's last sequence is
-		// where the chain starts. Without it, p goes unchained (safe for
-		// the same reason) and the next forward asks again.
+		// Without HOSTS's last sequence p goes unchained, which is safe:
+		// everything before it is settled. The next forward asks again,
+		// once p is settled too.
 		ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
-		st, err := c.hub.js.Stream(ictx, HostsStream)
+		last, err := c.lastSeq(ictx)
 		if err != nil {
-			c.hub.log.Debug("read HOSTS's last sequence for the forward chain", "err", err)
+			c.log.Debug("read HOSTS's last sequence for the forward chain", "err", err)
 			return true
 		}
-		c.next = st.CachedInfo().State.LastSeq
+		c.next = last
 	}
 	p.out.Header.Set(expectedLastSeqHeader, strconv.FormatUint(c.next, 10))
 	c.next++

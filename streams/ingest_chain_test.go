@@ -2,10 +2,13 @@ package streams
 
 import (
 	"context"
+	"errors"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/pinkiefleet/pinkie/events"
@@ -100,5 +103,53 @@ func TestForwardRefusedMidPipeline(t *testing.T) {
 		if want < 50 && msg.Headers().Get(expectedLastSeqHeader) == "" {
 			t.Errorf("heartbeat %d was forwarded without expecting the one before it", want)
 		}
+	}
+}
+
+// TestChainWaitsAfterAnUnchainedForward: when HOSTS's last sequence
+// cannot be read, the forward goes unchained; the next forward must not
+// chain from a sequence read while that one is still in flight (it would
+// not fail when the unchained one fails, and would overtake it: a rolling
+// restart of the cluster stored one heartbeat 1,349 places late). It
+// waits until the acker has settled it, then reads the sequence again.
+func TestChainWaitsAfterAnUnchainedForward(t *testing.T) {
+	reads := 0
+	c := &forwardChain{wake: make(chan struct{}, 1), log: slog.New(slog.DiscardHandler), lastSeq: func(context.Context) (uint64, error) {
+		reads++
+		if reads == 1 {
+			return 0, errors.New("timeout")
+		}
+		return 41, nil
+	}}
+	forward := func() pendingPub {
+		return pendingPub{out: &nats.Msg{Subject: events.HostSubject("goliath", "heartbeat", ""), Header: nats.Header{}}}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	first := forward()
+	if !c.link(ctx, first) || first.out.Header.Get(expectedLastSeqHeader) != "" {
+		t.Fatalf("with HOSTS's last sequence unreadable the forward should go unchained, got expectation %q", first.out.Header.Get(expectedLastSeqHeader))
+	}
+	c.sent++ // the publisher handed it to the acker
+	second := forward()
+	linked := make(chan bool, 1)
+	go func() { linked <- c.link(ctx, second) }()
+	select {
+	case <-linked:
+		t.Fatalf("the next forward was chained (expecting %q) while the unchained one was still in flight", second.out.Header.Get(expectedLastSeqHeader))
+	case <-time.After(300 * time.Millisecond):
+	}
+	c.settled()
+	select {
+	case ok := <-linked:
+		if !ok || second.out.Header.Get(expectedLastSeqHeader) != "41" {
+			t.Fatalf("after the unchained forward settled: linked=%t expectation %q, want 41", ok, second.out.Header.Get(expectedLastSeqHeader))
+		}
+	case <-ctx.Done():
+		t.Fatal("the next forward was not linked after the unchained one settled")
+	}
+	third := forward()
+	if !c.link(ctx, third) || third.out.Header.Get(expectedLastSeqHeader) != "42" || reads != 2 {
+		t.Fatalf("the chain goes on from 42 without reading again: expectation %q, %d reads", third.out.Header.Get(expectedLastSeqHeader), reads)
 	}
 }
