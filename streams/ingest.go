@@ -183,7 +183,7 @@ func (h *Hub) runIngest(parent context.Context, floor uint64) error {
 	go h.ackForwards(ctx, chain)
 	go func() {
 		defer close(run.fetchDone)
-		h.fetchIngest(fetchCtx, ctx, sub, checker)
+		h.fetchIngest(fetchCtx, ctx, run, sub, checker)
 	}()
 	return nil
 }
@@ -193,9 +193,10 @@ func (h *Hub) runIngest(parent context.Context, floor uint64) error {
 // next start. A message it took is always handed on (until runCtx ends):
 // acks are cumulative, so one dropped before a later one is acknowledged
 // would be lost.
-func (h *Hub) fetchIngest(ctx, runCtx context.Context, sub *nats.Subscription, checker IngestCheck) {
+func (h *Hub) fetchIngest(ctx, runCtx context.Context, run *ingestRun, sub *nats.Subscription, checker IngestCheck) {
 	defer func() { _ = sub.Unsubscribe() }()
 	gaps := &outboxGaps{}
+	var delivered uint64 // the consumer's delivery sequence of the last message taken
 	for ctx.Err() == nil {
 		if !h.leadsNow() {
 			h.fenced()
@@ -224,6 +225,21 @@ func (h *Hub) fetchIngest(ctx, runCtx context.Context, sub *nats.Subscription, c
 				cancel()
 				h.fenced()
 				return
+			}
+			if md, err := msg.Metadata(); err == nil {
+				if dseq := md.Sequence.Consumer; dseq > delivered+1 {
+					// Deliveries this run never received (lost in flight while
+					// the consumer's leader changed): the next ack, being
+					// cumulative, would acknowledge them unchecked.
+					cancel()
+					h.log.Warn("the ingest consumer delivered messages this check never received; restarting it from what is stored",
+						"last_delivery", delivered, "delivery", dseq, "stream_seq", md.Sequence.Stream)
+					h.metrics.ingestRestarts.Inc()
+					go h.restartIngest(run)
+					return
+				} else if dseq > delivered {
+					delivered = dseq
+				}
 			}
 			h.forward(runCtx, checker, gaps, msg)
 		}
@@ -789,6 +805,47 @@ func (h *Hub) stopIngest(deadline time.Time) {
 	}
 	run.cancel()
 	h.ingest = nil
+}
+
+// restartIngest replaces run, which stopped taking from INGEST at a gap in
+// its deliveries: it finishes and acknowledges what run forwarded, then
+// starts a new run on a new consumer from just past the last forward
+// stored, so the messages it never received come again. A node that no
+// longer leads, or a hub closing, only stops the run.
+func (h *Hub) restartIngest(run *ingestRun) {
+	h.ingestMu.Lock()
+	defer h.ingestMu.Unlock()
+	if h.ingest != run {
+		return // stopped or replaced meanwhile
+	}
+	h.stopIngest(time.Now().Add(5 * time.Second))
+	select {
+	case <-h.closing:
+		return
+	default:
+	}
+	if !h.leadsNow() {
+		return // the leader's check goes on from the ack floor
+	}
+	ctx := h.ingestParent()
+	floor := h.ingestSettled.Load()
+	err := h.whileBusy(ctx, "reset ingest consumer", func(ctx context.Context) error {
+		err := h.js.DeleteConsumer(ctx, IngestStream, IngestConsumer)
+		if errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return nil
+		}
+		return err
+	})
+	if err == nil {
+		err = h.whileBusy(ctx, "restart the ingest check", func(ctx context.Context) error { return h.runIngest(ctx, floor) })
+	}
+	if err != nil {
+		// Without a run nothing is checked: a restart of the hub starts one.
+		h.fail(fmt.Errorf("restart the ingest check: %w", err))
+		return
+	}
+	h.keepConsumer(IngestStream, IngestConsumer, "ingest", floor, h.recreateIngest)
+	h.log.Info("ingest check restarted", "deliver_from", floor+1)
 }
 
 // abortIngest stops a run of the ingest check without finishing what it

@@ -2,6 +2,7 @@ package streams
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"strings"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/pinkiefleet/pinkie/events"
 )
@@ -152,4 +154,111 @@ func TestChainWaitsAfterAnUnchainedForward(t *testing.T) {
 	if !c.link(ctx, third) || third.out.Header.Get(expectedLastSeqHeader) != "42" || reads != 2 {
 		t.Fatalf("the chain goes on from 42 without reading again: expectation %q, %d reads", third.out.Header.Get(expectedLastSeqHeader), reads)
 	}
+}
+
+// TestIngestRestartsAtALostDelivery: a delivery of INGEST's consumer that
+// the check never receives (as when the consumer's leader changes while a
+// message is in flight; here an outside pull takes it) must not be
+// acknowledged by the check's next cumulative ack. The check sees the gap
+// in the consumer's delivery sequence, settles what it took, and starts
+// again from the last event stored: every heartbeat reaches HOSTS, each
+// once and in order.
+func TestIngestRestartsAtALostDelivery(t *testing.T) {
+	hub, auth := startAuthedTestHub(t, "goliath")
+	ctx := context.Background()
+	js := hub.JetStream()
+	a := startTestAgent(t, "goliath", hub.LeafURL(), HostSeedFile(auth, "goliath"))
+	defer a.Close()
+
+	// Pull from the check's own consumer while events flow, until one
+	// delivery lands here instead of with the check.
+	legacy, err := hub.Conn().JetStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, err := legacy.PullSubscribe("", IngestConsumer, nats.Bind(IngestStream, IngestConsumer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	took := make(chan uint64, 1)
+	pullCtx, stopPull := context.WithCancel(ctx)
+	defer stopPull()
+	go func() {
+		defer close(took)
+		for pullCtx.Err() == nil {
+			msgs, err := sub.Fetch(1, nats.MaxWait(time.Second))
+			if err != nil || len(msgs) == 0 {
+				continue // nothing for us this time: the check was faster
+			}
+			if md, err := msgs[0].Metadata(); err == nil {
+				t.Logf("took INGEST seq %d (delivery %d) away from the check", md.Sequence.Stream, md.Sequence.Consumer)
+				took <- md.Sequence.Stream
+				return
+			}
+		}
+	}()
+	// Publish until the outside pull has one, then 100 more (at most 5,000).
+	var n, stolen uint64
+	for after := 0; after < 100 && n < 5000; {
+		n++
+		if err := a.Publish(ctx, heartbeat(t, "goliath", n), ""); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(2 * time.Millisecond)
+		if stolen == 0 {
+			select {
+			case stolen = <-took:
+			default:
+			}
+		} else {
+			after++
+		}
+	}
+	stopPull()
+	if stolen == 0 {
+		t.Fatalf("no delivery of %d came to the outside pull", n)
+	}
+	waitMsgs(t, js, HostsStream, "pinkie.host.goliath.heartbeat", n, 30*time.Second)
+	seen := readCounters(t, js, int(n))
+	for i, c := range seen {
+		if c != uint64(i+1) {
+			t.Fatalf("HOSTS holds heartbeat %d at place %d: lost, doubled or out of order (all: %v)", c, i+1, seen)
+		}
+	}
+	var m dto.Metric
+	if err := hub.metrics.ingestRestarts.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	if m.GetCounter().GetValue() < 1 {
+		t.Errorf("pinkie_ingest_restarts_total = %v, want at least 1", m.GetCounter().GetValue())
+	}
+}
+
+// readCounters reads the counters of HOSTS's first n heartbeats, in order.
+func readCounters(t *testing.T, js jetstream.JetStream, n int) []uint64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cons, err := js.OrderedConsumer(ctx, HostsStream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{"pinkie.host.goliath.heartbeat"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []uint64
+	for len(out) < n && ctx.Err() == nil {
+		batch, err := cons.Fetch(n-len(out), jetstream.FetchMaxWait(time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for msg := range batch.Messages() {
+			var hb struct {
+				Data events.Heartbeat `json:"data"`
+			}
+			if err := json.Unmarshal(msg.Data(), &hb); err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, hb.Data.Counter)
+		}
+	}
+	return out
 }
