@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -168,7 +169,7 @@ func (h *Hub) runIngest(parent context.Context, floor uint64) error {
 	// publisher forwards it, the acker settles it. Each keeps the stream's
 	// order.
 	fetchCtx, stopFetch := context.WithCancel(ctx)
-	chain := &forwardChain{hub: h, wake: make(chan struct{}, 1)}
+	chain := newForwardChain(h)
 	run := &ingestRun{chain: chain, stopFetch: stopFetch, fetchDone: make(chan struct{}), cancel: cancel, pubDone: make(chan struct{}), ackerDone: make(chan struct{})}
 	h.ingestSettled.Store(floor)
 	h.checked = make(chan pendingPub, 4096)
@@ -182,7 +183,7 @@ func (h *Hub) runIngest(parent context.Context, floor uint64) error {
 	go h.ackForwards(ctx, chain)
 	go func() {
 		defer close(run.fetchDone)
-		h.fetchIngest(fetchCtx, ctx, sub, checker)
+		h.fetchIngest(fetchCtx, ctx, run, sub, checker)
 	}()
 	return nil
 }
@@ -192,9 +193,10 @@ func (h *Hub) runIngest(parent context.Context, floor uint64) error {
 // next start. A message it took is always handed on (until runCtx ends):
 // acks are cumulative, so one dropped before a later one is acknowledged
 // would be lost.
-func (h *Hub) fetchIngest(ctx, runCtx context.Context, sub *nats.Subscription, checker IngestCheck) {
+func (h *Hub) fetchIngest(ctx, runCtx context.Context, run *ingestRun, sub *nats.Subscription, checker IngestCheck) {
 	defer func() { _ = sub.Unsubscribe() }()
 	gaps := &outboxGaps{}
+	var delivered uint64 // the consumer's delivery sequence of the last message taken
 	for ctx.Err() == nil {
 		if !h.leadsNow() {
 			h.fenced()
@@ -223,6 +225,21 @@ func (h *Hub) fetchIngest(ctx, runCtx context.Context, sub *nats.Subscription, c
 				cancel()
 				h.fenced()
 				return
+			}
+			if md, err := msg.Metadata(); err == nil {
+				if dseq := md.Sequence.Consumer; dseq > delivered+1 {
+					// Deliveries this run never received (lost in flight while
+					// the consumer's leader changed): the next ack, being
+					// cumulative, would acknowledge them unchecked.
+					cancel()
+					h.log.Warn("the ingest consumer delivered messages this check never received; restarting it from what is stored",
+						"last_delivery", delivered, "delivery", dseq, "stream_seq", md.Sequence.Stream)
+					h.metrics.ingestRestarts.Inc()
+					go h.restartIngest(run)
+					return
+				} else if dseq > delivered {
+					delivered = dseq
+				}
 			}
 			h.forward(runCtx, checker, gaps, msg)
 		}
@@ -324,12 +341,25 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 // clustered stream checks it only when applying, and nats-server 2.15
 // takes a mismatch there for a write error that stalls the stream.)
 type forwardChain struct {
-	hub    *Hub
-	next   uint64        // publisher: the sequence the next forward to HOSTS expects to follow; 0: read it from HOSTS first
-	sent   uint64        // publisher: forwards handed to the acker
-	done   atomic.Uint64 // acker: forwards settled
-	broken atomic.Bool   // a forward to HOSTS failed; set by the acker
-	wake   chan struct{} // the acker settled one (capacity 1)
+	// lastSeq reads HOSTS's last sequence, where the chain starts.
+	lastSeq func(context.Context) (uint64, error)
+	next    uint64        // publisher: the sequence the next forward to HOSTS expects to follow; 0: read it from HOSTS first
+	sent    uint64        // publisher: forwards handed to the acker
+	done    atomic.Uint64 // acker: forwards settled
+	broken  atomic.Bool   // a forward to HOSTS failed; set by the acker
+	wake    chan struct{} // the acker settled one (capacity 1)
+	log     *slog.Logger
+}
+
+// newForwardChain is a run's chain, starting from HOSTS's last sequence.
+func newForwardChain(h *Hub) *forwardChain {
+	return &forwardChain{wake: make(chan struct{}, 1), log: h.log, lastSeq: func(ctx context.Context) (uint64, error) {
+		st, err := h.js.Stream(ctx, HostsStream)
+		if err != nil {
+			return 0, err
+		}
+		return st.CachedInfo().State.LastSeq, nil
+	}}
 }
 
 // expectedLastSeqHeader is the JetStream header that makes a publish fail
@@ -349,11 +379,20 @@ func chained(p pendingPub) bool {
 	return !p.dead && strings.HasPrefix(p.out.Subject, events.HostSubjectPrefix)
 }
 
-// link sets p's expectation on the forward before it; after a break it
-// first waits until the acker settled every forward sent (false when ctx
-// ends first).
+// link sets p's expectation on the forward before it. The chain starts
+// (again) from HOSTS's last sequence at the run's start, after a break and
+// after a failed read of it; each time it first waits until the acker has
+// settled every forward sent, because one still in flight is not counted
+// in that sequence: a forward chained past it would not fail when it
+// fails, and would overtake it. It is false when ctx ends first.
 func (c *forwardChain) link(ctx context.Context, p pendingPub) bool {
 	if c.broken.Load() {
+		c.next = 0
+	}
+	if !chained(p) {
+		return true
+	}
+	if c.next == 0 {
 		for c.done.Load() < c.sent {
 			select {
 			case <-c.wake:
@@ -362,23 +401,17 @@ func (c *forwardChain) link(ctx context.Context, p pendingPub) bool {
 			}
 		}
 		c.broken.Store(false)
-		c.next = 0
-	}
-	if !chained(p) {
-		return true
-	}
-	if c.next == 0 {
-		// Everything this run sent is settled: HOSTS's last sequence is
-		// where the chain starts. Without it, p goes unchained (safe for
-		// the same reason) and the next forward asks again.
+		// Without HOSTS's last sequence p goes unchained, which is safe:
+		// everything before it is settled. The next forward asks again,
+		// once p is settled too.
 		ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
-		st, err := c.hub.js.Stream(ictx, HostsStream)
+		last, err := c.lastSeq(ictx)
 		if err != nil {
-			c.hub.log.Debug("read HOSTS's last sequence for the forward chain", "err", err)
+			c.log.Debug("read HOSTS's last sequence for the forward chain", "err", err)
 			return true
 		}
-		c.next = st.CachedInfo().State.LastSeq
+		c.next = last
 	}
 	p.out.Header.Set(expectedLastSeqHeader, strconv.FormatUint(c.next, 10))
 	c.next++
@@ -772,6 +805,47 @@ func (h *Hub) stopIngest(deadline time.Time) {
 	}
 	run.cancel()
 	h.ingest = nil
+}
+
+// restartIngest replaces run, which stopped taking from INGEST at a gap in
+// its deliveries: it finishes and acknowledges what run forwarded, then
+// starts a new run on a new consumer from just past the last forward
+// stored, so the messages it never received come again. A node that no
+// longer leads, or a hub closing, only stops the run.
+func (h *Hub) restartIngest(run *ingestRun) {
+	h.ingestMu.Lock()
+	defer h.ingestMu.Unlock()
+	if h.ingest != run {
+		return // stopped or replaced meanwhile
+	}
+	h.stopIngest(time.Now().Add(5 * time.Second))
+	select {
+	case <-h.closing:
+		return
+	default:
+	}
+	if !h.leadsNow() {
+		return // the leader's check goes on from the ack floor
+	}
+	ctx := h.ingestParent()
+	floor := h.ingestSettled.Load()
+	err := h.whileBusy(ctx, "reset ingest consumer", func(ctx context.Context) error {
+		err := h.js.DeleteConsumer(ctx, IngestStream, IngestConsumer)
+		if errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return nil
+		}
+		return err
+	})
+	if err == nil {
+		err = h.whileBusy(ctx, "restart the ingest check", func(ctx context.Context) error { return h.runIngest(ctx, floor) })
+	}
+	if err != nil {
+		// Without a run nothing is checked: a restart of the hub starts one.
+		h.fail(fmt.Errorf("restart the ingest check: %w", err))
+		return
+	}
+	h.keepConsumer(IngestStream, IngestConsumer, "ingest", floor, h.recreateIngest)
+	h.log.Info("ingest check restarted", "deliver_from", floor+1)
 }
 
 // abortIngest stops a run of the ingest check without finishing what it

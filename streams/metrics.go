@@ -20,6 +20,9 @@ type hubMetrics struct {
 	// outboxLost counts events missing between a host's OUTBOX and
 	// INGEST (outboxGaps).
 	outboxLost *prometheus.CounterVec
+	// ingestRestarts counts restarts of the ingest check at a gap in its
+	// consumer's deliveries (restartIngest).
+	ingestRestarts prometheus.Counter
 }
 
 var (
@@ -54,6 +57,9 @@ func newHubMetrics(h *Hub) *hubMetrics {
 		outboxLost: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pinkie_outbox_events_lost_total", Help: "Events of a host's OUTBOX that never reached the hub: the host's source skipped them, or they expired in the OUTBOX first.",
 		}, []string{"host"}),
+		ingestRestarts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "pinkie_ingest_restarts_total", Help: "Restarts of the ingest check because its consumer delivered messages it never received (lost in flight while the consumer's leader changed); each starts again from the last event stored.",
+		}),
 	}
 	for _, kind := range []string{"full", "storage", "unavailable"} {
 		m.storeErrors.WithLabelValues(kind)
@@ -61,7 +67,7 @@ func newHubMetrics(h *Hub) *hubMetrics {
 	for _, kind := range []string{"ingest", "deploy"} {
 		m.recreated.WithLabelValues(kind)
 	}
-	m.reg.MustRegister(m.ingested, m.deadLetters, m.storeErrors, m.recreated, m.outboxLost, hubCollector{h}, budgetCollector{h},
+	m.reg.MustRegister(m.ingested, m.deadLetters, m.storeErrors, m.recreated, m.outboxLost, m.ingestRestarts, hubCollector{h}, budgetCollector{h},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

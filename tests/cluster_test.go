@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"os/exec"
 	"strings"
 	"syscall"
@@ -97,6 +98,9 @@ func (c *hubCluster) startNodeRoutes(n *hubNode, routes string, extra ...string)
 		"--http", fmt.Sprintf("127.0.0.1:%d", n.httpPort),
 		"--cluster", fmt.Sprintf("127.0.0.1:%d", n.cluPort), "--routes", routes,
 		"--cluster-wait", "90s"}, extra...)
+	if os.Getenv("PINKIE_TEST_HUB_DEBUG") != "" {
+		args = append(args, "--log-level", "debug")
+	}
 	n.p = startProc(c.f.t, n.name, args...)
 	return n.p
 }

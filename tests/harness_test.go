@@ -14,6 +14,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -395,6 +397,94 @@ func diagnose(js jetstream.JetStream) string {
 			fmt.Fprintf(&b, "%s: %v\n", name, err)
 		}
 	}
+	b.WriteString(compareIngestHosts(js))
+	return b.String()
+}
+
+// compareIngestHosts reads INGEST and HOSTS whole and says which events
+// INGEST holds that HOSTS lacks (with their INGEST and OUTBOX sequences),
+// and which OUTBOX sequences INGEST lacks: where a shortfall was lost.
+func compareIngestHosts(js jetstream.JetStream) string {
+	type seen struct {
+		seq    uint64
+		source string
+	}
+	read := func(stream string) (map[string]seen, int, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		cons, err := js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{})
+		if err != nil {
+			return nil, 0, err
+		}
+		info, err := js.Stream(ctx, stream)
+		if err != nil {
+			return nil, 0, err
+		}
+		last := info.CachedInfo().State.LastSeq
+		ids := map[string]seen{}
+		n := 0
+		for n < 100000 && ctx.Err() == nil {
+			batch, err := cons.Fetch(1000, jetstream.FetchMaxWait(time.Second))
+			if err != nil {
+				return ids, n, err
+			}
+			var seq uint64
+			for m := range batch.Messages() {
+				md, _ := m.Metadata()
+				seq = md.Sequence.Stream
+				n++
+				e, _, err := events.Decode(m.Data())
+				if err != nil {
+					continue
+				}
+				src := m.Headers().Get("Nats-Stream-Source")
+				if src == "" {
+					src = m.Headers().Get("Pinkie-Stream-Source")
+				}
+				ids[e.ID()] = seen{seq: seq, source: src}
+			}
+			if seq >= last || seq == 0 {
+				break
+			}
+		}
+		return ids, n, nil
+	}
+	var b strings.Builder
+	in, nIn, err := read(streams.IngestStream)
+	if err != nil {
+		fmt.Fprintf(&b, "read INGEST: %v\n", err)
+	}
+	hosts, nHosts, err := read(streams.HostsStream)
+	if err != nil {
+		fmt.Fprintf(&b, "read HOSTS: %v\n", err)
+	}
+	fmt.Fprintf(&b, "INGEST read %d messages, %d distinct ids; HOSTS read %d, %d distinct ids\n", nIn, len(in), nHosts, len(hosts))
+	var lost []string
+	outbox := map[uint64]bool{}
+	var maxOutbox uint64
+	for id, s := range in {
+		if f := strings.Fields(s.source); len(f) > 1 {
+			if n, err := strconv.ParseUint(f[1], 10, 64); err == nil {
+				outbox[n] = true
+				maxOutbox = max(maxOutbox, n)
+			}
+		}
+		if _, ok := hosts[id]; !ok {
+			lost = append(lost, fmt.Sprintf("INGEST seq %d (%s)", s.seq, s.source))
+		}
+	}
+	sort.Strings(lost)
+	if len(lost) > 30 {
+		lost = append(lost[:30], "…")
+	}
+	fmt.Fprintf(&b, "in INGEST, not in HOSTS: %d: %s\n", len(lost), strings.Join(lost, "; "))
+	var holes []string
+	for n := uint64(1); n <= maxOutbox && len(holes) < 30; n++ {
+		if !outbox[n] {
+			holes = append(holes, strconv.FormatUint(n, 10))
+		}
+	}
+	fmt.Fprintf(&b, "OUTBOX sequences up to %d missing from INGEST: %s\n", maxOutbox, strings.Join(holes, ","))
 	return b.String()
 }
 
