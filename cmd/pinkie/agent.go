@@ -130,7 +130,7 @@ jitter), logging the link state once per change.`)
 		Services: append(deployServices, shellService), ExtraStoreBytes: recordStore,
 	})
 	if err != nil {
-		return exitError{code: exitUsage, err: err}
+		return usageExit(err)
 	}
 	defer ag.Close()
 	env := producers.Env{

@@ -177,7 +177,7 @@ what its flag says).`)
 		fmt.Fprintln(a.stdout, line)
 	}
 	if findings > 0 || len(failed) > 0 {
-		return exitError{code: exitFinding, err: fmt.Errorf("%d finding(s), %d producer(s) failed", findings, len(failed))}
+		return finding("%d finding(s), %d producer(s) failed", findings, len(failed))
 	}
 	return nil
 }

@@ -159,7 +159,7 @@ then the new nodes (see the README, "From one hub to three").`)
 			// be back by then.
 			return exitError{code: exitFinding, err: err}
 		}
-		return exitError{code: exitUsage, err: err}
+		return usageExit(err)
 	}
 	select {
 	case <-ctx.Done():

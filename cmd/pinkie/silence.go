@@ -8,8 +8,6 @@ import (
 	"os"
 	"os/user"
 	"regexp"
-	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -23,13 +21,8 @@ import (
 )
 
 func runSilence(ctx context.Context, a *app, args []string) error {
-	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
-		for _, a := range args {
-			if a == "-h" || a == "--help" || a == "-help" {
-				return newFlagSet("silence", "add|ls|rm …", silenceDoc).parse([]string{"--help"})
-			}
-		}
-		return usagef("want a subcommand: add, ls or rm")
+	if ok, err := needSubcommand(args, "silence", "add|ls|rm …", silenceDoc, "add, ls or rm"); !ok {
+		return err
 	}
 	switch args[0] {
 	case "add":
@@ -178,27 +171,11 @@ func runSilenceLs(ctx context.Context, a *app, args []string) error {
 	}
 	defer c.Close()
 	now := time.Now()
-	alerts, silences, err := alertsLoad(ctx, c.JS, now)
+	alerts, silences, err := alertsLoad(ctx, c, now)
 	if err != nil {
-		return exitError{code: exitUsage, err: err}
+		return err
 	}
-	shown := fleetview.Silences(alerts, silences, now, *all)
-	if *asJSON {
-		printJSON(a.stdout, shown)
-		return nil
-	}
-	if len(shown) == 0 {
-		fmt.Fprintln(a.stdout, "no silences")
-		return nil
-	}
-	tw := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tMATCHERS\tENDS\tSILENCING\tBY\tCOMMENT")
-	for _, s := range shown {
-		ends := s.EndsAt.Format(time.RFC3339) + " (" + fleetview.Ago(now, s.EndsAt) + ")"
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", show(s.ID), show(events.FormatSilenceMatchers(s.Matchers)), ends, s.Silencing, show(orDash(s.CreatedBy)), show(orDash(s.Comment)))
-	}
-	tw.Flush()
-	return nil
+	return printList(a, *asJSON, fleetview.Silences(alerts, silences, now, *all), "no silences", now, fleetview.WriteSilences)
 }
 
 func runSilenceRm(ctx context.Context, a *app, args []string) error {
@@ -222,10 +199,10 @@ func runSilenceRm(ctx context.Context, a *app, args []string) error {
 	defer c.Close()
 	_, found, err := streams.ReadKey(ctx, c.JS, events.BucketAlerts, projections.SilenceKey(id))
 	if err != nil {
-		return exitError{code: exitUsage, err: err}
+		return usageExit(err)
 	}
 	if !found {
-		return exitError{code: exitFinding, err: fmt.Errorf("no silence %s (see pinkie silence ls)", id)}
+		return finding("no silence %s (see pinkie silence ls)", id)
 	}
 	k, _ := events.Lookup("silence.removed")
 	r := events.SilenceRemoved{ID: id, RemovedBy: silenceWho()}
