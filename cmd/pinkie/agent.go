@@ -185,13 +185,6 @@ func buildProducers(configFile string, only []string, info producers.Info, heart
 	return built, nil
 }
 
-// Limits on the files the CLI reads whole: far above real ones, far
-// below what would hurt (a wrong path such as /dev/zero is an error).
-const (
-	maxConfigFile = 1 * bounded.MiB  // agent and hub JSON configs: a few KB
-	maxSecretFile = 64 * bounded.KiB // session keys, client secrets: bytes
-)
-
 // readAgentConfig reads the agent's producer configuration (--config);
 // no file is the defaults.
 func readAgentConfig(path string) (producers.Config, error) {
