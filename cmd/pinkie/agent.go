@@ -161,11 +161,7 @@ func buildProducers(configFile string, only []string, info producers.Info, heart
 	}
 	for _, n := range only {
 		if _, ok := producers.Lookup(n); !ok {
-			var known []string
-			for _, s := range producers.All() {
-				known = append(known, s.Name)
-			}
-			return nil, usagef("--producers: unknown producer %q; known: %s", n, strings.Join(known, ", "))
+			return nil, usagef("--producers: unknown producer %q; known: %s", n, strings.Join(producers.Names(), ", "))
 		}
 	}
 	cfg.EnableOnly(only)

@@ -53,15 +53,9 @@ what its flag says).`)
 		return usagef("--name: %v", err)
 	}
 	names := fs.args()
-	known := map[string]producers.Spec{}
-	var knownNames []string
-	for _, s := range producers.All() {
-		known[s.Name] = s
-		knownNames = append(knownNames, s.Name)
-	}
 	for _, n := range names {
-		if _, ok := known[n]; !ok {
-			return usagef("unknown producer %q; known producers: %s", n, strings.Join(knownNames, ", "))
+		if _, ok := producers.Lookup(n); !ok {
+			return usagef("unknown producer %q; known producers: %s", n, strings.Join(producers.Names(), ", "))
 		}
 	}
 	rootFS, runner, err := hostAccess(*root, *replay)

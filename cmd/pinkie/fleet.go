@@ -115,12 +115,10 @@ listed (exit 2).
 		res.Services += len(h.Services)
 		res.Domains += len(h.Domains)
 	}
-	if *asJSON {
-		return json.NewEncoder(a.stdout).Encode(res)
-	}
-	fmt.Fprintf(a.stdout, "published %s on %s: %d hosts, %d services, %d domains from %s\nid %s, stream %s, seq %d\n",
-		res.Type, res.Subject, res.Hosts, res.Services, res.Domains, res.Flake, res.ID, res.Stream, res.Seq)
-	return nil
+	return printLine(a, *asJSON, res, func() {
+		fmt.Fprintf(a.stdout, "published %s on %s: %d hosts, %d services, %d domains from %s\nid %s, stream %s, seq %d\n",
+			res.Type, res.Subject, res.Hosts, res.Services, res.Domains, res.Flake, res.ID, res.Stream, res.Seq)
+	})
 }
 
 func runFleetExport(ctx context.Context, a *app, args []string) error {
