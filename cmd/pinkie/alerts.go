@@ -2,14 +2,9 @@ package main
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"path"
-	"strings"
 	"time"
-
-	"github.com/nats-io/nats.go"
 
 	"github.com/pinkiefleet/pinkie/cmd/pinkie/notifyhub"
 	"github.com/pinkiefleet/pinkie/events"
@@ -100,33 +95,9 @@ connection errors (including: no notifier runs on the hub).`)
 		return err
 	}
 	defer c.Close()
-	req, _ := json.Marshal(notifyhub.TestRequest{Channel: fs.args()[1]})
-	inbox := c.Conn.NewRespInbox()
-	replies, err := c.Conn.SubscribeSync(inbox)
+	rep, err := notifyhub.Test(ctx, c, fs.args()[1])
 	if err != nil {
-		return usageExit(fmt.Errorf("notify test: %w", err))
-	}
-	defer replies.Unsubscribe()
-	if err := c.Conn.PublishRequest(streams.NotifyTestSubject, inbox, req); err != nil {
-		return usageExit(fmt.Errorf("notify test: %w", err))
-	}
-	// A refused publish shows as the connection's last error once flushed.
-	if err := c.Conn.FlushTimeout(5 * time.Second); err != nil {
-		return usageExit(fmt.Errorf("notify test: %w", err))
-	}
-	if le := c.Conn.LastError(); le != nil && strings.Contains(le.Error(), "Permissions Violation") {
-		return c.Refused("notify test: publish "+streams.NotifyTestSubject, le)
-	}
-	msg, err := replies.NextMsgWithContext(alertsTimeout(ctx, 45*time.Second))
-	if err != nil {
-		if errors.Is(err, nats.ErrNoResponders) || errors.Is(err, context.DeadlineExceeded) {
-			return usageExit(fmt.Errorf("no notifier answers on the hub (are channels configured in its notify section?): %w", err))
-		}
-		return usageExit(fmt.Errorf("notify test: %w", err))
-	}
-	var rep notifyhub.TestReply
-	if err := json.Unmarshal(msg.Data, &rep); err != nil {
-		return usageExit(fmt.Errorf("notify test: bad answer: %w", err))
+		return usageExit(err)
 	}
 	if *asJSON {
 		printJSON(a.stdout, rep)
@@ -137,10 +108,4 @@ connection errors (including: no notifier runs on the hub).`)
 		return finding("test message to %s failed: %s", rep.Channel, rep.Error)
 	}
 	return nil
-}
-
-func alertsTimeout(ctx context.Context, d time.Duration) context.Context {
-	ctx, cancel := context.WithTimeout(ctx, d)
-	go func() { <-ctx.Done(); cancel() }()
-	return ctx
 }

@@ -87,43 +87,25 @@ what its flag says).`)
 		if err != nil {
 			return err
 		}
-		if cfg.Producers == nil {
-			cfg.Producers = map[string]producers.ProducerConfig{}
-		}
-		cfg.EnableOnly(names)
-		var streamers []string
-		built, err := cfg.Build(producers.Info{Instance: "collect", Version: version})
-		if err != nil {
-			return usagef("%v", err)
-		}
-		for _, b := range built {
-			if b.Streamer != nil {
-				// Streamers read to the end and stop.
-				streamers = append(streamers, b.Name)
-				cfg.Producers[b.Name] = cfg.Producers[b.Name].WithOption("follow", false)
-			}
-		}
+		var log string
 		if *from != "" {
-			if len(streamers) != 1 || len(names) != 1 {
-				return usagef("--from feeds one streaming producer: name it (login or fail2ban)")
-			}
-			abs, err := filepath.Abs(*from)
-			if err != nil {
+			if log, err = filepath.Abs(*from); err != nil {
 				return usagef("--from: %v", err)
 			}
-			if st, err := os.Stat(abs); err != nil {
+			if st, err := os.Stat(log); err != nil {
 				return usagef("--from: %v", err)
 			} else if !st.Mode().IsRegular() {
 				// A log is read to its end; a device or pipe may have none.
 				return usagef("--from %s: not a regular file (give a saved log)", *from)
 			}
-			cfg.Producers[streamers[0]] = cfg.Producers[streamers[0]].WithOption("file", abs)
 			env.Root = os.DirFS("/")
 		}
-		if len(streamers) > 0 {
-			if built, err = cfg.Build(producers.Info{Instance: "collect", Version: version}); err != nil {
-				return usagef("%v", err)
-			}
+		built, err := cfg.BuildOnce(names, log, producers.Info{Instance: "collect", Version: version})
+		if errors.Is(err, producers.ErrFromOneStreamer) {
+			return usagef("--from feeds one streaming producer: name it (login or fail2ban)")
+		}
+		if err != nil {
+			return usagef("%v", err)
 		}
 		for _, b := range built {
 			got, err := producers.RunOnce(ctx, env, b)
