@@ -169,15 +169,7 @@ func buildProducers(configFile string, only []string, info producers.Info, heart
 	if err != nil {
 		return nil, usagef("--config %s: %v", configFile, err)
 	}
-	for i, b := range built {
-		if hb, ok := b.Collector.(*producers.Heartbeat); ok {
-			if _, set := cfg.Producers["heartbeat"]; !set || cfg.Producers["heartbeat"].Interval == 0 {
-				hb.SetInterval(heartbeat)
-				built[i].Interval = heartbeat
-			}
-			hb.SetLimit(limit)
-		}
-	}
+	cfg.SetHeartbeat(built, heartbeat, limit)
 	return built, nil
 }
 
