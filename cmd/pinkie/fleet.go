@@ -94,12 +94,8 @@ listed (exit 2).
 		return err
 	}
 	e, err := fleet.Event(set, decl, cliSourceHost(), time.Now())
-	var ue *fleet.UserError
-	if errors.As(err, &ue) {
-		return usageExit(ue.Err)
-	}
 	if err != nil {
-		return err
+		return fleetUserError(err)
 	}
 	c, err := cf.connect(ctx, "pinkie fleet sync")
 	if err != nil {
@@ -198,11 +194,17 @@ func fleetEvaluate(ctx context.Context, flake string) (events.FleetDeclared, err
 		return events.FleetDeclared{}, usageExit(errors.New("nix is not on PATH: the fleet is read by evaluating the flake with nix (2.8 or later, with flakes)"))
 	}
 	decl, err := fleet.Declared(ctx, nix.Nix{Run: nix.ExecRunner{}, Bin: nixBin}, flake)
+	return decl, fleetUserError(err)
+}
+
+// fleetUserError makes a fleet the user gave that the fleet package
+// refuses an exit 2 with its problems.
+func fleetUserError(err error) error {
 	var ue *fleet.UserError
 	if errors.As(err, &ue) {
-		return decl, usageExit(ue.Err)
+		return usageExit(ue.Err)
 	}
-	return decl, err
+	return err
 }
 
 func fleetReadFile(path string) (events.FleetDeclared, error) {
