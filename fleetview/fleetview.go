@@ -8,7 +8,9 @@ package fleetview
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"path"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -62,6 +64,25 @@ func NewLastDeploy(host string, r *lastdeploy.Record, declared bool, now time.Ti
 		}
 	}
 	return l
+}
+
+// JudgeLastDeploys judges every host the records know and every declared
+// one (never deployed when it has no record), sorted by name.
+func JudgeLastDeploys(records map[string]*lastdeploy.Record, declared []string, now time.Time, warn, fail time.Duration) []LastDeploy {
+	isDeclared := map[string]bool{}
+	hosts := slices.Collect(maps.Keys(records))
+	for _, h := range declared {
+		if _, ok := records[h]; !ok && !isDeclared[h] {
+			hosts = append(hosts, h)
+		}
+		isDeclared[h] = true
+	}
+	sort.Strings(hosts)
+	var out []LastDeploy
+	for _, h := range hosts {
+		out = append(out, NewLastDeploy(h, records[h], isDeclared[h], now, warn, fail))
+	}
+	return out
 }
 
 // Hosts decodes inventory records, sorted by name, without checkpoints.

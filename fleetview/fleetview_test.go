@@ -2,6 +2,7 @@ package fleetview
 
 import (
 	"encoding/json"
+	"fmt"
 	"testing"
 	"time"
 
@@ -117,5 +118,25 @@ func TestHostState(t *testing.T) {
 		if got := HostState(&tc.h); got != tc.want {
 			t.Errorf("HostState(%+v) = %q, want %q", tc.h, got, tc.want)
 		}
+	}
+}
+
+func TestJudgeLastDeploys(t *testing.T) {
+	day := 24 * time.Hour
+	records := map[string]*lastdeploy.Record{
+		"koishi":  {Host: "koishi", LastSuccess: &lastdeploy.Success{Time: now.Add(-40 * day)}},
+		"goliath": {Host: "goliath", LastSuccess: &lastdeploy.Success{Time: now.Add(-day)}},
+	}
+	got := JudgeLastDeploys(records, []string{"remilia", "goliath", "remilia"}, now, 7*day, 30*day)
+	var lines []string
+	for _, l := range got {
+		lines = append(lines, fmt.Sprintf("%s %s declared=%v", l.Host, l.Status, l.Declared))
+	}
+	want := []string{"goliath ok declared=true", "koishi fail declared=false", "remilia never declared=true"}
+	if diff := cmp.Diff(want, lines); diff != "" {
+		t.Errorf("JudgeLastDeploys (-want +got):\n%s", diff)
+	}
+	if got[2].Record != nil {
+		t.Errorf("a declared host without a record has record %+v, want none", got[2].Record)
 	}
 }

@@ -44,6 +44,17 @@ type GuestView struct {
 // stopped, unknown, or declared and never seen).
 func (g GuestView) Down() bool { return g.Status != "running" }
 
+// GuestsDown names the guests that are down, as HOST/NAME STATUS.
+func GuestsDown(gs []GuestView) []string {
+	var down []string
+	for _, g := range gs {
+		if g.Down() {
+			down = append(down, g.Host+"/"+g.Name+" "+g.Status)
+		}
+	}
+	return down
+}
+
 // Guests builds the fleet's guests from pinkie-guests records and the
 // fleet declaration (nil when none was synced), sorted by host and name.
 // With host set, only that host's.

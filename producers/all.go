@@ -26,6 +26,15 @@ func All() []Spec {
 	return specs
 }
 
+// Names lists every producer's name, sorted.
+func Names() []string {
+	var names []string
+	for _, s := range All() {
+		names = append(names, s.Name)
+	}
+	return names
+}
+
 // Lookup finds a producer by name.
 func Lookup(name string) (Spec, bool) {
 	for _, s := range All() {

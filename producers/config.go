@@ -87,7 +87,7 @@ func LoadConfig(b []byte) (Config, error) {
 	sort.Strings(names)
 	for _, name := range names {
 		if _, ok := Lookup(name); !ok {
-			return Config{}, fmt.Errorf("config: unknown producer %q (known: %s)", name, strings.Join(configKnownNames(), ", "))
+			return Config{}, fmt.Errorf("config: unknown producer %q (known: %s)", name, strings.Join(Names(), ", "))
 		}
 		pc, err := configParseProducer(prods[name])
 		if err != nil {
@@ -96,14 +96,6 @@ func LoadConfig(b []byte) (Config, error) {
 		cfg.Producers[name] = pc
 	}
 	return cfg, nil
-}
-
-func configKnownNames() []string {
-	var names []string
-	for _, s := range All() {
-		names = append(names, s.Name)
-	}
-	return names
 }
 
 // configParseProducer takes "enabled" and "interval" out of a producer's

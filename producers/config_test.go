@@ -173,3 +173,32 @@ func TestEnableOnly(t *testing.T) {
 		}
 	}
 }
+
+func TestSetHeartbeat(t *testing.T) {
+	info := Info{Instance: "i", Version: "v"}
+	for _, tc := range []struct {
+		name   string
+		config string
+		want   time.Duration
+	}{
+		{"the flag's interval", `{}`, 7 * time.Second},
+		{"the config's wins", `{"producers": {"heartbeat": {"interval": "42s"}}}`, 42 * time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := LoadConfig([]byte(tc.config))
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg.EnableOnly([]string{"heartbeat"})
+			built, err := cfg.Build(info)
+			if err != nil || len(built) != 1 {
+				t.Fatalf("Build: %v, %v", built, err)
+			}
+			cfg.SetHeartbeat(built, 7*time.Second, 3)
+			hb := built[0].Collector.(*Heartbeat)
+			if built[0].Interval != tc.want || hb.Interval() != tc.want || hb.limit != 3 {
+				t.Errorf("interval %s (heartbeat's %s), limit %d; want %s and 3", built[0].Interval, hb.Interval(), hb.limit, tc.want)
+			}
+		})
+	}
+}

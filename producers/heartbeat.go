@@ -66,5 +66,20 @@ func (h *Heartbeat) Collect(ctx context.Context, env Env) ([]Observation, error)
 // SetInterval changes how often the heartbeat runs (the agent's --heartbeat).
 func (h *Heartbeat) SetInterval(d time.Duration) { h.every = d }
 
+// SetHeartbeat gives the built heartbeat (if among built) the interval
+// every, unless c gives it one, and the beat limit (0: none): the agent's
+// --heartbeat and --heartbeat-limit.
+func (c Config) SetHeartbeat(built []Built, every time.Duration, limit uint64) {
+	for i, b := range built {
+		if hb, ok := b.Collector.(*Heartbeat); ok {
+			if c.Producers["heartbeat"].Interval == 0 {
+				hb.SetInterval(every)
+				built[i].Interval = every
+			}
+			hb.SetLimit(limit)
+		}
+	}
+}
+
 // SetLimit stops the beats after n (0: never); for tests and benchmarks.
 func (h *Heartbeat) SetLimit(n uint64) { h.limit = n }

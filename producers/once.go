@@ -3,6 +3,7 @@ package producers
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 )
@@ -31,6 +32,43 @@ func RunOnce(ctx context.Context, env Env, b Built) ([]Collected, error) {
 		return nil
 	})
 	return out, err
+}
+
+// ErrFromOneStreamer is BuildOnce given a saved log when not exactly one
+// producer, a streaming one, is named.
+var ErrFromOneStreamer = errors.New("a saved log feeds one streaming producer: name it (login or fail2ban)")
+
+// BuildOnce builds the producers to run once (pinkie collect): those named
+// (none: those on by default), each streaming one set to read its source
+// to its end and stop. from, when set, is the saved log (an absolute path)
+// that the one named producer, a streaming one, reads instead of its
+// source. It changes c's producer options.
+func (c Config) BuildOnce(names []string, from string, info Info) ([]Built, error) {
+	c.EnableOnly(names)
+	built, err := c.Build(info)
+	if err != nil {
+		return nil, err
+	}
+	if c.Producers == nil {
+		c.Producers = map[string]ProducerConfig{}
+	}
+	var streamers []string
+	for _, b := range built {
+		if b.Streamer != nil {
+			streamers = append(streamers, b.Name)
+			c.Producers[b.Name] = c.Producers[b.Name].WithOption("follow", false)
+		}
+	}
+	if from != "" {
+		if len(streamers) != 1 || len(names) != 1 {
+			return nil, ErrFromOneStreamer
+		}
+		c.Producers[streamers[0]] = c.Producers[streamers[0]].WithOption("file", from)
+	}
+	if len(streamers) == 0 {
+		return built, nil
+	}
+	return c.Build(info)
 }
 
 // WithOption returns the producer's configuration with key set in its

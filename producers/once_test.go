@@ -1,6 +1,8 @@
 package producers
 
 import (
+	"errors"
+	"slices"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -37,5 +39,35 @@ func TestWithOption(t *testing.T) {
 	}
 	if got := (ProducerConfig{}).WithOption("file", "/x"); string(got.Options) != `{"file":"/x"}` {
 		t.Errorf("WithOption on no options = %s", got.Options)
+	}
+}
+
+func TestBuildOnce(t *testing.T) {
+	info := Info{Instance: "collect", Version: "test"}
+	for _, tc := range []struct {
+		name    string
+		names   []string
+		from    string
+		want    []string
+		wantErr error
+	}{
+		{"one streamer from a saved log", []string{"login"}, "/var/log/auth.log.1", []string{"login"}, nil},
+		{"a collector", []string{"profile"}, "", []string{"profile"}, nil},
+		{"a saved log for a collector", []string{"profile"}, "/var/log/auth.log.1", nil, ErrFromOneStreamer},
+		{"a saved log for two", []string{"login", "fail2ban"}, "/var/log/auth.log.1", nil, ErrFromOneStreamer},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			built, err := Config{}.BuildOnce(tc.names, tc.from, info)
+			if !errors.Is(err, tc.wantErr) {
+				t.Fatalf("err %v, want %v", err, tc.wantErr)
+			}
+			var got []string
+			for _, b := range built {
+				got = append(got, b.Name)
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("built %v, want %v", got, tc.want)
+			}
+		})
 	}
 }

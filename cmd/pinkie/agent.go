@@ -130,7 +130,7 @@ jitter), logging the link state once per change.`)
 		Services: append(deployServices, shellService), ExtraStoreBytes: recordStore,
 	})
 	if err != nil {
-		return exitError{code: exitUsage, err: err}
+		return usageExit(err)
 	}
 	defer ag.Close()
 	env := producers.Env{
@@ -161,11 +161,7 @@ func buildProducers(configFile string, only []string, info producers.Info, heart
 	}
 	for _, n := range only {
 		if _, ok := producers.Lookup(n); !ok {
-			var known []string
-			for _, s := range producers.All() {
-				known = append(known, s.Name)
-			}
-			return nil, usagef("--producers: unknown producer %q; known: %s", n, strings.Join(known, ", "))
+			return nil, usagef("--producers: unknown producer %q; known: %s", n, strings.Join(producers.Names(), ", "))
 		}
 	}
 	cfg.EnableOnly(only)
@@ -173,24 +169,9 @@ func buildProducers(configFile string, only []string, info producers.Info, heart
 	if err != nil {
 		return nil, usagef("--config %s: %v", configFile, err)
 	}
-	for i, b := range built {
-		if hb, ok := b.Collector.(*producers.Heartbeat); ok {
-			if _, set := cfg.Producers["heartbeat"]; !set || cfg.Producers["heartbeat"].Interval == 0 {
-				hb.SetInterval(heartbeat)
-				built[i].Interval = heartbeat
-			}
-			hb.SetLimit(limit)
-		}
-	}
+	cfg.SetHeartbeat(built, heartbeat, limit)
 	return built, nil
 }
-
-// Limits on the files the CLI reads whole: far above real ones, far
-// below what would hurt (a wrong path such as /dev/zero is an error).
-const (
-	maxConfigFile = 1 * bounded.MiB  // agent and hub JSON configs: a few KB
-	maxSecretFile = 64 * bounded.KiB // session keys, client secrets: bytes
-)
 
 // readAgentConfig reads the agent's producer configuration (--config);
 // no file is the defaults.

@@ -2,17 +2,9 @@ package main
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"path"
-	"strings"
-	"text/tabwriter"
 	"time"
-
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/pinkiefleet/pinkie/cmd/pinkie/notifyhub"
 	"github.com/pinkiefleet/pinkie/events"
@@ -23,12 +15,16 @@ import (
 
 // alertsLoad reads the active alerts and silences, marking each alert
 // with the silences that cover it at now.
-func alertsLoad(ctx context.Context, js jetstream.JetStream, now time.Time) ([]projections.ActiveAlert, []events.SilenceAdded, error) {
-	recs, err := streams.ReadProjection(ctx, js, events.BucketAlerts, "")
+func alertsLoad(ctx context.Context, c *streams.Client, now time.Time) ([]projections.ActiveAlert, []events.SilenceAdded, error) {
+	recs, err := streams.ReadProjection(ctx, c.JS, events.BucketAlerts, "")
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, usageExit(err)
 	}
-	return fleetview.Alerts(recs, now)
+	alerts, silences, err := fleetview.Alerts(recs, now)
+	if err != nil {
+		return nil, nil, usageExit(err)
+	}
+	return alerts, silences, nil
 }
 
 func runAlerts(ctx context.Context, a *app, args []string) error {
@@ -62,40 +58,18 @@ does (so CI can gate on it), 2 on usage or connection errors.`)
 	}
 	defer c.Close()
 	now := time.Now()
-	all, _, err := alertsLoad(ctx, c.JS, now)
+	all, _, err := alertsLoad(ctx, c, now)
 	if err != nil {
-		return exitError{code: exitUsage, err: err}
+		return err
 	}
-	shown, finding := fleetview.FilterAlerts(all, *host, *minSev)
-	if *asJSON {
-		if shown == nil {
-			shown = []projections.ActiveAlert{}
-		}
-		printJSON(a.stdout, shown)
-	} else if len(shown) == 0 {
-		fmt.Fprintln(a.stdout, "no alerts firing")
-	} else {
-		printAlerts(a.stdout, now, shown)
+	shown, firing := fleetview.FilterAlerts(all, *host, *minSev)
+	if err := printList(a, *asJSON, shown, "no alerts firing", now, fleetview.WriteAlerts); err != nil {
+		return err
 	}
-	if finding {
+	if firing {
 		return exitError{code: exitFinding}
 	}
 	return nil
-}
-
-// printAlerts is the alerts table.
-func printAlerts(w io.Writer, now time.Time, shown []projections.ActiveAlert) {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "SEVERITY\tHOST\tRULE\tOBJECT\tSINCE\tSILENCED\tSUMMARY")
-	for _, al := range shown {
-		sil := "-"
-		if al.Silenced {
-			sil = "silenced (" + strings.Join(al.SilencedBy, ",") + ")"
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", show(al.Severity), show(al.Host), show(al.Rule), show(orDash(al.Object)),
-			fleetview.Ago(now, al.StartsAt), show(sil), show(al.Summary))
-	}
-	tw.Flush()
 }
 
 func runNotify(ctx context.Context, a *app, args []string) error {
@@ -121,33 +95,9 @@ connection errors (including: no notifier runs on the hub).`)
 		return err
 	}
 	defer c.Close()
-	req, _ := json.Marshal(notifyhub.TestRequest{Channel: fs.args()[1]})
-	inbox := c.Conn.NewRespInbox()
-	replies, err := c.Conn.SubscribeSync(inbox)
+	rep, err := notifyhub.Test(ctx, c, fs.args()[1])
 	if err != nil {
-		return exitError{code: exitUsage, err: fmt.Errorf("notify test: %w", err)}
-	}
-	defer replies.Unsubscribe()
-	if err := c.Conn.PublishRequest(streams.NotifyTestSubject, inbox, req); err != nil {
-		return exitError{code: exitUsage, err: fmt.Errorf("notify test: %w", err)}
-	}
-	// A refused publish shows as the connection's last error once flushed.
-	if err := c.Conn.FlushTimeout(5 * time.Second); err != nil {
-		return exitError{code: exitUsage, err: fmt.Errorf("notify test: %w", err)}
-	}
-	if le := c.Conn.LastError(); le != nil && strings.Contains(le.Error(), "Permissions Violation") {
-		return c.Refused("notify test: publish "+streams.NotifyTestSubject, le)
-	}
-	msg, err := replies.NextMsgWithContext(alertsTimeout(ctx, 45*time.Second))
-	if err != nil {
-		if errors.Is(err, nats.ErrNoResponders) || errors.Is(err, context.DeadlineExceeded) {
-			return exitError{code: exitUsage, err: fmt.Errorf("no notifier answers on the hub (are channels configured in its notify section?): %w", err)}
-		}
-		return exitError{code: exitUsage, err: fmt.Errorf("notify test: %w", err)}
-	}
-	var rep notifyhub.TestReply
-	if err := json.Unmarshal(msg.Data, &rep); err != nil {
-		return exitError{code: exitUsage, err: fmt.Errorf("notify test: bad answer: %w", err)}
+		return usageExit(err)
 	}
 	if *asJSON {
 		printJSON(a.stdout, rep)
@@ -155,13 +105,7 @@ connection errors (including: no notifier runs on the hub).`)
 		fmt.Fprintf(a.stdout, "test message delivered to %s (%s)\n", show(rep.Channel), show(rep.Type))
 	}
 	if !rep.OK {
-		return exitError{code: exitFinding, err: fmt.Errorf("test message to %s failed: %s", rep.Channel, rep.Error)}
+		return finding("test message to %s failed: %s", rep.Channel, rep.Error)
 	}
 	return nil
-}
-
-func alertsTimeout(ctx context.Context, d time.Duration) context.Context {
-	ctx, cancel := context.WithTimeout(ctx, d)
-	go func() { <-ctx.Done(); cancel() }()
-	return ctx
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"strings"
 	"text/tabwriter"
@@ -34,13 +33,8 @@ retention must keep is larger (raise --cache-budget); 2 usage, connection
 or a key whose role does not allow the call.`
 
 func runCache(ctx context.Context, a *app, args []string) error {
-	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
-		for _, a := range args {
-			if a == "-h" || a == "--help" || a == "-help" {
-				return newFlagSet("cache", "ls|stats|gc …", cacheDoc).parse([]string{"--help"})
-			}
-		}
-		return usagef("want a subcommand: ls, stats or gc")
+	if ok, err := needSubcommand(args, "cache", "ls|stats|gc …", cacheDoc, "ls, stats or gc"); !ok {
+		return err
 	}
 	sub := args[0]
 	switch sub {
@@ -72,49 +66,38 @@ func runCache(ctx context.Context, a *app, args []string) error {
 		if err != nil {
 			return err
 		}
-		if *asJSON {
-			if entries == nil {
-				entries = []streams.NixCacheEntry{}
-			}
-			return json.NewEncoder(a.stdout).Encode(entries)
+		if entries == nil {
+			entries = []streams.NixCacheEntry{}
 		}
-		tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "STORE PATH\tNAR SIZE\tCACHED\tUPLOADED\tKEPT BECAUSE")
-		for _, e := range entries {
-			kept := strings.Join(e.KeptBecause, ",")
-			if kept == "" {
-				kept = "-"
+		return printLine(a, *asJSON, entries, func() {
+			tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "STORE PATH\tNAR SIZE\tCACHED\tUPLOADED\tKEPT BECAUSE")
+			for _, e := range entries {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", e.StorePath, fleetview.ByteSize(int64(e.NarSize)), fleetview.ByteSize(e.FileSize), e.Uploaded.Local().Format(time.DateTime), orDash(strings.Join(e.KeptBecause, ",")))
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", e.StorePath, fleetview.ByteSize(int64(e.NarSize)), fleetview.ByteSize(e.FileSize), e.Uploaded.Local().Format(time.DateTime), kept)
-		}
-		return tw.Flush()
+			tw.Flush()
+		})
 	case "stats":
 		st, err := streams.NixCacheStatsOf(ctx, c)
 		if err != nil {
 			return err
 		}
-		if *asJSON {
-			return json.NewEncoder(a.stdout).Encode(st)
-		}
-		fmt.Fprintf(a.stdout, "paths        %d\nbytes        %s of a budget of %s\nkept         %d paths, %s\ncollectable  %d paths, %s", st.Paths, fleetview.ByteSize(st.Bytes), fleetview.ByteSize(st.BudgetBytes), st.KeptPaths, fleetview.ByteSize(st.KeptBytes), st.CollectablePaths, fleetview.ByteSize(st.CollectableBytes))
-		if st.OrphanNARs > 0 {
-			fmt.Fprintf(a.stdout, " (with %d NARs no path names)", st.OrphanNARs)
-		}
-		fmt.Fprintln(a.stdout)
-		return nil
+		return printLine(a, *asJSON, st, func() {
+			fmt.Fprintf(a.stdout, "paths        %d\nbytes        %s of a budget of %s\nkept         %d paths, %s\ncollectable  %d paths, %s", st.Paths, fleetview.ByteSize(st.Bytes), fleetview.ByteSize(st.BudgetBytes), st.KeptPaths, fleetview.ByteSize(st.KeptBytes), st.CollectablePaths, fleetview.ByteSize(st.CollectableBytes))
+			if st.OrphanNARs > 0 {
+				fmt.Fprintf(a.stdout, " (with %d NARs no path names)", st.OrphanNARs)
+			}
+			fmt.Fprintln(a.stdout)
+		})
 	}
 	res, err := streams.NixCacheCollect(ctx, c, *dryRun)
 	if err != nil {
 		return err
 	}
-	if *asJSON {
-		if res.Dropped == nil {
-			res.Dropped = []streams.NixCacheEntry{}
-		}
-		if err := json.NewEncoder(a.stdout).Encode(res); err != nil {
-			return err
-		}
-	} else {
+	if res.Dropped == nil {
+		res.Dropped = []streams.NixCacheEntry{}
+	}
+	err = printLine(a, *asJSON, res, func() {
 		verb := "dropped"
 		if res.DryRun {
 			verb = "would drop"
@@ -126,9 +109,9 @@ func runCache(ctx context.Context, a *app, args []string) error {
 			fmt.Fprintf(a.stdout, "… and %d more\n", more)
 		}
 		fmt.Fprintf(a.stdout, "%s %d paths and %d NARs, %s; the cache holds %s of a budget of %s\n", verb, res.DroppedPaths, res.DroppedNARs, fleetview.ByteSize(res.BytesFreed), fleetview.ByteSize(res.BytesAfter), fleetview.ByteSize(res.BudgetBytes))
+	})
+	if err != nil || !res.OverBudget {
+		return err
 	}
-	if res.OverBudget {
-		return exitError{code: exitFinding, err: fmt.Errorf("the cache stays over its budget (%s of %s): what the hosts' current and previous deploys, deploys under way and recent uploads need is more; raise the hub's --cache-budget", fleetview.ByteSize(res.BytesAfter), fleetview.ByteSize(res.BudgetBytes))}
-	}
-	return nil
+	return finding("the cache stays over its budget (%s of %s): what the hosts' current and previous deploys, deploys under way and recent uploads need is more; raise the hub's --cache-budget", fleetview.ByteSize(res.BytesAfter), fleetview.ByteSize(res.BudgetBytes))
 }

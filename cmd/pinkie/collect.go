@@ -53,15 +53,9 @@ what its flag says).`)
 		return usagef("--name: %v", err)
 	}
 	names := fs.args()
-	known := map[string]producers.Spec{}
-	var knownNames []string
-	for _, s := range producers.All() {
-		known[s.Name] = s
-		knownNames = append(knownNames, s.Name)
-	}
 	for _, n := range names {
-		if _, ok := known[n]; !ok {
-			return usagef("unknown producer %q; known producers: %s", n, strings.Join(knownNames, ", "))
+		if _, ok := producers.Lookup(n); !ok {
+			return usagef("unknown producer %q; known producers: %s", n, strings.Join(producers.Names(), ", "))
 		}
 	}
 	rootFS, runner, err := hostAccess(*root, *replay)
@@ -93,43 +87,25 @@ what its flag says).`)
 		if err != nil {
 			return err
 		}
-		if cfg.Producers == nil {
-			cfg.Producers = map[string]producers.ProducerConfig{}
-		}
-		cfg.EnableOnly(names)
-		var streamers []string
-		built, err := cfg.Build(producers.Info{Instance: "collect", Version: version})
-		if err != nil {
-			return usagef("%v", err)
-		}
-		for _, b := range built {
-			if b.Streamer != nil {
-				// Streamers read to the end and stop.
-				streamers = append(streamers, b.Name)
-				cfg.Producers[b.Name] = cfg.Producers[b.Name].WithOption("follow", false)
-			}
-		}
+		var log string
 		if *from != "" {
-			if len(streamers) != 1 || len(names) != 1 {
-				return usagef("--from feeds one streaming producer: name it (login or fail2ban)")
-			}
-			abs, err := filepath.Abs(*from)
-			if err != nil {
+			if log, err = filepath.Abs(*from); err != nil {
 				return usagef("--from: %v", err)
 			}
-			if st, err := os.Stat(abs); err != nil {
+			if st, err := os.Stat(log); err != nil {
 				return usagef("--from: %v", err)
 			} else if !st.Mode().IsRegular() {
 				// A log is read to its end; a device or pipe may have none.
 				return usagef("--from %s: not a regular file (give a saved log)", *from)
 			}
-			cfg.Producers[streamers[0]] = cfg.Producers[streamers[0]].WithOption("file", abs)
 			env.Root = os.DirFS("/")
 		}
-		if len(streamers) > 0 {
-			if built, err = cfg.Build(producers.Info{Instance: "collect", Version: version}); err != nil {
-				return usagef("%v", err)
-			}
+		built, err := cfg.BuildOnce(names, log, producers.Info{Instance: "collect", Version: version})
+		if errors.Is(err, producers.ErrFromOneStreamer) {
+			return usagef("--from feeds one streaming producer: name it (login or fail2ban)")
+		}
+		if err != nil {
+			return usagef("%v", err)
 		}
 		for _, b := range built {
 			got, err := producers.RunOnce(ctx, env, b)
@@ -177,7 +153,7 @@ what its flag says).`)
 		fmt.Fprintln(a.stdout, line)
 	}
 	if findings > 0 || len(failed) > 0 {
-		return exitError{code: exitFinding, err: fmt.Errorf("%d finding(s), %d producer(s) failed", findings, len(failed))}
+		return finding("%d finding(s), %d producer(s) failed", findings, len(failed))
 	}
 	return nil
 }

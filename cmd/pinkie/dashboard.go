@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"strings"
-	"sync"
 
 	"github.com/pinkiefleet/pinkie/dashboard"
 	"github.com/pinkiefleet/pinkie/deploy"
@@ -27,8 +26,9 @@ func dashboardSetup(raw json.RawMessage, httpAddr string, log *slog.Logger, stde
 	if c.Disabled {
 		return nil, nil, nil
 	}
-	public := set.PublicURL
-	svc := dashboardService{store: streams.NewHubStore(), publicURL: public}
+	// The base URL of the local login link is known once the hub listens
+	// (--http may pick a port), unless one is configured.
+	public, baseURL := set.PublicURL, set.PublicURL
 	if public == "" {
 		public = "http://" + httpAddr
 	}
@@ -38,17 +38,16 @@ func dashboardSetup(raw json.RawMessage, httpAddr string, log *slog.Logger, stde
 		ao.OIDC = set.OIDC
 		ao.OIDC.RedirectURL = public + "/auth/callback"
 	} else {
-		// The link is printed, not logged: it is a credential. Its address
-		// is known once the hub listens (--http may pick a port).
+		// The link is printed, not logged: it is a credential.
 		ao.LocalLink = func(path string) {
-			fmt.Fprintf(stderr, "dashboard: sign in as the local admin (operator) once, within an hour: %s%s\n", svc.baseURL(), path)
+			fmt.Fprintf(stderr, "dashboard: sign in as the local admin (operator) once, within an hour: %s%s\n", baseURL, path)
 		}
 	}
 	auth, err := dashboard.NewAuth(ao)
 	if err != nil {
 		return nil, nil, errConfig("dashboard", err)
 	}
-	store := svc.store
+	store := streams.NewHubStore()
 	o := dashboard.Options{Store: store, Auth: auth, Log: log, Title: c.Title, WarnAfter: set.WarnAfter, FailAfter: set.FailAfter}
 	if c.Flake != "" {
 		o.Deployer = &deploy.Deployer{Nix: nix.Nix{Run: nix.ExecRunner{}}, Flake: c.Flake, PushTo: c.PushTo, Expires: set.Expires, SourceHost: cliSourceHost(),
@@ -59,41 +58,14 @@ func dashboardSetup(raw json.RawMessage, httpAddr string, log *slog.Logger, stde
 	if err != nil {
 		return nil, nil, err
 	}
-	svc.srv, svc.auth = srv, auth
-	return srv, &svc, nil
-}
-
-// dashboardService binds the dashboard to the running hub.
-type dashboardService struct {
-	srv       *dashboard.Server
-	auth      *dashboard.Auth
-	store     *streams.HubStore
-	publicURL string // configured; else the hub's HTTP address
-	httpAddr  string
-	started   sync.Once
-}
-
-func (*dashboardService) Name() string { return "dashboard" }
-
-// EveryNode makes a clustered hub serve the dashboard on every node.
-func (*dashboardService) EveryNode() bool { return true }
-
-func (d *dashboardService) baseURL() string {
-	if d.publicURL != "" {
-		return d.publicURL
-	}
-	return "http://" + d.httpAddr
-}
-
-// Run binds the store and prints the first local login link once, then
-// feeds live updates (restarted by the hub if it fails).
-func (d *dashboardService) Run(ctx context.Context, h *streams.Hub) error {
-	d.started.Do(func() {
-		d.httpAddr = h.HTTPAddr()
-		d.store.Bind(h)
-		d.auth.IssueLocalLink()
-	})
-	return d.srv.Run(ctx)
+	// Bound to the hub, it prints the first local login link once, then
+	// feeds live updates.
+	return srv, &storeService{name: "dashboard", store: store, run: srv.Run, bound: func(h *streams.Hub) {
+		if baseURL == "" {
+			baseURL = "http://" + h.HTTPAddr()
+		}
+		auth.IssueLocalLink()
+	}}, nil
 }
 
 // hubTerminal runs the dashboard's web terminal sessions with pinkie

@@ -46,13 +46,11 @@ temporary directory.`)
 	}
 	// The same hub as `pinkie hub`: projections, alerter, notifier (no
 	// channels configured), deploy planner and the dashboard.
-	services, httpHandler, fleetMetrics, err := hubParts(hubConfig{}, "127.0.0.1:8080", log, a.stdout)
+	hopts, err := withHubParts(streams.HubOptions{
+		DataDir: filepath.Join(dir, "hub"), NATSAddr: "127.0.0.1:4222", LeafAddr: "127.0.0.1:7422", HTTPAddr: "127.0.0.1:8080", AuthDir: authDir, Log: log,
+	}, hubConfig{}, a.stdout)
 	if err != nil {
 		return err
-	}
-	hopts := streams.HubOptions{
-		DataDir: filepath.Join(dir, "hub"), NATSAddr: "127.0.0.1:4222", LeafAddr: "127.0.0.1:7422", HTTPAddr: "127.0.0.1:8080",
-		AuthDir: authDir, Log: log, Version: version, IngestCheck: ingestCheck, Services: services, HTTPHandler: httpHandler, FleetMetrics: fleetMetrics,
 	}
 	hub, err := streams.StartHub(ctx, hopts)
 	if err != nil {

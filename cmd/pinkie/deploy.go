@@ -2,14 +2,10 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"os"
 	"path/filepath"
-	"sort"
-	"text/tabwriter"
 	"time"
 
 	"github.com/pinkiefleet/pinkie/deploy"
@@ -18,13 +14,6 @@ import (
 	"github.com/pinkiefleet/pinkie/fleetview"
 	"github.com/pinkiefleet/pinkie/nixcache"
 	"github.com/pinkiefleet/pinkie/streams"
-)
-
-// deployHostResult and deployResult are deploy --json's shapes, shared
-// with the dashboard's /api/deploys.
-type (
-	deployHostResult = fleetview.DeployHost
-	deployResult     = fleetview.Deploy
 )
 
 func runDeploy(ctx context.Context, a *app, args []string) error {
@@ -91,7 +80,7 @@ no connection to the hub, and then nothing is published.`)
 	}
 	res.DryRun = *dryRun
 	if *dryRun {
-		return printDeploy(a, res, *asJSON)
+		return printLine(a, *asJSON, res, func() { fleetview.WriteDeployPlan(a.stdout, res) })
 	}
 	c, err := cf.connect(ctx, "pinkie deploy")
 	if err != nil {
@@ -125,7 +114,7 @@ no connection to the hub, and then nothing is published.`)
 		wctx, cancel := context.WithTimeout(ctx, *timeout)
 		next, err := c.FollowDeploys(wctx, firstSeq)
 		if err != nil {
-			err = exitError{code: exitUsage, err: err}
+			err = usageExit(err)
 		} else {
 			err = deploy.Follow(wctx, next, res.Hosts, lines)
 		}
@@ -135,53 +124,15 @@ no connection to the hub, and then nothing is published.`)
 		}
 	}
 	failed := deploy.Failed(res.Hosts, *wait)
-	if *asJSON {
-		if err := json.NewEncoder(a.stdout).Encode(res); err != nil {
+	if *asJSON || *wait {
+		if err := printLine(a, *asJSON, res, func() { fleetview.WriteDeployOutcomes(a.stdout, res) }); err != nil {
 			return err
 		}
-	} else if *wait {
-		printDeploySummary(a, res)
 	}
 	if failed > 0 {
-		return exitError{code: exitFinding, err: fmt.Errorf("%d of %d hosts did not deploy", failed, len(res.Hosts))}
+		return finding("%d of %d hosts did not deploy", failed, len(res.Hosts))
 	}
 	return nil
-}
-
-func printDeploy(a *app, res deployResult, asJSON bool) error {
-	if asJSON {
-		return json.NewEncoder(a.stdout).Encode(res)
-	}
-	rev := res.Revision
-	if rev == "" {
-		rev = "(no revision: dirty or not a git tree)"
-	}
-	fmt.Fprintf(a.stdout, "flake %s\nrevision %s\n\n", res.Flake, rev)
-	tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "HOST\tBUILD ON\tGOAL")
-	for _, h := range res.Hosts {
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", show(h.Host), show(h.BuildOn), show(h.Goal))
-	}
-	return tw.Flush()
-}
-
-func printDeploySummary(a *app, res deployResult) {
-	tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "\nHOST\tOUTCOME\tSTORE PATH\tREASON")
-	for _, h := range res.Hosts {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", show(h.Host), show(h.Outcome), show(h.StorePath), show(h.Reason))
-	}
-	_ = tw.Flush()
-}
-
-// sortedHosts returns the keys of m, sorted.
-func sortedHosts[T any](m map[string]T) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
 
 // deployNixKey is the Nix secret key a deploy signs local builds with: the

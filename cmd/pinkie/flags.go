@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/pinkiefleet/pinkie/streams"
@@ -98,6 +99,19 @@ func (fs *flagSet) parseNoArgs(args []string) error {
 	return nil
 }
 
+// needSubcommand checks the arguments of a verb with subcommands: --help
+// before any prints the verb's usage; none is a usage error naming them
+// (want). ok: args[0] is the subcommand.
+func needSubcommand(args []string, name, argsUsage, doc, want string) (ok bool, err error) {
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		return true, nil
+	}
+	if slices.ContainsFunc(args, func(a string) bool { return a == "-h" || a == "--help" || a == "-help" }) {
+		return false, newFlagSet(name, argsUsage, doc).parse([]string{"--help"})
+	}
+	return false, usagef("want a subcommand: %s", want)
+}
+
 // logFlags adds --log-level and --log-format and returns a function that
 // builds the logger once flags are parsed.
 func logFlags(fs *flagSet, w io.Writer) func() (*slog.Logger, error) {
@@ -157,3 +171,19 @@ func (s *stringList) Set(v string) error {
 }
 
 func discardLog() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// readView reads a projection's records below prefix and decodes them
+// with decode; failing either is exit 2: the hub is not what pinkie
+// expects.
+func readView[T any](ctx context.Context, c *streams.Client, bucket, prefix string, decode func(map[string][]byte) (T, error)) (T, error) {
+	recs, err := streams.ReadProjection(ctx, c.JS, bucket, prefix)
+	if err != nil {
+		var zero T
+		return zero, usageExit(err)
+	}
+	v, err := decode(recs)
+	if err != nil {
+		return v, usageExit(err)
+	}
+	return v, nil
+}

@@ -94,12 +94,8 @@ listed (exit 2).
 		return err
 	}
 	e, err := fleet.Event(set, decl, cliSourceHost(), time.Now())
-	var ue *fleet.UserError
-	if errors.As(err, &ue) {
-		return exitError{code: exitUsage, err: ue.Err}
-	}
 	if err != nil {
-		return err
+		return fleetUserError(err)
 	}
 	c, err := cf.connect(ctx, "pinkie fleet sync")
 	if err != nil {
@@ -115,12 +111,10 @@ listed (exit 2).
 		res.Services += len(h.Services)
 		res.Domains += len(h.Domains)
 	}
-	if *asJSON {
-		return json.NewEncoder(a.stdout).Encode(res)
-	}
-	fmt.Fprintf(a.stdout, "published %s on %s: %d hosts, %d services, %d domains from %s\nid %s, stream %s, seq %d\n",
-		res.Type, res.Subject, res.Hosts, res.Services, res.Domains, res.Flake, res.ID, res.Stream, res.Seq)
-	return nil
+	return printLine(a, *asJSON, res, func() {
+		fmt.Fprintf(a.stdout, "published %s on %s: %d hosts, %d services, %d domains from %s\nid %s, stream %s, seq %d\n",
+			res.Type, res.Subject, res.Hosts, res.Services, res.Domains, res.Flake, res.ID, res.Stream, res.Seq)
+	})
 }
 
 func runFleetExport(ctx context.Context, a *app, args []string) error {
@@ -184,7 +178,9 @@ dashboard host needs no nix.
 		_, err = a.stdout.Write(b)
 		return err
 	}
-	return fleetWriteFile(*out, b)
+	// Via a temporary file and a rename: a dashboard never reads half a
+	// configuration.
+	return atomicfile.Write(*out, b, 0o644)
 }
 
 // fleetEvaluate reads the declared fleet from a flake with one nix eval
@@ -195,14 +191,20 @@ func fleetEvaluate(ctx context.Context, flake string) (events.FleetDeclared, err
 	}
 	nixBin, err := exec.LookPath("nix")
 	if err != nil {
-		return events.FleetDeclared{}, exitError{code: exitUsage, err: errors.New("nix is not on PATH: the fleet is read by evaluating the flake with nix (2.8 or later, with flakes)")}
+		return events.FleetDeclared{}, usageExit(errors.New("nix is not on PATH: the fleet is read by evaluating the flake with nix (2.8 or later, with flakes)"))
 	}
 	decl, err := fleet.Declared(ctx, nix.Nix{Run: nix.ExecRunner{}, Bin: nixBin}, flake)
+	return decl, fleetUserError(err)
+}
+
+// fleetUserError makes a fleet the user gave that the fleet package
+// refuses an exit 2 with its problems.
+func fleetUserError(err error) error {
 	var ue *fleet.UserError
 	if errors.As(err, &ue) {
-		return decl, exitError{code: exitUsage, err: ue.Err}
+		return usageExit(ue.Err)
 	}
-	return decl, err
+	return err
 }
 
 func fleetReadFile(path string) (events.FleetDeclared, error) {
@@ -241,23 +243,28 @@ func fleetFromHub(ctx context.Context, cf clientFlags) (events.FleetDeclared, er
 		return events.FleetDeclared{}, err
 	}
 	defer c.Close()
-	m, err := streams.ReadLastFleet(ctx, c.JS)
-	var le *streams.LastError
-	switch {
-	case errors.As(err, &le) && le.Op == streams.LastOpen:
-		return events.FleetDeclared{}, fmt.Errorf("stream %s at %s: %w", le.Stream, *cf.server, le.Err)
-	case errors.As(err, &le) && le.Op == streams.LastGet:
-		return events.FleetDeclared{}, fmt.Errorf("read the declared fleet from %s: %w", *cf.server, le.Err)
-	case errors.As(err, &le):
-		return events.FleetDeclared{}, fmt.Errorf("the hub's declared fleet (seq %d): %w", le.Seq, le.Err)
-	case err != nil:
+	m, err := lastFleet(ctx, c, *cf.server)
+	if err != nil {
 		return events.FleetDeclared{}, err
-	case m == nil:
+	}
+	if m == nil {
 		return events.FleetDeclared{}, fmt.Errorf("the hub at %s holds no declared fleet yet: run pinkie fleet sync first", *cf.server)
 	}
 	return fleetDecode(m.Event.Data(), fmt.Sprintf("the hub's declared fleet (seq %d)", m.Seq))
 }
 
-// fleetWriteFile writes via a temporary file and a rename, so a dashboard
-// never reads half a configuration.
-func fleetWriteFile(path string, b []byte) error { return atomicfile.Write(path, b, 0o644) }
+// lastFleet reads the fleet that fleet sync last published at the hub at
+// server, or nil when none was.
+func lastFleet(ctx context.Context, c *streams.Client, server string) (*events.Stored, error) {
+	m, err := streams.ReadLastFleet(ctx, c.JS)
+	var le *streams.LastError
+	switch {
+	case errors.As(err, &le) && le.Op == streams.LastOpen:
+		return nil, fmt.Errorf("stream %s at %s: %w (is this a pinkie hub?)", le.Stream, server, le.Err)
+	case errors.As(err, &le) && le.Op == streams.LastGet:
+		return nil, fmt.Errorf("read the declared fleet from %s: %w", server, le.Err)
+	case errors.As(err, &le):
+		return nil, fmt.Errorf("the hub's declared fleet (seq %d): %w", le.Seq, le.Err)
+	}
+	return m, err
+}

@@ -2,14 +2,9 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"strings"
-	"text/tabwriter"
 	"time"
-
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/pinkiefleet/pinkie/events"
 	"github.com/pinkiefleet/pinkie/fleetview"
@@ -50,96 +45,35 @@ restarting, stopped, unknown or missing); 2 on usage or connection errors.`)
 	if only != "" {
 		prefix = only + "."
 	}
-	recs, err := streams.ReadProjection(ctx, c.JS, projections.GuestsBucket, prefix)
-	if err != nil {
-		return exitError{code: exitUsage, err: err}
-	}
-	decl, err := guestsDeclared(ctx, c.JS)
-	if err != nil {
-		return exitError{code: exitUsage, err: err}
-	}
 	now := time.Now()
-	gs, err := fleetview.Guests(recs, decl, only, now)
-	if err != nil {
-		return exitError{code: exitUsage, err: err}
-	}
-	if *asJSON {
-		printJSON(a.stdout, gs)
-	} else if len(gs) == 0 {
-		fmt.Fprintln(a.stdout, "no containers or MicroVMs reported or declared")
-	} else {
-		printGuests(a.stdout, now, gs)
-	}
-	var down []string
-	for _, g := range gs {
-		if g.Down() {
-			down = append(down, g.Host+"/"+g.Name+" "+g.Status)
+	gs, err := readView(ctx, c, projections.GuestsBucket, prefix, func(recs map[string][]byte) ([]fleetview.GuestView, error) {
+		decl, err := guestsDeclared(ctx, c, *cf.server)
+		if err != nil {
+			return nil, err
 		}
+		return fleetview.Guests(recs, decl, only, now)
+	})
+	if err != nil {
+		return err
 	}
-	if len(down) > 0 {
-		return exitError{code: exitFinding, err: fmt.Errorf("%d guest(s) not running: %s", len(down), strings.Join(down, ", "))}
+	if err := printList(a, *asJSON, gs, "no containers or MicroVMs reported or declared", now, fleetview.WriteGuests); err != nil {
+		return err
+	}
+	if down := fleetview.GuestsDown(gs); len(down) > 0 {
+		return finding("%d guest(s) not running: %s", len(down), strings.Join(down, ", "))
 	}
 	return nil
 }
 
 // guestsDeclared reads the declared fleet, or nil when none was synced.
-func guestsDeclared(ctx context.Context, js jetstream.JetStream) (*events.FleetDeclared, error) {
-	m, err := streams.ReadLastFleet(ctx, js)
-	var le *streams.LastError
-	switch {
-	case errors.As(err, &le) && le.Op == streams.LastOpen:
-		return nil, fmt.Errorf("%w (is this a pinkie hub?)", err)
-	case errors.As(err, &le) && le.Op == streams.LastGet:
-		return nil, fmt.Errorf("read the declared fleet: %w", le.Err)
-	case errors.As(err, &le):
-		return nil, fmt.Errorf("the hub's declared fleet (seq %d): %w", le.Seq, le.Err)
-	case err != nil:
+func guestsDeclared(ctx context.Context, c *streams.Client, server string) (*events.FleetDeclared, error) {
+	m, err := lastFleet(ctx, c, server)
+	if err != nil || m == nil {
 		return nil, err
-	case m == nil:
-		return nil, nil
 	}
 	var d events.FleetDeclared
 	if err := m.Event.DataAs(&d); err != nil {
 		return nil, fmt.Errorf("the hub's declared fleet (seq %d): %w", m.Seq, err)
 	}
 	return &d, nil
-}
-
-// printGuests is the guests table, a block per host.
-func printGuests(w io.Writer, now time.Time, gs []fleetview.GuestView) {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "HOST\tGUEST\tTYPE\tSTATUS\tADDRESSES\tDOMAINS\tMEMORY\tCPU\tNET IN/OUT\tDISK\tUPTIME\tREPORTED")
-	for _, g := range gs {
-		mem := fleetview.ByteSize(int64(g.Guest.MemoryBytes))
-		if g.Guest.MemoryMaxBytes > 0 {
-			mem += fmt.Sprintf(" (%.0f%%)", g.Guest.MemoryPercent)
-		}
-		cpu, net := "-", "-"
-		if g.CPUPercent != nil {
-			cpu = fmt.Sprintf("%.1f%%", *g.CPUPercent)
-		}
-		if g.NetRXBytesPerSecond != nil && g.NetTXBytesPerSecond != nil {
-			net = fleetview.ByteSize(int64(*g.NetRXBytesPerSecond)) + "/s " + fleetview.ByteSize(int64(*g.NetTXBytesPerSecond)) + "/s"
-		}
-		disk, uptime, reported := "-", "-", "never"
-		if g.Guest.StateDir != "" {
-			disk = fleetview.ByteSize(int64(g.Guest.DiskBytes))
-		}
-		if g.Guest.UptimeSeconds > 0 {
-			uptime = fleetview.ShortDuration(time.Duration(g.Guest.UptimeSeconds) * time.Second)
-		}
-		if !g.Time.IsZero() {
-			reported = fleetview.Ago(now, g.Time)
-			if g.Stale {
-				reported += " (stale)"
-			}
-		}
-		status := g.Status
-		if g.Guest.Restarts > 0 {
-			status += fmt.Sprintf(" (%d restarts)", g.Guest.Restarts)
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", show(g.Host), show(g.Name), show(orDash(g.Guest.Type)), show(status),
-			show(orDash(strings.Join(g.Guest.Addresses, ","))), show(orDash(strings.Join(g.Domains, ","))), mem, cpu, net, disk, uptime, reported)
-	}
-	tw.Flush()
 }

@@ -2,17 +2,11 @@ package main
 
 import (
 	"context"
-	"fmt"
-	"io"
-	"sort"
-	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/pinkiefleet/pinkie/events"
 	"github.com/pinkiefleet/pinkie/fleetview"
 	"github.com/pinkiefleet/pinkie/projections"
-	"github.com/pinkiefleet/pinkie/streams"
 )
 
 func runHosts(ctx context.Context, a *app, args []string) error {
@@ -41,13 +35,9 @@ connection errors.`)
 		return err
 	}
 	defer c.Close()
-	recs, err := streams.ReadProjection(ctx, c.JS, events.BucketInventory, "")
+	all, err := readView(ctx, c, events.BucketInventory, "", fleetview.Hosts)
 	if err != nil {
-		return exitError{code: exitUsage, err: err}
-	}
-	all, err := fleetview.Hosts(recs)
-	if err != nil {
-		return exitError{code: exitUsage, err: err}
+		return err
 	}
 	var hosts []*projections.Host
 	for _, h := range all {
@@ -56,39 +46,22 @@ connection errors.`)
 		}
 	}
 	now := time.Now()
-	if only != "" {
-		if len(hosts) == 0 {
-			return exitError{code: exitFinding, err: fmt.Errorf("host %q is not in the inventory (no event from it yet)", only)}
-		}
-		drecs, err := streams.ReadProjection(ctx, c.JS, events.BucketDrives, only+".")
-		if err != nil {
-			return exitError{code: exitUsage, err: err}
-		}
-		drives, err := fleetview.Drives(drecs)
-		if err != nil {
-			return exitError{code: exitUsage, err: err}
-		}
-		v := fleetview.HostView{Host: hosts[0], Drives: drives}
-		if *asJSON {
-			printJSON(a.stdout, v)
-			return nil
-		}
-		hostsDetail(a, now, v)
-		return nil
-	}
-	if *asJSON {
-		if hosts == nil {
-			hosts = []*projections.Host{}
-		}
-		printJSON(a.stdout, hosts)
-		return nil
+	if only == "" {
+		return printList(a, *asJSON, hosts, "no hosts in the inventory yet", now, fleetview.WriteHosts)
 	}
 	if len(hosts) == 0 {
-		fmt.Fprintln(a.stdout, "no hosts in the inventory yet")
+		return finding("host %q is not in the inventory (no event from it yet)", only)
+	}
+	drives, err := readView(ctx, c, events.BucketDrives, only+".", fleetview.Drives)
+	if err != nil {
+		return err
+	}
+	v := fleetview.HostView{Host: hosts[0], Drives: drives}
+	if *asJSON {
+		printJSON(a.stdout, v)
 		return nil
 	}
-	printHosts(a.stdout, now, hosts)
-	return nil
+	return fleetview.WriteHost(a.stdout, now, v)
 }
 
 // optionalHost reads the optional HOST argument ("" without one).
@@ -103,53 +76,4 @@ func optionalHost(fs *flagSet) (string, error) {
 		return "", usagef("%v", err)
 	}
 	return fs.args()[0], nil
-}
-
-// printHosts is the hosts table.
-func printHosts(w io.Writer, now time.Time, hosts []*projections.Host) {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "HOST\tSTATE\tLAST SEEN\tOS\tKERNEL\tUPTIME\tPRODUCERS")
-	for _, h := range hosts {
-		os, kernel, uptime := "-", "-", "-"
-		if h.Profile != nil {
-			os, kernel = orDash(h.Profile.OS.PrettyName), orDash(h.Profile.Kernel)
-		}
-		if h.Heartbeat != nil {
-			uptime = fleetview.ShortDuration(time.Duration(h.Heartbeat.UptimeSeconds) * time.Second)
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\n", show(h.Host), fleetview.HostState(h), fleetview.Ago(now, h.LastSeen), show(os), show(kernel), uptime, len(h.Producers))
-	}
-	tw.Flush()
-}
-
-func hostsDetail(a *app, now time.Time, v fleetview.HostView) {
-	h := v.Host
-	w := a.stdout
-	fmt.Fprintf(w, "host:       %s (%s)\n", show(h.Host), fleetview.HostState(h))
-	fmt.Fprintf(w, "last seen:  %s (%s)\n", h.LastSeen.Format(time.RFC3339), fleetview.Ago(now, h.LastSeen))
-	if h.LastHeartbeat != nil {
-		fmt.Fprintf(w, "heartbeat:  %s (%s)\n", h.LastHeartbeat.Format(time.RFC3339), fleetview.Ago(now, *h.LastHeartbeat))
-	}
-	if p := h.Profile; p != nil {
-		fmt.Fprintf(w, "os:         %s\nkernel:     %s %s\ncpu:        %s (%d cores, %d threads)\nmemory:     %.1f GiB\n",
-			show(orDash(p.OS.PrettyName)), show(p.Kernel), show(p.Arch), show(p.CPU.Model), p.CPU.Cores, p.CPU.Threads, float64(p.Memory.TotalBytes)/(1<<30))
-	}
-	names := make([]string, 0, len(h.Producers))
-	for n := range h.Producers {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	fmt.Fprintln(w, "producers:")
-	for _, n := range names {
-		p := h.Producers[n]
-		fmt.Fprintf(w, "  %-12s %-28s last %s, %d events\n", show(n), show(strings.Join(p.Kinds, ",")), fleetview.Ago(now, p.Last), p.Events)
-	}
-	if len(v.Drives) > 0 {
-		fmt.Fprintln(w, "storage:")
-		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		for _, d := range v.Drives {
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", show(d.Kind), show(d.Object), show(d.Verdict), show(d.State), show(strings.Join(d.Reasons, "; ")))
-		}
-		tw.Flush()
-	}
 }

@@ -4,10 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"math"
-	"net/http"
 	"os"
 	"slices"
 	"strconv"
@@ -138,18 +135,17 @@ then the new nodes (see the README, "From one hub to three").`)
 		return err
 	}
 	cfg.rebuildProjections = *rebuildProjections
-	services, httpHandler, fleetMetrics, err := hubParts(cfg, *httpAddr, log, a.stderr)
+	opts, err := withHubParts(streams.HubOptions{
+		DataDir: *data, NATSAddr: *natsAddr, LeafAddr: *leafAddr, HTTPAddr: *httpAddr,
+		AuthDir: *auth, TLSCert: *tlsCert, TLSKey: *tlsKey, MaxEventBytes: *maxEvent, MaxStore: *maxStore, SyncAlways: *syncAlways, Budget: budget, Log: log,
+		MetricsTokenFile: *metricsToken, FleetMetricsTokenFile: *fleetToken, NixCacheBudget: cacheBytes, NixCacheGrace: *cacheGrace, NixSigningKeyFile: *nixKey, ServerName: *serverName, LeafCompression: *leafCompression,
+		Cluster: streams.ClusterOptions{Addr: *clusterAddr, Routes: routes, Replicas: *replicas, Wait: *clusterWait, CA: *clusterCA},
+		Health:  streams.HealthOptions{IngestLagMessages: *lagMax, IngestLagAge: *lagAge},
+	}, cfg, a.stderr)
 	if err != nil {
 		return err
 	}
-	h, err := streams.StartHub(ctx, streams.HubOptions{
-		DataDir: *data, NATSAddr: *natsAddr, LeafAddr: *leafAddr, HTTPAddr: *httpAddr,
-		AuthDir: *auth, TLSCert: *tlsCert, TLSKey: *tlsKey, MaxEventBytes: *maxEvent, MaxStore: *maxStore, SyncAlways: *syncAlways, Budget: budget,
-		Log: log, Version: version, IngestCheck: ingestCheck, Services: services, HTTPHandler: httpHandler,
-		MetricsTokenFile: *metricsToken, FleetMetrics: fleetMetrics, FleetMetricsTokenFile: *fleetToken, NixCacheBudget: cacheBytes, NixCacheGrace: *cacheGrace, NixSigningKeyFile: *nixKey, ServerName: *serverName, LeafCompression: *leafCompression,
-		Cluster: streams.ClusterOptions{Addr: *clusterAddr, Routes: routes, Replicas: *replicas, Wait: *clusterWait, CA: *clusterCA},
-		Health:  streams.HealthOptions{IngestLagMessages: *lagMax, IngestLagAge: *lagAge},
-	})
+	h, err := streams.StartHub(ctx, opts)
 	if err != nil {
 		if errors.Is(err, streams.ErrNotLoopback) || errors.Is(err, os.ErrNotExist) {
 			return usagef("%v", err)
@@ -159,7 +155,7 @@ then the new nodes (see the README, "From one hub to three").`)
 			// be back by then.
 			return exitError{code: exitFinding, err: err}
 		}
-		return exitError{code: exitUsage, err: err}
+		return usageExit(err)
 	}
 	select {
 	case <-ctx.Done():
@@ -203,25 +199,4 @@ func eventsAndBytes(flag, s string) (float64, float64, error) {
 		return 0, 0, usagef("%s %q: want EVENTS,BYTES, two positive numbers (e.g. 100,262144)", flag, s)
 	}
 	return e, b, nil
-}
-
-// hubParts builds what runs inside a hub besides its streams: the services
-// (projections, alerter, notifier, deploy planner, dashboard) and the
-// dashboard's HTTP handler. `pinkie hub` and `pinkie demo` share it.
-// The third value serves /metrics/fleet.
-func hubParts(cfg hubConfig, httpAddr string, log *slog.Logger, stderr io.Writer) ([]streams.HubService, http.Handler, http.Handler, error) {
-	services, err := hubServices(cfg, log)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	fleet, fleetSvc := fleetMetricsSetup(log)
-	services = append(services, fleetSvc)
-	dash, dashSvc, err := dashboardSetup(cfg.Dashboard, httpAddr, log, stderr)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	if dash == nil {
-		return services, nil, fleet, nil
-	}
-	return append(services, dashSvc), dash, fleet, nil
 }

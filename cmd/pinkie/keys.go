@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 
 	"github.com/pinkiefleet/pinkie/nixcache"
@@ -143,15 +142,13 @@ func newNixKeyResult(dir string, pub nixcache.PublicKey, withSecret bool) nixKey
 // the public key, for $(pinkie keys show-nix-key DIR).
 func printNixKey(a *app, dir string, pub nixcache.PublicKey, files, asJSON bool) error {
 	r := newNixKeyResult(dir, pub, files)
-	if asJSON {
-		return json.NewEncoder(a.stdout).Encode(r)
-	}
-	if !files {
-		fmt.Fprintln(a.stdout, r.NixPublicKey)
-		return nil
-	}
-	printNixKeyLines(a, r)
-	return nil
+	return printLine(a, asJSON, r, func() {
+		if !files {
+			fmt.Fprintln(a.stdout, r.NixPublicKey)
+			return
+		}
+		printNixKeyLines(a, r)
+	})
 }
 
 func printNixKeyLines(a *app, r nixKeyResult) {
@@ -181,18 +178,16 @@ func printKeys(a *app, dir string, auth *streams.Auth, hosts []string, roles, as
 		nr := newNixKeyResult(dir, pub, true)
 		r.nixKeyResult = &nr
 	}
-	if asJSON {
-		return json.NewEncoder(a.stdout).Encode(r)
-	}
-	fmt.Fprintf(a.stdout, "auth file  %s (give the hub --auth %s)\n", r.AuthFile, dir)
-	if r.Operator != "" {
-		fmt.Fprintf(a.stdout, "operator   %s\nreader     %s\n", r.Operator, r.Reader)
-	}
-	if r.nixKeyResult != nil {
-		printNixKeyLines(a, *r.nixKeyResult)
-	}
-	for _, h := range hosts {
-		fmt.Fprintf(a.stdout, "host %-6s %s (copy to that host only; pinkie agent --nkey)\n", h, r.Hosts[h])
-	}
-	return nil
+	return printLine(a, asJSON, r, func() {
+		fmt.Fprintf(a.stdout, "auth file  %s (give the hub --auth %s)\n", r.AuthFile, dir)
+		if r.Operator != "" {
+			fmt.Fprintf(a.stdout, "operator   %s\nreader     %s\n", r.Operator, r.Reader)
+		}
+		if r.nixKeyResult != nil {
+			printNixKeyLines(a, *r.nixKeyResult)
+		}
+		for _, h := range hosts {
+			fmt.Fprintf(a.stdout, "host %-6s %s (copy to that host only; pinkie agent --nkey)\n", h, r.Hosts[h])
+		}
+	})
 }

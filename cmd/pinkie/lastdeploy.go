@@ -2,10 +2,8 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"text/tabwriter"
 	"time"
 
 	"github.com/pinkiefleet/pinkie/deploy/fleet"
@@ -18,14 +16,11 @@ import (
 // exitStale is last-deploy's exit code when a host is beyond --fail-after.
 const exitStale = 3
 
-// lastDeployHost is one host's line of pinkie last-deploy.
-type lastDeployHost = fleetview.LastDeploy
-
 type lastDeployResult struct {
-	WarnAfterSeconds float64          `json:"warn_after_seconds"`
-	FailAfterSeconds float64          `json:"fail_after_seconds"`
-	Hosts            []lastDeployHost `json:"hosts"`
-	ExitCode         int              `json:"exit_code"`
+	WarnAfterSeconds float64                `json:"warn_after_seconds"`
+	FailAfterSeconds float64                `json:"fail_after_seconds"`
+	Hosts            []fleetview.LastDeploy `json:"hosts"`
+	ExitCode         int                    `json:"exit_code"`
 }
 
 func runLastDeploy(ctx context.Context, a *app, args []string) error {
@@ -77,70 +72,34 @@ Exit codes: 0 every host deployed within --warn-after; 1 some host beyond
 	defer c.Close()
 	recs, err := streams.ReadBucket(ctx, c.JS, lastdeploy.Bucket, "")
 	if err != nil {
-		return exitError{code: exitUsage, err: err}
+		return usageExit(err)
 	}
 	records, err := fleetview.LastDeploys(recs)
 	if err != nil {
-		return exitError{code: exitUsage, err: err}
-	}
-	res := lastDeployResult{WarnAfterSeconds: warn.Seconds(), FailAfterSeconds: fail.Seconds()}
-	isDeclared := map[string]bool{}
-	for _, h := range declared {
-		isDeclared[h] = true
-		if _, ok := records[h]; !ok {
-			records[h] = nil
-		}
+		return usageExit(err)
 	}
 	now := time.Now()
+	res := lastDeployResult{WarnAfterSeconds: warn.Seconds(), FailAfterSeconds: fail.Seconds(), Hosts: fleetview.JudgeLastDeploys(records, declared, now, warn, fail)}
 	var warnings []string
-	for _, h := range sortedHosts(records) {
-		r := records[h]
-		line := fleetview.NewLastDeploy(h, r, isDeclared[h], now, warn, fail)
-		switch line.Status {
+	for _, l := range res.Hosts {
+		switch l.Status {
 		case "never":
-			warnings = append(warnings, fmt.Sprintf("%s has never been deployed successfully", h))
+			warnings = append(warnings, fmt.Sprintf("%s has never been deployed successfully", l.Host))
 			res.ExitCode = exitStale
 		case "fail":
-			warnings = append(warnings, fmt.Sprintf("%s last deployed %s ago, beyond --fail-after %s", h, fleetview.HumanAge(now.Sub(r.LastSuccess.Time)), *failAfter))
+			warnings = append(warnings, fmt.Sprintf("%s last deployed %s ago, beyond --fail-after %s", l.Host, fleetview.HumanAge(now.Sub(l.Record.LastSuccess.Time)), *failAfter))
 			res.ExitCode = exitStale
 		case "warn":
-			warnings = append(warnings, fmt.Sprintf("%s last deployed %s ago, beyond --warn-after %s", h, fleetview.HumanAge(now.Sub(r.LastSuccess.Time)), *warnAfter))
-			if res.ExitCode == 0 {
-				res.ExitCode = exitFinding
-			}
+			warnings = append(warnings, fmt.Sprintf("%s last deployed %s ago, beyond --warn-after %s", l.Host, fleetview.HumanAge(now.Sub(l.Record.LastSuccess.Time)), *warnAfter))
+			res.ExitCode = max(res.ExitCode, exitFinding)
 		}
-		res.Hosts = append(res.Hosts, line)
 	}
 	if len(res.Hosts) == 0 {
 		warnings = append(warnings, "no hosts: nothing was ever requested and none declared (--flake, --hosts)")
 		res.ExitCode = exitFinding
 	}
-	if *asJSON {
-		if err := json.NewEncoder(a.stdout).Encode(res); err != nil {
-			return err
-		}
-	} else {
-		tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "HOST\tSTATUS\tLAST SUCCESS\tAGE\tREVISION\tLAST ATTEMPT")
-		for _, l := range res.Hosts {
-			when, age, rev, attempt := "-", "-", "-", "-"
-			if l.Record != nil && l.Record.LastSuccess != nil {
-				s := l.Record.LastSuccess
-				when, age = s.Time.Local().Format("2006-01-02 15:04:05"), fleetview.HumanAge(now.Sub(s.Time))
-				if s.Revision != "" {
-					rev = s.Revision
-					if len(rev) > 12 {
-						rev = rev[:12]
-					}
-				}
-			}
-			if l.Record != nil && l.Record.LastAttempt != nil {
-				at := l.Record.LastAttempt
-				attempt = at.Outcome + " (" + at.Phase + ", " + fleetview.HumanAge(now.Sub(at.PhaseTime)) + " ago)"
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", show(l.Host), show(l.Status), when, age, show(rev), show(attempt))
-		}
-		_ = tw.Flush()
+	if err := printLine(a, *asJSON, res, func() { fleetview.WriteLastDeploys(a.stdout, now, res.Hosts) }); err != nil {
+		return err
 	}
 	for _, w := range warnings {
 		fmt.Fprintln(a.stderr, "warning: "+show(w))

@@ -77,6 +77,15 @@ type exitError struct {
 func (e exitError) Error() string { return e.err.Error() }
 func (e exitError) Unwrap() error { return e.err }
 
+// usageExit is a failure that exits 2 without usage help: the hub is not
+// what pinkie expects, or a connection or configuration problem.
+func usageExit(err error) error { return exitError{code: exitUsage, err: err} }
+
+// finding exits 1 with a message saying what was found.
+func finding(format string, a ...any) error {
+	return exitError{code: exitFinding, err: fmt.Errorf(format, a...)}
+}
+
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, &app{stdout: safeWriter{os.Stdout}, stderr: safeWriter{os.Stderr}, getenv: os.Getenv}, os.Args[1:])

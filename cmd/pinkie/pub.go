@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/user"
@@ -76,15 +75,13 @@ Prints the event id, the stream that stored it and its sequence.`)
 		return err
 	}
 	res := newPubResult(e, subject, ack)
-	if *asJSON {
-		return json.NewEncoder(a.stdout).Encode(res)
-	}
-	dup := ""
-	if ack.Duplicate {
-		dup = " (duplicate: already stored)"
-	}
-	fmt.Fprintf(a.stdout, "published %s on %s\nid %s, stream %s, seq %d%s\n", res.Type, subject, res.ID, res.Stream, res.Seq, dup)
-	return nil
+	return printLine(a, *asJSON, res, func() {
+		dup := ""
+		if ack.Duplicate {
+			dup = " (duplicate: already stored)"
+		}
+		fmt.Fprintf(a.stdout, "published %s on %s\nid %s, stream %s, seq %d%s\n", res.Type, subject, res.ID, res.Stream, res.Seq, dup)
+	})
 }
 
 // requester names who publishes: user@host.

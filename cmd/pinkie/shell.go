@@ -151,11 +151,7 @@ func vmHostHint(ctx context.Context, c *streams.Client, guest string, err error)
 	if guest == "" || !errors.As(err, &refused) || !strings.Contains(refused.Reason, "MicroVM "+guest+" ") || events.ValidHost(guest) != nil {
 		return err
 	}
-	recs, rerr := streams.ReadProjection(ctx, c.JS, events.BucketInventory, "")
-	if rerr != nil {
-		return err
-	}
-	hosts, rerr := fleetview.Hosts(recs)
+	hosts, rerr := readView(ctx, c, events.BucketInventory, "", fleetview.Hosts)
 	if rerr != nil {
 		return err
 	}

@@ -4,17 +4,16 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"os/user"
 	"regexp"
-	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/pinkiefleet/pinkie/consumers/alerter"
+	"github.com/pinkiefleet/pinkie/clientevent"
 	"github.com/pinkiefleet/pinkie/events"
 	"github.com/pinkiefleet/pinkie/fleetview"
 	"github.com/pinkiefleet/pinkie/projections"
@@ -23,13 +22,8 @@ import (
 )
 
 func runSilence(ctx context.Context, a *app, args []string) error {
-	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
-		for _, a := range args {
-			if a == "-h" || a == "--help" || a == "-help" {
-				return newFlagSet("silence", "add|ls|rm …", silenceDoc).parse([]string{"--help"})
-			}
-		}
-		return usagef("want a subcommand: add, ls or rm")
+	if ok, err := needSubcommand(args, "silence", "add|ls|rm …", silenceDoc, "add, ls or rm"); !ok {
+		return err
 	}
 	switch args[0] {
 	case "add":
@@ -66,44 +60,13 @@ func runSilenceAdd(ctx context.Context, a *app, args []string) error {
 	if err := fs.parse(args); err != nil {
 		return err
 	}
-	matchers, err := events.ParseSilenceMatchers(fs.args())
+	var idb [8]byte
+	_, _ = rand.Read(idb[:])
+	s, err := clientevent.Silence(hex.EncodeToString(idb[:]), fs.args(), *forD, *until, *comment, silenceWho(), time.Now())
 	if err != nil {
 		return usagef("%v", err)
 	}
-	if len(matchers) == 0 {
-		return usagef("give at least one matcher, e.g. host=goliath rule=fs.usage")
-	}
-	now := time.Now().UTC().Truncate(time.Second)
-	var ends time.Time
-	switch {
-	case *forD != "" && *until != "":
-		return usagef("give --for or --until, not both")
-	case *forD != "":
-		d, err := alerter.ParseDuration(*forD)
-		if err != nil || d <= 0 {
-			return usagef("--for %q: want a positive duration such as 30m, 2h or 3d", *forD)
-		}
-		ends = now.Add(d)
-	case *until != "":
-		t, err := time.Parse(time.RFC3339, *until)
-		if err != nil {
-			return usagef("--until %q: want RFC 3339, e.g. 2026-12-01T08:00:00Z", *until)
-		}
-		if !t.After(now) {
-			return usagef("--until %s is not in the future", *until)
-		}
-		ends = t.UTC()
-	default:
-		return usagef("say how long: --for DURATION or --until TIME")
-	}
-	if ends.Sub(now) > events.SilenceMaxFor {
-		return usagef("a silence lasts at most 90 days; to silence a rule for good, disable it in the hub's alerts config")
-	}
-	var idb [8]byte
-	_, _ = rand.Read(idb[:])
-	s := events.SilenceAdded{ID: hex.EncodeToString(idb[:]), Matchers: matchers, StartsAt: now, EndsAt: ends, Comment: *comment, CreatedBy: silenceWho()}
-	k, _ := events.Lookup("silence.added")
-	ev, err := silenceEvent(k, now, s)
+	ev, subject, err := silenceEvent("silence.added", s.StartsAt, &s)
 	if err != nil {
 		return err
 	}
@@ -112,14 +75,14 @@ func runSilenceAdd(ctx context.Context, a *app, args []string) error {
 		return err
 	}
 	defer c.Close()
-	if _, err := c.Publish(ctx, k.HubSubject(&s), ev); err != nil {
+	if _, err := c.Publish(ctx, subject, ev); err != nil {
 		return err
 	}
 	visible := silenceWait(ctx, c.JS, s.ID, true)
 	if *asJSON {
 		printJSON(a.stdout, s)
 	} else {
-		fmt.Fprintf(a.stdout, "silence %s added: %s until %s (%s)\n", show(s.ID), show(events.FormatSilenceMatchers(s.Matchers)), s.EndsAt.Format(time.RFC3339), fleetview.ShortDuration(s.EndsAt.Sub(now)))
+		fmt.Fprintf(a.stdout, "silence %s added: %s until %s (%s)\n", show(s.ID), show(events.FormatSilenceMatchers(s.Matchers)), s.EndsAt.Format(time.RFC3339), fleetview.ShortDuration(s.EndsAt.Sub(s.StartsAt)))
 	}
 	if !visible {
 		fmt.Fprintln(a.stderr, "pinkie silence add: recorded, but the hub's projection has not shown it yet (is the hub's projector running?)")
@@ -128,23 +91,21 @@ func runSilenceAdd(ctx context.Context, a *app, args []string) error {
 }
 
 // silenceEvent builds and checks a silence event against its schema.
-func silenceEvent(k events.Kind, now time.Time, data any) (events.Event, error) {
+func silenceEvent(kind string, now time.Time, data any) (events.Event, string, error) {
 	host, _ := os.Hostname()
 	if events.ValidHost(host) != nil {
 		host = "operator"
 	}
-	ev, err := events.New(k, host, "silence", now, data)
-	if err != nil {
-		return ev, err
-	}
 	set, err := schemas.Load()
 	if err != nil {
-		return ev, err
+		return events.Event{}, "", err
 	}
-	if err := set.ValidateData(k.Type(), ev.Data()); err != nil {
-		return ev, usagef("%v", err)
+	ev, subject, err := clientevent.SilenceEvent(set, kind, host, now, data)
+	var ue *clientevent.UserError
+	if errors.As(err, &ue) {
+		return ev, "", usagef("%v", ue.Err)
 	}
-	return ev, nil
+	return ev, subject, err
 }
 
 // silenceWait waits briefly until the alerts projection shows (or no
@@ -178,27 +139,11 @@ func runSilenceLs(ctx context.Context, a *app, args []string) error {
 	}
 	defer c.Close()
 	now := time.Now()
-	alerts, silences, err := alertsLoad(ctx, c.JS, now)
+	alerts, silences, err := alertsLoad(ctx, c, now)
 	if err != nil {
-		return exitError{code: exitUsage, err: err}
+		return err
 	}
-	shown := fleetview.Silences(alerts, silences, now, *all)
-	if *asJSON {
-		printJSON(a.stdout, shown)
-		return nil
-	}
-	if len(shown) == 0 {
-		fmt.Fprintln(a.stdout, "no silences")
-		return nil
-	}
-	tw := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tMATCHERS\tENDS\tSILENCING\tBY\tCOMMENT")
-	for _, s := range shown {
-		ends := s.EndsAt.Format(time.RFC3339) + " (" + fleetview.Ago(now, s.EndsAt) + ")"
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", show(s.ID), show(events.FormatSilenceMatchers(s.Matchers)), ends, s.Silencing, show(orDash(s.CreatedBy)), show(orDash(s.Comment)))
-	}
-	tw.Flush()
-	return nil
+	return printList(a, *asJSON, fleetview.Silences(alerts, silences, now, *all), "no silences", now, fleetview.WriteSilences)
 }
 
 func runSilenceRm(ctx context.Context, a *app, args []string) error {
@@ -222,18 +167,17 @@ func runSilenceRm(ctx context.Context, a *app, args []string) error {
 	defer c.Close()
 	_, found, err := streams.ReadKey(ctx, c.JS, events.BucketAlerts, projections.SilenceKey(id))
 	if err != nil {
-		return exitError{code: exitUsage, err: err}
+		return usageExit(err)
 	}
 	if !found {
-		return exitError{code: exitFinding, err: fmt.Errorf("no silence %s (see pinkie silence ls)", id)}
+		return finding("no silence %s (see pinkie silence ls)", id)
 	}
-	k, _ := events.Lookup("silence.removed")
 	r := events.SilenceRemoved{ID: id, RemovedBy: silenceWho()}
-	ev, err := silenceEvent(k, time.Now().UTC(), r)
+	ev, subject, err := silenceEvent("silence.removed", time.Now().UTC(), &r)
 	if err != nil {
 		return err
 	}
-	if _, err := c.Publish(ctx, k.HubSubject(&r), ev); err != nil {
+	if _, err := c.Publish(ctx, subject, ev); err != nil {
 		return err
 	}
 	silenceWait(ctx, c.JS, id, false)

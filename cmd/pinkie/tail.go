@@ -55,13 +55,13 @@ pattern below "pinkie." (default: everything):
 	}
 	defer sub.Unsubscribe()
 	if err := c.Conn.FlushTimeout(5 * time.Second); err != nil {
-		return exitError{code: exitUsage, err: fmt.Errorf("subscribe %q: %w", filter, err)}
+		return usageExit(fmt.Errorf("subscribe %q: %w", filter, err))
 	}
 	if le := c.Conn.LastError(); le != nil {
 		if errors.Is(le, nats.ErrPermissionViolation) {
 			return c.Refused(fmt.Sprintf("subscribe %q", filter), le)
 		}
-		return exitError{code: exitUsage, err: fmt.Errorf("subscribe %q: %w", filter, le)}
+		return usageExit(fmt.Errorf("subscribe %q: %w", filter, le))
 	}
 	n := 0
 	for {

@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"time"
 	"unicode/utf8"
 
 	"github.com/pinkiefleet/pinkie/events"
+	"github.com/pinkiefleet/pinkie/fleetview"
 )
 
 // Terminal hygiene. Every command prints through a safeWriter (installed
@@ -69,10 +71,32 @@ func printJSON(w io.Writer, v any) {
 	fmt.Fprintln(w, string(b))
 }
 
-// orDash shows an empty field as "-".
-func orDash(s string) string {
-	if s == "" {
-		return "-"
+// printList prints a list a read verb shows: with --json as indented JSON
+// (an empty list as []), else the line none when it is empty, else its
+// table.
+func printList[T any](a *app, asJSON bool, list []T, none string, now time.Time, table func(io.Writer, time.Time, []T) error) error {
+	switch {
+	case asJSON && list == nil:
+		printJSON(a.stdout, []T{})
+	case asJSON:
+		printJSON(a.stdout, list)
+	case len(list) == 0:
+		fmt.Fprintln(a.stdout, none)
+	default:
+		return table(a.stdout, now, list)
 	}
-	return s
+	return nil
 }
+
+// printLine prints v as one line of JSON with --json, else calls text:
+// the verbs that act (pub, deploy, keys, cache) print their result so.
+func printLine(a *app, asJSON bool, v any, text func()) error {
+	if asJSON {
+		return json.NewEncoder(a.stdout).Encode(v)
+	}
+	text()
+	return nil
+}
+
+// orDash shows an empty field as "-".
+func orDash(s string) string { return fleetview.OrDash(s) }

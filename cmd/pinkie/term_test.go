@@ -38,7 +38,7 @@ func TestTerminalOutputEscaped(t *testing.T) {
 	far := time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC)
 
 	var b bytes.Buffer
-	printAlerts(safeWriter{&b}, now, []projections.ActiveAlert{{Alert: events.Alert{
+	fleetview.WriteAlerts(safeWriter{&b}, now, []projections.ActiveAlert{{Alert: events.Alert{
 		Host: "goliath", Rule: "unit_failed", Object: evil, Severity: "critical", Summary: "unit " + evil + " failed", StartsAt: now.Add(-time.Hour),
 	}}})
 	noControl(t, "alerts", b.Bytes(), 2)
@@ -46,14 +46,14 @@ func TestTerminalOutputEscaped(t *testing.T) {
 	b.Reset()
 	h := &projections.Host{Host: "goliath", LastSeen: far, Profile: &events.Profile{Kernel: evil},
 		Producers: map[string]*projections.ProducerSeen{"systemd": {Kinds: []string{"systemd"}, Last: now}}}
-	printHosts(safeWriter{&b}, now, []*projections.Host{h})
+	fleetview.WriteHosts(safeWriter{&b}, now, []*projections.Host{h})
 	noControl(t, "hosts", b.Bytes(), 2)
 	if bytes.Contains(b.Bytes(), []byte("in -")) || !bytes.Contains(b.Bytes(), []byte("future 9999-12-31T23:59:59Z")) {
 		t.Errorf("hosts: a last-seen time in year 9999 reads:\n%s", b.Bytes())
 	}
 
 	b.Reset()
-	hostsDetail(&app{stdout: safeWriter{&b}}, now, fleetview.HostView{Host: h, Drives: []projections.Drive{{Kind: "smart", Object: evil, Verdict: "ok", State: "x"}}})
+	fleetview.WriteHost(safeWriter{&b}, now, fleetview.HostView{Host: h, Drives: []projections.Drive{{Kind: "smart", Object: evil, Verdict: "ok", State: "x"}}})
 	noControl(t, "hosts HOST", b.Bytes(), 10)
 
 	// --json goes through the same writer and stays JSON with the same values.

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -35,6 +36,44 @@ type TestReply struct {
 	OK       bool     `json:"ok"`
 	Error    string   `json:"error,omitempty"`
 	Channels []string `json:"channels,omitempty"`
+}
+
+// Test asks the hub's notifier over c to send a test message to channel
+// and returns its answer (OK false: the channel refused or failed). The
+// errors say the request could not be made or answered: a key that may
+// not ask (streams.ErrNotPermitted), or no notifier on the hub.
+func Test(ctx context.Context, c *streams.Client, channel string) (TestReply, error) {
+	var rep TestReply
+	req, _ := json.Marshal(TestRequest{Channel: channel})
+	inbox := c.Conn.NewRespInbox()
+	replies, err := c.Conn.SubscribeSync(inbox)
+	if err != nil {
+		return rep, fmt.Errorf("notify test: %w", err)
+	}
+	defer replies.Unsubscribe()
+	if err := c.Conn.PublishRequest(streams.NotifyTestSubject, inbox, req); err != nil {
+		return rep, fmt.Errorf("notify test: %w", err)
+	}
+	// A refused publish shows as the connection's last error once flushed.
+	if err := c.Conn.FlushTimeout(5 * time.Second); err != nil {
+		return rep, fmt.Errorf("notify test: %w", err)
+	}
+	if le := c.Conn.LastError(); le != nil && strings.Contains(le.Error(), "Permissions Violation") {
+		return rep, c.Refused("notify test: publish "+streams.NotifyTestSubject, le)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 45*time.Second)
+	defer cancel()
+	msg, err := replies.NextMsgWithContext(ctx)
+	if errors.Is(err, nats.ErrNoResponders) || errors.Is(err, context.DeadlineExceeded) {
+		return rep, fmt.Errorf("no notifier answers on the hub (are channels configured in its notify section?): %w", err)
+	}
+	if err != nil {
+		return rep, fmt.Errorf("notify test: %w", err)
+	}
+	if err := json.Unmarshal(msg.Data, &rep); err != nil {
+		return rep, fmt.Errorf("notify test: bad answer: %w", err)
+	}
+	return rep, nil
 }
 
 // Service is the hub's notifier: a durable consumer of ALERTS delivering

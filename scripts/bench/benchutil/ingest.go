@@ -8,7 +8,7 @@ import (
 )
 
 // IngestCheck is the hub's ingest check as `pinkie hub` wires it
-// (cmd/pinkie/hub_ingest.go), for the benchmarks' embedded hubs.
+// (ingestCheck in cmd/pinkie/hubservices.go), for the benchmarks' embedded hubs.
 func IngestCheck(env streams.IngestCheckEnv) streams.IngestCheck {
 	return &ingest.Checker{Schemas: env.Schemas, MaxSize: env.MaxEventBytes, Known: env.Known, Orders: env.Orders, Now: time.Now}
 }
