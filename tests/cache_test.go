@@ -50,11 +50,14 @@ func TestCacheCLI(t *testing.T) {
 	f.startHub("--cache-budget", "150KiB", "--cache-grace", "1ms")
 	ctx := context.Background()
 	c := f.client()
-	// Deploy requests under way for each path; a's expires first.
+	// Deploy requests under way for each path; a's expires first, in 20 s:
+	// time enough for what must find it under way (the uploads and the
+	// first gc) even on a loaded machine.
+	aExpires := time.Now().Add(20 * time.Second)
 	for _, n := range []string{"a", "b", "c"} {
 		expires := time.Now().Add(time.Hour)
 		if n == "a" {
-			expires = time.Now().Add(3 * time.Second)
+			expires = aExpires
 		}
 		data := fmt.Sprintf(`{"host":"goliath","store_path":%q,"build_on":"local","expires_at":%q}`, path[n], expires.UTC().Format(time.RFC3339Nano))
 		if out, code := runPinkie(t, "pub", "--server", f.natsURL(), "--nkey", f.operator(), "--data", data, "deploy.requested"); code != 0 {
@@ -137,8 +140,11 @@ func TestCacheCLI(t *testing.T) {
 	if res, code, out := gc(); code != 1 || !res.OverBudget || res.DroppedPaths != 0 || !strings.Contains(out, "raise the hub's --cache-budget") {
 		t.Errorf("cache gc with every path needed: exit %d, %+v, want exit 1, over budget, nothing dropped:\n%s", code, res, out)
 	}
+	if time.Now().After(aExpires) {
+		t.Fatalf("a's request expired (at %s) before the checks that need it under way were done: the machine is too slow for this test's timing", aExpires.Format(time.RFC3339))
+	}
 	// Once a's request expires, a is what goes.
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := aExpires.Add(30 * time.Second)
 	for {
 		res, _, _ := gc("--dry-run")
 		if res.DroppedPaths > 0 || time.Now().After(deadline) {
