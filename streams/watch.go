@@ -165,7 +165,7 @@ func (h *Hub) checkConsumers(ctx context.Context) bool {
 		info, err := consumerInfo(cctx, h.js, k.stream, k.name)
 		cancel()
 		h.watch.mu.Lock()
-		floor := k.floor
+		floor, recreate := k.floor, k.recreate
 		if err == nil {
 			k.floor = max(k.floor, info.AckFloor.Stream)
 			k.missing, k.why = false, ""
@@ -180,7 +180,7 @@ func (h *Hub) checkConsumers(ctx context.Context) bool {
 		k.missing = true
 		h.watch.mu.Unlock()
 		rctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-		err = k.recreate(rctx, floor)
+		err = recreate(rctx, floor)
 		cancel()
 		h.watch.mu.Lock()
 		if err != nil {
