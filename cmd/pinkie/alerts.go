@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/pinkiefleet/pinkie/cmd/internal/cli"
 	"github.com/pinkiefleet/pinkie/cmd/pinkie/notifyhub"
 	"github.com/pinkiefleet/pinkie/events"
 	"github.com/pinkiefleet/pinkie/fleetview"
@@ -32,7 +33,7 @@ func alertsLoad(ctx context.Context, js jetstream.JetStream, now time.Time) ([]p
 }
 
 func runAlerts(ctx context.Context, a *app, args []string) error {
-	fs := newFlagSet("alerts", "", `
+	fs := cli.NewFlagSet("alerts", "", `
 List the alerts firing now, most severe first: severity, host, rule, object,
 since when, whether a silence covers it, and the summary. Silenced alerts are
 listed too, marked "silenced"; they are not notified.
@@ -47,14 +48,14 @@ does (so CI can gate on it), 2 on usage or connection errors.`)
 	asJSON := fs.Bool("json", false, "print JSON")
 	host := fs.String("host", "", "only hosts matching `PATTERN` (shell pattern)")
 	minSev := fs.String("severity", "info", "only alerts at least this `SEVERITY`: critical, warning or info")
-	if err := fs.parseNoArgs(args); err != nil {
+	if err := fs.ParseNoArgs(args); err != nil {
 		return err
 	}
 	if fleetview.SeverityRank(*minSev) == 2 && *minSev != events.SeverityInfo {
-		return usagef("--severity %q: want critical, warning or info", *minSev)
+		return cli.Usagef("--severity %q: want critical, warning or info", *minSev)
 	}
 	if _, err := path.Match(*host, ""); err != nil {
-		return usagef("--host %q: %v", *host, err)
+		return cli.Usagef("--host %q: %v", *host, err)
 	}
 	c, err := cf.connect(ctx, "pinkie alerts")
 	if err != nil {
@@ -64,7 +65,7 @@ does (so CI can gate on it), 2 on usage or connection errors.`)
 	now := time.Now()
 	all, _, err := alertsLoad(ctx, c.JS, now)
 	if err != nil {
-		return exitError{code: exitUsage, err: err}
+		return cli.ExitError{Code: cli.ExitUsage, Err: err}
 	}
 	shown, finding := fleetview.FilterAlerts(all, *host, *minSev)
 	if *asJSON {
@@ -78,7 +79,7 @@ does (so CI can gate on it), 2 on usage or connection errors.`)
 		printAlerts(a.stdout, now, shown)
 	}
 	if finding {
-		return exitError{code: exitFinding}
+		return cli.ExitError{Code: cli.ExitFinding}
 	}
 	return nil
 }
@@ -99,7 +100,7 @@ func printAlerts(w io.Writer, now time.Time, shown []projections.ActiveAlert) {
 }
 
 func runNotify(ctx context.Context, a *app, args []string) error {
-	fs := newFlagSet("notify", "test CHANNEL", `
+	fs := cli.NewFlagSet("notify", "test CHANNEL", `
 Ask the hub's notifier to send a test message to one of its configured
 channels (the "notify" section of the hub's --config) and report the result.
 Needs an operator key.
@@ -110,30 +111,30 @@ Exit status: 0 delivered, 1 the channel refused or failed, 2 usage or
 connection errors (including: no notifier runs on the hub).`)
 	cf := addClientFlags(fs, a)
 	asJSON := fs.Bool("json", false, "print the result as JSON")
-	if err := fs.parse(args); err != nil {
+	if err := fs.ParseArgs(args); err != nil {
 		return err
 	}
-	if len(fs.args()) != 2 || fs.args()[0] != "test" {
-		return usagef("want: notify test CHANNEL")
+	if len(fs.Positional()) != 2 || fs.Positional()[0] != "test" {
+		return cli.Usagef("want: notify test CHANNEL")
 	}
 	c, err := cf.connect(ctx, "pinkie notify")
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	req, _ := json.Marshal(notifyhub.TestRequest{Channel: fs.args()[1]})
+	req, _ := json.Marshal(notifyhub.TestRequest{Channel: fs.Positional()[1]})
 	inbox := c.Conn.NewRespInbox()
 	replies, err := c.Conn.SubscribeSync(inbox)
 	if err != nil {
-		return exitError{code: exitUsage, err: fmt.Errorf("notify test: %w", err)}
+		return cli.ExitError{Code: cli.ExitUsage, Err: fmt.Errorf("notify test: %w", err)}
 	}
 	defer replies.Unsubscribe()
 	if err := c.Conn.PublishRequest(streams.NotifyTestSubject, inbox, req); err != nil {
-		return exitError{code: exitUsage, err: fmt.Errorf("notify test: %w", err)}
+		return cli.ExitError{Code: cli.ExitUsage, Err: fmt.Errorf("notify test: %w", err)}
 	}
 	// A refused publish shows as the connection's last error once flushed.
 	if err := c.Conn.FlushTimeout(5 * time.Second); err != nil {
-		return exitError{code: exitUsage, err: fmt.Errorf("notify test: %w", err)}
+		return cli.ExitError{Code: cli.ExitUsage, Err: fmt.Errorf("notify test: %w", err)}
 	}
 	if le := c.Conn.LastError(); le != nil && strings.Contains(le.Error(), "Permissions Violation") {
 		return c.Refused("notify test: publish "+streams.NotifyTestSubject, le)
@@ -141,13 +142,13 @@ connection errors (including: no notifier runs on the hub).`)
 	msg, err := replies.NextMsgWithContext(alertsTimeout(ctx, 45*time.Second))
 	if err != nil {
 		if errors.Is(err, nats.ErrNoResponders) || errors.Is(err, context.DeadlineExceeded) {
-			return exitError{code: exitUsage, err: fmt.Errorf("no notifier answers on the hub (are channels configured in its notify section?): %w", err)}
+			return cli.ExitError{Code: cli.ExitUsage, Err: fmt.Errorf("no notifier answers on the hub (are channels configured in its notify section?): %w", err)}
 		}
-		return exitError{code: exitUsage, err: fmt.Errorf("notify test: %w", err)}
+		return cli.ExitError{Code: cli.ExitUsage, Err: fmt.Errorf("notify test: %w", err)}
 	}
 	var rep notifyhub.TestReply
 	if err := json.Unmarshal(msg.Data, &rep); err != nil {
-		return exitError{code: exitUsage, err: fmt.Errorf("notify test: bad answer: %w", err)}
+		return cli.ExitError{Code: cli.ExitUsage, Err: fmt.Errorf("notify test: bad answer: %w", err)}
 	}
 	if *asJSON {
 		printJSON(a.stdout, rep)
@@ -155,7 +156,7 @@ connection errors (including: no notifier runs on the hub).`)
 		fmt.Fprintf(a.stdout, "test message delivered to %s (%s)\n", show(rep.Channel), show(rep.Type))
 	}
 	if !rep.OK {
-		return exitError{code: exitFinding, err: fmt.Errorf("test message to %s failed: %s", rep.Channel, rep.Error)}
+		return cli.ExitError{Code: cli.ExitFinding, Err: fmt.Errorf("test message to %s failed: %s", rep.Channel, rep.Error)}
 	}
 	return nil
 }

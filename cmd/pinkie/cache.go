@@ -8,6 +8,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/pinkiefleet/pinkie/cmd/internal/cli"
 	"github.com/pinkiefleet/pinkie/fleetview"
 	"github.com/pinkiefleet/pinkie/streams"
 )
@@ -37,18 +38,18 @@ func runCache(ctx context.Context, a *app, args []string) error {
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
 		for _, a := range args {
 			if a == "-h" || a == "--help" || a == "-help" {
-				return newFlagSet("cache", "ls|stats|gc …", cacheDoc).parse([]string{"--help"})
+				return cli.NewFlagSet("cache", "ls|stats|gc …", cacheDoc).ParseArgs([]string{"--help"})
 			}
 		}
-		return usagef("want a subcommand: ls, stats or gc")
+		return cli.Usagef("want a subcommand: ls, stats or gc")
 	}
 	sub := args[0]
 	switch sub {
 	case "ls", "list", "stats", "gc":
 	default:
-		return usagef("unknown subcommand %q: want ls, stats or gc", sub)
+		return cli.Usagef("unknown subcommand %q: want ls, stats or gc", sub)
 	}
-	fs := newFlagSet("cache "+sub, "", cacheDoc)
+	fs := cli.NewFlagSet("cache "+sub, "", cacheDoc)
 	cf := addClientFlags(fs, a)
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	timeout := fs.Duration("timeout", 2*time.Minute, "give up after this long")
@@ -56,7 +57,7 @@ func runCache(ctx context.Context, a *app, args []string) error {
 	if sub == "gc" {
 		dryRun = fs.Bool("dry-run", false, "say what would be dropped, drop nothing")
 	}
-	if err := fs.parseNoArgs(args[1:]); err != nil {
+	if err := fs.ParseNoArgs(args[1:]); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
@@ -128,7 +129,7 @@ func runCache(ctx context.Context, a *app, args []string) error {
 		fmt.Fprintf(a.stdout, "%s %d paths and %d NARs, %s; the cache holds %s of a budget of %s\n", verb, res.DroppedPaths, res.DroppedNARs, fleetview.ByteSize(res.BytesFreed), fleetview.ByteSize(res.BytesAfter), fleetview.ByteSize(res.BudgetBytes))
 	}
 	if res.OverBudget {
-		return exitError{code: exitFinding, err: fmt.Errorf("the cache stays over its budget (%s of %s): what the hosts' current and previous deploys, deploys under way and recent uploads need is more; raise the hub's --cache-budget", fleetview.ByteSize(res.BytesAfter), fleetview.ByteSize(res.BudgetBytes))}
+		return cli.ExitError{Code: cli.ExitFinding, Err: fmt.Errorf("the cache stays over its budget (%s of %s): what the hosts' current and previous deploys, deploys under way and recent uploads need is more; raise the hub's --cache-budget", fleetview.ByteSize(res.BytesAfter), fleetview.ByteSize(res.BudgetBytes))}
 	}
 	return nil
 }

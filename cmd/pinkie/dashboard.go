@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/pinkiefleet/pinkie/bounded"
 	"github.com/pinkiefleet/pinkie/dashboard"
 	"github.com/pinkiefleet/pinkie/deploy"
 	"github.com/pinkiefleet/pinkie/deploy/nix"
@@ -110,3 +111,7 @@ func (t hubTerminal) Shell(ctx context.Context, r dashboard.TerminalRequest) (in
 	return h.ShellAs(ctx, r.Who, streams.ShellRequest{Host: r.Host, Guest: r.Guest, TTY: true, Term: r.Term, Rows: r.Rows, Cols: r.Cols,
 		Stdin: r.Stdin, Stdout: r.Stdout, Resize: r.Resize, Started: r.Started})
 }
+
+// maxSecretFile bounds the secrets the dashboard reads whole (session
+// keys, client secrets: bytes).
+const maxSecretFile = 64 * bounded.KiB

@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/pinkiefleet/pinkie/cmd/internal/cli"
 	"github.com/pinkiefleet/pinkie/events"
 	"github.com/pinkiefleet/pinkie/fleetview"
 	"github.com/pinkiefleet/pinkie/projections"
@@ -18,7 +19,7 @@ import (
 )
 
 func runGuests(ctx context.Context, a *app, args []string) error {
-	fs := newFlagSet("guests", "[HOST]", `
+	fs := cli.NewFlagSet("guests", "[HOST]", `
 List the fleet's NixOS containers and MicroVMs from the guests projection,
 grouped by host: status (running, restarting, failed, stopped, unknown, or
 missing: declared by the flake but never reported), addresses, the domains
@@ -34,7 +35,7 @@ Exit status: 0 when every guest runs; 1 when one is down (failed,
 restarting, stopped, unknown or missing); 2 on usage or connection errors.`)
 	cf := addClientFlags(fs, a)
 	asJSON := fs.Bool("json", false, "print JSON")
-	if err := fs.parse(args); err != nil {
+	if err := fs.ParseArgs(args); err != nil {
 		return err
 	}
 	only, err := optionalHost(fs)
@@ -52,16 +53,16 @@ restarting, stopped, unknown or missing); 2 on usage or connection errors.`)
 	}
 	recs, err := streams.ReadProjection(ctx, c.JS, projections.GuestsBucket, prefix)
 	if err != nil {
-		return exitError{code: exitUsage, err: err}
+		return cli.ExitError{Code: cli.ExitUsage, Err: err}
 	}
 	decl, err := guestsDeclared(ctx, c.JS)
 	if err != nil {
-		return exitError{code: exitUsage, err: err}
+		return cli.ExitError{Code: cli.ExitUsage, Err: err}
 	}
 	now := time.Now()
 	gs, err := fleetview.Guests(recs, decl, only, now)
 	if err != nil {
-		return exitError{code: exitUsage, err: err}
+		return cli.ExitError{Code: cli.ExitUsage, Err: err}
 	}
 	if *asJSON {
 		printJSON(a.stdout, gs)
@@ -77,7 +78,7 @@ restarting, stopped, unknown or missing); 2 on usage or connection errors.`)
 		}
 	}
 	if len(down) > 0 {
-		return exitError{code: exitFinding, err: fmt.Errorf("%d guest(s) not running: %s", len(down), strings.Join(down, ", "))}
+		return cli.ExitError{Code: cli.ExitFinding, Err: fmt.Errorf("%d guest(s) not running: %s", len(down), strings.Join(down, ", "))}
 	}
 	return nil
 }

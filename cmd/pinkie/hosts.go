@@ -9,6 +9,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/pinkiefleet/pinkie/cmd/internal/cli"
 	"github.com/pinkiefleet/pinkie/events"
 	"github.com/pinkiefleet/pinkie/fleetview"
 	"github.com/pinkiefleet/pinkie/projections"
@@ -16,7 +17,7 @@ import (
 )
 
 func runHosts(ctx context.Context, a *app, args []string) error {
-	fs := newFlagSet("hosts", "[HOST]", `
+	fs := cli.NewFlagSet("hosts", "[HOST]", `
 List the fleet's hosts from the inventory: online or silent, when last seen,
 OS, kernel, uptime and how many producers report. With HOST, show that host
 in detail with its drives, pools, arrays and filesystems and their verdicts.
@@ -29,7 +30,7 @@ Exit status: 0, or 1 when HOST is not in the inventory; 2 on usage or
 connection errors.`)
 	cf := addClientFlags(fs, a)
 	asJSON := fs.Bool("json", false, "print JSON")
-	if err := fs.parse(args); err != nil {
+	if err := fs.ParseArgs(args); err != nil {
 		return err
 	}
 	only, err := optionalHost(fs)
@@ -43,11 +44,11 @@ connection errors.`)
 	defer c.Close()
 	recs, err := streams.ReadProjection(ctx, c.JS, events.BucketInventory, "")
 	if err != nil {
-		return exitError{code: exitUsage, err: err}
+		return cli.ExitError{Code: cli.ExitUsage, Err: err}
 	}
 	all, err := fleetview.Hosts(recs)
 	if err != nil {
-		return exitError{code: exitUsage, err: err}
+		return cli.ExitError{Code: cli.ExitUsage, Err: err}
 	}
 	var hosts []*projections.Host
 	for _, h := range all {
@@ -58,15 +59,15 @@ connection errors.`)
 	now := time.Now()
 	if only != "" {
 		if len(hosts) == 0 {
-			return exitError{code: exitFinding, err: fmt.Errorf("host %q is not in the inventory (no event from it yet)", only)}
+			return cli.ExitError{Code: cli.ExitFinding, Err: fmt.Errorf("host %q is not in the inventory (no event from it yet)", only)}
 		}
 		drecs, err := streams.ReadProjection(ctx, c.JS, events.BucketDrives, only+".")
 		if err != nil {
-			return exitError{code: exitUsage, err: err}
+			return cli.ExitError{Code: cli.ExitUsage, Err: err}
 		}
 		drives, err := fleetview.Drives(drecs)
 		if err != nil {
-			return exitError{code: exitUsage, err: err}
+			return cli.ExitError{Code: cli.ExitUsage, Err: err}
 		}
 		v := fleetview.HostView{Host: hosts[0], Drives: drives}
 		if *asJSON {
@@ -92,17 +93,17 @@ connection errors.`)
 }
 
 // optionalHost reads the optional HOST argument ("" without one).
-func optionalHost(fs *flagSet) (string, error) {
-	if len(fs.args()) > 1 {
-		return "", usagef("at most one HOST, got %q", fs.args())
+func optionalHost(fs *cli.FlagSet) (string, error) {
+	if len(fs.Positional()) > 1 {
+		return "", cli.Usagef("at most one HOST, got %q", fs.Positional())
 	}
-	if len(fs.args()) == 0 {
+	if len(fs.Positional()) == 0 {
 		return "", nil
 	}
-	if err := events.ValidHost(fs.args()[0]); err != nil {
-		return "", usagef("%v", err)
+	if err := events.ValidHost(fs.Positional()[0]); err != nil {
+		return "", cli.Usagef("%v", err)
 	}
-	return fs.args()[0], nil
+	return fs.Positional()[0], nil
 }
 
 // printHosts is the hosts table.

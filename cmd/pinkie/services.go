@@ -6,6 +6,7 @@ import (
 	"log/slog"
 
 	"github.com/pinkiefleet/pinkie/bounded"
+	"github.com/pinkiefleet/pinkie/cmd/internal/cli"
 	"github.com/pinkiefleet/pinkie/streams"
 )
 
@@ -31,14 +32,14 @@ func loadHubConfig(path string) (hubConfig, error) {
 	if path == "" {
 		return c, nil
 	}
-	b, err := bounded.ReadPath(path, maxConfigFile)
+	b, err := bounded.ReadPath(path, cli.MaxConfigFile)
 	if err != nil {
-		return c, usagef("--config: %v", err)
+		return c, cli.Usagef("--config: %v", err)
 	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&c); err != nil {
-		return c, usagef("--config %s: %v (known sections: alerts, notify, deploy, dashboard)", path, err)
+		return c, cli.Usagef("--config %s: %v (known sections: alerts, notify, deploy, dashboard)", path, err)
 	}
 	return c, nil
 }
@@ -60,5 +61,5 @@ func hubServices(cfg hubConfig, log *slog.Logger) ([]streams.HubService, error) 
 
 // errConfig wraps a configuration error of one section.
 func errConfig(section string, err error) error {
-	return usagef("--config: %s: %v", section, err)
+	return cli.Usagef("--config: %s: %v", section, err)
 }

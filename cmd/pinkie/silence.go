@@ -14,6 +14,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/pinkiefleet/pinkie/cmd/internal/cli"
 	"github.com/pinkiefleet/pinkie/consumers/alerter"
 	"github.com/pinkiefleet/pinkie/events"
 	"github.com/pinkiefleet/pinkie/fleetview"
@@ -26,10 +27,10 @@ func runSilence(ctx context.Context, a *app, args []string) error {
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
 		for _, a := range args {
 			if a == "-h" || a == "--help" || a == "-help" {
-				return newFlagSet("silence", "add|ls|rm …", silenceDoc).parse([]string{"--help"})
+				return cli.NewFlagSet("silence", "add|ls|rm …", silenceDoc).ParseArgs([]string{"--help"})
 			}
 		}
-		return usagef("want a subcommand: add, ls or rm")
+		return cli.Usagef("want a subcommand: add, ls or rm")
 	}
 	switch args[0] {
 	case "add":
@@ -39,7 +40,7 @@ func runSilence(ctx context.Context, a *app, args []string) error {
 	case "rm", "remove":
 		return runSilenceRm(ctx, a, args[1:])
 	}
-	return usagef("unknown subcommand %q: want add, ls or rm", args[0])
+	return cli.Usagef("unknown subcommand %q: want add, ls or rm", args[0])
 }
 
 const silenceDoc = `
@@ -57,47 +58,47 @@ object, severity, kind or a rule's labels; all must match. add and rm need an
 operator key; a reader key can list.`
 
 func runSilenceAdd(ctx context.Context, a *app, args []string) error {
-	fs := newFlagSet("silence add", "LABEL=PATTERN…", silenceDoc)
+	fs := cli.NewFlagSet("silence add", "LABEL=PATTERN…", silenceDoc)
 	cf := addClientFlags(fs, a)
 	forD := fs.String("for", "", "how long, e.g. 30m, 2h, 3d")
 	until := fs.String("until", "", "until `TIME` (RFC 3339), instead of --for")
 	comment := fs.String("comment", "", "why (shown in silence ls)")
 	asJSON := fs.Bool("json", false, "print the silence as JSON")
-	if err := fs.parse(args); err != nil {
+	if err := fs.ParseArgs(args); err != nil {
 		return err
 	}
-	matchers, err := events.ParseSilenceMatchers(fs.args())
+	matchers, err := events.ParseSilenceMatchers(fs.Positional())
 	if err != nil {
-		return usagef("%v", err)
+		return cli.Usagef("%v", err)
 	}
 	if len(matchers) == 0 {
-		return usagef("give at least one matcher, e.g. host=goliath rule=fs.usage")
+		return cli.Usagef("give at least one matcher, e.g. host=goliath rule=fs.usage")
 	}
 	now := time.Now().UTC().Truncate(time.Second)
 	var ends time.Time
 	switch {
 	case *forD != "" && *until != "":
-		return usagef("give --for or --until, not both")
+		return cli.Usagef("give --for or --until, not both")
 	case *forD != "":
 		d, err := alerter.ParseDuration(*forD)
 		if err != nil || d <= 0 {
-			return usagef("--for %q: want a positive duration such as 30m, 2h or 3d", *forD)
+			return cli.Usagef("--for %q: want a positive duration such as 30m, 2h or 3d", *forD)
 		}
 		ends = now.Add(d)
 	case *until != "":
 		t, err := time.Parse(time.RFC3339, *until)
 		if err != nil {
-			return usagef("--until %q: want RFC 3339, e.g. 2026-12-01T08:00:00Z", *until)
+			return cli.Usagef("--until %q: want RFC 3339, e.g. 2026-12-01T08:00:00Z", *until)
 		}
 		if !t.After(now) {
-			return usagef("--until %s is not in the future", *until)
+			return cli.Usagef("--until %s is not in the future", *until)
 		}
 		ends = t.UTC()
 	default:
-		return usagef("say how long: --for DURATION or --until TIME")
+		return cli.Usagef("say how long: --for DURATION or --until TIME")
 	}
 	if ends.Sub(now) > events.SilenceMaxFor {
-		return usagef("a silence lasts at most 90 days; to silence a rule for good, disable it in the hub's alerts config")
+		return cli.Usagef("a silence lasts at most 90 days; to silence a rule for good, disable it in the hub's alerts config")
 	}
 	var idb [8]byte
 	_, _ = rand.Read(idb[:])
@@ -142,7 +143,7 @@ func silenceEvent(k events.Kind, now time.Time, data any) (events.Event, error) 
 		return ev, err
 	}
 	if err := set.ValidateData(k.Type(), ev.Data()); err != nil {
-		return ev, usagef("%v", err)
+		return ev, cli.Usagef("%v", err)
 	}
 	return ev, nil
 }
@@ -165,11 +166,11 @@ func silenceWho() string {
 }
 
 func runSilenceLs(ctx context.Context, a *app, args []string) error {
-	fs := newFlagSet("silence ls", "", silenceDoc)
+	fs := cli.NewFlagSet("silence ls", "", silenceDoc)
 	cf := addClientFlags(fs, a)
 	asJSON := fs.Bool("json", false, "print JSON")
 	all := fs.Bool("all", false, "include silences that have ended but whose expiry the hub has not yet recorded")
-	if err := fs.parseNoArgs(args); err != nil {
+	if err := fs.ParseNoArgs(args); err != nil {
 		return err
 	}
 	c, err := cf.connect(ctx, "pinkie silence ls")
@@ -180,7 +181,7 @@ func runSilenceLs(ctx context.Context, a *app, args []string) error {
 	now := time.Now()
 	alerts, silences, err := alertsLoad(ctx, c.JS, now)
 	if err != nil {
-		return exitError{code: exitUsage, err: err}
+		return cli.ExitError{Code: cli.ExitUsage, Err: err}
 	}
 	shown := fleetview.Silences(alerts, silences, now, *all)
 	if *asJSON {
@@ -202,18 +203,18 @@ func runSilenceLs(ctx context.Context, a *app, args []string) error {
 }
 
 func runSilenceRm(ctx context.Context, a *app, args []string) error {
-	fs := newFlagSet("silence rm", "ID", silenceDoc)
+	fs := cli.NewFlagSet("silence rm", "ID", silenceDoc)
 	cf := addClientFlags(fs, a)
 	asJSON := fs.Bool("json", false, "print the removal as JSON")
-	if err := fs.parse(args); err != nil {
+	if err := fs.ParseArgs(args); err != nil {
 		return err
 	}
-	if len(fs.args()) != 1 {
-		return usagef("want one silence ID (see pinkie silence ls)")
+	if len(fs.Positional()) != 1 {
+		return cli.Usagef("want one silence ID (see pinkie silence ls)")
 	}
-	id := fs.args()[0]
+	id := fs.Positional()[0]
 	if !regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`).MatchString(id) {
-		return usagef("silence ID %q: not an id (see pinkie silence ls)", id)
+		return cli.Usagef("silence ID %q: not an id (see pinkie silence ls)", id)
 	}
 	c, err := cf.connect(ctx, "pinkie silence rm")
 	if err != nil {
@@ -222,10 +223,10 @@ func runSilenceRm(ctx context.Context, a *app, args []string) error {
 	defer c.Close()
 	_, found, err := streams.ReadKey(ctx, c.JS, events.BucketAlerts, projections.SilenceKey(id))
 	if err != nil {
-		return exitError{code: exitUsage, err: err}
+		return cli.ExitError{Code: cli.ExitUsage, Err: err}
 	}
 	if !found {
-		return exitError{code: exitFinding, err: fmt.Errorf("no silence %s (see pinkie silence ls)", id)}
+		return cli.ExitError{Code: cli.ExitFinding, Err: fmt.Errorf("no silence %s (see pinkie silence ls)", id)}
 	}
 	k, _ := events.Lookup("silence.removed")
 	r := events.SilenceRemoved{ID: id, RemovedBy: silenceWho()}
