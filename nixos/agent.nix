@@ -422,7 +422,7 @@ in
       };
 
       serviceConfig = {
-        ExecStart = lib.escapeShellArgs ([ (lib.getExe' config.services.pinkie.package "pinkie") "agent" ] ++ args);
+        ExecStart = lib.escapeShellArgs ([ (lib.getExe' config.services.pinkie.package "pinkie-agent") ] ++ args);
         Restart = "always";
         RestartSec = "5s";
         TimeoutStopSec = "60s";

@@ -61,7 +61,7 @@ in
     logFormat = mkOption { type = types.enum [ "text" "json" ]; default = "text"; description = "Log format."; };
     logFile = mkOption { type = types.str; default = "/var/log/pinkie-agent.log"; description = "Where launchd writes the agent's output."; };
     extraPackages = mkOption { type = types.listOf types.package; default = [ ]; description = "Put on the agent's PATH."; };
-    extraArgs = mkOption { type = types.listOf types.str; default = [ ]; description = "Extra arguments for `pinkie agent`."; };
+    extraArgs = mkOption { type = types.listOf types.str; default = [ ]; description = "Extra arguments for `pinkie-agent` (pinkie agent's flags)."; };
   };
 
   config = mkIf cfg.enable {
@@ -80,7 +80,7 @@ in
     '';
 
     launchd.daemons.pinkie-agent.serviceConfig = {
-      ProgramArguments = [ (lib.getExe' config.services.pinkie.package "pinkie") "agent" ] ++ args;
+      ProgramArguments = [ (lib.getExe' config.services.pinkie.package "pinkie-agent") ] ++ args;
       RunAtLoad = true;
       KeepAlive = true;
       ThrottleInterval = 5;

@@ -328,7 +328,7 @@ let
       producers;
   };
 
-  # agentArgs o is the agent's command line after `pinkie agent`. o: { name;
+  # agentArgs o is the agent's command line after `pinkie-agent` (or `pinkie agent`). o: { name;
   # hubs; dataDir; nkeyFile; configFile; heartbeat; outboxMaxBytes;
   # syncAlways; logLevel; logFormat; activation (null: the agent's choice);
   # builder; pushTo; substituter; checkSigs; deployFlake; cacheListen;

@@ -4,7 +4,9 @@
 buildGoModule {
   pname = "pinkie";
   inherit src version vendorHash;
-  subPackages = [ "cmd/pinkie" ];
+  # pinkie-agent is pinkie agent alone, without the hub linked in: what the
+  # agent modules run (a smaller binary maps fewer pages on every host).
+  subPackages = [ "cmd/pinkie" "cmd/pinkie-agent" ];
   env.CGO_ENABLED = "0";
   ldflags = [ "-s" "-w" "-X main.version=${version}" ];
   # The test suite needs a NATS network, real nix and more than a build

@@ -789,11 +789,19 @@ func TestNixModulesEvaluate(t *testing.T) {
 			} else {
 				args = nixSplitExec(nixDig(got, path...).(string))
 			}
-			if len(args) < 2 || args[1] != role {
+			// The agent runs as pinkie-agent (pinkie agent alone), the hub
+			// as pinkie hub.
+			flags := args
+			switch {
+			case role == "agent" && len(args) > 0 && strings.HasSuffix(args[0], "/bin/pinkie-agent"):
+				flags = args[1:]
+			case role != "agent" && len(args) > 1 && strings.HasSuffix(args[0], "/bin/pinkie") && args[1] == role:
+				flags = args[2:]
+			default:
 				t.Fatalf("command line %q does not run pinkie %s", args, role)
 			}
 			known := nixHelpFlags(t, role)
-			for _, a := range args[2:] {
+			for _, a := range flags {
 				if strings.HasPrefix(a, "--") && !known[strings.TrimPrefix(a, "--")] {
 					t.Errorf("the module passes %s, which pinkie %s --help does not list", a, role)
 				}
@@ -997,6 +1005,9 @@ func TestNixFlakePackageAndChecks(t *testing.T) {
 		  kept = map (x: p.src.filter (toString p.src.src + "/" + x) "regular") [ `+strings.Join(quoted, " ")+` ]; }`, &pkg)
 		if pkg.Pname != "pinkie" || !strings.HasPrefix(pkg.Version, "0.1.0-") || pkg.VendorHash != wantHash {
 			t.Errorf("%s: package %s %s vendorHash %s, want pinkie 0.1.0-… %s", system, pkg.Pname, pkg.Version, pkg.VendorHash, wantHash)
+		}
+		if diff := cmp.Diff([]string{"cmd/pinkie", "cmd/pinkie-agent"}, pkg.SubPackages); diff != "" {
+			t.Errorf("%s: subPackages (-want +got):\n%s", system, diff)
 		}
 		if !strings.Contains(strings.Join(pkg.Ldflags, " "), "-X main.version="+pkg.Version) || pkg.Env["CGO_ENABLED"] != "0" {
 			t.Errorf("%s: ldflags %q, env %v: want the version stamped, cgo off", system, pkg.Ldflags, pkg.Env)

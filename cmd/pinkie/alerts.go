@@ -6,6 +6,7 @@ import (
 	"path"
 	"time"
 
+	"github.com/pinkiefleet/pinkie/cmd/internal/cli"
 	"github.com/pinkiefleet/pinkie/cmd/pinkie/notifyhub"
 	"github.com/pinkiefleet/pinkie/events"
 	"github.com/pinkiefleet/pinkie/fleetview"
@@ -18,17 +19,17 @@ import (
 func alertsLoad(ctx context.Context, c *streams.Client, now time.Time) ([]projections.ActiveAlert, []events.SilenceAdded, error) {
 	recs, err := streams.ReadProjection(ctx, c.JS, events.BucketAlerts, "")
 	if err != nil {
-		return nil, nil, usageExit(err)
+		return nil, nil, cli.UsageExit(err)
 	}
 	alerts, silences, err := fleetview.Alerts(recs, now)
 	if err != nil {
-		return nil, nil, usageExit(err)
+		return nil, nil, cli.UsageExit(err)
 	}
 	return alerts, silences, nil
 }
 
 func runAlerts(ctx context.Context, a *app, args []string) error {
-	fs := newFlagSet("alerts", "", `
+	fs := cli.NewFlagSet("alerts", "", `
 List the alerts firing now, most severe first: severity, host, rule, object,
 since when, whether a silence covers it, and the summary. Silenced alerts are
 listed too, marked "silenced"; they are not notified.
@@ -43,14 +44,14 @@ does (so CI can gate on it), 2 on usage or connection errors.`)
 	asJSON := fs.Bool("json", false, "print JSON")
 	host := fs.String("host", "", "only hosts matching `PATTERN` (shell pattern)")
 	minSev := fs.String("severity", "info", "only alerts at least this `SEVERITY`: critical, warning or info")
-	if err := fs.parseNoArgs(args); err != nil {
+	if err := fs.ParseNoArgs(args); err != nil {
 		return err
 	}
 	if fleetview.SeverityRank(*minSev) == 2 && *minSev != events.SeverityInfo {
-		return usagef("--severity %q: want critical, warning or info", *minSev)
+		return cli.Usagef("--severity %q: want critical, warning or info", *minSev)
 	}
 	if _, err := path.Match(*host, ""); err != nil {
-		return usagef("--host %q: %v", *host, err)
+		return cli.Usagef("--host %q: %v", *host, err)
 	}
 	c, err := cf.connect(ctx, "pinkie alerts")
 	if err != nil {
@@ -67,13 +68,13 @@ does (so CI can gate on it), 2 on usage or connection errors.`)
 		return err
 	}
 	if firing {
-		return exitError{code: exitFinding}
+		return cli.ExitError{Code: cli.ExitFinding}
 	}
 	return nil
 }
 
 func runNotify(ctx context.Context, a *app, args []string) error {
-	fs := newFlagSet("notify", "test CHANNEL", `
+	fs := cli.NewFlagSet("notify", "test CHANNEL", `
 Ask the hub's notifier to send a test message to one of its configured
 channels (the "notify" section of the hub's --config) and report the result.
 Needs an operator key.
@@ -84,20 +85,20 @@ Exit status: 0 delivered, 1 the channel refused or failed, 2 usage or
 connection errors (including: no notifier runs on the hub).`)
 	cf := addClientFlags(fs, a)
 	asJSON := fs.Bool("json", false, "print the result as JSON")
-	if err := fs.parse(args); err != nil {
+	if err := fs.ParseArgs(args); err != nil {
 		return err
 	}
-	if len(fs.args()) != 2 || fs.args()[0] != "test" {
-		return usagef("want: notify test CHANNEL")
+	if len(fs.Positional()) != 2 || fs.Positional()[0] != "test" {
+		return cli.Usagef("want: notify test CHANNEL")
 	}
 	c, err := cf.connect(ctx, "pinkie notify")
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	rep, err := notifyhub.Test(ctx, c, fs.args()[1])
+	rep, err := notifyhub.Test(ctx, c, fs.Positional()[1])
 	if err != nil {
-		return usageExit(err)
+		return cli.UsageExit(err)
 	}
 	if *asJSON {
 		printJSON(a.stdout, rep)
@@ -105,7 +106,7 @@ connection errors (including: no notifier runs on the hub).`)
 		fmt.Fprintf(a.stdout, "test message delivered to %s (%s)\n", show(rep.Channel), show(rep.Type))
 	}
 	if !rep.OK {
-		return finding("test message to %s failed: %s", rep.Channel, rep.Error)
+		return cli.Finding("test message to %s failed: %s", rep.Channel, rep.Error)
 	}
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/pinkiefleet/pinkie/cmd/internal/cli"
 	"github.com/pinkiefleet/pinkie/fleetview"
 	"github.com/pinkiefleet/pinkie/streams"
 )
@@ -40,9 +41,9 @@ func runCache(ctx context.Context, a *app, args []string) error {
 	switch sub {
 	case "ls", "list", "stats", "gc":
 	default:
-		return usagef("unknown subcommand %q: want ls, stats or gc", sub)
+		return cli.Usagef("unknown subcommand %q: want ls, stats or gc", sub)
 	}
-	fs := newFlagSet("cache "+sub, "", cacheDoc)
+	fs := cli.NewFlagSet("cache "+sub, "", cacheDoc)
 	cf := addClientFlags(fs, a)
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	timeout := fs.Duration("timeout", 2*time.Minute, "give up after this long")
@@ -50,7 +51,7 @@ func runCache(ctx context.Context, a *app, args []string) error {
 	if sub == "gc" {
 		dryRun = fs.Bool("dry-run", false, "say what would be dropped, drop nothing")
 	}
-	if err := fs.parseNoArgs(args[1:]); err != nil {
+	if err := fs.ParseNoArgs(args[1:]); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
@@ -113,5 +114,5 @@ func runCache(ctx context.Context, a *app, args []string) error {
 	if err != nil || !res.OverBudget {
 		return err
 	}
-	return finding("the cache stays over its budget (%s of %s): what the hosts' current and previous deploys, deploys under way and recent uploads need is more; raise the hub's --cache-budget", fleetview.ByteSize(res.BytesAfter), fleetview.ByteSize(res.BudgetBytes))
+	return cli.Finding("the cache stays over its budget (%s of %s): what the hosts' current and previous deploys, deploys under way and recent uploads need is more; raise the hub's --cache-budget", fleetview.ByteSize(res.BytesAfter), fleetview.ByteSize(res.BudgetBytes))
 }

@@ -10,12 +10,14 @@ import (
 	"time"
 
 	"github.com/pinkiefleet/pinkie/bounded"
+	"github.com/pinkiefleet/pinkie/cmd/internal/agentcmd"
+	"github.com/pinkiefleet/pinkie/cmd/internal/cli"
 	"github.com/pinkiefleet/pinkie/events"
 	"github.com/pinkiefleet/pinkie/producers"
 )
 
 func runCollect(ctx context.Context, a *app, args []string) error {
-	fs := newFlagSet("collect", "[PRODUCER...]", `
+	fs := cli.NewFlagSet("collect", "[PRODUCER...]", `
 Run producers once and print the events they would publish; nothing is
 published. Without PRODUCER names, every producer that is on by default runs.
 Streaming producers (login, fail2ban) read their log to its end and stop.
@@ -34,7 +36,7 @@ what its flag says).`)
 	root := fs.String("root", "/", "filesystem `ROOT` to read the host from")
 	replay := fs.String("replay-commands", "", "answer producers' commands from recordings in `DIR` instead of running them")
 	configFile := fs.String("config", "", "agent configuration `FILE` (producer options)")
-	name := fs.String("name", shortHostname(), "host `NAME` to stamp into the events")
+	name := fs.String("name", agentcmd.ShortHostname(), "host `NAME` to stamp into the events")
 	asJSON := fs.Bool("json", false, "print the events as JSON lines")
 	from := fs.String("from", "", "feed the (one) streaming producer this saved log `FILE`")
 	// The files producers can judge offline (Spec.Saved), by producer.
@@ -46,19 +48,19 @@ what its flag says).`)
 			savedInputs[s.Name] = s.Saved
 		}
 	}
-	if err := fs.parse(args); err != nil {
+	if err := fs.ParseArgs(args); err != nil {
 		return err
 	}
 	if err := events.ValidHost(*name); err != nil {
-		return usagef("--name: %v", err)
+		return cli.Usagef("--name: %v", err)
 	}
-	names := fs.args()
+	names := fs.Positional()
 	for _, n := range names {
 		if _, ok := producers.Lookup(n); !ok {
-			return usagef("unknown producer %q; known producers: %s", n, strings.Join(producers.Names(), ", "))
+			return cli.Usagef("unknown producer %q; known producers: %s", n, strings.Join(producers.Names(), ", "))
 		}
 	}
-	rootFS, runner, err := hostAccess(*root, *replay)
+	rootFS, runner, err := agentcmd.HostAccess(*root, *replay)
 	if err != nil {
 		return err
 	}
@@ -73,7 +75,7 @@ what its flag says).`)
 			continue
 		}
 		if len(names) > 1 || (len(names) == 1 && names[0] != p) {
-			return usagef("--%s judges the %s producer's input; do not name other producers", savedInputs[p].Flag, p)
+			return cli.Usagef("--%s judges the %s producer's input; do not name other producers", savedInputs[p].Flag, p)
 		}
 		o, err := judgeSaved(p, savedInputs[p], *path, env.Now())
 		if err != nil {
@@ -83,29 +85,29 @@ what its flag says).`)
 		names = []string{}
 	}
 	if len(obs) == 0 {
-		cfg, err := readAgentConfig(*configFile)
+		cfg, err := agentcmd.ReadConfig(*configFile)
 		if err != nil {
 			return err
 		}
 		var log string
 		if *from != "" {
 			if log, err = filepath.Abs(*from); err != nil {
-				return usagef("--from: %v", err)
+				return cli.Usagef("--from: %v", err)
 			}
 			if st, err := os.Stat(log); err != nil {
-				return usagef("--from: %v", err)
+				return cli.Usagef("--from: %v", err)
 			} else if !st.Mode().IsRegular() {
 				// A log is read to its end; a device or pipe may have none.
-				return usagef("--from %s: not a regular file (give a saved log)", *from)
+				return cli.Usagef("--from %s: not a regular file (give a saved log)", *from)
 			}
 			env.Root = os.DirFS("/")
 		}
 		built, err := cfg.BuildOnce(names, log, producers.Info{Instance: "collect", Version: version})
 		if errors.Is(err, producers.ErrFromOneStreamer) {
-			return usagef("--from feeds one streaming producer: name it (login or fail2ban)")
+			return cli.Usagef("--from feeds one streaming producer: name it (login or fail2ban)")
 		}
 		if err != nil {
-			return usagef("%v", err)
+			return cli.Usagef("%v", err)
 		}
 		for _, b := range built {
 			got, err := producers.RunOnce(ctx, env, b)
@@ -153,7 +155,7 @@ what its flag says).`)
 		fmt.Fprintln(a.stdout, line)
 	}
 	if findings > 0 || len(failed) > 0 {
-		return finding("%d finding(s), %d producer(s) failed", findings, len(failed))
+		return cli.Finding("%d cli.Finding(s), %d producer(s) failed", findings, len(failed))
 	}
 	return nil
 }
@@ -163,14 +165,14 @@ what its flag says).`)
 func judgeSaved(p string, in *producers.SavedInput, path string, now time.Time) ([]producers.Collected, error) {
 	b, err := bounded.ReadPath(path, in.Limit)
 	if err != nil {
-		return nil, usagef("--%s: %v", in.Flag, err)
+		return nil, cli.Usagef("--%s: %v", in.Flag, err)
 	}
 	obs, err := in.Judge(b, now)
 	if err != nil {
-		return nil, usagef("--%s %s: not %s: %v", in.Flag, path, in.What, err)
+		return nil, cli.Usagef("--%s %s: not %s: %v", in.Flag, path, in.What, err)
 	}
 	if len(obs) == 0 {
-		return nil, usagef("--%s %s: nothing in it to judge", in.Flag, path)
+		return nil, cli.Usagef("--%s %s: nothing in it to judge", in.Flag, path)
 	}
 	out := make([]producers.Collected, 0, len(obs))
 	for _, o := range obs {

@@ -7,13 +7,15 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/pinkiefleet/pinkie/cmd/internal/agentcmd"
+	"github.com/pinkiefleet/pinkie/cmd/internal/cli"
 	"github.com/pinkiefleet/pinkie/events"
 	"github.com/pinkiefleet/pinkie/producers"
 	"github.com/pinkiefleet/pinkie/streams"
 )
 
 func runDemo(ctx context.Context, a *app, args []string) error {
-	fs := newFlagSet("demo", "", `
+	fs := cli.NewFlagSet("demo", "", `
 Run a hub and an agent for this machine in one process, on a temporary data
 directory with fresh nkeys, and print what to try next. Everything is the same
 code as 'pinkie hub' and 'pinkie agent'; Ctrl-C stops both and removes the
@@ -21,15 +23,15 @@ temporary directory.`)
 	heartbeat := fs.Duration("heartbeat", 5*time.Second, "the agent's heartbeat interval")
 	keep := fs.Bool("keep", false, "keep the temporary directory on exit")
 	shellOn := fs.Bool("shell", false, "let the demo's agent serve shell sessions as your own user (pinkie shell HOST, and the terminal on the dashboard's host page once you signed in with the one-time link)")
-	mkLog := logFlags(fs, a.stderr)
-	if err := fs.parseNoArgs(args); err != nil {
+	mkLog := cli.LogFlags(fs, a.stderr)
+	if err := fs.ParseNoArgs(args); err != nil {
 		return err
 	}
 	log, err := mkLog()
 	if err != nil {
 		return err
 	}
-	host := shortHostname()
+	host := agentcmd.ShortHostname()
 	if events.ValidHost(host) != nil {
 		host = "demo"
 	}
@@ -62,7 +64,7 @@ temporary directory.`)
 		}
 	}
 	defer hub.Close()
-	built, err := buildProducers("", nil, producers.Info{Instance: newInstanceID(), Version: version}, *heartbeat, 0)
+	built, err := agentcmd.BuildProducers("", nil, producers.Info{Instance: agentcmd.NewInstanceID(), Version: version}, *heartbeat, 0)
 	if err != nil {
 		return err
 	}

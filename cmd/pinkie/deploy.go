@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/pinkiefleet/pinkie/cmd/internal/cli"
 	"github.com/pinkiefleet/pinkie/deploy"
 	"github.com/pinkiefleet/pinkie/deploy/fleet"
 	"github.com/pinkiefleet/pinkie/deploy/nix"
@@ -17,7 +18,7 @@ import (
 )
 
 func runDeploy(ctx context.Context, a *app, args []string) error {
-	fs := newFlagSet("deploy", "SELECTOR...", `
+	fs := cli.NewFlagSet("deploy", "SELECTOR...", `
 Deploy hosts of a flake's nixosConfigurations. The fleet (each host's
 config.pinkie.deployment: tags, buildOn, requireExplicit, goal, healthChecks)
 is read with one nix eval; selectors choose hosts:
@@ -54,26 +55,26 @@ no connection to the hub, and then nothing is published.`)
 	timeout := fs.Duration("timeout", 30*time.Minute, "with --wait, give up after this long")
 	pushTo := fs.String("push-to", "", "after a local build, copy closures to this store `URL` (nix copy --to) where targets fetch them")
 	nixKey := fs.String("nix-key", os.Getenv("PINKIE_NIX_KEY"), "after a local build, sign the closure with this Nix secret key `FILE` and upload what the hub's cache lacks (default: nix-signing.sec next to --nkey, when it exists; env PINKIE_NIX_KEY)")
-	if err := fs.parse(args); err != nil {
+	if err := fs.ParseArgs(args); err != nil {
 		return err
 	}
-	selectors := fs.args()
+	selectors := fs.Positional()
 	if len(selectors) == 0 {
-		return usagef("missing SELECTOR: name hosts, @tags, globs or all")
+		return cli.Usagef("missing SELECTOR: name hosts, @tags, globs or all")
 	}
 	if *goal != "" {
 		if err := fleet.CheckGoal(*goal); err != nil {
-			return usagef("--goal: %v", err)
+			return cli.Usagef("--goal: %v", err)
 		}
 	}
 	if *expires <= 0 {
-		return usagef("--expires must be positive")
+		return cli.Usagef("--expires must be positive")
 	}
 	n := nix.Nix{Run: nix.ExecRunner{}}
 	res, plans, err := deploy.Plan(ctx, n, *flake, selectors, *buildOn, *goal)
 	var bad *deploy.BadRequest
 	if errors.As(err, &bad) {
-		return usagef("%s", bad.Msg)
+		return cli.Usagef("%s", bad.Msg)
 	}
 	if err != nil {
 		return err
@@ -114,7 +115,7 @@ no connection to the hub, and then nothing is published.`)
 		wctx, cancel := context.WithTimeout(ctx, *timeout)
 		next, err := c.FollowDeploys(wctx, firstSeq)
 		if err != nil {
-			err = usageExit(err)
+			err = cli.UsageExit(err)
 		} else {
 			err = deploy.Follow(wctx, next, res.Hosts, lines)
 		}
@@ -130,7 +131,7 @@ no connection to the hub, and then nothing is published.`)
 		}
 	}
 	if failed > 0 {
-		return finding("%d of %d hosts did not deploy", failed, len(res.Hosts))
+		return cli.Finding("%d of %d hosts did not deploy", failed, len(res.Hosts))
 	}
 	return nil
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/pinkiefleet/pinkie/atomicfile"
 	"github.com/pinkiefleet/pinkie/bounded"
+	"github.com/pinkiefleet/pinkie/cmd/internal/cli"
 	"github.com/pinkiefleet/pinkie/deploy/fleet"
 	"github.com/pinkiefleet/pinkie/deploy/nix"
 	"github.com/pinkiefleet/pinkie/events"
@@ -25,7 +26,7 @@ const fleetMaxInput = 8 * fleet.MaxEventBytes
 
 func runFleet(ctx context.Context, a *app, args []string) error {
 	if len(args) == 0 {
-		return usagef("missing subcommand: sync or export")
+		return cli.Usagef("missing subcommand: sync or export")
 	}
 	if args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		fmt.Fprint(a.stdout, fleetUsage)
@@ -37,7 +38,7 @@ func runFleet(ctx context.Context, a *app, args []string) error {
 	case "export":
 		return runFleetExport(ctx, a, args[1:])
 	}
-	return usagef("unknown subcommand %q: want sync or export", args[0])
+	return cli.Usagef("unknown subcommand %q: want sync or export", args[0])
 }
 
 const fleetUsage = `Usage: pinkie fleet sync|export [flags]
@@ -65,7 +66,7 @@ type fleetSyncResult struct {
 }
 
 func runFleetSync(ctx context.Context, a *app, args []string) error {
-	fs := newFlagSet("fleet sync", "", `
+	fs := cli.NewFlagSet("fleet sync", "", `
 Evaluate the flake's fleet (hosts, deployment options, roles, services, domains)
 and publish it at the hub as a pinkie.fleet.declared event on subject
 pinkie.fleet.declared (stream FLEET keeps the last 10), so the inventory knows
@@ -80,7 +81,7 @@ listed (exit 2).
 	flake := fs.String("flake", ".", "flake `REF` whose nixosConfigurations to read")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	timeout := fs.Duration("timeout", 5*time.Minute, "give up after this long (evaluating a large fleet takes a while)")
-	if err := fs.parseNoArgs(args); err != nil {
+	if err := fs.ParseNoArgs(args); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
@@ -118,7 +119,7 @@ listed (exit 2).
 }
 
 func runFleetExport(ctx context.Context, a *app, args []string) error {
-	fs := newFlagSet("fleet export", "", `
+	fs := cli.NewFlagSet("fleet export", "", `
 Write the declared fleet in another format:
 
   --format json    the pinkie.fleet.declared data (as fleet sync publishes it)
@@ -139,14 +140,14 @@ dashboard host needs no nix.
 	fromHub := fs.Bool("from-hub", false, "read the fleet that fleet sync last published at the hub, instead of the flake")
 	title := fs.String("title", "pinkie fleet", "dashy page `TITLE`")
 	timeout := fs.Duration("timeout", 5*time.Minute, "give up after this long")
-	if err := fs.parseNoArgs(args); err != nil {
+	if err := fs.ParseNoArgs(args); err != nil {
 		return err
 	}
 	if *format != "json" && *format != "dashy" {
-		return usagef("--format %q: want json or dashy", *format)
+		return cli.Usagef("--format %q: want json or dashy", *format)
 	}
 	if *from != "" && *fromHub {
-		return usagef("--from and --from-hub exclude each other")
+		return cli.Usagef("--from and --from-hub exclude each other")
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
@@ -187,11 +188,11 @@ dashboard host needs no nix.
 // (plus nix flake metadata for its resolved URL and revision).
 func fleetEvaluate(ctx context.Context, flake string) (events.FleetDeclared, error) {
 	if flake == "" || strings.Contains(flake, "#") {
-		return events.FleetDeclared{}, usagef("--flake %q: want a flake reference without #fragment (the fleet is read from its nixosConfigurations)", flake)
+		return events.FleetDeclared{}, cli.Usagef("--flake %q: want a flake reference without #fragment (the fleet is read from its nixosConfigurations)", flake)
 	}
 	nixBin, err := exec.LookPath("nix")
 	if err != nil {
-		return events.FleetDeclared{}, usageExit(errors.New("nix is not on PATH: the fleet is read by evaluating the flake with nix (2.8 or later, with flakes)"))
+		return events.FleetDeclared{}, cli.UsageExit(errors.New("nix is not on PATH: the fleet is read by evaluating the flake with nix (2.8 or later, with flakes)"))
 	}
 	decl, err := fleet.Declared(ctx, nix.Nix{Run: nix.ExecRunner{}, Bin: nixBin}, flake)
 	return decl, fleetUserError(err)
@@ -202,7 +203,7 @@ func fleetEvaluate(ctx context.Context, flake string) (events.FleetDeclared, err
 func fleetUserError(err error) error {
 	var ue *fleet.UserError
 	if errors.As(err, &ue) {
-		return usageExit(ue.Err)
+		return cli.UsageExit(ue.Err)
 	}
 	return err
 }
@@ -216,7 +217,7 @@ func fleetReadFile(path string) (events.FleetDeclared, error) {
 		b, err = bounded.ReadPath(path, fleetMaxInput)
 	}
 	if err != nil {
-		return events.FleetDeclared{}, usagef("--from: %v", err)
+		return events.FleetDeclared{}, cli.Usagef("--from: %v", err)
 	}
 	return fleetDecode(b, "--from "+path)
 }
@@ -231,7 +232,7 @@ func fleetDecode(b []byte, what string) (events.FleetDeclared, error) {
 	decl, err := fleet.Decode(set, b)
 	var ue *fleet.UserError
 	if errors.As(err, &ue) {
-		return decl, usagef("%s: %v", what, ue.Err)
+		return decl, cli.Usagef("%s: %v", what, ue.Err)
 	}
 	return decl, err
 }

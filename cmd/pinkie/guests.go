@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pinkiefleet/pinkie/cmd/internal/cli"
 	"github.com/pinkiefleet/pinkie/events"
 	"github.com/pinkiefleet/pinkie/fleetview"
 	"github.com/pinkiefleet/pinkie/projections"
@@ -13,7 +14,7 @@ import (
 )
 
 func runGuests(ctx context.Context, a *app, args []string) error {
-	fs := newFlagSet("guests", "[HOST]", `
+	fs := cli.NewFlagSet("guests", "[HOST]", `
 List the fleet's NixOS containers and MicroVMs from the guests projection,
 grouped by host: status (running, restarting, failed, stopped, unknown, or
 missing: declared by the flake but never reported), addresses, the domains
@@ -29,7 +30,7 @@ Exit status: 0 when every guest runs; 1 when one is down (failed,
 restarting, stopped, unknown or missing); 2 on usage or connection errors.`)
 	cf := addClientFlags(fs, a)
 	asJSON := fs.Bool("json", false, "print JSON")
-	if err := fs.parse(args); err != nil {
+	if err := fs.ParseArgs(args); err != nil {
 		return err
 	}
 	only, err := optionalHost(fs)
@@ -60,7 +61,7 @@ restarting, stopped, unknown or missing); 2 on usage or connection errors.`)
 		return err
 	}
 	if down := fleetview.GuestsDown(gs); len(down) > 0 {
-		return finding("%d guest(s) not running: %s", len(down), strings.Join(down, ", "))
+		return cli.Finding("%d guest(s) not running: %s", len(down), strings.Join(down, ", "))
 	}
 	return nil
 }

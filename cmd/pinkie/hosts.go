@@ -4,13 +4,14 @@ import (
 	"context"
 	"time"
 
+	"github.com/pinkiefleet/pinkie/cmd/internal/cli"
 	"github.com/pinkiefleet/pinkie/events"
 	"github.com/pinkiefleet/pinkie/fleetview"
 	"github.com/pinkiefleet/pinkie/projections"
 )
 
 func runHosts(ctx context.Context, a *app, args []string) error {
-	fs := newFlagSet("hosts", "[HOST]", `
+	fs := cli.NewFlagSet("hosts", "[HOST]", `
 List the fleet's hosts from the inventory: online or silent, when last seen,
 OS, kernel, uptime and how many producers report. With HOST, show that host
 in detail with its drives, pools, arrays and filesystems and their verdicts.
@@ -23,7 +24,7 @@ Exit status: 0, or 1 when HOST is not in the inventory; 2 on usage or
 connection errors.`)
 	cf := addClientFlags(fs, a)
 	asJSON := fs.Bool("json", false, "print JSON")
-	if err := fs.parse(args); err != nil {
+	if err := fs.ParseArgs(args); err != nil {
 		return err
 	}
 	only, err := optionalHost(fs)
@@ -50,7 +51,7 @@ connection errors.`)
 		return printList(a, *asJSON, hosts, "no hosts in the inventory yet", now, fleetview.WriteHosts)
 	}
 	if len(hosts) == 0 {
-		return finding("host %q is not in the inventory (no event from it yet)", only)
+		return cli.Finding("host %q is not in the inventory (no event from it yet)", only)
 	}
 	drives, err := readView(ctx, c, events.BucketDrives, only+".", fleetview.Drives)
 	if err != nil {
@@ -65,15 +66,15 @@ connection errors.`)
 }
 
 // optionalHost reads the optional HOST argument ("" without one).
-func optionalHost(fs *flagSet) (string, error) {
-	if len(fs.args()) > 1 {
-		return "", usagef("at most one HOST, got %q", fs.args())
+func optionalHost(fs *cli.FlagSet) (string, error) {
+	if len(fs.Positional()) > 1 {
+		return "", cli.Usagef("at most one HOST, got %q", fs.Positional())
 	}
-	if len(fs.args()) == 0 {
+	if len(fs.Positional()) == 0 {
 		return "", nil
 	}
-	if err := events.ValidHost(fs.args()[0]); err != nil {
-		return "", usagef("%v", err)
+	if err := events.ValidHost(fs.Positional()[0]); err != nil {
+		return "", cli.Usagef("%v", err)
 	}
-	return fs.args()[0], nil
+	return fs.Positional()[0], nil
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pinkiefleet/pinkie/cmd/internal/cli"
 	"github.com/pinkiefleet/pinkie/fleetview"
 	"github.com/pinkiefleet/pinkie/streams"
 )
@@ -24,7 +25,7 @@ func defaultDataDir(a *app, fallback string) string {
 }
 
 func runHub(ctx context.Context, a *app, args []string) error {
-	fs := newFlagSet("hub", "", `
+	fs := cli.NewFlagSet("hub", "", `
 Run the hub: an embedded nats-server with JetStream (domain "hub") holding the
 fleet's streams (INGEST, HOSTS, DEPLOY, ALERTS, DEADLETTER, FLEET, ALERTLOG) and KV buckets, a
 client listener, a leaf-node listener for agents, and HTTP with the web
@@ -73,7 +74,7 @@ A fresh cluster needs all its nodes up once (to place the replicas); after
 that any majority runs it. A single hub's data directory moves into a new
 cluster in place: start it with --cluster and every node's route first,
 then the new nodes (see the README, "From one hub to three").`)
-	data := fs.String("data", defaultDataDir(a, "/var/lib/pinkie-hub"), "data directory for the JetStream store (env STATE_DIRECTORY)")
+	data := fs.String("data", cli.DefaultDataDir(a.getenv, "/var/lib/pinkie-hub"), "data directory for the JetStream store (env STATE_DIRECTORY)")
 	natsAddr := fs.String("nats", "127.0.0.1:4222", "client listener `ADDR` (host:port; port 0 picks one)")
 	leafAddr := fs.String("leaf", "127.0.0.1:7422", "leaf-node listener `ADDR` for agents")
 	httpAddr := fs.String("http", "127.0.0.1:8080", "HTTP listener `ADDR` for the dashboard, /healthz and /metrics")
@@ -97,14 +98,14 @@ then the new nodes (see the README, "From one hub to three").`)
 	rebuildProjections := fs.Bool("rebuild-projections", false, "empty the projection buckets (pinkie-inventory, pinkie-drives, pinkie-alerts, pinkie-guests) and replay their streams from the start")
 	serverName := fs.String("server-name", "", "this node's `NAME`, unique in a cluster (default pinkie-hub)")
 	clusterAddr := fs.String("cluster", "", "route listener `ADDR` (host:port) of this node of a clustered hub")
-	var routes stringList
+	var routes cli.StringList
 	fs.Var(&routes, "routes", "route `URL` of a node of the cluster, nats-route://HOST:PORT (repeat or comma-separate; list every node)")
 	replicas := fs.Int("replicas", 0, "replicas of every stream and bucket (default: 3 on a cluster of three or more nodes, else 1)")
 	clusterWait := fs.Duration("cluster-wait", 2*time.Minute, "how long a node waits at start for the cluster to elect a JetStream leader")
 	leafCompression := fs.String("leaf-compression", "s2_auto", "S2 compression of agents' leaf connections: off, s2_auto (by round-trip time: none on a LAN, more on slower links), s2_fast, s2_better or s2_best. Every mode but off keeps encoder buffers per agent (about 5 MiB of hub memory each): use off for hundreds of agents on a LAN")
 	clusterCA := fs.String("cluster-ca", "", "CA certificate `FILE` that signs the nodes' --tls-cert, trusted on routes (default: the system's)")
-	mkLog := logFlags(fs, a.stderr)
-	if err := fs.parseNoArgs(args); err != nil {
+	mkLog := cli.LogFlags(fs, a.stderr)
+	if err := fs.ParseNoArgs(args); err != nil {
 		return err
 	}
 	budget, err := hostBudget(*hostRate, *hostBurst, *hostCooldown)
@@ -112,18 +113,18 @@ then the new nodes (see the README, "From one hub to three").`)
 		return err
 	}
 	if *cacheGrace <= 0 {
-		return usagef("--cache-grace %s: want more than 0", *cacheGrace)
+		return cli.Usagef("--cache-grace %s: want more than 0", *cacheGrace)
 	}
 	if !slices.Contains(streams.LeafCompressionModes, *leafCompression) {
-		return usagef("--leaf-compression %q: want one of %s", *leafCompression, strings.Join(streams.LeafCompressionModes, ", "))
+		return cli.Usagef("--leaf-compression %q: want one of %s", *leafCompression, strings.Join(streams.LeafCompressionModes, ", "))
 	}
 	var cacheBytes int64
 	if *cacheBudget != "" {
 		if cacheBytes, err = fleetview.ParseByteSize(*cacheBudget); err != nil {
-			return usagef("--cache-budget: %v", err)
+			return cli.Usagef("--cache-budget: %v", err)
 		}
 		if cacheBytes > *maxStore {
-			return usagef("--cache-budget %s is more than --max-store %d bytes: the cache lives in the hub's store", *cacheBudget, *maxStore)
+			return cli.Usagef("--cache-budget %s is more than --max-store %d bytes: the cache lives in the hub's store", *cacheBudget, *maxStore)
 		}
 	}
 	log, err := mkLog()
@@ -148,14 +149,14 @@ then the new nodes (see the README, "From one hub to three").`)
 	h, err := streams.StartHub(ctx, opts)
 	if err != nil {
 		if errors.Is(err, streams.ErrNotLoopback) || errors.Is(err, os.ErrNotExist) {
-			return usagef("%v", err)
+			return cli.Usagef("%v", err)
 		}
 		if errors.Is(err, streams.ErrClusterNotFormed) {
 			// The service manager should try again: the other nodes may
 			// be back by then.
-			return exitError{code: exitFinding, err: err}
+			return cli.ExitError{Code: cli.ExitFinding, Err: err}
 		}
-		return usageExit(err)
+		return cli.UsageExit(err)
 	}
 	select {
 	case <-ctx.Done():
@@ -165,7 +166,7 @@ then the new nodes (see the README, "From one hub to three").`)
 	}
 	h.Close()
 	if err := h.Err(); err != nil {
-		return exitError{code: exitFinding, err: err}
+		return cli.ExitError{Code: cli.ExitFinding, Err: err}
 	}
 	return nil
 }
@@ -184,7 +185,7 @@ func hostBudget(rate, burst string, cooldown time.Duration) (streams.HostBudget,
 		return b, err
 	}
 	if cooldown <= 0 || cooldown > streams.MaxHostCooldown {
-		return b, usagef("--host-cooldown %s: want more than 0 and at most %s", cooldown, streams.MaxHostCooldown)
+		return b, cli.Usagef("--host-cooldown %s: want more than 0 and at most %s", cooldown, streams.MaxHostCooldown)
 	}
 	b.Cooldown = cooldown
 	return b, nil
@@ -196,7 +197,7 @@ func eventsAndBytes(flag, s string) (float64, float64, error) {
 	e, err1 := strconv.ParseFloat(strings.TrimSpace(ev), 64)
 	b, err2 := strconv.ParseFloat(strings.TrimSpace(by), 64)
 	if !ok || err1 != nil || err2 != nil || !(e > 0) || !(b > 0) || math.IsInf(e, 0) || math.IsInf(b, 0) {
-		return 0, 0, usagef("%s %q: want EVENTS,BYTES, two positive numbers (e.g. 100,262144)", flag, s)
+		return 0, 0, cli.Usagef("%s %q: want EVENTS,BYTES, two positive numbers (e.g. 100,262144)", flag, s)
 	}
 	return e, b, nil
 }

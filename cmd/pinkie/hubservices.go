@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/pinkiefleet/pinkie/bounded"
+	"github.com/pinkiefleet/pinkie/cmd/internal/cli"
 	"github.com/pinkiefleet/pinkie/cmd/pinkie/notifyhub"
 	"github.com/pinkiefleet/pinkie/consumers/alerter"
 	"github.com/pinkiefleet/pinkie/consumers/ingest"
@@ -39,12 +40,12 @@ func loadHubConfig(path string) (hubConfig, error) {
 	if path == "" {
 		return c, nil
 	}
-	b, err := bounded.ReadPath(path, maxConfigFile)
+	b, err := bounded.ReadPath(path, cli.MaxConfigFile)
 	if err != nil {
-		return c, usagef("--config: %v", err)
+		return c, cli.Usagef("--config: %v", err)
 	}
 	if err := decodeStrict(b, &c); err != nil {
-		return c, usagef("--config %s: %v (known sections: alerts, notify, deploy, dashboard)", path, err)
+		return c, cli.Usagef("--config %s: %v (known sections: alerts, notify, deploy, dashboard)", path, err)
 	}
 	return c, nil
 }
@@ -58,7 +59,7 @@ func decodeStrict(b []byte, v any) error {
 
 // errConfig wraps a configuration error of one section.
 func errConfig(section string, err error) error {
-	return usagef("--config: %s: %v", section, err)
+	return cli.Usagef("--config: %s: %v", section, err)
 }
 
 // withHubParts completes o with what runs inside a hub besides its
@@ -160,9 +161,7 @@ func (s *storeService) Run(ctx context.Context, h *streams.Hub) error {
 	return s.run(ctx)
 }
 
-// Limits on the files the CLI reads whole: far above real ones, far
-// below what would hurt (a wrong path such as /dev/zero is an error).
-const (
-	maxConfigFile = 1 * bounded.MiB  // agent and hub JSON configs: a few KB
-	maxSecretFile = 64 * bounded.KiB // session keys, client secrets: bytes
-)
+// maxSecretFile bounds the secrets the dashboard reads whole (session
+// keys, client secrets: bytes): far above real ones, far below what would
+// hurt (a wrong path such as /dev/zero is an error).
+const maxSecretFile = 64 * bounded.KiB

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/pinkiefleet/pinkie/cmd/internal/cli"
 	"github.com/pinkiefleet/pinkie/nixcache"
 	"github.com/pinkiefleet/pinkie/streams"
 )
@@ -32,14 +33,14 @@ had a Nix cache its key pair; it never overwrites one. show-nix-key prints the
 public key, as nix.conf's trusted-public-keys takes it.
 `)
 		if len(args) == 0 {
-			return usagef("missing subcommand: init, add-host, add-nix-key or show-nix-key")
+			return cli.Usagef("missing subcommand: init, add-host, add-nix-key or show-nix-key")
 		}
 		return nil
 	}
 	switch args[0] {
 	case "init":
-		fs := newFlagSet("keys init", "DIR --hosts a,b", "Create an auth directory: operator, reader and per-host nkeys, the fleet's Nix signing key pair and the hub's auth file.")
-		var hosts stringList
+		fs := cli.NewFlagSet("keys init", "DIR --hosts a,b", "Create an auth directory: operator, reader and per-host nkeys, the fleet's Nix signing key pair and the hub's auth file.")
+		var hosts cli.StringList
 		fs.Var(&hosts, "hosts", "host `NAMES`, comma-separated")
 		asJSON := fs.Bool("json", false, "print the result as JSON")
 		dir, opts, err := parseWithNixKey(fs, args[1:])
@@ -48,26 +49,26 @@ public key, as nix.conf's trusted-public-keys takes it.
 		}
 		auth, err := streams.KeysInit(dir, hosts, opts...)
 		if err != nil {
-			return usagef("%v", err)
+			return cli.Usagef("%v", err)
 		}
 		return printKeys(a, dir, auth, hosts, true, *asJSON)
 	case "add-host":
-		fs := newFlagSet("keys add-host", "DIR NAME", "Add a host's nkey to an auth directory.")
+		fs := cli.NewFlagSet("keys add-host", "DIR NAME", "Add a host's nkey to an auth directory.")
 		asJSON := fs.Bool("json", false, "print the result as JSON")
-		if err := fs.parse(args[1:]); err != nil {
+		if err := fs.ParseArgs(args[1:]); err != nil {
 			return err
 		}
-		if len(fs.args()) != 2 {
-			return usagef("keys add-host takes DIR and NAME, got %q", fs.args())
+		if len(fs.Positional()) != 2 {
+			return cli.Usagef("keys add-host takes DIR and NAME, got %q", fs.Positional())
 		}
-		dir, host := fs.args()[0], fs.args()[1]
+		dir, host := fs.Positional()[0], fs.Positional()[1]
 		auth, err := streams.KeysAddHost(dir, host)
 		if err != nil {
-			return usagef("%v", err)
+			return cli.Usagef("%v", err)
 		}
 		return printKeys(a, dir, auth, []string{host}, false, *asJSON)
 	case "add-nix-key":
-		fs := newFlagSet("keys add-nix-key", "DIR", "Give an auth directory the fleet's Nix signing key pair (never overwrites one).")
+		fs := cli.NewFlagSet("keys add-nix-key", "DIR", "Give an auth directory the fleet's Nix signing key pair (never overwrites one).")
 		asJSON := fs.Bool("json", false, "print the result as JSON")
 		dir, opts, err := parseWithNixKey(fs, args[1:])
 		if err != nil {
@@ -75,11 +76,11 @@ public key, as nix.conf's trusted-public-keys takes it.
 		}
 		pub, err := streams.KeysAddNixKey(dir, opts...)
 		if err != nil {
-			return usagef("%v", err)
+			return cli.Usagef("%v", err)
 		}
 		return printNixKey(a, dir, pub, true, *asJSON)
 	case "show-nix-key":
-		fs := newFlagSet("keys show-nix-key", "DIR", "Print the fleet's Nix public key (for nix.conf's trusted-public-keys).")
+		fs := cli.NewFlagSet("keys show-nix-key", "DIR", "Print the fleet's Nix public key (for nix.conf's trusted-public-keys).")
 		asJSON := fs.Bool("json", false, "print the result as JSON")
 		dir, err := parseOneDir(fs, args[1:])
 		if err != nil {
@@ -87,28 +88,28 @@ public key, as nix.conf's trusted-public-keys takes it.
 		}
 		pub, err := streams.LoadNixPublicKey(dir)
 		if err != nil {
-			return usagef("%v", err)
+			return cli.Usagef("%v", err)
 		}
 		return printNixKey(a, dir, pub, false, *asJSON)
 	}
-	return usagef("unknown keys subcommand %q: want init, add-host, add-nix-key or show-nix-key", args[0])
+	return cli.Usagef("unknown keys subcommand %q: want init, add-host, add-nix-key or show-nix-key", args[0])
 }
 
 // parseOneDir parses the flags of a keys verb that takes one DIR.
-func parseOneDir(fs *flagSet, args []string) (string, error) {
-	if err := fs.parse(args); err != nil {
+func parseOneDir(fs *cli.FlagSet, args []string) (string, error) {
+	if err := fs.ParseArgs(args); err != nil {
 		return "", err
 	}
-	if len(fs.args()) != 1 {
-		return "", usagef("%s takes one DIR, got %q", fs.name, fs.args())
+	if len(fs.Positional()) != 1 {
+		return "", cli.Usagef("%s takes one DIR, got %q", fs.Name(), fs.Positional())
 	}
-	return fs.args()[0], nil
+	return fs.Positional()[0], nil
 }
 
 // parseWithNixKey parses a one-DIR verb that takes --nix-key FILE and
 // reads that file, refusing one that is not a Nix secret key before
 // anything is written.
-func parseWithNixKey(fs *flagSet, args []string) (string, []streams.KeysOption, error) {
+func parseWithNixKey(fs *cli.FlagSet, args []string) (string, []streams.KeysOption, error) {
 	file := fs.String("nix-key", "", "use the Nix secret key in `FILE` (nix key generate-secret) instead of making one")
 	dir, err := parseOneDir(fs, args)
 	if err != nil || *file == "" {
@@ -116,7 +117,7 @@ func parseWithNixKey(fs *flagSet, args []string) (string, []streams.KeysOption, 
 	}
 	k, err := nixcache.ReadSecretKeyFile(*file)
 	if err != nil {
-		return "", nil, usagef("--nix-key: %v", err)
+		return "", nil, cli.Usagef("--nix-key: %v", err)
 	}
 	return dir, []streams.KeysOption{streams.WithNixKey(k)}, nil
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/pinkiefleet/pinkie/cmd/internal/cli"
 	"github.com/pinkiefleet/pinkie/deploy/fleet"
 	"github.com/pinkiefleet/pinkie/deploy/nix"
 	"github.com/pinkiefleet/pinkie/fleetview"
@@ -24,7 +25,7 @@ type lastDeployResult struct {
 }
 
 func runLastDeploy(ctx context.Context, a *app, args []string) error {
-	fs := newFlagSet("last-deploy", "", `
+	fs := cli.NewFlagSet("last-deploy", "", `
 Print every host with the age of its last successful deploy, from the hub's
 last-deploy record (KV bucket pinkie-last-deploy; 'nats kv get
 pinkie-last-deploy HOST' shows the same record). Hosts are those the record
@@ -39,27 +40,27 @@ Exit codes: 0 every host deployed within --warn-after; 1 some host beyond
 	failAfter := fs.String("fail-after", "30d", "fail (exit 3) for hosts whose last successful deploy is older")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	flakeRef := fs.String("flake", "", "also list the hosts of this flake's nixosConfigurations (declared hosts)")
-	var declared stringList
+	var declared cli.StringList
 	fs.Var(&declared, "hosts", "also list these declared `HOSTS` (comma-separated)")
 	timeout := fs.Duration("timeout", 10*time.Second, "give up after this long")
-	if err := fs.parseNoArgs(args); err != nil {
+	if err := fs.ParseNoArgs(args); err != nil {
 		return err
 	}
 	warn, err := fleetview.ParseAge(*warnAfter)
 	if err != nil {
-		return usagef("--warn-after: %v", err)
+		return cli.Usagef("--warn-after: %v", err)
 	}
 	fail, err := fleetview.ParseAge(*failAfter)
 	if err != nil {
-		return usagef("--fail-after: %v", err)
+		return cli.Usagef("--fail-after: %v", err)
 	}
 	if fail < warn {
-		return usagef("--fail-after %s is shorter than --warn-after %s", *failAfter, *warnAfter)
+		return cli.Usagef("--fail-after %s is shorter than --warn-after %s", *failAfter, *warnAfter)
 	}
 	if *flakeRef != "" {
 		fl, err := fleet.Read(ctx, nix.Nix{Run: nix.ExecRunner{}}, *flakeRef)
 		if err != nil {
-			return usagef("%v", err)
+			return cli.Usagef("%v", err)
 		}
 		declared = append(declared, fl.Names()...)
 	}
@@ -72,11 +73,11 @@ Exit codes: 0 every host deployed within --warn-after; 1 some host beyond
 	defer c.Close()
 	recs, err := streams.ReadBucket(ctx, c.JS, lastdeploy.Bucket, "")
 	if err != nil {
-		return usageExit(err)
+		return cli.UsageExit(err)
 	}
 	records, err := fleetview.LastDeploys(recs)
 	if err != nil {
-		return usageExit(err)
+		return cli.UsageExit(err)
 	}
 	now := time.Now()
 	res := lastDeployResult{WarnAfterSeconds: warn.Seconds(), FailAfterSeconds: fail.Seconds(), Hosts: fleetview.JudgeLastDeploys(records, declared, now, warn, fail)}
@@ -91,12 +92,12 @@ Exit codes: 0 every host deployed within --warn-after; 1 some host beyond
 			res.ExitCode = exitStale
 		case "warn":
 			warnings = append(warnings, fmt.Sprintf("%s last deployed %s ago, beyond --warn-after %s", l.Host, fleetview.HumanAge(now.Sub(l.Record.LastSuccess.Time)), *warnAfter))
-			res.ExitCode = max(res.ExitCode, exitFinding)
+			res.ExitCode = max(res.ExitCode, cli.ExitFinding)
 		}
 	}
 	if len(res.Hosts) == 0 {
 		warnings = append(warnings, "no hosts: nothing was ever requested and none declared (--flake, --hosts)")
-		res.ExitCode = exitFinding
+		res.ExitCode = cli.ExitFinding
 	}
 	if err := printLine(a, *asJSON, res, func() { fleetview.WriteLastDeploys(a.stdout, now, res.Hosts) }); err != nil {
 		return err
@@ -105,7 +106,7 @@ Exit codes: 0 every host deployed within --warn-after; 1 some host beyond
 		fmt.Fprintln(a.stderr, "warning: "+show(w))
 	}
 	if res.ExitCode != 0 {
-		return exitError{code: res.ExitCode, err: errors.New("")}
+		return cli.ExitError{Code: res.ExitCode, Err: errors.New("")}
 	}
 	return nil
 }

@@ -4,7 +4,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -12,18 +11,12 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/pinkiefleet/pinkie/streams"
+	"github.com/pinkiefleet/pinkie/cmd/internal/agentcmd"
+	"github.com/pinkiefleet/pinkie/cmd/internal/cli"
 )
 
 // version is stamped at build time with -ldflags "-X main.version=…".
 var version = "dev"
-
-// Exit codes scripts and CI can rely on.
-const (
-	exitOK      = 0
-	exitFinding = 1 // a finding, a threshold crossed, or a runtime failure
-	exitUsage   = 2 // bad usage, bad configuration, cannot connect
-)
 
 // command is one verb of the CLI.
 type command struct {
@@ -61,34 +54,9 @@ type app struct {
 	getenv         func(string) string
 }
 
-// usageError is bad input from the user: exit 2 with the message.
-type usageError struct{ msg string }
-
-func (e usageError) Error() string { return e.msg }
-
-func usagef(format string, a ...any) error { return usageError{fmt.Sprintf(format, a...)} }
-
-// exitError carries an explicit exit code (e.g. 1 for a finding).
-type exitError struct {
-	code int
-	err  error
-}
-
-func (e exitError) Error() string { return e.err.Error() }
-func (e exitError) Unwrap() error { return e.err }
-
-// usageExit is a failure that exits 2 without usage help: the hub is not
-// what pinkie expects, or a connection or configuration problem.
-func usageExit(err error) error { return exitError{code: exitUsage, err: err} }
-
-// finding exits 1 with a message saying what was found.
-func finding(format string, a ...any) error {
-	return exitError{code: exitFinding, err: fmt.Errorf(format, a...)}
-}
-
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, &app{stdout: safeWriter{os.Stdout}, stderr: safeWriter{os.Stderr}, getenv: os.Getenv}, os.Args[1:])
+	code := run(ctx, &app{stdout: cli.SafeWriter{W: os.Stdout}, stderr: cli.SafeWriter{W: os.Stderr}, getenv: os.Getenv}, os.Args[1:])
 	stop()
 	os.Exit(code)
 }
@@ -100,9 +68,9 @@ func run(ctx context.Context, a *app, args []string) int {
 		}
 		printUsage(a.stdout)
 		if len(args) == 0 {
-			return exitUsage
+			return cli.ExitUsage
 		}
-		return exitOK
+		return cli.ExitOK
 	}
 	for _, c := range commands() {
 		if c.name != args[0] {
@@ -113,39 +81,11 @@ func run(ctx context.Context, a *app, args []string) int {
 	}
 	fmt.Fprintf(a.stderr, "pinkie: unknown command %q\n\n", args[0])
 	printUsage(a.stderr)
-	return exitUsage
+	return cli.ExitUsage
 }
 
 func report(a *app, cmd string, err error) int {
-	if err == nil || errors.Is(err, errHelp) {
-		return exitOK
-	}
-	var ue usageError
-	if errors.As(err, &ue) {
-		fmt.Fprintf(a.stderr, "pinkie %s: %s\n", cmd, ue.msg)
-		fmt.Fprintf(a.stderr, "Run 'pinkie %s --help' for usage.\n", cmd)
-		return exitUsage
-	}
-	if errors.Is(err, streams.ErrNotPermitted) {
-		// Whatever the verb: the key's role lacks the right, a
-		// configuration problem.
-		fmt.Fprintf(a.stderr, "pinkie %s: %s\n", cmd, err)
-		fmt.Fprintf(a.stderr, "pinkie %s: the key's role does not allow this: requests (deploy, silence, fleet sync, notify test, cache gc) need an operator key; a reader key only reads pinkie.> subjects, streams and buckets. Pass another key with --nkey or PINKIE_NKEY\n", cmd)
-		return exitUsage
-	}
-	if errors.Is(err, streams.ErrConnect) {
-		fmt.Fprintf(a.stderr, "pinkie %s: %s\n", cmd, err)
-		return exitUsage
-	}
-	var ee exitError
-	if errors.As(err, &ee) {
-		if ee.err != nil && ee.err.Error() != "" {
-			fmt.Fprintf(a.stderr, "pinkie %s: %s\n", cmd, ee.err)
-		}
-		return ee.code
-	}
-	fmt.Fprintf(a.stderr, "pinkie %s: %s\n", cmd, err)
-	return exitFinding
+	return cli.Report(a.stderr, "pinkie "+cmd, err)
 }
 
 func printUsage(w io.Writer) {
@@ -160,9 +100,14 @@ fleet, cache, shell) connect to the hub with --server URL and --nkey FILE,
 or the environment variables PINKIE_SERVER and PINKIE_NKEY.`))
 }
 
+// runAgent is pinkie agent: the same command as the binary pinkie-agent.
+func runAgent(ctx context.Context, a *app, args []string) error {
+	return agentcmd.Run(ctx, agentcmd.Options{Prog: "pinkie agent", Version: version, Stderr: a.stderr, Getenv: a.getenv}, args)
+}
+
 func runVersion(_ context.Context, a *app, args []string) error {
-	fs := newFlagSet("version", "", "Print pinkie's version.")
-	if err := fs.parseNoArgs(args); err != nil {
+	fs := cli.NewFlagSet("version", "", "Print pinkie's version.")
+	if err := fs.ParseNoArgs(args); err != nil {
 		return err
 	}
 	fmt.Fprintln(a.stdout, version)

@@ -11,6 +11,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/pinkiefleet/pinkie/clientevent"
+	"github.com/pinkiefleet/pinkie/cmd/internal/agentcmd"
+	"github.com/pinkiefleet/pinkie/cmd/internal/cli"
 	"github.com/pinkiefleet/pinkie/events"
 	"github.com/pinkiefleet/pinkie/schemas"
 )
@@ -31,7 +33,7 @@ func newPubResult(e events.Event, subject string, ack *jetstream.PubAck) pubResu
 }
 
 func runPub(ctx context.Context, a *app, args []string) error {
-	fs := newFlagSet("pub", "TYPE [key=value...]", `
+	fs := cli.NewFlagSet("pub", "TYPE [key=value...]", `
 Publish one event at the hub. TYPE is an event kind such as deploy.requested
 (or its full CloudEvents type pinkie.deploy.requested.v1); key=value pairs set
 fields of its data, typed by the kind's JSON Schema; --data gives the data as a
@@ -48,12 +50,12 @@ Prints the event id, the stream that stored it and its sequence.`)
 	data := fs.String("data", "", "the event's data as a JSON `OBJECT`")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	timeout := fs.Duration("timeout", 10*time.Second, "give up after this long")
-	if err := fs.parse(args); err != nil {
+	if err := fs.ParseArgs(args); err != nil {
 		return err
 	}
-	pos := fs.args()
+	pos := fs.Positional()
 	if len(pos) == 0 {
-		return usagef("missing TYPE; publishable types: %s", strings.Join(clientevent.Publishable(), ", "))
+		return cli.Usagef("missing TYPE; publishable types: %s", strings.Join(clientevent.Publishable(), ", "))
 	}
 	set, err := schemas.Load()
 	if err != nil {
@@ -61,7 +63,7 @@ Prints the event id, the stream that stored it and its sequence.`)
 	}
 	e, subject, err := clientevent.Build(set, pos[0], pos[1:], *data, cliSourceHost(), requester, time.Now())
 	if err != nil {
-		return usagef("%v", err)
+		return cli.Usagef("%v", err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
@@ -93,13 +95,13 @@ func requester() string {
 	if name == "" {
 		name = "unknown"
 	}
-	return name + "@" + shortHostname()
+	return name + "@" + agentcmd.ShortHostname()
 }
 
 // cliSourceHost is the host part of a CLI event's source: this machine's
 // short host name when it is a valid pinkie host name, "cli" otherwise.
 func cliSourceHost() string {
-	if h := shortHostname(); events.ValidHost(h) == nil {
+	if h := agentcmd.ShortHostname(); events.ValidHost(h) == nil {
 		return h
 	}
 	return "cli"

@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/term"
 
+	"github.com/pinkiefleet/pinkie/cmd/internal/cli"
 	"github.com/pinkiefleet/pinkie/events"
 	"github.com/pinkiefleet/pinkie/fleetview"
 	"github.com/pinkiefleet/pinkie/shell"
@@ -23,7 +24,7 @@ import (
 const exitShellOwn = 255
 
 func runShell(ctx context.Context, a *app, args []string) error {
-	fs := newFlagSet("shell", "HOST [--guest NAME] [-- COMMAND [ARGS...]]", `
+	fs := cli.NewFlagSet("shell", "HOST [--guest NAME] [-- COMMAND [ARGS...]]", `
 A terminal on a host over the fleet's own link: the session travels from here
 to the hub and over the host agent's leaf connection, so no SSH port, jump box
 or inbound connection to the host is needed. Only operator keys may open
@@ -78,16 +79,16 @@ An unknown NAME is refused with the list of HOST's guests.
 	replay := fs.String("replay", "", "play back the recording of session `ID` (from its shell.session event) kept by HOST's agent (--shell-record), at its own pace with pauses capped at 2s")
 	guest := fs.String("guest", "", "open the session in the NixOS container or MicroVM `NAME` of HOST")
 	cast := fs.Bool("cast", false, "with --replay: write the recording as an asciicast v2 file instead of playing it (asciinema play FILE)")
-	if err := fs.parse(args); err != nil {
+	if err := fs.ParseArgs(args); err != nil {
 		return err
 	}
-	pos := fs.args()
+	pos := fs.Positional()
 	if len(pos) == 0 {
-		return usagef("missing HOST")
+		return cli.Usagef("missing HOST")
 	}
 	host := pos[0]
 	if err := events.ValidHost(host); err != nil {
-		return usagef("HOST: %v", err)
+		return cli.Usagef("HOST: %v", err)
 	}
 	// Without a command, a pty when stdin is a terminal; else (input
 	// piped in) the login shell reads it without one, as with ssh.
@@ -98,11 +99,11 @@ An unknown NAME is refused with the list of HOST's guests.
 		req.Stdin = os.Stdin
 	}
 	if *cast && *replay == "" {
-		return usagef("--cast needs --replay ID")
+		return cli.Usagef("--cast needs --replay ID")
 	}
 	if *replay != "" {
 		if len(pos) > 1 || *tty || *guest != "" {
-			return usagef("--replay plays a recording: no COMMAND, no -t, no --guest")
+			return cli.Usagef("--replay plays a recording: no COMMAND, no -t, no --guest")
 		}
 		req.Replay, req.TTY, req.Command, req.Stdin = *replay, false, "", nil
 		if !*cast {
@@ -138,7 +139,7 @@ An unknown NAME is refused with the list of HOST's guests.
 		return shellFailure(vmHostHint(ctx, c, *guest, err))
 	}
 	if code != 0 {
-		return exitError{code: code, err: errors.New("")}
+		return cli.ExitError{Code: code, Err: errors.New("")}
 	}
 	return nil
 }
@@ -168,7 +169,7 @@ func shellFailure(err error) error {
 	if errors.Is(err, context.Canceled) {
 		err = errors.New("interrupted; the session was closed")
 	}
-	return exitError{code: exitShellOwn, err: errors.New(err.Error())}
+	return cli.ExitError{Code: exitShellOwn, Err: errors.New(err.Error())}
 }
 
 // watchWindow sends the terminal's size whenever it changes (SIGWINCH).

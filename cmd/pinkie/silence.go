@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/pinkiefleet/pinkie/clientevent"
+	"github.com/pinkiefleet/pinkie/cmd/internal/cli"
 	"github.com/pinkiefleet/pinkie/events"
 	"github.com/pinkiefleet/pinkie/fleetview"
 	"github.com/pinkiefleet/pinkie/projections"
@@ -33,7 +34,7 @@ func runSilence(ctx context.Context, a *app, args []string) error {
 	case "rm", "remove":
 		return runSilenceRm(ctx, a, args[1:])
 	}
-	return usagef("unknown subcommand %q: want add, ls or rm", args[0])
+	return cli.Usagef("unknown subcommand %q: want add, ls or rm", args[0])
 }
 
 const silenceDoc = `
@@ -51,20 +52,20 @@ object, severity, kind or a rule's labels; all must match. add and rm need an
 operator key; a reader key can list.`
 
 func runSilenceAdd(ctx context.Context, a *app, args []string) error {
-	fs := newFlagSet("silence add", "LABEL=PATTERN…", silenceDoc)
+	fs := cli.NewFlagSet("silence add", "LABEL=PATTERN…", silenceDoc)
 	cf := addClientFlags(fs, a)
 	forD := fs.String("for", "", "how long, e.g. 30m, 2h, 3d")
 	until := fs.String("until", "", "until `TIME` (RFC 3339), instead of --for")
 	comment := fs.String("comment", "", "why (shown in silence ls)")
 	asJSON := fs.Bool("json", false, "print the silence as JSON")
-	if err := fs.parse(args); err != nil {
+	if err := fs.ParseArgs(args); err != nil {
 		return err
 	}
 	var idb [8]byte
 	_, _ = rand.Read(idb[:])
-	s, err := clientevent.Silence(hex.EncodeToString(idb[:]), fs.args(), *forD, *until, *comment, silenceWho(), time.Now())
+	s, err := clientevent.Silence(hex.EncodeToString(idb[:]), fs.Positional(), *forD, *until, *comment, silenceWho(), time.Now())
 	if err != nil {
-		return usagef("%v", err)
+		return cli.Usagef("%v", err)
 	}
 	ev, subject, err := silenceEvent("silence.added", s.StartsAt, &s)
 	if err != nil {
@@ -103,7 +104,7 @@ func silenceEvent(kind string, now time.Time, data any) (events.Event, string, e
 	ev, subject, err := clientevent.SilenceEvent(set, kind, host, now, data)
 	var ue *clientevent.UserError
 	if errors.As(err, &ue) {
-		return ev, "", usagef("%v", ue.Err)
+		return ev, "", cli.Usagef("%v", ue.Err)
 	}
 	return ev, subject, err
 }
@@ -126,11 +127,11 @@ func silenceWho() string {
 }
 
 func runSilenceLs(ctx context.Context, a *app, args []string) error {
-	fs := newFlagSet("silence ls", "", silenceDoc)
+	fs := cli.NewFlagSet("silence ls", "", silenceDoc)
 	cf := addClientFlags(fs, a)
 	asJSON := fs.Bool("json", false, "print JSON")
 	all := fs.Bool("all", false, "include silences that have ended but whose expiry the hub has not yet recorded")
-	if err := fs.parseNoArgs(args); err != nil {
+	if err := fs.ParseNoArgs(args); err != nil {
 		return err
 	}
 	c, err := cf.connect(ctx, "pinkie silence ls")
@@ -147,18 +148,18 @@ func runSilenceLs(ctx context.Context, a *app, args []string) error {
 }
 
 func runSilenceRm(ctx context.Context, a *app, args []string) error {
-	fs := newFlagSet("silence rm", "ID", silenceDoc)
+	fs := cli.NewFlagSet("silence rm", "ID", silenceDoc)
 	cf := addClientFlags(fs, a)
 	asJSON := fs.Bool("json", false, "print the removal as JSON")
-	if err := fs.parse(args); err != nil {
+	if err := fs.ParseArgs(args); err != nil {
 		return err
 	}
-	if len(fs.args()) != 1 {
-		return usagef("want one silence ID (see pinkie silence ls)")
+	if len(fs.Positional()) != 1 {
+		return cli.Usagef("want one silence ID (see pinkie silence ls)")
 	}
-	id := fs.args()[0]
+	id := fs.Positional()[0]
 	if !regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`).MatchString(id) {
-		return usagef("silence ID %q: not an id (see pinkie silence ls)", id)
+		return cli.Usagef("silence ID %q: not an id (see pinkie silence ls)", id)
 	}
 	c, err := cf.connect(ctx, "pinkie silence rm")
 	if err != nil {
@@ -167,10 +168,10 @@ func runSilenceRm(ctx context.Context, a *app, args []string) error {
 	defer c.Close()
 	_, found, err := streams.ReadKey(ctx, c.JS, events.BucketAlerts, projections.SilenceKey(id))
 	if err != nil {
-		return usageExit(err)
+		return cli.UsageExit(err)
 	}
 	if !found {
-		return finding("no silence %s (see pinkie silence ls)", id)
+		return cli.Finding("no silence %s (see pinkie silence ls)", id)
 	}
 	r := events.SilenceRemoved{ID: id, RemovedBy: silenceWho()}
 	ev, subject, err := silenceEvent("silence.removed", time.Now().UTC(), &r)

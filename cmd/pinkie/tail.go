@@ -11,11 +11,12 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/pinkiefleet/pinkie/cmd/internal/cli"
 	"github.com/pinkiefleet/pinkie/events"
 )
 
 func runTail(ctx context.Context, a *app, args []string) error {
-	fs := newFlagSet("tail", "[FILTER]", `
+	fs := cli.NewFlagSet("tail", "[FILTER]", `
 Follow events at the hub as they happen, one readable line each:
 time, host, kind, object and the data's main fields. FILTER is a subject
 pattern below "pinkie." (default: everything):
@@ -30,15 +31,15 @@ pattern below "pinkie." (default: everything):
 	cf := addClientFlags(fs, a)
 	asJSON := fs.Bool("json", false, "print JSON lines")
 	count := fs.Int("count", 0, "exit after `N` events (0: follow until interrupted)")
-	if err := fs.parse(args); err != nil {
+	if err := fs.ParseArgs(args); err != nil {
 		return err
 	}
-	if len(fs.args()) > 1 {
-		return usagef("at most one FILTER, got %q", fs.args())
+	if len(fs.Positional()) > 1 {
+		return cli.Usagef("at most one FILTER, got %q", fs.Positional())
 	}
 	filter := events.AllSubjects
-	if len(fs.args()) == 1 {
-		filter = fs.args()[0]
+	if len(fs.Positional()) == 1 {
+		filter = fs.Positional()[0]
 		if !strings.HasPrefix(filter, events.SubjectPrefix) && filter != ">" {
 			filter = events.SubjectPrefix + filter
 		}
@@ -51,17 +52,17 @@ pattern below "pinkie." (default: everything):
 	msgs := make(chan *nats.Msg, 4096)
 	sub, err := c.Conn.ChanSubscribe(filter, msgs)
 	if err != nil {
-		return usagef("subscribe %q: %v", filter, err)
+		return cli.Usagef("subscribe %q: %v", filter, err)
 	}
 	defer sub.Unsubscribe()
 	if err := c.Conn.FlushTimeout(5 * time.Second); err != nil {
-		return usageExit(fmt.Errorf("subscribe %q: %w", filter, err))
+		return cli.UsageExit(fmt.Errorf("subscribe %q: %w", filter, err))
 	}
 	if le := c.Conn.LastError(); le != nil {
 		if errors.Is(le, nats.ErrPermissionViolation) {
 			return c.Refused(fmt.Sprintf("subscribe %q", filter), le)
 		}
-		return usageExit(fmt.Errorf("subscribe %q: %w", filter, le))
+		return cli.UsageExit(fmt.Errorf("subscribe %q: %w", filter, le))
 	}
 	n := 0
 	for {

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pinkiefleet/pinkie/cmd/internal/cli"
 	"github.com/pinkiefleet/pinkie/events"
 	"github.com/pinkiefleet/pinkie/fleetview"
 	"github.com/pinkiefleet/pinkie/projections"
@@ -38,7 +39,7 @@ func TestTerminalOutputEscaped(t *testing.T) {
 	far := time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC)
 
 	var b bytes.Buffer
-	fleetview.WriteAlerts(safeWriter{&b}, now, []projections.ActiveAlert{{Alert: events.Alert{
+	fleetview.WriteAlerts(cli.SafeWriter{W: &b}, now, []projections.ActiveAlert{{Alert: events.Alert{
 		Host: "goliath", Rule: "unit_failed", Object: evil, Severity: "critical", Summary: "unit " + evil + " failed", StartsAt: now.Add(-time.Hour),
 	}}})
 	noControl(t, "alerts", b.Bytes(), 2)
@@ -46,20 +47,20 @@ func TestTerminalOutputEscaped(t *testing.T) {
 	b.Reset()
 	h := &projections.Host{Host: "goliath", LastSeen: far, Profile: &events.Profile{Kernel: evil},
 		Producers: map[string]*projections.ProducerSeen{"systemd": {Kinds: []string{"systemd"}, Last: now}}}
-	fleetview.WriteHosts(safeWriter{&b}, now, []*projections.Host{h})
+	fleetview.WriteHosts(cli.SafeWriter{W: &b}, now, []*projections.Host{h})
 	noControl(t, "hosts", b.Bytes(), 2)
 	if bytes.Contains(b.Bytes(), []byte("in -")) || !bytes.Contains(b.Bytes(), []byte("future 9999-12-31T23:59:59Z")) {
 		t.Errorf("hosts: a last-seen time in year 9999 reads:\n%s", b.Bytes())
 	}
 
 	b.Reset()
-	fleetview.WriteHost(safeWriter{&b}, now, fleetview.HostView{Host: h, Drives: []projections.Drive{{Kind: "smart", Object: evil, Verdict: "ok", State: "x"}}})
+	fleetview.WriteHost(cli.SafeWriter{W: &b}, now, fleetview.HostView{Host: h, Drives: []projections.Drive{{Kind: "smart", Object: evil, Verdict: "ok", State: "x"}}})
 	noControl(t, "hosts HOST", b.Bytes(), 10)
 
 	// --json goes through the same writer and stays JSON with the same values.
 	b.Reset()
 	v := map[string]string{"object": evil + "\u0085\x7f"}
-	printJSON(safeWriter{&b}, v)
+	printJSON(cli.SafeWriter{W: &b}, v)
 	var back map[string]string
 	if err := json.Unmarshal(b.Bytes(), &back); err != nil {
 		t.Fatalf("--json output is no longer JSON: %v\n%s", err, b.Bytes())

@@ -13,7 +13,8 @@
 //
 // The machine is shared: every figure is taken from processes running side
 // by side, and the ratios are what compares across runs. With -baseline BIN
-// a second pinkie binary's agents run in the same run too (before/after).
+// a second pinkie binary's agents run in the same run too (before/after);
+// with -agent-bin BIN the agent-only binary pinkie-agent's agents do too.
 package main
 
 import (
@@ -68,13 +69,14 @@ type result struct {
 func main() {
 	bin := flag.String("pinkie", "", "pinkie binary to measure")
 	baseline := flag.String("baseline", "", "a second pinkie binary whose agents run in the same run (e.g. main's)")
+	agentBin := flag.String("agent-bin", "", "a pinkie-agent binary (the agent alone: pinkie-agent FLAGS) whose agents run in the same run")
 	nodeExporter := flag.String("node-exporter", "", "node_exporter binary (the baseline)")
 	rssAfter := flag.Duration("rss-after", 60*time.Second, "read RSS this long after the start")
 	cpu := flag.Duration("cpu", 10*time.Minute, "measure steady CPU over this long (after -rss-after)")
 	soak := flag.Duration("soak", time.Hour, "measure the anonymous memory's slope over this long (after -rss-after; runs alongside -cpu)")
 	scrape := flag.Duration("scrape", 15*time.Second, "node_exporter's scrape interval")
 	agentArgs := flag.String("agent-args", "", "extra flags for the measured agents (space-separated), e.g. '--hub-compression s2_auto'")
-	agentEnv := flag.String("agent-env", "", "extra environment for the -pinkie agents, not -baseline's (space-separated KEY=VALUE), e.g. GOMAXPROCS=1")
+	agentEnv := flag.String("agent-env", "", "extra environment for the -pinkie and -agent-bin agents, not -baseline's (space-separated KEY=VALUE), e.g. GOMAXPROCS=1")
 	hubArgs := flag.String("hub-args", "", "extra flags for the hub (space-separated)")
 	asJSON := flag.Bool("json", false, "print JSON")
 	flag.Parse()
@@ -82,7 +84,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "footprintbench: -pinkie and -node-exporter are required")
 		os.Exit(2)
 	}
-	cfg := config{bin: *bin, baseline: *baseline, nodeExporter: *nodeExporter, rssAfter: *rssAfter, cpu: *cpu, soak: *soak,
+	cfg := config{bin: *bin, baseline: *baseline, agentBin: *agentBin, nodeExporter: *nodeExporter, rssAfter: *rssAfter, cpu: *cpu, soak: *soak,
 		scrape: *scrape, agentArgs: strings.Fields(*agentArgs), agentEnv: strings.Fields(*agentEnv), hubArgs: strings.Fields(*hubArgs)}
 	res, err := run(cfg)
 	if err != nil {
@@ -97,7 +99,8 @@ func main() {
 }
 
 type config struct {
-	bin, baseline, nodeExporter string
+	bin, baseline, agentBin     string
+	nodeExporter                string
 	rssAfter, cpu, soak, scrape time.Duration
 	agentArgs, agentEnv         []string
 	hubArgs                     []string
@@ -162,10 +165,15 @@ func run(c config) (*result, error) {
 	defer func() { _ = hub.cmd.Process.Signal(os.Interrupt); _ = hub.cmd.Wait() }()
 
 	agent := func(bin, name string, extra ...string) (*subject, error) {
-		argv := append([]string{bin, "agent", "--name", name, "--hub", fmt.Sprintf("nats-leaf://127.0.0.1:%d", leafPort),
-			"--data", filepath.Join(dir, name), "--log-level", "error"}, extra...)
+		argv := []string{bin, "agent"}
+		if bin == c.agentBin {
+			argv = argv[:1] // pinkie-agent takes pinkie agent's flags
+		}
+		argv = append(argv, []string{"--name", name, "--hub", fmt.Sprintf("nats-leaf://127.0.0.1:%d", leafPort),
+			"--data", filepath.Join(dir, name), "--log-level", "error"}...)
+		argv = append(argv, extra...)
 		var env []string
-		if bin == c.bin {
+		if bin == c.bin || bin == c.agentBin {
 			env = c.agentEnv
 		}
 		return start(name, env, append(argv, c.agentArgs...)...)
@@ -175,6 +183,9 @@ func run(c config) (*result, error) {
 		extra     []string
 	}
 	specs := []spec{{c.bin, "agent-hb-profile", []string{"--producers", "heartbeat,profile"}}, {c.bin, "agent-all", nil}}
+	if c.agentBin != "" {
+		specs = append(specs, spec{c.agentBin, "pinkie-agent-hb-profile", []string{"--producers", "heartbeat,profile"}}, spec{c.agentBin, "pinkie-agent-all", nil})
+	}
 	if c.baseline != "" {
 		specs = append(specs, spec{c.baseline, "baseline-hb-profile", []string{"--producers", "heartbeat,profile"}}, spec{c.baseline, "baseline-all", nil})
 	}
@@ -412,21 +423,21 @@ func report(r *result) {
 			ne = s
 		}
 	}
-	fmt.Printf("(a) RSS after %d s                VmRSS   RssAnon  RssFile  (MiB)\n", r.RSSAfterSec)
+	fmt.Printf("(a) RSS after %d s                  VmRSS   RssAnon  RssFile  (MiB)\n", r.RSSAfterSec)
 	for _, s := range r.Subjects {
-		fmt.Printf("    %-22s %8.1f %8.1f %8.1f   VmRSS/node_exporter %.2f\n", s.Name, s.RSSMiB, s.AnonMiB, s.FileMiB, s.RSSMiB/ne.RSSMiB)
+		fmt.Printf("    %-24s %8.1f %8.1f %8.1f   VmRSS/node_exporter %.2f\n", s.Name, s.RSSMiB, s.AnonMiB, s.FileMiB, s.RSSMiB/ne.RSSMiB)
 	}
 	if r.CPUSec > 0 {
 		fmt.Printf("(b) steady CPU over %d s, node_exporter scraped every %d s (%d scrapes)\n", r.CPUSec, r.ScrapeSec, r.Scrapes)
-		fmt.Printf("    %-22s %8s %8s\n", "", "ms/s", "+children")
+		fmt.Printf("    %-24s %8s %8s\n", "", "ms/s", "+children")
 		for _, s := range r.Subjects {
-			fmt.Printf("    %-22s %8.2f %8.2f   (own+children)/node_exporter %.2f\n", s.Name, s.CPUms, s.ChildCPUms, (s.CPUms+s.ChildCPUms)/(ne.CPUms+ne.ChildCPUms))
+			fmt.Printf("    %-24s %8.2f %8.2f   (own+children)/node_exporter %.2f\n", s.Name, s.CPUms, s.ChildCPUms, (s.CPUms+s.ChildCPUms)/(ne.CPUms+ne.ChildCPUms))
 		}
 	}
 	if r.SoakSec > 0 {
 		fmt.Printf("(c) anonymous memory over a %d s soak (10 s samples, least squares)\n", r.SoakSec)
 		for _, s := range r.Subjects {
-			fmt.Printf("    %-22s %8.1f -> %6.1f MiB   slope %+8.0f KiB/h\n", s.Name, s.AnonStartMiB, s.AnonEndMiB, s.AnonSlopeKiBh)
+			fmt.Printf("    %-24s %8.1f -> %6.1f MiB   slope %+8.0f KiB/h\n", s.Name, s.AnonStartMiB, s.AnonEndMiB, s.AnonSlopeKiBh)
 		}
 	}
 }

@@ -1,4 +1,4 @@
-package main
+package agentcmd
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/pinkiefleet/pinkie/cmd/internal/cli"
 	"github.com/pinkiefleet/pinkie/consumers/deploy"
 	"github.com/pinkiefleet/pinkie/deploy/nix"
 	"github.com/pinkiefleet/pinkie/events"
@@ -24,7 +25,7 @@ type deployAgentFlags struct {
 	expiry, rollbackTimeout                       *time.Duration
 }
 
-func addDeployAgentFlags(fs *flagSet) *deployAgentFlags {
+func addDeployAgentFlags(fs *cli.FlagSet) *deployAgentFlags {
 	return &deployAgentFlags{
 		profile:         fs.String("system-profile", "/nix/var/nix/profiles/system", "system profile `PATH` deploys set (a temp dir in tests)"),
 		builder:         fs.Bool("builder", false, "run the builder role: build other hosts' systems when a deploy names this host in --build-on"),
@@ -54,17 +55,17 @@ func (f *deployAgentFlags) services(host, dataDir string, log *slog.Logger) ([]s
 			systemd = true
 		}
 	default:
-		return nil, usagef("--activation %q: want systemd, direct or auto", *f.activation)
+		return nil, cli.Usagef("--activation %q: want systemd, direct or auto", *f.activation)
 	}
 	if *f.rollbackTimeout < 0 {
-		return nil, usagef("--rollback-timeout %s: want 0 (off) or more", *f.rollbackTimeout)
+		return nil, cli.Usagef("--rollback-timeout %s: want 0 (off) or more", *f.rollbackTimeout)
 	}
 	if *f.profile == "" {
-		return nil, usagef("--system-profile must not be empty")
+		return nil, cli.Usagef("--system-profile must not be empty")
 	}
 	fleetCache, err := streams.NewNixSubstituter(host, *f.cacheListen, *f.trustedKey, log)
 	if err != nil {
-		return nil, usagef("%v", err)
+		return nil, cli.Usagef("%v", err)
 	}
 	run := nix.ExecRunner{}
 	n := nix.Nix{Run: run}
