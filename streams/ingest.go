@@ -50,10 +50,7 @@ func (h *Hub) startIngest(ctx context.Context) error {
 	// come first, so per-host order holds across restarts (instead of
 	// waiting for AckWait and arriving after newer events). Forwards already
 	// stored are dropped as duplicates by their Nats-Msg-Id.
-	var (
-		floor uint64
-		found bool
-	)
+	var floor uint64
 	// Right after a restart the server may be too busy to answer in time
 	// (a thousand agents reconnecting with their backlogs): each step is
 	// retried, not fatal.
@@ -63,27 +60,33 @@ func (h *Hub) startIngest(ctx context.Context) error {
 			return nil
 		}
 		if err == nil {
-			floor, found = old.CachedInfo().AckFloor.Stream, true
+			floor = old.CachedInfo().AckFloor.Stream
 		}
 		return err
 	})
 	if err != nil {
 		return err
 	}
-	if found {
-		err := h.whileBusy(ctx, "reset ingest consumer", func(ctx context.Context) error {
-			err := h.js.DeleteConsumer(ctx, IngestStream, IngestConsumer)
-			if errors.Is(err, jetstream.ErrConsumerNotFound) {
-				return nil
-			}
-			return err
-		})
-		if err != nil {
-			return err
-		}
-	}
 	h.ingestMu.Lock()
 	defer h.ingestMu.Unlock()
+	return h.runIngestFrom(ctx, floor)
+}
+
+// runIngestFrom replaces the ingest consumer (if there is one) with a new
+// one delivering from just past floor, starts a run of the check on it and
+// has the watcher keep it. Each step is retried while the server is busy.
+// The caller holds h.ingestMu.
+func (h *Hub) runIngestFrom(ctx context.Context, floor uint64) error {
+	err := h.whileBusy(ctx, "reset ingest consumer", func(ctx context.Context) error {
+		err := h.js.DeleteConsumer(ctx, IngestStream, IngestConsumer)
+		if errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return nil
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
 	if err := h.whileBusy(ctx, "start the ingest check", func(ctx context.Context) error { return h.runIngest(ctx, floor) }); err != nil {
 		return err
 	}
@@ -827,24 +830,12 @@ func (h *Hub) restartIngest(run *ingestRun) {
 	if !h.leadsNow() {
 		return // the leader's check goes on from the ack floor
 	}
-	ctx := h.ingestParent()
 	floor := h.ingestSettled.Load()
-	err := h.whileBusy(ctx, "reset ingest consumer", func(ctx context.Context) error {
-		err := h.js.DeleteConsumer(ctx, IngestStream, IngestConsumer)
-		if errors.Is(err, jetstream.ErrConsumerNotFound) {
-			return nil
-		}
-		return err
-	})
-	if err == nil {
-		err = h.whileBusy(ctx, "restart the ingest check", func(ctx context.Context) error { return h.runIngest(ctx, floor) })
-	}
-	if err != nil {
+	if err := h.runIngestFrom(h.ingestParent(), floor); err != nil {
 		// Without a run nothing is checked: a restart of the hub starts one.
 		h.fail(fmt.Errorf("restart the ingest check: %w", err))
 		return
 	}
-	h.keepConsumer(IngestStream, IngestConsumer, "ingest", floor, h.recreateIngest)
 	h.log.Info("ingest check restarted", "deliver_from", floor+1)
 }
 

@@ -15,7 +15,6 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -402,8 +401,9 @@ func diagnose(js jetstream.JetStream) string {
 }
 
 // compareIngestHosts reads INGEST and HOSTS whole and says which events
-// INGEST holds that HOSTS lacks (with their INGEST and OUTBOX sequences),
-// and which OUTBOX sequences INGEST lacks: where a shortfall was lost.
+// INGEST holds that HOSTS lacks (with their INGEST seq and stream source),
+// and which OUTBOX sequences INGEST lacks (streams.IngestGapReport):
+// where a shortfall was lost.
 func compareIngestHosts(js jetstream.JetStream) string {
 	type seen struct {
 		seq    uint64
@@ -437,11 +437,7 @@ func compareIngestHosts(js jetstream.JetStream) string {
 				if err != nil {
 					continue
 				}
-				src := m.Headers().Get("Nats-Stream-Source")
-				if src == "" {
-					src = m.Headers().Get("Pinkie-Stream-Source")
-				}
-				ids[e.ID()] = seen{seq: seq, source: src}
+				ids[e.ID()] = seen{seq: seq, source: m.Headers().Get(events.HeaderStreamSource)}
 			}
 			if seq >= last || seq == 0 {
 				break
@@ -460,15 +456,7 @@ func compareIngestHosts(js jetstream.JetStream) string {
 	}
 	fmt.Fprintf(&b, "INGEST read %d messages, %d distinct ids; HOSTS read %d, %d distinct ids\n", nIn, len(in), nHosts, len(hosts))
 	var lost []string
-	outbox := map[uint64]bool{}
-	var maxOutbox uint64
 	for id, s := range in {
-		if f := strings.Fields(s.source); len(f) > 1 {
-			if n, err := strconv.ParseUint(f[1], 10, 64); err == nil {
-				outbox[n] = true
-				maxOutbox = max(maxOutbox, n)
-			}
-		}
 		if _, ok := hosts[id]; !ok {
 			lost = append(lost, fmt.Sprintf("INGEST seq %d (%s)", s.seq, s.source))
 		}
@@ -478,13 +466,9 @@ func compareIngestHosts(js jetstream.JetStream) string {
 		lost = append(lost[:30], "…")
 	}
 	fmt.Fprintf(&b, "in INGEST, not in HOSTS: %d: %s\n", len(lost), strings.Join(lost, "; "))
-	var holes []string
-	for n := uint64(1); n <= maxOutbox && len(holes) < 30; n++ {
-		if !outbox[n] {
-			holes = append(holes, strconv.FormatUint(n, 10))
-		}
-	}
-	fmt.Fprintf(&b, "OUTBOX sequences up to %d missing from INGEST: %s\n", maxOutbox, strings.Join(holes, ","))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	b.WriteString(streams.IngestGapReport(ctx, js))
 	return b.String()
 }
 
